@@ -1,0 +1,175 @@
+package keyward_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/memstore"
+	"github.com/stretchr/testify/require"
+)
+
+// probeStore wraps a real store and counts, delays or fails its lookups,
+// so tests can see what reaches the store.
+type probeStore struct {
+	inner keyward.KeyStore
+	calls atomic.Int64
+	fail  atomic.Bool
+	// hold, when set, is called after the inner lookup and before the
+	// answer is returned.
+	hold atomic.Pointer[func()]
+}
+
+func (p *probeStore) LookupKey(ctx context.Context, h keyward.KeyHash) (*keyward.KeyRecord, error) {
+	p.calls.Add(1)
+	if p.fail.Load() {
+		return nil, errors.New("connection refused")
+	}
+	rec, err := p.inner.LookupKey(ctx, h)
+	if f := p.hold.Load(); f != nil {
+		(*f)()
+	}
+	return rec, err
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	store   *memstore.Store
+	probe   *probeStore
+	cache   *keyward.Cache
+	auth    *keyward.Authenticator
+	handler http.Handler
+	logs    *syncBuffer
+	errors  *keyward.ErrorWriter
+	now     *clock
+	org     keyward.Organization
+}
+
+// clock is a settable clock shared by the store and the middleware.
+type clock struct{ t atomic.Pointer[time.Time] }
+
+func newClock() *clock {
+	c := &clock{}
+	c.Set(time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC))
+	return c
+}
+func (c *clock) Now() time.Time          { return *c.t.Load() }
+func (c *clock) Set(t time.Time)         { c.t.Store(&t) }
+func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+func newFixture(t testing.TB, mutate ...func(*keyward.AuthConfig)) *fixture {
+	t.Helper()
+	f := &fixture{now: newClock(), logs: &syncBuffer{}}
+	var err error
+	f.store, err = memstore.New(memstore.Options{Prefix: "triq_", Now: f.now.Now})
+	require.NoError(t, err)
+	f.probe = &probeStore{inner: f.store}
+	f.cache, err = keyward.NewCache(f.probe, keyward.CacheConfig{})
+	require.NoError(t, err)
+	t.Cleanup(f.cache.Close)
+	f.store.Watch(f.cache)
+	f.errors = &keyward.ErrorWriter{
+		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	cfg := keyward.AuthConfig{Keys: f.cache, Prefix: "triq_", Errors: f.errors, Now: f.now.Now}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	f.auth, err = keyward.NewAuthenticator(cfg)
+	require.NoError(t, err)
+	f.handler = f.auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := keyward.FromContext(r.Context())
+		if !ok {
+			http.Error(w, "no principal", http.StatusInternalServerError)
+			return
+		}
+		_, _ = w.Write([]byte("hello " + p.OrgID + " " + p.KeyID))
+	}))
+	f.org, err = f.store.CreateOrg(context.Background(), keyward.NewOrg{Name: "acme", Plan: "free"})
+	require.NoError(t, err)
+	return f
+}
+
+func (f *fixture) newKey(t testing.TB, mutate ...func(*keyward.NewKey)) keyward.CreatedKey {
+	t.Helper()
+	n := keyward.NewKey{OrgID: f.org.ID, Name: "production", Permissions: []string{"transactions:enrich"}}
+	for _, m := range mutate {
+		m(&n)
+	}
+	k, err := f.store.CreateKey(context.Background(), n)
+	require.NoError(t, err)
+	return k
+}
+
+func (f *fixture) do(header http.Header) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/v1/categories", nil)
+	for k, v := range header {
+		r.Header[k] = v
+	}
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, r)
+	return w
+}
+
+func withKey(k string) http.Header { return http.Header{"X-Api-Key": {k}} }
+
+// wireEnvelope is the error envelope as a client decodes it.
+type wireEnvelope struct {
+	Success *bool `json:"success"`
+	Error   struct {
+		Code    string         `json:"code"`
+		Message string         `json:"message"`
+		Details map[string]any `json:"details"`
+	} `json:"error"`
+	Meta struct {
+		GeneratedAt string `json:"generatedAt"`
+		RequestID   string `json:"requestId"`
+		Version     string `json:"version"`
+	} `json:"meta"`
+}
+
+// decodeEnvelope checks the parts every failure shares and returns the body.
+func decodeEnvelope(t testing.TB, w *httptest.ResponseRecorder) wireEnvelope {
+	t.Helper()
+	var env wireEnvelope
+	dec := json.NewDecoder(bytes.NewReader(w.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	require.NoError(t, dec.Decode(&env), "body: %s", w.Body.String())
+	require.NotNil(t, env.Success)
+	require.False(t, *env.Success)
+	require.Equal(t, "application/json; charset=utf-8", w.Header().Get("Content-Type"))
+	require.Equal(t, "no-store", w.Header().Get("Cache-Control"))
+	require.NotEmpty(t, env.Error.Message)
+	require.NotEmpty(t, env.Meta.RequestID)
+	require.Equal(t, env.Meta.RequestID, w.Header().Get("X-Request-Id"))
+	require.Equal(t, keyward.DefaultVersion, env.Meta.Version)
+	_, err := time.Parse(time.RFC3339, env.Meta.GeneratedAt)
+	require.NoError(t, err)
+	return env
+}

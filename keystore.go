@@ -1,0 +1,490 @@
+package keyward
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrKeyNotFound is what a KeyStore returns for a hash it does not know.
+var ErrKeyNotFound = errors.New("keyward: key not found")
+
+// Environment tells live keys from test keys.
+type Environment string
+
+// The two environments a key can belong to.
+const (
+	EnvLive Environment = "live"
+	EnvTest Environment = "test"
+)
+
+// Valid reports whether e is EnvLive or EnvTest.
+func (e Environment) Valid() bool { return e == EnvLive || e == EnvTest }
+
+// Organization owns keys, a rate limit and credits.
+type Organization struct {
+	// ID identifies the organization; it is the rate-limit and credit
+	// account.
+	ID string
+	// Name is for people.
+	Name string
+	// Plan names the organization's plan ("free", "starter", …).
+	Plan string
+	// RatePerMinute overrides the plan's request rate when > 0 (custom
+	// enterprise limits).
+	RatePerMinute int64
+	// MonthlyCredits overrides the plan's credit allocation when > 0.
+	MonthlyCredits int64
+	// AllowOverage lets calls go on when credits run out.
+	AllowOverage bool
+}
+
+// KeyRecord is a stored key, joined with its organization. Only the key's
+// hash is stored; the plaintext is not recoverable.
+type KeyRecord struct {
+	// ID identifies the key; it is not secret.
+	ID string
+	// Hash is the SHA-256 of the key.
+	Hash KeyHash
+	// Hint is a display form such as "triq_AbCd…wXyZ".
+	Hint string
+	// Name labels the key (production, development, ci, partner…).
+	Name string
+	// Environment is live or test.
+	Environment Environment
+	// Permissions the key holds, in resource:action form; "resource:*"
+	// and "*" are wildcards.
+	Permissions []string
+	// CreatedAt is when the key was made.
+	CreatedAt time.Time
+	// ExpiresAt is when the key stops working; zero for never.
+	ExpiresAt time.Time
+	// RevokedAt is when the key was or will be revoked; zero for never. A
+	// rotated key has RevokedAt at the end of its grace period.
+	RevokedAt time.Time
+	// LastUsedAt is the last time the key was seen, as recorded; zero
+	// when unknown.
+	LastUsedAt time.Time
+	// RatePerMinute is a per-key request limit, applied on top of the
+	// organization's when > 0.
+	RatePerMinute int64
+	// Org is the organization the key belongs to.
+	Org Organization
+}
+
+// Revoked reports whether the key is revoked at now.
+func (k *KeyRecord) Revoked(now time.Time) bool {
+	return !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt)
+}
+
+// Expired reports whether the key has expired at now.
+func (k *KeyRecord) Expired(now time.Time) bool {
+	return !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)
+}
+
+// KeyStore finds keys by hash. It is the only thing RequireAPIKey needs
+// from storage.
+//
+// The contract:
+//   - LookupKey returns the record for hash, joined with its organization,
+//     whether or not the key is revoked or expired (the caller decides).
+//   - For a hash it does not know it returns (nil, ErrKeyNotFound), and only
+//     then: callers cache that answer.
+//   - Any other error means the store failed; callers must not read it as
+//     "no such key" (keyward answers 503, never 401).
+//   - It honours ctx's cancellation and deadline.
+//   - The record returned is the caller's: the store must not modify it
+//     afterwards, and callers must not modify it either (the cache shares it).
+//   - It is safe for concurrent use.
+type KeyStore interface {
+	LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error)
+}
+
+// Invalidator is told of key changes so that cached copies are dropped.
+// *Cache implements it; stores with a change feed call it.
+type Invalidator interface {
+	// Invalidate drops what is cached for one key hash.
+	Invalidate(hash KeyHash)
+	// InvalidateAll drops everything cached.
+	InvalidateAll()
+}
+
+// Plan is a row of the plan table.
+type Plan struct {
+	// Name is the plan's name, as in Organization.Plan.
+	Name string
+	// RequestsPerMinute is the organization-wide request rate; 0 for
+	// custom (the organization's RatePerMinute must then be set).
+	RequestsPerMinute int64
+	// MonthlyCredits is the credit allocation per billing period; 0 for
+	// custom.
+	MonthlyCredits int64
+}
+
+// DefaultPlans returns the plan table of DESIGN.md (Triqai's published
+// plans), a fresh map the caller may change.
+func DefaultPlans() map[string]Plan {
+	return map[string]Plan{
+		"free":       {Name: "free", RequestsPerMinute: 60, MonthlyCredits: 100},
+		"starter":    {Name: "starter", RequestsPerMinute: 300, MonthlyCredits: 4_000},
+		"growth":     {Name: "growth", RequestsPerMinute: 600, MonthlyCredits: 25_000},
+		"business":   {Name: "business", RequestsPerMinute: 1_200, MonthlyCredits: 100_000},
+		"enterprise": {Name: "enterprise"},
+	}
+}
+
+// CacheConfig configures a Cache. Every zero value means the default said
+// beside it.
+type CacheConfig struct {
+	// MaxKeys bounds the number of cached answers (found and not found).
+	// Zero: 100,000.
+	MaxKeys int64
+	// TTL bounds how long a found key is served from the cache, and so how
+	// stale a revocation or plan change can be on an instance whose change
+	// feed is lost (give or take the cache clock's 100 ms). Zero: 30s.
+	TTL time.Duration
+	// NegativeTTL bounds how long "no such key" is cached. Zero: 5s.
+	NegativeTTL time.Duration
+	// LookupTimeout bounds one store lookup, which may be shared by many
+	// requests. Zero: 5s.
+	LookupTimeout time.Duration
+}
+
+// Cache is a KeyStore in front of another KeyStore: found keys for TTL,
+// unknown hashes for NegativeTTL, one store call for concurrent misses of
+// one hash. It is safe for concurrent use.
+//
+// Revocation is exact on this instance: once Invalidate(h) or
+// InvalidateAll returns, no lookup answers from what was known before,
+// including a store lookup that began before the call and ends after it.
+// Every cached answer carries the invalidation generation in force when its
+// store lookup began, and is served only while that generation is current.
+type Cache struct {
+	store KeyStore
+	c     *ristretto.Cache[uint64, *cacheEntry]
+	sf    singleflight.Group
+
+	ttl, negTTL, lookupTimeout time.Duration
+
+	global  atomic.Uint64
+	stripes [genStripes]atomic.Uint64
+
+	// clock is a coarse wall clock in Unix nanoseconds, advanced every
+	// clockTick by a goroutine: reading it costs an atomic load where
+	// time.Now costs tens of nanoseconds on every hit.
+	clock atomic.Int64
+	stop  chan struct{}
+	done  chan struct{}
+
+	closeOnce sync.Once
+	closeMu   sync.RWMutex // held by fills while they write to c.c
+	closed    bool
+
+	storeCalls atomic.Int64
+}
+
+const genStripes = 4096
+
+// clockTick is the resolution of the cache's clock: entries live for their
+// TTL plus at most this.
+const clockTick = 100 * time.Millisecond
+
+type cacheEntry struct {
+	hash      KeyHash
+	global    uint64
+	stripe    uint64
+	expires   int64 // Unix nanoseconds
+	rec       *KeyRecord
+	principal *Principal
+}
+
+var _ KeyStore = (*Cache)(nil)
+var _ Invalidator = (*Cache)(nil)
+
+// NewCache returns a Cache in front of store.
+func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
+	var errs []error
+	if store == nil {
+		errs = append(errs, &ConfigError{Field: "store", Problem: "is nil"})
+	}
+	if cfg.MaxKeys < 0 {
+		errs = append(errs, &ConfigError{Field: "CacheConfig.MaxKeys", Problem: "is negative"})
+	}
+	if cfg.TTL < 0 {
+		errs = append(errs, &ConfigError{Field: "CacheConfig.TTL", Problem: "is negative"})
+	}
+	if cfg.NegativeTTL < 0 {
+		errs = append(errs, &ConfigError{Field: "CacheConfig.NegativeTTL", Problem: "is negative"})
+	}
+	if cfg.LookupTimeout < 0 {
+		errs = append(errs, &ConfigError{Field: "CacheConfig.LookupTimeout", Problem: "is negative"})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	maxKeys := orDefault(cfg.MaxKeys, 100_000)
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+		NumCounters:        maxKeys * 10,
+		MaxCost:            maxKeys,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		// The key already is the first 8 bytes of a SHA-256; the entry
+		// holds the whole hash, compared on every hit.
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Cache{
+		store:         store,
+		c:             rc,
+		ttl:           orDefault(cfg.TTL, 30*time.Second),
+		negTTL:        orDefault(cfg.NegativeTTL, 5*time.Second),
+		lookupTimeout: orDefault(cfg.LookupTimeout, 5*time.Second),
+		stop:          make(chan struct{}),
+		done:          make(chan struct{}),
+	}
+	c.clock.Store(time.Now().UnixNano())
+	go c.tick()
+	return c, nil
+}
+
+func (c *Cache) tick() {
+	defer close(c.done)
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			c.clock.Store(now.UnixNano())
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+func orDefault[T int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+// LookupKey implements KeyStore.
+func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
+	e, err := c.lookup(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	return e.rec, nil
+}
+
+// lookupPrincipal is LookupKey for RequireAPIKey: the Principal is built
+// once per cache fill, not once per request.
+func (c *Cache) lookupPrincipal(ctx context.Context, hash KeyHash) (*Principal, error) {
+	e, err := c.lookup(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
+	return e.principal, nil
+}
+
+func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % genStripes) }
+
+func (c *Cache) lookup(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
+	stripe := &c.stripes[stripeOf(&hash)]
+	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok &&
+		e.hash == hash && e.stripe == stripe.Load() && e.global == c.global.Load() &&
+		e.expires > c.clock.Load() {
+		if e.rec == nil {
+			return nil, ErrKeyNotFound
+		}
+		return e, nil
+	}
+	return c.miss(ctx, hash, stripe)
+}
+
+// maxStaleRetries bounds how often one request looks up again because an
+// invalidation raced its lookup.
+const maxStaleRetries = 3
+
+func (c *Cache) miss(ctx context.Context, hash KeyHash, stripe *atomic.Uint64) (*cacheEntry, error) {
+	for range maxStaleRetries {
+		g, s := c.global.Load(), stripe.Load()
+		// One flight per hash and generation: a request that arrives after
+		// an invalidation never joins a lookup that began before it.
+		var key [len(hash) + 16]byte
+		copy(key[:], hash[:])
+		binary.LittleEndian.PutUint64(key[32:], g)
+		binary.LittleEndian.PutUint64(key[40:], s)
+		ch := c.sf.DoChan(string(key[:]), func() (any, error) {
+			return c.fill(hash, g, s)
+		})
+		var res singleflight.Result
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.global.Load() != g || stripe.Load() != s {
+			continue // invalidated while we looked: the answer may be stale
+		}
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		e := res.Val.(*cacheEntry)
+		if e.rec == nil {
+			return nil, ErrKeyNotFound
+		}
+		return e, nil
+	}
+	return nil, errInvalidationStorm
+}
+
+var errInvalidationStorm = errors.New("keyward: key invalidated during every lookup attempt")
+
+// fill runs one store lookup, detached from any one request's cancellation
+// (it serves all the requests waiting on it) but bounded by LookupTimeout.
+func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.lookupTimeout)
+	defer cancel()
+	c.storeCalls.Add(1)
+	rec, err := c.store.LookupKey(ctx, hash)
+	e := &cacheEntry{hash: hash, global: g, stripe: s}
+	ttl := c.negTTL
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+	case err != nil:
+		return nil, err
+	case rec == nil:
+		return nil, errors.New("keyward: key store returned neither a record nor an error")
+	default:
+		e.rec = rec
+		e.principal = newPrincipal(rec)
+		ttl = c.ttl
+	}
+	// The entry expires by its own clock, checked on every hit (ristretto's
+	// TTL would read time.Now on every Get). A Set may be dropped by
+	// ristretto's admission policy: then the next request simply looks up
+	// again. An entry set here after an invalidation is harmless: its
+	// generation is already stale.
+	e.expires = time.Now().Add(ttl).UnixNano()
+	c.closeMu.RLock()
+	if !c.closed && c.c.Set(binary.LittleEndian.Uint64(hash[:8]), e, 1) {
+		// Make the entry visible before the waiters go: requests right
+		// after this one hit the cache instead of starting a new flight.
+		c.c.Wait()
+	}
+	c.closeMu.RUnlock()
+	return e, nil
+}
+
+// Invalidate implements Invalidator: after it returns, no lookup on this
+// cache answers from anything known about hash before the call.
+func (c *Cache) Invalidate(hash KeyHash) {
+	c.stripes[stripeOf(&hash)].Add(1)
+	c.closeMu.RLock()
+	defer c.closeMu.RUnlock()
+	if !c.closed {
+		c.c.Del(binary.LittleEndian.Uint64(hash[:8]))
+	}
+}
+
+// InvalidateAll implements Invalidator: after it returns, every lookup goes
+// to the store again. Old entries are left for the cache to evict.
+func (c *Cache) InvalidateAll() { c.global.Add(1) }
+
+// StoreCalls returns how many lookups reached the store behind the cache.
+func (c *Cache) StoreCalls() int64 { return c.storeCalls.Load() }
+
+// Close releases the cache's goroutines; call it once no request can reach
+// the cache any more (after the server has shut down). Store lookups still
+// running in the background finish safely, and lookups after Close go to
+// the store every time. Close is idempotent.
+func (c *Cache) Close() {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		<-c.done
+		c.closeMu.Lock()
+		defer c.closeMu.Unlock()
+		c.closed = true
+		c.c.Close()
+	})
+}
+
+// ErrOrgNotFound is what a KeyManager returns for an organization id it
+// does not know.
+var ErrOrgNotFound = errors.New("keyward: organization not found")
+
+// ErrKeyRevoked is what a KeyManager returns when asked to rotate a key
+// that is already revoked.
+var ErrKeyRevoked = errors.New("keyward: key is revoked")
+
+// NewOrg describes an organization to create.
+type NewOrg struct {
+	// Name is for people. Required.
+	Name string
+	// Plan names a plan of the plan table. Zero: "free".
+	Plan string
+	// RatePerMinute overrides the plan's request rate when > 0.
+	RatePerMinute int64
+	// MonthlyCredits overrides the plan's credit allocation when > 0.
+	MonthlyCredits int64
+	// AllowOverage lets calls go on when credits run out.
+	AllowOverage bool
+}
+
+// NewKey describes a key to create.
+type NewKey struct {
+	// OrgID is the owning organization. Required.
+	OrgID string
+	// Name labels the key. Required.
+	Name string
+	// Environment is live or test. Zero: live.
+	Environment Environment
+	// Permissions the key holds (resource:action, resource:*, *).
+	Permissions []string
+	// ExpiresIn is the key's lifetime; zero for none.
+	ExpiresIn time.Duration
+	// RatePerMinute is a per-key request limit when > 0.
+	RatePerMinute int64
+}
+
+// CreatedKey is a key just made: the record, and the plaintext key, which
+// is shown this once and kept nowhere.
+type CreatedKey struct {
+	// Key is the plaintext key.
+	Key string
+	// Record is the stored record.
+	Record KeyRecord
+}
+
+// KeyManager creates and changes organizations and keys. memstore and
+// sqlstore implement it with one contract:
+//   - CreateKey and RotateKey return the plaintext once; only its hash and
+//     hint are stored.
+//   - RevokeKey takes effect at once and is idempotent; revoking an unknown
+//     id is ErrKeyNotFound.
+//   - RotateKey makes a new key with the old one's organization, name,
+//     environment, permissions, rate and lifetime, and revokes the old key
+//     at now+grace (at once for grace ≤ 0). Rotating a revoked key is
+//     ErrKeyRevoked.
+//   - Unknown organization ids are ErrOrgNotFound.
+//   - Every change to a key or an organization is told to the watching
+//     Invalidators before the call returns (for the instance that made it).
+type KeyManager interface {
+	CreateOrg(ctx context.Context, org NewOrg) (Organization, error)
+	Org(ctx context.Context, id string) (Organization, error)
+	ListOrgs(ctx context.Context) ([]Organization, error)
+	UpdateOrg(ctx context.Context, org Organization) error
+	CreateKey(ctx context.Context, key NewKey) (CreatedKey, error)
+	ListKeys(ctx context.Context, orgID string) ([]KeyRecord, error)
+	RevokeKey(ctx context.Context, keyID string) error
+	RotateKey(ctx context.Context, keyID string, grace time.Duration) (CreatedKey, error)
+}

@@ -1,0 +1,89 @@
+package keyward_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCacheExpiresAnswers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cache, err := keyward.NewCache(f.probe, keyward.CacheConfig{TTL: 300 * time.Millisecond, NegativeTTL: 300 * time.Millisecond})
+	require.NoError(t, err)
+	defer cache.Close()
+	ctx := context.Background()
+	k := f.newKey(t)
+	unknown := keyward.Hash("triq_unknown")
+	for range 3 {
+		_, err = cache.LookupKey(ctx, k.Record.Hash)
+		require.NoError(t, err)
+		_, err = cache.LookupKey(ctx, unknown)
+		require.ErrorIs(t, err, keyward.ErrKeyNotFound)
+	}
+	require.Equal(t, int64(2), f.probe.calls.Load())
+	assert.Equal(t, int64(2), cache.StoreCalls())
+	// Past the TTL (plus the cache clock's tick), both are looked up again.
+	require.Eventually(t, func() bool {
+		_, _ = cache.LookupKey(ctx, k.Record.Hash)
+		_, _ = cache.LookupKey(ctx, unknown)
+		return f.probe.calls.Load() == 4
+	}, 2*time.Second, 20*time.Millisecond)
+}
+
+func TestCacheAfterClose(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	release, returned := make(chan struct{}), make(chan struct{})
+	hold := func() { <-release; close(returned) }
+	f.probe.hold.Store(&hold)
+	// A lookup still in the store when the cache closes finishes safely.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := f.cache.LookupKey(ctx, k.Record.Hash)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	f.cache.Close()
+	f.probe.hold.Store(nil)
+	close(release)
+	<-returned
+	time.Sleep(50 * time.Millisecond) // let the flight leave the singleflight group
+	f.cache.Close()                   // idempotent
+	before := f.probe.calls.Load()
+	for range 3 {
+		require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	}
+	assert.Equal(t, before+3, f.probe.calls.Load(), "a closed cache sends every lookup to the store")
+}
+
+func TestNewCacheReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := keyward.NewCache(nil, keyward.CacheConfig{MaxKeys: -1, TTL: -1, NegativeTTL: -1, LookupTimeout: -1})
+	require.Error(t, err)
+	for _, field := range []string{"store", "MaxKeys", "CacheConfig.TTL", "NegativeTTL", "LookupTimeout"} {
+		assert.Contains(t, err.Error(), field)
+	}
+}
+
+func TestPlainStoreWithoutCache(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	h, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: f.store, Prefix: "triq_"})
+	require.NoError(t, err)
+	handler := h(okHandler)
+	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-API-Key", k.Key)
+	w := &discard{h: http.Header{}}
+	handler.ServeHTTP(w, r)
+	p, ok := keyward.FromContext(keyward.WithPrincipal(context.Background(), &keyward.Principal{OrgID: "o"}))
+	assert.True(t, ok)
+	assert.Equal(t, "o", p.OrgID)
+	_, ok = keyward.FromContext(context.Background())
+	assert.False(t, ok)
+}

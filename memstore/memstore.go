@@ -1,0 +1,343 @@
+// Package memstore keeps organizations and keys in memory: a
+// keyward.KeyStore and keyward.KeyManager for tests, demos and servers of
+// one process. Nothing survives a restart; use sqlstore for that.
+package memstore
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/ids"
+)
+
+// Options configure a Store. Every zero value means the default said
+// beside it.
+type Options struct {
+	// Prefix of the keys the store makes. Required (see
+	// keyward.NewKeyFormat).
+	Prefix string
+	// Plans is the plan table organizations may name. Nil:
+	// keyward.DefaultPlans().
+	Plans map[string]keyward.Plan
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+}
+
+// Store is an in-memory keyward.KeyStore and keyward.KeyManager. It is safe
+// for concurrent use.
+type Store struct {
+	format keyward.KeyFormat
+	plans  map[string]keyward.Plan
+	now    func() time.Time
+
+	mu       sync.RWMutex
+	orgs     map[string]*keyward.Organization
+	keys     map[string]*keyward.KeyRecord // by id
+	byHash   map[keyward.KeyHash]*keyward.KeyRecord
+	watchers []keyward.Invalidator
+}
+
+var (
+	_ keyward.KeyStore   = (*Store)(nil)
+	_ keyward.KeyManager = (*Store)(nil)
+)
+
+// New returns an empty Store.
+func New(opts Options) (*Store, error) {
+	format, err := keyward.NewKeyFormat(opts.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	plans := opts.Plans
+	if plans == nil {
+		plans = keyward.DefaultPlans()
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{
+		format: format,
+		plans:  plans,
+		now:    now,
+		orgs:   make(map[string]*keyward.Organization),
+		keys:   make(map[string]*keyward.KeyRecord),
+		byHash: make(map[keyward.KeyHash]*keyward.KeyRecord),
+	}, nil
+}
+
+// Watch makes the store tell inv of every change to a key or an
+// organization, before the changing call returns. Pass the *keyward.Cache
+// in front of this store.
+func (s *Store) Watch(inv keyward.Invalidator) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchers = append(s.watchers, inv)
+}
+
+// Format returns the key format of the keys the store makes.
+func (s *Store) Format() keyward.KeyFormat { return s.format }
+
+// LookupKey implements keyward.KeyStore. The record is a copy, joined with
+// the organization as it is now.
+func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, ok := s.byHash[hash]
+	if !ok {
+		return nil, keyward.ErrKeyNotFound
+	}
+	rec := s.joined(k)
+	return &rec, nil
+}
+
+// joined returns a copy of k with its organization; s.mu is held.
+func (s *Store) joined(k *keyward.KeyRecord) keyward.KeyRecord {
+	rec := *k
+	rec.Permissions = slices.Clone(k.Permissions)
+	rec.Org = *s.orgs[k.Org.ID]
+	return rec
+}
+
+func (s *Store) checkOrg(o keyward.Organization) error {
+	var errs []error
+	if o.Name == "" {
+		errs = append(errs, errors.New("keyward: organization name is empty"))
+	}
+	p, ok := s.plans[o.Plan]
+	if !ok {
+		errs = append(errs, errors.New("keyward: unknown plan "+o.Plan))
+	}
+	if o.RatePerMinute < 0 || o.MonthlyCredits < 0 {
+		errs = append(errs, errors.New("keyward: rate and credits must not be negative"))
+	}
+	if ok && p.RequestsPerMinute == 0 && o.RatePerMinute == 0 {
+		errs = append(errs, errors.New("keyward: plan "+o.Plan+" has a custom rate; set RatePerMinute"))
+	}
+	return errors.Join(errs...)
+}
+
+// CreateOrg implements keyward.KeyManager.
+func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
+	if n.Plan == "" {
+		n.Plan = "free"
+	}
+	o := keyward.Organization{
+		ID:             ids.New("org_"),
+		Name:           n.Name,
+		Plan:           n.Plan,
+		RatePerMinute:  n.RatePerMinute,
+		MonthlyCredits: n.MonthlyCredits,
+		AllowOverage:   n.AllowOverage,
+	}
+	if err := s.checkOrg(o); err != nil {
+		return keyward.Organization{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.orgs[o.ID] = &o
+	return o, nil
+}
+
+// Org implements keyward.KeyManager.
+func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	o, ok := s.orgs[id]
+	if !ok {
+		return keyward.Organization{}, keyward.ErrOrgNotFound
+	}
+	return *o, nil
+}
+
+// ListOrgs implements keyward.KeyManager, ordered by name then id.
+func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
+	s.mu.RLock()
+	out := make([]keyward.Organization, 0, len(s.orgs))
+	for _, o := range s.orgs {
+		out = append(out, *o)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b keyward.Organization) int {
+		if a.Name != b.Name {
+			return compare(a.Name, b.Name)
+		}
+		return compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// UpdateOrg implements keyward.KeyManager: name, plan, rate, credits and
+// overage take the values in o. Cached keys of the organization are
+// invalidated.
+func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
+	if err := s.checkOrg(o); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.orgs[o.ID]
+	if !ok {
+		return keyward.ErrOrgNotFound
+	}
+	*cur = o
+	for _, k := range s.keys {
+		if k.Org.ID == o.ID {
+			s.notify(k.Hash)
+		}
+	}
+	return nil
+}
+
+// notify tells every watcher that hash changed; s.mu is held.
+func (s *Store) notify(h keyward.KeyHash) {
+	for _, w := range s.watchers {
+		w.Invalidate(h)
+	}
+}
+
+// CreateKey implements keyward.KeyManager.
+func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
+	var errs []error
+	if n.Name == "" {
+		errs = append(errs, errors.New("keyward: key name is empty"))
+	}
+	if n.Environment == "" {
+		n.Environment = keyward.EnvLive
+	}
+	if !n.Environment.Valid() {
+		errs = append(errs, errors.New("keyward: environment must be live or test"))
+	}
+	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
+		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
+	}
+	if err := keyward.ValidatePermissions(n.Permissions); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return keyward.CreatedKey{}, errors.Join(errs...)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.orgs[n.OrgID]; !ok {
+		return keyward.CreatedKey{}, keyward.ErrOrgNotFound
+	}
+	now := s.now()
+	var expires time.Time
+	if n.ExpiresIn > 0 {
+		expires = now.Add(n.ExpiresIn)
+	}
+	return s.insert(n.OrgID, n.Name, n.Environment, n.Permissions, now, expires, n.RatePerMinute)
+}
+
+// insert makes and stores a new key; s.mu is held.
+func (s *Store) insert(orgID, name string, env keyward.Environment, perms []string, now, expires time.Time, rate int64) (keyward.CreatedKey, error) {
+	plain, err := s.format.Generate()
+	if err != nil {
+		return keyward.CreatedKey{}, err
+	}
+	k := &keyward.KeyRecord{
+		ID:            ids.New("key_"),
+		Hash:          keyward.Hash(plain),
+		Hint:          s.format.Hint(plain),
+		Name:          name,
+		Environment:   env,
+		Permissions:   slices.Clone(perms),
+		CreatedAt:     now,
+		ExpiresAt:     expires,
+		RatePerMinute: rate,
+		Org:           keyward.Organization{ID: orgID},
+	}
+	s.keys[k.ID] = k
+	s.byHash[k.Hash] = k
+	// A hash nobody could have presented yet; told anyway so that a cached
+	// "not found" never outlives the key's creation.
+	s.notify(k.Hash)
+	return keyward.CreatedKey{Key: plain, Record: s.joined(k)}, nil
+}
+
+// ListKeys implements keyward.KeyManager, newest first.
+func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if _, ok := s.orgs[orgID]; !ok {
+		return nil, keyward.ErrOrgNotFound
+	}
+	var out []keyward.KeyRecord
+	for _, k := range s.keys {
+		if k.Org.ID == orgID {
+			out = append(out, s.joined(k))
+		}
+	}
+	slices.SortFunc(out, func(a, b keyward.KeyRecord) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// RevokeKey implements keyward.KeyManager.
+func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[keyID]
+	if !ok {
+		return keyward.ErrKeyNotFound
+	}
+	now := s.now()
+	if !k.Revoked(now) {
+		k.RevokedAt = now
+	}
+	s.notify(k.Hash)
+	return nil
+}
+
+// RotateKey implements keyward.KeyManager.
+func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.keys[keyID]
+	if !ok {
+		return keyward.CreatedKey{}, keyward.ErrKeyNotFound
+	}
+	now := s.now()
+	if old.Revoked(now) {
+		return keyward.CreatedKey{}, keyward.ErrKeyRevoked
+	}
+	var expires time.Time
+	if !old.ExpiresAt.IsZero() {
+		expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+	}
+	ck, err := s.insert(old.Org.ID, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
+	if err != nil {
+		return keyward.CreatedKey{}, err
+	}
+	end := now
+	if grace > 0 {
+		end = now.Add(grace)
+	}
+	if old.RevokedAt.IsZero() || end.Before(old.RevokedAt) {
+		old.RevokedAt = end
+	}
+	s.notify(old.Hash)
+	return ck, nil
+}

@@ -1,0 +1,258 @@
+package keyward
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/textproto"
+	"strings"
+	"time"
+)
+
+// Middleware is the shape of every keyward handler: it wraps the next
+// handler of a net/http chain.
+type Middleware = func(http.Handler) http.Handler
+
+// Principal is who is calling: the authenticated key and its organization.
+// RequireAPIKey attaches it to the request context; FromContext reads it.
+// A Principal is shared by every request of one key while its record is
+// cached: treat it, its slices and its Key as read-only.
+type Principal struct {
+	// KeyID identifies the key.
+	KeyID string
+	// OrgID identifies the organization: the rate-limit and credit account.
+	OrgID string
+	// Plan is the organization's plan.
+	Plan string
+	// Permissions are the key's permissions.
+	Permissions []string
+	// Environment is live or test.
+	Environment Environment
+	// Key is the whole key record, organization included.
+	Key *KeyRecord
+}
+
+func newPrincipal(rec *KeyRecord) *Principal {
+	return &Principal{
+		KeyID:       rec.ID,
+		OrgID:       rec.Org.ID,
+		Plan:        rec.Org.Plan,
+		Permissions: rec.Permissions,
+		Environment: rec.Environment,
+		Key:         rec,
+	}
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns a copy of ctx carrying p. RequireAPIKey calls it;
+// adapters and tests may too.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the Principal that RequireAPIKey attached, if any.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	return p, ok && p != nil
+}
+
+// DefaultHeader is the request header that carries the key.
+const DefaultHeader = "X-API-Key"
+
+// AuthConfig configures RequireAPIKey. Every zero value means the default
+// said beside it; every other problem is an error from NewAuthenticator.
+type AuthConfig struct {
+	// Keys finds keys by hash. Required. Put a *Cache in front of a
+	// database-backed store (NewCache): with a *Cache the hot path makes no
+	// store call and no allocation of its own.
+	Keys KeyStore
+	// Prefix is the key prefix, such as "triq_". Required; see
+	// NewKeyFormat for the rules.
+	Prefix string
+	// Header is the request header that carries the key. Zero:
+	// DefaultHeader (X-API-Key).
+	Header string
+	// Environments lists the environments accepted; a key of another is
+	// refused with 403 environment_not_allowed. Nil: every environment.
+	Environments []Environment
+	// Errors writes every failure. Nil: the defaults of ErrorWriter.
+	Errors *ErrorWriter
+	// Now is the clock for revocation and expiry. Nil: time.Now.
+	Now func() time.Time
+}
+
+// Authenticator decides who a request is from. It is what RequireAPIKey
+// runs, exported so that adapters for other routers share the decision.
+// It is immutable and safe for concurrent use.
+type Authenticator struct {
+	keys      KeyStore
+	principal func(context.Context, KeyHash) (*Principal, error)
+	format    KeyFormat
+	header    string
+	envs      []Environment
+	errors    *ErrorWriter
+	now       func() time.Time
+
+	errMissing, errMultiple, errFormat, errInvalid, errRevoked, errExpired *Error
+}
+
+// NewAuthenticator checks cfg and returns the Authenticator it describes,
+// or every problem in cfg joined into one error.
+func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
+	var errs []error
+	if cfg.Keys == nil {
+		errs = append(errs, &ConfigError{Field: "AuthConfig.Keys", Problem: "is nil; a KeyStore is required"})
+	}
+	format, err := NewKeyFormat(cfg.Prefix)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	header := cfg.Header
+	if header == "" {
+		header = DefaultHeader
+	} else if !validHeaderName(header) {
+		errs = append(errs, &ConfigError{Field: "AuthConfig.Header", Problem: "is not a valid header name"})
+	}
+	for _, e := range cfg.Environments {
+		if !e.Valid() {
+			errs = append(errs, &ConfigError{Field: "AuthConfig.Environments", Problem: "has " + quoteList([]string{string(e)}) + "; want \"live\" or \"test\""})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	a := &Authenticator{
+		keys:   cfg.Keys,
+		format: format,
+		header: textproto.CanonicalMIMEHeaderKey(header),
+		envs:   append([]Environment(nil), cfg.Environments...),
+		errors: cfg.Errors,
+		now:    cfg.Now,
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if c, ok := cfg.Keys.(*Cache); ok {
+		a.principal = c.lookupPrincipal
+	} else {
+		a.principal = func(ctx context.Context, h KeyHash) (*Principal, error) {
+			rec, err := cfg.Keys.LookupKey(ctx, h)
+			if err != nil {
+				return nil, err
+			}
+			if rec == nil {
+				return nil, errors.New("keyward: key store returned neither a record nor an error")
+			}
+			return newPrincipal(rec), nil
+		}
+	}
+	challenge := http.Header{"Www-Authenticate": {`APIKey header="` + header + `"`}}
+	auth := func(reason, msg string) *Error {
+		return &Error{Status: http.StatusUnauthorized, Code: CodeAuthentication, Reason: reason, Message: msg, Header: challenge}
+	}
+	p := format.Prefix()
+	a.errMissing = auth(ReasonMissingAPIKey, "API key is missing. Send your key in the "+header+" header.")
+	a.errMultiple = auth(ReasonInvalidAPIKey, "More than one "+header+" header was sent. Send exactly one API key.")
+	a.errFormat = auth(ReasonInvalidAPIKeyFormat, "API key format is invalid. Ensure the key starts with "+p+".")
+	a.errInvalid = auth(ReasonInvalidAPIKey, "API key is invalid. Check that the whole key was copied, or generate a new key in the dashboard.")
+	a.errRevoked = auth(ReasonRevokedAPIKey, "API key has been revoked. Generate a new key in the dashboard.")
+	a.errExpired = auth(ReasonExpiredAPIKey, "API key has expired. Generate a new key in the dashboard.")
+	return a, nil
+}
+
+func validHeaderName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Authenticate decides who r is from. The error, when not nil, is an
+// *Error ready for ErrorWriter: 401 for a missing, malformed, unknown,
+// revoked or expired key; 403 for a key of a refused environment; 503 when
+// the key store failed (never 401: a store outage does not make keys
+// invalid). Malformed keys cost no store or cache lookup.
+func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
+	vals := r.Header[a.header]
+	if len(vals) == 0 {
+		return nil, a.errMissing
+	}
+	if len(vals) > 1 {
+		return nil, a.errMultiple
+	}
+	key := strings.Trim(vals[0], " \t")
+	if key == "" {
+		return nil, a.errMissing
+	}
+	switch a.format.Parse(key) {
+	case KeyWrongPrefix:
+		return nil, a.errFormat
+	case KeyMalformed:
+		return nil, a.errInvalid
+	}
+	p, err := a.principal(r.Context(), Hash(key))
+	if err != nil {
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil, a.errInvalid
+		}
+		return nil, ServiceUnavailable("key store", err)
+	}
+	if k := p.Key; !k.RevokedAt.IsZero() || !k.ExpiresAt.IsZero() {
+		now := a.now()
+		if k.Revoked(now) {
+			return nil, a.errRevoked
+		}
+		if k.Expired(now) {
+			return nil, a.errExpired
+		}
+	}
+	if a.envs != nil && !envAllowed(a.envs, p.Environment) {
+		return nil, &Error{
+			Status: http.StatusForbidden,
+			Code:   CodeAuthorization,
+			Reason: ReasonEnvironmentNotAllowed,
+			Message: "This endpoint does not accept " + string(p.Environment) +
+				" keys. Use a key of an accepted environment.",
+			Details: map[string]any{"environment": p.Environment, "allowed": a.envs},
+		}
+	}
+	return p, nil
+}
+
+func envAllowed(envs []Environment, e Environment) bool {
+	for _, x := range envs {
+		if x == e {
+			return true
+		}
+	}
+	return false
+}
+
+// Middleware runs Authenticate; on success it calls next with the
+// Principal in the request context, on failure it writes the error and
+// stops.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.Authenticate(r)
+		if err != nil {
+			a.errors.WriteError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+// RequireAPIKey returns the middleware that lets through only requests
+// with a valid key, attaching its Principal to the request context. It is
+// NewAuthenticator(cfg).Middleware.
+func RequireAPIKey(cfg AuthConfig) (Middleware, error) {
+	a, err := NewAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return a.Middleware, nil
+}

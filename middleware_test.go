@@ -1,0 +1,417 @@
+package keyward_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRequireAPIKeyAcceptsAValidKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	w := f.do(withKey(k.Key))
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	assert.Equal(t, "hello "+f.org.ID+" "+k.Record.ID, w.Body.String())
+	// Surrounding spaces and tabs are trimmed.
+	w = f.do(withKey(" \t" + k.Key + "  "))
+	assert.Equal(t, http.StatusOK, w.Code)
+}
+
+func TestRequireAPIKeyRejections(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	valid := f.newKey(t)
+	revoked := f.newKey(t)
+	require.NoError(t, f.store.RevokeKey(context.Background(), revoked.Record.ID))
+	expired := f.newKey(t, func(n *keyward.NewKey) { n.ExpiresIn = time.Minute })
+	unknown, _ := f.store.Format().Generate()
+	f.now.Advance(time.Minute) // expired is now past its end; valid is unaffected
+	require.Equal(t, http.StatusOK, f.do(withKey(valid.Key)).Code)
+
+	for _, tc := range []struct {
+		name    string
+		header  http.Header
+		reason  string
+		message string
+	}{
+		{"missing", nil, "missing_api_key", "X-API-Key header"},
+		{"empty", withKey(""), "missing_api_key", "X-API-Key header"},
+		{"spaces only", withKey("   "), "missing_api_key", "X-API-Key header"},
+		{"wrong prefix", withKey("sk_live_" + valid.Key[5:]), "invalid_api_key_format", "starts with triq_"},
+		{"bad checksum", withKey(valid.Key[:len(valid.Key)-1] + flipChar(valid.Key[len(valid.Key)-1])), "invalid_api_key", "whole key"},
+		{"unknown", withKey(unknown), "invalid_api_key", "whole key"},
+		{"two headers", http.Header{"X-Api-Key": {valid.Key, valid.Key}}, "invalid_api_key", "exactly one"},
+		{"revoked", withKey(revoked.Key), "revoked_api_key", "revoked"},
+		{"expired", withKey(expired.Key), "expired_api_key", "expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.do(tc.header)
+			require.Equal(t, http.StatusUnauthorized, w.Code)
+			env := decodeEnvelope(t, w)
+			assert.Equal(t, "authentication_error", env.Error.Code)
+			assert.Equal(t, tc.reason, env.Error.Details["reason"])
+			assert.Contains(t, env.Error.Message, tc.message)
+			assert.Equal(t, `APIKey header="X-API-Key"`, w.Header().Get("WWW-Authenticate"))
+			assert.Empty(t, w.Header().Get("Retry-After"))
+		})
+	}
+}
+
+func flipChar(c byte) string {
+	if c == 'a' {
+		return "b"
+	}
+	return "a"
+}
+
+func TestRequireAPIKeyEnvironment(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.Environments = []keyward.Environment{keyward.EnvLive} })
+	live := f.newKey(t)
+	test := f.newKey(t, func(n *keyward.NewKey) { n.Environment = keyward.EnvTest })
+	assert.Equal(t, http.StatusOK, f.do(withKey(live.Key)).Code)
+	w := f.do(withKey(test.Key))
+	require.Equal(t, http.StatusForbidden, w.Code)
+	env := decodeEnvelope(t, w)
+	assert.Equal(t, "authorization_error", env.Error.Code)
+	assert.Equal(t, "environment_not_allowed", env.Error.Details["reason"])
+	assert.Equal(t, "test", env.Error.Details["environment"])
+}
+
+// hostileValues are header values a client or attacker may send; none may
+// get further than a 401, echo itself or reach the store.
+func hostileValues(valid string) map[string]struct {
+	values []string
+	reason string
+} {
+	type v = struct {
+		values []string
+		reason string
+	}
+	body := valid[5:]
+	return map[string]v{
+		"empty":                   {[]string{""}, "missing_api_key"},
+		"spaces only":             {[]string{"     "}, "missing_api_key"},
+		"tabs only":               {[]string{"\t\t"}, "missing_api_key"},
+		"two headers":             {[]string{valid, valid}, "invalid_api_key"},
+		"two empty headers":       {[]string{"", ""}, "invalid_api_key"},
+		"comma joined":            {[]string{valid + ", " + valid}, "invalid_api_key"},
+		"16 KB":                   {[]string{"triq_" + strings.Repeat("A", 16<<10)}, "invalid_api_key"},
+		"16 KB no prefix":         {[]string{strings.Repeat("Z", 16<<10)}, "invalid_api_key_format"},
+		"NUL":                     {[]string{valid[:20] + "\x00" + valid[21:]}, "invalid_api_key"},
+		"NUL only":                {[]string{"\x00"}, "invalid_api_key_format"},
+		"control bytes":           {[]string{"triq_\x01\x02\x03\x1b[31m" + body[10:]}, "invalid_api_key"},
+		"DEL":                     {[]string{valid[:20] + "\x7f" + valid[21:]}, "invalid_api_key"},
+		"invalid UTF-8":           {[]string{"triq_\xff\xfe" + body[2:]}, "invalid_api_key"},
+		"invalid UTF-8 prefix":    {[]string{"\xfftriq_" + body}, "invalid_api_key_format"},
+		"upper-case prefix":       {[]string{"TRIQ_" + body}, "invalid_api_key_format"},
+		"mixed-case prefix":       {[]string{"Triq_" + body}, "invalid_api_key_format"},
+		"prefix only":             {[]string{"triq_"}, "invalid_api_key"},
+		"prefix without _":        {[]string{"triq" + body}, "invalid_api_key_format"},
+		"wrong checksum":          {[]string{valid[:len(valid)-1] + flipChar(valid[len(valid)-1])}, "invalid_api_key"},
+		"swapped body chars":      {[]string{valid[:5] + string(valid[6]) + string(valid[5]) + valid[7:]}, "invalid_api_key"},
+		"trailing newline":        {[]string{valid + "\n"}, "invalid_api_key"},
+		"CRLF injection":          {[]string{valid + "\r\nSet-Cookie: a=b"}, "invalid_api_key"},
+		"leading newline":         {[]string{"\n" + valid}, "invalid_api_key_format"},
+		"Bearer scheme":           {[]string{"Bearer " + valid}, "invalid_api_key_format"},
+		"quoted":                  {[]string{`"` + valid + `"`}, "invalid_api_key_format"},
+		"truncated":               {[]string{valid[:len(valid)-3]}, "invalid_api_key"},
+		"one extra char":          {[]string{valid + "A"}, "invalid_api_key"},
+		"inner space":             {[]string{valid[:15] + " " + valid[16:]}, "invalid_api_key"},
+		"unicode lookalike":       {[]string{"triq_" + "А" + body[2:]}, "invalid_api_key"}, // Cyrillic А
+		"SQL injection":           {[]string{"triq_' OR 1=1 --"}, "invalid_api_key"},
+		"SQL injection no prefix": {[]string{"' OR '1'='1"}, "invalid_api_key_format"},
+		"JSON breaking":           {[]string{`triq_"},"success":true,"x":{"`}, "invalid_api_key"},
+		"percent encoded":         {[]string{"triq%5F" + body}, "invalid_api_key_format"},
+		"log injection":           {[]string{"triq_x\nlevel=ERROR msg=forged"}, "invalid_api_key"},
+		"hex of a key":            {[]string{fmt.Sprintf("%x", valid)}, "invalid_api_key_format"},
+	}
+}
+
+func TestRequireAPIKeyHostileValues(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	valid := f.newKey(t)
+	cases := hostileValues(valid.Key)
+	require.GreaterOrEqual(t, len(cases), 30)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			before := f.probe.calls.Load()
+			w := f.do(http.Header{"X-Api-Key": tc.values})
+			require.Equal(t, http.StatusUnauthorized, w.Code, "body: %s", w.Body.String())
+			env := decodeEnvelope(t, w)
+			assert.Equal(t, tc.reason, env.Error.Details["reason"])
+			if len(tc.values) == 1 {
+				// Only a value that passes the checksum may cost a lookup.
+				assert.Equal(t, before, f.probe.calls.Load(), "a malformed key reached the store")
+			}
+			for _, v := range tc.values {
+				assertNotEchoed(t, v, w, f.logs.String())
+			}
+		})
+	}
+}
+
+// assertNotEchoed checks that a presented value (or a long piece of it)
+// appears nowhere in the response or the logs.
+func assertNotEchoed(t *testing.T, v string, w *httptest.ResponseRecorder, logs string) {
+	t.Helper()
+	v = strings.TrimSpace(v)
+	if len(v) < 8 {
+		return // too short to tell an echo from the envelope's own words
+	}
+	probe := v
+	if len(probe) > 64 {
+		probe = probe[len(probe)/2 : len(probe)/2+32]
+	}
+	var headers strings.Builder
+	_ = w.Header().Write(&headers)
+	assert.NotContains(t, w.Body.String(), probe)
+	assert.NotContains(t, headers.String(), probe)
+	assert.NotContains(t, logs, probe)
+}
+
+func TestRequireAPIKeyMalformedKeysMakeNoStoreCalls(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	valid := f.newKey(t)
+	for i := range 1000 {
+		k := valid.Key[:len(valid.Key)-1] + flipChar(valid.Key[len(valid.Key)-1])
+		if i%2 == 0 {
+			k = "TRIQ_" + valid.Key[5:]
+		}
+		require.Equal(t, http.StatusUnauthorized, f.do(withKey(k)).Code)
+	}
+	assert.Zero(t, f.probe.calls.Load())
+}
+
+func TestRequireAPIKeyUnknownKeysAreCachedAsUnknown(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	unknown := make([]string, 100)
+	for i := range unknown {
+		unknown[i], _ = f.store.Format().Generate()
+	}
+	for i := range 10_000 {
+		w := f.do(withKey(unknown[i%len(unknown)]))
+		require.Equal(t, http.StatusUnauthorized, w.Code)
+	}
+	assert.LessOrEqual(t, f.probe.calls.Load(), int64(100))
+	assert.Positive(t, f.probe.calls.Load())
+}
+
+func TestRequireAPIKeyConcurrentMissesMakeOneStoreCall(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	release := make(chan struct{})
+	hold := func() { <-release }
+	f.probe.hold.Store(&hold)
+
+	const n = 1000
+	var started, done sync.WaitGroup
+	started.Add(n)
+	done.Add(n)
+	codes := make([]int, n)
+	for i := range n {
+		go func() {
+			defer done.Done()
+			started.Done()
+			codes[i] = f.do(withKey(k.Key)).Code
+		}()
+	}
+	started.Wait()
+	// Every goroutine is running; give them time to join the one flight
+	// that is held in the store.
+	require.Eventually(t, func() bool { return f.probe.calls.Load() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	close(release)
+	done.Wait()
+	for _, c := range codes {
+		require.Equal(t, http.StatusOK, c)
+	}
+	assert.Equal(t, int64(1), f.probe.calls.Load())
+	// And the answer is now cached.
+	assert.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	assert.Equal(t, int64(1), f.probe.calls.Load())
+}
+
+// TestRevocationRacingALookup is the race of ristretto issue #52: a lookup
+// reads the key before it is revoked and answers after. Neither that
+// request nor any later one may accept the key once revocation returned.
+func TestRevocationRacingALookup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+
+	read := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	hold := func() {
+		once.Do(func() { // only the first lookup is held
+			close(read)
+			<-release
+		})
+	}
+	f.probe.hold.Store(&hold)
+
+	result := make(chan *httptest.ResponseRecorder)
+	go func() { result <- f.do(withKey(k.Key)) }()
+	<-read // the store has read the key, still valid
+	require.NoError(t, f.store.RevokeKey(context.Background(), k.Record.ID))
+	close(release) // the stale answer comes back after the revocation
+
+	w := <-result
+	require.Equal(t, http.StatusUnauthorized, w.Code, "the racing request accepted a revoked key")
+	assert.Equal(t, "revoked_api_key", decodeEnvelope(t, w).Error.Details["reason"])
+	for range 100 {
+		w = f.do(withKey(k.Key))
+		require.Equal(t, http.StatusUnauthorized, w.Code)
+	}
+	// The stale answer was not cached: one held lookup, one fresh one,
+	// then the cached revoked record.
+	assert.Equal(t, int64(2), f.probe.calls.Load())
+}
+
+func TestRevocationIsImmediateWhenCached(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	for range 10 {
+		require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	}
+	require.NoError(t, f.store.RevokeKey(context.Background(), k.Record.ID))
+	w := f.do(withKey(k.Key))
+	require.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.Equal(t, "revoked_api_key", decodeEnvelope(t, w).Error.Details["reason"])
+}
+
+func TestInvalidateAllDropsEverything(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	require.Equal(t, int64(1), f.probe.calls.Load())
+	f.cache.InvalidateAll()
+	require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	assert.Equal(t, int64(2), f.probe.calls.Load())
+}
+
+func TestRotationKeepsTheOldKeyForItsGrace(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	old := f.newKey(t)
+	require.Equal(t, http.StatusOK, f.do(withKey(old.Key)).Code)
+	rotated, err := f.store.RotateKey(context.Background(), old.Record.ID, time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, f.do(withKey(old.Key)).Code)
+	assert.Equal(t, http.StatusOK, f.do(withKey(rotated.Key)).Code)
+	f.now.Advance(time.Hour)
+	w := f.do(withKey(old.Key))
+	require.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.Equal(t, "revoked_api_key", decodeEnvelope(t, w).Error.Details["reason"])
+	assert.Equal(t, http.StatusOK, f.do(withKey(rotated.Key)).Code)
+}
+
+func TestStoreFailureIs503AndRecovers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	f.probe.fail.Store(true)
+	for range 3 {
+		w := f.do(withKey(k.Key))
+		require.Equal(t, http.StatusServiceUnavailable, w.Code)
+		env := decodeEnvelope(t, w)
+		assert.Equal(t, "service_unavailable", env.Error.Code)
+		assert.Equal(t, "1", w.Header().Get("Retry-After"))
+		assertNotEchoed(t, k.Key, w, f.logs.String())
+	}
+	assert.Contains(t, f.logs.String(), "connection refused", "the cause is logged")
+	assert.Equal(t, int64(3), f.probe.calls.Load(), "failures are not cached")
+	f.probe.fail.Store(false)
+	assert.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+}
+
+func TestCancelledRequestDoesNotWaitForTheStore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	release := make(chan struct{})
+	hold := func() { <-release }
+	f.probe.hold.Store(&hold)
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	r := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
+	r.Header.Set("X-API-Key", k.Key)
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+}
+
+func TestNewAuthenticatorReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := keyward.NewAuthenticator(keyward.AuthConfig{
+		Prefix:       "TRIQ",
+		Header:       "X API Key",
+		Environments: []keyward.Environment{"staging"},
+	})
+	require.Error(t, err)
+	for _, field := range []string{"AuthConfig.Keys", "Prefix", "AuthConfig.Header", "AuthConfig.Environments"} {
+		assert.Contains(t, err.Error(), field)
+	}
+	var ce *keyward.ConfigError
+	assert.True(t, errors.As(err, &ce))
+	_, err = keyward.RequireAPIKey(keyward.AuthConfig{})
+	assert.Error(t, err)
+}
+
+func TestRequestIDIsEchoedWhenSane(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	w := f.do(http.Header{"X-Request-Id": {"req-123_abc.9"}})
+	assert.Equal(t, "req-123_abc.9", decodeEnvelope(t, w).Meta.RequestID)
+	for _, bad := range []string{"has space", strings.Repeat("a", 129), "a\nb", "<script>"} {
+		w := f.do(http.Header{"X-Request-Id": {bad}})
+		got := decodeEnvelope(t, w).Meta.RequestID
+		assert.NotEqual(t, bad, got)
+		assert.Len(t, got, 36)
+	}
+}
+
+func TestErrorWriterPinsMeta(t *testing.T) {
+	t.Parallel()
+	ew := &keyward.ErrorWriter{
+		Version:   "2.0.0",
+		Now:       func() time.Time { return time.Date(2026, 1, 19, 10, 30, 0, 0, time.FixedZone("X", 3600)) },
+		RequestID: func(*http.Request) string { return "fixed" },
+	}
+	w := httptest.NewRecorder()
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), keyward.InsufficientCredits(3, 1))
+	assert.Equal(t, http.StatusPaymentRequired, w.Code)
+	assert.JSONEq(t, `{"success":false,"error":{"code":"insufficient_credits",
+		"message":"Insufficient credits. Enable overages or upgrade your plan.",
+		"details":{"creditsRequired":3,"creditsRemaining":1}},
+		"meta":{"generatedAt":"2026-01-19T09:30:00Z","requestId":"fixed","version":"2.0.0"}}`, w.Body.String())
+	// A plain error becomes a 500 that reveals nothing of it.
+	w = httptest.NewRecorder()
+	ew.Logger = slog.New(slog.DiscardHandler)
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), errors.New("secret detail"))
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	assert.NotContains(t, w.Body.String(), "secret detail")
+	assert.True(t, errors.Is(keyward.RateLimited(60, 0, time.Now(), time.Second), keyward.ErrRateLimited))
+	assert.False(t, errors.Is(keyward.ErrRevokedAPIKey, keyward.ErrExpiredAPIKey))
+}

@@ -1,0 +1,128 @@
+package keyward
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// ValidatePermission checks one permission: "resource:action",
+// "resource:*" or "*", where resource and action are non-empty runs of
+// letters, digits and _.- (matching is case-sensitive).
+func ValidatePermission(p string) error {
+	if p == "*" {
+		return nil
+	}
+	res, act, ok := strings.Cut(p, ":")
+	if !ok || !permWord(res) || !(act == "*" || permWord(act)) {
+		return &ConfigError{Field: "permission " + quoteList([]string{p}), Problem: "is not of the form resource:action, resource:* or *"}
+	}
+	return nil
+}
+
+// ValidatePermissions checks every permission and returns all problems
+// joined.
+func ValidatePermissions(perms []string) error {
+	var errs []error
+	for _, p := range perms {
+		if err := ValidatePermission(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func permWord(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// grants reports whether a held permission covers the required one, which
+// is of the form resource:action.
+func grants(held, required string) bool {
+	if held == required || held == "*" {
+		return true
+	}
+	n := len(held)
+	return n >= 2 && held[n-2:] == ":*" && len(required) > n-1 && required[:n-1] == held[:n-1]
+}
+
+// HasPermissions reports whether held covers every required permission,
+// and if not, which are missing (in the order required). It allocates only
+// when something is missing.
+func HasPermissions(held, required []string) (missing []string) {
+	for _, r := range required {
+		ok := false
+		for _, h := range held {
+			if grants(h, r) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+// PermissionConfig configures EnforcePermissions.
+type PermissionConfig struct {
+	// Required are the permissions the route needs, each resource:action
+	// (wildcards are for keys, not routes). At least one.
+	Required []string
+	// Errors writes every failure. Nil: the defaults of ErrorWriter.
+	Errors *ErrorWriter
+}
+
+// NewPermissionCheck checks cfg and returns the middleware that lets
+// through only requests whose Principal holds every required permission:
+// others get 403 authorization_error with details.required and
+// details.missing. Without a Principal in the context (RequireAPIKey not in
+// front) it answers 500 internal_error.
+func NewPermissionCheck(cfg PermissionConfig) (Middleware, error) {
+	var errs []error
+	if len(cfg.Required) == 0 {
+		errs = append(errs, &ConfigError{Field: "PermissionConfig.Required", Problem: "is empty; name at least one permission"})
+	}
+	for _, p := range cfg.Required {
+		if strings.Contains(p, "*") {
+			errs = append(errs, &ConfigError{Field: "permission " + quoteList([]string{p}), Problem: "is a wildcard; a route requires exact resource:action permissions"})
+		} else if err := ValidatePermission(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	required := append([]string(nil), cfg.Required...)
+	ew := cfg.Errors
+	noPrincipal := Misconfigured("EnforcePermissions needs RequireAPIKey in front of it")
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, ok := FromContext(r.Context())
+			if !ok {
+				ew.WriteError(w, r, noPrincipal)
+				return
+			}
+			if missing := HasPermissions(p.Permissions, required); missing != nil {
+				ew.WriteError(w, r, PermissionDenied(append([]string(nil), required...), missing))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}, nil
+}
+
+// EnforcePermissions is NewPermissionCheck with the default error writer.
+func EnforcePermissions(perms ...string) (Middleware, error) {
+	return NewPermissionCheck(PermissionConfig{Required: perms})
+}
