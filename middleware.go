@@ -30,6 +30,8 @@ type Principal struct {
 	Environment Environment
 	// Key is the whole key record, organization included.
 	Key *KeyRecord
+
+	limits *principalLimits
 }
 
 func newPrincipal(rec *KeyRecord) *Principal {
@@ -40,6 +42,7 @@ func newPrincipal(rec *KeyRecord) *Principal {
 		Permissions: rec.Permissions,
 		Environment: rec.Environment,
 		Key:         rec,
+		limits:      &principalLimits{},
 	}
 }
 

@@ -1,0 +1,373 @@
+package keyward
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
+)
+
+// RateWindow is the length of a rate-limit window: plans are priced in
+// requests per minute.
+const RateWindow = time.Minute
+
+// DefaultRateLimitPrefix prefixes every counter key that keyward writes to
+// a limiter store.
+const DefaultRateLimitPrefix = "keyward"
+
+// RateLimitConfig configures RateLimitByOrg. Every zero value means the
+// default said beside it; every other problem is an error from
+// NewRateLimiter.
+type RateLimitConfig struct {
+	// Store keeps the counters: one per organization (and one per key that
+	// has its own limit) per window. Nil: ulule's in-memory counters, which
+	// are right for one process. Use ulule's Redis store (see package
+	// redislimit) when several instances share the limit.
+	Store limiter.Store
+	// Plans gives each plan's requests per minute; an organization's
+	// RatePerMinute overrides its plan's. Nil: DefaultPlans().
+	Plans map[string]Plan
+	// FailClosed answers 503 when the limiter store fails. Zero (false):
+	// fail open — the request is served without rate-limit headers and the
+	// failure is logged (at most once a second).
+	FailClosed bool
+	// Errors writes every failure. Nil: the defaults of ErrorWriter.
+	Errors *ErrorWriter
+	// Logger receives store failures in fail-open mode. Nil:
+	// slog.Default().
+	Logger *slog.Logger
+	// Now is the clock that places a request in its window. Nil: time.Now.
+	Now func() time.Time
+}
+
+// RateLimiter decides whether an organization may make one more request in
+// the current window. Windows are fixed and aligned to the minute (UTC), so
+// every instance sharing a store agrees on them and a counter that lost its
+// expiry in the store stops mattering when its window ends (ulule issue
+// #233 cannot block an organization for longer than a minute).
+//
+// It is what RateLimitByOrg runs, exported so that adapters for other
+// routers share the decision. It is safe for concurrent use.
+type RateLimiter struct {
+	store      limiter.Store
+	mem        *memory.CacheWrapper // the default store, driven directly
+	plans      map[string]Plan
+	failClosed bool
+	errors     *ErrorWriter
+	logger     *slog.Logger
+	now        func() time.Time
+
+	lastLog     atomic.Int64 // Unix nanoseconds of the last fail-open log record
+	noPrincipal *Error
+}
+
+// NewRateLimiter checks cfg and returns the RateLimiter it describes, or
+// every problem in cfg joined into one error.
+func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
+	plans := cfg.Plans
+	if plans == nil {
+		plans = DefaultPlans()
+	}
+	var errs []error
+	for name, p := range plans {
+		if p.RequestsPerMinute < 0 {
+			errs = append(errs, &ConfigError{Field: "RateLimitConfig.Plans[" + strconv.Quote(name) + "]", Problem: "has a negative rate"})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	l := &RateLimiter{
+		store:       cfg.Store,
+		plans:       make(map[string]Plan, len(plans)),
+		failClosed:  cfg.FailClosed,
+		errors:      cfg.Errors,
+		logger:      cfg.Logger,
+		now:         cfg.Now,
+		noPrincipal: Misconfigured("RateLimitByOrg needs RequireAPIKey in front of it"),
+	}
+	for k, v := range plans {
+		l.plans[k] = v
+	}
+	if l.store == nil {
+		// ulule's memory store is a thin shell over this cache that builds
+		// the prefixed key anew on every call (two allocations); the key is
+		// built once per window here instead. Expired counters are swept
+		// every window.
+		l.mem = memory.NewCache(RateWindow)
+	}
+	if l.logger == nil {
+		l.logger = slog.Default()
+	}
+	if l.now == nil {
+		l.now = time.Now
+	}
+	return l, nil
+}
+
+// RateDecision is the outcome of RateLimiter.Allow for one request.
+type RateDecision struct {
+	// Allowed is false when the organization (or the key) is over its
+	// limit in this window.
+	Allowed bool
+	// Limit, Remaining and Reset describe the binding counter: the one
+	// with the fewest requests left.
+	Limit     int64
+	Remaining int64
+	Reset     time.Time
+	// RetryAfter is the time until the window ends.
+	RetryAfter time.Duration
+
+	state                      *limitState
+	keyBinding                 bool
+	orgRemaining, keyRemaining int64 // -1: not counted in this request
+}
+
+// limitState is what one Principal needs from one RateLimiter in one
+// window: the counter keys and the header values that do not change within
+// the window. It is built once per window and shared, so that the hot path
+// builds no strings for them.
+type limitState struct {
+	owner    *RateLimiter
+	window   int64
+	org, key rateSpec
+	policy   string // RateLimit-Policy
+}
+
+type rateSpec struct {
+	counter  string // counter key in the store; "" for none
+	memKey   string // the same with the store's prefix, for the default store
+	rate     limiter.Rate
+	limitStr string
+}
+
+// principalLimits hangs off a Principal: the last limitState built for it.
+type principalLimits struct {
+	state atomic.Pointer[limitState]
+}
+
+func (l *RateLimiter) stateFor(p *Principal, window int64) (*limitState, error) {
+	if p.limits != nil {
+		if st := p.limits.state.Load(); st != nil && st.owner == l && st.window == window {
+			return st, nil
+		}
+	}
+	orgRate := p.Key.Org.RatePerMinute
+	if orgRate <= 0 {
+		orgRate = l.plans[p.Key.Org.Plan].RequestsPerMinute
+	}
+	if orgRate <= 0 {
+		return nil, Misconfigured("organization " + strconv.Quote(p.OrgID) + " has no request rate: plan " +
+			strconv.Quote(p.Key.Org.Plan) + " is not in the plan table and no RatePerMinute is set")
+	}
+	w := strconv.FormatInt(window, 10)
+	st := &limitState{owner: l, window: window}
+	st.org = rateSpec{
+		counter:  "org:" + p.OrgID + ":" + w,
+		memKey:   DefaultRateLimitPrefix + ":org:" + p.OrgID + ":" + w,
+		rate:     limiter.Rate{Period: RateWindow, Limit: orgRate},
+		limitStr: strconv.FormatInt(orgRate, 10),
+	}
+	secs := strconv.FormatInt(int64(RateWindow/time.Second), 10)
+	st.policy = `"org";q=` + st.org.limitStr + ";w=" + secs
+	if kr := p.Key.RatePerMinute; kr > 0 {
+		st.key = rateSpec{
+			counter:  "key:" + p.KeyID + ":" + w,
+			memKey:   DefaultRateLimitPrefix + ":key:" + p.KeyID + ":" + w,
+			rate:     limiter.Rate{Period: RateWindow, Limit: kr},
+			limitStr: strconv.FormatInt(kr, 10),
+		}
+		st.policy += `, "key";q=` + st.key.limitStr + ";w=" + secs
+	}
+	if p.limits != nil {
+		p.limits.state.Store(st)
+	}
+	return st, nil
+}
+
+// Allow counts one request of p's organization (and of p's key, if it has
+// its own limit) in the window of now, and says whether it may go on. The
+// error is an *Error: 500 when p's organization has no rate, or the store's
+// failure wrapped as a 503 (RateLimitByOrg serves the request anyway in
+// fail-open mode).
+func (l *RateLimiter) Allow(ctx context.Context, p *Principal, now time.Time) (RateDecision, error) {
+	window := now.Unix() / int64(RateWindow/time.Second)
+	st, err := l.stateFor(p, window)
+	if err != nil {
+		return RateDecision{}, err
+	}
+	reset := time.Unix((window+1)*int64(RateWindow/time.Second), 0)
+	d := RateDecision{Allowed: true, Reset: reset, RetryAfter: reset.Sub(now),
+		state: st, orgRemaining: -1, keyRemaining: -1}
+	if st.key.counter != "" {
+		remaining, reached, err := l.count(ctx, &st.key)
+		if err != nil {
+			return RateDecision{}, err
+		}
+		d.keyRemaining = remaining
+		if reached {
+			// The key is over its own limit: the organization's budget is
+			// not touched.
+			d.Allowed, d.Limit, d.Remaining, d.keyBinding = false, st.key.rate.Limit, 0, true
+			return d, nil
+		}
+	}
+	remaining, reached, err := l.count(ctx, &st.org)
+	if err != nil {
+		return RateDecision{}, err
+	}
+	d.orgRemaining = remaining
+	d.Allowed, d.Limit, d.Remaining = !reached, st.org.rate.Limit, remaining
+	if d.keyRemaining >= 0 && d.keyRemaining < d.Remaining {
+		d.Limit, d.Remaining, d.keyBinding = st.key.rate.Limit, d.keyRemaining, true
+	}
+	return d, nil
+}
+
+// count adds one request to a counter and returns what is left of its
+// limit and whether it is exceeded.
+func (l *RateLimiter) count(ctx context.Context, spec *rateSpec) (remaining int64, reached bool, err error) {
+	var n int64
+	if l.mem != nil {
+		n, _ = l.mem.Increment(spec.memKey, 1, RateWindow)
+	} else {
+		c, err := l.store.Get(ctx, spec.counter, spec.rate)
+		if err != nil {
+			return 0, false, ServiceUnavailable("rate limiter", err)
+		}
+		return c.Remaining, c.Reached, nil
+	}
+	if n > spec.rate.Limit {
+		return 0, true, nil
+	}
+	return spec.rate.Limit - n, false, nil
+}
+
+// Canonical header names, written straight into the header map.
+const (
+	hdrLimit     = "X-Ratelimit-Limit"
+	hdrRemaining = "X-Ratelimit-Remaining"
+	hdrReset     = "X-Ratelimit-Reset"
+	hdrPolicy    = "Ratelimit-Policy"
+	hdrRateLimit = "Ratelimit"
+)
+
+// WriteHeaders sets (never adds) the rate-limit headers of d on h:
+// X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset (Unix
+// seconds) for the binding counter, and the IETF draft fields
+// RateLimit-Policy and RateLimit for every counter. It makes two
+// allocations whatever the number of headers.
+func (d *RateDecision) WriteHeaders(h http.Header) {
+	st := d.state
+	if st == nil {
+		return
+	}
+	t := int64((d.RetryAfter + time.Second - 1) / time.Second)
+	if t < 0 {
+		t = 0
+	}
+	// remaining | reset | RateLimit, built in one stack buffer and sliced
+	// out of one string.
+	var buf [160]byte
+	b := strconv.AppendInt(buf[:0], d.Remaining, 10)
+	n1 := len(b)
+	b = strconv.AppendInt(b, d.Reset.Unix(), 10)
+	n2 := len(b)
+	if d.orgRemaining >= 0 {
+		b = append(b, `"org";r=`...)
+		b = strconv.AppendInt(b, d.orgRemaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	if d.keyRemaining >= 0 {
+		if d.orgRemaining >= 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, `"key";r=`...)
+		b = strconv.AppendInt(b, d.keyRemaining, 10)
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	s := string(b)
+	vals := make([]string, 5)
+	vals[0] = st.org.limitStr
+	if d.keyBinding {
+		vals[0] = st.key.limitStr
+	}
+	vals[1], vals[2], vals[3], vals[4] = s[:n1], s[n1:n2], st.policy, s[n2:]
+	h[hdrLimit] = vals[0:1:1]
+	h[hdrRemaining] = vals[1:2:2]
+	h[hdrReset] = vals[2:3:3]
+	h[hdrPolicy] = vals[3:4:4]
+	h[hdrRateLimit] = vals[4:5:5]
+}
+
+// Err returns the 429 for a refused decision, nil for an allowed one.
+func (d *RateDecision) Err() *Error {
+	if d.Allowed {
+		return nil
+	}
+	return RateLimited(d.Limit, d.Remaining, d.Reset, d.RetryAfter)
+}
+
+// Middleware runs Allow for the request's Principal: it sets the
+// rate-limit headers, then calls next or answers 429. Without a Principal
+// it answers 500. When the store fails it serves the request without
+// headers (fail open, logged) or answers 503 (FailClosed).
+func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := FromContext(r.Context())
+		if !ok {
+			l.errors.WriteError(w, r, l.noPrincipal)
+			return
+		}
+		d, err := l.Allow(r.Context(), p, l.now())
+		if err != nil {
+			var e *Error
+			if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
+				l.logFailOpen(r, p, e.Cause)
+				next.ServeHTTP(w, r)
+				return
+			}
+			l.errors.WriteError(w, r, err)
+			return
+		}
+		d.WriteHeaders(w.Header())
+		if !d.Allowed {
+			l.errors.WriteError(w, r, d.Err())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logFailOpen logs a store failure at most once a second, so that an
+// outage under load does not flood the log.
+func (l *RateLimiter) logFailOpen(r *http.Request, p *Principal, cause error) {
+	now := time.Now().UnixNano()
+	last := l.lastLog.Load()
+	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.logger.LogAttrs(r.Context(), slog.LevelWarn, "keyward: rate limiter store failed; request served without a limit (fail open)",
+		slog.String("org", p.OrgID),
+		slog.Any("error", cause),
+	)
+}
+
+// RateLimitByOrg returns the middleware that limits each organization, across
+// all of its keys, to its plan's requests per minute (and each key with a
+// limit of its own to that). It is NewRateLimiter(cfg).Middleware.
+func RateLimitByOrg(cfg RateLimitConfig) (Middleware, error) {
+	l, err := NewRateLimiter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return l.Middleware, nil
+}

@@ -1,0 +1,68 @@
+package keyward_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/middleware/stdlib"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
+)
+
+// unlimited is a plan table under which no benchmark ever hits a limit.
+var unlimited = map[string]keyward.Plan{"free": {Name: "free", RequestsPerMinute: 1 << 50}}
+
+// RateLimitChains builds, over one limiter store, the three handlers the
+// rate-limit benchmarks compare:
+//
+//	ulule: ulule's own stdlib middleware (keyed by client IP) alone;
+//	auth+limit: RequireAPIKey → RateLimitByOrg;
+//	chain: RequireAPIKey → EnforcePermissions → RateLimitByOrg.
+//
+// A nil store means keyward's default (in-memory) for RateLimitByOrg and
+// ulule's memory store for ulule's middleware.
+func RateLimitChains(b *testing.B, store limiter.Store) (ulule, authLimit, chain http.Handler, r *http.Request) {
+	f := newFixture(b)
+	k := f.newKey(b)
+	cache, err := keyward.NewCache(f.probe, keyward.CacheConfig{TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cache.Close)
+	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{Store: store, Plans: unlimited})
+	if err != nil {
+		b.Fatal(err)
+	}
+	perms, err := keyward.EnforcePermissions("transactions:enrich")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	if store == nil {
+		store = memory.NewStore()
+	}
+	ulule = stdlib.NewMiddleware(limiter.New(store, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok)
+	authLimit = auth.Middleware(rl.Middleware(okHandler))
+	chain = auth.Middleware(perms(rl.Middleware(okHandler)))
+	r = benchRequest(b, k.Key)
+	r.RemoteAddr = "203.0.113.7:41234"
+	return ulule, authLimit, chain, r
+}
+
+func BenchmarkRateLimit(b *testing.B) {
+	ulule, authLimit, chain, r := RateLimitChains(b, nil)
+	for _, mode := range []struct {
+		name     string
+		parallel bool
+	}{{"serial", false}, {"parallel", true}} {
+		b.Run("impl=ulule/"+mode.name, func(b *testing.B) { runHandler(b, ulule, r, mode.parallel) })
+		b.Run("impl=auth+limit/"+mode.name, func(b *testing.B) { runHandler(b, authLimit, r, mode.parallel) })
+		b.Run("impl=chain/"+mode.name, func(b *testing.B) { runHandler(b, chain, r, mode.parallel) })
+	}
+}
