@@ -115,6 +115,13 @@ type Invalidator interface {
 	InvalidateAll()
 }
 
+// UsageRecorder is told of every request RequireAPIKey lets through.
+// RecordUse runs on the hot path: it must not block or do I/O;
+// implementations count in memory and write in batches (sqlstore does).
+type UsageRecorder interface {
+	RecordUse(p *Principal)
+}
+
 // Plan is a row of the plan table.
 type Plan struct {
 	// Name is the plan's name, as in Organization.Plan.

@@ -83,6 +83,9 @@ type AuthConfig struct {
 	Errors *ErrorWriter
 	// Now is the clock for revocation and expiry. Nil: time.Now.
 	Now func() time.Time
+	// Usage is told of every request let through (last-used times, usage
+	// counters). Nil: nothing is recorded.
+	Usage UsageRecorder
 }
 
 // Authenticator decides who a request is from. It is what RequireAPIKey
@@ -96,6 +99,7 @@ type Authenticator struct {
 	envs      []Environment
 	errors    *ErrorWriter
 	now       func() time.Time
+	usage     UsageRecorder
 
 	errMissing, errMultiple, errFormat, errInvalid, errRevoked, errExpired *Error
 }
@@ -132,6 +136,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 		envs:   append([]Environment(nil), cfg.Environments...),
 		errors: cfg.Errors,
 		now:    cfg.Now,
+		usage:  cfg.Usage,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -222,6 +227,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 				" keys. Use a key of an accepted environment.",
 			Details: map[string]any{"environment": p.Environment, "allowed": a.envs},
 		}
+	}
+	if a.usage != nil {
+		a.usage.RecordUse(p)
 	}
 	return p, nil
 }

@@ -1,0 +1,232 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/keyward/keyward"
+)
+
+// notifyChannel is the PostgreSQL channel key changes are announced on.
+const notifyChannel = "keyward_keys"
+
+// changeRetention is how long rows of keyward_key_changes are kept: far
+// longer than any poll interval.
+const changeRetention = 10 * time.Minute
+
+// recordChanges announces changed key hashes, inside the transaction that
+// changes them: a row in keyward_key_changes for pollers, and on
+// PostgreSQL a NOTIFY, delivered when the transaction commits.
+func (s *Store) recordChanges(ctx context.Context, tx *sql.Tx, hashes ...string) error {
+	now := time.Now().UnixNano()
+	for _, h := range hashes {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_key_changes (hash, changed_at) VALUES ($1, $2)`, h, now); err != nil {
+			return err
+		}
+		if s.dialect == postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Watch makes the store tell inv of every key change: at once (before the
+// changing call returns) for changes made through this Store, and through
+// the change feed for changes made by other instances. The first call
+// starts the feed. Pass the *keyward.Cache in front of this store.
+func (s *Store) Watch(inv keyward.Invalidator) {
+	s.mu.Lock()
+	s.watchers = append(s.watchers, inv)
+	s.mu.Unlock()
+	s.feedStart.Do(func() {
+		s.wg.Add(1)
+		if s.dialect == postgres {
+			go s.listen()
+		} else {
+			go s.pollChanges()
+		}
+	})
+}
+
+func (s *Store) invalidators() []keyward.Invalidator {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]keyward.Invalidator(nil), s.watchers...)
+}
+
+// notifyLocal tells this instance's watchers of hex hashes.
+func (s *Store) notifyLocal(hashes ...string) {
+	ws := s.invalidators()
+	for _, h := range hashes {
+		if kh, ok := parseHash(h); ok {
+			for _, w := range ws {
+				w.Invalidate(kh)
+			}
+		}
+	}
+}
+
+func (s *Store) invalidateAll() {
+	for _, w := range s.invalidators() {
+		w.InvalidateAll()
+	}
+}
+
+func parseHash(h string) (keyward.KeyHash, bool) {
+	var kh keyward.KeyHash
+	b, err := hex.DecodeString(h)
+	if err != nil || len(b) != len(kh) {
+		return kh, false
+	}
+	copy(kh[:], b)
+	return kh, true
+}
+
+// sleep waits d or until the store closes; it reports whether to go on.
+func (s *Store) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stop:
+		return false
+	}
+}
+
+// listen is the PostgreSQL change feed: LISTEN on its own connection.
+// Whenever the connection is (re)established every cache is dropped,
+// since changes made while it was down were not heard.
+func (s *Store) listen() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.stop
+		cancel()
+	}()
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.listenOnce(ctx)
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		s.logger.Warn("keyward: sqlstore: change feed lost; reconnecting", "error", err)
+		if !s.sleep(backoff) {
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	s.invalidateAll()
+	lastPrune := time.Now()
+	for {
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if wctx.Err() != nil && conn.Ping(ctx) == nil {
+				s.prune(ctx, &lastPrune)
+				continue // a quiet minute
+			}
+			return err
+		}
+		if kh, ok := parseHash(n.Payload); ok {
+			for _, w := range s.invalidators() {
+				w.Invalidate(kh)
+			}
+		}
+		s.prune(ctx, &lastPrune)
+	}
+}
+
+// pollChanges is the SQLite change feed: read keyward_key_changes every
+// PollInterval.
+func (s *Store) pollChanges() {
+	defer s.wg.Done()
+	ctx := context.Background()
+	var last int64
+	for {
+		err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM keyward_key_changes`).Scan(&last)
+		if err == nil {
+			break
+		}
+		s.logger.Warn("keyward: sqlstore: change feed cannot start; retrying", "error", err)
+		if !s.sleep(s.poll) {
+			return
+		}
+	}
+	s.invalidateAll()
+	lastPrune := time.Now()
+	failing := false
+	for s.sleep(s.poll) {
+		next, err := s.pollOnce(ctx, last)
+		if err != nil {
+			if !failing {
+				s.logger.Warn("keyward: sqlstore: change feed poll failed", "error", err)
+			}
+			failing = true
+			continue
+		}
+		if failing {
+			// Changes may have been missed while polls failed.
+			s.invalidateAll()
+			failing = false
+		}
+		last = next
+		s.prune(ctx, &lastPrune)
+	}
+}
+
+func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, hash FROM keyward_key_changes WHERE id > $1 ORDER BY id LIMIT 1000`, after)
+	if err != nil {
+		return after, err
+	}
+	defer rows.Close()
+	ws := s.invalidators()
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&after, &h); err != nil {
+			return after, err
+		}
+		if kh, ok := parseHash(h); ok {
+			for _, w := range ws {
+				w.Invalidate(kh)
+			}
+		}
+	}
+	return after, rows.Err()
+}
+
+// prune deletes old change rows, at most once a minute.
+func (s *Store) prune(ctx context.Context, last *time.Time) {
+	if time.Since(*last) < time.Minute {
+		return
+	}
+	*last = time.Now()
+	cutoff := time.Now().Add(-changeRetention).UnixNano()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM keyward_key_changes WHERE changed_at < $1`, cutoff); err != nil {
+		s.logger.Warn("keyward: sqlstore: pruning key changes failed", "error", err)
+	}
+}

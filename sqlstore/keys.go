@@ -1,0 +1,412 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/ids"
+)
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+const keyColumns = `k.id, k.hash, k.hint, k.name, k.environment, k.permissions, k.rate_per_minute,
+	k.created_at, k.expires_at, k.revoked_at, k.last_used_at,
+	o.id, o.name, o.plan, o.rate_per_minute, o.monthly_credits, o.allow_overage`
+
+const keyJoin = ` FROM keyward_keys k JOIN keyward_orgs o ON o.id = k.org_id `
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanKey(row scanner) (*keyward.KeyRecord, error) {
+	var (
+		rec                                   keyward.KeyRecord
+		hash, env, perms                      string
+		created, expires, revoked, used, over int64
+	)
+	err := row.Scan(&rec.ID, &hash, &rec.Hint, &rec.Name, &env, &perms, &rec.RatePerMinute,
+		&created, &expires, &revoked, &used,
+		&rec.Org.ID, &rec.Org.Name, &rec.Org.Plan, &rec.Org.RatePerMinute, &rec.Org.MonthlyCredits, &over)
+	if err != nil {
+		return nil, err
+	}
+	if b, err := hex.DecodeString(hash); err != nil || len(b) != len(rec.Hash) {
+		return nil, fmt.Errorf("keyward: sqlstore: key %s has a corrupt hash", rec.ID)
+	} else {
+		copy(rec.Hash[:], b)
+	}
+	rec.Environment = keyward.Environment(env)
+	if err := json.Unmarshal([]byte(perms), &rec.Permissions); err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: key %s has corrupt permissions: %w", rec.ID, err)
+	}
+	rec.CreatedAt, rec.ExpiresAt, rec.RevokedAt, rec.LastUsedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked), fromNanos(used)
+	rec.Org.AllowOverage = over != 0
+	return &rec, nil
+}
+
+// LookupKey implements keyward.KeyStore.
+func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.KeyRecord, error) {
+	rec, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.hash = $1`, hash.String()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, keyward.ErrKeyNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: lookup: %w", err)
+	}
+	return rec, nil
+}
+
+func (s *Store) checkOrg(o keyward.Organization) error {
+	var errs []error
+	if o.Name == "" {
+		errs = append(errs, errors.New("keyward: organization name is empty"))
+	}
+	p, ok := s.plans[o.Plan]
+	if !ok {
+		errs = append(errs, errors.New("keyward: unknown plan "+o.Plan))
+	}
+	if o.RatePerMinute < 0 || o.MonthlyCredits < 0 {
+		errs = append(errs, errors.New("keyward: rate and credits must not be negative"))
+	}
+	if ok && p.RequestsPerMinute == 0 && o.RatePerMinute == 0 {
+		errs = append(errs, errors.New("keyward: plan "+o.Plan+" has a custom rate; set RatePerMinute"))
+	}
+	return errors.Join(errs...)
+}
+
+// CreateOrg implements keyward.KeyManager.
+func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
+	if n.Plan == "" {
+		n.Plan = "free"
+	}
+	o := keyward.Organization{
+		ID:             ids.New("org_"),
+		Name:           n.Name,
+		Plan:           n.Plan,
+		RatePerMinute:  n.RatePerMinute,
+		MonthlyCredits: n.MonthlyCredits,
+		AllowOverage:   n.AllowOverage,
+	}
+	if err := s.checkOrg(o); err != nil {
+		return keyward.Organization{}, err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO keyward_orgs
+		(id, name, plan, rate_per_minute, monthly_credits, allow_overage, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		o.ID, o.Name, o.Plan, o.RatePerMinute, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()))
+	if err != nil {
+		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: create org: %w", err)
+	}
+	return o, nil
+}
+
+const orgColumns = `id, name, plan, rate_per_minute, monthly_credits, allow_overage`
+
+func scanOrg(row scanner) (keyward.Organization, error) {
+	var o keyward.Organization
+	var over int64
+	err := row.Scan(&o.ID, &o.Name, &o.Plan, &o.RatePerMinute, &o.MonthlyCredits, &over)
+	o.AllowOverage = over != 0
+	return o, err
+}
+
+// Org implements keyward.KeyManager.
+func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
+	o, err := scanOrg(s.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return keyward.Organization{}, keyward.ErrOrgNotFound
+	}
+	if err != nil {
+		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: org: %w", err)
+	}
+	return o, nil
+}
+
+// ListOrgs implements keyward.KeyManager, ordered by name then id.
+func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs ORDER BY name, id`)
+	if err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
+	}
+	defer rows.Close()
+	var out []keyward.Organization
+	for rows.Next() {
+		o, err := scanOrg(rows)
+		if err != nil {
+			return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// UpdateOrg implements keyward.KeyManager: name, plan, rate, credits and
+// overage take the values in o, and every key of the organization is
+// announced on the change feed.
+func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
+	if err := s.checkOrg(o); err != nil {
+		return err
+	}
+	var hashes []string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE keyward_orgs SET name = $2, plan = $3, rate_per_minute = $4,
+			monthly_credits = $5, allow_overage = $6 WHERE id = $1`,
+			o.ID, o.Name, o.Plan, o.RatePerMinute, o.MonthlyCredits, boolInt(o.AllowOverage))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return keyward.ErrOrgNotFound
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT hash FROM keyward_keys WHERE org_id = $1`, o.ID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				return err
+			}
+			hashes = append(hashes, h)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return s.recordChanges(ctx, tx, hashes...)
+	})
+	if err != nil {
+		return wrap("update org", err)
+	}
+	s.notifyLocal(hashes...)
+	return nil
+}
+
+// CreateKey implements keyward.KeyManager.
+func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
+	var errs []error
+	if n.Name == "" {
+		errs = append(errs, errors.New("keyward: key name is empty"))
+	}
+	if n.Environment == "" {
+		n.Environment = keyward.EnvLive
+	}
+	if !n.Environment.Valid() {
+		errs = append(errs, errors.New("keyward: environment must be live or test"))
+	}
+	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
+		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
+	}
+	if err := keyward.ValidatePermissions(n.Permissions); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return keyward.CreatedKey{}, errors.Join(errs...)
+	}
+	now := s.now()
+	var expires time.Time
+	if n.ExpiresIn > 0 {
+		expires = now.Add(n.ExpiresIn)
+	}
+	var ck keyward.CreatedKey
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		org, err := scanOrg(tx.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, n.OrgID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return keyward.ErrOrgNotFound
+		}
+		if err != nil {
+			return err
+		}
+		ck, err = s.insertKey(ctx, tx, org, n.Name, n.Environment, n.Permissions, now, expires, n.RatePerMinute)
+		return err
+	})
+	if err != nil {
+		return keyward.CreatedKey{}, wrap("create key", err)
+	}
+	s.notifyLocal(ck.Record.Hash.String())
+	return ck, nil
+}
+
+func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organization, name string, env keyward.Environment,
+	perms []string, now, expires time.Time, rate int64) (keyward.CreatedKey, error) {
+	plain, err := s.format.Generate()
+	if err != nil {
+		return keyward.CreatedKey{}, err
+	}
+	if perms == nil {
+		perms = []string{}
+	}
+	permJSON, err := json.Marshal(perms)
+	if err != nil {
+		return keyward.CreatedKey{}, err
+	}
+	rec := keyward.KeyRecord{
+		ID:            ids.New("key_"),
+		Hash:          keyward.Hash(plain),
+		Hint:          s.format.Hint(plain),
+		Name:          name,
+		Environment:   env,
+		Permissions:   append([]string(nil), perms...),
+		CreatedAt:     fromNanos(nanos(now)),
+		ExpiresAt:     fromNanos(nanos(expires)),
+		RatePerMinute: rate,
+		Org:           org,
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO keyward_keys
+		(id, org_id, hash, hint, name, environment, permissions, rate_per_minute, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		rec.ID, org.ID, rec.Hash.String(), rec.Hint, name, string(env), string(permJSON), rate, nanos(now), nanos(expires))
+	if err != nil {
+		return keyward.CreatedKey{}, err
+	}
+	// A hash nobody could have presented yet; announced anyway so that a
+	// cached "not found" never outlives the key's creation.
+	if err := s.recordChanges(ctx, tx, rec.Hash.String()); err != nil {
+		return keyward.CreatedKey{}, err
+	}
+	return keyward.CreatedKey{Key: plain, Record: rec}, nil
+}
+
+// ListKeys implements keyward.KeyManager, newest first.
+func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
+	if _, err := s.Org(ctx, orgID); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.org_id = $1 ORDER BY k.created_at DESC, k.id`, orgID)
+	if err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: list keys: %w", err)
+	}
+	defer rows.Close()
+	var out []keyward.KeyRecord
+	for rows.Next() {
+		rec, err := scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("keyward: sqlstore: list keys: %w", err)
+		}
+		out = append(out, *rec)
+	}
+	return out, rows.Err()
+}
+
+// RevokeKey implements keyward.KeyManager.
+func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
+	now := nanos(s.now())
+	var hash string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE keyward_keys SET revoked_at = $2
+			WHERE id = $1 AND (revoked_at = 0 OR revoked_at > $2) RETURNING hash`, keyID, now).Scan(&hash)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Unknown, or revoked already (idempotent).
+			err = tx.QueryRowContext(ctx, `SELECT hash FROM keyward_keys WHERE id = $1`, keyID).Scan(&hash)
+			if errors.Is(err, sql.ErrNoRows) {
+				return keyward.ErrKeyNotFound
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		return s.recordChanges(ctx, tx, hash)
+	})
+	if err != nil {
+		return wrap("revoke key", err)
+	}
+	s.notifyLocal(hash)
+	return nil
+}
+
+// RotateKey implements keyward.KeyManager.
+func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+	now := s.now()
+	end := now
+	if grace > 0 {
+		end = now.Add(grace)
+	}
+	var ck keyward.CreatedKey
+	var oldHash string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// One conditional update decides: the key exists and is not
+		// revoked. It also locks the row for the rest of the transaction.
+		old, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return keyward.ErrKeyNotFound
+		}
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE keyward_keys
+			SET revoked_at = CASE WHEN revoked_at = 0 OR revoked_at > $3 THEN $3 ELSE revoked_at END
+			WHERE id = $1 AND (revoked_at = 0 OR revoked_at > $2)`, keyID, nanos(now), nanos(end))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return keyward.ErrKeyRevoked
+		}
+		var expires time.Time
+		if !old.ExpiresAt.IsZero() {
+			expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+		}
+		ck, err = s.insertKey(ctx, tx, old.Org, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
+		if err != nil {
+			return err
+		}
+		oldHash = old.Hash.String()
+		return s.recordChanges(ctx, tx, oldHash)
+	})
+	if err != nil {
+		return keyward.CreatedKey{}, wrap("rotate key", err)
+	}
+	s.notifyLocal(oldHash, ck.Record.Hash.String())
+	return ck, nil
+}
+
+// inTx runs f in a transaction, committing if it returns nil.
+func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// wrap leaves keyward's sentinels as they are and prefixes anything else.
+func wrap(op string, err error) error {
+	switch {
+	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, keyward.ErrOrgNotFound), errors.Is(err, keyward.ErrKeyRevoked):
+		return err
+	}
+	return fmt.Errorf("keyward: sqlstore: %s: %w", op, err)
+}

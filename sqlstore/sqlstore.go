@@ -1,0 +1,300 @@
+// Package sqlstore keeps organizations, keys and credits in SQL: SQLite
+// (modernc.org/sqlite, pure Go, nothing to install) for one machine, and
+// PostgreSQL (pgx v5) when several instances serve one API. One schema and
+// one set of queries serve both.
+//
+// A Store is a keyward.KeyStore and keyward.KeyManager with the same
+// contract as memstore (proven by the keywardtest suites). Its change feed
+// tells every instance's cache of key changes made by any instance:
+// PostgreSQL LISTEN/NOTIFY, within milliseconds; on SQLite a polled change
+// table, within Options.PollInterval (250 ms by default). Last-used times
+// and per-organization usage counters are recorded in memory and written in
+// batches, never once per request.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/keyward/keyward"
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+type dialect int
+
+const (
+	sqlite dialect = iota
+	postgres
+)
+
+func (d dialect) String() string {
+	if d == postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// Options configure Open. Every zero value means the default said beside
+// it.
+type Options struct {
+	// Prefix of the keys the store makes. Zero: "triq_".
+	Prefix string
+	// Plans is the plan table organizations may name. Nil:
+	// keyward.DefaultPlans().
+	Plans map[string]keyward.Plan
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+	// PollInterval is how often the SQLite change feed looks for changes
+	// made by other processes. Zero: 250 ms.
+	PollInterval time.Duration
+	// FlushInterval is how often recorded usage is written. Zero: 5 s.
+	FlushInterval time.Duration
+	// Logger receives change-feed and flush failures. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a keyward.KeyStore and keyward.KeyManager on SQLite or
+// PostgreSQL. It is safe for concurrent use; Close it when done.
+type Store struct {
+	db      *sql.DB
+	dialect dialect
+	dsn     string // for the PostgreSQL listener connection
+	format  keyward.KeyFormat
+	plans   map[string]keyward.Plan
+	now     func() time.Time
+	poll    time.Duration
+	flush   time.Duration
+	logger  *slog.Logger
+
+	mu        sync.Mutex
+	watchers  []keyward.Invalidator
+	feedStart sync.Once
+
+	usage usageBuffer
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+var (
+	_ keyward.KeyStore      = (*Store)(nil)
+	_ keyward.KeyManager    = (*Store)(nil)
+	_ keyward.UsageRecorder = (*Store)(nil)
+)
+
+// ErrUnknownDSN is returned by Open for a DSN that names neither SQLite nor
+// PostgreSQL.
+var ErrUnknownDSN = errors.New("keyward: sqlstore: unknown DSN scheme; use postgres://…, postgresql://…, sqlite:PATH or a file path")
+
+// Open connects to the database that dsn names, applies the schema's
+// migrations (under a lock: processes opening one database at once all
+// succeed) and returns the Store. dsn is postgres://… or postgresql://…
+// for PostgreSQL (pgx syntax, search_path accepted), or sqlite:PATH,
+// file:PATH or a plain file path for SQLite (created if missing; WAL, busy
+// timeout and foreign keys on).
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = "triq_"
+	}
+	format, err := keyward.NewKeyFormat(prefix)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		dsn:    dsn,
+		format: format,
+		plans:  opts.Plans,
+		now:    opts.Now,
+		poll:   opts.PollInterval,
+		flush:  opts.FlushInterval,
+		logger: opts.Logger,
+		stop:   make(chan struct{}),
+	}
+	if s.plans == nil {
+		s.plans = keyward.DefaultPlans()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.poll <= 0 {
+		s.poll = 250 * time.Millisecond
+	}
+	if s.flush <= 0 {
+		s.flush = 5 * time.Second
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	s.usage.init()
+
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		s.dialect = postgres
+		s.db, err = sql.Open("pgx", dsn)
+	case strings.Contains(dsn, "://"):
+		return nil, ErrUnknownDSN
+	default:
+		s.dialect = sqlite
+		s.db, err = sql.Open("sqlite", sqliteDSN(dsn))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: open %s: %w", s.dialect, err)
+	}
+	if err := s.db.PingContext(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, fmt.Errorf("keyward: sqlstore: %s does not answer: %w", s.dialect, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.flushLoop()
+	return s, nil
+}
+
+// sqliteDSN turns sqlite:PATH, file:PATH or PATH into a modernc DSN with
+// the pragmas keyward needs. _txlock=immediate makes every transaction
+// take the write lock when it begins, so that read-then-write transactions
+// never fail to upgrade under concurrency.
+func sqliteDSN(dsn string) string {
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	query := ""
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	v, _ := url.ParseQuery(query)
+	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "journal_mode(WAL)")
+	v.Add("_pragma", "foreign_keys(1)")
+	v.Add("_pragma", "synchronous(NORMAL)")
+	v.Set("_txlock", "immediate")
+	return "file:" + path + "?" + v.Encode()
+}
+
+// Dialect returns "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.dialect.String() }
+
+// DB returns the underlying database, for tests and operators' queries.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Format returns the key format of the keys the store makes.
+func (s *Store) Format() keyward.KeyFormat { return s.format }
+
+// migrationLockID is the PostgreSQL advisory lock held while migrating.
+const migrationLockID = 7_262_541_903
+
+func (s *Store) migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	tx, err := s.db.BeginTx(ctx, nil) // SQLite: BEGIN IMMEDIATE, the write lock
+	if err != nil {
+		return fmt.Errorf("keyward: sqlstore: migrate: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if s.dialect == postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockID); err != nil {
+			return fmt.Errorf("keyward: sqlstore: migration lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS keyward_migrations (
+		version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("keyward: sqlstore: migrate: %w", err)
+	}
+	var current int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM keyward_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("keyward: sqlstore: migrate: %w", err)
+	}
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		version, err := strconv.ParseInt(strings.SplitN(base, "_", 2)[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("keyward: sqlstore: migration %s: bad name", base)
+		}
+		if version <= current {
+			continue
+		}
+		body, err := migrationFS.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		for _, stmt := range splitStatements(s.dialectSQL(string(body))) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("keyward: sqlstore: migration %s: %w", base, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_migrations (version, applied_at) VALUES ($1, $2)`,
+			version, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("keyward: sqlstore: migration %s: %w", base, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// dialectSQL fills the few places where the engines' DDL differs.
+func (s *Store) dialectSQL(q string) string {
+	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if s.dialect == postgres {
+		serial = "BIGSERIAL PRIMARY KEY"
+	}
+	return strings.ReplaceAll(q, "{{serial}}", serial)
+}
+
+// splitStatements splits a migration on semicolons that end a line,
+// dropping comment lines.
+func splitStatements(body string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+			if stmt := strings.TrimSpace(cur.String()); stmt != ";" {
+				out = append(out, strings.TrimSuffix(stmt, ";"))
+			}
+			cur.Reset()
+		}
+	}
+	if stmt := strings.TrimSpace(cur.String()); stmt != "" {
+		out = append(out, stmt)
+	}
+	return out
+}
+
+// Close stops the change feed, writes the usage recorded since the last
+// flush and closes the database. It is idempotent.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = s.FlushUsage(ctx)
+		err = errors.Join(err, s.db.Close())
+	})
+	return err
+}
