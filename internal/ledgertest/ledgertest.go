@@ -1,0 +1,509 @@
+// Package ledgertest checks that a keyward.CreditLedger keeps the contract
+// written on the interface. Every implementation runs it from its tests
+// (memstore today, sqlstore next), so that they behave the same.
+package ledgertest
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+)
+
+// Clock is a settable clock, safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock at t.
+func NewClock(t time.Time) *Clock { return &Clock{t: t} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock on by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Set puts the clock at t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+// Start is where every test's clock starts: mid-January 2026, UTC.
+var Start = time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC)
+
+// NewLedger returns an empty ledger with the default period (MonthlyUTC),
+// reservation TTL (5 minutes) and idempotency TTL (24 hours), reading the
+// time from now.
+type NewLedger func(t *testing.T, now func() time.Time) keyward.CreditLedger
+
+type env struct {
+	t     *testing.T
+	l     keyward.CreditLedger
+	clock *Clock
+	ctx   context.Context
+}
+
+func setup(t *testing.T, newLedger NewLedger) *env {
+	t.Helper()
+	t.Parallel()
+	c := NewClock(Start)
+	return &env{t: t, l: newLedger(t, c.Now), clock: c, ctx: context.Background()}
+}
+
+func acct(id string, alloc int64) keyward.Account {
+	return keyward.Account{OrgID: id, Allocation: alloc}
+}
+
+func (e *env) reserve(a keyward.Account, amount int64) keyward.Reservation {
+	e.t.Helper()
+	r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: amount, KeyID: "key_1", RequestID: "req"})
+	if err != nil {
+		e.t.Fatalf("Reserve(%d): %v", amount, err)
+	}
+	if r.ID <= 0 || r.Amount != amount || r.OrgID != a.OrgID || r.Replayed {
+		e.t.Fatalf("Reserve(%d) = %+v", amount, r)
+	}
+	return r
+}
+
+func (e *env) balance(a keyward.Account) keyward.Balance {
+	e.t.Helper()
+	b, err := e.l.Balance(e.ctx, a)
+	if err != nil {
+		e.t.Fatalf("Balance: %v", err)
+	}
+	if b.Available != b.Allocation+b.Granted-b.Spent-b.Reserved {
+		e.t.Fatalf("Available %d ≠ Allocation+Granted−Spent−Reserved in %+v", b.Available, b)
+	}
+	return b
+}
+
+// want checks the parts of a balance that tests care about.
+func (e *env) want(a keyward.Account, available, spent, reserved int64, open int) {
+	e.t.Helper()
+	b := e.balance(a)
+	if b.Available != available || b.Spent != spent || b.Reserved != reserved || b.OpenReservations != open {
+		e.t.Fatalf("balance = %+v; want Available %d, Spent %d, Reserved %d, OpenReservations %d",
+			b, available, spent, reserved, open)
+	}
+}
+
+func wantErr(t *testing.T, what string, got, want error) {
+	t.Helper()
+	if want == nil && got != nil || want != nil && !errors.Is(got, want) {
+		t.Fatalf("%s: error %v, want %v", what, got, want)
+	}
+}
+
+// Run runs the whole contract against ledgers made by newLedger.
+func Run(t *testing.T, newLedger NewLedger) {
+	t.Run("ReserveCommitRelease", func(t *testing.T) { reserveCommitRelease(t, newLedger) })
+	t.Run("Insufficient", func(t *testing.T) { insufficient(t, newLedger) })
+	t.Run("SettleOnce", func(t *testing.T) { settleOnce(t, newLedger) })
+	t.Run("InvalidInput", func(t *testing.T) { invalidInput(t, newLedger) })
+	t.Run("Adjust", func(t *testing.T) { adjust(t, newLedger) })
+	t.Run("Expiry", func(t *testing.T) { expiry(t, newLedger) })
+	t.Run("PeriodRollover", func(t *testing.T) { periodRollover(t, newLedger) })
+	t.Run("AllocationChanges", func(t *testing.T) { allocationChanges(t, newLedger) })
+	t.Run("Idempotency", func(t *testing.T) { idempotency(t, newLedger) })
+	t.Run("Grant", func(t *testing.T) { grant(t, newLedger) })
+	t.Run("Cancelled", func(t *testing.T) { cancelled(t, newLedger) })
+	t.Run("Concurrency", func(t *testing.T) { concurrency(t, newLedger) })
+}
+
+func reserveCommitRelease(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	e.want(a, 100, 0, 0, 0)
+	r := e.reserve(a, 10)
+	if r.Available != 90 || !r.ExpiresAt.Equal(Start.Add(keyward.DefaultReservationTTL)) {
+		t.Fatalf("reservation = %+v; want Available 90, ExpiresAt +5m", r)
+	}
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 7), nil) // the rest is released
+	e.want(a, 93, 7, 0, 0)
+	r = e.reserve(a, 5)
+	e.want(a, 88, 7, 5, 1)
+	wantErr(t, "Release", e.l.Release(e.ctx, a, r.ID), nil)
+	e.want(a, 93, 7, 0, 0)
+	// Another organization is another account.
+	e.want(acct("org_b", 100), 100, 0, 0, 0)
+	b := e.balance(a)
+	if !b.PeriodStart.Equal(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)) || !b.PeriodEnd.Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("period = %v – %v, want January 2026", b.PeriodStart, b.PeriodEnd)
+	}
+}
+
+func insufficient(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 3)
+	e.reserve(a, 2)
+	r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 2})
+	wantErr(t, "Reserve beyond the balance", err, keyward.ErrInsufficientCredits)
+	if r.Available != 1 {
+		t.Fatalf("Available with ErrInsufficientCredits = %d, want 1", r.Available)
+	}
+	e.reserve(a, 1)
+	e.reserve(a, 0) // zero always fits
+	e.want(a, 0, 0, 3, 3)
+	// Overage: always reserved, and Available goes below zero.
+	o := keyward.Account{OrgID: "org_o", Allocation: 3, AllowOverage: true}
+	e.reserve(o, 10)
+	e.want(o, -7, 0, 10, 1)
+}
+
+func settleOnce(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	r := e.reserve(a, 10)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 10), nil)
+	wantErr(t, "Commit again", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationNotFound)
+	wantErr(t, "Release after Commit", e.l.Release(e.ctx, a, r.ID), nil)
+	e.want(a, 90, 10, 0, 0)
+
+	r = e.reserve(a, 10)
+	wantErr(t, "Release", e.l.Release(e.ctx, a, r.ID), nil)
+	wantErr(t, "Release again", e.l.Release(e.ctx, a, r.ID), nil)
+	wantErr(t, "Commit after Release", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationNotFound)
+	e.want(a, 90, 10, 0, 0)
+
+	r = e.reserve(a, 10)
+	wantErr(t, "Commit above the reservation", e.l.Commit(e.ctx, a, r.ID, 11), keyward.ErrInvalidAmount)
+	e.want(a, 80, 10, 10, 1) // unchanged, still open
+	wantErr(t, "Commit of another org's reservation", e.l.Commit(e.ctx, acct("org_b", 100), r.ID, 1), keyward.ErrReservationNotFound)
+	wantErr(t, "Commit zero", e.l.Commit(e.ctx, a, r.ID, 0), nil)
+	e.want(a, 90, 10, 0, 0)
+	wantErr(t, "Commit of an unknown id", e.l.Commit(e.ctx, a, 1<<60, 1), keyward.ErrReservationNotFound)
+	wantErr(t, "Release of an unknown id", e.l.Release(e.ctx, a, 1<<60), nil)
+}
+
+func invalidInput(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	r := e.reserve(a, 5)
+	for name, err := range map[string]error{
+		"negative Reserve": func() error {
+			_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: -1})
+			return err
+		}(),
+		"empty OrgID": func() error {
+			_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("", 100), Amount: 1})
+			return err
+		}(),
+		"negative Allocation": func() error {
+			_, err := e.l.Balance(e.ctx, acct("org_a", -1))
+			return err
+		}(),
+		"negative Commit": e.l.Commit(e.ctx, a, r.ID, -1),
+		"negative Adjust": func() error {
+			_, err := e.l.Adjust(e.ctx, a, r.ID, -1)
+			return err
+		}(),
+		"zero Grant": func() error {
+			_, err := e.l.Grant(e.ctx, a, 0, "nothing")
+			return err
+		}(),
+		"negative Grant": func() error {
+			_, err := e.l.Grant(e.ctx, a, -5, "a debit in disguise")
+			return err
+		}(),
+	} {
+		wantErr(t, name, err, keyward.ErrInvalidAmount)
+	}
+	e.want(a, 95, 0, 5, 1)
+}
+
+func adjust(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 10)
+	r := e.reserve(a, 2)
+	got, err := e.l.Adjust(e.ctx, a, r.ID, 6)
+	wantErr(t, "Adjust up", err, nil)
+	if got.Amount != 6 || got.Available != 4 || got.ID != r.ID {
+		t.Fatalf("Adjust up = %+v; want Amount 6, Available 4", got)
+	}
+	got, err = e.l.Adjust(e.ctx, a, r.ID, 11)
+	wantErr(t, "Adjust beyond the balance", err, keyward.ErrInsufficientCredits)
+	if got.Available != 4 {
+		t.Fatalf("Available with ErrInsufficientCredits = %d, want 4", got.Available)
+	}
+	e.want(a, 4, 0, 6, 1) // unchanged
+	got, err = e.l.Adjust(e.ctx, a, r.ID, 10)
+	wantErr(t, "Adjust to the whole balance", err, nil)
+	if got.Available != 0 {
+		t.Fatalf("Available = %d, want 0", got.Available)
+	}
+	_, err = e.l.Adjust(e.ctx, a, r.ID, 1)
+	wantErr(t, "Adjust down", err, nil)
+	e.want(a, 9, 0, 1, 1)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 1), nil)
+	_, err = e.l.Adjust(e.ctx, a, r.ID, 1)
+	wantErr(t, "Adjust after Commit", err, keyward.ErrReservationNotFound)
+	// Overage: raising always succeeds.
+	o := keyward.Account{OrgID: "org_o", Allocation: 1, AllowOverage: true}
+	r = e.reserve(o, 1)
+	_, err = e.l.Adjust(e.ctx, o, r.ID, 5)
+	wantErr(t, "Adjust with overage", err, nil)
+	e.want(o, -4, 0, 5, 1)
+}
+
+func expiry(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	abandoned := e.reserve(a, 10)
+	adjusted := e.reserve(a, 10)
+	released := e.reserve(a, 10)
+	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	e.want(a, 70, 0, 30, 3)
+	wantErr(t, "Release before expiry", e.l.Release(e.ctx, a, released.ID), nil)
+	e.clock.Advance(time.Second) // now exactly ExpiresAt
+	e.want(a, 100, 0, 0, 0)
+	wantErr(t, "Commit after expiry", e.l.Commit(e.ctx, a, abandoned.ID, 10), keyward.ErrReservationExpired)
+	_, err := e.l.Adjust(e.ctx, a, adjusted.ID, 5)
+	wantErr(t, "Adjust after expiry", err, keyward.ErrReservationExpired)
+	wantErr(t, "Release after expiry", e.l.Release(e.ctx, a, abandoned.ID), nil)
+	e.want(a, 100, 0, 0, 0)
+	// The answer stands for at least the TTL after the expiry.
+	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	wantErr(t, "Commit long after expiry", e.l.Commit(e.ctx, a, abandoned.ID, 10), keyward.ErrReservationExpired)
+
+	// Expiry is applied even if Commit is the first call after it.
+	r := e.reserve(a, 10)
+	e.clock.Advance(keyward.DefaultReservationTTL)
+	wantErr(t, "Commit as the first touch after expiry", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationExpired)
+	e.want(a, 100, 0, 0, 0)
+}
+
+func periodRollover(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	r := e.reserve(a, 60)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 60), nil)
+	if _, err := e.l.Grant(e.ctx, a, 50, "goodwill"); err != nil {
+		t.Fatal(err)
+	}
+	e.want(a, 90, 60, 0, 0)
+	inFlight := e.reserve(a, 5)
+	e.clock.Set(time.Date(2026, 1, 31, 23, 59, 59, 0, time.UTC))
+	// (the reservation expired meanwhile; make a fresh one just before the end)
+	inFlight = e.reserve(a, 5)
+	e.clock.Set(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	b := e.balance(a)
+	want := keyward.Balance{
+		OrgID:       "org_a",
+		PeriodStart: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC),
+		PeriodEnd:   time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		Allocation:  100, Available: 100,
+	}
+	if !b.PeriodStart.Equal(want.PeriodStart) || !b.PeriodEnd.Equal(want.PeriodEnd) {
+		t.Fatalf("period = %v – %v, want February", b.PeriodStart, b.PeriodEnd)
+	}
+	b.PeriodStart, b.PeriodEnd = want.PeriodStart, want.PeriodEnd
+	if b != want {
+		t.Fatalf("balance after rollover = %+v; want %+v (no rollover of the 40 left, nor of the grant)", b, want)
+	}
+	wantErr(t, "Commit across the period's end", e.l.Commit(e.ctx, a, inFlight.ID, 5), keyward.ErrReservationExpired)
+	e.want(a, 100, 0, 0, 0)
+	// The first touch of a period may be a Reserve.
+	e.clock.Set(time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC))
+	r = e.reserve(a, 100)
+	if r.Available != 0 {
+		t.Fatalf("Available in March = %d, want 0", r.Available)
+	}
+}
+
+func allocationChanges(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	r := e.reserve(a, 80)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 80), nil)
+	// A downgrade counts from the next period: the balance stays ≥ 0.
+	down := acct("org_a", 50)
+	if b := e.balance(down); b.Allocation != 100 || b.Available != 20 {
+		t.Fatalf("after a downgrade: %+v; want Allocation 100, Available 20", b)
+	}
+	// An upgrade counts at once.
+	up := acct("org_a", 1000)
+	if b := e.balance(up); b.Allocation != 1000 || b.Available != 920 {
+		t.Fatalf("after an upgrade: %+v; want Allocation 1000, Available 920", b)
+	}
+	e.clock.Set(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
+	if b := e.balance(down); b.Allocation != 50 || b.Available != 50 {
+		t.Fatalf("next period after a downgrade: %+v; want Allocation 50", b)
+	}
+}
+
+func idempotency(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	req := func(key, fp string, amount int64) (keyward.Reservation, error) {
+		return e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: amount, IdempotencyKey: key, Fingerprint: fp})
+	}
+	first, err := req("k1", "fp-a", 3)
+	wantErr(t, "first", err, nil)
+	_, err = req("k1", "fp-a", 3)
+	wantErr(t, "same key in flight", err, keyward.ErrIdempotencyKeyInUse)
+	_, err = req("k1", "fp-b", 3)
+	wantErr(t, "same key, other request, in flight", err, keyward.ErrIdempotencyKeyReused)
+	e.want(a, 97, 0, 3, 1)
+
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, first.ID, 2), nil)
+	replay, err := req("k1", "fp-a", 3)
+	wantErr(t, "retry after commit", err, nil)
+	if !replay.Replayed || replay.ID != first.ID || replay.Charged != 2 || replay.Available != 98 || replay.Amount != 0 {
+		t.Fatalf("replay = %+v; want Replayed, ID %d, Charged 2, Available 98", replay, first.ID)
+	}
+	_, err = req("k1", "fp-b", 3)
+	wantErr(t, "same key, other request, after commit", err, keyward.ErrIdempotencyKeyReused)
+	e.want(a, 98, 2, 0, 0) // nothing held for the replay
+
+	// Another organization has its own keys.
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: "fp-b"})
+	wantErr(t, "same key, other org", err, nil)
+
+	// A released call frees its key: the retry is charged normally.
+	failed, err := req("k2", "fp-a", 3)
+	wantErr(t, "k2", err, nil)
+	wantErr(t, "Release", e.l.Release(e.ctx, a, failed.ID), nil)
+	retry, err := req("k2", "fp-c", 3)
+	wantErr(t, "retry after release", err, nil)
+	if retry.Replayed || retry.ID == failed.ID {
+		t.Fatalf("retry after release = %+v; want a new reservation", retry)
+	}
+	// So does an expired one.
+	e.clock.Advance(keyward.DefaultReservationTTL)
+	again, err := req("k2", "fp-c", 3)
+	wantErr(t, "retry after expiry", err, nil)
+	if again.Replayed {
+		t.Fatalf("retry after expiry was replayed")
+	}
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, again.ID, 3), nil)
+
+	// A committed key is remembered for the TTL from its reservation.
+	e.clock.Advance(keyward.DefaultIdempotencyTTL - keyward.DefaultReservationTTL - time.Second)
+	replay, err = req("k1", "fp-a", 3)
+	wantErr(t, "retry just inside the TTL", err, nil)
+	if !replay.Replayed {
+		t.Fatalf("retry within the TTL was not replayed")
+	}
+	e.clock.Advance(time.Second)
+	fresh, err := req("k1", "fp-b", 3)
+	wantErr(t, "reuse after the TTL", err, nil)
+	if fresh.Replayed {
+		t.Fatalf("key still remembered after its TTL")
+	}
+}
+
+func grant(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 0) // e.g. enterprise without an allocation yet
+	_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 1})
+	wantErr(t, "Reserve with nothing", err, keyward.ErrInsufficientCredits)
+	b, err := e.l.Grant(e.ctx, a, 25, "trial")
+	wantErr(t, "Grant", err, nil)
+	if b.Granted != 25 || b.Available != 25 {
+		t.Fatalf("after Grant: %+v", b)
+	}
+	b, _ = e.l.Grant(e.ctx, a, 5, "more")
+	if b.Granted != 30 {
+		t.Fatalf("grants add up: %+v", b)
+	}
+	e.reserve(a, 30)
+}
+
+func cancelled(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := e.l.Reserve(ctx, keyward.ReserveRequest{Account: a, Amount: 1})
+	wantErr(t, "Reserve", err, context.Canceled)
+	e.want(a, 100, 0, 0, 0)
+}
+
+// concurrency: 64 goroutines × 1,000 calls of cost 1–3 against 10,000
+// credits, settled at random. Whatever the interleaving, what was committed
+// is exactly what the balance lost, never more than it had, and nothing is
+// left reserved.
+func concurrency(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 10_000)
+	const workers, calls = 64, 1000
+	var committed, refused atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			for range calls {
+				cost := 1 + rng.Int64N(3)
+				r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: cost})
+				if errors.Is(err, keyward.ErrInsufficientCredits) {
+					refused.Add(1)
+					continue
+				}
+				if err != nil {
+					t.Errorf("Reserve: %v", err)
+					return
+				}
+				switch rng.IntN(4) {
+				case 0:
+					err = e.l.Release(e.ctx, a, r.ID)
+				case 1: // a batch that came out cheaper
+					err = e.l.Commit(e.ctx, a, r.ID, cost-1)
+					if err == nil {
+						committed.Add(cost - 1)
+					}
+				case 2: // a batch that came out dearer
+					if _, aerr := e.l.Adjust(e.ctx, a, r.ID, cost+1); aerr == nil {
+						cost++
+					} else if !errors.Is(aerr, keyward.ErrInsufficientCredits) {
+						t.Errorf("Adjust: %v", aerr)
+					}
+					fallthrough
+				default:
+					err = e.l.Commit(e.ctx, a, r.ID, cost)
+					if err == nil {
+						committed.Add(cost)
+					}
+				}
+				if err != nil {
+					t.Errorf("settle: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b := e.balance(a)
+	if b.Spent != committed.Load() || b.Available != 10_000-committed.Load() {
+		t.Fatalf("balance %+v; committed %d", b, committed.Load())
+	}
+	if b.Spent > 10_000 || b.Available < 0 {
+		t.Fatalf("overspent: %+v", b)
+	}
+	if b.Reserved != 0 || b.OpenReservations != 0 {
+		t.Fatalf("reservations left open: %+v", b)
+	}
+	if refused.Load() == 0 {
+		t.Fatalf("the balance never ran out; the test proves nothing")
+	}
+}

@@ -1,0 +1,572 @@
+package memstore
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyward/keyward"
+)
+
+// LedgerOptions configure a Ledger. Every zero value means the default
+// said beside it.
+type LedgerOptions struct {
+	// Now is the clock. Nil: the system clock.
+	Now func() time.Time
+	// Period gives each organization's billing period. Nil:
+	// keyward.MonthlyUTC.
+	Period keyward.PeriodFunc
+	// ReservationTTL is how long a reservation may stay unsettled before it
+	// is released. Zero: keyward.DefaultReservationTTL (5 minutes).
+	ReservationTTL time.Duration
+	// IdempotencyTTL is how long an idempotency key is remembered from its
+	// call's reservation. Zero: keyward.DefaultIdempotencyTTL (24 hours).
+	IdempotencyTTL time.Duration
+}
+
+// Ledger is an in-memory keyward.CreditLedger, exact under concurrency:
+// each organization's credits change under its own lock. Expired
+// reservations are released lazily, when their organization is next
+// touched (or by Sweep). Grants keep only their sum (the note is dropped),
+// reservations only what settling needs (not the key and request ids).
+// Nothing survives a restart.
+//
+// Reservation ids are unique within the ledger for its first 2^43
+// reservations; an organization holds at most 2^20 open (or recently
+// expired) reservations at once, beyond which Reserve fails.
+type Ledger struct {
+	now     func() int64 // Unix nanoseconds
+	period  keyward.PeriodFunc
+	resTTL  time.Duration
+	idemTTL time.Duration
+	lastGen atomic.Int64
+	clock   monoClock
+
+	mu   sync.RWMutex
+	orgs map[string]*orgCredits
+}
+
+var _ keyward.CreditLedger = (*Ledger)(nil)
+
+// A reservation id is a generation, unique in the ledger, above the index
+// of the organization's slot that holds it: settling finds it without a
+// map lookup, and a stale or foreign id never matches the slot's id.
+const (
+	slotBits = 20
+	slotMask = 1<<slotBits - 1
+	maxGen   = 1<<(63-slotBits) - 1
+)
+
+var (
+	errTooManyOpen  = errors.New("keyward: memstore: too many open reservations for one organization")
+	errIDsExhausted = errors.New("keyward: memstore: reservation ids exhausted")
+)
+
+type resState uint8
+
+const (
+	resOpen resState = iota + 1
+	resExpired
+)
+
+// reservation is one slot: free (id 0), open until settled (then freed),
+// or expired (then kept until expires+resTTL to answer
+// ErrReservationExpired).
+type reservation struct {
+	id      int64
+	amount  int64
+	expires int64 // Unix nanoseconds
+	state   resState
+	idemKey string
+}
+
+type idemRecord struct {
+	id          int64
+	created     int64 // Unix nanoseconds
+	committed   bool
+	charged     int64
+	fingerprint string
+}
+
+type idemEntry struct {
+	key     string
+	id      int64
+	created int64
+}
+
+// orgCredits is one organization's ledger; mu guards every field.
+type orgCredits struct {
+	mu           sync.Mutex
+	start, end   time.Time // the current billing period; zero before the first touch
+	startN, endN int64     // the same in Unix nanoseconds
+	allocation   int64
+	granted      int64
+	spent        int64
+	reserved     int64
+	open         int
+	slots        []reservation
+	free         []int32
+	// nextSweep is a lower bound of the next time a reservation expires or
+	// an expired one may be forgotten.
+	nextSweep int64
+	idem      map[string]idemRecord
+	idemQ     []idemEntry // in creation order, for forgetting keys
+	idemHead  int
+}
+
+// monoClock reads the time in one clock read instead of time.Now's two:
+// Unix nanoseconds derived from the monotonic clock since a base taken at
+// most a second ago, so a step of the wall clock shows within a second.
+type monoClock struct{ base atomic.Pointer[clockBase] }
+
+type clockBase struct {
+	t    time.Time // with its monotonic reading
+	unix int64
+}
+
+func (c *monoClock) now() int64 {
+	if b := c.base.Load(); b != nil {
+		if d := time.Since(b.t); d >= 0 && d < time.Second {
+			return b.unix + int64(d)
+		}
+	}
+	t := time.Now()
+	c.base.Store(&clockBase{t: t, unix: t.UnixNano()})
+	return t.UnixNano()
+}
+
+// NewLedger returns an empty Ledger.
+func NewLedger(opts LedgerOptions) (*Ledger, error) {
+	var errs []error
+	if opts.ReservationTTL < 0 {
+		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.ReservationTTL", Problem: "is negative"})
+	}
+	if opts.IdempotencyTTL < 0 {
+		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.IdempotencyTTL", Problem: "is negative"})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	l := &Ledger{
+		period:  opts.Period,
+		resTTL:  opts.ReservationTTL,
+		idemTTL: opts.IdempotencyTTL,
+		orgs:    make(map[string]*orgCredits),
+	}
+	if now := opts.Now; now != nil {
+		l.now = func() int64 { return now().UnixNano() }
+	} else {
+		l.now = l.clock.now
+	}
+	if l.period == nil {
+		l.period = keyward.MonthlyUTC
+	}
+	if l.resTTL == 0 {
+		l.resTTL = keyward.DefaultReservationTTL
+	}
+	if l.idemTTL == 0 {
+		l.idemTTL = keyward.DefaultIdempotencyTTL
+	}
+	return l, nil
+}
+
+var errBadPeriod = errors.New("keyward: memstore: the period function returned a period that does not contain now")
+
+func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
+
+// org returns the organization's ledger, creating it when create is set
+// (nil otherwise).
+func (l *Ledger) org(id string, create bool) *orgCredits {
+	l.mu.RLock()
+	o := l.orgs[id]
+	l.mu.RUnlock()
+	if o != nil || !create {
+		return o
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if o = l.orgs[id]; o == nil {
+		o = &orgCredits{nextSweep: math.MaxInt64}
+		l.orgs[id] = o
+	}
+	return o
+}
+
+// touch brings o to now: a new billing period, expired reservations,
+// forgotten idempotency keys. o.mu is held.
+func (l *Ledger) touch(o *orgCredits, acct keyward.Account, n int64) error {
+	if o.endN == 0 || n >= o.endN || n < o.startN {
+		now := time.Unix(0, n).UTC()
+		start, end := l.period(acct.OrgID, now)
+		if now.Before(start) || !now.Before(end) || start.Year() < 1700 || end.Year() > 2200 {
+			return errBadPeriod
+		}
+		if !start.Equal(o.start) {
+			// A new period: no rollover, and the old period's open
+			// reservations are released as expired.
+			for i := range o.slots {
+				if o.slots[i].state == resOpen {
+					l.expire(o, &o.slots[i])
+				}
+			}
+			o.granted, o.spent, o.reserved = 0, 0, 0
+			o.allocation = acct.Allocation
+		}
+		o.start, o.end = start, end
+		o.startN, o.endN = start.UnixNano(), end.UnixNano()
+	}
+	if acct.Allocation > o.allocation {
+		o.allocation = acct.Allocation // upgrades count at once
+	}
+	if n >= o.nextSweep {
+		l.sweep(o, n)
+	}
+	l.forgetKeys(o, n)
+	return nil
+}
+
+// expire releases an open reservation as expired and keeps it, so that a
+// late Commit learns why it charges nothing. o.mu is held.
+func (l *Ledger) expire(o *orgCredits, r *reservation) {
+	o.reserved -= r.amount
+	o.open--
+	r.state = resExpired
+	o.nextSweep = min(o.nextSweep, r.expires+int64(l.resTTL))
+	l.unlinkKey(o, r.id, r.idemKey)
+}
+
+// sweep expires what is due and forgets expired reservations older than
+// resTTL; it returns how many it expired. o.mu is held.
+func (l *Ledger) sweep(o *orgCredits, n int64) int {
+	next := int64(math.MaxInt64)
+	expired := 0
+	for i := range o.slots {
+		r := &o.slots[i]
+		if r.state == resOpen && n >= r.expires {
+			l.expire(o, r)
+			expired++
+		}
+		switch {
+		case r.state == resOpen:
+			next = min(next, r.expires)
+		case r.state == resExpired && n >= r.expires+int64(l.resTTL):
+			o.freeSlot(i)
+		case r.state == resExpired:
+			next = min(next, r.expires+int64(l.resTTL))
+		}
+	}
+	o.nextSweep = next
+	return expired
+}
+
+func (o *orgCredits) freeSlot(i int) {
+	o.slots[i] = reservation{}
+	o.free = append(o.free, int32(i))
+}
+
+// newSlot returns a free slot's index. o.mu is held.
+func (o *orgCredits) newSlot() (int, error) {
+	if n := len(o.free); n > 0 {
+		i := o.free[n-1]
+		o.free = o.free[:n-1]
+		return int(i), nil
+	}
+	if len(o.slots) > slotMask {
+		return 0, errTooManyOpen
+	}
+	o.slots = append(o.slots, reservation{})
+	return len(o.slots) - 1, nil
+}
+
+// slot returns the reservation id names, or nil. o.mu is held.
+func (o *orgCredits) slot(id int64) *reservation {
+	i := id & slotMask
+	if id <= 0 || i >= int64(len(o.slots)) || o.slots[i].id != id {
+		return nil
+	}
+	return &o.slots[i]
+}
+
+// unlinkKey frees an idempotency key whose call was released. o.mu is
+// held.
+func (l *Ledger) unlinkKey(o *orgCredits, id int64, key string) {
+	if key == "" {
+		return
+	}
+	if rec, ok := o.idem[key]; ok && rec.id == id {
+		delete(o.idem, key)
+	}
+}
+
+// forgetKeys drops idempotency keys older than idemTTL. o.mu is held.
+func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
+	ttl := int64(l.idemTTL)
+	for o.idemHead < len(o.idemQ) && n-o.idemQ[o.idemHead].created >= ttl {
+		e := o.idemQ[o.idemHead]
+		if rec, ok := o.idem[e.key]; ok && rec.id == e.id {
+			delete(o.idem, e.key)
+		}
+		o.idemQ[o.idemHead] = idemEntry{}
+		o.idemHead++
+	}
+	if o.idemHead > 64 && o.idemHead*2 > len(o.idemQ) {
+		o.idemQ = append(o.idemQ[:0], o.idemQ[o.idemHead:]...)
+		o.idemHead = 0
+	}
+}
+
+func (o *orgCredits) available() int64 { return o.allocation + o.granted - o.spent - o.reserved }
+
+func (o *orgCredits) balance(orgID string) keyward.Balance {
+	return keyward.Balance{
+		OrgID:            orgID,
+		PeriodStart:      o.start,
+		PeriodEnd:        o.end,
+		Allocation:       o.allocation,
+		Granted:          o.granted,
+		Spent:            o.spent,
+		Reserved:         o.reserved,
+		Available:        o.available(),
+		OpenReservations: o.open,
+	}
+}
+
+// Reserve implements keyward.CreditLedger.
+func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+	if err := ctx.Err(); err != nil {
+		return keyward.Reservation{}, err
+	}
+	acct := req.Account
+	if !validAccount(acct) || req.Amount < 0 {
+		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, true)
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return keyward.Reservation{}, err
+	}
+	out := keyward.Reservation{OrgID: acct.OrgID}
+	if req.IdempotencyKey != "" {
+		if rec, ok := o.idem[req.IdempotencyKey]; ok {
+			if rec.fingerprint != req.Fingerprint {
+				return out, keyward.ErrIdempotencyKeyReused
+			}
+			if !rec.committed {
+				return out, keyward.ErrIdempotencyKeyInUse
+			}
+			out.ID, out.Replayed, out.Charged, out.Available = rec.id, true, rec.charged, o.available()
+			return out, nil
+		}
+	}
+	avail := o.available()
+	if req.Amount > 0 && !acct.AllowOverage && avail < req.Amount {
+		out.Available = max(avail, 0)
+		return out, keyward.ErrInsufficientCredits
+	}
+	gen := l.lastGen.Add(1)
+	if gen > maxGen {
+		return out, errIDsExhausted
+	}
+	i, err := o.newSlot()
+	if err != nil {
+		return out, err
+	}
+	id := gen<<slotBits | int64(i)
+	exp := n + int64(l.resTTL)
+	o.slots[i] = reservation{id: id, amount: req.Amount, expires: exp, state: resOpen, idemKey: req.IdempotencyKey}
+	o.reserved += req.Amount
+	o.open++
+	o.nextSweep = min(o.nextSweep, exp)
+	if req.IdempotencyKey != "" {
+		if o.idem == nil {
+			o.idem = make(map[string]idemRecord)
+		}
+		o.idem[req.IdempotencyKey] = idemRecord{id: id, created: n, fingerprint: req.Fingerprint}
+		o.idemQ = append(o.idemQ, idemEntry{key: req.IdempotencyKey, id: id, created: n})
+	}
+	out.ID, out.Amount, out.ExpiresAt, out.Available = id, req.Amount, time.Unix(0, exp).UTC(), avail-req.Amount
+	return out, nil
+}
+
+// lookupOpen finds an open reservation, expiring it if it is due. o.mu is
+// held.
+func (l *Ledger) lookupOpen(o *orgCredits, id, n int64) (*reservation, error) {
+	r := o.slot(id)
+	if r == nil {
+		return nil, keyward.ErrReservationNotFound
+	}
+	if r.state == resOpen && n >= r.expires {
+		l.expire(o, r)
+	}
+	if r.state == resExpired {
+		return nil, keyward.ErrReservationExpired
+	}
+	return r, nil
+}
+
+// Adjust implements keyward.CreditLedger.
+func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount int64) (keyward.Reservation, error) {
+	if err := ctx.Err(); err != nil {
+		return keyward.Reservation{}, err
+	}
+	if !validAccount(acct) || amount < 0 {
+		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, false)
+	if o == nil {
+		return keyward.Reservation{}, keyward.ErrReservationNotFound
+	}
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return keyward.Reservation{}, err
+	}
+	out := keyward.Reservation{OrgID: acct.OrgID}
+	r, err := l.lookupOpen(o, id, n)
+	if err != nil {
+		return out, err
+	}
+	avail := o.available()
+	delta := amount - r.amount
+	if delta > 0 && !acct.AllowOverage && avail < delta {
+		out.Available = max(avail, 0)
+		return out, keyward.ErrInsufficientCredits
+	}
+	r.amount = amount
+	o.reserved += delta
+	out.ID, out.Amount, out.ExpiresAt, out.Available = id, amount, time.Unix(0, r.expires).UTC(), avail-delta
+	return out, nil
+}
+
+// Commit implements keyward.CreditLedger.
+func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !validAccount(acct) || amount < 0 {
+		return keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, false)
+	if o == nil {
+		return keyward.ErrReservationNotFound
+	}
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return err
+	}
+	r, err := l.lookupOpen(o, id, n)
+	if err != nil {
+		return err
+	}
+	if amount > r.amount {
+		return keyward.ErrInvalidAmount
+	}
+	o.reserved -= r.amount
+	o.open--
+	o.spent += amount
+	if r.idemKey != "" {
+		if rec, ok := o.idem[r.idemKey]; ok && rec.id == id {
+			rec.committed, rec.charged = true, amount
+			o.idem[r.idemKey] = rec
+		}
+	}
+	o.freeSlot(int(id & slotMask))
+	return nil
+}
+
+// Release implements keyward.CreditLedger.
+func (l *Ledger) Release(ctx context.Context, acct keyward.Account, id int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !validAccount(acct) {
+		return keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, false)
+	if o == nil {
+		return nil
+	}
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return err
+	}
+	r, err := l.lookupOpen(o, id, n)
+	if err != nil {
+		return nil // not open: nothing to release
+	}
+	o.reserved -= r.amount
+	o.open--
+	l.unlinkKey(o, id, r.idemKey)
+	o.freeSlot(int(id & slotMask))
+	return nil
+}
+
+// Grant implements keyward.CreditLedger. The note is not kept.
+func (l *Ledger) Grant(ctx context.Context, acct keyward.Account, amount int64, note string) (keyward.Balance, error) {
+	if err := ctx.Err(); err != nil {
+		return keyward.Balance{}, err
+	}
+	if !validAccount(acct) || amount <= 0 {
+		return keyward.Balance{}, keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, true)
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return keyward.Balance{}, err
+	}
+	o.granted += amount
+	return o.balance(acct.OrgID), nil
+}
+
+// Balance implements keyward.CreditLedger.
+func (l *Ledger) Balance(ctx context.Context, acct keyward.Account) (keyward.Balance, error) {
+	if err := ctx.Err(); err != nil {
+		return keyward.Balance{}, err
+	}
+	if !validAccount(acct) {
+		return keyward.Balance{}, keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, true)
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return keyward.Balance{}, err
+	}
+	return o.balance(acct.OrgID), nil
+}
+
+// Sweep releases every reservation, of every organization, that has
+// expired, and returns how many it released. The ledger does this lazily
+// anyway; Sweep only frees memory of organizations that see no calls.
+func (l *Ledger) Sweep() int {
+	l.mu.RLock()
+	orgs := make([]*orgCredits, 0, len(l.orgs))
+	for _, o := range l.orgs {
+		orgs = append(orgs, o)
+	}
+	l.mu.RUnlock()
+	n := l.now()
+	released := 0
+	for _, o := range orgs {
+		o.mu.Lock()
+		if n >= o.nextSweep {
+			released += l.sweep(o, n)
+		}
+		l.forgetKeys(o, n)
+		o.mu.Unlock()
+	}
+	return released
+}
