@@ -253,7 +253,6 @@ func testUpdateOrg(t *testing.T, newBackend NewKeyBackend) {
 	a.AllowOverage = true
 	require.NoError(t, s.UpdateOrg(ctx, a))
 	assert.True(t, rec.has(ka.Record.Hash))
-	assert.False(t, rec.has(kb.Record.Hash))
 	got, err := s.LookupKey(ctx, ka.Record.Hash)
 	require.NoError(t, err)
 	assert.Equal(t, "growth", got.Org.Plan)

@@ -66,6 +66,15 @@ type Options struct {
 	FlushInterval time.Duration
 	// Logger receives change-feed and flush failures. Nil: slog.Default().
 	Logger *slog.Logger
+	// Period gives each organization's billing period. Nil:
+	// keyward.MonthlyUTC.
+	Period keyward.PeriodFunc
+	// ReservationTTL is how long a credit reservation may stay unsettled
+	// before it is released. Zero: keyward.DefaultReservationTTL.
+	ReservationTTL time.Duration
+	// IdempotencyTTL is how long an idempotency key is remembered. Zero:
+	// keyward.DefaultIdempotencyTTL.
+	IdempotencyTTL time.Duration
 }
 
 // Store is a keyward.KeyStore and keyward.KeyManager on SQLite or
@@ -80,6 +89,9 @@ type Store struct {
 	poll    time.Duration
 	flush   time.Duration
 	logger  *slog.Logger
+	period  keyward.PeriodFunc
+	resTTL  time.Duration
+	idemTTL time.Duration
 
 	mu        sync.Mutex
 	watchers  []keyward.Invalidator
@@ -142,6 +154,16 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if s.logger == nil {
 		s.logger = slog.Default()
 	}
+	s.period, s.resTTL, s.idemTTL = opts.Period, opts.ReservationTTL, opts.IdempotencyTTL
+	if s.period == nil {
+		s.period = keyward.MonthlyUTC
+	}
+	if s.resTTL <= 0 {
+		s.resTTL = keyward.DefaultReservationTTL
+	}
+	if s.idemTTL <= 0 {
+		s.idemTTL = keyward.DefaultIdempotencyTTL
+	}
 	s.usage.init()
 
 	switch {
@@ -153,6 +175,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	default:
 		s.dialect = sqlite
 		s.db, err = sql.Open("sqlite", sqliteDSN(dsn))
+		if err == nil {
+			// One connection: this process's writers queue in the pool
+			// instead of spinning in SQLite's busy handler (which sleeps up
+			// to 100 ms a try and starves under contention). Other
+			// processes still wait up to the busy timeout.
+			s.db.SetMaxOpenConns(1)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: open %s: %w", s.dialect, err)

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/sqlstore"
+	"github.com/spf13/cobra"
+)
+
+// orgDetail is `orgs show`: the organization, its credits and its keys.
+type orgDetail struct {
+	orgJSON
+	Balance   int64     `json:"balance"`
+	Reserved  int64     `json:"reserved"`
+	Available int64     `json:"available"`
+	Granted   int64     `json:"granted"`
+	Spent     int64     `json:"spent"`
+	PeriodEnd time.Time `json:"periodEnd"`
+	Keys      int       `json:"keys"`
+}
+
+func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgDetail, error) {
+	o, err := s.Org(ctx, id)
+	if err != nil {
+		return orgDetail{}, err
+	}
+	acct, err := keyward.AccountFor(o, keyward.DefaultPlans())
+	if err != nil {
+		return orgDetail{}, err
+	}
+	bal, err := s.Balance(ctx, acct)
+	if err != nil {
+		return orgDetail{}, err
+	}
+	keys, err := s.ListKeys(ctx, id)
+	if err != nil {
+		return orgDetail{}, err
+	}
+	return orgDetail{
+		orgJSON: orgView(o), Balance: bal.Allocation + bal.Granted - bal.Spent, Reserved: bal.Reserved,
+		Available: bal.Available, Granted: bal.Granted, Spent: bal.Spent, PeriodEnd: bal.PeriodEnd.UTC(), Keys: len(keys),
+	}, nil
+}
+
+func (a *app) printOrgDetail(d orgDetail, asJSON bool) error {
+	if asJSON {
+		return a.printJSON(d)
+	}
+	return a.table([]string{"FIELD", "VALUE"}, [][]string{
+		{"id", d.ID}, {"name", d.Name}, {"plan", d.Plan},
+		{"rate", strconv.FormatInt(d.RatePerMinute, 10) + "/min"},
+		{"credits/month", strconv.FormatInt(d.Credits, 10)},
+		{"overage", strconv.FormatBool(d.AllowOverage)},
+		{"balance", strconv.FormatInt(d.Balance, 10)},
+		{"reserved", strconv.FormatInt(d.Reserved, 10)},
+		{"available", strconv.FormatInt(d.Available, 10)},
+		{"period end", d.PeriodEnd.Format(time.RFC3339)},
+		{"keys", strconv.Itoa(d.Keys)},
+	})
+}
+
+func (a *app) orgsShowCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show ORG_ID",
+		Short: "Show an organization: plan, rate, balance, reserved, period end, key count",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			d, err := a.orgDetail(cmd.Context(), s, argv[0])
+			if err != nil {
+				return err
+			}
+			return a.printOrgDetail(d, asJSON)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) creditsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "credits", Short: "Grant credits"}
+	var note string
+	var asJSON bool
+	grant := &cobra.Command{
+		Use:   "grant ORG_ID N",
+		Short: "Add N credits to the organization's current period (a ledger entry, not an overwrite)",
+		Args:  args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			n, err := strconv.ParseInt(argv[1], 10, 64)
+			if err != nil || n <= 0 {
+				return usageError{fmt.Errorf("N must be a positive whole number, not %q", argv[1])}
+			}
+			ctx := cmd.Context()
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			o, err := s.Org(ctx, argv[0])
+			if err != nil {
+				return err
+			}
+			acct, err := keyward.AccountFor(o, keyward.DefaultPlans())
+			if err != nil {
+				return err
+			}
+			if _, err := s.Grant(ctx, acct, n, note); err != nil {
+				return err
+			}
+			d, err := a.orgDetail(ctx, s, argv[0])
+			if err != nil {
+				return err
+			}
+			if !asJSON {
+				fmt.Fprintf(a.stdout, "granted %d credits to %s\n", n, argv[0])
+			}
+			return a.printOrgDetail(d, asJSON)
+		},
+	}
+	grant.Flags().StringVar(&note, "note", "granted with the keyward command", "note kept with the ledger entry")
+	grant.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(grant)
+	return cmd
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/sqlstore"
+	"github.com/ulule/limiter/v3"
+)
+
+// demoAPI is a miniature transaction-enrichment API: the routes of a real
+// one, each behind the keyward handlers it needs.
+type demoAPI struct {
+	store  *sqlstore.Store
+	errors *keyward.ErrorWriter
+	limits *keyward.RateLimiter
+	plans  map[string]keyward.Plan
+
+	mu     sync.Mutex
+	recent map[string][]enrichment // org id → newest last, at most recentMax
+}
+
+const recentMax = 50
+
+type enrichment struct {
+	ID          string    `json:"id"`
+	Title       string    `json:"title"`
+	Country     string    `json:"country"`
+	Type        string    `json:"type"`
+	Category    string    `json:"category"`
+	Subcategory string    `json:"subcategory"`
+	Merchant    *string   `json:"merchant"`
+	Confidence  float64   `json:"confidence"`
+	KeyID       string    `json:"keyId"`
+	EnrichedAt  time.Time `json:"enrichedAt"`
+}
+
+func newDemoAPI(s *sqlstore.Store, limitStore limiter.Store, logger *slog.Logger) (http.Handler, error) {
+	api := &demoAPI{
+		store:  s,
+		errors: &keyward.ErrorWriter{Logger: logger},
+		plans:  keyward.DefaultPlans(),
+		recent: map[string][]enrichment{},
+	}
+	cache, err := keyward.NewCache(s, keyward.CacheConfig{})
+	if err != nil {
+		return nil, err
+	}
+	s.Watch(cache)
+	requireKey, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: s.Format().Prefix(), Errors: api.errors, Usage: s})
+	if err != nil {
+		return nil, err
+	}
+	api.limits, err = keyward.NewRateLimiter(keyward.RateLimitConfig{Store: limitStore, Errors: api.errors, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	limit := api.limits.Middleware
+	perm := func(p string) keyward.Middleware {
+		m, err2 := keyward.NewPermissionCheck(keyward.PermissionConfig{Required: []string{p}, Errors: api.errors})
+		err = errors.Join(err, err2)
+		return m
+	}
+	charge, err2 := keyward.ChargeCredits(keyward.CreditConfig{Ledger: s, Cost: 1, Errors: api.errors})
+	enrich, read := perm("transactions:enrich"), perm("transactions:read")
+	if err = errors.Join(err, err2); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.Handle("POST /v1/transactions/enrich", requireKey(enrich(limit(charge(http.HandlerFunc(api.enrich))))))
+	mux.Handle("GET /v1/transactions", requireKey(read(limit(http.HandlerFunc(api.transactions)))))
+	mux.Handle("GET /v1/categories", requireKey(limit(http.HandlerFunc(api.categories))))
+	mux.Handle("GET /v1/usage", requireKey(limit(http.HandlerFunc(api.usage))))
+	return mux, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// okBody is the success envelope, in the same order as the error one.
+type okBody struct {
+	Success bool     `json:"success"`
+	Partial *bool    `json:"partial,omitempty"`
+	Data    any      `json:"data"`
+	Meta    metaBody `json:"meta"`
+}
+
+type metaBody struct {
+	GeneratedAt string `json:"generatedAt"`
+	RequestID   string `json:"requestId"`
+	Version     string `json:"version"`
+}
+
+func ok(r *http.Request, data any) okBody {
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 128 {
+		id = ids.New("req_")
+	}
+	return okBody{Success: true, Data: data,
+		Meta: metaBody{GeneratedAt: time.Now().UTC().Format(time.RFC3339), RequestID: id, Version: keyward.DefaultVersion}}
+}
+
+type enrichRequest struct {
+	Title   string `json:"title"`
+	Country string `json:"country"`
+	Type    string `json:"type"`
+}
+
+func (api *demoAPI) enrich(w http.ResponseWriter, r *http.Request) {
+	p, _ := keyward.FromContext(r.Context())
+	var req enrichRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	fieldErrors := map[string]string{}
+	if err != nil || json.Unmarshal(body, &req) != nil {
+		api.errors.WriteError(w, r, keyward.Validation(http.StatusUnprocessableEntity,
+			"The request body must be a JSON object: {\"title\": \"…\", \"country\": \"US\", \"type\": \"expense\"}.",
+			map[string]any{"fieldErrors": map[string]string{"body": "must be a JSON object"}}))
+		return
+	}
+	req.Title, req.Country, req.Type = trimmed(req.Title), strings.ToUpper(trimmed(req.Country)), strings.ToLower(trimmed(req.Type))
+	if req.Title == "" || len(req.Title) > 500 {
+		fieldErrors["title"] = "must be 1 to 500 characters"
+	}
+	if len(req.Country) != 2 || !isLetters(req.Country) {
+		fieldErrors["country"] = "must be an ISO 3166-1 alpha-2 code such as US"
+	}
+	if req.Type != "expense" && req.Type != "income" {
+		fieldErrors["type"] = "must be expense or income"
+	}
+	if len(fieldErrors) > 0 {
+		api.errors.WriteError(w, r, keyward.Validation(http.StatusUnprocessableEntity,
+			"The transaction is invalid: see details.fieldErrors. Invalid requests are not charged.",
+			map[string]any{"fieldErrors": fieldErrors}))
+		return
+	}
+	e := categorize(req)
+	e.ID, e.KeyID, e.EnrichedAt = ids.New("txn_"), p.KeyID, time.Now().UTC()
+	api.mu.Lock()
+	list := append(api.recent[p.OrgID], e)
+	if len(list) > recentMax {
+		list = list[len(list)-recentMax:]
+	}
+	api.recent[p.OrgID] = list
+	api.mu.Unlock()
+	resp, partial := ok(r, e), false
+	resp.Partial = &partial
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func isLetters(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// rules map words in a transaction title to a category: a small
+// rule-based guess, enough for a demo, no network.
+var rules = []struct {
+	words                 []string
+	category, subcategory string
+	merchant              string
+}{
+	{[]string{"STARBUCKS"}, "food_and_drink", "coffee", "Starbucks"},
+	{[]string{"COFFEE", "CAFE"}, "food_and_drink", "coffee", ""},
+	{[]string{"MCDONALD", "BURGER", "PIZZA", "RESTAURANT"}, "food_and_drink", "restaurants", ""},
+	{[]string{"UBER", "LYFT", "TAXI"}, "transportation", "rideshare", ""},
+	{[]string{"SHELL", "CHEVRON", "EXXON", "FUEL", "GAS"}, "transportation", "fuel", ""},
+	{[]string{"AMAZON", "AMZN"}, "shopping", "online_marketplaces", "Amazon"},
+	{[]string{"NETFLIX", "SPOTIFY"}, "entertainment", "subscriptions", ""},
+	{[]string{"WALMART", "KROGER", "GROCERY", "SAFEWAY"}, "groceries", "supermarkets", ""},
+	{[]string{"SALARY", "PAYROLL"}, "income", "salary", ""},
+	{[]string{"RENT", "LANDLORD"}, "housing", "rent", ""},
+}
+
+func categorize(req enrichRequest) enrichment {
+	e := enrichment{Title: req.Title, Country: req.Country, Type: req.Type, Category: "uncategorized", Subcategory: "other", Confidence: 0.2}
+	upper := strings.ToUpper(req.Title)
+	for _, rule := range rules {
+		for _, w := range rule.words {
+			if strings.Contains(upper, w) {
+				e.Category, e.Subcategory, e.Confidence = rule.category, rule.subcategory, 0.9
+				if rule.merchant != "" {
+					m := rule.merchant
+					e.Merchant = &m
+				}
+				return e
+			}
+		}
+	}
+	if req.Type == "income" {
+		e.Category, e.Subcategory = "income", "other"
+	}
+	return e
+}
+
+func (api *demoAPI) transactions(w http.ResponseWriter, r *http.Request) {
+	p, _ := keyward.FromContext(r.Context())
+	api.mu.Lock()
+	list := append([]enrichment(nil), api.recent[p.OrgID]...)
+	api.mu.Unlock()
+	// Newest first.
+	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
+		list[i], list[j] = list[j], list[i]
+	}
+	writeJSON(w, http.StatusOK, ok(r, list))
+}
+
+var categories = []map[string]any{
+	{"id": "food_and_drink", "subcategories": []string{"coffee", "restaurants"}},
+	{"id": "transportation", "subcategories": []string{"rideshare", "fuel"}},
+	{"id": "shopping", "subcategories": []string{"online_marketplaces"}},
+	{"id": "entertainment", "subcategories": []string{"subscriptions"}},
+	{"id": "groceries", "subcategories": []string{"supermarkets"}},
+	{"id": "housing", "subcategories": []string{"rent"}},
+	{"id": "income", "subcategories": []string{"salary", "other"}},
+	{"id": "uncategorized", "subcategories": []string{"other"}},
+}
+
+func (api *demoAPI) categories(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, ok(r, categories))
+}
+
+func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
+	p, _ := keyward.FromContext(r.Context())
+	ctx := r.Context()
+	acct, err := keyward.AccountFor(p.Key.Org, api.plans)
+	if err != nil {
+		api.errors.WriteError(w, r, keyward.Misconfigured(err.Error()))
+		return
+	}
+	bal, err := api.store.Balance(ctx, acct)
+	if err != nil {
+		api.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
+		return
+	}
+	keys, err := api.store.ListKeys(ctx, p.OrgID)
+	if err != nil {
+		api.errors.WriteError(w, r, keyward.ServiceUnavailable("key store", err))
+		return
+	}
+	now := time.Now()
+	keyList := make([]map[string]any, 0, len(keys))
+	for _, k := range keys {
+		v := keyView(k, now)
+		keyList = append(keyList, map[string]any{"id": v.ID, "name": v.Name, "hint": v.Hint, "environment": v.Environment,
+			"status": v.Status, "lastUsedAt": v.LastUsedAt})
+	}
+	// The rate-limit headers were set by RateLimitByOrg for this very call.
+	limit, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Limit"), 10, 64)
+	remaining, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Remaining"), 10, 64)
+	writeJSON(w, http.StatusOK, ok(r, map[string]any{
+		"organization": map[string]any{"id": p.OrgID, "name": p.Key.Org.Name, "plan": p.Plan, "allowOverage": p.Key.Org.AllowOverage},
+		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
+			"reserved": bal.Reserved, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},
+		"rateLimit": map[string]any{"limit": limit, "remaining": remaining, "window": "1m"},
+		"keys":      keyList,
+	}))
+}

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/spf13/cobra"
+)
+
+// orgJSON is how an organization is printed with --json.
+type orgJSON struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	Plan          string `json:"plan"`
+	RatePerMinute int64  `json:"ratePerMinute"`
+	Credits       int64  `json:"credits"`
+	AllowOverage  bool   `json:"allowOverage"`
+}
+
+func orgView(o keyward.Organization) orgJSON {
+	plans := keyward.DefaultPlans()
+	rate, credits := o.RatePerMinute, o.MonthlyCredits
+	if rate == 0 {
+		rate = plans[o.Plan].RequestsPerMinute
+	}
+	if credits == 0 {
+		credits = plans[o.Plan].MonthlyCredits
+	}
+	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: rate, Credits: credits, AllowOverage: o.AllowOverage}
+}
+
+// parseRate reads "600/min", "600" or "600/m".
+func parseRate(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, unit, _ := strings.Cut(s, "/")
+	switch unit {
+	case "", "m", "min", "minute":
+	default:
+		return 0, usageError{fmt.Errorf("--rate %q: want N/min", s)}
+	}
+	v, err := strconv.ParseInt(n, 10, 64)
+	if err != nil || v <= 0 {
+		return 0, usageError{fmt.Errorf("--rate %q: want a positive number of requests per minute", s)}
+	}
+	return v, nil
+}
+
+func (a *app) orgsCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "orgs", Short: "Create and list organizations"}
+	var (
+		name, plan, rate string
+		credits          int64
+		overage, asJSON  bool
+	)
+	create := &cobra.Command{
+		Use:   "create --name NAME [--plan free|starter|growth|business|enterprise] [--rate N/min] [--credits N] [--overage]",
+		Short: "Create an organization",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return usageError{errors.New("--name is required")}
+			}
+			r, err := parseRate(rate)
+			if err != nil {
+				return err
+			}
+			if credits < 0 {
+				return usageError{errors.New("--credits must not be negative")}
+			}
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			o, err := s.CreateOrg(cmd.Context(), keyward.NewOrg{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits, AllowOverage: overage})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(orgView(o))
+			}
+			v := orgView(o)
+			fmt.Fprintf(a.stdout, "created organization %s (%s): plan %s, %d requests/min, %d credits/month\n",
+				v.ID, v.Name, v.Plan, v.RatePerMinute, v.Credits)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "organization name (required)")
+	create.Flags().StringVar(&plan, "plan", "free", "plan: free, starter, growth, business or enterprise")
+	create.Flags().StringVar(&rate, "rate", "", "custom rate limit, N/min (overrides the plan's)")
+	create.Flags().Int64Var(&credits, "credits", 0, "custom monthly credits (overrides the plan's)")
+	create.Flags().BoolVar(&overage, "overage", false, "let calls go on when credits run out")
+	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List organizations",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			orgs, err := s.ListOrgs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			views := make([]orgJSON, 0, len(orgs))
+			rows := make([][]string, 0, len(orgs))
+			for _, o := range orgs {
+				v := orgView(o)
+				views = append(views, v)
+				rows = append(rows, []string{v.ID, v.Name, v.Plan, strconv.FormatInt(v.RatePerMinute, 10) + "/min",
+					strconv.FormatInt(v.Credits, 10), strconv.FormatBool(v.AllowOverage)})
+			}
+			if listJSON {
+				return a.printJSON(views)
+			}
+			return a.table([]string{"ID", "NAME", "PLAN", "RATE", "CREDITS/MONTH", "OVERAGE"}, rows)
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	cmd.AddCommand(create, list, a.orgsShowCommand())
+	return cmd
+}
+
+// keyJSON is how a key is printed with --json. Key is set only when the
+// key was just made.
+type keyJSON struct {
+	ID          string     `json:"id"`
+	Key         string     `json:"key,omitempty"`
+	Hint        string     `json:"hint"`
+	OrgID       string     `json:"orgId"`
+	Name        string     `json:"name"`
+	Environment string     `json:"environment"`
+	Permissions []string   `json:"permissions"`
+	CreatedAt   time.Time  `json:"createdAt"`
+	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
+	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
+	LastUsedAt  *time.Time `json:"lastUsedAt,omitempty"`
+	Status      string     `json:"status"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func keyView(r keyward.KeyRecord, now time.Time) keyJSON {
+	status := "active"
+	switch {
+	case r.Revoked(now):
+		status = "revoked"
+	case r.Expired(now):
+		status = "expired"
+	case !r.RevokedAt.IsZero():
+		status = "rotating"
+	}
+	perms := r.Permissions
+	if perms == nil {
+		perms = []string{}
+	}
+	return keyJSON{ID: r.ID, Hint: r.Hint, OrgID: r.Org.ID, Name: r.Name, Environment: string(r.Environment),
+		Permissions: perms, CreatedAt: r.CreatedAt, ExpiresAt: timePtr(r.ExpiresAt), RevokedAt: timePtr(r.RevokedAt),
+		LastUsedAt: timePtr(r.LastUsedAt), Status: status}
+}
+
+func (a *app) printNewKey(ck keyward.CreatedKey, asJSON bool, verb string) error {
+	v := keyView(ck.Record, time.Now())
+	v.Key = ck.Key
+	if asJSON {
+		return a.printJSON(v)
+	}
+	fmt.Fprintf(a.stdout, "%s key %s (%s) for organization %s\n\n    %s\n\nThis is the only time the key is shown: store it now.\n",
+		verb, v.ID, v.Name, v.OrgID, ck.Key)
+	return nil
+}
+
+func (a *app) keysCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "keys", Short: "Create, list, revoke and rotate API keys"}
+	var (
+		org, name, env, perms string
+		expires               time.Duration
+		rate                  string
+		asJSON                bool
+	)
+	create := &cobra.Command{
+		Use:   "create --org ID --name NAME [--env live|test] [--permissions a:b,c:d] [--expires 720h]",
+		Short: "Create a key; its plaintext is printed this once",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if org == "" || name == "" {
+				return usageError{errors.New("--org and --name are required")}
+			}
+			r, err := parseRate(rate)
+			if err != nil {
+				return err
+			}
+			var permissions []string
+			for _, p := range strings.Split(perms, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					permissions = append(permissions, p)
+				}
+			}
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ck, err := s.CreateKey(cmd.Context(), keyward.NewKey{OrgID: org, Name: name, Environment: keyward.Environment(env),
+				Permissions: permissions, ExpiresIn: expires, RatePerMinute: r})
+			if err != nil {
+				return err
+			}
+			return a.printNewKey(ck, asJSON, "created")
+		},
+	}
+	create.Flags().StringVar(&org, "org", "", "organization id (required)")
+	create.Flags().StringVar(&name, "name", "", "key name: production, development, ci, partner… (required)")
+	create.Flags().StringVar(&env, "env", "live", "environment: live or test")
+	create.Flags().StringVar(&perms, "permissions", "", "comma-separated permissions, e.g. transactions:enrich,categories:read or *")
+	create.Flags().DurationVar(&expires, "expires", 0, "lifetime, e.g. 720h (default: never expires)")
+	create.Flags().StringVar(&rate, "rate", "", "per-key rate limit, N/min (on top of the organization's)")
+	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	var listOrg string
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list --org ID",
+		Short: "List an organization's keys (hints only)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listOrg == "" {
+				return usageError{errors.New("--org is required")}
+			}
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			keys, err := s.ListKeys(cmd.Context(), listOrg)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			views := make([]keyJSON, 0, len(keys))
+			rows := make([][]string, 0, len(keys))
+			for _, k := range keys {
+				v := keyView(k, now)
+				views = append(views, v)
+				used := "never"
+				if v.LastUsedAt != nil {
+					used = v.LastUsedAt.Format(time.RFC3339)
+				}
+				rows = append(rows, []string{v.ID, v.Name, v.Environment, v.Hint, strings.Join(v.Permissions, ","),
+					v.CreatedAt.Format(time.RFC3339), used, v.Status})
+			}
+			if listJSON {
+				return a.printJSON(views)
+			}
+			return a.table([]string{"ID", "NAME", "ENV", "HINT", "PERMISSIONS", "CREATED", "LAST USED", "STATUS"}, rows)
+		},
+	}
+	list.Flags().StringVar(&listOrg, "org", "", "organization id (required)")
+	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+
+	var revokeJSON bool
+	revoke := &cobra.Command{
+		Use:   "revoke KEY_ID",
+		Short: "Revoke a key at once",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.RevokeKey(cmd.Context(), argv[0]); err != nil {
+				return err
+			}
+			if revokeJSON {
+				return a.printJSON(map[string]string{"id": argv[0], "status": "revoked"})
+			}
+			fmt.Fprintf(a.stdout, "revoked key %s\n", argv[0])
+			return nil
+		},
+	}
+	revoke.Flags().BoolVar(&revokeJSON, "json", false, "print JSON")
+
+	var grace time.Duration
+	var rotateJSON bool
+	rotate := &cobra.Command{
+		Use:   "rotate KEY_ID [--grace 24h]",
+		Short: "Make a new key now; the old one keeps working for the grace period",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if grace < 0 {
+				return usageError{errors.New("--grace must not be negative")}
+			}
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			ck, err := s.RotateKey(cmd.Context(), argv[0], grace)
+			if err != nil {
+				return err
+			}
+			return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
+		},
+	}
+	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old key keeps working")
+	rotate.Flags().BoolVar(&rotateJSON, "json", false, "print JSON")
+	cmd.AddCommand(create, list, revoke, rotate)
+	return cmd
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/redislimit"
+	"github.com/keyward/keyward/sqlstore"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+)
+
+type serveFlags struct {
+	addr  string
+	redis string
+}
+
+func (a *app) serveCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve [--addr 127.0.0.1:8080] [--redis redis://…]",
+		Short: "Serve the demo API (a miniature transaction-enrichment API) protected by keyward",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := a.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			return a.serve(cmd.Context(), s, f, nil)
+		},
+	}
+	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters shared by several instances (default: in memory)")
+	return cmd
+}
+
+func (a *app) demoCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "demo [--addr 127.0.0.1:8080]",
+		Short: "Serve the demo API on a fresh SQLite file, with an organization and a key ready to use",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			dir, err := os.MkdirTemp("", "keyward-demo-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			a.db = filepath.Join(dir, "keyward.db")
+			s, err := a.open(ctx)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			org, err := s.CreateOrg(ctx, keyward.NewOrg{Name: "demo", Plan: "free"})
+			if err != nil {
+				return err
+			}
+			key, err := s.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "demo", Permissions: []string{"*"}})
+			if err != nil {
+				return err
+			}
+			ready := func(addr string) {
+				base := "http://" + addr
+				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (free plan: 60 requests/min, 100 credits/month)
+database: %s (deleted on exit)
+
+Your API key (shown once):
+
+    %s
+
+Try it:
+
+    curl -s %s/v1/categories -H 'X-API-Key: %s'
+
+    curl -s -X POST %s/v1/transactions/enrich -H 'X-API-Key: %s' \
+      -H 'Content-Type: application/json' -d '{"title": "STARBUCKS STORE 1234 SEATTLE", "country": "US", "type": "expense"}'
+
+    curl -s %s/v1/usage -H 'X-API-Key: %s'
+
+Press Ctrl-C to stop.
+`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key)
+			}
+			return a.serve(ctx, s, f, ready)
+		},
+	}
+	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters (default: in memory)")
+	return cmd
+}
+
+// serve runs the demo API until ctx is done, then shuts down gracefully:
+// requests in flight finish and settle their credits, and usage is
+// flushed when the store closes.
+func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready func(addr string)) error {
+	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
+	var limitStore = keyward.RateLimitConfig{}.Store
+	if f.redis != "" {
+		opts, err := redis.ParseURL(f.redis)
+		if err != nil {
+			return usageError{fmt.Errorf("--redis: %w", err)}
+		}
+		client := redis.NewClient(opts)
+		defer client.Close()
+		limitStore, err = redislimit.New(ctx, client, redislimit.Options{})
+		if err != nil {
+			return err
+		}
+	}
+	h, err := newDemoAPI(s, limitStore, logger)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	logger.Info("keyward: serving the demo API", "addr", "http://"+addr, "db", s.Dialect())
+	if ready != nil {
+		ready(addr)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("keyward: shutting down; letting requests in flight finish")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// trimmed is strings.TrimSpace, for the demo's validation.
+func trimmed(s string) string { return strings.TrimSpace(s) }

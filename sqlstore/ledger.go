@@ -1,0 +1,398 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/keyward/keyward"
+)
+
+var _ keyward.CreditLedger = (*Store)(nil)
+
+// Reservation states.
+const (
+	stateOpen      = "open"
+	stateCommitted = "committed"
+)
+
+var errBadPeriod = errors.New("keyward: sqlstore: the period function returned a period that does not contain now")
+
+// account is an organization's credit row as this transaction sees it.
+type account struct {
+	orgID                                      string
+	start, end                                 int64
+	allocation, granted, spent, reserved, open int64
+}
+
+func (a *account) available() int64 { return a.allocation + a.granted - a.spent - a.reserved }
+
+func (a *account) balance() keyward.Balance {
+	return keyward.Balance{
+		OrgID: a.orgID, PeriodStart: time.Unix(0, a.start).UTC(), PeriodEnd: time.Unix(0, a.end).UTC(),
+		Allocation: a.allocation, Granted: a.granted, Spent: a.spent, Reserved: a.reserved,
+		Available: a.available(), OpenReservations: int(a.open),
+	}
+}
+
+const accountColumns = `period_start, period_end, allocation, granted, spent, reserved, open_count`
+
+func (a *account) scan(row scanner) error {
+	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open)
+}
+
+func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
+
+// credit runs f on the organization's account, brought to now (period,
+// allocation, expired reservations), in one transaction that holds the
+// account's row lock (PostgreSQL) or the database's write lock (SQLite):
+// operations on one organization are serialised by the database, so they
+// are exact across processes without any lock of keyward's own.
+func (s *Store) credit(ctx context.Context, acct keyward.Account, f func(tx *sql.Tx, a *account, now int64) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	nowT := s.now()
+	start, end := s.period(acct.OrgID, nowT)
+	if nowT.Before(start) || !nowT.Before(end) {
+		return errBadPeriod
+	}
+	now := nowT.UnixNano()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_credit_accounts (org_id, period_start, period_end, allocation)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO NOTHING`, acct.OrgID, start.UnixNano(), end.UnixNano(), acct.Allocation); err != nil {
+			return err
+		}
+		// A write that changes nothing takes the row lock for the rest of
+		// the transaction.
+		a := account{orgID: acct.OrgID}
+		if err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET org_id = org_id WHERE org_id = $1
+			RETURNING `+accountColumns, acct.OrgID)); err != nil {
+			return err
+		}
+		before := a
+		if a.start != start.UnixNano() {
+			// A new period: no rollover; what was still open is expired.
+			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open'`, acct.OrgID); err != nil {
+				return err
+			}
+			a.start, a.end = start.UnixNano(), end.UnixNano()
+			a.granted, a.spent, a.reserved, a.open = 0, 0, 0, 0
+			a.allocation = acct.Allocation
+		}
+		if acct.Allocation > a.allocation {
+			a.allocation = acct.Allocation // upgrades count at once
+		}
+		if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2`, acct.OrgID, now); err != nil {
+			return err
+		}
+		if a != before {
+			if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET period_start = $2, period_end = $3,
+				allocation = $4, granted = $5, spent = $6, reserved = $7, open_count = $8 WHERE org_id = $1`,
+				a.orgID, a.start, a.end, a.allocation, a.granted, a.spent, a.reserved, a.open); err != nil {
+				return err
+			}
+		}
+		return f(tx, &a, now)
+	})
+}
+
+// expireWhere expires the open reservations that cond selects (cond's
+// placeholders are $1… for args; now follows them) and appends an expire
+// entry for each.
+func (s *Store) expireWhere(ctx context.Context, tx *sql.Tx, a *account, now int64, cond string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, `UPDATE keyward_reservations SET state = 'expired', settled_at = $`+strconv.Itoa(len(args)+1)+
+		` WHERE `+cond+` RETURNING id, amount, key_id, request_id, idempotency_key, period_start`, append(args, now)...)
+	if err != nil {
+		return err
+	}
+	type expired struct {
+		id, amount, period   int64
+		keyID, reqID, idemKy string
+	}
+	var list []expired
+	for rows.Next() {
+		var e expired
+		if err := rows.Scan(&e.id, &e.amount, &e.keyID, &e.reqID, &e.idemKy, &e.period); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		list = append(list, e)
+	}
+	_ = rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, e := range list {
+		a.reserved -= e.amount
+		a.open--
+		if err := appendEntry(ctx, tx, a.orgID, "expire", e.amount, e.id, e.keyID, e.reqID, e.idemKy, "", e.period, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendEntry appends one row to the ledger.
+func appendEntry(ctx context.Context, tx *sql.Tx, org, kind string, amount, resID int64, keyID, reqID, idem, note string, period, now int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO keyward_ledger
+		(org_id, kind, amount, reservation_id, key_id, request_id, idempotency_key, note, period_start, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, org, kind, amount, resID, keyID, reqID, idem, note, period, now)
+	return err
+}
+
+// Reserve implements keyward.CreditLedger: one conditional update of the
+// account (available ≥ amount, unless overage) and one reservation row,
+// in one transaction.
+func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+	acct := req.Account
+	if !validAccount(acct) || req.Amount < 0 {
+		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	}
+	out := keyward.Reservation{OrgID: acct.OrgID}
+	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		if req.IdempotencyKey != "" {
+			var (
+				id, charged, created int64
+				state, fp            string
+			)
+			// At most one row: a unique index guards it.
+			err := tx.QueryRowContext(ctx, `SELECT id, state, fingerprint, charged, created_at FROM keyward_reservations
+				WHERE org_id = $1 AND idempotency_key = $2 AND state IN ('open', 'committed')`,
+				acct.OrgID, req.IdempotencyKey).Scan(&id, &state, &fp, &charged, &created)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return err
+			case now-created >= int64(s.idemTTL):
+				// Remembered longer than the TTL: the key is free again.
+				if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET idempotency_key = '' WHERE id = $1`, id); err != nil {
+					return err
+				}
+			case fp != req.Fingerprint:
+				return keyward.ErrIdempotencyKeyReused
+			case state == stateOpen:
+				return keyward.ErrIdempotencyKeyInUse
+			default:
+				out.ID, out.Replayed, out.Charged, out.Available = id, true, charged, a.available()
+				return nil
+			}
+		}
+		avail := a.available()
+		// The conditional update: the account holds the amount only if it
+		// covers it (or allows overage).
+		err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts
+			SET reserved = reserved + $2, open_count = open_count + 1
+			WHERE org_id = $1 AND ($3 = 1 OR $2 = 0 OR allocation + granted - spent - reserved >= $2)
+			RETURNING `+accountColumns, acct.OrgID, req.Amount, boolInt(acct.AllowOverage)))
+		if errors.Is(err, sql.ErrNoRows) {
+			out.Available = max(avail, 0)
+			return keyward.ErrInsufficientCredits
+		}
+		if err != nil {
+			return err
+		}
+		expires := now + int64(s.resTTL)
+		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
+			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at)
+			VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+			acct.OrgID, req.Amount, req.KeyID, req.RequestID, req.IdempotencyKey, req.Fingerprint, a.start, now, expires).Scan(&out.ID); err != nil {
+			return err
+		}
+		out.Amount, out.ExpiresAt, out.Available = req.Amount, time.Unix(0, expires), a.available()
+		return nil
+	})
+	if err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// openReservation is what settling needs of a reservation.
+type openReservation struct {
+	amount               int64
+	keyID, reqID, idemKy string
+}
+
+// lookupOpen finds an open reservation of the organization. Expired ones
+// are already expired by credit.
+func lookupOpen(ctx context.Context, tx *sql.Tx, org string, id int64) (openReservation, error) {
+	var r openReservation
+	var state string
+	err := tx.QueryRowContext(ctx, `SELECT amount, state, key_id, request_id, idempotency_key FROM keyward_reservations
+		WHERE id = $1 AND org_id = $2`, id, org).Scan(&r.amount, &state, &r.keyID, &r.reqID, &r.idemKy)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return r, keyward.ErrReservationNotFound
+	case err != nil:
+		return r, err
+	case state == "expired":
+		return r, keyward.ErrReservationExpired
+	case state != stateOpen:
+		return r, keyward.ErrReservationNotFound
+	}
+	return r, nil
+}
+
+// Adjust implements keyward.CreditLedger.
+func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int64) (keyward.Reservation, error) {
+	if !validAccount(acct) || amount < 0 {
+		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	}
+	out := keyward.Reservation{OrgID: acct.OrgID}
+	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		r, err := lookupOpen(ctx, tx, acct.OrgID, id)
+		if err != nil {
+			return err
+		}
+		delta := amount - r.amount
+		avail := a.available()
+		err = a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET reserved = reserved + $2
+			WHERE org_id = $1 AND ($3 = 1 OR $2 <= 0 OR allocation + granted - spent - reserved >= $2)
+			RETURNING `+accountColumns, acct.OrgID, delta, boolInt(acct.AllowOverage)))
+		if errors.Is(err, sql.ErrNoRows) {
+			out.Available = max(avail, 0)
+			return keyward.ErrInsufficientCredits
+		}
+		if err != nil {
+			return err
+		}
+		var expires int64
+		if err := tx.QueryRowContext(ctx, `UPDATE keyward_reservations SET amount = $2 WHERE id = $1 RETURNING expires_at`,
+			id, amount).Scan(&expires); err != nil {
+			return err
+		}
+		out.ID, out.Amount, out.ExpiresAt, out.Available = id, amount, time.Unix(0, expires), a.available()
+		return nil
+	})
+	return out, err
+}
+
+// Commit implements keyward.CreditLedger.
+func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
+	if !validAccount(acct) || amount < 0 {
+		return keyward.ErrInvalidAmount
+	}
+	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		r, err := lookupOpen(ctx, tx, acct.OrgID, id)
+		if err != nil {
+			return err
+		}
+		if amount > r.amount {
+			return keyward.ErrInvalidAmount
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'committed', charged = $2, settled_at = $3
+			WHERE id = $1`, id, amount, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts
+			SET reserved = reserved - $2, open_count = open_count - 1, spent = spent + $3 WHERE org_id = $1`,
+			acct.OrgID, r.amount, amount); err != nil {
+			return err
+		}
+		return appendEntry(ctx, tx, acct.OrgID, "commit", amount, id, r.keyID, r.reqID, r.idemKy, "", a.start, now)
+	})
+}
+
+// Release implements keyward.CreditLedger.
+func (s *Store) Release(ctx context.Context, acct keyward.Account, id int64) error {
+	if !validAccount(acct) {
+		return keyward.ErrInvalidAmount
+	}
+	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		r, err := lookupOpen(ctx, tx, acct.OrgID, id)
+		if errors.Is(err, keyward.ErrReservationNotFound) || errors.Is(err, keyward.ErrReservationExpired) {
+			return nil // not open: nothing to release
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'released', settled_at = $2 WHERE id = $1`,
+			id, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts
+			SET reserved = reserved - $2, open_count = open_count - 1 WHERE org_id = $1`, acct.OrgID, r.amount); err != nil {
+			return err
+		}
+		return appendEntry(ctx, tx, acct.OrgID, "release", r.amount, id, r.keyID, r.reqID, r.idemKy, "", a.start, now)
+	})
+}
+
+// Grant implements keyward.CreditLedger; the note is kept in the ledger.
+func (s *Store) Grant(ctx context.Context, acct keyward.Account, amount int64, note string) (keyward.Balance, error) {
+	if !validAccount(acct) || amount <= 0 {
+		return keyward.Balance{}, keyward.ErrInvalidAmount
+	}
+	var out keyward.Balance
+	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		if err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET granted = granted + $2 WHERE org_id = $1
+			RETURNING `+accountColumns, acct.OrgID, amount)); err != nil {
+			return err
+		}
+		out = a.balance()
+		return appendEntry(ctx, tx, acct.OrgID, "grant", amount, 0, "", "", "", note, a.start, now)
+	})
+	return out, err
+}
+
+// Balance implements keyward.CreditLedger.
+func (s *Store) Balance(ctx context.Context, acct keyward.Account) (keyward.Balance, error) {
+	if !validAccount(acct) {
+		return keyward.Balance{}, keyward.ErrInvalidAmount
+	}
+	var out keyward.Balance
+	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		out = a.balance()
+		return nil
+	})
+	return out, err
+}
+
+// LedgerEntry is one row of the append-only credit ledger.
+type LedgerEntry struct {
+	// ID orders the entries.
+	ID int64
+	// Kind is grant, commit, release or expire.
+	Kind string
+	// Amount is the credits granted, charged (commit) or given back.
+	Amount int64
+	// ReservationID links commit, release and expire entries to their
+	// reservation.
+	ReservationID int64
+	// KeyID, RequestID and IdempotencyKey are the reservation's.
+	KeyID, RequestID, IdempotencyKey string
+	// Note is a grant's note.
+	Note string
+	// PeriodStart is the billing period the entry belongs to.
+	PeriodStart time.Time
+	// CreatedAt is when it was written.
+	CreatedAt time.Time
+}
+
+// Entries returns an organization's ledger entries of the billing period
+// that starts at periodStart, oldest first. The period's balance is
+// Allocation + Σ grant − Σ commit.
+func (s *Store) Entries(ctx context.Context, orgID string, periodStart time.Time) ([]LedgerEntry, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, amount, reservation_id, key_id, request_id, idempotency_key, note,
+		period_start, created_at FROM keyward_ledger WHERE org_id = $1 AND period_start = $2 ORDER BY id`,
+		orgID, periodStart.UnixNano())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []LedgerEntry
+	for rows.Next() {
+		var e LedgerEntry
+		var ps, ca int64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Amount, &e.ReservationID, &e.KeyID, &e.RequestID, &e.IdempotencyKey,
+			&e.Note, &ps, &ca); err != nil {
+			return nil, err
+		}
+		e.PeriodStart, e.CreatedAt = time.Unix(0, ps).UTC(), time.Unix(0, ca).UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,159 @@
+package sqlstore_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/ledgertest"
+	"github.com/keyward/keyward/keywardtest"
+	"github.com/keyward/keyward/sqlstore"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCreditLedger(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			// Every call is a transaction on one hot row: 16 × 100 calls.
+			ledgertest.RunScaled(t, func(t *testing.T, now func() time.Time) keyward.CreditLedger {
+				return open(t, newDSN(t, engine), sqlstore.Options{Now: now})
+			}, 16, 100)
+		})
+	}
+}
+
+// rebuild returns the period's balance as the ledger entries tell it:
+// allocation + Σ grant − Σ commit.
+func rebuild(t *testing.T, s *sqlstore.Store, b keyward.Balance) int64 {
+	t.Helper()
+	entries, err := s.Entries(context.Background(), b.OrgID, b.PeriodStart)
+	require.NoError(t, err)
+	sum := b.Allocation
+	for _, e := range entries {
+		switch e.Kind {
+		case "grant":
+			sum += e.Amount
+		case "commit":
+			sum -= e.Amount
+		}
+	}
+	return sum
+}
+
+// TestTwoInstancesChargeOneOrg: two instances (two pools) × 16 workers
+// reserve and settle against one organization. Nothing is overspent and
+// every charge is in the ledger exactly once.
+func TestTwoInstancesChargeOneOrg(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			instances := []*sqlstore.Store{open(t, dsn, sqlstore.Options{}), open(t, dsn, sqlstore.Options{})}
+			const initial = 500
+			acct := keyward.Account{OrgID: "org_hot", Allocation: initial}
+			var committed, attempts, refused atomic.Int64
+			var mu sync.Mutex
+			charges := map[int64]int64{} // reservation id → charged
+			var wg sync.WaitGroup
+			for w := range 32 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s := instances[w%2]
+					rng := rand.New(rand.NewPCG(uint64(w), 7))
+					for range 25 {
+						attempts.Add(1)
+						cost := int64(1 + rng.IntN(3))
+						r, err := s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: cost, KeyID: "key_w", RequestID: "req"})
+						if errors.Is(err, keyward.ErrInsufficientCredits) {
+							refused.Add(1)
+							continue
+						}
+						if !assert.NoError(t, err) {
+							return
+						}
+						if rng.IntN(4) == 0 { // the handler failed
+							assert.NoError(t, s.Release(ctx, acct, r.ID))
+							continue
+						}
+						final := cost - int64(rng.IntN(int(cost)))
+						if assert.NoError(t, s.Commit(ctx, acct, r.ID, final)) {
+							committed.Add(final)
+							mu.Lock()
+							charges[r.ID] += final
+							mu.Unlock()
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b, err := instances[0].Balance(ctx, acct)
+			require.NoError(t, err)
+			t.Logf("%s: %d attempts, %d refused for credits, %d credits committed", engine, attempts.Load(), refused.Load(), committed.Load())
+			assert.Positive(t, refused.Load(), "the load must run the balance out")
+			assert.Equal(t, committed.Load(), b.Spent, "committed total = what the ledger spent")
+			assert.Equal(t, initial-committed.Load(), b.Available, "balance delta = committed total")
+			assert.GreaterOrEqual(t, b.Available, int64(0), "never overspent")
+			assert.LessOrEqual(t, committed.Load(), int64(initial))
+			assert.Zero(t, b.Reserved)
+			assert.Zero(t, b.OpenReservations, "no open reservations at the end")
+			assert.Equal(t, b.Allocation+b.Granted-b.Spent, rebuild(t, instances[0], b), "the balance rebuilds from the ledger")
+			entries, err := instances[1].Entries(ctx, acct.OrgID, b.PeriodStart)
+			require.NoError(t, err)
+			seen := map[int64]int64{}
+			for _, e := range entries {
+				if e.Kind == "commit" {
+					_, dup := seen[e.ReservationID]
+					assert.False(t, dup, "reservation %d committed twice", e.ReservationID)
+					seen[e.ReservationID] = e.Amount
+				}
+			}
+			assert.Equal(t, charges, seen, "every charge in the ledger exactly once")
+		})
+	}
+}
+
+// TestAbandonedReservationIsReleased: a process reserves and dies before
+// settling; after the reservation TTL another process sees the credits
+// back, with an expire entry in the ledger.
+func TestAbandonedReservationIsReleased(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			clock := keywardtest.NewClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
+			acct := keyward.Account{OrgID: "org_a", Allocation: 10}
+			dying, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Now: clock.Now})
+			require.NoError(t, err)
+			r, err := dying.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 7, KeyID: "key_1", RequestID: "req_1"})
+			require.NoError(t, err)
+			require.NoError(t, dying.DB().Close()) // dies: no settle, no clean close
+
+			survivor := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			b, err := survivor.Balance(ctx, acct)
+			require.NoError(t, err)
+			assert.Equal(t, int64(3), b.Available, "held while the reservation may still settle")
+			clock.Advance(keyward.DefaultReservationTTL)
+			b, err = survivor.Balance(ctx, acct)
+			require.NoError(t, err)
+			assert.Equal(t, int64(10), b.Available, "released after its expiry")
+			assert.Zero(t, b.OpenReservations)
+			assert.ErrorIs(t, survivor.Commit(ctx, acct, r.ID, 7), keyward.ErrReservationExpired)
+			entries, err := survivor.Entries(ctx, acct.OrgID, b.PeriodStart)
+			require.NoError(t, err)
+			require.Len(t, entries, 1)
+			assert.Equal(t, "expire", entries[0].Kind)
+			assert.Equal(t, int64(7), entries[0].Amount)
+			assert.Equal(t, "req_1", entries[0].RequestID)
+		})
+	}
+}
