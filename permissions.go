@@ -83,12 +83,19 @@ type PermissionConfig struct {
 	Errors *ErrorWriter
 }
 
-// NewPermissionCheck checks cfg and returns the middleware that lets
-// through only requests whose Principal holds every required permission:
-// others get 403 authorization_error with details.required and
-// details.missing. Without a Principal in the context (RequireAPIKey not in
-// front) it answers 500 internal_error.
-func NewPermissionCheck(cfg PermissionConfig) (Middleware, error) {
+// PermissionChecker decides whether a request's key holds a route's
+// permissions. It is what EnforcePermissions runs, exported so that
+// adapters for other routers share the decision. It is immutable and safe
+// for concurrent use.
+type PermissionChecker struct {
+	required    []string
+	errors      *ErrorWriter
+	noPrincipal *Error
+}
+
+// NewPermissionChecker checks cfg and returns the PermissionChecker it
+// describes, or every problem in cfg joined into one error.
+func NewPermissionChecker(cfg PermissionConfig) (*PermissionChecker, error) {
 	var errs []error
 	if len(cfg.Required) == 0 {
 		errs = append(errs, &ConfigError{Field: "PermissionConfig.Required", Problem: "is empty; name at least one permission"})
@@ -103,23 +110,50 @@ func NewPermissionCheck(cfg PermissionConfig) (Middleware, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	required := append([]string(nil), cfg.Required...)
-	ew := cfg.Errors
-	noPrincipal := Misconfigured("EnforcePermissions needs RequireAPIKey in front of it")
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, ok := FromContext(r.Context())
-			if !ok {
-				ew.WriteError(w, r, noPrincipal)
-				return
-			}
-			if missing := HasPermissions(p.Permissions, required); missing != nil {
-				ew.WriteError(w, r, PermissionDenied(append([]string(nil), required...), missing))
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
+	return &PermissionChecker{
+		required:    append([]string(nil), cfg.Required...),
+		errors:      cfg.Errors,
+		noPrincipal: Misconfigured("EnforcePermissions needs RequireAPIKey in front of it"),
 	}, nil
+}
+
+// Check returns nil when the Principal in r's context holds every required
+// permission; otherwise an *Error: 403 authorization_error with
+// details.required and details.missing, or 500 internal_error when there is
+// no Principal (RequireAPIKey not in front).
+func (c *PermissionChecker) Check(r *http.Request) error {
+	p, ok := FromContext(r.Context())
+	if !ok {
+		return c.noPrincipal
+	}
+	if missing := HasPermissions(p.Permissions, c.required); missing != nil {
+		return PermissionDenied(append([]string(nil), c.required...), missing)
+	}
+	return nil
+}
+
+// Middleware runs Check: on success it calls next, on failure it writes the
+// error and stops.
+func (c *PermissionChecker) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := c.Check(r); err != nil {
+			c.errors.WriteError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// NewPermissionCheck checks cfg and returns the middleware that lets
+// through only requests whose Principal holds every required permission
+// (see PermissionChecker.Check for the answers). It is
+// NewPermissionChecker(cfg).Middleware.
+func NewPermissionCheck(cfg PermissionConfig) (Middleware, error) {
+	c, err := NewPermissionChecker(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c.Middleware, nil
 }
 
 // EnforcePermissions is NewPermissionCheck with the default error writer.
