@@ -30,7 +30,9 @@ func newDSN(t *testing.T, engine string) string {
 	return pgSchemaDSN(t, testenv.PostgresDSN(t))
 }
 
-func pgSchemaDSN(t *testing.T, base string) string {
+func benchPGDSN(b *testing.B) string { return pgSchemaDSN(b, testenv.PostgresDSN(b)) }
+
+func pgSchemaDSN(t testing.TB, base string) string {
 	t.Helper()
 	db, err := sql.Open("pgx", base)
 	require.NoError(t, err)

@@ -25,6 +25,7 @@ type account struct {
 	orgID                                      string
 	start, end                                 int64
 	allocation, granted, spent, reserved, open int64
+	nextExpiry                                 int64
 }
 
 func (a *account) available() int64 { return a.allocation + a.granted - a.spent - a.reserved }
@@ -37,10 +38,10 @@ func (a *account) balance() keyward.Balance {
 	}
 }
 
-const accountColumns = `period_start, period_end, allocation, granted, spent, reserved, open_count`
+const accountColumns = `period_start, period_end, allocation, granted, spent, reserved, open_count, next_expiry`
 
 func (a *account) scan(row scanner) error {
-	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open)
+	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open, &a.nextExpiry)
 }
 
 func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
@@ -61,15 +62,12 @@ func (s *Store) credit(ctx context.Context, acct keyward.Account, f func(tx *sql
 	}
 	now := nowT.UnixNano()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_credit_accounts (org_id, period_start, period_end, allocation)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO NOTHING`, acct.OrgID, start.UnixNano(), end.UnixNano(), acct.Allocation); err != nil {
-			return err
-		}
-		// A write that changes nothing takes the row lock for the rest of
-		// the transaction.
+		// Create the account or, with a write that changes nothing, take its
+		// row lock for the rest of the transaction: one round trip.
 		a := account{orgID: acct.OrgID}
-		if err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET org_id = org_id WHERE org_id = $1
-			RETURNING `+accountColumns, acct.OrgID)); err != nil {
+		if err := a.scan(tx.QueryRowContext(ctx, `INSERT INTO keyward_credit_accounts (org_id, period_start, period_end, allocation)
+			VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET org_id = excluded.org_id
+			RETURNING `+accountColumns, acct.OrgID, start.UnixNano(), end.UnixNano(), acct.Allocation)); err != nil {
 			return err
 		}
 		before := a
@@ -79,19 +77,25 @@ func (s *Store) credit(ctx context.Context, acct keyward.Account, f func(tx *sql
 				return err
 			}
 			a.start, a.end = start.UnixNano(), end.UnixNano()
-			a.granted, a.spent, a.reserved, a.open = 0, 0, 0, 0
+			a.granted, a.spent, a.reserved, a.open, a.nextExpiry = 0, 0, 0, 0, 0
 			a.allocation = acct.Allocation
 		}
 		if acct.Allocation > a.allocation {
 			a.allocation = acct.Allocation // upgrades count at once
 		}
-		if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2`, acct.OrgID, now); err != nil {
-			return err
+		if a.open > 0 && a.nextExpiry != 0 && now >= a.nextExpiry {
+			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2`, acct.OrgID, now); err != nil {
+				return err
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MIN(expires_at), 0) FROM keyward_reservations
+				WHERE org_id = $1 AND state = 'open'`, acct.OrgID).Scan(&a.nextExpiry); err != nil {
+				return err
+			}
 		}
 		if a != before {
 			if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET period_start = $2, period_end = $3,
-				allocation = $4, granted = $5, spent = $6, reserved = $7, open_count = $8 WHERE org_id = $1`,
-				a.orgID, a.start, a.end, a.allocation, a.granted, a.spent, a.reserved, a.open); err != nil {
+				allocation = $4, granted = $5, spent = $6, reserved = $7, open_count = $8, next_expiry = $9 WHERE org_id = $1`,
+				a.orgID, a.start, a.end, a.allocation, a.granted, a.spent, a.reserved, a.open, a.nextExpiry); err != nil {
 				return err
 			}
 		}
@@ -183,10 +187,12 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 		avail := a.available()
 		// The conditional update: the account holds the amount only if it
 		// covers it (or allows overage).
+		expires := now + int64(s.resTTL)
 		err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts
-			SET reserved = reserved + $2, open_count = open_count + 1
+			SET reserved = reserved + $2, open_count = open_count + 1,
+				next_expiry = CASE WHEN next_expiry = 0 OR next_expiry > $4 THEN $4 ELSE next_expiry END
 			WHERE org_id = $1 AND ($3 = 1 OR $2 = 0 OR allocation + granted - spent - reserved >= $2)
-			RETURNING `+accountColumns, acct.OrgID, req.Amount, boolInt(acct.AllowOverage)))
+			RETURNING `+accountColumns, acct.OrgID, req.Amount, boolInt(acct.AllowOverage), expires))
 		if errors.Is(err, sql.ErrNoRows) {
 			out.Available = max(avail, 0)
 			return keyward.ErrInsufficientCredits
@@ -194,7 +200,6 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 		if err != nil {
 			return err
 		}
-		expires := now + int64(s.resTTL)
 		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
 			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at)
 			VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
@@ -276,15 +281,20 @@ func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int
 		return keyward.ErrInvalidAmount
 	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
-		r, err := lookupOpen(ctx, tx, acct.OrgID, id)
+		// Settle only an open reservation that covers the amount: one
+		// statement decides and writes.
+		var r openReservation
+		err := tx.QueryRowContext(ctx, `UPDATE keyward_reservations SET state = 'committed', charged = $3, settled_at = $4
+			WHERE id = $1 AND org_id = $2 AND state = 'open' AND amount >= $3
+			RETURNING amount, key_id, request_id, idempotency_key`, id, acct.OrgID, amount, now).
+			Scan(&r.amount, &r.keyID, &r.reqID, &r.idemKy)
+		if errors.Is(err, sql.ErrNoRows) {
+			if _, err := lookupOpen(ctx, tx, acct.OrgID, id); err != nil {
+				return err
+			}
+			return keyward.ErrInvalidAmount // open, but amount > its Amount
+		}
 		if err != nil {
-			return err
-		}
-		if amount > r.amount {
-			return keyward.ErrInvalidAmount
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'committed', charged = $2, settled_at = $3
-			WHERE id = $1`, id, amount, now); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts
@@ -302,15 +312,15 @@ func (s *Store) Release(ctx context.Context, acct keyward.Account, id int64) err
 		return keyward.ErrInvalidAmount
 	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
-		r, err := lookupOpen(ctx, tx, acct.OrgID, id)
-		if errors.Is(err, keyward.ErrReservationNotFound) || errors.Is(err, keyward.ErrReservationExpired) {
+		var r openReservation
+		err := tx.QueryRowContext(ctx, `UPDATE keyward_reservations SET state = 'released', settled_at = $3
+			WHERE id = $1 AND org_id = $2 AND state = 'open'
+			RETURNING amount, key_id, request_id, idempotency_key`, id, acct.OrgID, now).
+			Scan(&r.amount, &r.keyID, &r.reqID, &r.idemKy)
+		if errors.Is(err, sql.ErrNoRows) {
 			return nil // not open: nothing to release
 		}
 		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'released', settled_at = $2 WHERE id = $1`,
-			id, now); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts

@@ -9,7 +9,10 @@ CREATE TABLE keyward_credit_accounts (
     granted      BIGINT NOT NULL DEFAULT 0,
     spent        BIGINT NOT NULL DEFAULT 0,
     reserved     BIGINT NOT NULL DEFAULT 0,
-    open_count   BIGINT NOT NULL DEFAULT 0
+    open_count   BIGINT NOT NULL DEFAULT 0,
+    -- A lower bound of the earliest expiry among open reservations (0 for
+    -- none): calls look for expired reservations only once it has passed.
+    next_expiry  BIGINT NOT NULL DEFAULT 0
 );
 
 -- One row per reservation: open until committed, released or expired.
