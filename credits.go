@@ -261,11 +261,17 @@ type Balance struct {
 // named here means the ledger failed: ChargeCredits then answers 503 and the
 // handler does not run.
 type CreditLedger interface {
+	// Reserve holds req.Amount for a call, or replays a charged call.
 	Reserve(ctx context.Context, req ReserveRequest) (Reservation, error)
+	// Adjust sets an open reservation's amount.
 	Adjust(ctx context.Context, acct Account, id, amount int64) (Reservation, error)
+	// Commit charges an open reservation amount ≤ its Amount.
 	Commit(ctx context.Context, acct Account, id, amount int64) error
+	// Release gives an open reservation back, charging nothing.
 	Release(ctx context.Context, acct Account, id int64) error
+	// Grant adds credits to the current period; note says why.
 	Grant(ctx context.Context, acct Account, amount int64, note string) (Balance, error)
+	// Balance returns the account's current period.
 	Balance(ctx context.Context, acct Account) (Balance, error)
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -841,4 +842,18 @@ func TestChargeCreditsHotPathAllocations(t *testing.T) {
 	if got := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); got > 4 {
 		t.Fatalf("allocs per request = %v, want ≤ 4", got)
 	}
+}
+
+var idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func FuzzValidIdempotencyKey(f *testing.F) {
+	for _, seed := range []string{"", "a", "order-42_a", strings.Repeat("a", 64), strings.Repeat("a", 65),
+		"a b", "a.b", "ключ", "a\x00b", "a\r\nb", "\xff"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, k string) {
+		if got, want := keyward.ValidIdempotencyKey(k), idempotencyKeyPattern.MatchString(k); got != want {
+			t.Fatalf("ValidIdempotencyKey(%q) = %v, want %v", k, got, want)
+		}
+	})
 }

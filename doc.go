@@ -15,6 +15,16 @@
 // [Principal] to the request context ([FromContext]). The handlers after
 // it read that Principal; used without it they answer 500, never panic.
 //
+// # Credits
+//
+// [ChargeCredits] (or a [Charger]) reserves a call's cost in a
+// [CreditLedger] before the handler runs and settles after it: commit on a
+// 2xx, release on any other status, a panic, a hijack, or a client gone
+// before anything was written. The handler may change its cost with
+// [SetCost]. An Idempotency-Key makes a retried call spend once. The
+// ledger's contract, written on [CreditLedger], is what memstore and
+// sqlstore both keep.
+//
 // # Failures
 //
 // Every failure is an [*Error] written by one [ErrorWriter] as one JSON

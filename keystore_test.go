@@ -32,7 +32,7 @@ func TestCacheExpiresAnswers(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, _ = cache.LookupKey(ctx, k.Record.Hash)
 		_, _ = cache.LookupKey(ctx, unknown)
-		return f.probe.calls.Load() == 4
+		return f.probe.calls.Load() >= 4
 	}, 2*time.Second, 20*time.Millisecond)
 }
 

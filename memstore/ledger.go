@@ -45,8 +45,7 @@ type Ledger struct {
 	lastGen atomic.Int64
 	clock   monoClock
 
-	mu   sync.RWMutex
-	orgs map[string]*orgCredits
+	orgs sync.Map // org id → *orgCredits; read without a lock
 }
 
 var _ keyward.CreditLedger = (*Ledger)(nil)
@@ -154,7 +153,6 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 		period:  opts.Period,
 		resTTL:  opts.ReservationTTL,
 		idemTTL: opts.IdempotencyTTL,
-		orgs:    make(map[string]*orgCredits),
 	}
 	if now := opts.Now; now != nil {
 		l.now = func() int64 { return now().UnixNano() }
@@ -180,19 +178,14 @@ func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation
 // org returns the organization's ledger, creating it when create is set
 // (nil otherwise).
 func (l *Ledger) org(id string, create bool) *orgCredits {
-	l.mu.RLock()
-	o := l.orgs[id]
-	l.mu.RUnlock()
-	if o != nil || !create {
-		return o
+	if o, ok := l.orgs.Load(id); ok {
+		return o.(*orgCredits)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if o = l.orgs[id]; o == nil {
-		o = &orgCredits{nextSweep: math.MaxInt64}
-		l.orgs[id] = o
+	if !create {
+		return nil
 	}
-	return o
+	o, _ := l.orgs.LoadOrStore(id, &orgCredits{nextSweep: math.MaxInt64})
+	return o.(*orgCredits)
 }
 
 // touch brings o to now: a new billing period, expired reservations,
@@ -552,21 +545,17 @@ func (l *Ledger) Balance(ctx context.Context, acct keyward.Account) (keyward.Bal
 // expired, and returns how many it released. The ledger does this lazily
 // anyway; Sweep only frees memory of organizations that see no calls.
 func (l *Ledger) Sweep() int {
-	l.mu.RLock()
-	orgs := make([]*orgCredits, 0, len(l.orgs))
-	for _, o := range l.orgs {
-		orgs = append(orgs, o)
-	}
-	l.mu.RUnlock()
 	n := l.now()
 	released := 0
-	for _, o := range orgs {
+	l.orgs.Range(func(_, v any) bool {
+		o := v.(*orgCredits)
 		o.mu.Lock()
 		if n >= o.nextSweep {
 			released += l.sweep(o, n)
 		}
 		l.forgetKeys(o, n)
 		o.mu.Unlock()
-	}
+		return true
+	})
 	return released
 }

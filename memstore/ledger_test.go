@@ -69,3 +69,22 @@ func TestLedgerRefusesABrokenPeriod(t *testing.T) {
 	_, err = l.Reserve(context.Background(), keyward.ReserveRequest{Account: keyward.Account{OrgID: "org_a", Allocation: 1}, Amount: 1})
 	assert.Error(t, err)
 }
+
+// BenchmarkLedgerReserveCommit is one charged call's ledger work: a
+// reserve and a commit, on the system clock.
+func BenchmarkLedgerReserveCommit(b *testing.B) {
+	l, err := memstore.NewLedger(memstore.LedgerOptions{})
+	require.NoError(b, err)
+	a := keyward.Account{OrgID: "org_0123456789abcdef01234567", Allocation: 100, AllowOverage: true}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := l.Reserve(ctx, keyward.ReserveRequest{Account: a, Amount: 1, KeyID: "key_1"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Commit(ctx, a, r.ID, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
