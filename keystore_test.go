@@ -3,6 +3,7 @@ package keyward_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -77,10 +78,19 @@ func TestPlainStoreWithoutCache(t *testing.T) {
 	h, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: f.store, Prefix: "triq_"})
 	require.NoError(t, err)
 	handler := h(okHandler)
-	r, _ := http.NewRequest(http.MethodGet, "/", nil)
+	for range 3 {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-API-Key", k.Key)
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		assert.Equal(t, http.StatusOK, w.Code, "a plain KeyStore works without a cache")
+	}
+	require.NoError(t, f.store.RevokeKey(context.Background(), k.Record.ID))
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("X-API-Key", k.Key)
-	w := &discard{h: http.Header{}}
+	w := httptest.NewRecorder()
 	handler.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusUnauthorized, w.Code, "and sees a revocation at once")
 	p, ok := keyward.FromContext(keyward.WithPrincipal(context.Background(), &keyward.Principal{OrgID: "o"}))
 	assert.True(t, ok)
 	assert.Equal(t, "o", p.OrgID)
