@@ -6,7 +6,7 @@ BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 BENCH ?= .
 COUNT ?= 10
 
-.PHONY: test bench fmt
+.PHONY: test bench loadtest fmt
 
 ## test: gofmt check, go vet and the race-enabled tests of every module
 test:
@@ -19,11 +19,15 @@ test:
 
 ## bench: every benchmark of every module, -count $(COUNT), summarised by benchstat
 bench:
-	@mkdir -p bench
-	@set -e; : > bench/latest.txt; for m in $(MODULES); do \
-		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...) | tee -a bench/latest.txt; \
+	@mkdir -p bench/results
+	@set -e; : > bench/results/latest.txt; for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) ./...) | tee -a bench/results/latest.txt; \
 	done
-	$(GO) run $(BENCHSTAT) bench/latest.txt | tee bench/summary.txt
+	$(GO) run $(BENCHSTAT) bench/results/latest.txt | tee bench/results/summary.txt
+
+## loadtest: keyward serve on loopback under wrk (scripts/loadtest/run; installs wrk if missing)
+loadtest:
+	bash scripts/loadtest/run
 
 fmt:
 	gofmt -w $$(git ls-files --cached --others --exclude-standard -- '*.go')

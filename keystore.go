@@ -359,6 +359,13 @@ var errInvalidationStorm = errors.New("keyward: key invalidated during every loo
 // fill runs one store lookup, detached from any one request's cancellation
 // (it serves all the requests waiting on it) but bounded by LookupTimeout.
 func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
+	// A request that missed the cache just before another flight for the
+	// same hash filled it and left the group starts a flight of its own:
+	// look once more before going to the store.
+	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok &&
+		e.hash == hash && e.stripe == s && e.global == g && e.expires > c.clock.Load() {
+		return e, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.lookupTimeout)
 	defer cancel()
 	c.storeCalls.Add(1)

@@ -21,6 +21,7 @@ import (
 // one, each behind the keyward handlers it needs.
 type demoAPI struct {
 	store  *sqlstore.Store
+	ledger keyward.CreditLedger
 	errors *keyward.ErrorWriter
 	limits *keyward.RateLimiter
 	plans  map[string]keyward.Plan
@@ -44,9 +45,10 @@ type enrichment struct {
 	EnrichedAt  time.Time `json:"enrichedAt"`
 }
 
-func newDemoAPI(s *sqlstore.Store, limitStore limiter.Store, logger *slog.Logger) (http.Handler, error) {
+func newDemoAPI(s *sqlstore.Store, ledger keyward.CreditLedger, limitStore limiter.Store, logger *slog.Logger, loadtest bool) (http.Handler, error) {
 	api := &demoAPI{
 		store:  s,
+		ledger: ledger,
 		errors: &keyward.ErrorWriter{Logger: logger},
 		plans:  keyward.DefaultPlans(),
 		recent: map[string][]enrichment{},
@@ -70,7 +72,7 @@ func newDemoAPI(s *sqlstore.Store, limitStore limiter.Store, logger *slog.Logger
 		err = errors.Join(err, err2)
 		return m
 	}
-	charge, err2 := keyward.ChargeCredits(keyward.CreditConfig{Ledger: s, Cost: 1, Errors: api.errors})
+	charge, err2 := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger, Cost: 1, Errors: api.errors})
 	enrich, read := perm("transactions:enrich"), perm("transactions:read")
 	if err = errors.Join(err, err2); err != nil {
 		return nil, err
@@ -83,6 +85,21 @@ func newDemoAPI(s *sqlstore.Store, limitStore limiter.Store, logger *slog.Logger
 	mux.Handle("GET /v1/transactions", requireKey(read(limit(http.HandlerFunc(api.transactions)))))
 	mux.Handle("GET /v1/categories", requireKey(limit(http.HandlerFunc(api.categories))))
 	mux.Handle("GET /v1/usage", requireKey(limit(http.HandlerFunc(api.usage))))
+	if loadtest {
+		// One small handler twice: behind the full chain and bare, so that
+		// a load test measures what keyward adds; and the store lookups
+		// behind the cache, so that floods of bad keys can be checked.
+		small := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			_, _ = w.Write([]byte(`{"success":true}` + "\n"))
+		})
+		mux.Handle("POST /loadtest/protected", requireKey(enrich(limit(charge(small)))))
+		mux.Handle("POST /loadtest/open", small)
+		mux.HandleFunc("GET /loadtest/stats", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"storeLookups": cache.StoreCalls()})
+		})
+	}
 	return mux, nil
 }
 
@@ -246,7 +263,7 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 		api.errors.WriteError(w, r, keyward.Misconfigured(err.Error()))
 		return
 	}
-	bal, err := api.store.Balance(ctx, acct)
+	bal, err := api.ledger.Balance(ctx, acct)
 	if err != nil {
 		api.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
 		return

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"strconv"
@@ -321,6 +322,31 @@ func (a *app) keysCommand() *cobra.Command {
 	}
 	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old key keeps working")
 	rotate.Flags().BoolVar(&rotateJSON, "json", false, "print JSON")
-	cmd.AddCommand(create, list, revoke, rotate)
+	var count int
+	sample := &cobra.Command{
+		Use:   "sample [--count N]",
+		Short: "Print N well-formed keys that are stored nowhere (for load tests and scanner checks)",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			format, err := keyward.NewKeyFormat(a.prefix)
+			if err != nil {
+				return usageError{err}
+			}
+			if count < 1 || count > 1_000_000 {
+				return usageError{errors.New("--count must be 1 to 1,000,000")}
+			}
+			w := bufio.NewWriter(a.stdout)
+			for range count {
+				k, err := format.Generate()
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(w, k)
+			}
+			return w.Flush()
+		},
+	}
+	sample.Flags().IntVar(&count, "count", 1, "how many keys")
+	cmd.AddCommand(create, list, revoke, rotate, sample)
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/redis/go-redis/v9"
@@ -20,8 +21,10 @@ import (
 )
 
 type serveFlags struct {
-	addr  string
-	redis string
+	addr     string
+	redis    string
+	ledger   string
+	loadtest bool
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -41,6 +44,8 @@ func (a *app) serveCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters shared by several instances (default: in memory)")
+	cmd.Flags().StringVar(&f.ledger, "ledger", "db", "where credits are kept: db (the --db database) or memory (lost on exit; for load tests)")
+	cmd.Flags().BoolVar(&f.loadtest, "loadtest", false, "also serve the load-test routes (POST /loadtest/protected, /loadtest/open, GET /loadtest/stats)")
 	return cmd
 }
 
@@ -105,9 +110,11 @@ Press Ctrl-C to stop.
 // flushed when the store closes.
 func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready func(addr string)) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
+	var err error
 	var limitStore = keyward.RateLimitConfig{}.Store
 	if f.redis != "" {
-		opts, err := redis.ParseURL(f.redis)
+		var opts *redis.Options
+		opts, err = redis.ParseURL(f.redis)
 		if err != nil {
 			return usageError{fmt.Errorf("--redis: %w", err)}
 		}
@@ -118,7 +125,17 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 			return err
 		}
 	}
-	h, err := newDemoAPI(s, limitStore, logger)
+	var ledger keyward.CreditLedger = s
+	switch f.ledger {
+	case "", "db":
+	case "memory":
+		if ledger, err = memstore.NewLedger(memstore.LedgerOptions{}); err != nil {
+			return err
+		}
+	default:
+		return usageError{fmt.Errorf("--ledger %q: want db or memory", f.ledger)}
+	}
+	h, err := newDemoAPI(s, ledger, limitStore, logger, f.loadtest)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,90 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/memstore"
+)
+
+// TestMemoryBound pushes 1,000,000 distinct unknown keys through the key
+// cache and 1,000,000 distinct organizations through the rate limiter,
+// and reports the heap after each and the peak RSS. It takes a while and
+// a few hundred MB, so it runs only with KEYWARD_MEMORY_BOUND=1:
+//
+//	cd bench && KEYWARD_MEMORY_BOUND=1 go test -run MemoryBound -v .
+func TestMemoryBound(t *testing.T) {
+	if os.Getenv("KEYWARD_MEMORY_BOUND") != "1" {
+		t.Skip("set KEYWARD_MEMORY_BOUND=1 to run (≈ 1 minute, a few hundred MB)")
+	}
+	const n = 1_000_000
+	ctx := context.Background()
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapInuse
+	}
+	base := heap()
+
+	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := keyward.NewCache(store, keyward.CacheConfig{}) // MaxKeys 100,000
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	var h keyward.KeyHash
+	for i := range n {
+		binary.LittleEndian.PutUint64(h[:8], uint64(i)*0x9E3779B97F4A7C15)
+		binary.LittleEndian.PutUint64(h[8:], uint64(i))
+		if _, err := cache.LookupKey(ctx, h); err != keyward.ErrKeyNotFound {
+			t.Fatalf("lookup %d: %v", i, err)
+		}
+	}
+	afterCache := heap()
+	t.Logf("key cache: %d distinct unknown keys → heap +%.1f MiB (MaxKeys 100,000 bounds the entries), %d store lookups",
+		n, mib(afterCache-base), cache.StoreCalls())
+
+	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range n {
+		id := "org_" + strconv.Itoa(i)
+		p := &keyward.Principal{OrgID: id, KeyID: "key_" + strconv.Itoa(i), Plan: "free",
+			Key: &keyward.KeyRecord{ID: "key_" + strconv.Itoa(i), Org: keyward.Organization{ID: id, Plan: "free"}}}
+		if _, err := rl.Allow(ctx, p, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	afterLimiter := heap()
+	t.Logf("rate limiter: %d distinct organizations in one window → heap +%.1f MiB (one counter each, swept one window after it ends)",
+		n, mib(afterLimiter-afterCache))
+	t.Logf("peak RSS (VmHWM): %s", vmHWM())
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func vmHWM() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:"))
+		}
+	}
+	return "unknown"
+}
