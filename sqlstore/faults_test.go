@@ -61,7 +61,9 @@ type api struct {
 	unreserved atomic.Int64
 }
 
-func newAPI(t *testing.T, s *sqlstore.Store) *api {
+// newAPI serves the API on s; deadline > 0 gives every request a
+// deadline, as a server's timeout middleware would.
+func newAPI(t *testing.T, s *sqlstore.Store, deadline time.Duration) *api {
 	t.Helper()
 	a := &api{}
 	var err error
@@ -86,7 +88,15 @@ func newAPI(t *testing.T, s *sqlstore.Store) *api {
 	mux.Handle("GET /free", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})))
-	a.srv = httptest.NewServer(mux)
+	var h http.Handler = mux
+	if deadline > 0 {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), deadline)
+			defer cancel()
+			mux.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+	a.srv = httptest.NewServer(h)
 	t.Cleanup(func() {
 		a.srv.Close()
 		a.cache.Close()
@@ -203,7 +213,7 @@ func TestPostgresCutDuringChargedLoad(t *testing.T) {
 	s, err := sqlstore.Open(ctx, viaProxy, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
-	a := newAPI(t, s)
+	a := newAPI(t, s, 0)
 	// The change feed announces the keys' creation (and drops the cache
 	// once it listens): wait for it before warming the cache.
 	time.Sleep(300 * time.Millisecond)
@@ -322,7 +332,7 @@ func TestPostgresBlackHoleDuringChargedLoad(t *testing.T) {
 	require.NoError(t, err)
 	s := open(t, viaProxy, opts)
 	s.DB().SetMaxOpenConns(8) // a partition must not open a connection per request
-	a := newAPI(t, s)
+	a := newAPI(t, s, 0)
 	time.Sleep(300 * time.Millisecond)
 	status, _ := a.call(t, http.MethodPost, "/charged", k.Key)
 	require.Equal(t, http.StatusOK, status)
@@ -471,4 +481,91 @@ func TestHelperProcessReserveAndHang(t *testing.T) {
 	rec := &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: orgID, Plan: "free", MonthlyCredits: 100}}
 	p := &keyward.Principal{KeyID: rec.ID, OrgID: orgID, Plan: "free", Key: rec}
 	h.ServeHTTP(httptest.NewRecorder(), r.WithContext(keyward.WithPrincipal(r.Context(), p)))
+}
+
+// TestSlowPostgres: every packet to and from PostgreSQL is delayed by
+// 400 ms, so a lookup takes over a second. Requests, which the server
+// gives 250 ms, end with their deadline as a 503 (never a 401: a slow
+// store does not make a key unknown); a key already cached is served; the pool holds no connection
+// in use afterwards; once the database is fast again, everything is
+// served and the ledger balances.
+func TestSlowPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := pgSchemaDSN(t, testenv.PostgresDSN(t))
+	proxy, viaProxy := proxied(t, dsn)
+	clock := keywardtest.NewClock(time.Now().UTC())
+	opts := sqlstore.Options{Now: clock.Now, ReservationTTL: time.Minute, Logger: quiet}
+	direct := open(t, dsn, opts)
+	org, err := direct.CreateOrg(ctx, keyward.NewOrg{Name: "acme", MonthlyCredits: 1_000_000})
+	require.NoError(t, err)
+	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
+	require.NoError(t, err)
+	hot, err := direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "hot"})
+	require.NoError(t, err)
+	cold := make([]keyward.CreatedKey, 6)
+	for i := range cold {
+		cold[i], err = direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "cold"})
+		require.NoError(t, err)
+	}
+	s := open(t, viaProxy, opts)
+	a := newAPI(t, s, 250*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	status, _ := a.call(t, http.MethodGet, "/free", hot.Key)
+	require.Equal(t, http.StatusOK, status)
+
+	proxy.Slow(400 * time.Millisecond)
+	call := func(method, path, key string) (int, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, method, a.srv.URL+path, nil)
+		req.Header.Set("X-API-Key", key)
+		resp, err := a.srv.Client().Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	var wg sync.WaitGroup
+	var unavailable, gaveUp atomic.Int64
+	for i := range cold {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, path := range []string{"/free", "/charged"} {
+				method := http.MethodGet
+				if path == "/charged" {
+					method = http.MethodPost
+				}
+				switch status, err := call(method, path, cold[i].Key); {
+				case err != nil:
+					gaveUp.Add(1)
+				case status == http.StatusServiceUnavailable:
+					unavailable.Add(1)
+				default:
+					t.Errorf("%s %s with a slow store: %d", method, path, status)
+				}
+			}
+		}()
+	}
+	status, err = call(http.MethodGet, "/free", hot.Key)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, status, "a cached key does not wait for the store")
+	wg.Wait()
+	t.Logf("slow store: %d answered 503, %d callers gave up", unavailable.Load(), gaveUp.Load())
+	assert.Zero(t, gaveUp.Load(), "every request ends with its server-side deadline")
+	assert.Equal(t, int64(2*len(cold)), unavailable.Load())
+
+	proxy.Restore()
+	for _, k := range cold {
+		require.Eventually(t, func() bool {
+			s, _ := a.call(t, http.MethodPost, "/charged", k.Key)
+			return s == http.StatusOK
+		}, 10*time.Second, 20*time.Millisecond, "served once the store is fast again")
+	}
+	require.Eventually(t, func() bool { return s.DB().Stats().InUse == 0 }, 10*time.Second, 10*time.Millisecond, "no connection stuck in use")
+	assert.Zero(t, a.unreserved.Load())
+	clock.Advance(2 * time.Minute)
+	checkLedger(t, direct, acct, &a.served)
 }
