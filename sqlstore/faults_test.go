@@ -134,7 +134,8 @@ func (a *api) call(t *testing.T, method, path, key string) (int, string) {
 // checkLedger proves the ledger invariant of one organization: what the
 // 2xx answers committed is what the balance lost, every reservation was
 // settled exactly once (commit, release or expire), and nothing is left
-// open or reserved.
+// open or reserved. served, when not nil, holds the reservations whose
+// handler ran: only those may be committed.
 func checkLedger(t *testing.T, s *sqlstore.Store, acct keyward.Account, served *sync.Map) keyward.Balance {
 	t.Helper()
 	ctx := context.Background()
@@ -154,6 +155,9 @@ func checkLedger(t *testing.T, s *sqlstore.Store, acct keyward.Account, served *
 		settled[e.ReservationID] = e.Kind
 		if e.Kind == "commit" {
 			committed += e.Amount
+			if served == nil {
+				continue
+			}
 			if _, ok := served.Load(e.ReservationID); !ok {
 				t.Errorf("reservation %d committed but its handler never ran", e.ReservationID)
 			}
@@ -568,4 +572,86 @@ func TestSlowPostgres(t *testing.T) {
 	assert.Zero(t, a.unreserved.Load())
 	clock.Advance(2 * time.Minute)
 	checkLedger(t, direct, acct, &a.served)
+}
+
+// TestSIGKILLAtRandomMoments: a process charges in a tight loop (reserve,
+// then commit or release) and is killed with SIGKILL at a random moment —
+// between calls, between reserve and settle, or inside a transaction —
+// three times over, while a second process charges too. Once the
+// reservations the dead processes left have expired, every reservation is
+// settled exactly once and the balance is exactly what was committed.
+func TestSIGKILLAtRandomMoments(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			start := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
+			clock := keywardtest.NewClock(start)
+			survivor := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			acct := keyward.Account{OrgID: "org_killed", Allocation: 1_000_000}
+			for round := range 3 {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcessChargeLoop$", "-test.v")
+				cmd.Env = append(os.Environ(), "KEYWARD_HELPER_DSN="+dsn, "KEYWARD_HELPER_ORG="+acct.OrgID,
+					"KEYWARD_HELPER_NOW="+strconv.FormatInt(start.UnixNano(), 10))
+				stdout, err := cmd.StdoutPipe()
+				require.NoError(t, err)
+				require.NoError(t, cmd.Start())
+				t.Cleanup(func() { _ = cmd.Process.Kill() })
+				lines := bufio.NewScanner(stdout)
+				for lines.Scan() && lines.Text() != "charging" {
+				}
+				// The survivor charges while the other process does.
+				for i := range 5 {
+					r, err := survivor.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 1})
+					require.NoError(t, err)
+					if i%2 == 0 {
+						require.NoError(t, survivor.Commit(ctx, acct, r.ID, 1))
+					} else {
+						require.NoError(t, survivor.Release(ctx, acct, r.ID))
+					}
+				}
+				time.Sleep(time.Duration(20+round*37) * time.Millisecond)
+				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+				_ = cmd.Wait()
+			}
+			clock.Advance(keyward.DefaultReservationTTL)
+			b := checkLedger(t, survivor, acct, nil)
+			entries, err := survivor.Entries(ctx, acct.OrgID, b.PeriodStart)
+			require.NoError(t, err)
+			kinds := map[string]int{}
+			for _, e := range entries {
+				kinds[e.Kind]++
+			}
+			t.Logf("%s: after 3 kills: spent %d, balance exact; ledger %v", engine, b.Spent, kinds)
+			assert.Greater(t, b.Spent, int64(9), "the dead processes charged too")
+		})
+	}
+}
+
+// TestHelperProcessChargeLoop is not a test: it is the process that
+// TestSIGKILLAtRandomMoments kills. It charges 1–3 credits a call,
+// committing two calls in three and releasing the third, until killed.
+func TestHelperProcessChargeLoop(t *testing.T) {
+	dsn, orgID := os.Getenv("KEYWARD_HELPER_DSN"), os.Getenv("KEYWARD_HELPER_ORG")
+	if dsn == "" || orgID == "" {
+		t.Skip("helper process only")
+	}
+	ns, err := strconv.ParseInt(os.Getenv("KEYWARD_HELPER_NOW"), 10, 64)
+	require.NoError(t, err)
+	now := time.Unix(0, ns)
+	ctx := context.Background()
+	s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	acct := keyward.Account{OrgID: orgID, Allocation: 1_000_000}
+	fmt.Println("charging")
+	for i := 0; ; i++ {
+		r, err := s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: int64(1 + i%3)})
+		require.NoError(t, err)
+		if i%3 == 2 {
+			require.NoError(t, s.Release(ctx, acct, r.ID))
+		} else {
+			require.NoError(t, s.Commit(ctx, acct, r.ID, r.Amount))
+		}
+	}
 }
