@@ -297,3 +297,55 @@ func TestHandlerPanicsUnderLoad(t *testing.T) {
 	assert.Zero(t, b.OpenReservations)
 	assert.Zero(t, b.Reserved)
 }
+
+// slowLedger makes Reserve take delay, or end with ctx: a ledger whose
+// database is slow but honours cancellation.
+type slowLedger struct {
+	keyward.CreditLedger
+	delay time.Duration
+}
+
+func (l *slowLedger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+	select {
+	case <-time.After(l.delay):
+		return l.CreditLedger.Reserve(ctx, req)
+	case <-ctx.Done():
+		return keyward.Reservation{}, ctx.Err()
+	}
+}
+
+// TestSlowLedgerAnswers503WithinTheDeadline: the server gives each
+// request 100 ms (a timeout middleware) and the ledger takes 2 s. The
+// caller, still connected, gets a 503 service_unavailable when the
+// deadline passes — not an empty 200 — and the handler never runs.
+func TestSlowLedgerAnswers503WithinTheDeadline(t *testing.T) {
+	t.Parallel()
+	f := newCreditFixture(t, 100, false)
+	charger, err := keyward.NewCharger(keyward.CreditConfig{Ledger: &slowLedger{f.ledger, 2 * time.Second}, Errors: f.errors})
+	require.NoError(t, err)
+	charge, err := charger.Charge(1)
+	require.NoError(t, err)
+	var ran atomic.Int64
+	chain := f.auth.Middleware(charge(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ran.Add(1)
+		_, _ = io.WriteString(w, "ok")
+	})))
+	srv := serveCharged(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 100*time.Millisecond)
+		defer cancel()
+		chain.ServeHTTP(w, r.WithContext(ctx))
+	}))
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, nil)
+	req.Header.Set("X-API-Key", f.key.Key)
+	start := time.Now()
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	assert.Less(t, time.Since(start), time.Second)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "body: %q", body)
+	assert.Contains(t, string(body), `"service_unavailable"`)
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Zero(t, ran.Load(), "the handler does not run unreserved")
+	assert.Zero(t, f.balance(t).Spent)
+}
