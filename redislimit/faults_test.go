@@ -3,6 +3,8 @@ package redislimit_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"runtime"
 	"sync"
@@ -10,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/redislimit"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +41,38 @@ func (o *outcome) record(t *testing.T, code int, h http.Header) {
 	default:
 		t.Errorf("unexpected status %d", code)
 	}
+}
+
+// countingHandler counts log records.
+type countingHandler struct{ n atomic.Int64 }
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// newLoggedInstance is newInstance at midWindow with the limiter's and the
+// error writer's records going to logger.
+func newLoggedInstance(t *testing.T, keys keyward.KeyStore, client *redis.Client, prefix string, failClosed bool, logger *slog.Logger) instance {
+	t.Helper()
+	cache, err := keyward.NewCache(keys, keyward.CacheConfig{})
+	require.NoError(t, err)
+	t.Cleanup(cache.Close)
+	now := func() time.Time { return midWindow }
+	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Now: now})
+	require.NoError(t, err)
+	store, err := redislimit.New(context.Background(), client, redislimit.Options{Prefix: prefix})
+	require.NoError(t, err)
+	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{
+		Store: store, Now: now, FailClosed: failClosed, Logger: logger,
+		Errors: &keyward.ErrorWriter{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	})
+	require.NoError(t, err)
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	return instance{h: auth.Middleware(rl.Middleware(ok))}
 }
 
 // settleGoroutines waits for the goroutine count to fall back to at most
@@ -79,7 +115,8 @@ func TestRedisCutDuringLimitedLoad(t *testing.T) {
 			t.Cleanup(func() { _ = client.Close() })
 			prefix := testPrefix()
 			t.Cleanup(func() { cleanKeys(opts, prefix) })
-			in := newInstance(t, keys, client, prefix, func() time.Time { return midWindow }, failClosed)
+			logs := &countingHandler{}
+			in := newLoggedInstance(t, keys, client, prefix, failClosed, slog.New(logs))
 			in.call(k.Key)
 			before := runtime.NumGoroutine()
 
@@ -145,7 +182,12 @@ func TestRedisCutDuringLimitedLoad(t *testing.T) {
 			} else {
 				assert.Zero(t, p1.unavailable.Load(), "fail open never answers 503")
 				assert.Positive(t, p1.unlimited.Load())
+				// About 300 ms of outage, hundreds of failures: logged at
+				// most once a second.
+				assert.LessOrEqual(t, logs.n.Load(), int64(2), "fail-open failures flood the log")
+				assert.Positive(t, logs.n.Load(), "the outage is logged")
 			}
+			t.Logf("log records while Redis was down: %d", logs.n.Load())
 			counted := 1 + p0.limited.Load() + p1.limited.Load() + p2.limited.Load() // 1: the warm-up call
 			assert.LessOrEqual(t, counted, int64(limit), "the window's limit holds across the outage")
 			assert.Positive(t, p2.throttled.Load(), "the counts from before the cut still bind")
