@@ -145,7 +145,8 @@ func TestRedisCutDuringLimitedLoad(t *testing.T) {
 					}
 				}()
 			}
-			time.Sleep(150 * time.Millisecond)
+			// Run into the limit before the cut.
+			require.Eventually(t, func() bool { return phases[0].throttled.Load() > 0 }, 10*time.Second, 5*time.Millisecond)
 			phase.Store(1)
 			proxy.Cut()
 			// Sequential probes, after the cut for sure.
@@ -166,7 +167,7 @@ func TestRedisCutDuringLimitedLoad(t *testing.T) {
 				return in.call(k.Key).Header().Get("X-RateLimit-Limit") != ""
 			}, 5*time.Second, 20*time.Millisecond, "recovers without a restart")
 			phase.Store(2)
-			time.Sleep(150 * time.Millisecond)
+			require.Eventually(t, func() bool { return phases[2].throttled.Load() >= 20 }, 10*time.Second, 5*time.Millisecond)
 			stop.Store(true)
 			wg.Wait()
 
