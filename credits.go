@@ -452,7 +452,10 @@ func (c *Charger) middleware(cost int64, costFn CostFunc) Middleware {
 			}
 			ch, err := c.Begin(r, n)
 			if err != nil {
-				if r.Context().Err() == nil { // nobody to answer otherwise
+				// Answer unless the client went away. A request whose
+				// deadline passed still has a client waiting: returning
+				// without writing would send it an empty 200.
+				if !errors.Is(r.Context().Err(), context.Canceled) {
 					c.errors.WriteError(w, r, err)
 				}
 				return
