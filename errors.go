@@ -1,6 +1,7 @@
 package keyward
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -250,6 +251,11 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 			Message: "An internal error occurred.",
 			Cause:   err,
 		}
+	}
+	if e.Status >= 500 && errors.Is(e.Cause, context.Canceled) && r.Context().Err() != nil {
+		// The client went away while we waited on its behalf: nobody is
+		// there to answer, and it is no outage to log.
+		return
 	}
 	reqID := ew.requestID(r)
 	details := make(map[string]any, len(e.Details)+1)

@@ -428,3 +428,24 @@ func TestErrorWriterPinsMeta(t *testing.T) {
 	assert.True(t, errors.Is(keyward.RateLimited(60, 0, time.Now(), time.Second), keyward.ErrRateLimited))
 	assert.False(t, errors.Is(keyward.ErrRevokedAPIKey, keyward.ErrExpiredAPIKey))
 }
+
+func TestDepartedClientIsNotLoggedAsAnOutage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	k := f.newKey(t)
+	release := make(chan struct{})
+	hold := func() { <-release }
+	f.probe.hold.Store(&hold)
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequest(http.MethodGet, "/", nil).WithContext(ctx)
+	r.Header.Set("X-API-Key", k.Key)
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { defer close(done); f.handler.ServeHTTP(w, r) }()
+	require.Eventually(t, func() bool { return f.probe.calls.Load() == 1 }, time.Second, time.Millisecond)
+	cancel() // the client leaves while the store is slow
+	<-done
+	assert.Empty(t, w.Body.String(), "nobody to answer")
+	assert.NotContains(t, f.logs.String(), "request failed", "a departed client is not an outage")
+}
