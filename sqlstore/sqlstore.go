@@ -75,6 +75,10 @@ type Options struct {
 	// IdempotencyTTL is how long an idempotency key is remembered. Zero:
 	// keyward.DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
+	// MaxConns bounds PostgreSQL connections, so that a slow database
+	// cannot make every waiting request open one. Zero: 16. (SQLite always
+	// uses one.)
+	MaxConns int
 }
 
 // Store is a keyward.KeyStore and keyward.KeyManager on SQLite or
@@ -170,6 +174,14 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s.dialect = postgres
 		s.db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			n := opts.MaxConns
+			if n <= 0 {
+				n = 16
+			}
+			s.db.SetMaxOpenConns(n)
+			s.db.SetMaxIdleConns(n)
+		}
 	case strings.Contains(dsn, "://"):
 		return nil, ErrUnknownDSN
 	default:
