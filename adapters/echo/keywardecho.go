@@ -22,14 +22,14 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// principalKey is the echo context key under which RequireAPIKey stores
-// the Principal.
-const principalKey = "github.com/keyward/keyward.Principal"
+// ContextKey is the echo context key (c.Get) under which RequireAPIKey
+// stores the *keyward.Principal, for code that reads echo's store.
+const ContextKey = "keyward.principal"
 
 // Principal returns the Principal that RequireAPIKey attached to c, if
 // any. It is the same as keyward.FromContext(c.Request().Context()).
 func Principal(c echo.Context) (*keyward.Principal, bool) {
-	if p, ok := c.Get(principalKey).(*keyward.Principal); ok && p != nil {
+	if p, ok := c.Get(ContextKey).(*keyward.Principal); ok && p != nil {
 		return p, true
 	}
 	if r := c.Request(); r != nil {
@@ -58,7 +58,7 @@ func RequireAPIKey(a *keyward.Authenticator) (echo.MiddlewareFunc, error) {
 				return nil
 			}
 			c.SetRequest(r.WithContext(keyward.WithPrincipal(r.Context(), p)))
-			c.Set(principalKey, p)
+			c.Set(ContextKey, p)
 			return next(c)
 		}
 	}, nil

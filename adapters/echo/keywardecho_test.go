@@ -3,6 +3,7 @@ package keywardecho_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -151,14 +152,17 @@ func TestPrincipalThroughEchoAndContext(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	var viaEcho, viaCtx *keyward.Principal
+	var viaStore any
 	w := f.serve(t, f.echo(func(c echo.Context) error {
 		viaEcho, _ = keywardecho.Principal(c)
 		viaCtx, _ = keyward.FromContext(c.Request().Context())
+		viaStore = c.Get(keywardecho.ContextKey)
 		return c.String(http.StatusOK, "ok")
 	}))
 	require.Equal(t, http.StatusOK, w.Code)
 	require.NotNil(t, viaEcho)
 	assert.Same(t, viaEcho, viaCtx)
+	assert.Same(t, viaEcho, viaStore)
 	assert.Equal(t, "production", viaEcho.Key.Name)
 
 	// Without RequireAPIKey there is none, and asking does not panic.
@@ -241,7 +245,7 @@ func TestPanicUnderRecover(t *testing.T) {
 	f := newFixture(t)
 	e := echo.New()
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisablePrintStack: true, DisableStackAll: true}))
-	e.Logger.SetOutput(discard{})
+	e.Logger.SetOutput(io.Discard)
 	e.POST("/v1/transactions/enrich", func(echo.Context) error { panic("boom") }, f.chain...)
 	w := f.serve(t, e)
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
@@ -250,10 +254,6 @@ func TestPanicUnderRecover(t *testing.T) {
 	assert.Zero(t, b.Spent)
 	assert.Zero(t, b.Reserved)
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func TestNilDecisionsAreConfigErrors(t *testing.T) {
 	t.Parallel()

@@ -22,14 +22,15 @@ import (
 	"github.com/keyward/keyward"
 )
 
-// principalKey is the gin context key under which RequireAPIKey stores
-// the Principal.
-type principalKey struct{}
+// ContextKey is the gin context key (c.Get, c.MustGet) under which
+// RequireAPIKey stores the *keyward.Principal, for code that reads gin's
+// Keys.
+const ContextKey = "keyward.principal"
 
 // Principal returns the Principal that RequireAPIKey attached to c, if
 // any. It is the same as keyward.FromContext(c.Request.Context()).
 func Principal(c *gin.Context) (*keyward.Principal, bool) {
-	if v, ok := c.Get(principalKey{}); ok {
+	if v, ok := c.Get(ContextKey); ok {
 		if p, ok := v.(*keyward.Principal); ok && p != nil {
 			return p, true
 		}
@@ -60,7 +61,7 @@ func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
 			return
 		}
 		c.Request = c.Request.WithContext(keyward.WithPrincipal(c.Request.Context(), p))
-		c.Set(principalKey{}, p)
+		c.Set(ContextKey, p)
 		c.Next()
 	}, nil
 }
