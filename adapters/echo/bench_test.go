@@ -32,7 +32,7 @@ type benchDecisions struct {
 	key    string
 }
 
-func newBenchDecisions(b *testing.B) *benchDecisions {
+func newBenchDecisions(b testing.TB) *benchDecisions {
 	b.Helper()
 	ctx := context.Background()
 	must := func(err error) {
@@ -68,7 +68,7 @@ const benchPath = "/v1/transactions/enrich"
 
 // netHTTP is the full chain on net/http: a ServeMux route behind the
 // core's four middleware.
-func (d *benchDecisions) netHTTP(b *testing.B) http.Handler {
+func (d *benchDecisions) netHTTP(b testing.TB) http.Handler {
 	charge, err := d.charge.Charge(1)
 	if err != nil {
 		b.Fatal(err)
@@ -86,7 +86,7 @@ func (d *benchDecisions) netHTTP(b *testing.B) http.Handler {
 }
 
 // echo is the same chain on an *echo.Echo.
-func (d *benchDecisions) echo(b *testing.B) http.Handler {
+func (d *benchDecisions) echo(b testing.TB) http.Handler {
 	auth, err1 := keywardecho.RequireAPIKey(d.auth)
 	perm, err2 := keywardecho.EnforcePermissions(d.perm)
 	limit, err3 := keywardecho.RateLimitByOrg(d.limit)

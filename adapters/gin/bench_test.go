@@ -31,7 +31,7 @@ type benchDecisions struct {
 	key    string
 }
 
-func newBenchDecisions(b *testing.B) *benchDecisions {
+func newBenchDecisions(b testing.TB) *benchDecisions {
 	b.Helper()
 	ctx := context.Background()
 	must := func(err error) {
@@ -67,7 +67,7 @@ const benchPath = "/v1/transactions/enrich"
 
 // netHTTP is the full chain on net/http: a ServeMux route behind the
 // core's four middleware.
-func (d *benchDecisions) netHTTP(b *testing.B) http.Handler {
+func (d *benchDecisions) netHTTP(b testing.TB) http.Handler {
 	charge, err := d.charge.Charge(1)
 	if err != nil {
 		b.Fatal(err)
@@ -85,7 +85,7 @@ func (d *benchDecisions) netHTTP(b *testing.B) http.Handler {
 }
 
 // gin is the same chain on a gin.Engine.
-func (d *benchDecisions) gin(b *testing.B) http.Handler {
+func (d *benchDecisions) gin(b testing.TB) http.Handler {
 	auth, err1 := keywardgin.RequireAPIKey(d.auth)
 	perm, err2 := keywardgin.EnforcePermissions(d.perm)
 	limit, err3 := keywardgin.RateLimitByOrg(d.limit)
