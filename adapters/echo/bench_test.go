@@ -107,9 +107,13 @@ func (d *benchDecisions) echo(b testing.TB) http.Handler {
 }
 
 // serveBench serves r with h, serially or from parallel goroutines, and
-// fails if a response is not 200.
+// fails if a response is not 200. Besides wall time it reports the
+// process's CPU time per request (cpu-ns/op): the machine is shared, and
+// another process's load stretches wall time but not this one's CPU time.
 func serveBench(b *testing.B, h http.Handler, r *http.Request, parallel bool) {
 	b.ReportAllocs()
+	cpu0, cpuOK := processCPU()
+	var n int
 	if parallel {
 		b.RunParallel(func(pb *testing.PB) {
 			// A request of its own: a ServeMux writes the matched pattern
@@ -121,13 +125,18 @@ func serveBench(b *testing.B, h http.Handler, r *http.Request, parallel bool) {
 			}
 			w.check(b)
 		})
-		return
+		n = b.N
+	} else {
+		w := &statusWriter{discard: discard{h: http.Header{}}}
+		for b.Loop() {
+			h.ServeHTTP(w, r)
+			n++
+		}
+		w.check(b)
 	}
-	w := &statusWriter{discard: discard{h: http.Header{}}}
-	for b.Loop() {
-		h.ServeHTTP(w, r)
+	if cpu1, ok := processCPU(); cpuOK && ok && n > 0 {
+		b.ReportMetric(float64(cpu1-cpu0)/float64(n), "cpu-ns/op")
 	}
-	w.check(b)
 }
 
 // statusWriter is discard that remembers a status other than 200.
