@@ -22,20 +22,15 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// ContextKey is the echo context key (c.Get) under which RequireAPIKey
-// stores the *keyward.Principal, for code that reads echo's store.
-const ContextKey = "keyward.principal"
-
-// Principal returns the Principal that RequireAPIKey attached to c, if
-// any. It is the same as keyward.FromContext(c.Request().Context()).
+// Principal returns the Principal that RequireAPIKey attached to c's
+// request, if any: keyward.FromContext(c.Request().Context()). The request
+// context is the one place it is kept (echo's c.Set would cost every
+// request two allocations, its store map, for a copy).
 func Principal(c echo.Context) (*keyward.Principal, bool) {
-	if p, ok := c.Get(ContextKey).(*keyward.Principal); ok && p != nil {
-		return p, true
+	if c == nil || c.Request() == nil {
+		return nil, false
 	}
-	if r := c.Request(); r != nil {
-		return keyward.FromContext(r.Context())
-	}
-	return nil, false
+	return keyward.FromContext(c.Request().Context())
 }
 
 func nilError(what string) error {
@@ -44,7 +39,7 @@ func nilError(what string) error {
 
 // RequireAPIKey returns the middleware that lets through only requests
 // with a valid key (a.Authenticate), attaching its Principal to the
-// request context and to c; any other request gets a's error.
+// request context (Principal reads it); any other request gets a's error.
 func RequireAPIKey(a *keyward.Authenticator) (echo.MiddlewareFunc, error) {
 	if a == nil {
 		return nil, nilError("RequireAPIKey's Authenticator")
@@ -58,7 +53,6 @@ func RequireAPIKey(a *keyward.Authenticator) (echo.MiddlewareFunc, error) {
 				return nil
 			}
 			c.SetRequest(r.WithContext(keyward.WithPrincipal(r.Context(), p)))
-			c.Set(ContextKey, p)
 			return next(c)
 		}
 	}, nil

@@ -7,15 +7,18 @@ import (
 	"testing"
 )
 
-// The full chain through gin costs the core's six allocations, plus gin's
-// Keys map for c.Set (two) and the charge's response writer (one).
+// The full chain through gin costs the core's six allocations plus one:
+// the charge's wrapper of gin's ResponseWriter.
 func TestChainAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
 	d := newBenchDecisions(t)
 	for _, impl := range []struct {
 		name string
 		h    http.Handler
 		max  float64
-	}{{"nethttp", d.netHTTP(t), 6}, {"gin", d.gin(t), 9}} {
+	}{{"nethttp", d.netHTTP(t), 6}, {"gin", d.gin(t), 7}} {
 		r := httptest.NewRequest(http.MethodPost, benchPath, nil)
 		r.Header.Set("X-API-Key", d.key)
 		w := &statusWriter{discard: discard{h: http.Header{}}}

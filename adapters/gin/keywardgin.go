@@ -22,20 +22,12 @@ import (
 	"github.com/keyward/keyward"
 )
 
-// ContextKey is the gin context key (c.Get, c.MustGet) under which
-// RequireAPIKey stores the *keyward.Principal, for code that reads gin's
-// Keys.
-const ContextKey = "keyward.principal"
-
-// Principal returns the Principal that RequireAPIKey attached to c, if
-// any. It is the same as keyward.FromContext(c.Request.Context()).
+// Principal returns the Principal that RequireAPIKey attached to c's
+// request, if any: keyward.FromContext(c.Request.Context()). The request
+// context is the one place it is kept (gin's c.Set would cost every
+// request two allocations, its Keys map, for a copy).
 func Principal(c *gin.Context) (*keyward.Principal, bool) {
-	if v, ok := c.Get(ContextKey); ok {
-		if p, ok := v.(*keyward.Principal); ok && p != nil {
-			return p, true
-		}
-	}
-	if c.Request == nil {
+	if c == nil || c.Request == nil {
 		return nil, false
 	}
 	return keyward.FromContext(c.Request.Context())
@@ -47,8 +39,8 @@ func nilError(what string) error {
 
 // RequireAPIKey returns the middleware that lets through only requests
 // with a valid key (a.Authenticate), attaching its Principal to the
-// request context and to c; any other request gets a's error and the
-// chain is aborted.
+// request context (Principal reads it); any other request gets a's error
+// and the chain is aborted.
 func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
 	if a == nil {
 		return nil, nilError("RequireAPIKey's Authenticator")
@@ -61,7 +53,6 @@ func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
 			return
 		}
 		c.Request = c.Request.WithContext(keyward.WithPrincipal(c.Request.Context(), p))
-		c.Set(ContextKey, p)
 		c.Next()
 	}, nil
 }
