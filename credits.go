@@ -438,26 +438,16 @@ var errNegativeCost = Misconfigured("the cost of the call is negative")
 func (c *Charger) middleware(cost int64, costFn CostFunc) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n := cost
+			n, err := cost, error(nil)
 			if costFn != nil {
-				var err error
-				if n, err = costFn(r); err != nil {
-					c.errors.WriteError(w, r, err)
-					return
-				}
-				if n < 0 {
-					c.errors.WriteError(w, r, errNegativeCost)
-					return
-				}
+				n, err = costFn(r)
 			}
-			ch, err := c.Begin(r, n)
+			var ch *Charge
+			if err == nil {
+				ch, err = c.Begin(r, n)
+			}
 			if err != nil {
-				// Answer unless the client went away. A request whose
-				// deadline passed still has a client waiting: returning
-				// without writing would send it an empty 200.
-				if !errors.Is(r.Context().Err(), context.Canceled) {
-					c.errors.WriteError(w, r, err)
-				}
+				c.WriteError(w, r, err)
 				return
 			}
 			ch.serve(next, w, r)
@@ -465,13 +455,31 @@ func (c *Charger) middleware(cost int64, costFn CostFunc) Middleware {
 	}
 }
 
+// WriteError writes err (an error of Begin or of a CostFunc) with the
+// charger's ErrorWriter, unless r's context is done: a client that went
+// away gets no answer (and a ledger call it cancelled is not logged as a
+// failure).
+func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	// Answer unless the client went away. A request whose deadline passed
+	// still has a client waiting: returning without writing would send it
+	// an empty 200.
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		return
+	}
+	c.errors.WriteError(w, r, err)
+}
+
 // Begin decides whether the call r may run, and reserves its cost: it is
 // the first half of what Charge does, for adapters. The error, when not
 // nil, is an *Error ready for ErrorWriter (see Charge for which). On
 // success the caller must run the handler with the request context
-// ch.Context() (so that SetCost works), set ch.SetResponseHeaders just
-// before writing a 2xx status, and then call ch.Settle with the final
-// status, or ch.Release if the handler panicked or the client went away.
+// ch.Context() (so that SetCost works) inside ch.Run, and report the
+// status its framework sends: through ch.ResponseWriter for a framework
+// that sends the status when WriteHeader is called, or with
+// ch.ObserveStatus at the moment it sends it. (By hand: set
+// ch.SetResponseHeaders just before writing a 2xx status, then call
+// ch.Settle with the final status, or ch.Release if the handler panicked or
+// the client went away.) Write a Begin error with WriteError.
 //
 // When r carries an idempotency key, Begin reads r's body (at most
 // MaxIdempotentBody bytes) to fingerprint the call and replaces r.Body
@@ -774,24 +782,82 @@ func (ch *Charge) Release() error { return ch.Settle(0) }
 // (for SetCost and ChargeFromContext).
 func (ch *Charge) Context() context.Context { return (*chargeCtx)(ch) }
 
-// serve runs next with the Charge as response writer and context, then
-// settles. A panic is not recovered: finish releases and lets it go on.
-func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
+// ResponseWriter returns w seen through the Charge: the first final
+// status written through it (WriteHeader, or 200 on the first Write, Flush
+// or ReadFrom) is the one the call settles on, and a 2xx gets the credit
+// headers set in w's header just before it goes out. Flusher, Hijacker
+// (a hijacked call is not charged) and io.ReaderFrom keep working; Unwrap
+// lets http.ResponseController reach the rest. ChargeCredits serves its
+// handler with it; an adapter for a framework that sends the status when
+// WriteHeader is called (echo's Response) installs it under the
+// framework's writer. Call it once, before Run.
+func (ch *Charge) ResponseWriter(w http.ResponseWriter) http.ResponseWriter {
 	ch.w = w
-	defer ch.finish()
-	next.ServeHTTP((*chargeWriter)(ch), r.WithContext((*chargeCtx)(ch)))
+	return (*chargeWriter)(ch)
+}
+
+// ObserveStatus tells the Charge that the response's status code is being
+// sent, with header h: the first final status (not 1xx, except 101) is the
+// one the call settles on, and for a 2xx it sets the credit headers in h
+// first (see SetResponseHeaders). Later calls do nothing. An adapter for a
+// framework that sends the status later than WriteHeader (gin's
+// ResponseWriter) calls it at that moment, from the goroutine serving the
+// request.
+func (ch *Charge) ObserveStatus(h http.Header, code int) { ch.sawStatus(h, code) }
+
+// ObserveHijack tells the Charge that the handler took the connection
+// over: the call is not charged.
+func (ch *Charge) ObserveHijack() { ch.hijacked = true }
+
+// Run runs next, the rest of the chain, and then settles the call, as
+// ChargeCredits does:
+//   - if next panics (or calls runtime.Goexit), or the connection was
+//     hijacked, the reservation is released and the panic goes on, with
+//     its own stack;
+//   - if no status was sent and the request's context is done, the client
+//     went away: released;
+//   - if no status was sent and the client is still there, commit is
+//     called: it must send the status the framework sends for a handler
+//     that wrote nothing, through the writer that reports to the Charge
+//     (nil: the server sends 200 once the handler returns; the credit
+//     headers are set on the writer given to ResponseWriter);
+//   - then the call settles on the status sent: committed on a 2xx,
+//     released otherwise. A failure to settle is logged (the reservation
+//     then expires and is released).
+//
+// Call it once, from the goroutine serving the request.
+func (ch *Charge) Run(next func(), commit func()) {
+	defer ch.finish(commit)
+	next()
 	ch.returned = true
 }
 
-func (ch *Charge) finish() {
+// serve runs next with the Charge as response writer and context, then
+// settles. A panic is not recovered: finish releases and lets it go on.
+func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
+	cw := ch.ResponseWriter(w)
+	r = r.WithContext((*chargeCtx)(ch))
+	ch.Run(func() { next.ServeHTTP(cw, r) }, nil)
+}
+
+func (ch *Charge) finish(commit func()) {
 	status := ch.status
 	switch {
 	case !ch.returned || ch.hijacked: // a panic, runtime.Goexit, or a hijack
 		status = 0
 	case status == 0 && ch.parent.Err() != nil: // nothing written, client gone
-	case status == 0: // nothing written: net/http answers 200 when we return
-		ch.sawStatus(http.StatusOK)
-		status = http.StatusOK
+	case status == 0: // nothing written: the framework answers now
+		if commit != nil {
+			commit()
+		}
+		if ch.status == 0 { // net/http answers 200 when the handler returns
+			var h http.Header
+			if ch.w != nil {
+				h = ch.w.Header()
+			}
+			ch.sawStatus(h, http.StatusOK)
+		}
+		status = ch.status
 	}
 	if err := ch.Settle(status); err != nil {
 		level := slog.LevelError
@@ -808,14 +874,14 @@ func (ch *Charge) finish() {
 }
 
 // sawStatus records the first final status the handler sends and, for a
-// 2xx, sets the credit headers before it goes out.
-func (ch *Charge) sawStatus(code int) {
+// 2xx, sets the credit headers in h (when not nil) before it goes out.
+func (ch *Charge) sawStatus(h http.Header, code int) {
 	if ch.status != 0 || code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		return
 	}
 	ch.status = code
-	if code >= 200 && code <= 299 {
-		ch.SetResponseHeaders(ch.w.Header())
+	if code >= 200 && code <= 299 && h != nil {
+		ch.SetResponseHeaders(h)
 	}
 }
 
@@ -862,13 +928,13 @@ type chargeWriter Charge
 func (cw *chargeWriter) Header() http.Header { return cw.w.Header() }
 
 func (cw *chargeWriter) WriteHeader(code int) {
-	(*Charge)(cw).sawStatus(code)
+	(*Charge)(cw).sawStatus(cw.w.Header(), code)
 	cw.w.WriteHeader(code)
 }
 
 func (cw *chargeWriter) Write(p []byte) (int, error) {
 	if cw.status == 0 {
-		(*Charge)(cw).sawStatus(http.StatusOK)
+		(*Charge)(cw).sawStatus(cw.w.Header(), http.StatusOK)
 	}
 	return cw.w.Write(p)
 }
@@ -877,7 +943,7 @@ func (cw *chargeWriter) Write(p []byte) (int, error) {
 // writer's fast path (sendfile).
 func (cw *chargeWriter) ReadFrom(src io.Reader) (int64, error) {
 	if cw.status == 0 {
-		(*Charge)(cw).sawStatus(http.StatusOK)
+		(*Charge)(cw).sawStatus(cw.w.Header(), http.StatusOK)
 	}
 	if rf, ok := cw.w.(io.ReaderFrom); ok {
 		return rf.ReadFrom(src)
@@ -895,7 +961,7 @@ func (cw *chargeWriter) Flush() { _ = cw.FlushError() }
 func (cw *chargeWriter) FlushError() error {
 	first := cw.status == 0
 	if first {
-		(*Charge)(cw).sawStatus(http.StatusOK) // flushing sends the headers
+		(*Charge)(cw).sawStatus(cw.w.Header(), http.StatusOK) // flushing sends the headers
 	}
 	err := http.NewResponseController(cw.w).Flush()
 	if err != nil && first { // nothing was sent after all

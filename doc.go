@@ -25,6 +25,16 @@
 // ledger's contract, written on [CreditLedger], is what memstore and
 // sqlstore both keep.
 //
+// # Other routers
+//
+// Each handler is a decision the core exports, and a net/http middleware
+// built from it: [Authenticator.Authenticate], [PermissionChecker.Check],
+// [RateLimiter.Check] and [Charger.Begin] with [Charge.Run] decide; the
+// WriteError method of each writes. Adapters for other routers
+// (github.com/keyward/keyward/adapters/gin and …/echo, each its own module)
+// are built from them alone, and the conformance kit in package keywardtest
+// proves that they answer as net/http does.
+//
 // # Failures
 //
 // Every failure is an [*Error] written by one [ErrorWriter] as one JSON

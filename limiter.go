@@ -316,31 +316,58 @@ func (d *RateDecision) Err() *Error {
 	return RateLimited(d.Limit, d.Remaining, d.Reset, d.RetryAfter)
 }
 
-// Middleware runs Allow for the request's Principal: it sets the
+// Check decides one request: it runs Allow for the Principal in r's
+// context at the limiter's clock, and applies the rule for a failing
+// store. It writes nothing (it logs a fail-open store failure, at most once
+// a second). The answer is one of:
+//   - an allowed decision and nil: set its headers (WriteHeaders) and serve;
+//   - a refused decision and its 429 (d.Err()): set its headers, write the
+//     error;
+//   - an allowed decision without counters and nil: the store failed and
+//     the limiter fails open: serve without rate-limit headers (its
+//     WriteHeaders sets none);
+//   - a zero decision and an *Error: 500 without a Principal (RequireAPIKey
+//     not in front) or for an organization without a rate, 503 when the
+//     store failed and FailClosed is set: write the error.
+//
+// It is what RateLimitByOrg runs, exported so that adapters for other
+// routers share the decision; WriteError writes its errors.
+func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
+	p, ok := FromContext(r.Context())
+	if !ok {
+		return RateDecision{}, l.noPrincipal
+	}
+	d, err := l.Allow(r.Context(), p, l.now())
+	if err != nil {
+		var e *Error
+		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
+			l.logFailOpen(r, p, e.Cause)
+			return RateDecision{Allowed: true}, nil
+		}
+		return RateDecision{}, err
+	}
+	if !d.Allowed {
+		return d, d.Err()
+	}
+	return d, nil
+}
+
+// WriteError writes err (an error of Check) with the limiter's
+// ErrorWriter.
+func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	l.errors.WriteError(w, r, err)
+}
+
+// Middleware runs Check for the request's Principal: it sets the
 // rate-limit headers, then calls next or answers 429. Without a Principal
 // it answers 500. When the store fails it serves the request without
 // headers (fail open, logged) or answers 503 (FailClosed).
 func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := FromContext(r.Context())
-		if !ok {
-			l.errors.WriteError(w, r, l.noPrincipal)
-			return
-		}
-		d, err := l.Allow(r.Context(), p, l.now())
-		if err != nil {
-			var e *Error
-			if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
-				l.logFailOpen(r, p, e.Cause)
-				next.ServeHTTP(w, r)
-				return
-			}
-			l.errors.WriteError(w, r, err)
-			return
-		}
+		d, err := l.Check(r)
 		d.WriteHeaders(w.Header())
-		if !d.Allowed {
-			l.errors.WriteError(w, r, d.Err())
+		if err != nil {
+			l.errors.WriteError(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, r)

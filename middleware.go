@@ -243,6 +243,12 @@ func envAllowed(envs []Environment, e Environment) bool {
 	return false
 }
 
+// WriteError writes err (an error of Authenticate) with the
+// authenticator's ErrorWriter.
+func (a *Authenticator) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.errors.WriteError(w, r, err)
+}
+
 // Middleware runs Authenticate; on success it calls next with the
 // Principal in the request context, on failure it writes the error and
 // stops.

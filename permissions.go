@@ -132,6 +132,12 @@ func (c *PermissionChecker) Check(r *http.Request) error {
 	return nil
 }
 
+// WriteError writes err (an error of Check) with the checker's
+// ErrorWriter.
+func (c *PermissionChecker) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	c.errors.WriteError(w, r, err)
+}
+
 // Middleware runs Check: on success it calls next, on failure it writes the
 // error and stops.
 func (c *PermissionChecker) Middleware(next http.Handler) http.Handler {

@@ -1,0 +1,199 @@
+// Package keywardgin runs keyward's four handlers as gin middleware:
+// RequireAPIKey, EnforcePermissions, RateLimitByOrg and ChargeCredits
+// (Charge, ChargeFunc), each built from the decision the core exports
+// (keyward.Authenticator, PermissionChecker, RateLimiter, Charger). A gin
+// server answers exactly as the net/http middleware does: the same
+// statuses, headers and bytes, written by the one keyward.ErrorWriter of
+// each decision's configuration. keywardtest.RunConformance proves it.
+//
+// Order them as on net/http: RequireAPIKey first, then EnforcePermissions,
+// RateLimitByOrg and ChargeCredits. After RequireAPIKey the Principal is
+// both Principal(c) and keyward.FromContext(c.Request.Context()); after
+// ChargeCredits, keyward.SetCost(c.Request.Context(), n) sets the call's
+// cost. A failure writes keyward's JSON error and aborts the chain.
+package keywardgin
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"github.com/keyward/keyward"
+)
+
+// Principal returns the Principal that RequireAPIKey attached to c's
+// request, if any: keyward.FromContext(c.Request.Context()). The request
+// context is the one place it is kept (gin's c.Set would cost every
+// request two allocations, its Keys map, for a copy).
+func Principal(c *gin.Context) (*keyward.Principal, bool) {
+	if c == nil || c.Request == nil {
+		return nil, false
+	}
+	return keyward.FromContext(c.Request.Context())
+}
+
+func nilError(what string) error {
+	return &keyward.ConfigError{Field: "keywardgin." + what, Problem: "is nil"}
+}
+
+// RequireAPIKey returns the middleware that lets through only requests
+// with a valid key (a.Authenticate), attaching its Principal to the
+// request context (Principal reads it); any other request gets a's error
+// and the chain is aborted.
+func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
+	if a == nil {
+		return nil, nilError("RequireAPIKey's Authenticator")
+	}
+	return func(c *gin.Context) {
+		p, err := a.Authenticate(c.Request)
+		if err != nil {
+			a.WriteError(c.Writer, c.Request, err)
+			c.Abort()
+			return
+		}
+		c.Request = c.Request.WithContext(keyward.WithPrincipal(c.Request.Context(), p))
+		c.Next()
+	}, nil
+}
+
+// EnforcePermissions returns the middleware that lets through only
+// requests whose Principal holds the checker's permissions (pc.Check);
+// any other request gets pc's error and the chain is aborted.
+func EnforcePermissions(pc *keyward.PermissionChecker) (gin.HandlerFunc, error) {
+	if pc == nil {
+		return nil, nilError("EnforcePermissions' PermissionChecker")
+	}
+	return func(c *gin.Context) {
+		if err := pc.Check(c.Request); err != nil {
+			pc.WriteError(c.Writer, c.Request, err)
+			c.Abort()
+			return
+		}
+		c.Next()
+	}, nil
+}
+
+// RateLimitByOrg returns the middleware that limits each organization to
+// its plan's rate (l.Check): it sets the rate-limit headers, then goes on,
+// or writes l's error (429, or 500/503) and aborts the chain. Use one
+// RateLimiter for every route so that they share the counters.
+func RateLimitByOrg(l *keyward.RateLimiter) (gin.HandlerFunc, error) {
+	if l == nil {
+		return nil, nilError("RateLimitByOrg's RateLimiter")
+	}
+	return func(c *gin.Context) {
+		d, err := l.Check(c.Request)
+		d.WriteHeaders(c.Writer.Header())
+		if err != nil {
+			l.WriteError(c.Writer, c.Request, err)
+			c.Abort()
+			return
+		}
+		c.Next()
+	}, nil
+}
+
+// Charge returns the middleware that charges each call cost credits (≥ 0)
+// as keyward's Charger.Charge does: it reserves them before the rest of
+// the chain (a refusal is written and aborts the chain) and settles on the
+// status gin actually sends: committed on a 2xx, released on any other,
+// on a panic (which goes on), on a hijack, and when the client went away
+// before anything was sent. A call that sent nothing is answered with
+// gin's pending status (200 unless c.Status set another) by this
+// middleware, and settled on it.
+func Charge(cg *keyward.Charger, cost int64) (gin.HandlerFunc, error) {
+	if cg == nil {
+		return nil, nilError("Charge's Charger")
+	}
+	if cost < 0 {
+		return nil, &keyward.ConfigError{Field: "keywardgin.Charge's cost", Problem: "is negative"}
+	}
+	return charge(cg, cost, nil), nil
+}
+
+// ChargeFunc is Charge with a cost computed from each request; an error
+// of cost is written as Charger.ChargeFunc writes it.
+func ChargeFunc(cg *keyward.Charger, cost keyward.CostFunc) (gin.HandlerFunc, error) {
+	if cg == nil {
+		return nil, nilError("ChargeFunc's Charger")
+	}
+	if cost == nil {
+		return nil, nilError("ChargeFunc's CostFunc")
+	}
+	return charge(cg, 0, cost), nil
+}
+
+func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		n, err := cost, error(nil)
+		if costFn != nil {
+			n, err = costFn(c.Request)
+		}
+		var ch *keyward.Charge
+		if err == nil {
+			ch, err = cg.Begin(c.Request, n)
+		}
+		if err != nil {
+			cg.WriteError(c.Writer, c.Request, err)
+			c.Abort()
+			return
+		}
+		w := &chargeWriter{ResponseWriter: c.Writer, ch: ch}
+		c.Writer = w
+		c.Request = c.Request.WithContext(ch.Context())
+		defer func() { c.Writer = w.ResponseWriter }()
+		ch.Run(c.Next, w.WriteHeaderNow)
+	}
+}
+
+// chargeWriter is gin's ResponseWriter seen by a Charge. gin's
+// WriteHeader only records the status; it is sent by WriteHeaderNow,
+// Write, WriteString or Flush, so that is where the Charge is told (with
+// the status gin is about to send) before the call goes on.
+type chargeWriter struct {
+	gin.ResponseWriter
+	ch *keyward.Charge
+}
+
+func (w *chargeWriter) sending() {
+	if !w.ResponseWriter.Written() {
+		w.ch.ObserveStatus(w.ResponseWriter.Header(), w.ResponseWriter.Status())
+	}
+}
+
+// WriteHeaderNow sends the status and headers.
+func (w *chargeWriter) WriteHeaderNow() {
+	w.sending()
+	w.ResponseWriter.WriteHeaderNow()
+}
+
+// Write sends the status and headers if not yet sent, then p.
+func (w *chargeWriter) Write(p []byte) (int, error) {
+	w.sending()
+	return w.ResponseWriter.Write(p)
+}
+
+// WriteString sends the status and headers if not yet sent, then s.
+func (w *chargeWriter) WriteString(s string) (int, error) {
+	w.sending()
+	return w.ResponseWriter.WriteString(s)
+}
+
+// Flush sends the status and headers if not yet sent, and flushes.
+func (w *chargeWriter) Flush() {
+	w.sending()
+	w.ResponseWriter.Flush()
+}
+
+// Hijack takes the connection over; the call is then not charged.
+func (w *chargeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := w.ResponseWriter.Hijack()
+	if err == nil {
+		w.ch.ObserveHijack()
+	}
+	return conn, rw, err
+}
+
+// Unwrap returns gin's writer, for http.ResponseController.
+func (w *chargeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,158 @@
+package keyward_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/keyward/keyward"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// RateLimiter.Check is the whole decision an adapter needs: what to set,
+// and whether to serve or write an error.
+func TestRateLimiterCheck(t *testing.T) {
+	t.Parallel()
+	keyed := func(l *limited, key string) *http.Request {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-API-Key", key)
+		p, err := l.auth.Authenticate(r)
+		require.NoError(t, err)
+		return r.WithContext(keyward.WithPrincipal(r.Context(), p))
+	}
+	t.Run("allowed", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		d, err := l.limiter.Check(keyed(l, l.newKey(t).Key))
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		h := http.Header{}
+		d.WriteHeaders(h)
+		assert.Equal(t, "59", h.Get("X-RateLimit-Remaining"))
+	})
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		r := keyed(l, l.newKey(t).Key)
+		for range 60 {
+			_, err := l.limiter.Check(r)
+			require.NoError(t, err)
+		}
+		d, err := l.limiter.Check(r)
+		assert.ErrorIs(t, err, keyward.ErrRateLimited)
+		assert.False(t, d.Allowed)
+		h := http.Header{}
+		d.WriteHeaders(h)
+		assert.Equal(t, "0", h.Get("X-RateLimit-Remaining"), "a 429 carries the headers too")
+	})
+	t.Run("fail open serves without headers", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		r := keyed(l, l.newKey(t).Key)
+		l.counters.fail.Store(true)
+		d, err := l.limiter.Check(r)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		h := http.Header{}
+		d.WriteHeaders(h)
+		assert.Empty(t, h)
+	})
+	t.Run("fail closed", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t, func(c *keyward.RateLimitConfig) { c.FailClosed = true })
+		r := keyed(l, l.newKey(t).Key)
+		l.counters.fail.Store(true)
+		_, err := l.limiter.Check(r)
+		assert.ErrorIs(t, err, keyward.ErrServiceUnavailable)
+	})
+	t.Run("no principal", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		_, err := l.limiter.Check(httptest.NewRequest(http.MethodGet, "/", nil))
+		assert.ErrorIs(t, err, keyward.ErrInternal)
+	})
+}
+
+// Charger.WriteError answers nobody whose request is gone.
+func TestChargerWriteErrorSkipsAGoneClient(t *testing.T) {
+	t.Parallel()
+	f := newCreditFixture(t, 0, false)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := httptest.NewRecorder()
+	f.charger.WriteError(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil), keyward.ErrPaymentRequired)
+	assert.False(t, w.Flushed)
+	assert.Empty(t, w.Header())
+	assert.Zero(t, w.Body.Len())
+
+	w = httptest.NewRecorder()
+	f.charger.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), keyward.ErrPaymentRequired)
+	assert.Equal(t, http.StatusPaymentRequired, w.Code)
+}
+
+// Charge.Run with ObserveStatus, as an adapter for a router that sends
+// the status late uses it: the call settles on the observed status, and
+// commit answers a handler that wrote nothing.
+func TestChargeRunForAdapters(t *testing.T) {
+	t.Parallel()
+	begin := func(t *testing.T, f *creditFixture) *keyward.Charge {
+		t.Helper()
+		r := f.request(context.Background(), "", nil)
+		p, err := f.auth.Authenticate(r)
+		require.NoError(t, err)
+		ch, err := f.charger.Begin(r.WithContext(keyward.WithPrincipal(r.Context(), p)), 2)
+		require.NoError(t, err)
+		return ch
+	}
+	t.Run("observed 2xx is committed, headers set", func(t *testing.T) {
+		t.Parallel()
+		f := newCreditFixture(t, 0, false)
+		ch := begin(t, f)
+		h := http.Header{}
+		ch.Run(func() { ch.ObserveStatus(h, http.StatusCreated); ch.ObserveStatus(h, http.StatusInternalServerError) }, nil)
+		assert.Equal(t, int64(2), f.balance(t).Spent)
+		assert.Equal(t, "98", h.Get(keyward.HeaderCreditsRemaining))
+	})
+	t.Run("observed 4xx is released", func(t *testing.T) {
+		t.Parallel()
+		f := newCreditFixture(t, 0, false)
+		ch := begin(t, f)
+		h := http.Header{}
+		ch.Run(func() { ch.ObserveStatus(h, http.StatusEarlyHints); ch.ObserveStatus(h, http.StatusBadRequest) }, nil)
+		assert.Zero(t, f.balance(t).Spent)
+		assert.Zero(t, f.balance(t).Reserved)
+		assert.Empty(t, h)
+	})
+	t.Run("nothing written: commit answers", func(t *testing.T) {
+		t.Parallel()
+		f := newCreditFixture(t, 0, false)
+		ch := begin(t, f)
+		h := http.Header{}
+		committed := false
+		ch.Run(func() {}, func() { committed = true; ch.ObserveStatus(h, http.StatusAccepted) })
+		assert.True(t, committed)
+		assert.Equal(t, int64(2), f.balance(t).Spent)
+		assert.Equal(t, "98", h.Get(keyward.HeaderCreditsRemaining))
+	})
+	t.Run("hijacked is released", func(t *testing.T) {
+		t.Parallel()
+		f := newCreditFixture(t, 0, false)
+		ch := begin(t, f)
+		ch.Run(func() { ch.ObserveHijack() }, func() { t.Error("commit after a hijack") })
+		assert.Zero(t, f.balance(t).Spent)
+		assert.Zero(t, f.balance(t).Reserved)
+	})
+	t.Run("panic is released and goes on", func(t *testing.T) {
+		t.Parallel()
+		f := newCreditFixture(t, 0, false)
+		ch := begin(t, f)
+		assert.PanicsWithValue(t, "boom", func() {
+			ch.Run(func() { panic("boom") }, func() { t.Error("commit after a panic") })
+		})
+		assert.Zero(t, f.balance(t).Spent)
+		assert.Zero(t, f.balance(t).Reserved)
+	})
+}
