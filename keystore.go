@@ -454,6 +454,67 @@ type NewOrg struct {
 	AllowOverage bool
 }
 
+// CheckOrganization returns every problem of o against the plan table,
+// joined: an empty name, a plan not in plans, a negative rate or credit
+// allocation, or a custom-rate plan without RatePerMinute. KeyManager
+// implementations call it before storing an organization.
+func CheckOrganization(o Organization, plans map[string]Plan) error {
+	var errs []error
+	if o.Name == "" {
+		errs = append(errs, errors.New("keyward: organization name is empty"))
+	}
+	p, ok := plans[o.Plan]
+	if !ok {
+		errs = append(errs, errors.New("keyward: unknown plan "+o.Plan))
+	}
+	if o.RatePerMinute < 0 || o.MonthlyCredits < 0 {
+		errs = append(errs, errors.New("keyward: rate and credits must not be negative"))
+	}
+	if ok && p.RequestsPerMinute == 0 && o.RatePerMinute == 0 {
+		errs = append(errs, errors.New("keyward: plan "+o.Plan+" has a custom rate; set RatePerMinute"))
+	}
+	return errors.Join(errs...)
+}
+
+// NewOrganization returns the organization n describes, with id and the
+// default plan ("free") filled in, or every problem of it (see
+// CheckOrganization).
+func NewOrganization(id string, n NewOrg, plans map[string]Plan) (Organization, error) {
+	if n.Plan == "" {
+		n.Plan = "free"
+	}
+	o := Organization{ID: id, Name: n.Name, Plan: n.Plan, RatePerMinute: n.RatePerMinute,
+		MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
+	if err := CheckOrganization(o, plans); err != nil {
+		return Organization{}, err
+	}
+	return o, nil
+}
+
+// Check fills n's defaults (environment live) and returns every problem
+// of it, joined: an empty name, an unknown environment, a negative expiry
+// or rate, malformed permissions. KeyManager implementations call it
+// before making a key.
+func (n *NewKey) Check() error {
+	var errs []error
+	if n.Name == "" {
+		errs = append(errs, errors.New("keyward: key name is empty"))
+	}
+	if n.Environment == "" {
+		n.Environment = EnvLive
+	}
+	if !n.Environment.Valid() {
+		errs = append(errs, errors.New("keyward: environment must be live or test"))
+	}
+	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
+		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
+	}
+	if err := ValidatePermissions(n.Permissions); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // NewKey describes a key to create.
 type NewKey struct {
 	// OrgID is the owning organization. Required.

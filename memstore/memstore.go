@@ -5,7 +5,6 @@ package memstore
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -106,38 +105,10 @@ func (s *Store) joined(k *keyward.KeyRecord) keyward.KeyRecord {
 	return rec
 }
 
-func (s *Store) checkOrg(o keyward.Organization) error {
-	var errs []error
-	if o.Name == "" {
-		errs = append(errs, errors.New("keyward: organization name is empty"))
-	}
-	p, ok := s.plans[o.Plan]
-	if !ok {
-		errs = append(errs, errors.New("keyward: unknown plan "+o.Plan))
-	}
-	if o.RatePerMinute < 0 || o.MonthlyCredits < 0 {
-		errs = append(errs, errors.New("keyward: rate and credits must not be negative"))
-	}
-	if ok && p.RequestsPerMinute == 0 && o.RatePerMinute == 0 {
-		errs = append(errs, errors.New("keyward: plan "+o.Plan+" has a custom rate; set RatePerMinute"))
-	}
-	return errors.Join(errs...)
-}
-
 // CreateOrg implements keyward.KeyManager.
 func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
-	if n.Plan == "" {
-		n.Plan = "free"
-	}
-	o := keyward.Organization{
-		ID:             ids.New("org_"),
-		Name:           n.Name,
-		Plan:           n.Plan,
-		RatePerMinute:  n.RatePerMinute,
-		MonthlyCredits: n.MonthlyCredits,
-		AllowOverage:   n.AllowOverage,
-	}
-	if err := s.checkOrg(o); err != nil {
+	o, err := keyward.NewOrganization(ids.New("org_"), n, s.plans)
+	if err != nil {
 		return keyward.Organization{}, err
 	}
 	s.mu.Lock()
@@ -188,7 +159,7 @@ func compare(a, b string) int {
 // overage take the values in o. Cached keys of the organization are
 // invalidated.
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
-	if err := s.checkOrg(o); err != nil {
+	if err := keyward.CheckOrganization(o, s.plans); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -215,24 +186,8 @@ func (s *Store) notify(h keyward.KeyHash) {
 
 // CreateKey implements keyward.KeyManager.
 func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
-	var errs []error
-	if n.Name == "" {
-		errs = append(errs, errors.New("keyward: key name is empty"))
-	}
-	if n.Environment == "" {
-		n.Environment = keyward.EnvLive
-	}
-	if !n.Environment.Valid() {
-		errs = append(errs, errors.New("keyward: environment must be live or test"))
-	}
-	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
-		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
-	}
-	if err := keyward.ValidatePermissions(n.Permissions); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return keyward.CreatedKey{}, errors.Join(errs...)
+	if err := n.Check(); err != nil {
+		return keyward.CreatedKey{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

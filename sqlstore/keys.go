@@ -80,41 +80,13 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 	return rec, nil
 }
 
-func (s *Store) checkOrg(o keyward.Organization) error {
-	var errs []error
-	if o.Name == "" {
-		errs = append(errs, errors.New("keyward: organization name is empty"))
-	}
-	p, ok := s.plans[o.Plan]
-	if !ok {
-		errs = append(errs, errors.New("keyward: unknown plan "+o.Plan))
-	}
-	if o.RatePerMinute < 0 || o.MonthlyCredits < 0 {
-		errs = append(errs, errors.New("keyward: rate and credits must not be negative"))
-	}
-	if ok && p.RequestsPerMinute == 0 && o.RatePerMinute == 0 {
-		errs = append(errs, errors.New("keyward: plan "+o.Plan+" has a custom rate; set RatePerMinute"))
-	}
-	return errors.Join(errs...)
-}
-
 // CreateOrg implements keyward.KeyManager.
 func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
-	if n.Plan == "" {
-		n.Plan = "free"
-	}
-	o := keyward.Organization{
-		ID:             ids.New("org_"),
-		Name:           n.Name,
-		Plan:           n.Plan,
-		RatePerMinute:  n.RatePerMinute,
-		MonthlyCredits: n.MonthlyCredits,
-		AllowOverage:   n.AllowOverage,
-	}
-	if err := s.checkOrg(o); err != nil {
+	o, err := keyward.NewOrganization(ids.New("org_"), n, s.plans)
+	if err != nil {
 		return keyward.Organization{}, err
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO keyward_orgs
+	_, err = s.db.ExecContext(ctx, `INSERT INTO keyward_orgs
 		(id, name, plan, rate_per_minute, monthly_credits, allow_overage, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		o.ID, o.Name, o.Plan, o.RatePerMinute, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()))
@@ -168,7 +140,7 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 // overage take the values in o, and every key of the organization is
 // announced on the change feed.
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
-	if err := s.checkOrg(o); err != nil {
+	if err := keyward.CheckOrganization(o, s.plans); err != nil {
 		return err
 	}
 	var hashes []string
@@ -210,24 +182,8 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 
 // CreateKey implements keyward.KeyManager.
 func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
-	var errs []error
-	if n.Name == "" {
-		errs = append(errs, errors.New("keyward: key name is empty"))
-	}
-	if n.Environment == "" {
-		n.Environment = keyward.EnvLive
-	}
-	if !n.Environment.Valid() {
-		errs = append(errs, errors.New("keyward: environment must be live or test"))
-	}
-	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
-		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
-	}
-	if err := keyward.ValidatePermissions(n.Permissions); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return keyward.CreatedKey{}, errors.Join(errs...)
+	if err := n.Check(); err != nil {
+		return keyward.CreatedKey{}, err
 	}
 	now := s.now()
 	var expires time.Time
