@@ -145,7 +145,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if wctx.Err() != nil && conn.Ping(ctx) == nil {
+			if wctx.Err() != nil && s.ping(ctx, conn) == nil {
 				s.prune(ctx, &lastPrune)
 				continue // a quiet minute
 			}
@@ -158,6 +158,15 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		}
 		s.prune(ctx, &lastPrune)
 	}
+}
+
+// ping checks the listening connection after a quiet minute, bounded so
+// that a black-holed server is noticed (and the feed reconnects, dropping
+// the caches) instead of waiting on TCP for many minutes.
+func (s *Store) ping(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return conn.Ping(ctx)
 }
 
 // pollChanges is the SQLite change feed: read keyward_key_changes every
