@@ -130,8 +130,24 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		prefix = "triq_"
 	}
 	format, err := keyward.NewKeyFormat(prefix)
+	var errs []error
 	if err != nil {
-		return nil, err
+		errs = append(errs, err)
+	}
+	for _, o := range []struct {
+		name string
+		v    int64
+	}{
+		{"PollInterval", int64(opts.PollInterval)}, {"FlushInterval", int64(opts.FlushInterval)},
+		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
+		{"MaxConns", int64(opts.MaxConns)},
+	} {
+		if o.v < 0 {
+			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	s := &Store{
 		dsn:    dsn,

@@ -48,6 +48,10 @@ func TestOpenErrors(t *testing.T) {
 	assert.Error(t, err)
 	_, err = sqlstore.Open(ctx, "sqlite:"+t.TempDir()+"/k.db", sqlstore.Options{Prefix: "TRIQ"})
 	assert.Error(t, err)
+	_, err = sqlstore.Open(ctx, "sqlite:"+t.TempDir()+"/k.db", sqlstore.Options{PollInterval: -1, MaxConns: -2})
+	require.Error(t, err, "negative settings are refused, not replaced by defaults")
+	assert.Contains(t, err.Error(), "PollInterval")
+	assert.Contains(t, err.Error(), "MaxConns")
 }
 
 func TestMigrations(t *testing.T) {
