@@ -836,7 +836,12 @@ func (ch *Charge) Run(next func(), commit func()) {
 // settles. A panic is not recovered: finish releases and lets it go on.
 func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	cw := ch.ResponseWriter(w)
-	r = r.WithContext((*chargeCtx)(ch))
+	// Directly behind RequireAPIKey the request's context is its state,
+	// which has a slot for the Charge: no second copy of the request. Any
+	// other context (or a second ChargeCredits) gets the Charge's own.
+	if st, ok := r.Context().(*requestState); !ok || !st.charge.CompareAndSwap(nil, ch) {
+		r = r.WithContext((*chargeCtx)(ch))
+	}
 	ch.Run(func() { next.ServeHTTP(cw, r) }, nil)
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,10 +49,37 @@ func newPrincipal(rec *KeyRecord) *Principal {
 
 type principalKey struct{}
 
+// requestState is the context WithPrincipal makes: the parent context,
+// the Principal, and a slot that ChargeCredits fills with the call's
+// Charge, so that it needs no second copy of the request. It costs the
+// same single allocation as context.WithValue.
+type requestState struct {
+	context.Context
+	principal *Principal
+	charge    atomic.Pointer[Charge]
+}
+
+// Value answers the Principal and the Charge from the state and anything
+// else from the parent.
+func (s *requestState) Value(key any) any {
+	switch key.(type) {
+	case principalKey:
+		return s.principal
+	case chargeKey:
+		if ch := s.charge.Load(); ch != nil {
+			return ch
+		}
+	}
+	return s.Context.Value(key)
+}
+
+// String describes the context, for debugging.
+func (s *requestState) String() string { return "keyward.Principal context" }
+
 // WithPrincipal returns a copy of ctx carrying p. RequireAPIKey calls it;
 // adapters and tests may too.
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return &requestState{Context: ctx, principal: p}
 }
 
 // FromContext returns the Principal that RequireAPIKey attached, if any.
