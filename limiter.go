@@ -6,11 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/keyward/keyward/internal/clock"
 	"github.com/ulule/limiter/v3"
-	"github.com/ulule/limiter/v3/drivers/store/memory"
 )
 
 // RateWindow is the length of a rate-limit window: plans are priced in
@@ -26,9 +27,11 @@ const DefaultRateLimitPrefix = "keyward"
 // NewRateLimiter.
 type RateLimitConfig struct {
 	// Store keeps the counters: one per organization (and one per key that
-	// has its own limit) per window. Nil: ulule's in-memory counters, which
-	// are right for one process. Use ulule's Redis store (see package
-	// redislimit) when several instances share the limit.
+	// has its own limit) per window. Nil: keyward's in-process counters,
+	// which are right for one process: each is found once per window and
+	// then counted with one atomic add. Use ulule's Redis store (see
+	// package redislimit) when several instances share the limit; any
+	// other limiter.Store (ulule's memory store among them) works too.
 	Store limiter.Store
 	// Plans gives each plan's requests per minute; an organization's
 	// RatePerMinute overrides its plan's. Nil: DefaultPlans().
@@ -42,7 +45,8 @@ type RateLimitConfig struct {
 	// Logger receives store failures in fail-open mode. Nil:
 	// slog.Default().
 	Logger *slog.Logger
-	// Now is the clock that places a request in its window. Nil: time.Now.
+	// Now is the clock that places a request in its window. Nil: the
+	// system clock (read through the monotonic clock, one read a request).
 	Now func() time.Time
 }
 
@@ -56,7 +60,7 @@ type RateLimitConfig struct {
 // routers share the decision. It is safe for concurrent use.
 type RateLimiter struct {
 	store      limiter.Store
-	mem        *memory.CacheWrapper // the default store, driven directly
+	mem        *memCounters // the default store
 	plans      map[string]Plan
 	failClosed bool
 	errors     *ErrorWriter
@@ -96,17 +100,14 @@ func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
 		l.plans[k] = v
 	}
 	if l.store == nil {
-		// ulule's memory store is a thin shell over this cache that builds
-		// the prefixed key anew on every call (two allocations); the key is
-		// built once per window here instead. Expired counters are swept
-		// every window.
-		l.mem = memory.NewCache(RateWindow)
+		l.mem = &memCounters{}
 	}
 	if l.logger == nil {
 		l.logger = slog.Default()
 	}
 	if l.now == nil {
-		l.now = time.Now
+		var c clock.Mono
+		l.now = c.Now
 	}
 	return l, nil
 }
@@ -141,8 +142,8 @@ type limitState struct {
 }
 
 type rateSpec struct {
-	counter  string // counter key in the store; "" for none
-	memKey   string // the same with the store's prefix, for the default store
+	counter  string      // counter key in the store; "" for none
+	mem      *memCounter // the counter itself, with the default store
 	rate     limiter.Rate
 	limitStr string
 }
@@ -170,7 +171,6 @@ func (l *RateLimiter) stateFor(p *Principal, window int64) (*limitState, error) 
 	st := &limitState{owner: l, window: window}
 	st.org = rateSpec{
 		counter:  "org:" + p.OrgID + ":" + w,
-		memKey:   DefaultRateLimitPrefix + ":org:" + p.OrgID + ":" + w,
 		rate:     limiter.Rate{Period: RateWindow, Limit: orgRate},
 		limitStr: strconv.FormatInt(orgRate, 10),
 	}
@@ -179,11 +179,16 @@ func (l *RateLimiter) stateFor(p *Principal, window int64) (*limitState, error) 
 	if kr := p.Key.RatePerMinute; kr > 0 {
 		st.key = rateSpec{
 			counter:  "key:" + p.KeyID + ":" + w,
-			memKey:   DefaultRateLimitPrefix + ":key:" + p.KeyID + ":" + w,
 			rate:     limiter.Rate{Period: RateWindow, Limit: kr},
 			limitStr: strconv.FormatInt(kr, 10),
 		}
 		st.policy += `, "key";q=` + st.key.limitStr + ";w=" + secs
+	}
+	if l.mem != nil {
+		st.org.mem = l.mem.get(st.org.counter, window)
+		if st.key.counter != "" {
+			st.key.mem = l.mem.get(st.key.counter, window)
+		}
 	}
 	if p.limits != nil {
 		p.limits.state.Store(st)
@@ -233,20 +238,58 @@ func (l *RateLimiter) Allow(ctx context.Context, p *Principal, now time.Time) (R
 // count adds one request to a counter and returns what is left of its
 // limit and whether it is exceeded.
 func (l *RateLimiter) count(ctx context.Context, spec *rateSpec) (remaining int64, reached bool, err error) {
-	var n int64
-	if l.mem != nil {
-		n, _ = l.mem.Increment(spec.memKey, 1, RateWindow)
-	} else {
+	if spec.mem == nil {
 		c, err := l.store.Get(ctx, spec.counter, spec.rate)
 		if err != nil {
 			return 0, false, ServiceUnavailable("rate limiter", err)
 		}
 		return c.Remaining, c.Reached, nil
 	}
+	n := spec.mem.n.Add(1)
 	if n > spec.rate.Limit {
 		return 0, true, nil
 	}
 	return spec.rate.Limit - n, false, nil
+}
+
+// memCounters are the default store's counters: one per counter key (which
+// names its window), found once per window by each Principal's limitState
+// and then counted with an atomic add: no clock read, lock or map lookup
+// per request. Counters of windows that ended are swept when a later
+// window is first seen.
+type memCounters struct {
+	m     sync.Map     // counter key → *memCounter
+	swept atomic.Int64 // the last window a sweep was started for
+}
+
+type memCounter struct {
+	window int64
+	n      atomic.Int64
+}
+
+// get returns the counter of key, which belongs to window, creating it if
+// needed.
+func (m *memCounters) get(key string, window int64) *memCounter {
+	if c, ok := m.m.Load(key); ok {
+		return c.(*memCounter)
+	}
+	c, _ := m.m.LoadOrStore(key, &memCounter{window: window})
+	if last := m.swept.Load(); window > last && m.swept.CompareAndSwap(last, window) && last != 0 {
+		// Keep the previous window: a request whose clock read came just
+		// before the boundary may still count in it.
+		go m.sweep(window - 1)
+	}
+	return c.(*memCounter)
+}
+
+// sweep forgets the counters of windows before keep.
+func (m *memCounters) sweep(keep int64) {
+	m.m.Range(func(k, v any) bool {
+		if v.(*memCounter).window < keep {
+			m.m.Delete(k)
+		}
+		return true
+	})
 }
 
 // Canonical header names, written straight into the header map.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/clock"
 )
 
 // LedgerOptions configure a Ledger. Every zero value means the default
@@ -43,7 +44,7 @@ type Ledger struct {
 	resTTL  time.Duration
 	idemTTL time.Duration
 	lastGen atomic.Int64
-	clock   monoClock
+	clock   clock.Mono
 
 	orgs sync.Map // org id → *orgCredits; read without a lock
 }
@@ -116,27 +117,6 @@ type orgCredits struct {
 	idemHead  int
 }
 
-// monoClock reads the time in one clock read instead of time.Now's two:
-// Unix nanoseconds derived from the monotonic clock since a base taken at
-// most a second ago, so a step of the wall clock shows within a second.
-type monoClock struct{ base atomic.Pointer[clockBase] }
-
-type clockBase struct {
-	t    time.Time // with its monotonic reading
-	unix int64
-}
-
-func (c *monoClock) now() int64 {
-	if b := c.base.Load(); b != nil {
-		if d := time.Since(b.t); d >= 0 && d < time.Second {
-			return b.unix + int64(d)
-		}
-	}
-	t := time.Now()
-	c.base.Store(&clockBase{t: t, unix: t.UnixNano()})
-	return t.UnixNano()
-}
-
 // NewLedger returns an empty Ledger.
 func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	var errs []error
@@ -157,7 +137,7 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	if now := opts.Now; now != nil {
 		l.now = func() int64 { return now().UnixNano() }
 	} else {
-		l.now = l.clock.now
+		l.now = l.clock.UnixNano
 	}
 	if l.period == nil {
 		l.period = keyward.MonthlyUTC
