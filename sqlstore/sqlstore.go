@@ -29,7 +29,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/keyward/keyward"
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 //go:embed migrations/*.sql
@@ -214,7 +214,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: open %s: %w", s.dialect, err)
 	}
-	if err := s.db.PingContext(ctx); err != nil {
+	if err := s.firstPing(ctx); err != nil {
 		_ = s.db.Close()
 		return nil, fmt.Errorf("keyward: sqlstore: %s does not answer: %w", s.dialect, err)
 	}
@@ -227,6 +227,36 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// firstPing opens the first connection. On SQLite, switching a new database to
+// WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+// without its busy handler, to a connection that would otherwise deadlock
+// with another one doing the same (several processes opening a new
+// database together): such a ping is tried again, for up to the busy
+// timeout.
+func (s *Store) firstPing(ctx context.Context) error {
+	deadline := time.Now().Add(sqliteBusyTimeout)
+	wait := 5 * time.Millisecond
+	for {
+		err := s.db.PingContext(ctx)
+		var se *msqlite.Error
+		if err == nil || s.dialect != sqlite || !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of a locked database.
+const sqliteBusy = 5
+
+// sqliteBusyTimeout is how long SQLite waits for a lock (busy_timeout).
+const sqliteBusyTimeout = 10 * time.Second
+
 // sqliteDSN turns sqlite:PATH, file:PATH or PATH into a modernc DSN with
 // the pragmas keyward needs. _txlock=immediate makes every transaction
 // take the write lock when it begins, so that read-then-write transactions
@@ -238,7 +268,7 @@ func sqliteDSN(dsn string) string {
 		path, query = path[:i], path[i+1:]
 	}
 	v, _ := url.ParseQuery(query)
-	v.Add("_pragma", "busy_timeout(10000)")
+	v.Add("_pragma", "busy_timeout("+strconv.FormatInt(sqliteBusyTimeout.Milliseconds(), 10)+")")
 	v.Add("_pragma", "journal_mode(WAL)")
 	v.Add("_pragma", "foreign_keys(1)")
 	v.Add("_pragma", "synchronous(NORMAL)")
