@@ -444,7 +444,9 @@ func (c *Charger) middleware(cost int64, costFn CostFunc) Middleware {
 			}
 			var ch *Charge
 			if err == nil {
-				ch, err = c.Begin(r, n)
+				// Directly behind RequireAPIKey the Charge lives in the
+				// request's state: no allocation of its own.
+				ch, err = c.begin(r, n, stateOf(r.Context()).claimCharge())
 			}
 			if err != nil {
 				c.WriteError(w, r, err)
@@ -485,6 +487,11 @@ func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 // MaxIdempotentBody bytes) to fingerprint the call and replaces r.Body
 // with an in-memory copy.
 func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
+	return c.begin(r, cost, nil)
+}
+
+// begin is Begin filling ch, a zero Charge, or a new one when ch is nil.
+func (c *Charger) begin(r *http.Request, cost int64, ch *Charge) (*Charge, error) {
 	if cost < 0 {
 		return nil, errNegativeCost
 	}
@@ -523,7 +530,10 @@ func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
 		}
 		return nil, ServiceUnavailable("credit ledger", err)
 	}
-	ch := &Charge{c: c, parent: ctx, acct: acct, res: res, cost: cost}
+	if ch == nil {
+		ch = new(Charge)
+	}
+	ch.c, ch.parent, ch.acct, ch.res, ch.cost = c, ctx, acct, res, cost
 	if res.Replayed {
 		ch.cost = res.Charged
 	}
@@ -531,9 +541,9 @@ func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
 }
 
 func (c *Charger) account(p *Principal) (Account, error) {
-	org := Organization{ID: p.OrgID, Plan: p.Plan}
+	org := &Organization{ID: p.OrgID, Plan: p.Plan}
 	if p.Key != nil {
-		org = p.Key.Org
+		org = &p.Key.Org
 	}
 	alloc := org.MonthlyCredits
 	if alloc <= 0 {
@@ -839,7 +849,7 @@ func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	// Directly behind RequireAPIKey the request's context is its state,
 	// which has a slot for the Charge: no second copy of the request. Any
 	// other context (or a second ChargeCredits) gets the Charge's own.
-	if st, ok := r.Context().(*requestState); !ok || !st.charge.CompareAndSwap(nil, ch) {
+	if st := stateOf(r.Context()); st == nil || !st.charge.CompareAndSwap(nil, ch) {
 		r = r.WithContext((*chargeCtx)(ch))
 	}
 	ch.Run(func() { next.ServeHTTP(cw, r) }, nil)

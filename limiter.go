@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/ulule/limiter/v3"
@@ -46,7 +47,8 @@ type RateLimitConfig struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Now is the clock that places a request in its window. Nil: the
-	// system clock (read through the monotonic clock, one read a request).
+	// system clock, read through a shared clock that advances every 10 ms
+	// (one atomic load a request instead of a system clock read).
 	Now func() time.Time
 }
 
@@ -106,8 +108,7 @@ func NewRateLimiter(cfg RateLimitConfig) (*RateLimiter, error) {
 		l.logger = slog.Default()
 	}
 	if l.now == nil {
-		var c clock.Mono
-		l.now = c.Now
+		l.now = clock.Process.Now
 	}
 	return l, nil
 }
@@ -139,6 +140,9 @@ type limitState struct {
 	window   int64
 	org, key rateSpec
 	policy   string // RateLimit-Policy
+
+	resetUnix int64  // the window's end, Unix seconds
+	resetStr  string // the same, formatted
 }
 
 type rateSpec struct {
@@ -169,6 +173,8 @@ func (l *RateLimiter) stateFor(p *Principal, window int64) (*limitState, error) 
 	}
 	w := strconv.FormatInt(window, 10)
 	st := &limitState{owner: l, window: window}
+	st.resetUnix = (window + 1) * int64(RateWindow/time.Second)
+	st.resetStr = strconv.FormatInt(st.resetUnix, 10)
 	st.org = rateSpec{
 		counter:  "org:" + p.OrgID + ":" + w,
 		rate:     limiter.Rate{Period: RateWindow, Limit: orgRate},
@@ -207,9 +213,9 @@ func (l *RateLimiter) Allow(ctx context.Context, p *Principal, now time.Time) (R
 	if err != nil {
 		return RateDecision{}, err
 	}
-	reset := time.Unix((window+1)*int64(RateWindow/time.Second), 0)
-	d := RateDecision{Allowed: true, Reset: reset, RetryAfter: reset.Sub(now),
-		state: st, orgRemaining: -1, keyRemaining: -1}
+	d := RateDecision{Allowed: true, Reset: time.Unix(st.resetUnix, 0),
+		RetryAfter: time.Duration(st.resetUnix*int64(time.Second) - now.UnixNano()),
+		state:      st, orgRemaining: -1, keyRemaining: -1}
 	if st.key.counter != "" {
 		remaining, reached, err := l.count(ctx, &st.key)
 		if err != nil {
@@ -305,26 +311,43 @@ const (
 // X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset (Unix
 // seconds) for the binding counter, and the IETF draft fields
 // RateLimit-Policy and RateLimit for every counter. It makes two
-// allocations whatever the number of headers.
-func (d *RateDecision) WriteHeaders(h http.Header) {
+// allocations whatever the number of headers (RateLimitByOrg makes none
+// behind RequireAPIKey).
+func (d *RateDecision) WriteHeaders(h http.Header) { d.writeHeaders(h, nil) }
+
+// rateHeaderBuf holds the values of one response's rate-limit headers.
+type rateHeaderBuf struct {
+	b    [112]byte
+	vals [5]string
+}
+
+// writeHeaders is WriteHeaders building the values in buf, a zero buffer
+// that is never used again, or in new memory when buf is nil.
+func (d *RateDecision) writeHeaders(h http.Header, buf *rateHeaderBuf) {
 	st := d.state
 	if st == nil {
 		return
+	}
+	if buf == nil {
+		buf = new(rateHeaderBuf)
 	}
 	t := int64((d.RetryAfter + time.Second - 1) / time.Second)
 	if t < 0 {
 		t = 0
 	}
-	// remaining | reset | RateLimit, built in one stack buffer and sliced
-	// out of one string.
-	var buf [160]byte
-	b := strconv.AppendInt(buf[:0], d.Remaining, 10)
-	n1 := len(b)
-	b = strconv.AppendInt(b, d.Reset.Unix(), 10)
-	n2 := len(b)
+	// The RateLimit field is built in one buffer and made one string; the
+	// binding counter's remaining count is sliced out of it. The buffer is
+	// written once, here, before the string is made of it; if the values
+	// outgrow it, append moves them to new memory.
+	b := buf.b[:0]
+	var r0, r1 int // the binding counter's remaining count in b
 	if d.orgRemaining >= 0 {
 		b = append(b, `"org";r=`...)
+		n := len(b)
 		b = strconv.AppendInt(b, d.orgRemaining, 10)
+		if !d.keyBinding && d.orgRemaining == d.Remaining {
+			r0, r1 = n, len(b)
+		}
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, t, 10)
 	}
@@ -333,17 +356,32 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 			b = append(b, ", "...)
 		}
 		b = append(b, `"key";r=`...)
+		n := len(b)
 		b = strconv.AppendInt(b, d.keyRemaining, 10)
+		if d.keyBinding && d.keyRemaining == d.Remaining {
+			r0, r1 = n, len(b)
+		}
 		b = append(b, ";t="...)
 		b = strconv.AppendInt(b, t, 10)
 	}
-	s := string(b)
-	vals := make([]string, 5)
+	rateLimit := len(b)
+	if r1 == 0 {
+		// Not one of the counters (a decision made by hand).
+		r0 = len(b)
+		b = strconv.AppendInt(b, d.Remaining, 10)
+		r1 = len(b)
+	}
+	s := unsafe.String(unsafe.SliceData(b), len(b))
+	reset := st.resetStr
+	if d.Reset.Unix() != st.resetUnix {
+		reset = strconv.FormatInt(d.Reset.Unix(), 10)
+	}
+	vals := buf.vals[:]
 	vals[0] = st.org.limitStr
 	if d.keyBinding {
 		vals[0] = st.key.limitStr
 	}
-	vals[1], vals[2], vals[3], vals[4] = s[:n1], s[n1:n2], st.policy, s[n2:]
+	vals[1], vals[2], vals[3], vals[4] = s[r0:r1], reset, st.policy, s[:rateLimit]
 	h[hdrLimit] = vals[0:1:1]
 	h[hdrRemaining] = vals[1:2:2]
 	h[hdrReset] = vals[2:3:3]
@@ -408,7 +446,7 @@ func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err err
 func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := l.Check(r)
-		d.WriteHeaders(w.Header())
+		d.writeHeaders(w.Header(), stateOf(r.Context()).claimRateHeaders())
 		if err != nil {
 			l.errors.WriteError(w, r, err)
 			return

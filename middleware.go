@@ -51,12 +51,45 @@ type principalKey struct{}
 
 // requestState is the context WithPrincipal makes: the parent context,
 // the Principal, and a slot that ChargeCredits fills with the call's
-// Charge, so that it needs no second copy of the request. It costs the
-// same single allocation as context.WithValue.
+// Charge, so that it needs no second copy of the request. Behind
+// RequireAPIKey it is the request's only allocation by keyward: it also
+// holds the request that RequireAPIKey passes on, the Charge of the first
+// ChargeCredits and the rate-limit header values of the first
+// RateLimitByOrg. Each of those parts is claimed once (an atomic flag) and
+// never reused, so strings built in it stay immutable.
 type requestState struct {
 	context.Context
 	principal *Principal
 	charge    atomic.Pointer[Charge]
+
+	req         http.Request
+	chargeTaken atomic.Bool
+	chargeBuf   Charge
+	rateTaken   atomic.Bool
+	rateBuf     rateHeaderBuf
+}
+
+// stateOf returns the request state in ctx when ctx is one.
+func stateOf(ctx context.Context) *requestState {
+	st, _ := ctx.(*requestState)
+	return st
+}
+
+// claimCharge returns the state's Charge if no one took it yet, else nil.
+func (s *requestState) claimCharge() *Charge {
+	if s == nil || !s.chargeTaken.CompareAndSwap(false, true) {
+		return nil
+	}
+	return &s.chargeBuf
+}
+
+// claimRateHeaders returns the state's rate-limit header buffer if no one
+// took it yet, else nil.
+func (s *requestState) claimRateHeaders() *rateHeaderBuf {
+	if s == nil || !s.rateTaken.CompareAndSwap(false, true) {
+		return nil
+	}
+	return &s.rateBuf
 }
 
 // Value answers the Principal and the Charge from the state and anything
@@ -207,6 +240,18 @@ func validHeaderName(s string) bool {
 	return s != ""
 }
 
+// trimSpaceTab removes spaces and tabs around s (strings.Trim with a
+// cutset builds the set on every call).
+func trimSpaceTab(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
 // Authenticate decides who r is from. The error, when not nil, is an
 // *Error ready for ErrorWriter: 401 for a missing, malformed, unknown,
 // revoked or expired key; 403 for a key of a refused environment; 503 when
@@ -220,7 +265,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	if len(vals) > 1 {
 		return nil, a.errMultiple
 	}
-	key := strings.Trim(vals[0], " \t")
+	key := trimSpaceTab(vals[0])
 	if key == "" {
 		return nil, a.errMissing
 	}
@@ -281,14 +326,28 @@ func (a *Authenticator) WriteError(w http.ResponseWriter, r *http.Request, err e
 // Principal in the request context, on failure it writes the error and
 // stops.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := a.Authenticate(r)
-		if err != nil {
-			a.errors.WriteError(w, r, err)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
-	})
+	return &authHandler{a: a, next: next}
+}
+
+// authHandler is Middleware's handler: a method rather than a closure, so
+// that the compiler inlines Request.WithContext into it wherever the
+// middleware is built (see ServeHTTP).
+type authHandler struct {
+	a    *Authenticator
+	next http.Handler
+}
+
+func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p, err := h.a.Authenticate(r)
+	if err != nil {
+		h.a.errors.WriteError(w, r, err)
+		return
+	}
+	// The request passed on lives in the state: WithContext is inlined
+	// and its copy does not escape, so the state is the only allocation.
+	st := &requestState{Context: r.Context(), principal: p}
+	st.req = *r.WithContext(st)
+	h.next.ServeHTTP(w, &st.req)
 }
 
 // RequireAPIKey returns the middleware that lets through only requests

@@ -15,7 +15,9 @@ import (
 // LedgerOptions configure a Ledger. Every zero value means the default
 // said beside it.
 type LedgerOptions struct {
-	// Now is the clock. Nil: the system clock.
+	// Now is the clock. Nil: the system clock, read through a shared clock
+	// that advances every 10 ms (reservation expiry and period boundaries
+	// are exact to that).
 	Now func() time.Time
 	// Period gives each organization's billing period. Nil:
 	// keyward.MonthlyUTC.
@@ -44,7 +46,6 @@ type Ledger struct {
 	resTTL  time.Duration
 	idemTTL time.Duration
 	lastGen atomic.Int64
-	clock   clock.Mono
 
 	orgs sync.Map // org id → *orgCredits; read without a lock
 }
@@ -137,7 +138,7 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	if now := opts.Now; now != nil {
 		l.now = func() int64 { return now().UnixNano() }
 	} else {
-		l.now = l.clock.UnixNano
+		l.now = clock.Process.UnixNano
 	}
 	if l.period == nil {
 		l.period = keyward.MonthlyUTC

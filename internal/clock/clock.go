@@ -1,5 +1,5 @@
-// Package clock is a wall clock that costs one clock read instead of
-// time.Now's two.
+// Package clock is a wall clock cheaper to read than time.Now, which on
+// virtual machines can cost tens of nanoseconds a call.
 package clock
 
 import (
@@ -7,29 +7,64 @@ import (
 	"time"
 )
 
-// Mono reads the wall clock as Unix nanoseconds derived from the monotonic
-// clock since a base taken at most a second ago, so a step of the wall
-// clock shows within a second. time.Now reads the wall and the monotonic
-// clock; on virtual machines each read can cost tens of nanoseconds. The
-// zero value is ready to use and safe for concurrent use.
-type Mono struct{ base atomic.Pointer[monoBase] }
-
-type monoBase struct {
-	t    time.Time // with its monotonic reading
-	unix int64
+// Coarse is a wall clock read with one atomic load: Unix nanoseconds
+// advanced every Resolution by a goroutine that runs only while the clock
+// is read and stops after a second without a read. The zero value is ready
+// to use and safe for concurrent use; it never needs closing.
+type Coarse struct {
+	now     atomic.Int64
+	running atomic.Bool
+	read    atomic.Bool
 }
 
-// UnixNano returns the current time in Unix nanoseconds.
-func (c *Mono) UnixNano() int64 {
-	if b := c.base.Load(); b != nil {
-		if d := time.Since(b.t); d >= 0 && d < time.Second {
-			return b.unix + int64(d)
+// Resolution is how often a running Coarse clock advances.
+const Resolution = 10 * time.Millisecond
+
+// idleTicks is how many ticks without a read stop a Coarse clock.
+const idleTicks = int(time.Second / Resolution)
+
+// UnixNano returns the current time in Unix nanoseconds, at most about
+// Resolution behind the system clock.
+func (c *Coarse) UnixNano() int64 {
+	if !c.running.Load() {
+		if !c.running.CompareAndSwap(false, true) {
+			// Another reader is starting the clock.
+			return time.Now().UnixNano()
+		}
+		n := time.Now().UnixNano()
+		c.now.Store(n)
+		c.read.Store(true)
+		go c.tick()
+		return n
+	}
+	// Only a store when it changes something: readers on several cores
+	// share the flag's cache line.
+	if !c.read.Load() {
+		c.read.Store(true)
+	}
+	return c.now.Load()
+}
+
+// Now returns the current time (without a monotonic reading), at most
+// about Resolution behind the system clock.
+func (c *Coarse) Now() time.Time { return time.Unix(0, c.UnixNano()) }
+
+func (c *Coarse) tick() {
+	t := time.NewTicker(Resolution)
+	defer t.Stop()
+	idle := 0
+	for now := range t.C {
+		c.now.Store(now.UnixNano())
+		if c.read.Swap(false) {
+			idle = 0
+			continue
+		}
+		if idle++; idle >= idleTicks {
+			c.running.Store(false)
+			return
 		}
 	}
-	t := time.Now()
-	c.base.Store(&monoBase{t: t, unix: t.UnixNano()})
-	return t.UnixNano()
 }
 
-// Now returns the current time (without a monotonic reading).
-func (c *Mono) Now() time.Time { return time.Unix(0, c.UnixNano()) }
+// Process is the Coarse clock that keyward's components share by default.
+var Process Coarse
