@@ -150,6 +150,8 @@ func DefaultPlans() map[string]Plan {
 // beside it.
 type CacheConfig struct {
 	// MaxKeys bounds the number of cached answers (found and not found).
+	// Besides them, a front of at most min(MaxKeys rounded up to a power
+	// of two, 4096) slots keeps recently found keys for one-load hits.
 	// Zero: 100,000.
 	MaxKeys int64
 	// TTL bounds how long a found key is served from the cache, and so how
@@ -182,6 +184,15 @@ type Cache struct {
 	global  atomic.Uint64
 	stripes [genStripes]atomic.Uint64
 
+	// front holds recently found entries, one per slot chosen by the hash:
+	// a hit here is one atomic load, before ristretto's Get (which records
+	// the access for its admission policy and takes a shard's read lock).
+	// An entry in front is served under exactly the checks of one found in
+	// ristretto (hash, generations, expiry), so revocation and expiry are
+	// unchanged; it only keeps at most len(front) entries alive beyond
+	// ristretto's bound. Unknown hashes never go in front.
+	front []atomic.Pointer[cacheEntry]
+
 	// clock is a coarse wall clock in Unix nanoseconds, advanced every
 	// clockTick by a goroutine: reading it costs an atomic load where
 	// time.Now costs tens of nanoseconds on every hit.
@@ -197,6 +208,22 @@ type Cache struct {
 }
 
 const genStripes = 4096
+
+// maxFront is the most slots the cache's front has.
+const maxFront = 4096
+
+// frontSize is the power of two ≥ maxKeys, at most maxFront.
+func frontSize(maxKeys int64) int {
+	n := 1
+	for n < maxFront && int64(n) < maxKeys {
+		n <<= 1
+	}
+	return n
+}
+
+func (c *Cache) frontSlot(h *KeyHash) *atomic.Pointer[cacheEntry] {
+	return &c.front[binary.LittleEndian.Uint64(h[16:24])&uint64(len(c.front)-1)]
+}
 
 // clockTick is the resolution of the cache's clock: entries live for their
 // TTL plus at most this.
@@ -257,6 +284,7 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	c := &Cache{
 		store:         store,
 		c:             rc,
+		front:         make([]atomic.Pointer[cacheEntry], frontSize(maxKeys)),
 		ttl:           orDefault(cfg.TTL, 30*time.Second),
 		negTTL:        orDefault(cfg.NegativeTTL, 5*time.Second),
 		lookupTimeout: orDefault(cfg.LookupTimeout, 5*time.Second),
@@ -312,15 +340,25 @@ func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % g
 
 func (c *Cache) lookup(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 	stripe := &c.stripes[stripeOf(&hash)]
-	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok &&
-		e.hash == hash && e.stripe == stripe.Load() && e.global == c.global.Load() &&
-		e.expires > c.clock.Load() {
+	slot := c.frontSlot(&hash)
+	if e := slot.Load(); e != nil && c.valid(e, &hash, stripe) {
+		return e, nil
+	}
+	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && c.valid(e, &hash, stripe) {
 		if e.rec == nil {
 			return nil, ErrKeyNotFound
 		}
+		slot.Store(e)
 		return e, nil
 	}
 	return c.miss(ctx, hash, stripe)
+}
+
+// valid says whether e answers for hash now: same hash, no invalidation
+// since its lookup began, not expired.
+func (c *Cache) valid(e *cacheEntry, hash *KeyHash, stripe *atomic.Uint64) bool {
+	return e.hash == *hash && e.stripe == stripe.Load() && e.global == c.global.Load() &&
+		e.expires > c.clock.Load()
 }
 
 // maxStaleRetries bounds how often one request looks up again because an
@@ -396,10 +434,16 @@ func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
 	// generation is already stale.
 	e.expires = time.Now().Add(ttl).UnixNano()
 	c.closeMu.RLock()
-	if !c.closed && c.c.Set(binary.LittleEndian.Uint64(hash[:8]), e, 1) {
-		// Make the entry visible before the waiters go: requests right
-		// after this one hit the cache instead of starting a new flight.
-		c.c.Wait()
+	if !c.closed {
+		if e.rec != nil {
+			c.frontSlot(&hash).Store(e)
+		}
+		if c.c.Set(binary.LittleEndian.Uint64(hash[:8]), e, 1) {
+			// Make the entry visible before the waiters go: requests right
+			// after this one hit the cache instead of starting a new
+			// flight.
+			c.c.Wait()
+		}
 	}
 	c.closeMu.RUnlock()
 	return e, nil
@@ -409,6 +453,12 @@ func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
 // cache answers from anything known about hash before the call.
 func (c *Cache) Invalidate(hash KeyHash) {
 	c.stripes[stripeOf(&hash)].Add(1)
+	// The generation already refuses the entry; dropping it from the front
+	// only frees it sooner.
+	slot := c.frontSlot(&hash)
+	if e := slot.Load(); e != nil && e.hash == hash {
+		slot.CompareAndSwap(e, nil)
+	}
 	c.closeMu.RLock()
 	defer c.closeMu.RUnlock()
 	if !c.closed {
@@ -435,6 +485,9 @@ func (c *Cache) Close() {
 		defer c.closeMu.Unlock()
 		c.closed = true
 		c.c.Close()
+		for i := range c.front {
+			c.front[i].Store(nil)
+		}
 	})
 }
 
