@@ -187,6 +187,13 @@ func (f KeyFormat) Parse(key string) ParseResult {
 	return KeyOK
 }
 
+// shaped says whether key has f's prefix and a key's length: what Parse
+// checks before it reads the characters and the checksum.
+func (f KeyFormat) shaped(key string) bool {
+	p := f.prefix
+	return p != "" && len(key) == len(p)+bodyLen+checksumLen && key[:len(p)] == p
+}
+
 // crc32IEEEString and Hash read the string's bytes in place: the key is
 // never copied, and the hashing code only reads what it is given, so the
 // read-only view is sound.

@@ -354,6 +354,15 @@ func (c *Cache) lookup(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 	return c.miss(ctx, hash, stripe)
 }
 
+// frontPrincipal returns the Principal of hash if the front holds a valid
+// entry for it, else nil. It never reaches ristretto or the store.
+func (c *Cache) frontPrincipal(hash *KeyHash) *Principal {
+	if e := c.frontSlot(hash).Load(); e != nil && c.valid(e, hash, &c.stripes[stripeOf(hash)]) {
+		return e.principal
+	}
+	return nil
+}
+
 // valid says whether e answers for hash now: same hash, no invalidation
 // since its lookup began, not expired.
 func (c *Cache) valid(e *cacheEntry, hash *KeyHash, stripe *atomic.Uint64) bool {

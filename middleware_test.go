@@ -449,3 +449,29 @@ func TestDepartedClientIsNotLoggedAsAnOutage(t *testing.T) {
 	assert.Empty(t, w.Body.String(), "nobody to answer")
 	assert.NotContains(t, f.logs.String(), "request failed", "a departed client is not an outage")
 }
+
+// A key served from the cache's front skips the checksum check, never the
+// prefix: an authenticator with another prefix sharing the cache still
+// refuses it, and a key one character off is still malformed.
+func TestCacheFrontKeepsFormatChecks(t *testing.T) {
+	f := newFixture(t)
+	k := f.newKey(t)
+	require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+	other, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: f.cache, Prefix: "test_", Errors: f.errors})
+	require.NoError(t, err)
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-API-Key", k.Key)
+	other(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served with a foreign prefix") })).ServeHTTP(w, r)
+	assert.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.Equal(t, "invalid_api_key_format", decodeEnvelope(t, w).Error.Details["reason"])
+
+	calls := f.probe.calls.Load()
+	last := k.Key[len(k.Key)-1]
+	flipped := k.Key[:len(k.Key)-1] + string(map[bool]byte{true: 'A', false: 'B'}[last != 'A'])
+	w = f.do(withKey(flipped))
+	assert.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.Equal(t, "invalid_api_key", decodeEnvelope(t, w).Error.Details["reason"])
+	assert.Equal(t, calls, f.probe.calls.Load(), "a malformed key reaches no store")
+	assert.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+}
