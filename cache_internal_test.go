@@ -2,6 +2,7 @@ package keyward
 
 import (
 	"context"
+	"hash/maphash"
 	"strconv"
 	"sync"
 	"testing"
@@ -27,15 +28,16 @@ func TestFrontSize(t *testing.T) {
 }
 
 // Keys that share the front's one slot (MaxKeys 1) are each answered with
-// their own record, whatever the order and concurrency: the front only
-// saves a lookup, it never answers for another hash.
+// their own Principal, whatever the order and concurrency: the front only
+// saves work, it never answers for another key.
 func TestCacheFrontSharedSlot(t *testing.T) {
 	store := mapStore{}
-	var hashes []KeyHash
+	var keys []string
 	for i := range 8 {
-		h := Hash("triq_" + strconv.Itoa(i))
+		k := "triq_" + strconv.Itoa(i)
+		h := Hash(k)
 		store[h] = &KeyRecord{ID: "key_" + strconv.Itoa(i), Hash: h, Org: Organization{ID: "org"}}
-		hashes = append(hashes, h)
+		keys = append(keys, k)
 	}
 	c, err := NewCache(store, CacheConfig{MaxKeys: 1})
 	require.NoError(t, err)
@@ -45,44 +47,57 @@ func TestCacheFrontSharedSlot(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := range 2000 {
-				n := (i + w) % len(hashes)
-				rec, err := c.LookupKey(context.Background(), hashes[n])
-				if err != nil || rec.ID != "key_"+strconv.Itoa(n) {
-					t.Errorf("lookup %d: got %v, %v", n, rec, err)
+				n := (i + w) % len(keys)
+				tag := c.tag(keys[n])
+				p := c.frontPrincipal(tag)
+				if p == nil {
+					e, err := c.lookup(context.Background(), Hash(keys[n]))
+					if err != nil {
+						t.Errorf("lookup %d: %v", n, err)
+						return
+					}
+					c.remember(tag, e)
+					p = e.principal
+				}
+				if p.KeyID != "key_"+strconv.Itoa(n) {
+					t.Errorf("key %d answered as %s", n, p.KeyID)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	_, err = c.LookupKey(context.Background(), Hash("triq_unknown"))
-	assert.ErrorIs(t, err, ErrKeyNotFound)
+	assert.Nil(t, c.frontPrincipal(c.tag("triq_unknown")))
 }
 
-// A key served from the front is refused as soon as Invalidate returns,
-// like one served from ristretto.
-func TestCacheFrontInvalidate(t *testing.T) {
-	h := Hash("triq_front")
-	rec := &KeyRecord{ID: "key_1", Hash: h, Org: Organization{ID: "org"}}
-	store := mapStore{h: rec}
+// A key in the front is refused as soon as Invalidate or InvalidateAll
+// returns, once it expires, and once the cache is closed.
+func TestCacheFrontFollowsTheEntry(t *testing.T) {
+	const key = "triq_front"
+	h := Hash(key)
+	store := mapStore{h: &KeyRecord{ID: "key_1", Hash: h, Org: Organization{ID: "org"}}}
 	c, err := NewCache(store, CacheConfig{})
 	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.LookupKey(context.Background(), h)
-	require.NoError(t, err)
-	require.Same(t, rec, c.frontSlot(&h).Load().rec, "a found key is in front")
-	delete(store, h)
+	tag := c.tag(key)
+	assert.NotEqual(t, tag, c.tag("triq_frond"), "tags differ")
+	assert.NotEqual(t, tag, (&Cache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}).tag(key),
+		"another cache has other seeds")
+	remember := func() {
+		e, err := c.lookup(context.Background(), h)
+		require.NoError(t, err)
+		c.remember(tag, e)
+		require.NotNil(t, c.frontPrincipal(tag))
+	}
+	remember()
 	c.Invalidate(h)
-	assert.Nil(t, c.frontSlot(&h).Load(), "Invalidate drops the front entry")
-	_, err = c.LookupKey(context.Background(), h)
-	assert.ErrorIs(t, err, ErrKeyNotFound)
-	// InvalidateAll: a fresh entry in front is refused too.
-	store[h] = rec
-	c.Invalidate(h)
-	_, err = c.LookupKey(context.Background(), h)
-	require.NoError(t, err)
-	delete(store, h)
+	assert.Nil(t, c.frontPrincipal(tag), "after Invalidate")
+	remember()
 	c.InvalidateAll()
-	_, err = c.LookupKey(context.Background(), h)
-	assert.ErrorIs(t, err, ErrKeyNotFound)
+	assert.Nil(t, c.frontPrincipal(tag), "after InvalidateAll")
+	remember()
+	c.frontSlot(tag).Load().e.expires = c.clock.Load()
+	assert.Nil(t, c.frontPrincipal(tag), "once expired")
+	remember()
+	c.Close()
+	assert.Nil(t, c.frontPrincipal(tag), "after Close")
 }

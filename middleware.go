@@ -272,16 +272,15 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 		return nil, a.errMissing
 	}
 	var p *Principal
-	var hash KeyHash
-	hashed := false
-	if a.cache != nil && a.format.shaped(key) {
-		// The cache's front holds only keys its store knows, and a string
-		// whose SHA-256 is a known key's hash is that key, which passed
-		// Parse when it was created: a hit needs no checksum check. (The
-		// prefix and length are checked first so that no other string is
-		// hashed before Parse refuses it.)
-		hash, hashed = Hash(key), true
-		p = a.cache.frontPrincipal(&hash)
+	var tag keyTag
+	tagged := a.cache != nil && a.format.shaped(key)
+	if tagged {
+		// A key RequireAPIKey found before is in the cache's front, by a
+		// cheap tag of the key: no SHA-256, cache lookup or checksum check
+		// (it passed Parse when it was found). The prefix and length are
+		// checked first, so a foreign prefix is still refused as such.
+		tag = a.cache.tag(key)
+		p = a.cache.frontPrincipal(tag)
 	}
 	if p == nil {
 		switch a.format.Parse(key) {
@@ -290,11 +289,19 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 		case KeyMalformed:
 			return nil, a.errInvalid
 		}
-		if !hashed {
-			hash = Hash(key)
-		}
 		var err error
-		if p, err = a.principal(r.Context(), hash); err != nil {
+		if a.cache != nil {
+			var e *cacheEntry
+			if e, err = a.cache.lookup(r.Context(), Hash(key)); err == nil {
+				p = e.principal
+				if tagged {
+					a.cache.remember(tag, e)
+				}
+			}
+		} else {
+			p, err = a.principal(r.Context(), Hash(key))
+		}
+		if err != nil {
 			if errors.Is(err, ErrKeyNotFound) {
 				return nil, a.errInvalid
 			}

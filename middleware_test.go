@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -474,4 +476,46 @@ func TestCacheFrontKeepsFormatChecks(t *testing.T) {
 	assert.Equal(t, "invalid_api_key", decodeEnvelope(t, w).Error.Details["reason"])
 	assert.Equal(t, calls, f.probe.calls.Load(), "a malformed key reaches no store")
 	assert.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
+}
+
+// Keys of different organizations sharing the cache front's single slot
+// (MaxKeys 1), used concurrently: each request gets its own key's
+// Principal.
+func TestRequireAPIKeySharedFrontSlot(t *testing.T) {
+	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	require.NoError(t, err)
+	cache, err := keyward.NewCache(store, keyward.CacheConfig{MaxKeys: 1})
+	require.NoError(t, err)
+	t.Cleanup(cache.Close)
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	require.NoError(t, err)
+	h := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := keyward.FromContext(r.Context())
+		_, _ = w.Write([]byte(p.KeyID))
+	}))
+	var keys []keyward.CreatedKey
+	for i := range 6 {
+		org, err := store.CreateOrg(context.Background(), keyward.NewOrg{Name: "org" + strconv.Itoa(i), Plan: "free"})
+		require.NoError(t, err)
+		k, err := store.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "k", Permissions: []string{"*"}})
+		require.NoError(t, err)
+		keys = append(keys, k)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 500 {
+				k := keys[(i*7+w)%len(keys)]
+				rec := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				r.Header.Set("X-API-Key", k.Key)
+				h.ServeHTTP(rec, r)
+				if rec.Code != http.StatusOK || rec.Body.String() != k.Record.ID {
+					t.Errorf("key %s: %d %q", k.Record.ID, rec.Code, rec.Body.String())
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
