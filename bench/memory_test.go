@@ -53,28 +53,53 @@ func TestMemoryBound(t *testing.T) {
 	}
 	afterCache := heap()
 	t.Logf("key cache: %d distinct unknown keys → heap +%.1f MiB (MaxKeys 100,000 bounds the entries), %d store lookups",
-		n, mib(afterCache-base), cache.StoreCalls())
+		n, mib(afterCache, base), cache.StoreCalls())
+	if grown := mib(afterCache, base); grown > 100 {
+		t.Errorf("the key cache grew by %.1f MiB for %d unknown keys; MaxKeys 100,000 should hold it well under 100 MiB", grown, n)
+	}
 
 	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	for i := range n {
+	principal := func(i int) *keyward.Principal {
 		id := "org_" + strconv.Itoa(i)
-		p := &keyward.Principal{OrgID: id, KeyID: "key_" + strconv.Itoa(i), Plan: "free",
+		return &keyward.Principal{OrgID: id, KeyID: "key_" + strconv.Itoa(i), Plan: "free",
 			Key: &keyward.KeyRecord{ID: "key_" + strconv.Itoa(i), Org: keyward.Organization{ID: id, Plan: "free"}}}
-		if _, err := rl.Allow(ctx, p, now); err != nil {
+	}
+	for i := range n {
+		if _, err := rl.Allow(ctx, principal(i), now); err != nil {
 			t.Fatal(err)
 		}
 	}
 	afterLimiter := heap()
-	t.Logf("rate limiter: %d distinct organizations in one window → heap +%.1f MiB (one counter each, swept one window after it ends)",
-		n, mib(afterLimiter-afterCache))
+	t.Logf("rate limiter: %d distinct organizations in one window → heap +%.1f MiB (one counter each)",
+		n, mib(afterLimiter, afterCache))
 	t.Logf("peak RSS (VmHWM): %s", vmHWM())
+
+	// Two windows later the first request of any organization sweeps the
+	// counters of the ended windows.
+	if _, err := rl.Allow(ctx, principal(0), now.Add(2*keyward.RateWindow)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		swept := heap()
+		if mib(swept, afterCache) < 10 {
+			t.Logf("rate limiter: two windows later → heap +%.1f MiB over the cache's", mib(swept, afterCache))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rate limiter: the counters of ended windows are still held: heap +%.1f MiB", mib(swept, afterCache))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	runtime.KeepAlive(rl)
 }
 
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+// mib is after − before in MiB (negative when the heap shrank).
+func mib(after, before uint64) float64 { return (float64(after) - float64(before)) / (1 << 20) }
 
 func vmHWM() string {
 	b, err := os.ReadFile("/proc/self/status")
