@@ -117,9 +117,10 @@ func TestRequireAPIKeyHotPathAllocations(t *testing.T) {
 	r.Header.Set("X-API-Key", k.Key)
 	w := &discard{h: http.Header{}}
 	h.ServeHTTP(w, r)
-	// r.WithContext and context.WithValue: the two allocations any
-	// middleware that attaches a value must make.
-	if got := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); got > 2 {
-		t.Fatalf("allocs per request = %v, want ≤ 2", got)
+	// One: the request state, which holds the request copy passed on (a
+	// middleware that attaches a value usually makes two, the copy and
+	// the context).
+	if got := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); got > 1 {
+		t.Fatalf("allocs per request = %v, want ≤ 1", got)
 	}
 }
