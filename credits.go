@@ -444,9 +444,7 @@ func (c *Charger) middleware(cost int64, costFn CostFunc) Middleware {
 			}
 			var ch *Charge
 			if err == nil {
-				// Directly behind RequireAPIKey the Charge lives in the
-				// request's state: no allocation of its own.
-				ch, err = c.begin(r, n, stateOf(r.Context()).claimCharge())
+				ch, err = c.Begin(r, n)
 			}
 			if err != nil {
 				c.WriteError(w, r, err)
@@ -474,8 +472,9 @@ func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 // Begin decides whether the call r may run, and reserves its cost: it is
 // the first half of what Charge does, for adapters. The error, when not
 // nil, is an *Error ready for ErrorWriter (see Charge for which). On
-// success the caller must run the handler with the request context
-// ch.Context() (so that SetCost works) inside ch.Run, and report the
+// success the caller must run the handler with the request ch.Request(r)
+// (its context carries the Charge, so that SetCost works) inside ch.Run,
+// and report the
 // status its framework sends: through ch.ResponseWriter for a framework
 // that sends the status when WriteHeader is called, or with
 // ch.ObserveStatus at the moment it sends it. (By hand: set
@@ -487,7 +486,9 @@ func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 // MaxIdempotentBody bytes) to fingerprint the call and replaces r.Body
 // with an in-memory copy.
 func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
-	return c.begin(r, cost, nil)
+	// On a request from RequireAPIKey (AttachPrincipal) the Charge lives in
+	// the request's state: no allocation of its own.
+	return c.begin(r, cost, stateOf(r.Context()).claimCharge())
 }
 
 // begin is Begin filling ch, a zero Charge, or a new one when ch is nil.
@@ -533,7 +534,9 @@ func (c *Charger) begin(r *http.Request, cost int64, ch *Charge) (*Charge, error
 	if ch == nil {
 		ch = new(Charge)
 	}
-	ch.c, ch.parent, ch.acct, ch.res, ch.cost = c, ctx, acct, res, cost
+	ch.c, ch.parent, ch.acct, ch.cost = c, ctx, acct, cost
+	ch.res = chargeRes{ID: res.ID, Amount: res.Amount, Available: res.Available, Charged: res.Charged,
+		ExpiresAt: res.ExpiresAt, Replayed: res.Replayed}
 	if res.Replayed {
 		ch.cost = res.Charged
 	}
@@ -627,7 +630,7 @@ type Charge struct {
 	c      *Charger
 	parent context.Context
 	acct   Account
-	res    Reservation
+	res    chargeRes
 
 	// w, status, hijacked and returned belong to the goroutine serving the
 	// request (the middleware and the handler's writes).
@@ -642,6 +645,13 @@ type Charge struct {
 	hdrSet  bool
 	hdrBuf  [20]byte
 	hdrVal  [1]string
+}
+
+// chargeRes is a Reservation without its OrgID, which is the account's.
+type chargeRes struct {
+	ID, Amount, Available, Charged int64
+	ExpiresAt                      time.Time
+	Replayed                       bool
 }
 
 // ChargeFromContext returns the Charge of the call ctx belongs to, if any.
@@ -714,7 +724,9 @@ func (ch *Charge) Cost() int64 {
 func (ch *Charge) Reservation() Reservation {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.res
+	r := ch.res
+	return Reservation{ID: r.ID, OrgID: ch.acct.OrgID, Amount: r.Amount, ExpiresAt: r.ExpiresAt,
+		Available: r.Available, Replayed: r.Replayed, Charged: r.Charged}
 }
 
 // Replayed reports whether the call retries one already charged (same
@@ -806,6 +818,17 @@ func (ch *Charge) ResponseWriter(w http.ResponseWriter) http.ResponseWriter {
 	return (*chargeWriter)(ch)
 }
 
+// Request returns r as the rest of the chain must see it, its context
+// carrying the Charge (SetCost and ChargeFromContext find it): r itself
+// when r's context is RequireAPIKey's request state with no Charge yet (the
+// Charge is put there), else a copy of r with the context ch.Context().
+func (ch *Charge) Request(r *http.Request) *http.Request {
+	if st := stateOf(r.Context()); st != nil && (st.charge.Load() == ch || st.charge.CompareAndSwap(nil, ch)) {
+		return r
+	}
+	return r.WithContext(ch.Context())
+}
+
 // ObserveStatus tells the Charge that the response's status code is being
 // sent, with header h: the first final status (not 1xx, except 101) is the
 // one the call settles on, and for a 2xx it sets the credit headers in h
@@ -849,9 +872,7 @@ func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 	// Directly behind RequireAPIKey the request's context is its state,
 	// which has a slot for the Charge: no second copy of the request. Any
 	// other context (or a second ChargeCredits) gets the Charge's own.
-	if st := stateOf(r.Context()); st == nil || !st.charge.CompareAndSwap(nil, ch) {
-		r = r.WithContext((*chargeCtx)(ch))
-	}
+	r = ch.Request(r)
 	ch.Run(func() { next.ServeHTTP(cw, r) }, nil)
 }
 

@@ -127,6 +127,7 @@ type RateDecision struct {
 	RetryAfter time.Duration
 
 	state                      *limitState
+	buf                        *rateHeaderBuf // from the request state, if any
 	keyBinding                 bool
 	orgRemaining, keyRemaining int64 // -1: not counted in this request
 }
@@ -311,24 +312,16 @@ const (
 // X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset (Unix
 // seconds) for the binding counter, and the IETF draft fields
 // RateLimit-Policy and RateLimit for every counter. It makes two
-// allocations whatever the number of headers (RateLimitByOrg makes none
-// behind RequireAPIKey).
-func (d *RateDecision) WriteHeaders(h http.Header) { d.writeHeaders(h, nil) }
-
-// rateHeaderBuf holds the values of one response's rate-limit headers.
-type rateHeaderBuf struct {
-	b    [112]byte
-	vals [5]string
-}
-
-// writeHeaders is WriteHeaders building the values in buf, a zero buffer
-// that is never used again, or in new memory when buf is nil.
-func (d *RateDecision) writeHeaders(h http.Header, buf *rateHeaderBuf) {
+// allocations whatever the number of headers, none for a decision of
+// Check on a request from RequireAPIKey (AttachPrincipal): the values are
+// then built in the request's state.
+func (d *RateDecision) WriteHeaders(h http.Header) {
 	st := d.state
 	if st == nil {
 		return
 	}
-	if buf == nil {
+	buf := d.buf
+	if buf == nil || !buf.used.CompareAndSwap(false, true) {
 		buf = new(rateHeaderBuf)
 	}
 	t := int64((d.RetryAfter + time.Second - 1) / time.Second)
@@ -389,6 +382,15 @@ func (d *RateDecision) writeHeaders(h http.Header, buf *rateHeaderBuf) {
 	h[hdrRateLimit] = vals[4:5:5]
 }
 
+// rateHeaderBuf holds the values of one response's rate-limit headers. The
+// first WriteHeaders to set used writes it, once: the strings made of it
+// are never changed.
+type rateHeaderBuf struct {
+	used atomic.Bool
+	b    [48]byte
+	vals [5]string
+}
+
 // Err returns the 429 for a refused decision, nil for an allowed one.
 func (d *RateDecision) Err() *Error {
 	if d.Allowed {
@@ -419,6 +421,7 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 		return RateDecision{}, l.noPrincipal
 	}
 	d, err := l.Allow(r.Context(), p, l.now())
+	d.buf = stateOf(r.Context()).rateHeaders()
 	if err != nil {
 		var e *Error
 		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
@@ -446,7 +449,7 @@ func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err err
 func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := l.Check(r)
-		d.writeHeaders(w.Header(), stateOf(r.Context()).claimRateHeaders())
+		d.WriteHeaders(w.Header())
 		if err != nil {
 			l.errors.WriteError(w, r, err)
 			return

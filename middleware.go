@@ -62,10 +62,9 @@ type requestState struct {
 	principal *Principal
 	charge    atomic.Pointer[Charge]
 
-	req         http.Request
 	chargeTaken atomic.Bool
+	req         http.Request
 	chargeBuf   Charge
-	rateTaken   atomic.Bool
 	rateBuf     rateHeaderBuf
 }
 
@@ -83,10 +82,10 @@ func (s *requestState) claimCharge() *Charge {
 	return &s.chargeBuf
 }
 
-// claimRateHeaders returns the state's rate-limit header buffer if no one
-// took it yet, else nil.
-func (s *requestState) claimRateHeaders() *rateHeaderBuf {
-	if s == nil || !s.rateTaken.CompareAndSwap(false, true) {
+// rateHeaders returns the state's rate-limit header buffer (nil for no
+// state); the first writer claims it (rateHeaderBuf.used).
+func (s *requestState) rateHeaders() *rateHeaderBuf {
+	if s == nil {
 		return nil
 	}
 	return &s.rateBuf
@@ -109,8 +108,9 @@ func (s *requestState) Value(key any) any {
 // String describes the context, for debugging.
 func (s *requestState) String() string { return "keyward.Principal context" }
 
-// WithPrincipal returns a copy of ctx carrying p. RequireAPIKey calls it;
-// adapters and tests may too.
+// WithPrincipal returns a copy of ctx carrying p. For a request,
+// AttachPrincipal does the same and copies the request in the same
+// allocation.
 func WithPrincipal(ctx context.Context, p *Principal) context.Context {
 	return &requestState{Context: ctx, principal: p}
 }
@@ -369,11 +369,20 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.a.errors.WriteError(w, r, err)
 		return
 	}
-	// The request passed on lives in the state: WithContext is inlined
-	// and its copy does not escape, so the state is the only allocation.
+	h.next.ServeHTTP(w, AttachPrincipal(r, p))
+}
+
+// AttachPrincipal returns a shallow copy of r whose context carries p
+// (FromContext finds it), as RequireAPIKey passes it on, in one allocation
+// that also holds room for the Charge of a ChargeCredits or Charger.Begin
+// and the rate-limit header values of a RateLimitByOrg or
+// RateLimiter.Check behind it. Adapters for other routers call it.
+func AttachPrincipal(r *http.Request, p *Principal) *http.Request {
+	// The copy lives in the state: WithContext is inlined here and its own
+	// copy does not escape, so the state is the only allocation.
 	st := &requestState{Context: r.Context(), principal: p}
 	st.req = *r.WithContext(st)
-	h.next.ServeHTTP(w, &st.req)
+	return &st.req
 }
 
 // RequireAPIKey returns the middleware that lets through only requests

@@ -52,7 +52,7 @@ func RequireAPIKey(a *keyward.Authenticator) (echo.MiddlewareFunc, error) {
 				a.WriteError(c.Response(), r, err)
 				return nil
 			}
-			c.SetRequest(r.WithContext(keyward.WithPrincipal(r.Context(), p)))
+			c.SetRequest(keyward.AttachPrincipal(r, p))
 			return next(c)
 		}
 	}, nil
@@ -156,7 +156,7 @@ func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) echo.Middl
 			orig := res.Writer
 			res.Writer = ch.ResponseWriter(orig)
 			defer func() { res.Writer = orig }()
-			c.SetRequest(r.WithContext(ch.Context()))
+			c.SetRequest(ch.Request(r))
 			ch.Run(func() {
 				if err = next(c); err != nil && !res.Committed {
 					c.Error(err)

@@ -52,7 +52,7 @@ func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
 			c.Abort()
 			return
 		}
-		c.Request = c.Request.WithContext(keyward.WithPrincipal(c.Request.Context(), p))
+		c.Request = keyward.AttachPrincipal(c.Request, p)
 		c.Next()
 	}, nil
 }
@@ -141,7 +141,7 @@ func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) gin.Handle
 		}
 		w := &chargeWriter{ResponseWriter: c.Writer, ch: ch}
 		c.Writer = w
-		c.Request = c.Request.WithContext(ch.Context())
+		c.Request = ch.Request(c.Request)
 		defer func() { c.Writer = w.ResponseWriter }()
 		ch.Run(c.Next, w.WriteHeaderNow)
 	}
