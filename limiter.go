@@ -263,7 +263,11 @@ func (l *RateLimiter) count(ctx context.Context, spec *rateSpec) (remaining int6
 // names its window), found once per window by each Principal's limitState
 // and then counted with an atomic add: no clock read, lock or map lookup
 // per request. Counters of windows that ended are swept when a later
-// window is first seen.
+// window is first seen. The sweep goes by the system clock as well as by
+// the windows asked for: a request stamped far ahead (an injected clock, a
+// wall clock stepped forward, Allow called with any time) never removes the
+// counters of the window the system clock is in, or of the one before, so
+// an organization's count is never split.
 type memCounters struct {
 	m     sync.Map     // counter key → *memCounter
 	swept atomic.Int64 // the last window a sweep was started for
@@ -280,11 +284,16 @@ func (m *memCounters) get(key string, window int64) *memCounter {
 	if c, ok := m.m.Load(key); ok {
 		return c.(*memCounter)
 	}
-	c, _ := m.m.LoadOrStore(key, &memCounter{window: window})
-	if last := m.swept.Load(); window > last && m.swept.CompareAndSwap(last, window) && last != 0 {
-		// Keep the previous window: a request whose clock read came just
-		// before the boundary may still count in it.
-		go m.sweep(window - 1)
+	c, loaded := m.m.LoadOrStore(key, &memCounter{window: window})
+	if !loaded {
+		// Once per counter and window, not per request: the clock read is
+		// affordable here.
+		w := min(window, time.Now().Unix()/int64(RateWindow/time.Second))
+		if last := m.swept.Load(); w > last && m.swept.CompareAndSwap(last, w) && last != 0 {
+			// Keep the previous window: a request whose clock read came
+			// just before the boundary may still count in it.
+			go m.sweep(w - 1)
+		}
 	}
 	return c.(*memCounter)
 }

@@ -23,18 +23,22 @@ const Resolution = 10 * time.Millisecond
 // idleTicks is how many ticks without a read stop a Coarse clock.
 const idleTicks = int(time.Second / Resolution)
 
-// UnixNano returns the current time in Unix nanoseconds, at most about
-// Resolution behind the system clock.
+// UnixNano returns the current time in Unix nanoseconds, about Resolution
+// behind the system clock at most (more while every CPU is busy and the
+// ticking goroutine waits for one), never behind the time of a read that
+// started it.
 func (c *Coarse) UnixNano() int64 {
 	if !c.running.Load() {
-		if !c.running.CompareAndSwap(false, true) {
-			// Another reader is starting the clock.
-			return time.Now().UnixNano()
-		}
+		// The fresh time goes in before the clock is marked running, so a
+		// reader that sees it running never reads the time the clock
+		// stopped at. No ticker runs while it is stopped, so several
+		// starters storing their own fresh times is harmless.
 		n := time.Now().UnixNano()
 		c.now.Store(n)
-		c.read.Store(true)
-		go c.tick()
+		if c.running.CompareAndSwap(false, true) {
+			c.read.Store(true)
+			go c.tick()
+		}
 		return n
 	}
 	// Only a store when it changes something: readers on several cores

@@ -18,10 +18,12 @@ func within(t *testing.T, c *Coarse, slack time.Duration) {
 
 func TestCoarseFollowsTheSystemClock(t *testing.T) {
 	var c Coarse
-	for range 20 {
-		// Scheduling on a loaded machine can hold the tick back a little.
-		within(t, &c, 20*time.Millisecond)
-		time.Sleep(7 * time.Millisecond)
+	// Over 1.2 s the clock must keep up; a loaded machine (the race
+	// detector, other packages' tests) can hold the tick back by tens of
+	// milliseconds, hence the slack.
+	for range 12 {
+		within(t, &c, 250*time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	if d := time.Since(c.Now()); d < 0 || d > time.Second {
 		t.Fatalf("Coarse.Now() is %v away from time.Now()", d)
@@ -49,6 +51,32 @@ func TestCoarseStopsWhenIdleAndRestarts(t *testing.T) {
 	}
 }
 
+// Readers racing the first read after the clock stopped never get the
+// time it stopped at: the fresh time is stored before the clock is marked
+// running.
+func TestCoarseRestartIsNeverStale(t *testing.T) {
+	for range 300 {
+		var c Coarse
+		c.now.Store(1) // the time a stopped clock was left at
+		var start, wg sync.WaitGroup
+		start.Add(1)
+		for range 4 {
+			wg.Go(func() {
+				start.Wait()
+				before := time.Now().UnixNano()
+				if got := c.UnixNano(); got < before-int64(time.Second) {
+					t.Errorf("a read racing the restart got %d, read at %d", got, before)
+				}
+			})
+		}
+		start.Done()
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+	}
+}
+
 func TestCoarseConcurrentReads(t *testing.T) {
 	var c Coarse
 	var wg sync.WaitGroup
@@ -56,7 +84,7 @@ func TestCoarseConcurrentReads(t *testing.T) {
 		wg.Go(func() {
 			for range 10000 {
 				before := time.Now().UnixNano()
-				if got := c.UnixNano(); got < before-int64(Resolution+50*time.Millisecond) || got > time.Now().UnixNano() {
+				if got := c.UnixNano(); got < before-int64(time.Second) || got > time.Now().UnixNano() {
 					t.Errorf("Coarse.UnixNano() = %d, read at %d", got, before)
 					return
 				}
