@@ -486,13 +486,6 @@ func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 // MaxIdempotentBody bytes) to fingerprint the call and replaces r.Body
 // with an in-memory copy.
 func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
-	// On a request from RequireAPIKey (AttachPrincipal) the Charge lives in
-	// the request's state: no allocation of its own.
-	return c.begin(r, cost, stateOf(r.Context()).claimCharge())
-}
-
-// begin is Begin filling ch, a zero Charge, or a new one when ch is nil.
-func (c *Charger) begin(r *http.Request, cost int64, ch *Charge) (*Charge, error) {
 	if cost < 0 {
 		return nil, errNegativeCost
 	}
@@ -531,6 +524,10 @@ func (c *Charger) begin(r *http.Request, cost int64, ch *Charge) (*Charge, error
 		}
 		return nil, ServiceUnavailable("credit ledger", err)
 	}
+	// On a request from RequireAPIKey (AttachPrincipal) the Charge lives in
+	// the request's state, claimed only now that the call is allowed: no
+	// allocation of its own.
+	ch := stateOf(ctx).claimCharge()
 	if ch == nil {
 		ch = new(Charge)
 	}
