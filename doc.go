@@ -12,8 +12,12 @@
 // RequireAPIKey parses the key (prefix, length, alphabet, CRC32 checksum)
 // without any I/O, hashes it with SHA-256, finds it through a [Cache] in
 // front of a [KeyStore], refuses revoked and expired keys and attaches a
-// [Principal] to the request context ([FromContext]). The handlers after
-// it read that Principal; used without it they answer 500, never panic.
+// [Principal] to the request context ([FromContext]). A key found before
+// is found again in the cache's front by a cheap tag instead of the
+// checksum and hash. The handlers after it read that Principal; used
+// without it they answer 500, never panic. Behind RequireAPIKey the whole
+// chain makes one allocation per request: the request state, which holds
+// the request copy, the Charge and the rate-limit header values.
 //
 // # Credits
 //
@@ -30,7 +34,8 @@
 // Each handler is a decision the core exports, and a net/http middleware
 // built from it: [Authenticator.Authenticate], [PermissionChecker.Check],
 // [RateLimiter.Check] and [Charger.Begin] with [Charge.Run] decide; the
-// WriteError method of each writes. Adapters for other routers
+// WriteError method of each writes; [AttachPrincipal] and [Charge.Request]
+// pass the request on as the net/http handlers do. Adapters for other routers
 // (github.com/keyward/keyward/adapters/gin and …/echo, each its own module)
 // are built from them alone, and the conformance kit in package keywardtest
 // proves that they answer as net/http does.
