@@ -364,16 +364,6 @@ func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error)
 	return e.rec, nil
 }
 
-// lookupPrincipal is LookupKey for RequireAPIKey: the Principal is built
-// once per cache fill, not once per request.
-func (c *Cache) lookupPrincipal(ctx context.Context, hash KeyHash) (*Principal, error) {
-	e, err := c.lookup(ctx, hash)
-	if err != nil {
-		return nil, err
-	}
-	return e.principal, nil
-}
-
 func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % genStripes) }
 
 func (c *Cache) lookup(ctx context.Context, hash KeyHash) (*cacheEntry, error) {

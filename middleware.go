@@ -154,8 +154,8 @@ type AuthConfig struct {
 // It is immutable and safe for concurrent use.
 type Authenticator struct {
 	keys      KeyStore
-	principal func(context.Context, KeyHash) (*Principal, error)
-	cache     *Cache // Keys, when it is a *Cache
+	principal func(context.Context, KeyHash) (*Principal, error) // when Keys is not a *Cache
+	cache     *Cache                                             // Keys, when it is a *Cache
 	format    KeyFormat
 	header    string
 	envs      []Environment
@@ -204,8 +204,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 		a.now = time.Now
 	}
 	if c, ok := cfg.Keys.(*Cache); ok {
-		a.principal = c.lookupPrincipal
-		a.cache = c
+		a.cache = c // its entries carry a Principal built once per fill
 	} else {
 		a.principal = func(ctx context.Context, h KeyHash) (*Principal, error) {
 			rec, err := cfg.Keys.LookupKey(ctx, h)
