@@ -325,6 +325,11 @@ func (ew *ErrorWriter) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// RequestIDFor returns the request id WriteError would give r (RequestID,
+// else a sane incoming X-Request-Id, else a new random UUID), so that a
+// successful answer can carry an id made by the same rule.
+func (ew *ErrorWriter) RequestIDFor(r *http.Request) string { return ew.requestID(r) }
+
 func (ew *ErrorWriter) requestID(r *http.Request) string {
 	if ew != nil && ew.RequestID != nil {
 		return ew.RequestID(r)

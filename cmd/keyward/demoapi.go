@@ -123,13 +123,9 @@ type metaBody struct {
 	Version     string `json:"version"`
 }
 
-func ok(r *http.Request, data any) okBody {
-	id := r.Header.Get("X-Request-Id")
-	if id == "" || len(id) > 128 {
-		id = ids.New("req_")
-	}
+func (api *demoAPI) ok(r *http.Request, data any) okBody {
 	return okBody{Success: true, Data: data,
-		Meta: metaBody{GeneratedAt: time.Now().UTC().Format(time.RFC3339), RequestID: id, Version: keyward.DefaultVersion}}
+		Meta: metaBody{GeneratedAt: time.Now().UTC().Format(time.RFC3339), RequestID: api.errors.RequestIDFor(r), Version: keyward.DefaultVersion}}
 }
 
 type enrichRequest struct {
@@ -174,7 +170,7 @@ func (api *demoAPI) enrich(w http.ResponseWriter, r *http.Request) {
 	}
 	api.recent[p.OrgID] = list
 	api.mu.Unlock()
-	resp, partial := ok(r, e), false
+	resp, partial := api.ok(r, e), false
 	resp.Partial = &partial
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -237,7 +233,7 @@ func (api *demoAPI) transactions(w http.ResponseWriter, r *http.Request) {
 	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
 		list[i], list[j] = list[j], list[i]
 	}
-	writeJSON(w, http.StatusOK, ok(r, list))
+	writeJSON(w, http.StatusOK, api.ok(r, list))
 }
 
 var categories = []map[string]any{
@@ -252,7 +248,7 @@ var categories = []map[string]any{
 }
 
 func (api *demoAPI) categories(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, ok(r, categories))
+	writeJSON(w, http.StatusOK, api.ok(r, categories))
 }
 
 func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
@@ -283,7 +279,7 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 	// The rate-limit headers were set by RateLimitByOrg for this very call.
 	limit, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Limit"), 10, 64)
 	remaining, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Remaining"), 10, 64)
-	writeJSON(w, http.StatusOK, ok(r, map[string]any{
+	writeJSON(w, http.StatusOK, api.ok(r, map[string]any{
 		"organization": map[string]any{"id": p.OrgID, "name": p.Key.Org.Name, "plan": p.Plan, "allowOverage": p.Key.Org.AllowOverage},
 		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
 			"reserved": bal.Reserved, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},

@@ -260,6 +260,20 @@ func TestDemoAPIEndToEnd(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.status, r.raw)
 		assert.Len(t, r.body["data"], 1)
 	})
+	t.Run("request ids of successes follow the error writer's rule", func(t *testing.T) {
+		meta := func(r response) string {
+			m, _ := r.body["meta"].(map[string]any)
+			id, _ := m["requestId"].(string)
+			return id
+		}
+		r := srv.do(t, http.MethodGet, "/v1/categories", full.Key, "", "X-Request-Id", "req_abc-1.2")
+		require.Equal(t, http.StatusOK, r.status, r.raw)
+		assert.Equal(t, "req_abc-1.2", meta(r), "a sane id is echoed")
+		r = srv.do(t, http.MethodGet, "/v1/categories", full.Key, "", "X-Request-Id", "<b>hi</b>")
+		require.Equal(t, http.StatusOK, r.status, r.raw)
+		assert.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, meta(r),
+			"anything else is replaced by a UUID, as in an error's meta")
+	})
 	t.Run("permissions", func(t *testing.T) {
 		r := srv.do(t, http.MethodGet, "/v1/transactions", enrichOnly.Key, "")
 		require.Equal(t, http.StatusForbidden, r.status)
