@@ -257,7 +257,8 @@ func trimSpaceTab(s string) string {
 // *Error ready for ErrorWriter: 401 for a missing, malformed, unknown,
 // revoked or expired key; 403 for a key of a refused environment; 503 when
 // the key store failed (never 401: a store outage does not make keys
-// invalid). Malformed keys cost no store or cache lookup.
+// invalid). Malformed keys cost no store lookup and, beyond one probe of
+// the cache's front (which only holds keys found before), no cache lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	vals := r.Header[a.header]
 	if len(vals) == 0 {
