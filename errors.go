@@ -340,18 +340,37 @@ func (ew *ErrorWriter) requestID(r *http.Request) string {
 	return newUUID()
 }
 
+// saneRequestID reports whether an incoming request id may be echoed and
+// stored: 1 to 128 letters, digits and ._-, with no run of
+// keyRunLen letters and digits. Every keyward key, whatever its prefix,
+// ends in such a run (its random body and checksum), so a client that sends
+// a key as its request id never gets it echoed, logged or stored; request
+// ids in common use (UUIDs, ULIDs, trace ids, prefixed ids) have shorter
+// runs.
 func saneRequestID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
 	}
+	run := 0
 	for i := 0; i < len(id); i++ {
 		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+		switch {
+		case 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9':
+			if run++; run >= keyRunLen {
+				return false
+			}
+		case c == '.' || c == '_' || c == '-':
+			run = 0
+		default:
 			return false
 		}
 	}
 	return true
 }
+
+// keyRunLen is the length of the run of base62 characters that ends every
+// key: its random body and its checksum.
+const keyRunLen = bodyLen + checksumLen
 
 // newUUID returns a random (version 4) UUID.
 func newUUID() string {

@@ -241,6 +241,10 @@ func validHeaderName(s string) bool {
 	return s != ""
 }
 
+// maxKeyHeaderLen bounds the key header's value: a key is at most 32 bytes
+// of prefix and 36 of body and checksum; the rest is room for spaces.
+const maxKeyHeaderLen = 256
+
 // trimSpaceTab removes spaces and tabs around s (strings.Trim with a
 // cutset builds the set on every call).
 func trimSpaceTab(s string) string {
@@ -266,6 +270,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	if len(vals) > 1 {
 		return nil, a.errMultiple
+	}
+	if len(vals[0]) > maxKeyHeaderLen {
+		// Far longer than any key: refused before it is trimmed, parsed or
+		// hashed (net/http alone would let 1 MiB through).
+		return nil, a.errInvalid
 	}
 	key := trimSpaceTab(vals[0])
 	if key == "" {

@@ -407,6 +407,49 @@ func TestRequestIDIsEchoedWhenSane(t *testing.T) {
 	}
 }
 
+// A client that sends a key as its request id never gets it back: not in
+// the header, the body or a 5xx log record. Keys of any prefix are refused,
+// and ids of the usual shapes are still echoed.
+func TestRequestIDThatIsAKeyIsNotEchoed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.probe.fail.Store(true) // unknown keys answer 503: a logged failure
+	for _, prefix := range []string{"triq_", "sk_", "a_"} {
+		kf, err := keyward.NewKeyFormat(prefix)
+		require.NoError(t, err)
+		key, err := kf.Generate()
+		require.NoError(t, err)
+		for _, id := range []string{key, "req." + key, key + "-1"} {
+			w := f.do(http.Header{"X-Request-Id": {id}, "X-Api-Key": {f.newKey(t).Key}})
+			require.Equal(t, http.StatusServiceUnavailable, w.Code)
+			got := decodeEnvelope(t, w).Meta.RequestID
+			assert.Len(t, got, 36, "a new UUID instead of %q", id)
+			assert.NotContains(t, w.Body.String(), key)
+			assert.NotContains(t, f.logs.String(), key)
+		}
+	}
+	for _, ok := range []string{"3c90c3cc-0d44-4b50-8888-8dd25736052a", "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+		"4bf92f3577b34da6a3ce929d0e0e4736", "req_Xy12abcdEFGH34567890ijkl"} {
+		w := f.do(http.Header{"X-Request-Id": {ok}})
+		assert.Equal(t, ok, decodeEnvelope(t, w).Meta.RequestID)
+	}
+}
+
+// An over-long key header is refused as an invalid key at once: no store
+// lookup, whatever it starts with.
+func TestOverlongKeyHeaderIsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	key := f.newKey(t).Key
+	for _, v := range []string{key + strings.Repeat(" ", 1<<20), strings.Repeat(" ", 1<<20) + key, "triq_" + strings.Repeat("a", 1<<20)} {
+		w := f.do(withKey(v))
+		require.Equal(t, http.StatusUnauthorized, w.Code)
+		assert.Equal(t, keyward.ReasonInvalidAPIKey, decodeEnvelope(t, w).Error.Details["reason"])
+	}
+	assert.Zero(t, f.probe.calls.Load())
+	assert.Equal(t, http.StatusOK, f.do(withKey("  "+key+"\t")).Code, "a key with a little white space still works")
+}
+
 func TestErrorWriterPinsMeta(t *testing.T) {
 	t.Parallel()
 	ew := &keyward.ErrorWriter{
