@@ -85,7 +85,7 @@ func BenchmarkRequireAPIKey(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cache.Close()
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func BenchmarkRequireAPIKey(b *testing.B) {
 	keyed.ServeHTTP(&discard{h: http.Header{}}, r) // warm the cache
 
 	var keys sync.Map
-	keys.Store([sha256.Size]byte(keyward.Hash(k.Key)), &keyward.Principal{KeyID: k.Record.ID})
+	keys.Store([sha256.Size]byte(keyward.Hash(k.Key)), &keyward.KeyRecord{ID: k.Record.ID})
 	floor := floorMiddleware(&keys, floorNext)
 
 	for _, mode := range []struct {
@@ -106,21 +106,5 @@ func BenchmarkRequireAPIKey(b *testing.B) {
 	}
 	if calls := f.probe.calls.Load(); calls != 1 {
 		b.Fatalf("store calls = %d, want 1 (the warm-up)", calls)
-	}
-}
-
-func TestRequireAPIKeyHotPathAllocations(t *testing.T) {
-	f := newFixture(t)
-	k := f.newKey(t)
-	h := f.auth.Middleware(okHandler)
-	r, _ := http.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("X-API-Key", k.Key)
-	w := &discard{h: http.Header{}}
-	h.ServeHTTP(w, r)
-	// One: the request state, which holds the request copy passed on (a
-	// middleware that attaches a value usually makes two, the copy and
-	// the context).
-	if got := testing.AllocsPerRun(1000, func() { h.ServeHTTP(w, r) }); got > 1 {
-		t.Fatalf("allocs per request = %v, want ≤ 1", got)
 	}
 }

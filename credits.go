@@ -10,10 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
-	"unsafe"
+
+	"github.com/keyward/keyward/internal/detach"
 )
 
 // Headers that ChargeCredits reads and writes.
@@ -30,270 +30,21 @@ const (
 	HeaderIdempotentReplayed = "Idempotent-Replayed"
 )
 
-// Defaults of the credit ledger and of ChargeCredits.
-const (
-	// DefaultReservationTTL is how long a reservation stays open before it
-	// expires and is released.
-	DefaultReservationTTL = 5 * time.Minute
-	// DefaultIdempotencyTTL is how long an idempotency key, once its call
-	// was charged, makes retries free.
-	DefaultIdempotencyTTL = 24 * time.Hour
-	// DefaultMaxIdempotentBody bounds the request body that ChargeCredits
-	// reads to fingerprint a call that carries an Idempotency-Key.
-	DefaultMaxIdempotentBody = 1 << 20
-)
-
-// Reasons (details.reason) of the failures ChargeCredits adds to the
-// catalogue. All are validation_error.
-const (
-	// ReasonInvalidIdempotencyKey (400): the key is not 1 to 64 letters,
-	// digits, '_' or '-'.
-	ReasonInvalidIdempotencyKey = "invalid_idempotency_key"
-	// ReasonConflictingIdempotencyKeys (400): Idempotency-Key and
-	// X-Idempotency-Key differ, or one of them was sent twice.
-	ReasonConflictingIdempotencyKeys = "conflicting_idempotency_keys"
-	// ReasonIdempotencyKeyInUse (409, Retry-After: 1): a call with the same
-	// key is still in flight.
-	ReasonIdempotencyKeyInUse = "idempotency_key_in_use"
-	// ReasonIdempotencyKeyReused (422): the key was used for a different
-	// request (method, path, query or body).
-	ReasonIdempotencyKeyReused = "idempotency_key_reused"
-	// ReasonIdempotentBodyTooLarge (413): a call with an idempotency key has
-	// a body larger than CreditConfig.MaxIdempotentBody.
-	ReasonIdempotentBodyTooLarge = "idempotent_body_too_large"
-	// ReasonUnreadableBody (400): the body of a call with an idempotency key
-	// could not be read.
-	ReasonUnreadableBody = "unreadable_body"
-)
-
-// Errors of the credit ledger and of SetCost. ChargeCredits answers them
-// with an *Error that wraps them, so errors.Is works on both.
-var (
-	// ErrInsufficientCredits: the organization does not allow overage and
-	// its available credit does not cover the amount.
-	ErrInsufficientCredits = errors.New("keyward: insufficient credits")
-	// ErrReservationNotFound: no reservation with this id is open for the
-	// organization (it never existed, was settled, or has been forgotten).
-	ErrReservationNotFound = errors.New("keyward: reservation not found")
-	// ErrReservationExpired: the reservation expired (or its billing period
-	// ended) before it was settled; it was released and charges nothing.
-	ErrReservationExpired = errors.New("keyward: reservation expired")
-	// ErrIdempotencyKeyInUse: a call with this idempotency key is in flight.
-	ErrIdempotencyKeyInUse = errors.New("keyward: idempotency key in use by a call in flight")
-	// ErrIdempotencyKeyReused: the idempotency key belongs to a call with a
-	// different fingerprint.
-	ErrIdempotencyKeyReused = errors.New("keyward: idempotency key reused for a different request")
-	// ErrInvalidAmount: a negative amount, a commit above the reservation,
-	// a grant that is not positive, or an account that is not valid.
-	ErrInvalidAmount = errors.New("keyward: invalid credit amount")
-	// ErrNoCharge: SetCost was called outside a ChargeCredits chain.
-	ErrNoCharge = errors.New("keyward: no ChargeCredits in the request's chain")
-	// ErrChargeSettled: SetCost was called after the charge was settled.
-	ErrChargeSettled = errors.New("keyward: the charge is already settled")
-)
-
-// Account is an organization's credit policy, passed into every ledger
-// call so that a ledger needs no plan table of its own. ChargeCredits
-// builds it from the Principal's organization and its plan table
-// (AccountFor).
-type Account struct {
-	// OrgID identifies the organization. Required.
-	OrgID string
-	// Allocation is the organization's credits per billing period, ≥ 0.
-	Allocation int64
-	// AllowOverage lets calls go on when credits run out: the balance may
-	// then go below zero.
-	AllowOverage bool
-}
-
-// AccountFor returns the credit policy of org: its MonthlyCredits when
-// > 0, else the MonthlyCredits of its plan in plans. An unknown plan
-// without an override, or a negative allocation, is an error.
-func AccountFor(org Organization, plans map[string]Plan) (Account, error) {
-	alloc := org.MonthlyCredits
-	if alloc <= 0 {
-		p, ok := plans[org.Plan]
-		if !ok {
-			return Account{}, errors.New("keyward: plan " + strconv.Quote(org.Plan) + " is not in the plan table")
-		}
-		alloc = p.MonthlyCredits
-	}
-	if alloc < 0 {
-		return Account{}, errors.New("keyward: plan " + strconv.Quote(org.Plan) + " has a negative credit allocation")
-	}
-	return Account{OrgID: org.ID, Allocation: alloc, AllowOverage: org.AllowOverage}, nil
-}
-
-// PeriodFunc returns the billing period of an organization that contains
-// t: start ≤ t < end.
-type PeriodFunc func(orgID string, t time.Time) (start, end time.Time)
-
-// MonthlyUTC is the default PeriodFunc: the calendar month, in UTC, for
-// every organization.
-func MonthlyUTC(_ string, t time.Time) (start, end time.Time) {
-	t = t.UTC()
-	start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
-	return start, start.AddDate(0, 1, 0)
-}
-
-// ReserveRequest asks a ledger to hold credits for one call.
-type ReserveRequest struct {
-	// Account is the organization and its policy.
-	Account Account
-	// Amount is the number of credits to hold, ≥ 0.
-	Amount int64
-	// KeyID, RequestID: metadata kept with the reservation (may be empty).
-	KeyID, RequestID string
-	// IdempotencyKey, when not empty, makes the call spend at most once per
-	// organization and key within the ledger's idempotency TTL.
-	IdempotencyKey string
-	// Fingerprint identifies the request an IdempotencyKey was first used
-	// with (opaque bytes; ChargeCredits uses SHA-256 of method, path, query
-	// and body). A different fingerprint with the same key is refused.
-	Fingerprint string
-}
-
-// Reservation is what a ledger holds for one call, or, for a replay, what
-// it remembers of the call that was charged.
-type Reservation struct {
-	// ID identifies the reservation within the ledger (> 0).
-	ID int64
-	// OrgID is the organization.
-	OrgID string
-	// Amount is the number of credits held.
-	Amount int64
-	// ExpiresAt is when an unsettled reservation is released.
-	ExpiresAt time.Time
-	// Available is the organization's available credit once this
-	// reservation is held. With ErrInsufficientCredits it is the credit that
-	// was available (≥ 0); only an organization with overage can see it
-	// below zero.
-	Available int64
-	// Replayed is true when the idempotency key names a call that was
-	// already charged: nothing is held, ID is that call's reservation and
-	// Charged what it was charged.
-	Replayed bool
-	// Charged is, for a replay, what the original call was charged.
-	Charged int64
-}
-
-// Balance is an organization's credit in its current billing period.
-type Balance struct {
-	// OrgID is the organization.
-	OrgID string
-	// PeriodStart and PeriodEnd bound the current billing period.
-	PeriodStart, PeriodEnd time.Time
-	// Allocation is the period's allocation.
-	Allocation int64
-	// Granted is what was granted during the period.
-	Granted int64
-	// Spent is what committed calls spent during the period.
-	Spent int64
-	// Reserved is what open reservations hold.
-	Reserved int64
-	// Available is Allocation + Granted − Spent − Reserved: what new calls
-	// can reserve. It is never below zero for an account without overage.
-	Available int64
-	// OpenReservations counts the open reservations.
-	OpenReservations int
-}
-
-// CreditLedger holds organizations' credits: calls reserve before they run
-// and settle after. memstore.Ledger implements it in memory, sqlstore in a
-// database; both keep this contract.
-//
-// Balance. In each billing period (a PeriodFunc of the ledger, by default
-// MonthlyUTC) an organization has balance = Allocation + Granted − Spent
-// and Available = balance − Reserved (open reservations). A period starts
-// lazily, on the first call that touches the organization at or after the
-// previous period's end: Granted and Spent start at zero (no rollover),
-// and reservations still open from the previous period are released as if
-// expired (ErrReservationExpired). The period's Allocation is the largest
-// Account.Allocation seen in it: an upgrade counts at once, a downgrade
-// from the next period. So, for an account without overage (in the whole
-// period), Available and balance are never below zero.
-//
-// Reserve holds Amount for the account: without AllowOverage it succeeds
-// only if Available ≥ Amount, else it returns ErrInsufficientCredits with
-// Reservation.Available set to what was available (≥ 0); with overage it
-// always succeeds. An Amount of zero always succeeds. Check and hold are one
-// atomic step: concurrent reservations never overspend.
-//
-// Idempotency. A ReserveRequest with an IdempotencyKey, scoped to the
-// organization, is remembered from its reservation for the idempotency TTL
-// (default DefaultIdempotencyTTL):
-//   - a key not seen (or whose last call was released or expired):
-//     reserve as usual, and link the key to the reservation;
-//   - a key seen with another Fingerprint: ErrIdempotencyKeyReused;
-//   - a key whose call is in flight (its reservation is open):
-//     ErrIdempotencyKeyInUse;
-//   - a key whose call was committed: no reservation; a Reservation with
-//     Replayed, the original ID, Charged and the current Available.
-//
-// Settling. Commit charges an open reservation amount ≤ its Amount
-// (releasing the rest); amount > Amount is ErrInvalidAmount and changes
-// nothing (raise it with Adjust first). Release gives the whole Amount back.
-// Both act only on an open reservation, so neither can charge twice:
-//   - Commit of a reservation that expired: ErrReservationExpired, nothing
-//     charged (a ledger must say so for at least the reservation TTL after
-//     the expiry; after that it may answer ErrReservationNotFound);
-//   - Commit of one already committed or released, or unknown:
-//     ErrReservationNotFound, nothing changed;
-//   - Release of one not open (settled, expired, unknown): nil, nothing
-//     changed; Release is always safe to repeat and never undoes a commit.
-//
-// Adjust sets an open reservation's Amount: lowering always succeeds;
-// raising it by d follows Reserve's rule for d (ErrInsufficientCredits,
-// nothing changed). Not open: as Commit.
-//
-// Expiry. A reservation not settled by ExpiresAt (reserve time + the
-// reservation TTL, default DefaultReservationTTL) is released. Expiry may
-// be applied lazily, but every call must answer as if it had happened at
-// ExpiresAt: an expired reservation is never in Reserved, never blocks an
-// idempotency key, and cannot be committed.
-//
-// Grant adds amount > 0 credits to the current period (an entry, not an
-// overwrite) and returns the new Balance. Balance returns the current one.
-//
-// Every method honours ctx's cancellation and deadline, returns
-// ErrInvalidAmount for a negative amount or an account with an empty OrgID
-// or a negative Allocation, and is safe for concurrent use. Any error not
-// named here means the ledger failed: ChargeCredits then answers 503 and the
-// handler does not run.
-type CreditLedger interface {
-	// Reserve holds req.Amount for a call, or replays a charged call.
-	Reserve(ctx context.Context, req ReserveRequest) (Reservation, error)
-	// Adjust sets an open reservation's amount.
-	Adjust(ctx context.Context, acct Account, id, amount int64) (Reservation, error)
-	// Commit charges an open reservation amount ≤ its Amount.
-	Commit(ctx context.Context, acct Account, id, amount int64) error
-	// Release gives an open reservation back, charging nothing.
-	Release(ctx context.Context, acct Account, id int64) error
-	// Grant adds credits to the current period; note says why.
-	Grant(ctx context.Context, acct Account, amount int64, note string) (Balance, error)
-	// Balance returns the account's current period.
-	Balance(ctx context.Context, acct Account) (Balance, error)
-}
-
 // CostFunc gives the cost of a call from its request. An error stops the
 // call: an *Error is written as it is (Validation(400, …) for a bad
 // request), any other error as a 500. A negative cost is a 500.
 type CostFunc func(r *http.Request) (int64, error)
 
-// CreditConfig configures a Charger. Every zero value means the default
-// said beside it; every other problem is an error from NewCharger.
+// CreditConfig configures ChargeCredits. Every zero value means the
+// default said beside it; every other problem is an error from
+// ChargeCredits.
 type CreditConfig struct {
 	// Ledger holds the credits. Required.
 	Ledger CreditLedger
-	// Plans gives each plan's MonthlyCredits (an organization's
-	// MonthlyCredits > 0 overrides it). Nil: DefaultPlans(). It is copied.
-	Plans map[string]Plan
-	// Cost is what each call reserves, for ChargeCredits; ignored by
-	// Charger.Charge, which takes its own. Zero: 1. Set CostFunc instead for
-	// a cost that depends on the request (or is 0 until SetCost).
+	// Cost is what each call reserves. Zero: 1, unless CostFunc is set.
 	Cost int64
-	// CostFunc gives each call's cost, for ChargeCredits; setting it and
-	// Cost is an error.
+	// CostFunc gives each call's cost instead (0 for a call whose handler
+	// sets it with SetCost); setting it and Cost is an error.
 	CostFunc CostFunc
 	// MaxIdempotentBody bounds the body a call with an idempotency key may
 	// have (it is read into memory to fingerprint the call; larger is 413).
@@ -303,39 +54,54 @@ type CreditConfig struct {
 	Errors *ErrorWriter
 }
 
-// Charger reserves credits before a call and settles them after. It is
-// what ChargeCredits runs, exported so that adapters for other routers
-// share the decisions (Begin, Charge.Settle). It is immutable and safe for
-// concurrent use.
+// Charger reserves credits before a call and settles them after:
+// ChargeCredits. Its Middleware is the net/http handler; adapters for
+// other routers call Begin, the Charge's methods and WriteError. It is
+// immutable and safe for concurrent use.
 type Charger struct {
 	ledger  CreditLedger
-	plans   map[string]Plan
+	cost    CostFunc
 	maxBody int64
 	errors  *ErrorWriter
-
-	errNoPrincipal, errBadKey, errTwoKeys, errKeyInUse, errKeyReused, errBodyTooLarge, errBodyUnreadable *Error
+	fail    creditFailures
 }
 
-// NewCharger checks cfg and returns the Charger it describes, or every
-// problem in cfg joined into one error. Cost and CostFunc are checked only
-// by ChargeCredits.
-func NewCharger(cfg CreditConfig) (*Charger, error) {
+// ChargeCredits checks cfg and returns the Charger it describes, or every
+// problem in cfg joined into one error.
+//
+// Before the handler it reserves the call's cost (Begin). It answers,
+// without running the handler: 402 insufficient_credits (details
+// creditsRequired, creditsRemaining) when the organization has no overage
+// and too few credits; 409 idempotency_key_in_use with Retry-After: 1
+// while a call with the same Idempotency-Key is in flight; 422
+// idempotency_key_reused for a key used with a different request; 400 for
+// a malformed or conflicting idempotency key; 503 service_unavailable when
+// the ledger fails (fail closed); 500 without RequireAPIKey in front.
+//
+// While the handler runs, the reservation is renewed (CreditLedger.Extend)
+// so that it never expires under a live call, however slow the handler or
+// the client. After the handler it commits the final cost (SetCost) on a
+// 2xx status, and releases the reservation on any other final status, on
+// a hijacked connection, on a panic (which goes on unrecovered, with its
+// own stack), and when the handler wrote nothing and the request's context
+// is done (the client went away). A handler that returns without writing
+// and with the client still there has answered 200: it is charged.
+//
+// Every 2xx response of a charged call carries X-Credits-Remaining. A
+// retry of a charged call (same Idempotency-Key, same request, within the
+// ledger's idempotency TTL) runs the handler again but is not charged; its
+// 2xx response carries Idempotent-Replayed: true and the current
+// X-Credits-Remaining.
+func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	var errs []error
 	if cfg.Ledger == nil {
 		errs = append(errs, &ConfigError{Field: "CreditConfig.Ledger", Problem: "is nil; a CreditLedger is required"})
 	}
-	plans := cfg.Plans
-	if plans == nil {
-		plans = DefaultPlans()
-	} else if len(plans) == 0 {
-		errs = append(errs, &ConfigError{Field: "CreditConfig.Plans", Problem: "is empty; leave it nil for DefaultPlans"})
+	if cfg.Cost < 0 {
+		errs = append(errs, &ConfigError{Field: "CreditConfig.Cost", Problem: "is negative"})
 	}
-	copied := make(map[string]Plan, len(plans))
-	for name, p := range plans {
-		if p.MonthlyCredits < 0 {
-			errs = append(errs, &ConfigError{Field: "CreditConfig.Plans[" + strconv.Quote(name) + "].MonthlyCredits", Problem: "is negative"})
-		}
-		copied[name] = p
+	if cfg.Cost != 0 && cfg.CostFunc != nil {
+		errs = append(errs, &ConfigError{Field: "CreditConfig.CostFunc", Problem: "is set with Cost; set one of them"})
 	}
 	if cfg.MaxIdempotentBody < 0 {
 		errs = append(errs, &ConfigError{Field: "CreditConfig.MaxIdempotentBody", Problem: "is negative"})
@@ -343,164 +109,65 @@ func NewCharger(cfg CreditConfig) (*Charger, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Charger{
-		ledger:  cfg.Ledger,
-		plans:   copied,
-		maxBody: orDefault(cfg.MaxIdempotentBody, DefaultMaxIdempotentBody),
-		errors:  cfg.Errors,
+	c := &Charger{ledger: cfg.Ledger, cost: cfg.CostFunc, maxBody: orDefault(cfg.MaxIdempotentBody, DefaultMaxIdempotentBody),
+		errors: cfg.Errors}
+	if c.cost == nil {
+		cost := orDefault(cfg.Cost, 1)
+		c.cost = func(*http.Request) (int64, error) { return cost, nil }
 	}
-	c.errNoPrincipal = Misconfigured("ChargeCredits needs RequireAPIKey in front of it")
-	c.errBadKey = &Error{Status: http.StatusBadRequest, Code: CodeValidation, Reason: ReasonInvalidIdempotencyKey,
-		Message: "Idempotency-Key must be 1 to 64 letters, digits, '_' or '-'."}
-	c.errTwoKeys = &Error{Status: http.StatusBadRequest, Code: CodeValidation, Reason: ReasonConflictingIdempotencyKeys,
-		Message: "Idempotency-Key and X-Idempotency-Key disagree. Send one idempotency key, once."}
-	c.errKeyInUse = &Error{Status: http.StatusConflict, Code: CodeValidation, Reason: ReasonIdempotencyKeyInUse,
-		Message: "A request with this Idempotency-Key is still in progress. Retry after it completes.",
-		Header:  http.Header{"Retry-After": {"1"}}, Cause: ErrIdempotencyKeyInUse}
-	c.errKeyReused = &Error{Status: http.StatusUnprocessableEntity, Code: CodeValidation, Reason: ReasonIdempotencyKeyReused,
-		Message: "This Idempotency-Key was used for a different request. Use a new key for a new request.",
-		Cause:   ErrIdempotencyKeyReused}
-	c.errBodyTooLarge = &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeValidation, Reason: ReasonIdempotentBodyTooLarge,
-		Message: "The body of a request with an Idempotency-Key may be at most " + strconv.FormatInt(c.maxBody, 10) + " bytes.",
-		Details: map[string]any{"maxBytes": c.maxBody}}
-	c.errBodyUnreadable = &Error{Status: http.StatusBadRequest, Code: CodeValidation, Reason: ReasonUnreadableBody,
-		Message: "The request body could not be read."}
+	c.fail = newCreditFailures(c.maxBody)
 	return c, nil
 }
 
-// ChargeCredits returns the middleware that charges each call cfg.Cost (or
-// cfg.CostFunc(r)) credits of the caller's organization: it reserves them
-// before the handler runs and settles after, committing on a 2xx response
-// and releasing otherwise. It needs RequireAPIKey in front of it. See
-// Charger.Charge for the answers it gives.
-func ChargeCredits(cfg CreditConfig) (Middleware, error) {
-	var errs []error
-	if cfg.Cost < 0 {
-		errs = append(errs, &ConfigError{Field: "CreditConfig.Cost", Problem: "is negative"})
-	}
-	if cfg.Cost != 0 && cfg.CostFunc != nil {
-		errs = append(errs, &ConfigError{Field: "CreditConfig.CostFunc", Problem: "is set with Cost; set one of them"})
-	}
-	c, err := NewCharger(cfg)
-	if err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if cfg.CostFunc != nil {
-		return c.middleware(0, cfg.CostFunc), nil
-	}
-	return c.middleware(orDefault(cfg.Cost, 1), nil), nil
+// Middleware runs Begin, then the handler inside the Charge (see
+// ChargeCredits for the answers).
+func (c *Charger) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ch, err := c.Begin(r)
+		if err != nil {
+			c.errors.WriteError(w, r, err)
+			return
+		}
+		ch.serve(next, w, r)
+	})
 }
 
-// Charge returns the middleware that charges each call cost credits (≥ 0;
-// 0 for a call whose handler sets its cost with SetCost).
-//
-// Before the handler it reserves the cost (Begin). It answers, without
-// running the handler: 402 insufficient_credits (details creditsRequired,
-// creditsRemaining) when the organization has no overage and too few
-// credits; 409 idempotency_key_in_use with Retry-After: 1 while a call
-// with the same Idempotency-Key is in flight; 422 idempotency_key_reused
-// for a key used with a different request; 400 for a malformed or
-// conflicting idempotency key; 503 service_unavailable when the ledger
-// fails (fail closed); 500 without RequireAPIKey in front.
-//
-// After the handler it commits the final cost (SetCost) on a 2xx status,
-// and releases the reservation on any other final status, on a hijacked
-// connection, on a panic (which goes on unrecovered, with its own stack),
-// and when the handler wrote nothing and the request's context is done
-// (the client went away). A handler that returns without writing and
-// with the client still there has answered 200: it is charged.
-//
-// Every 2xx response of a charged call carries X-Credits-Remaining. A
-// retry of a charged call (same Idempotency-Key, same request, within the
-// ledger's idempotency TTL) runs the handler again but is not charged; its
-// 2xx response carries Idempotent-Replayed: true and the current
-// X-Credits-Remaining.
-func (c *Charger) Charge(cost int64) (Middleware, error) {
-	if cost < 0 {
-		return nil, &ConfigError{Field: "cost", Problem: "is negative"}
-	}
-	return c.middleware(cost, nil), nil
-}
-
-// ChargeFunc is Charge with a cost computed from each request.
-func (c *Charger) ChargeFunc(cost CostFunc) (Middleware, error) {
-	if cost == nil {
-		return nil, &ConfigError{Field: "cost", Problem: "is nil"}
-	}
-	return c.middleware(0, cost), nil
-}
-
-var errNegativeCost = Misconfigured("the cost of the call is negative")
-
-func (c *Charger) middleware(cost int64, costFn CostFunc) Middleware {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n, err := cost, error(nil)
-			if costFn != nil {
-				n, err = costFn(r)
-			}
-			var ch *Charge
-			if err == nil {
-				ch, err = c.Begin(r, n)
-			}
-			if err != nil {
-				c.WriteError(w, r, err)
-				return
-			}
-			ch.serve(next, w, r)
-		})
-	}
-}
-
-// WriteError writes err (an error of Begin or of a CostFunc) with the
-// charger's ErrorWriter, unless r's context is done: a client that went
-// away gets no answer (and a ledger call it cancelled is not logged as a
-// failure).
+// WriteError writes err (an error of Begin) with the charger's
+// ErrorWriter.
 func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	// Answer unless the client went away. A request whose deadline passed
-	// still has a client waiting: returning without writing would send it
-	// an empty 200.
-	if errors.Is(r.Context().Err(), context.Canceled) {
-		return
-	}
 	c.errors.WriteError(w, r, err)
 }
 
-// Begin decides whether the call r may run, and reserves its cost: it is
-// the first half of what Charge does, for adapters. The error, when not
-// nil, is an *Error ready for ErrorWriter (see Charge for which). On
-// success the caller must run the handler with the request ch.Request(r)
-// (its context carries the Charge, so that SetCost works) inside ch.Run,
-// and report the
+var errNegativeCost = misconfigured("the cost of the call is negative")
+
+// Begin decides whether the call r may run, and reserves its cost: the
+// first half of what Middleware does, for adapters. The error, when not
+// nil, is an *Error ready for WriteError (see ChargeCredits for which). On
+// success the caller must run the handler inside ch.Run and report the
 // status its framework sends: through ch.ResponseWriter for a framework
 // that sends the status when WriteHeader is called, or with
 // ch.ObserveStatus at the moment it sends it. (By hand: set
 // ch.SetResponseHeaders just before writing a 2xx status, then call
-// ch.Settle with the final status, or ch.Release if the handler panicked or
-// the client went away.) Write a Begin error with WriteError.
+// ch.Settle with the final status, or ch.Release if the handler panicked
+// or the client went away.) SetCost on r's context reaches the Charge.
 //
 // When r carries an idempotency key, Begin reads r's body (at most
 // MaxIdempotentBody bytes) to fingerprint the call and replaces r.Body
 // with an in-memory copy.
-func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
-	if cost < 0 {
-		return nil, errNegativeCost
-	}
-	p, ok := FromContext(r.Context())
-	if !ok {
-		return nil, c.errNoPrincipal
-	}
-	acct, err := c.account(p)
+func (c *Charger) Begin(r *http.Request) (*Charge, error) {
+	st, k, err := callerOf(r.Context(), "ChargeCredits")
 	if err != nil {
 		return nil, err
 	}
-	req := ReserveRequest{Account: acct, Amount: cost, KeyID: p.KeyID}
-	if ids := r.Header["X-Request-Id"]; len(ids) == 1 && saneRequestID(ids[0]) {
-		req.RequestID = ids[0]
+	cost, err := c.cost(r)
+	if err != nil {
+		return nil, err
 	}
+	if cost < 0 {
+		return nil, errNegativeCost
+	}
+	req := ReserveRequest{Account: k.Org.Account(), Amount: cost, KeyID: k.ID}
+	req.RequestID, _ = incomingRequestID(r)
 	if req.IdempotencyKey, err = c.idempotencyKey(r.Header); err != nil {
 		return nil, err
 	}
@@ -509,52 +176,38 @@ func (c *Charger) Begin(r *http.Request, cost int64) (*Charge, error) {
 			return nil, err
 		}
 	}
-	ctx := r.Context()
-	res, err := c.ledger.Reserve(ctx, req)
+	res, err := c.ledger.Reserve(r.Context(), req)
 	if err != nil {
 		switch {
-		case errors.Is(err, ErrInsufficientCredits):
-			e := InsufficientCredits(cost, max(res.Available, 0))
-			e.Cause = err
-			return nil, e
 		case errors.Is(err, ErrIdempotencyKeyInUse):
-			return nil, c.errKeyInUse
+			return nil, c.fail.keyInUse
 		case errors.Is(err, ErrIdempotencyKeyReused):
-			return nil, c.errKeyReused
+			return nil, c.fail.keyReused
 		}
-		return nil, ServiceUnavailable("credit ledger", err)
+		return nil, ledgerFailure(cost, res, err)
 	}
-	// On a request from RequireAPIKey (AttachPrincipal) the Charge lives in
-	// the request's state, claimed only now that the call is allowed: no
-	// allocation of its own.
-	ch := stateOf(ctx).claimCharge()
-	if ch == nil {
-		ch = new(Charge)
-	}
-	ch.c, ch.parent, ch.acct, ch.cost = c, ctx, acct, cost
+	ch := st.newCharge()
+	ch.c, ch.st, ch.parent, ch.detached, ch.acct, ch.cost = c, st, r.Context(), detach.Context{Parent: r.Context()}, req.Account, cost
 	ch.res = chargeRes{ID: res.ID, Amount: res.Amount, Available: res.Available, Charged: res.Charged,
 		ExpiresAt: res.ExpiresAt, Replayed: res.Replayed}
 	if res.Replayed {
 		ch.cost = res.Charged
+	} else {
+		ch.alive = startKeepAlive(ch)
 	}
 	return ch, nil
 }
 
-func (c *Charger) account(p *Principal) (Account, error) {
-	org := &Organization{ID: p.OrgID, Plan: p.Plan}
-	if p.Key != nil {
-		org = &p.Key.Org
+// ledgerFailure is the answer to a ledger error while reserving amount:
+// 402 for too few credits, 503 for anything else.
+func ledgerFailure(amount int64, res Reservation, err error) *Error {
+	if errors.Is(err, ErrInsufficientCredits) {
+		return insufficientCredits(amount, res.Available, err)
 	}
-	alloc := org.MonthlyCredits
-	if alloc <= 0 {
-		plan, ok := c.plans[org.Plan]
-		if !ok {
-			return Account{}, Misconfigured("the organization's plan " + strconv.Quote(org.Plan) + " is not in ChargeCredits' plan table")
-		}
-		alloc = plan.MonthlyCredits
-	}
-	return Account{OrgID: org.ID, Allocation: alloc, AllowOverage: org.AllowOverage}, nil
+	return ServiceUnavailable("credit ledger", err)
 }
+
+func isIdempotencyKeyByte(c byte) bool { return isAlnum(c) || c == '_' || c == '-' }
 
 // idempotencyKey returns the call's idempotency key, "" for none.
 func (c *Charger) idempotencyKey(h http.Header) (string, error) {
@@ -562,10 +215,10 @@ func (c *Charger) idempotencyKey(h http.Header) (string, error) {
 	var k string
 	switch {
 	case len(a) > 1 || len(b) > 1:
-		return "", c.errTwoKeys
+		return "", c.fail.twoKeys
 	case len(a) == 1 && len(b) == 1:
 		if a[0] != b[0] {
-			return "", c.errTwoKeys
+			return "", c.fail.twoKeys
 		}
 		k = a[0]
 	case len(a) == 1:
@@ -575,24 +228,10 @@ func (c *Charger) idempotencyKey(h http.Header) (string, error) {
 	default:
 		return "", nil
 	}
-	if !ValidIdempotencyKey(k) {
-		return "", c.errBadKey
+	if !bytesIn(k, 64, isIdempotencyKeyByte) {
+		return "", c.fail.badKey
 	}
 	return k, nil
-}
-
-// ValidIdempotencyKey reports whether k matches ^[A-Za-z0-9_-]{1,64}$.
-func ValidIdempotencyKey(k string) bool {
-	if k == "" || len(k) > 64 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		ch := k[i]
-		if !('a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '_' || ch == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // fingerprint is SHA-256 of the method, path, query and body of r. It
@@ -610,10 +249,10 @@ func (c *Charger) fingerprint(r *http.Request) (string, error) {
 	if r.Body != nil && r.Body != http.NoBody {
 		body, err := io.ReadAll(io.LimitReader(r.Body, c.maxBody+1))
 		if err != nil {
-			return "", c.errBodyUnreadable
+			return "", c.fail.bodyUnreadable
 		}
 		if int64(len(body)) > c.maxBody {
-			return "", c.errBodyTooLarge
+			return "", c.fail.bodyTooLarge
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		h.Write(body)
@@ -624,10 +263,12 @@ func (c *Charger) fingerprint(r *http.Request) (string, error) {
 // Charge is one call's reservation, from Begin to Settle. Its methods are
 // safe for concurrent use.
 type Charge struct {
-	c      *Charger
-	parent context.Context
-	acct   Account
-	res    chargeRes
+	c        *Charger
+	parent   context.Context // the request's
+	detached detach.Context  // parent without its cancellation, for settling
+	acct     Account
+	res      chargeRes
+	alive    *keepAlive
 
 	// w, status, hijacked and returned belong to the goroutine serving the
 	// request (the middleware and the handler's writes).
@@ -639,9 +280,7 @@ type Charge struct {
 	mu      sync.Mutex
 	cost    int64
 	settled bool
-	hdrSet  bool
-	hdrBuf  [20]byte
-	hdrVal  [1]string
+	st      *requestState
 }
 
 // chargeRes is a Reservation without its OrgID, which is the account's.
@@ -651,10 +290,11 @@ type chargeRes struct {
 	Replayed                       bool
 }
 
-// ChargeFromContext returns the Charge of the call ctx belongs to, if any.
+// ChargeFromContext returns the Charge of the call ctx belongs to: the
+// innermost ChargeCredits in front of the handler.
 func ChargeFromContext(ctx context.Context) (*Charge, bool) {
-	ch, ok := ctx.Value(chargeKey{}).(*Charge)
-	return ch, ok && ch != nil
+	ch := stateFrom(ctx).charge()
+	return ch, ch != nil
 }
 
 // SetCost sets the final cost, in credits (≥ 0), of the call ctx belongs
@@ -673,8 +313,8 @@ func ChargeFromContext(ctx context.Context) (*Charge, bool) {
 // It returns ErrNoCharge outside a ChargeCredits chain, ErrInvalidAmount
 // for a negative cost and ErrChargeSettled after the call was settled.
 func SetCost(ctx context.Context, credits int64) error {
-	ch, ok := ChargeFromContext(ctx)
-	if !ok {
+	ch := stateFrom(ctx).charge()
+	if ch == nil {
 		return ErrNoCharge
 	}
 	return ch.SetCost(credits)
@@ -696,12 +336,7 @@ func (ch *Charge) SetCost(credits int64) error {
 	if credits > ch.res.Amount {
 		res, err := ch.c.ledger.Adjust(ch.parent, ch.acct, ch.res.ID, credits)
 		if err != nil {
-			if errors.Is(err, ErrInsufficientCredits) {
-				e := InsufficientCredits(credits-ch.res.Amount, max(res.Available, 0))
-				e.Cause = err
-				return e
-			}
-			return ServiceUnavailable("credit ledger", err)
+			return ledgerFailure(credits-ch.res.Amount, res, err)
 		}
 		ch.res.Amount, ch.res.Available = res.Amount, res.Available
 	}
@@ -751,20 +386,10 @@ func (ch *Charge) remaining() int64 {
 func (ch *Charge) SetResponseHeaders(h http.Header) {
 	ch.mu.Lock()
 	n := ch.remaining()
-	if !ch.hdrSet {
-		// The first value is formatted into the Charge itself: no
-		// allocation. The bytes are never written again, so the string
-		// stays immutable.
-		ch.hdrSet = true
-		b := strconv.AppendInt(ch.hdrBuf[:0], n, 10)
-		ch.hdrVal[0] = unsafe.String(unsafe.SliceData(b), len(b))
-		h[HeaderCreditsRemaining] = ch.hdrVal[:1:1]
-	} else {
-		h[HeaderCreditsRemaining] = []string{strconv.FormatInt(n, 10)}
-	}
 	ch.mu.Unlock()
+	h[HeaderCreditsRemaining] = ch.st.intHeaderValue(n)
 	if ch.res.Replayed {
-		h[HeaderIdempotentReplayed] = []string{"true"}
+		h[HeaderIdempotentReplayed] = ch.st.headerValue("true")
 	}
 }
 
@@ -784,10 +409,11 @@ func (ch *Charge) Settle(status int) error {
 	ch.settled = true
 	cost := ch.cost
 	ch.mu.Unlock()
+	ch.alive.stop()
 	if ch.res.Replayed {
 		return nil
 	}
-	ctx := (*detachedCtx)(ch)
+	ctx := &ch.detached
 	if status >= 200 && status <= 299 {
 		return ch.c.ledger.Commit(ctx, ch.acct, ch.res.ID, cost)
 	}
@@ -796,10 +422,6 @@ func (ch *Charge) Settle(status int) error {
 
 // Release ends the call without charging it: Settle with no status.
 func (ch *Charge) Release() error { return ch.Settle(0) }
-
-// Context returns the request context of the call, carrying the Charge
-// (for SetCost and ChargeFromContext).
-func (ch *Charge) Context() context.Context { return (*chargeCtx)(ch) }
 
 // ResponseWriter returns w seen through the Charge: the first final
 // status written through it (WriteHeader, or 200 on the first Write, Flush
@@ -813,17 +435,6 @@ func (ch *Charge) Context() context.Context { return (*chargeCtx)(ch) }
 func (ch *Charge) ResponseWriter(w http.ResponseWriter) http.ResponseWriter {
 	ch.w = w
 	return (*chargeWriter)(ch)
-}
-
-// Request returns r as the rest of the chain must see it, its context
-// carrying the Charge (SetCost and ChargeFromContext find it): r itself
-// when r's context is RequireAPIKey's request state with no Charge yet (the
-// Charge is put there), else a copy of r with the context ch.Context().
-func (ch *Charge) Request(r *http.Request) *http.Request {
-	if st := stateOf(r.Context()); st != nil && (st.charge.Load() == ch || st.charge.CompareAndSwap(nil, ch)) {
-		return r
-	}
-	return r.WithContext(ch.Context())
 }
 
 // ObserveStatus tells the Charge that the response's status code is being
@@ -866,10 +477,6 @@ func (ch *Charge) Run(next func(), commit func()) {
 // settles. A panic is not recovered: finish releases and lets it go on.
 func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
 	cw := ch.ResponseWriter(w)
-	// Directly behind RequireAPIKey the request's context is its state,
-	// which has a slot for the Charge: no second copy of the request. Any
-	// other context (or a second ChargeCredits) gets the Charge's own.
-	r = ch.Request(r)
 	ch.Run(func() { next.ServeHTTP(cw, r) }, nil)
 }
 
@@ -897,7 +504,7 @@ func (ch *Charge) finish(commit func()) {
 		if errors.Is(err, ErrReservationExpired) {
 			level = slog.LevelWarn
 		}
-		ch.c.errors.logger().LogAttrs((*detachedCtx)(ch), level, "keyward: settling credits failed; the call is not charged",
+		ch.c.errors.logger().LogAttrs(&ch.detached, level, "keyward: settling credits failed; the call is not charged",
 			slog.String("orgId", ch.acct.OrgID),
 			slog.Int64("reservationId", ch.res.ID),
 			slog.Int("status", status),
@@ -917,41 +524,6 @@ func (ch *Charge) sawStatus(h http.Header, code int) {
 		ch.SetResponseHeaders(h)
 	}
 }
-
-type chargeKey struct{}
-
-// chargeCtx is the Charge seen as the request's context: the parent
-// context plus the Charge as a value, in the Charge's own allocation.
-type chargeCtx Charge
-
-func (c *chargeCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
-func (c *chargeCtx) Done() <-chan struct{}       { return c.parent.Done() }
-func (c *chargeCtx) Err() error                  { return c.parent.Err() }
-func (c *chargeCtx) Value(key any) any {
-	if _, ok := key.(chargeKey); ok {
-		return (*Charge)(c)
-	}
-	return c.parent.Value(key)
-}
-func (c *chargeCtx) String() string { return "keyward.Charge context" }
-
-// detachedCtx is the parent context without its cancellation or deadline
-// (context.WithoutCancel, without the allocation): settling must finish
-// even when the client went away.
-type detachedCtx Charge
-
-func (c *detachedCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c *detachedCtx) Done() <-chan struct{}       { return nil }
-func (c *detachedCtx) Err() error                  { return nil }
-func (c *detachedCtx) Value(key any) any {
-	if _, ok := key.(chargeKey); ok {
-		return (*Charge)(c)
-	}
-	// Rare (a ledger reading a trace span, say): WithoutCancel also hides
-	// the parent's cancellation cause.
-	return context.WithoutCancel(c.parent).Value(key)
-}
-func (c *detachedCtx) String() string { return "keyward.Charge context (detached)" }
 
 // chargeWriter is the Charge seen as the handler's ResponseWriter: it
 // records the status and keeps Flusher, Hijacker and ReaderFrom working;
@@ -1016,3 +588,78 @@ func (cw *chargeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap returns the underlying ResponseWriter, for http.ResponseController.
 func (cw *chargeWriter) Unwrap() http.ResponseWriter { return cw.w }
+
+// keepAlive renews a call's reservation while its handler runs, so that a
+// live call's reservation never expires under it (a slow handler, a client
+// that sends or reads slowly): only a dead process's reservation expires.
+// Its timer is kept in a pool, so that a call costs no allocation for it.
+type keepAlive struct {
+	t  *time.Timer
+	mu sync.Mutex
+	ch *Charge // nil once the call is settled
+}
+
+var keepAlives = sync.Pool{New: func() any {
+	k := &keepAlive{}
+	k.t = time.AfterFunc(time.Hour, k.renew)
+	k.t.Stop()
+	return k
+}}
+
+// Bounds of the renewal delay: half the time the reservation has left,
+// measured on the system clock.
+const (
+	minRenewDelay = 10 * time.Millisecond
+	maxRenewDelay = DefaultReservationTTL / 2
+)
+
+func renewDelay(expires time.Time) time.Duration {
+	return min(max(time.Until(expires)/2, minRenewDelay), maxRenewDelay)
+}
+
+func startKeepAlive(ch *Charge) *keepAlive {
+	k := keepAlives.Get().(*keepAlive)
+	k.mu.Lock()
+	k.ch = ch
+	k.mu.Unlock()
+	k.t.Reset(renewDelay(ch.res.ExpiresAt))
+	return k
+}
+
+// renew runs on the timer's goroutine: it extends the reservation and
+// schedules the next renewal, unless the call was settled meanwhile.
+func (k *keepAlive) renew() {
+	k.mu.Lock()
+	ch := k.ch
+	k.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	expires, err := ch.c.ledger.Extend(&ch.detached, ch.acct, ch.res.ID)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ch != ch {
+		return // settled (and perhaps reused) while we renewed
+	}
+	switch {
+	case err == nil:
+		k.t.Reset(renewDelay(expires))
+	case errors.Is(err, ErrReservationExpired) || errors.Is(err, ErrReservationNotFound):
+		ch.c.errors.logger().LogAttrs(&ch.detached, slog.LevelWarn, "keyward: a running call's reservation was lost; it will not be charged",
+			slog.String("orgId", ch.acct.OrgID), slog.Int64("reservationId", ch.res.ID), slog.Any("error", err))
+	default: // the ledger failed: try again soon
+		k.t.Reset(minRenewDelay * 100)
+	}
+}
+
+// stop ends the renewals and returns k to the pool (k may be nil).
+func (k *keepAlive) stop() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	k.ch = nil
+	k.mu.Unlock()
+	k.t.Stop()
+	keepAlives.Put(k)
+}

@@ -51,7 +51,7 @@ func BenchmarkChargeCredits(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cache.Close()
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func BenchmarkChargeCredits(b *testing.B) {
 	}{
 		{"auth", auth.Middleware(okHandler)},
 		{"auth+attach", auth.Middleware(attachState(okHandler))},
-		{"auth+credits", auth.Middleware(charge(okHandler))},
+		{"auth+credits", auth.Middleware(charge.Middleware(okHandler))},
 	}
 	r := benchRequest(b, k.Key)
 	for _, c := range chains {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 )
 
@@ -41,8 +42,8 @@ func ExampleChargeCredits() {
 			fmt.Fprintf(w, "enriched %d", n)
 		}))))
 
-	org, _ := store.CreateOrg(context.Background(), keyward.NewOrg{Name: "acme", Plan: "free"}) // 100 credits a month
-	key, _ := store.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "production"})
+	org, _ := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"}) // 100 credits a month
+	key, _ := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "production"})
 
 	for _, target := range []string{"/v1/enrich", "/v1/enrich/batch?size=90", "/v1/enrich/batch?size=10", "/v1/enrich"} {
 		r := httptest.NewRequest(http.MethodPost, target, nil)

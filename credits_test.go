@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -29,7 +30,7 @@ type creditFixture struct {
 	ledger  *memstore.Ledger
 	faulty  *faultyLedger
 	charger *keyward.Charger
-	key     keyward.CreatedKey
+	key     manage.CreatedKey
 }
 
 // newCreditFixture gives the fixture's organization monthlyCredits (0:
@@ -617,7 +618,7 @@ func TestChargeCreditsConfigErrors(t *testing.T) {
 	_, err := keyward.ChargeCredits(keyward.CreditConfig{
 		Cost:              -1,
 		CostFunc:          func(*http.Request) (int64, error) { return 1, nil },
-		Plans:             map[string]keyward.Plan{"free": {MonthlyCredits: -5}},
+		Plans:             *keyward.Plans{"free": {MonthlyCredits: -5}},
 		MaxIdempotentBody: -1,
 	})
 	require.Error(t, err)
@@ -626,7 +627,7 @@ func TestChargeCreditsConfigErrors(t *testing.T) {
 	}
 	var ce *keyward.ConfigError
 	assert.ErrorAs(t, err, &ce)
-	_, err = keyward.NewCharger(keyward.CreditConfig{Ledger: &faultyLedger{}, Plans: map[string]keyward.Plan{}})
+	_, err = keyward.NewCharger(keyward.CreditConfig{Ledger: &faultyLedger{}, Plans: *keyward.Plans{}})
 	assert.ErrorContains(t, err, "CreditConfig.Plans")
 
 	c, err := keyward.NewCharger(keyward.CreditConfig{Ledger: &faultyLedger{}})
@@ -850,7 +851,7 @@ func TestFullChainHotPathAllocations(t *testing.T) {
 	f := newCreditFixture(t, 0, true) // overage: never runs out
 	perm, err := keyward.EnforcePermissions("transactions:enrich")
 	require.NoError(t, err)
-	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Plans: map[string]keyward.Plan{
+	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Plans: *keyward.Plans{
 		"free": {Name: "free", RequestsPerMinute: 1 << 40, MonthlyCredits: 100}}})
 	require.NoError(t, err)
 	charge, err := f.charger.Charge(1)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 )
 
@@ -28,8 +29,8 @@ func ExampleRequireAPIKey() {
 		fmt.Fprintf(w, "hello %s", p.Key.Org.Name)
 	})))
 
-	org, _ := store.CreateOrg(context.Background(), keyward.NewOrg{Name: "acme", Plan: "free"})
-	key, _ := store.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "production"})
+	org, _ := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"})
+	key, _ := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "production"})
 
 	for _, presented := range []string{key.Key, "", "sk_live_123"} {
 		r := httptest.NewRequest(http.MethodGet, "/v1/categories", nil)

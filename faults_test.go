@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,7 +70,7 @@ func TestSlowStore(t *testing.T) {
 	ctx := context.Background()
 	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
 	require.NoError(t, err)
-	org, err := store.CreateOrg(ctx, keyward.NewOrg{Name: "acme"})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
 	require.NoError(t, err)
 	slow := &slowStore{KeyStore: store, delay: 3 * time.Second}
 	const lookupTimeout = 500 * time.Millisecond
@@ -83,7 +84,7 @@ func TestSlowStore(t *testing.T) {
 	h := auth.Middleware(okHandler)
 	keys := make([]string, 40)
 	for i := range keys {
-		k, err := store.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "k"})
+		k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
 		require.NoError(t, err)
 		keys[i] = k.Key
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/require"
 )
@@ -64,10 +65,10 @@ func newHeaderFuzz(t testing.TB) *headerFuzz {
 	ctx := context.Background()
 	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
 	require.NoError(t, err)
-	org, err := store.CreateOrg(ctx, keyward.NewOrg{Name: "acme"})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
 	require.NoError(t, err)
-	newKey := func(env keyward.Environment) keyward.CreatedKey {
-		k, err := store.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "k", Environment: env})
+	newKey := func(env keyward.Environment) manage.CreatedKey {
+		k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k", Environment: env})
 		require.NoError(t, err)
 		return k
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/require"
 )
@@ -85,9 +86,16 @@ func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 func newFixture(t testing.TB, mutate ...func(*keyward.AuthConfig)) *fixture {
 	t.Helper()
+	return newFixtureWithPlans(t, nil, mutate...)
+}
+
+// newFixtureWithPlans is newFixture over a store with the plan table plans
+// (nil: the defaults).
+func newFixtureWithPlans(t testing.TB, plans *keyward.Plans, mutate ...func(*keyward.AuthConfig)) *fixture {
+	t.Helper()
 	f := &fixture{now: newClock(), logs: &syncBuffer{}}
 	var err error
-	f.store, err = memstore.New(memstore.Options{Prefix: "triq_", Now: f.now.Now})
+	f.store, err = memstore.New(memstore.Options{Prefix: "triq_", Now: f.now.Now, Plans: plans})
 	require.NoError(t, err)
 	f.probe = &probeStore{inner: f.store}
 	f.cache, err = keyward.NewCache(f.probe, keyward.CacheConfig{})
@@ -101,24 +109,24 @@ func newFixture(t testing.TB, mutate ...func(*keyward.AuthConfig)) *fixture {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	f.auth, err = keyward.NewAuthenticator(cfg)
+	f.auth, err = keyward.RequireAPIKey(cfg)
 	require.NoError(t, err)
 	f.handler = f.auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := keyward.FromContext(r.Context())
+		k, ok := keyward.FromContext(r.Context())
 		if !ok {
-			http.Error(w, "no principal", http.StatusInternalServerError)
+			http.Error(w, "no key", http.StatusInternalServerError)
 			return
 		}
-		_, _ = w.Write([]byte("hello " + p.OrgID + " " + p.KeyID))
+		_, _ = w.Write([]byte("hello " + k.Org.ID + " " + k.ID))
 	}))
-	f.org, err = f.store.CreateOrg(context.Background(), keyward.NewOrg{Name: "acme", Plan: "free"})
+	f.org, err = f.store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"})
 	require.NoError(t, err)
 	return f
 }
 
-func (f *fixture) newKey(t testing.TB, mutate ...func(*keyward.NewKey)) keyward.CreatedKey {
+func (f *fixture) newKey(t testing.TB, mutate ...func(*manage.KeySpec)) manage.CreatedKey {
 	t.Helper()
-	n := keyward.NewKey{OrgID: f.org.ID, Name: "production", Permissions: []string{"transactions:enrich"}}
+	n := manage.KeySpec{OrgID: f.org.ID, Name: "production", Permissions: []string{"transactions:enrich"}}
 	for _, m := range mutate {
 		m(&n)
 	}

@@ -30,13 +30,13 @@ func TestNewKeyFormatRejectsBadPrefixes(t *testing.T) {
 	}
 }
 
-func TestGeneratedKeysParse(t *testing.T) {
+func TestGeneratedKeysAreValid(t *testing.T) {
 	t.Parallel()
 	f := mustFormat(t)
 	for range 1000 {
 		k, err := f.Generate()
 		require.NoError(t, err)
-		require.Equal(t, keyward.KeyOK, f.Parse(k))
+		require.True(t, f.Valid(k))
 		require.Len(t, k, f.Len())
 		require.True(t, strings.HasPrefix(k, "triq_"))
 	}
@@ -75,11 +75,11 @@ func TestGeneratedBodiesAreUniform(t *testing.T) {
 	}
 }
 
-// parseCases are shared by the table test and the fuzz seed corpus.
-func parseCases(t testing.TB) []struct {
+// validCases are shared by the table test and the fuzz seed corpus.
+func validCases(t testing.TB) []struct {
 	name string
 	in   string
-	want keyward.ParseResult
+	want bool
 } {
 	f := mustFormat(t)
 	valid, err := f.Generate()
@@ -100,43 +100,47 @@ func parseCases(t testing.TB) []struct {
 	return []struct {
 		name string
 		in   string
-		want keyward.ParseResult
+		want bool
 	}{
-		{"valid", valid, keyward.KeyOK},
-		{"empty", "", keyward.KeyWrongPrefix},
-		{"upper-case prefix", "TRIQ_" + valid[5:], keyward.KeyWrongPrefix},
-		{"other prefix", "sk_" + valid[5:], keyward.KeyWrongPrefix},
-		{"bearer", "Bearer " + valid, keyward.KeyWrongPrefix},
-		{"prefix only", "triq_", keyward.KeyMalformed},
-		{"short", valid[:len(valid)-1], keyward.KeyMalformed},
-		{"long", valid + "a", keyward.KeyMalformed},
-		{"wrong checksum", string(flip), keyward.KeyMalformed},
-		{"changed body", string(bodyFlip), keyward.KeyMalformed},
-		{"trailing newline", valid + "\n", keyward.KeyMalformed},
-		{"NUL inside", valid[:10] + "\x00" + valid[11:], keyward.KeyMalformed},
-		{"non-ASCII inside", valid[:10] + "é" + valid[12:], keyward.KeyMalformed},
-		{"dash inside", valid[:10] + "-" + valid[11:], keyward.KeyMalformed},
-		{"checksum overflow", valid[:len(valid)-6] + "zzzzzz", keyward.KeyMalformed},
+		{"valid", valid, true},
+		{"empty", "", false},
+		{"upper-case prefix", "TRIQ_" + valid[5:], false},
+		{"other prefix", "sk_" + valid[5:], false},
+		{"bearer", "Bearer " + valid, false},
+		{"prefix only", "triq_", false},
+		{"short", valid[:len(valid)-1], false},
+		{"long", valid + "a", false},
+		{"wrong checksum", string(flip), false},
+		{"changed body", string(bodyFlip), false},
+		{"trailing newline", valid + "\n", false},
+		{"NUL inside", valid[:10] + "\x00" + valid[11:], false},
+		{"non-ASCII inside", valid[:10] + "é" + valid[12:], false},
+		{"dash inside", valid[:10] + "-" + valid[11:], false},
+		{"checksum overflow", valid[:len(valid)-6] + "zzzzzz", false},
 	}
 }
 
-func TestParse(t *testing.T) {
+func TestValid(t *testing.T) {
 	t.Parallel()
 	f := mustFormat(t)
-	for _, tc := range parseCases(t) {
+	for _, tc := range validCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			assert.Equal(t, tc.want, f.Parse(tc.in))
+			assert.Equal(t, tc.want, f.Valid(tc.in))
 		})
 	}
+	var zero keyward.KeyFormat
+	assert.False(t, zero.Valid(""), "the zero format accepts nothing")
+	_, err := zero.Generate()
+	assert.Error(t, err)
 }
 
-func TestParseDoesNotAllocate(t *testing.T) {
+func TestValidDoesNotAllocate(t *testing.T) {
 	f := mustFormat(t)
 	k, _ := f.Generate()
 	allocs := testing.AllocsPerRun(100, func() {
-		if f.Parse(k) != keyward.KeyOK {
-			t.Fatal("valid key did not parse")
+		if !f.Valid(k) {
+			t.Fatal("valid key not valid")
 		}
 		_ = keyward.Hash(k)
 	})
@@ -156,22 +160,29 @@ func TestHashAndHint(t *testing.T) {
 	assert.Equal(t, "triq_…", f.Hint("triq_abc"))
 }
 
-func FuzzParse(f *testing.F) {
+func FuzzValid(f *testing.F) {
 	format := mustFormat(f)
-	for _, tc := range parseCases(f) {
+	for _, tc := range validCases(f) {
 		f.Add(tc.in)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		res := format.Parse(in)
-		if res == keyward.KeyOK {
-			// Anything accepted must have the exact layout and a checksum
-			// that a generated key would have.
+		if format.Valid(in) {
+			// Anything accepted must have the exact layout: the prefix,
+			// then only base62 characters.
 			if len(in) != format.Len() || !strings.HasPrefix(in, "triq_") {
 				t.Fatalf("accepted a key of length %d", len(in))
 			}
-		}
-		if !strings.HasPrefix(in, "triq_") && res != keyward.KeyWrongPrefix {
-			t.Fatalf("no prefix but result %v", res)
+			for _, c := range []byte(in[5:]) {
+				if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+					t.Fatalf("accepted a key with %q", c)
+				}
+			}
+			// One character changed breaks the checksum.
+			b := []byte(in)
+			b[len(b)-1] = map[bool]byte{true: '0', false: '1'}[b[len(b)-1] != '0']
+			if format.Valid(string(b)) {
+				t.Fatalf("accepted %q and %q", in, b)
+			}
 		}
 		_ = format.Hint(in)
 		_ = keyward.Hash(in)
@@ -190,6 +201,6 @@ func ExampleKeyFormat_Generate() {
 	// Show the key to its owner once; store only keyward.Hash(key) and
 	// format.Hint(key).
 	hash, hint := keyward.Hash(key), format.Hint(key)
-	fmt.Println(len(key), format.Parse(key), len(hash.String()), len(hint) > len("triq_"))
-	// Output: 41 ok 64 true
+	fmt.Println(len(key), format.Valid(key), len(hash.String()), len(hint) > len("triq_"))
+	// Output: 41 true 64 true
 }

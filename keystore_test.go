@@ -77,7 +77,7 @@ func TestPlainStoreWithoutCache(t *testing.T) {
 	k := f.newKey(t)
 	h, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: f.store, Prefix: "triq_"})
 	require.NoError(t, err)
-	handler := h(okHandler)
+	handler := h.Middleware(okHandler)
 	for range 3 {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("X-API-Key", k.Key)
@@ -91,9 +91,22 @@ func TestPlainStoreWithoutCache(t *testing.T) {
 	w := httptest.NewRecorder()
 	handler.ServeHTTP(w, r)
 	assert.Equal(t, http.StatusUnauthorized, w.Code, "and sees a revocation at once")
-	p, ok := keyward.FromContext(keyward.WithPrincipal(context.Background(), &keyward.Principal{OrgID: "o"}))
+	rec := &keyward.KeyRecord{ID: "k", Org: keyward.Organization{ID: "o"}}
+	got, ok := keyward.FromContext(keyward.WithKey(context.Background(), rec))
 	assert.True(t, ok)
-	assert.Equal(t, "o", p.OrgID)
+	assert.Same(t, rec, got)
 	_, ok = keyward.FromContext(context.Background())
+	assert.False(t, ok)
+	_, ok = keyward.FromContext(keyward.WithKey(context.Background(), nil))
+	assert.False(t, ok, "WithKey(ctx, nil) carries no key")
+	// AttachKey: a copy of the request whose context carries the key; the
+	// original is untouched.
+	r = httptest.NewRequest(http.MethodGet, "/", nil)
+	r2 := keyward.AttachKey(r, rec)
+	got, ok = keyward.FromContext(r2.Context())
+	assert.True(t, ok)
+	assert.Same(t, rec, got)
+	assert.NotSame(t, r, r2)
+	_, ok = keyward.FromContext(r.Context())
 	assert.False(t, ok)
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // unlimited is a plan table under which no benchmark ever hits a limit.
-var unlimited = map[string]keyward.Plan{"free": {Name: "free", RequestsPerMinute: 1 << 50}}
+var unlimited = *keyward.Plans{"free": {Name: "free", RequestsPerMinute: 1 << 50}}
 
 // RateLimitChains builds, over one limiter store, the three handlers the
 // rate-limit benchmarks compare:

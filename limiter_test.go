@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/ulule/limiter/v3"
@@ -110,9 +111,9 @@ func TestRateLimitIsPerOrganization(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
 	a1, a2 := l.newKey(t), l.newKey(t)
-	orgB, err := l.store.CreateOrg(context.Background(), keyward.NewOrg{Name: "b"})
+	orgB, err := l.store.CreateOrg(context.Background(), manage.OrgSpec{Name: "b"})
 	require.NoError(t, err)
-	b := l.newKey(t, func(n *keyward.NewKey) { n.OrgID = orgB.ID })
+	b := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = orgB.ID })
 
 	for i := range 60 {
 		k := a1
@@ -133,7 +134,7 @@ func TestRateLimitIsPerOrganization(t *testing.T) {
 func TestPerKeyLimitStricterThanThePlan(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
-	strict := l.newKey(t, func(n *keyward.NewKey) { n.RatePerMinute = 5 })
+	strict := l.newKey(t, func(n *manage.KeySpec) { n.RatePerMinute = 5 })
 	other := l.newKey(t)
 	for i := 1; i <= 5; i++ {
 		w := l.call(strict.Key)
@@ -173,9 +174,9 @@ func TestPlanChangeTakesEffect(t *testing.T) {
 func TestCustomRateOverridesThePlan(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
-	big, err := l.store.CreateOrg(context.Background(), keyward.NewOrg{Name: "big", Plan: "enterprise", RatePerMinute: 5000})
+	big, err := l.store.CreateOrg(context.Background(), manage.OrgSpec{Name: "big", Plan: "enterprise", RatePerMinute: 5000})
 	require.NoError(t, err)
-	k := l.newKey(t, func(n *keyward.NewKey) { n.OrgID = big.ID })
+	k := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = big.ID })
 	w := l.call(k.Key)
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "5000", w.Header().Get("X-RateLimit-Limit"))
@@ -184,7 +185,7 @@ func TestCustomRateOverridesThePlan(t *testing.T) {
 func TestUnknownPlanIsAMisconfiguration(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t, func(c *keyward.RateLimitConfig) {
-		c.Plans = map[string]keyward.Plan{"pro": {Name: "pro", RequestsPerMinute: 10}}
+		c.Plans = *keyward.Plans{"pro": {Name: "pro", RequestsPerMinute: 10}}
 	})
 	k := l.newKey(t) // org on "free", which this table lacks
 	w := l.call(k.Key)
@@ -242,7 +243,7 @@ func TestRateLimitWithoutRequireAPIKey(t *testing.T) {
 
 func TestNewRateLimiterRejectsNegativeRates(t *testing.T) {
 	t.Parallel()
-	_, err := keyward.NewRateLimiter(keyward.RateLimitConfig{Plans: map[string]keyward.Plan{"x": {RequestsPerMinute: -1}}})
+	_, err := keyward.NewRateLimiter(keyward.RateLimitConfig{Plans: *keyward.Plans{"x": {RequestsPerMinute: -1}}})
 	var ce *keyward.ConfigError
 	assert.ErrorAs(t, err, &ce)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,7 +38,7 @@ func TestRequireAPIKeyRejections(t *testing.T) {
 	valid := f.newKey(t)
 	revoked := f.newKey(t)
 	require.NoError(t, f.store.RevokeKey(context.Background(), revoked.Record.ID))
-	expired := f.newKey(t, func(n *keyward.NewKey) { n.ExpiresIn = time.Minute })
+	expired := f.newKey(t, func(n *manage.KeySpec) { n.ExpiresIn = time.Minute })
 	unknown, _ := f.store.Format().Generate()
 	f.now.Advance(time.Minute) // expired is now past its end; valid is unaffected
 	require.Equal(t, http.StatusOK, f.do(withKey(valid.Key)).Code)
@@ -82,7 +83,7 @@ func TestRequireAPIKeyEnvironment(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(c *keyward.AuthConfig) { c.Environments = []keyward.Environment{keyward.EnvLive} })
 	live := f.newKey(t)
-	test := f.newKey(t, func(n *keyward.NewKey) { n.Environment = keyward.EnvTest })
+	test := f.newKey(t, func(n *manage.KeySpec) { n.Environment = keyward.EnvTest })
 	assert.Equal(t, http.StatusOK, f.do(withKey(live.Key)).Code)
 	w := f.do(withKey(test.Key))
 	require.Equal(t, http.StatusForbidden, w.Code)
@@ -377,9 +378,9 @@ func TestCancelledRequestDoesNotWaitForTheStore(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
 }
 
-func TestNewAuthenticatorReportsEveryProblem(t *testing.T) {
+func TestRequireAPIKeyReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := keyward.NewAuthenticator(keyward.AuthConfig{
+	_, err := keyward.RequireAPIKey(keyward.AuthConfig{
 		Prefix:       "TRIQ",
 		Header:       "X API Key",
 		Environments: []keyward.Environment{"staging"},
@@ -450,30 +451,6 @@ func TestOverlongKeyHeaderIsRefused(t *testing.T) {
 	assert.Equal(t, http.StatusOK, f.do(withKey("  "+key+"\t")).Code, "a key with a little white space still works")
 }
 
-func TestErrorWriterPinsMeta(t *testing.T) {
-	t.Parallel()
-	ew := &keyward.ErrorWriter{
-		Version:   "2.0.0",
-		Now:       func() time.Time { return time.Date(2026, 1, 19, 10, 30, 0, 0, time.FixedZone("X", 3600)) },
-		RequestID: func(*http.Request) string { return "fixed" },
-	}
-	w := httptest.NewRecorder()
-	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), keyward.InsufficientCredits(3, 1))
-	assert.Equal(t, http.StatusPaymentRequired, w.Code)
-	assert.JSONEq(t, `{"success":false,"error":{"code":"insufficient_credits",
-		"message":"Insufficient credits. Enable overages or upgrade your plan.",
-		"details":{"creditsRequired":3,"creditsRemaining":1}},
-		"meta":{"generatedAt":"2026-01-19T09:30:00Z","requestId":"fixed","version":"2.0.0"}}`, w.Body.String())
-	// A plain error becomes a 500 that reveals nothing of it.
-	w = httptest.NewRecorder()
-	ew.Logger = slog.New(slog.DiscardHandler)
-	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), errors.New("secret detail"))
-	assert.Equal(t, http.StatusInternalServerError, w.Code)
-	assert.NotContains(t, w.Body.String(), "secret detail")
-	assert.True(t, errors.Is(keyward.RateLimited(60, 0, time.Now(), time.Second), keyward.ErrRateLimited))
-	assert.False(t, errors.Is(keyward.ErrRevokedAPIKey, keyward.ErrExpiredAPIKey))
-}
-
 func TestDepartedClientIsNotLoggedAsAnOutage(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -495,10 +472,10 @@ func TestDepartedClientIsNotLoggedAsAnOutage(t *testing.T) {
 	assert.NotContains(t, f.logs.String(), "request failed", "a departed client is not an outage")
 }
 
-// A key served from the cache's front skips the checksum check, never the
-// prefix: an authenticator with another prefix sharing the cache still
-// refuses it, and a key one character off is still malformed.
-func TestCacheFrontKeepsFormatChecks(t *testing.T) {
+// A key served from the cache keeps every format check: an authenticator
+// with another prefix sharing the cache still refuses it, and a key one
+// character off is still malformed and reaches no store.
+func TestCacheKeepsFormatChecks(t *testing.T) {
 	f := newFixture(t)
 	k := f.newKey(t)
 	require.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
@@ -507,7 +484,7 @@ func TestCacheFrontKeepsFormatChecks(t *testing.T) {
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("X-API-Key", k.Key)
-	other(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served with a foreign prefix") })).ServeHTTP(w, r)
+	other.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served with a foreign prefix") })).ServeHTTP(w, r)
 	assert.Equal(t, http.StatusUnauthorized, w.Code)
 	assert.Equal(t, "invalid_api_key_format", decodeEnvelope(t, w).Error.Details["reason"])
 
@@ -521,10 +498,9 @@ func TestCacheFrontKeepsFormatChecks(t *testing.T) {
 	assert.Equal(t, http.StatusOK, f.do(withKey(k.Key)).Code)
 }
 
-// Keys of different organizations sharing the cache front's single slot
-// (MaxKeys 1), used concurrently: each request gets its own key's
-// Principal.
-func TestRequireAPIKeySharedFrontSlot(t *testing.T) {
+// Keys of different organizations in a cache of one key (MaxKeys 1), used
+// concurrently: each request gets its own key's record.
+func TestRequireAPIKeyTinyCache(t *testing.T) {
 	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
 	require.NoError(t, err)
 	cache, err := keyward.NewCache(store, keyward.CacheConfig{MaxKeys: 1})
@@ -532,15 +508,15 @@ func TestRequireAPIKeySharedFrontSlot(t *testing.T) {
 	t.Cleanup(cache.Close)
 	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	require.NoError(t, err)
-	h := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := keyward.FromContext(r.Context())
-		_, _ = w.Write([]byte(p.KeyID))
+	h := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, _ := keyward.FromContext(r.Context())
+		_, _ = w.Write([]byte(k.ID))
 	}))
-	var keys []keyward.CreatedKey
+	var keys []manage.CreatedKey
 	for i := range 6 {
-		org, err := store.CreateOrg(context.Background(), keyward.NewOrg{Name: "org" + strconv.Itoa(i), Plan: "free"})
+		org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "org" + strconv.Itoa(i), Plan: "free"})
 		require.NoError(t, err)
-		k, err := store.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "k", Permissions: []string{"*"}})
+		k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k", Permissions: []string{"*"}})
 		require.NoError(t, err)
 		keys = append(keys, k)
 	}

@@ -3,13 +3,14 @@ package keyward
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 )
 
-// ValidatePermission checks one permission: "resource:action",
+// validatePermission checks one permission: "resource:action",
 // "resource:*" or "*", where resource and action are non-empty runs of
 // letters, digits and _.- (matching is case-sensitive).
-func ValidatePermission(p string) error {
+func validatePermission(p string) error {
 	if p == "*" {
 		return nil
 	}
@@ -25,25 +26,16 @@ func ValidatePermission(p string) error {
 func ValidatePermissions(perms []string) error {
 	var errs []error
 	for _, p := range perms {
-		if err := ValidatePermission(p); err != nil {
+		if err := validatePermission(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func permWord(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func permWord(s string) bool { return bytesIn(s, 64, isPermByte) }
+
+func isPermByte(c byte) bool { return isAlnum(c) || c == '_' || c == '.' || c == '-' }
 
 // grants reports whether a held permission covers the required one, which
 // is of the form resource:action.
@@ -55,10 +47,10 @@ func grants(held, required string) bool {
 	return n >= 2 && held[n-2:] == ":*" && len(required) > n-1 && required[:n-1] == held[:n-1]
 }
 
-// HasPermissions reports whether held covers every required permission,
+// missingPermissions reports whether held covers every required permission,
 // and if not, which are missing (in the order required). It allocates only
 // when something is missing.
-func HasPermissions(held, required []string) (missing []string) {
+func missingPermissions(held, required []string) (missing []string) {
 	for _, r := range required {
 		ok := false
 		for _, h := range held {
@@ -74,7 +66,7 @@ func HasPermissions(held, required []string) (missing []string) {
 	return missing
 }
 
-// PermissionConfig configures EnforcePermissions.
+// PermissionConfig configures EnforcePermissions for one route.
 type PermissionConfig struct {
 	// Required are the permissions the route needs, each resource:action
 	// (wildcards are for keys, not routes). At least one.
@@ -84,18 +76,17 @@ type PermissionConfig struct {
 }
 
 // PermissionChecker decides whether a request's key holds a route's
-// permissions. It is what EnforcePermissions runs, exported so that
-// adapters for other routers share the decision. It is immutable and safe
-// for concurrent use.
+// permissions: EnforcePermissions. Its Middleware is the net/http handler;
+// adapters for other routers call Check and WriteError. It is immutable
+// and safe for concurrent use.
 type PermissionChecker struct {
-	required    []string
-	errors      *ErrorWriter
-	noPrincipal *Error
+	required []string
+	errors   *ErrorWriter
 }
 
-// NewPermissionChecker checks cfg and returns the PermissionChecker it
+// EnforcePermissions checks cfg and returns the PermissionChecker it
 // describes, or every problem in cfg joined into one error.
-func NewPermissionChecker(cfg PermissionConfig) (*PermissionChecker, error) {
+func EnforcePermissions(cfg PermissionConfig) (*PermissionChecker, error) {
 	var errs []error
 	if len(cfg.Required) == 0 {
 		errs = append(errs, &ConfigError{Field: "PermissionConfig.Required", Problem: "is empty; name at least one permission"})
@@ -103,31 +94,27 @@ func NewPermissionChecker(cfg PermissionConfig) (*PermissionChecker, error) {
 	for _, p := range cfg.Required {
 		if strings.Contains(p, "*") {
 			errs = append(errs, &ConfigError{Field: "permission " + quoteList([]string{p}), Problem: "is a wildcard; a route requires exact resource:action permissions"})
-		} else if err := ValidatePermission(p); err != nil {
+		} else if err := validatePermission(p); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &PermissionChecker{
-		required:    append([]string(nil), cfg.Required...),
-		errors:      cfg.Errors,
-		noPrincipal: Misconfigured("EnforcePermissions needs RequireAPIKey in front of it"),
-	}, nil
+	return &PermissionChecker{required: slices.Clone(cfg.Required), errors: cfg.Errors}, nil
 }
 
-// Check returns nil when the Principal in r's context holds every required
+// Check returns nil when the key in r's context holds every required
 // permission; otherwise an *Error: 403 authorization_error with
 // details.required and details.missing, or 500 internal_error when there is
-// no Principal (RequireAPIKey not in front).
+// no key (RequireAPIKey not in front).
 func (c *PermissionChecker) Check(r *http.Request) error {
-	p, ok := FromContext(r.Context())
-	if !ok {
-		return c.noPrincipal
+	_, k, err := callerOf(r.Context(), "EnforcePermissions")
+	if err != nil {
+		return err
 	}
-	if missing := HasPermissions(p.Permissions, c.required); missing != nil {
-		return PermissionDenied(append([]string(nil), c.required...), missing)
+	if missing := missingPermissions(k.Permissions, c.required); missing != nil {
+		return permissionDenied(slices.Clone(c.required), missing)
 	}
 	return nil
 }
@@ -148,21 +135,4 @@ func (c *PermissionChecker) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// NewPermissionCheck checks cfg and returns the middleware that lets
-// through only requests whose Principal holds every required permission
-// (see PermissionChecker.Check for the answers). It is
-// NewPermissionChecker(cfg).Middleware.
-func NewPermissionCheck(cfg PermissionConfig) (Middleware, error) {
-	c, err := NewPermissionChecker(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return c.Middleware, nil
-}
-
-// EnforcePermissions is NewPermissionCheck with the default error writer.
-func EnforcePermissions(perms ...string) (Middleware, error) {
-	return NewPermissionCheck(PermissionConfig{Required: perms})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/ulule/limiter/v3"
 )
@@ -14,7 +15,7 @@ import (
 type Backends struct {
 	// Keys and Manager hold the organization and its key.
 	Keys    keyward.KeyStore
-	Manager keyward.KeyManager
+	Manager manage.KeyManager
 	// Ledger holds the credits.
 	Ledger keyward.CreditLedger
 	// Counters holds the rate-limit counters; nil for keyward's default.
@@ -25,7 +26,7 @@ type Backends struct {
 
 // Unlimited is a plan under which no benchmark hits a limit or runs out of
 // credits.
-var Unlimited = map[string]keyward.Plan{"free": {Name: "free", RequestsPerMinute: 1 << 40, MonthlyCredits: 1 << 40}}
+var Unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: 1 << 40, MonthlyCredits: 1 << 40}})
 
 // Chain is the full keyward chain of one route and a request for it.
 type Chain struct {
@@ -45,11 +46,11 @@ var Ok = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write
 // ChargeCredits(1) → Ok on b, with one organization (overage allowed) and
 // one key holding every permission.
 func NewChain(ctx context.Context, b Backends) (*Chain, error) {
-	org, err := b.Manager.CreateOrg(ctx, keyward.NewOrg{Name: "bench", Plan: "free", AllowOverage: true})
+	org, err := b.Manager.CreateOrg(ctx, manage.OrgSpec{Name: "bench", Plan: "free", AllowOverage: true})
 	if err != nil {
 		return nil, err
 	}
-	k, err := b.Manager.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "bench", Permissions: []string{"*"}})
+	k, err := b.Manager.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "bench", Permissions: []string{"*"}})
 	if err != nil {
 		return nil, err
 	}
@@ -65,15 +66,15 @@ func NewChain(ctx context.Context, b Backends) (*Chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	perm, err := keyward.EnforcePermissions("transactions:enrich")
+	perm, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
 	if err != nil {
 		return nil, err
 	}
-	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: b.Counters, Plans: Unlimited})
+	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: b.Counters})
 	if err != nil {
 		return nil, err
 	}
-	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: b.Ledger, Plans: Unlimited, Cost: 1})
+	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: b.Ledger, Cost: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func NewChain(ctx context.Context, b Backends) (*Chain, error) {
 	}
 	r.Header.Set("X-API-Key", k.Key)
 	r.RemoteAddr = "203.0.113.7:41234"
-	return &Chain{Handler: auth(perm(limit(charge(Ok)))), Request: r, Key: k.Key, close: closeFn}, nil
+	return &Chain{Handler: auth.Middleware(perm.Middleware(limit.Middleware(charge.Middleware(Ok)))), Request: r, Key: k.Key, close: closeFn}, nil
 }
 
 // MemoryBackends are keyward's in-process defaults.

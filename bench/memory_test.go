@@ -64,18 +64,18 @@ func TestMemoryBound(t *testing.T) {
 		t.Errorf("the key cache grew by %.1f MiB for %d unknown keys; its MaxKeys should hold it under %.0f MiB", grown, n, cacheMiB)
 	}
 
-	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{})
+	rl, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The organizations call three windows ago; the sweep goes by the system
 	// clock, so a request now is what ends their windows.
 	now := time.Now()
-	then := now.Add(-3 * keyward.RateWindow)
-	principal := func(i int) *keyward.Principal {
+	then := now.Add(-3 * time.Minute)
+	principal := func(i int) *keyward.KeyRecord {
 		id := "org_" + strconv.Itoa(i)
-		return &keyward.Principal{OrgID: id, KeyID: "key_" + strconv.Itoa(i), Plan: "free",
-			Key: &keyward.KeyRecord{ID: "key_" + strconv.Itoa(i), Org: keyward.Organization{ID: id, Plan: "free"}}}
+		return &keyward.KeyRecord{ID: "key_" + strconv.Itoa(i),
+			Org: keyward.Organization{ID: id, Plan: "free", Limits: keyward.Limits{RequestsPerMinute: 60}}}
 	}
 	for i := range n {
 		if _, err := rl.Allow(ctx, principal(i), then); err != nil {

@@ -21,9 +21,6 @@ type Stack struct {
 	// Limiter is RateLimitByOrg's decision, on in-memory counters, with a
 	// clock stopped in the middle of a window.
 	Limiter *keyward.RateLimiter
-	// Charger is ChargeCredits' decision, on a memory ledger that fails for
-	// one organization.
-	Charger *keyward.Charger
 	// Errors is the writer every handler above answers with, its meta
 	// pinned: a fixed generatedAt and version, requestId echoed from the
 	// request's X-Request-Id. Route handlers use it too.
@@ -47,11 +44,10 @@ type Route struct {
 	Permissions *keyward.PermissionChecker
 	// Limit: RateLimitByOrg with Stack.Limiter.
 	Limit bool
-	// Charge: ChargeCredits with Stack.Charger, at Cost credits, or at
-	// CostFunc's cost when CostFunc is not nil.
-	Charge   bool
-	Cost     int64
-	CostFunc keyward.CostFunc
+	// Charge: ChargeCredits with this Charger (each route's has its own
+	// cost; all share one memory ledger that fails for one organization);
+	// nil for none.
+	Charge *keyward.Charger
 	// Handler is the application; serve it through the framework's
 	// wrapper for net/http handlers (gin.WrapH, echo.WrapHandler). Nil when
 	// NativeFailure is set.
@@ -80,18 +76,8 @@ func NetHTTP(s Stack) (http.Handler, error) {
 				http.Error(w, http.StatusText(code), code)
 			})
 		}
-		if rt.Charge {
-			var charge keyward.Middleware
-			var err error
-			if rt.CostFunc != nil {
-				charge, err = s.Charger.ChargeFunc(rt.CostFunc)
-			} else {
-				charge, err = s.Charger.Charge(rt.Cost)
-			}
-			if err != nil {
-				return nil, err
-			}
-			h = charge(h)
+		if rt.Charge != nil {
+			h = rt.Charge.Middleware(h)
 		}
 		if rt.Limit {
 			h = s.Limiter.Middleware(h)

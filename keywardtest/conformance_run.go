@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,18 +108,18 @@ func newConformance(t *testing.T) *conformance {
 		},
 		Logger: discard,
 	}
-	newOrg := func(n keyward.NewOrg) keyward.Organization {
+	newOrg := func(n manage.OrgSpec) keyward.Organization {
 		o, err := c.store.CreateOrg(ctx, n)
 		require.NoError(t, err)
 		c.orgs = append(c.orgs, o)
 		return o
 	}
-	acme := newOrg(keyward.NewOrg{Name: "acme", Plan: "growth", MonthlyCredits: 1000})
-	tight := newOrg(keyward.NewOrg{Name: "tight", Plan: "free", RatePerMinute: 2})
-	broke := newOrg(keyward.NewOrg{Name: "broke", Plan: "free", MonthlyCredits: 1})
-	down := newOrg(keyward.NewOrg{Name: "ledger-down", Plan: "free"})
-	newKey := func(name string, org keyward.Organization, mutate func(*keyward.NewKey)) keyward.CreatedKey {
-		n := keyward.NewKey{OrgID: org.ID, Name: name, Permissions: []string{"transactions:enrich", "transactions:read"}}
+	acme := newOrg(manage.OrgSpec{Name: "acme", Plan: "growth", MonthlyCredits: 1000})
+	tight := newOrg(manage.OrgSpec{Name: "tight", Plan: "free", RatePerMinute: 2})
+	broke := newOrg(manage.OrgSpec{Name: "broke", Plan: "free", MonthlyCredits: 1})
+	down := newOrg(manage.OrgSpec{Name: "ledger-down", Plan: "free"})
+	newKey := func(name string, org keyward.Organization, mutate func(*manage.KeySpec)) manage.CreatedKey {
+		n := manage.KeySpec{OrgID: org.ID, Name: name, Permissions: []string{"transactions:enrich", "transactions:read"}}
 		if mutate != nil {
 			mutate(&n)
 		}
@@ -128,11 +129,11 @@ func newConformance(t *testing.T) *conformance {
 		return k
 	}
 	newKey("production", acme, nil)
-	newKey("read-only", acme, func(n *keyward.NewKey) { n.Permissions = []string{"transactions:read"} })
-	newKey("test-env", acme, func(n *keyward.NewKey) { n.Environment = keyward.EnvTest })
+	newKey("read-only", acme, func(n *manage.KeySpec) { n.Permissions = []string{"transactions:read"} })
+	newKey("test-env", acme, func(n *manage.KeySpec) { n.Environment = keyward.EnvTest })
 	require.NoError(t, c.store.RevokeKey(ctx, newKey("revoked", acme, nil).Record.ID))
 	clock.Set(ConformanceNow.Add(-2 * time.Hour))
-	newKey("expired", acme, func(n *keyward.NewKey) { n.ExpiresIn = time.Hour })
+	newKey("expired", acme, func(n *manage.KeySpec) { n.ExpiresIn = time.Hour })
 	clock.Set(ConformanceNow)
 	keys.down[newKey("store-down", acme, nil).Record.Hash] = true
 	newKey("tight", tight, nil)
@@ -141,20 +142,22 @@ func newConformance(t *testing.T) *conformance {
 
 	s := &c.stack
 	s.Errors = ew
-	s.Auth, err = keyward.NewAuthenticator(keyward.AuthConfig{
+	s.Auth, err = keyward.RequireAPIKey(keyward.AuthConfig{
 		Keys: cache, Prefix: "triq_", Errors: ew, Now: clock.Now,
 		Environments: []keyward.Environment{keyward.EnvLive},
 	})
 	require.NoError(t, err)
-	s.Limiter, err = keyward.NewRateLimiter(keyward.RateLimitConfig{Errors: ew, Now: clock.Now, Logger: discard})
+	s.Limiter, err = keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Now: clock.Now, Logger: discard})
 	require.NoError(t, err)
-	s.Charger, err = keyward.NewCharger(keyward.CreditConfig{
-		Ledger: &failingLedger{CreditLedger: c.ledger, downOrg: down.ID}, Errors: ew, MaxIdempotentBody: 64,
+	enrich, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
+	require.NoError(t, err)
+	ledger := &failingLedger{CreditLedger: c.ledger, downOrg: down.ID}
+	s.Routes = c.routes(enrich, func(cfg keyward.CreditConfig) *keyward.Charger {
+		cfg.Ledger, cfg.Errors, cfg.MaxIdempotentBody = ledger, ew, 64
+		ch, err := keyward.ChargeCredits(cfg)
+		require.NoError(t, err)
+		return ch
 	})
-	require.NoError(t, err)
-	enrich, err := keyward.NewPermissionChecker(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
-	require.NoError(t, err)
-	s.Routes = c.routes(enrich)
 	return c
 }
 
@@ -174,7 +177,7 @@ func answer(w http.ResponseWriter, r *http.Request, status int) {
 	p, ok := keyward.FromContext(r.Context())
 	body := appBody{OK: ok && status < 300}
 	if ok {
-		body.Org, body.Key, body.Plan = p.Key.Org.Name, p.Key.Name, p.Plan
+		body.Org, body.Key, body.Plan = p.Org.Name, p.Name, p.Org.Plan
 	}
 	if ch, ok := keyward.ChargeFromContext(r.Context()); ok {
 		body.Charged, body.Cost = true, ch.Cost()
@@ -189,17 +192,18 @@ func answer(w http.ResponseWriter, r *http.Request, status int) {
 	_, _ = w.Write(append(out, '\n'))
 }
 
-func (c *conformance) routes(enrich *keyward.PermissionChecker) []Route {
+func (c *conformance) routes(enrich *keyward.PermissionChecker, charger func(keyward.CreditConfig) *keyward.Charger) []Route {
+	one := charger(keyward.CreditConfig{Cost: 1})
 	ew := c.stack.Errors
 	status := func(code int) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { answer(w, r, code) })
 	}
 	charged := func(path string, h http.Handler) Route {
-		return Route{Method: http.MethodPost, Path: path, Auth: true, Limit: true, Charge: true, Cost: 1, Handler: h}
+		return Route{Method: http.MethodPost, Path: path, Auth: true, Limit: true, Charge: one, Handler: h}
 	}
 	return []Route{
 		{Method: http.MethodPost, Path: "/v1/transactions/enrich", Auth: true, Permissions: enrich, Limit: true,
-			Charge: true, Cost: 1, Handler: status(http.StatusOK)},
+			Charge: one, Handler: status(http.StatusOK)},
 		{Method: http.MethodGet, Path: "/v1/categories", Auth: true, Limit: true, Handler: status(http.StatusOK)},
 		{Method: http.MethodGet, Path: "/v1/misconfigured", Limit: true, Handler: status(http.StatusOK)},
 		charged("/v1/fail/500", status(http.StatusInternalServerError)),
@@ -207,7 +211,7 @@ func (c *conformance) routes(enrich *keyward.PermissionChecker) []Route {
 		charged("/v1/panic", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 			panic("keywardtest: the handler panicked")
 		})),
-		{Method: http.MethodPost, Path: "/v1/native", Auth: true, Limit: true, Charge: true, Cost: 1,
+		{Method: http.MethodPost, Path: "/v1/native", Auth: true, Limit: true, Charge: one,
 			NativeFailure: http.StatusUnprocessableEntity},
 		charged("/v1/empty", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})),
 		charged("/v1/created", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -234,14 +238,14 @@ func (c *conformance) routes(enrich *keyward.PermissionChecker) []Route {
 			}
 			answer(w, r, http.StatusOK)
 		})),
-		{Method: http.MethodPost, Path: "/v1/estimate", Auth: true, Limit: true, Charge: true,
-			CostFunc: func(r *http.Request) (int64, error) {
+		{Method: http.MethodPost, Path: "/v1/estimate", Auth: true, Limit: true,
+			Charge: charger(keyward.CreditConfig{CostFunc: func(r *http.Request) (int64, error) {
 				n, err := strconv.ParseInt(r.Header.Get("X-Cost"), 10, 64)
 				if err != nil {
 					return 0, keyward.Validation(http.StatusBadRequest, "X-Cost must be a whole number.", nil)
 				}
 				return n, nil
-			},
+			}}),
 			Handler: status(http.StatusOK)},
 	}
 }
@@ -439,9 +443,7 @@ func serve(h http.Handler, r *http.Request) (rec *httptest.ResponseRecorder, pan
 func (c *conformance) spent(t *testing.T) (spent int64) {
 	t.Helper()
 	for _, o := range c.orgs {
-		acct, err := keyward.AccountFor(o, keyward.DefaultPlans())
-		require.NoError(t, err)
-		b, err := c.ledger.Balance(context.Background(), acct)
+		b, err := c.ledger.Balance(context.Background(), o.Account())
 		require.NoError(t, err)
 		assert.Zero(t, b.Reserved, "credits still reserved for %s after the call", o.Name)
 		spent += b.Spent
@@ -451,9 +453,7 @@ func (c *conformance) spent(t *testing.T) (spent int64) {
 
 func (c *conformance) available(t *testing.T, o keyward.Organization) int64 {
 	t.Helper()
-	acct, err := keyward.AccountFor(o, keyward.DefaultPlans())
-	require.NoError(t, err)
-	b, err := c.ledger.Balance(context.Background(), acct)
+	b, err := c.ledger.Balance(context.Background(), o.Account())
 	require.NoError(t, err)
 	return b.Available
 }

@@ -1,5 +1,5 @@
 // Package memstore keeps organizations and keys in memory: a
-// keyward.KeyStore and keyward.KeyManager for tests, demos and servers of
+// keyward.KeyStore and manage.KeyManager for tests, demos and servers of
 // one process. Nothing survives a restart; use sqlstore for that.
 package memstore
 
@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/manage"
 )
 
 // Options configure a Store. Every zero value means the default said
@@ -21,16 +22,16 @@ type Options struct {
 	Prefix string
 	// Plans is the plan table organizations may name. Nil:
 	// keyward.DefaultPlans().
-	Plans map[string]keyward.Plan
+	Plans *keyward.Plans
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 }
 
-// Store is an in-memory keyward.KeyStore and keyward.KeyManager. It is safe
+// Store is an in-memory keyward.KeyStore and manage.KeyManager. It is safe
 // for concurrent use.
 type Store struct {
 	format keyward.KeyFormat
-	plans  map[string]keyward.Plan
+	plans  *keyward.Plans
 	now    func() time.Time
 
 	mu       sync.RWMutex
@@ -41,8 +42,8 @@ type Store struct {
 }
 
 var (
-	_ keyward.KeyStore   = (*Store)(nil)
-	_ keyward.KeyManager = (*Store)(nil)
+	_ keyward.KeyStore  = (*Store)(nil)
+	_ manage.KeyManager = (*Store)(nil)
 )
 
 // New returns an empty Store.
@@ -105,9 +106,9 @@ func (s *Store) joined(k *keyward.KeyRecord) keyward.KeyRecord {
 	return rec
 }
 
-// CreateOrg implements keyward.KeyManager.
-func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
-	o, err := keyward.NewOrganization(ids.New("org_"), n, s.plans)
+// CreateOrg implements manage.KeyManager.
+func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organization, error) {
+	o, err := manage.NewOrg(ids.New("org_"), n, s.plans)
 	if err != nil {
 		return keyward.Organization{}, err
 	}
@@ -117,18 +118,18 @@ func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organi
 	return o, nil
 }
 
-// Org implements keyward.KeyManager.
+// Org implements manage.KeyManager.
 func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	o, ok := s.orgs[id]
 	if !ok {
-		return keyward.Organization{}, keyward.ErrOrgNotFound
+		return keyward.Organization{}, manage.ErrOrgNotFound
 	}
 	return *o, nil
 }
 
-// ListOrgs implements keyward.KeyManager, ordered by name then id.
+// ListOrgs implements manage.KeyManager, ordered by name then id.
 func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 	s.mu.RLock()
 	out := make([]keyward.Organization, 0, len(s.orgs))
@@ -155,19 +156,20 @@ func compare(a, b string) int {
 	return 0
 }
 
-// UpdateOrg implements keyward.KeyManager: name, plan, rate, credits and
+// UpdateOrg implements manage.KeyManager: name, plan, rate, credits and
 // overage take the values in o. Cached keys of the organization are
 // invalidated.
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
-	if err := keyward.CheckOrganization(o, s.plans); err != nil {
+	if err := manage.CheckOrg(o, s.plans); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.orgs[o.ID]
 	if !ok {
-		return keyward.ErrOrgNotFound
+		return manage.ErrOrgNotFound
 	}
+	o.Limits, _ = s.plans.Resolve(o) // CheckOrg saw that it resolves
 	*cur = o
 	for _, k := range s.keys {
 		if k.Org.ID == o.ID {
@@ -184,15 +186,15 @@ func (s *Store) notify(h keyward.KeyHash) {
 	}
 }
 
-// CreateKey implements keyward.KeyManager.
-func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
+// CreateKey implements manage.KeyManager.
+func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.CreatedKey, error) {
 	if err := n.Check(); err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.orgs[n.OrgID]; !ok {
-		return keyward.CreatedKey{}, keyward.ErrOrgNotFound
+		return manage.CreatedKey{}, manage.ErrOrgNotFound
 	}
 	now := s.now()
 	var expires time.Time
@@ -203,10 +205,10 @@ func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.Create
 }
 
 // insert makes and stores a new key; s.mu is held.
-func (s *Store) insert(orgID, name string, env keyward.Environment, perms []string, now, expires time.Time, rate int64) (keyward.CreatedKey, error) {
+func (s *Store) insert(orgID, name string, env keyward.Environment, perms []string, now, expires time.Time, rate int64) (manage.CreatedKey, error) {
 	plain, err := s.format.Generate()
 	if err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	k := &keyward.KeyRecord{
 		ID:            ids.New("key_"),
@@ -225,15 +227,15 @@ func (s *Store) insert(orgID, name string, env keyward.Environment, perms []stri
 	// A hash nobody could have presented yet; told anyway so that a cached
 	// "not found" never outlives the key's creation.
 	s.notify(k.Hash)
-	return keyward.CreatedKey{Key: plain, Record: s.joined(k)}, nil
+	return manage.CreatedKey{Key: plain, Record: s.joined(k)}, nil
 }
 
-// ListKeys implements keyward.KeyManager, newest first.
+// ListKeys implements manage.KeyManager, newest first.
 func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if _, ok := s.orgs[orgID]; !ok {
-		return nil, keyward.ErrOrgNotFound
+		return nil, manage.ErrOrgNotFound
 	}
 	var out []keyward.KeyRecord
 	for _, k := range s.keys {
@@ -250,7 +252,7 @@ func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord
 	return out, nil
 }
 
-// RevokeKey implements keyward.KeyManager.
+// RevokeKey implements manage.KeyManager.
 func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -266,17 +268,17 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 	return nil
 }
 
-// RotateKey implements keyward.KeyManager.
-func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+// RotateKey implements manage.KeyManager.
+func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (manage.CreatedKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.keys[keyID]
 	if !ok {
-		return keyward.CreatedKey{}, keyward.ErrKeyNotFound
+		return manage.CreatedKey{}, keyward.ErrKeyNotFound
 	}
 	now := s.now()
 	if old.Revoked(now) {
-		return keyward.CreatedKey{}, keyward.ErrKeyRevoked
+		return manage.CreatedKey{}, manage.ErrKeyRevoked
 	}
 	var expires time.Time
 	if !old.ExpiresAt.IsZero() {
@@ -284,7 +286,7 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	}
 	ck, err := s.insert(old.Org.ID, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
 	if err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	end := now
 	if grace > 0 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/redis/go-redis/v9"
@@ -53,15 +54,12 @@ func BenchmarkRedisRateLimit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	org, _ := keys.CreateOrg(ctx, keyward.NewOrg{Name: "bench", Plan: "free"})
-	k, _ := keys.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "bench"})
+	org, _ := keys.CreateOrg(ctx, manage.OrgSpec{Name: "bench", Plan: "enterprise", RatePerMinute: 1 << 50})
+	k, _ := keys.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "bench"})
 	cache, _ := keyward.NewCache(keys, keyward.CacheConfig{TTL: time.Hour})
 	defer cache.Close()
-	auth, _ := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
-	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{
-		Store: store,
-		Plans: map[string]keyward.Plan{"free": {Name: "free", RequestsPerMinute: 1 << 50}},
-	})
+	auth, _ := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	rl, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -62,11 +62,11 @@ func newLoggedInstance(t *testing.T, keys keyward.KeyStore, client *redis.Client
 	require.NoError(t, err)
 	t.Cleanup(cache.Close)
 	now := func() time.Time { return midWindow }
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Now: now})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Now: now})
 	require.NoError(t, err)
 	store, err := redislimit.New(context.Background(), client, redislimit.Options{Prefix: prefix})
 	require.NoError(t, err)
-	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{
+	rl, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{
 		Store: store, Now: now, FailClosed: failClosed, Logger: logger,
 		Errors: &keyward.ErrorWriter{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 	})

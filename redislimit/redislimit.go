@@ -20,9 +20,12 @@ import (
 	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
 )
 
+// DefaultPrefix prefixes every counter key when Options.Prefix is empty.
+const DefaultPrefix = "keyward"
+
 // Options configure New.
 type Options struct {
-	// Prefix prefixes every counter key. Zero: keyward.DefaultRateLimitPrefix.
+	// Prefix prefixes every counter key. Zero: DefaultPrefix.
 	// Give each API (or each test) sharing one Redis its own.
 	Prefix string
 }
@@ -39,7 +42,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (limit
 	}
 	prefix := opts.Prefix
 	if prefix == "" {
-		prefix = keyward.DefaultRateLimitPrefix
+		prefix = DefaultPrefix
 	}
 	return redisstore.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/redis/go-redis/v9"
@@ -51,12 +52,12 @@ func newInstance(t *testing.T, keys keyward.KeyStore, client *redis.Client, pref
 	cache, err := keyward.NewCache(keys, keyward.CacheConfig{})
 	require.NoError(t, err)
 	t.Cleanup(cache.Close)
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Now: now})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Now: now})
 	require.NoError(t, err)
 	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
 	require.NoError(t, err)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{
+	rl, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{
 		Store: store, Now: now, FailClosed: failClosed, Logger: quiet,
 		Errors: &keyward.ErrorWriter{Logger: quiet},
 	})
@@ -73,13 +74,13 @@ func (in instance) call(key string) *httptest.ResponseRecorder {
 	return w
 }
 
-func newOrgAndKey(t *testing.T) (*memstore.Store, keyward.CreatedKey) {
+func newOrgAndKey(t *testing.T) (*memstore.Store, manage.CreatedKey) {
 	t.Helper()
 	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
 	require.NoError(t, err)
-	org, err := store.CreateOrg(context.Background(), keyward.NewOrg{Name: "acme", Plan: "free"})
+	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"})
 	require.NoError(t, err)
-	k, err := store.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "production"})
+	k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "production"})
 	require.NoError(t, err)
 	return store, k
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 )
 
@@ -15,11 +16,11 @@ func BenchmarkLookupUncached(b *testing.B) {
 		b.Run("engine="+engine, func(b *testing.B) {
 			s := benchStore(b, engine)
 			ctx := context.Background()
-			org, err := s.CreateOrg(ctx, keyward.NewOrg{Name: "bench"})
+			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}
-			k, err := s.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "bench", Permissions: []string{"*"}})
+			k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "bench", Permissions: []string{"*"}})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/keywardtest"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -204,13 +205,13 @@ func TestPostgresCutDuringChargedLoad(t *testing.T) {
 	clock := keywardtest.NewClock(time.Now().UTC())
 	opts := sqlstore.Options{Now: clock.Now, ReservationTTL: time.Minute, Logger: quiet}
 	direct := open(t, dsn, opts) // the operator's view: not through the proxy
-	org, err := direct.CreateOrg(ctx, keyward.NewOrg{Name: "acme", MonthlyCredits: 1_000_000})
+	org, err := direct.CreateOrg(ctx, manage.OrgSpec{Name: "acme", MonthlyCredits: 1_000_000})
 	require.NoError(t, err)
 	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
 	require.NoError(t, err)
-	hot, err := direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "hot"})
+	hot, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "hot"})
 	require.NoError(t, err)
-	cold, err := direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "cold"})
+	cold, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "cold"})
 	require.NoError(t, err)
 
 	before := runtime.NumGoroutine()
@@ -328,11 +329,11 @@ func TestPostgresBlackHoleDuringChargedLoad(t *testing.T) {
 	clock := keywardtest.NewClock(time.Now().UTC())
 	opts := sqlstore.Options{Now: clock.Now, ReservationTTL: time.Minute, Logger: quiet}
 	direct := open(t, dsn, opts)
-	org, err := direct.CreateOrg(ctx, keyward.NewOrg{Name: "acme", MonthlyCredits: 1_000_000})
+	org, err := direct.CreateOrg(ctx, manage.OrgSpec{Name: "acme", MonthlyCredits: 1_000_000})
 	require.NoError(t, err)
 	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
 	require.NoError(t, err)
-	k, err := direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "k"})
+	k, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
 	require.NoError(t, err)
 	s := open(t, viaProxy, opts)
 	s.DB().SetMaxOpenConns(8) // a partition must not open a connection per request
@@ -501,15 +502,15 @@ func TestSlowPostgres(t *testing.T) {
 	clock := keywardtest.NewClock(time.Now().UTC())
 	opts := sqlstore.Options{Now: clock.Now, ReservationTTL: time.Minute, Logger: quiet}
 	direct := open(t, dsn, opts)
-	org, err := direct.CreateOrg(ctx, keyward.NewOrg{Name: "acme", MonthlyCredits: 1_000_000})
+	org, err := direct.CreateOrg(ctx, manage.OrgSpec{Name: "acme", MonthlyCredits: 1_000_000})
 	require.NoError(t, err)
 	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
 	require.NoError(t, err)
-	hot, err := direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "hot"})
+	hot, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "hot"})
 	require.NoError(t, err)
-	cold := make([]keyward.CreatedKey, 6)
+	cold := make([]manage.CreatedKey, 6)
 	for i := range cold {
-		cold[i], err = direct.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "cold"})
+		cold[i], err = direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "cold"})
 		require.NoError(t, err)
 	}
 	s := open(t, viaProxy, opts)

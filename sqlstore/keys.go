@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/manage"
 )
 
 func nanos(t time.Time) int64 {
@@ -42,7 +43,7 @@ const keyJoin = ` FROM keyward_keys k JOIN keyward_orgs o ON o.id = k.org_id `
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanKey(row scanner) (*keyward.KeyRecord, error) {
+func (s *Store) scanKey(row scanner) (*keyward.KeyRecord, error) {
 	var (
 		rec                                   keyward.KeyRecord
 		hash, env, perms                      string
@@ -65,12 +66,15 @@ func scanKey(row scanner) (*keyward.KeyRecord, error) {
 	}
 	rec.CreatedAt, rec.ExpiresAt, rec.RevokedAt, rec.LastUsedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked), fromNanos(used)
 	rec.Org.AllowOverage = over != 0
+	// An organization whose plan this store's table lacks gets no limits:
+	// the handlers then answer 500 naming the misconfiguration.
+	rec.Org.Limits, _ = s.plans.Resolve(rec.Org)
 	return &rec, nil
 }
 
 // LookupKey implements keyward.KeyStore.
 func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.KeyRecord, error) {
-	rec, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.hash = $1`, hash.String()))
+	rec, err := s.scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.hash = $1`, hash.String()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, keyward.ErrKeyNotFound
 	}
@@ -80,9 +84,9 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 	return rec, nil
 }
 
-// CreateOrg implements keyward.KeyManager.
-func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
-	o, err := keyward.NewOrganization(ids.New("org_"), n, s.plans)
+// CreateOrg implements manage.KeyManager.
+func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organization, error) {
+	o, err := manage.NewOrg(ids.New("org_"), n, s.plans)
 	if err != nil {
 		return keyward.Organization{}, err
 	}
@@ -98,19 +102,20 @@ func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organi
 
 const orgColumns = `id, name, plan, rate_per_minute, monthly_credits, allow_overage`
 
-func scanOrg(row scanner) (keyward.Organization, error) {
+func (s *Store) scanOrg(row scanner) (keyward.Organization, error) {
 	var o keyward.Organization
 	var over int64
 	err := row.Scan(&o.ID, &o.Name, &o.Plan, &o.RatePerMinute, &o.MonthlyCredits, &over)
 	o.AllowOverage = over != 0
+	o.Limits, _ = s.plans.Resolve(o)
 	return o, err
 }
 
-// Org implements keyward.KeyManager.
+// Org implements manage.KeyManager.
 func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
-	o, err := scanOrg(s.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, id))
+	o, err := s.scanOrg(s.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return keyward.Organization{}, keyward.ErrOrgNotFound
+		return keyward.Organization{}, manage.ErrOrgNotFound
 	}
 	if err != nil {
 		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: org: %w", err)
@@ -118,7 +123,7 @@ func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error
 	return o, nil
 }
 
-// ListOrgs implements keyward.KeyManager, ordered by name then id.
+// ListOrgs implements manage.KeyManager, ordered by name then id.
 func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs ORDER BY name, id`)
 	if err != nil {
@@ -127,7 +132,7 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 	defer rows.Close()
 	var out []keyward.Organization
 	for rows.Next() {
-		o, err := scanOrg(rows)
+		o, err := s.scanOrg(rows)
 		if err != nil {
 			return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
 		}
@@ -136,11 +141,11 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 	return out, rows.Err()
 }
 
-// UpdateOrg implements keyward.KeyManager: name, plan, rate, credits and
+// UpdateOrg implements manage.KeyManager: name, plan, rate, credits and
 // overage take the values in o, and every key of the organization is
 // announced on the change feed.
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
-	if err := keyward.CheckOrganization(o, s.plans); err != nil {
+	if err := manage.CheckOrg(o, s.plans); err != nil {
 		return err
 	}
 	var hashes []string
@@ -154,7 +159,7 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return keyward.ErrOrgNotFound
+			return manage.ErrOrgNotFound
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT hash FROM keyward_keys WHERE org_id = $1`, o.ID)
 		if err != nil {
@@ -180,21 +185,21 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 	return nil
 }
 
-// CreateKey implements keyward.KeyManager.
-func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
+// CreateKey implements manage.KeyManager.
+func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.CreatedKey, error) {
 	if err := n.Check(); err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	now := s.now()
 	var expires time.Time
 	if n.ExpiresIn > 0 {
 		expires = now.Add(n.ExpiresIn)
 	}
-	var ck keyward.CreatedKey
+	var ck manage.CreatedKey
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		org, err := scanOrg(tx.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, n.OrgID))
+		org, err := s.scanOrg(tx.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, n.OrgID))
 		if errors.Is(err, sql.ErrNoRows) {
-			return keyward.ErrOrgNotFound
+			return manage.ErrOrgNotFound
 		}
 		if err != nil {
 			return err
@@ -203,24 +208,24 @@ func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.Create
 		return err
 	})
 	if err != nil {
-		return keyward.CreatedKey{}, wrap("create key", err)
+		return manage.CreatedKey{}, wrap("create key", err)
 	}
 	s.notifyLocal(ck.Record.Hash.String())
 	return ck, nil
 }
 
 func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organization, name string, env keyward.Environment,
-	perms []string, now, expires time.Time, rate int64) (keyward.CreatedKey, error) {
+	perms []string, now, expires time.Time, rate int64) (manage.CreatedKey, error) {
 	plain, err := s.format.Generate()
 	if err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	if perms == nil {
 		perms = []string{}
 	}
 	permJSON, err := json.Marshal(perms)
 	if err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	rec := keyward.KeyRecord{
 		ID:            ids.New("key_"),
@@ -239,17 +244,17 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organizat
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		rec.ID, org.ID, rec.Hash.String(), rec.Hint, name, string(env), string(permJSON), rate, nanos(now), nanos(expires))
 	if err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
 	// A hash nobody could have presented yet; announced anyway so that a
 	// cached "not found" never outlives the key's creation.
 	if err := s.recordChanges(ctx, tx, rec.Hash.String()); err != nil {
-		return keyward.CreatedKey{}, err
+		return manage.CreatedKey{}, err
 	}
-	return keyward.CreatedKey{Key: plain, Record: rec}, nil
+	return manage.CreatedKey{Key: plain, Record: rec}, nil
 }
 
-// ListKeys implements keyward.KeyManager, newest first.
+// ListKeys implements manage.KeyManager, newest first.
 func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
 	if _, err := s.Org(ctx, orgID); err != nil {
 		return nil, err
@@ -261,7 +266,7 @@ func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord
 	defer rows.Close()
 	var out []keyward.KeyRecord
 	for rows.Next() {
-		rec, err := scanKey(rows)
+		rec, err := s.scanKey(rows)
 		if err != nil {
 			return nil, fmt.Errorf("keyward: sqlstore: list keys: %w", err)
 		}
@@ -270,7 +275,7 @@ func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord
 	return out, rows.Err()
 }
 
-// RevokeKey implements keyward.KeyManager.
+// RevokeKey implements manage.KeyManager.
 func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 	now := nanos(s.now())
 	var hash string
@@ -297,19 +302,19 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 	return nil
 }
 
-// RotateKey implements keyward.KeyManager.
-func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+// RotateKey implements manage.KeyManager.
+func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (manage.CreatedKey, error) {
 	now := s.now()
 	end := now
 	if grace > 0 {
 		end = now.Add(grace)
 	}
-	var ck keyward.CreatedKey
+	var ck manage.CreatedKey
 	var oldHash string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		// One conditional update decides: the key exists and is not
 		// revoked. It also locks the row for the rest of the transaction.
-		old, err := scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
+		old, err := s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return keyward.ErrKeyNotFound
 		}
@@ -325,7 +330,7 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return keyward.ErrKeyRevoked
+			return manage.ErrKeyRevoked
 		}
 		var expires time.Time
 		if !old.ExpiresAt.IsZero() {
@@ -339,7 +344,7 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 		return s.recordChanges(ctx, tx, oldHash)
 	})
 	if err != nil {
-		return keyward.CreatedKey{}, wrap("rotate key", err)
+		return manage.CreatedKey{}, wrap("rotate key", err)
 	}
 	s.notifyLocal(oldHash, ck.Record.Hash.String())
 	return ck, nil
@@ -361,7 +366,7 @@ func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
 // wrap leaves keyward's sentinels as they are and prefixes anything else.
 func wrap(op string, err error) error {
 	switch {
-	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, keyward.ErrOrgNotFound), errors.Is(err, keyward.ErrKeyRevoked):
+	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, manage.ErrOrgNotFound), errors.Is(err, manage.ErrKeyRevoked):
 		return err
 	}
 	return fmt.Errorf("keyward: sqlstore: %s: %w", op, err)

@@ -3,7 +3,7 @@
 // PostgreSQL (pgx v5) when several instances serve one API. One schema and
 // one set of queries serve both.
 //
-// A Store is a keyward.KeyStore and keyward.KeyManager with the same
+// A Store is a keyward.KeyStore and manage.KeyManager with the same
 // contract as memstore (proven by the keywardtest suites). Its change feed
 // tells every instance's cache of key changes made by any instance:
 // PostgreSQL LISTEN/NOTIFY, within milliseconds; on SQLite a polled change
@@ -29,6 +29,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
@@ -56,7 +57,7 @@ type Options struct {
 	Prefix string
 	// Plans is the plan table organizations may name. Nil:
 	// keyward.DefaultPlans().
-	Plans map[string]keyward.Plan
+	Plans *keyward.Plans
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// PollInterval is how often the SQLite change feed looks for changes
@@ -81,14 +82,14 @@ type Options struct {
 	MaxConns int
 }
 
-// Store is a keyward.KeyStore and keyward.KeyManager on SQLite or
+// Store is a keyward.KeyStore and manage.KeyManager on SQLite or
 // PostgreSQL. It is safe for concurrent use; Close it when done.
 type Store struct {
 	db      *sql.DB
 	dialect dialect
 	dsn     string // for the PostgreSQL listener connection
 	format  keyward.KeyFormat
-	plans   map[string]keyward.Plan
+	plans   *keyward.Plans
 	now     func() time.Time
 	poll    time.Duration
 	flush   time.Duration
@@ -110,7 +111,7 @@ type Store struct {
 
 var (
 	_ keyward.KeyStore      = (*Store)(nil)
-	_ keyward.KeyManager    = (*Store)(nil)
+	_ manage.KeyManager     = (*Store)(nil)
 	_ keyward.UsageRecorder = (*Store)(nil)
 )
 

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/keywardtest"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -84,7 +85,7 @@ func TestMigrations(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, int64(len(files)), n, "each migration applied once")
 			assert.Equal(t, int64(len(files)), v)
-			org, err := s.CreateOrg(ctx, keyward.NewOrg{Name: "a"})
+			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "a"})
 			require.NoError(t, err)
 			require.NoError(t, s.Close())
 			// Reopen: the data is there and nothing is applied again.
@@ -115,9 +116,9 @@ func TestRevocationReachesOtherInstances(t *testing.T) {
 			defer cache.Close()
 			b.Watch(cache)
 
-			org, err := a.CreateOrg(ctx, keyward.NewOrg{Name: "acme"})
+			org, err := a.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
 			require.NoError(t, err)
-			k, err := a.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "production"})
+			k, err := a.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production"})
 			require.NoError(t, err)
 			rec, err := cache.LookupKey(ctx, k.Record.Hash)
 			require.NoError(t, err)
@@ -241,10 +242,10 @@ func TestFeedReconnectDropsTheCache(t *testing.T) {
 
 	// And the feed works again: a change by another instance is heard.
 	other := open(t, dsn, sqlstore.Options{})
-	org, err := other.CreateOrg(context.Background(), keyward.NewOrg{Name: "a"})
+	org, err := other.CreateOrg(context.Background(), manage.OrgSpec{Name: "a"})
 	require.NoError(t, err)
 	before := c.one.Load()
-	_, err = other.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "k"})
+	_, err = other.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return c.one.Load() > before }, time.Second, 5*time.Millisecond)
 }
@@ -257,16 +258,16 @@ func TestUsageIsWrittenInBatches(t *testing.T) {
 			clock := keywardtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 			dsn := newDSN(t, engine)
 			s := open(t, dsn, sqlstore.Options{Now: clock.Now, FlushInterval: time.Hour})
-			org, err := s.CreateOrg(ctx, keyward.NewOrg{Name: "a"})
+			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "a"})
 			require.NoError(t, err)
-			k1, err := s.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "one"})
+			k1, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "one"})
 			require.NoError(t, err)
-			k2, err := s.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "two"})
+			k2, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "two"})
 			require.NoError(t, err)
 			cache, err := keyward.NewCache(s, keyward.CacheConfig{})
 			require.NoError(t, err)
 			defer cache.Close()
-			auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Usage: s})
+			auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Usage: s})
 			require.NoError(t, err)
 
 			var wg sync.WaitGroup

@@ -24,13 +24,13 @@ type keyUsage struct {
 
 func (u *usageBuffer) init() {}
 
-// RecordUse implements keyward.UsageRecorder: it counts one request of p's
-// key, to be written at the next flush (the key's last-used time becomes
+// RecordUse implements keyward.UsageRecorder: it counts one request of
+// k, to be written at the next flush (the key's last-used time becomes
 // the flush time; the organization's request count for the UTC day grows).
-func (s *Store) RecordUse(p *keyward.Principal) {
-	v, ok := s.usage.keys.Load(p.KeyID)
+func (s *Store) RecordUse(k *keyward.KeyRecord) {
+	v, ok := s.usage.keys.Load(k.ID)
 	if !ok {
-		v, _ = s.usage.keys.LoadOrStore(p.KeyID, &keyUsage{orgID: p.OrgID})
+		v, _ = s.usage.keys.LoadOrStore(k.ID, &keyUsage{orgID: k.Org.ID})
 	}
 	v.(*keyUsage).n.Add(1)
 }

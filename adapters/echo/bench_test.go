@@ -8,6 +8,7 @@ import (
 
 	"github.com/keyward/keyward"
 	keywardecho "github.com/keyward/keyward/adapters/echo"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -46,20 +47,20 @@ func newBenchDecisions(b testing.TB) *benchDecisions {
 	must(err)
 	b.Cleanup(cache.Close)
 	store.Watch(cache)
-	org, err := store.CreateOrg(ctx, keyward.NewOrg{Name: "acme", Plan: "growth", RatePerMinute: 1 << 40, AllowOverage: true})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme", Plan: "growth", RatePerMinute: 1 << 40, AllowOverage: true})
 	must(err)
-	k, err := store.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
+	k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
 	must(err)
 	ledger, err := memstore.NewLedger(memstore.LedgerOptions{})
 	must(err)
 	d := &benchDecisions{key: k.Key}
-	d.auth, err = keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	d.auth, err = keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	must(err)
-	d.perm, err = keyward.NewPermissionChecker(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
+	d.perm, err = keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
 	must(err)
-	d.limit, err = keyward.NewRateLimiter(keyward.RateLimitConfig{})
+	d.limit, err = keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	must(err)
-	d.charge, err = keyward.NewCharger(keyward.CreditConfig{Ledger: ledger})
+	d.charge, err = keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger})
 	must(err)
 	return d
 }
@@ -69,10 +70,7 @@ const benchPath = "/v1/transactions/enrich"
 // netHTTP is the full chain on net/http: a ServeMux route behind the
 // core's four middleware.
 func (d *benchDecisions) netHTTP(b testing.TB) http.Handler {
-	charge, err := d.charge.Charge(1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	charge := d.charge.Middleware
 	mux := http.NewServeMux()
 	mux.Handle("POST "+benchPath, d.auth.Middleware(d.perm.Middleware(d.limit.Middleware(charge(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +88,7 @@ func (d *benchDecisions) echo(b testing.TB) http.Handler {
 	auth, err1 := keywardecho.RequireAPIKey(d.auth)
 	perm, err2 := keywardecho.EnforcePermissions(d.perm)
 	limit, err3 := keywardecho.RateLimitByOrg(d.limit)
-	charge, err4 := keywardecho.Charge(d.charge, 1)
+	charge, err4 := keywardecho.ChargeCredits(d.charge)
 	for _, err := range []error{err1, err2, err3, err4} {
 		if err != nil {
 			b.Fatal(err)
@@ -98,7 +96,7 @@ func (d *benchDecisions) echo(b testing.TB) http.Handler {
 	}
 	e := echo.New()
 	e.POST(benchPath, func(c echo.Context) error {
-		if _, ok := keywardecho.Principal(c); !ok {
+		if _, ok := keywardecho.Key(c); !ok {
 			return c.NoContent(http.StatusInternalServerError)
 		}
 		return c.NoContent(http.StatusOK)

@@ -7,9 +7,10 @@ import (
 	"testing"
 )
 
-// The full chain through echo costs the core's one allocation (the request
-// state) plus echo's own: one closure per route middleware and request
-// (four: echo applies route middleware on every request).
+// The full chain through echo costs the core's four allocations (see the
+// core's budget in BENCHMARKS.md) plus echo's own: one closure per route
+// middleware and request (four: echo applies route middleware on every
+// request).
 func TestChainAllocations(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under the race detector")
@@ -19,7 +20,7 @@ func TestChainAllocations(t *testing.T) {
 		name string
 		h    http.Handler
 		max  float64
-	}{{"nethttp", d.netHTTP(t), 1}, {"echo", d.echo(t), 5}} {
+	}{{"nethttp", d.netHTTP(t), 4}, {"echo", d.echo(t), 8}} {
 		r := httptest.NewRequest(http.MethodPost, benchPath, nil)
 		r.Header.Set("X-API-Key", d.key)
 		w := &statusWriter{discard: discard{h: http.Header{}}}

@@ -1,14 +1,14 @@
 // Package keywardecho runs keyward's four handlers as echo middleware:
-// RequireAPIKey, EnforcePermissions, RateLimitByOrg and ChargeCredits
-// (Charge, ChargeFunc), each built from the decision the core exports
+// RequireAPIKey, EnforcePermissions, RateLimitByOrg and ChargeCredits,
+// each built from the decision the core exports
 // (keyward.Authenticator, PermissionChecker, RateLimiter, Charger). An
 // echo server answers exactly as the net/http middleware does: the same
 // statuses, headers and bytes, written by the one keyward.ErrorWriter of
 // each decision's configuration. keywardtest.RunConformance proves it.
 //
 // Order them as on net/http: RequireAPIKey first, then EnforcePermissions,
-// RateLimitByOrg and ChargeCredits. After RequireAPIKey the Principal is
-// both Principal(c) and keyward.FromContext(c.Request().Context()); after
+// RateLimitByOrg and ChargeCredits. After RequireAPIKey the caller's key is
+// both Key(c) and keyward.FromContext(c.Request().Context()); after
 // ChargeCredits, keyward.SetCost(c.Request().Context(), n) sets the call's
 // cost. A failure writes keyward's JSON error, commits the response and
 // stops the chain (the middleware returns nil: there is nothing left for
@@ -22,11 +22,9 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// Principal returns the Principal that RequireAPIKey attached to c's
-// request, if any: keyward.FromContext(c.Request().Context()). The request
-// context is the one place it is kept (echo's c.Set would cost every
-// request two allocations, its store map, for a copy).
-func Principal(c echo.Context) (*keyward.Principal, bool) {
+// Key returns the key RequireAPIKey authenticated for c's request, with
+// its organization, if any: keyward.FromContext(c.Request().Context()).
+func Key(c echo.Context) (*keyward.KeyRecord, bool) {
 	if c == nil || c.Request() == nil {
 		return nil, false
 	}
@@ -38,8 +36,8 @@ func nilError(what string) error {
 }
 
 // RequireAPIKey returns the middleware that lets through only requests
-// with a valid key (a.Authenticate), attaching its Principal to the
-// request context (Principal reads it); any other request gets a's error.
+// with a valid key (a.Authenticate), attaching it to the request
+// context (Key reads it); any other request gets a's error.
 func RequireAPIKey(a *keyward.Authenticator) (echo.MiddlewareFunc, error) {
 	if a == nil {
 		return nil, nilError("RequireAPIKey's Authenticator")
@@ -52,14 +50,14 @@ func RequireAPIKey(a *keyward.Authenticator) (echo.MiddlewareFunc, error) {
 				a.WriteError(c.Response(), r, err)
 				return nil
 			}
-			c.SetRequest(keyward.AttachPrincipal(r, p))
+			c.SetRequest(keyward.AttachKey(r, p))
 			return next(c)
 		}
 	}, nil
 }
 
 // EnforcePermissions returns the middleware that lets through only
-// requests whose Principal holds the checker's permissions (pc.Check);
+// requests whose key holds the checker's permissions (pc.Check);
 // any other request gets pc's error.
 func EnforcePermissions(pc *keyward.PermissionChecker) (echo.MiddlewareFunc, error) {
 	if pc == nil {
@@ -97,8 +95,8 @@ func RateLimitByOrg(l *keyward.RateLimiter) (echo.MiddlewareFunc, error) {
 	}, nil
 }
 
-// Charge returns the middleware that charges each call cost credits (≥ 0)
-// as keyward's Charger.Charge does: it reserves them before the rest of
+// ChargeCredits returns the middleware that charges each call as cg does
+// (its cost or cost function): it reserves the credits before the rest of
 // the chain (a refusal is written and stops it) and settles on the status
 // echo actually commits: committed on a 2xx, released on any other, on a
 // panic (which goes on), on a hijack, and when the client went away before
@@ -112,40 +110,14 @@ func RateLimitByOrg(l *keyward.RateLimiter) (echo.MiddlewareFunc, error) {
 // custom HTTPErrorHandler must likewise do nothing for a committed
 // response. A call that committed nothing is answered 200 here, as
 // net/http would answer it.
-func Charge(cg *keyward.Charger, cost int64) (echo.MiddlewareFunc, error) {
+func ChargeCredits(cg *keyward.Charger) (echo.MiddlewareFunc, error) {
 	if cg == nil {
-		return nil, nilError("Charge's Charger")
+		return nil, nilError("ChargeCredits' Charger")
 	}
-	if cost < 0 {
-		return nil, &keyward.ConfigError{Field: "keywardecho.Charge's cost", Problem: "is negative"}
-	}
-	return charge(cg, cost, nil), nil
-}
-
-// ChargeFunc is Charge with a cost computed from each request; an error
-// of cost is written as Charger.ChargeFunc writes it.
-func ChargeFunc(cg *keyward.Charger, cost keyward.CostFunc) (echo.MiddlewareFunc, error) {
-	if cg == nil {
-		return nil, nilError("ChargeFunc's Charger")
-	}
-	if cost == nil {
-		return nil, nilError("ChargeFunc's CostFunc")
-	}
-	return charge(cg, 0, cost), nil
-}
-
-func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			r := c.Request()
-			n, err := cost, error(nil)
-			if costFn != nil {
-				n, err = costFn(r)
-			}
-			var ch *keyward.Charge
-			if err == nil {
-				ch, err = cg.Begin(r, n)
-			}
+			ch, err := cg.Begin(r)
 			if err != nil {
 				cg.WriteError(c.Response(), r, err)
 				return nil
@@ -156,7 +128,6 @@ func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) echo.Middl
 			orig := res.Writer
 			res.Writer = ch.ResponseWriter(orig)
 			defer func() { res.Writer = orig }()
-			c.SetRequest(ch.Request(r))
 			ch.Run(func() {
 				if err = next(c); err != nil && !res.Committed {
 					c.Error(err)
@@ -164,5 +135,5 @@ func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) echo.Middl
 			}, func() { res.WriteHeader(http.StatusOK) })
 			return err
 		}
-	}
+	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/keyward/keyward"
 	keywardecho "github.com/keyward/keyward/adapters/echo"
 	"github.com/keyward/keyward/keywardtest"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -46,13 +47,8 @@ func buildEcho(s keywardtest.Stack) (http.Handler, error) {
 		if rt.Limit {
 			chain = append(chain, limit)
 		}
-		if rt.Charge {
-			var charge echo.MiddlewareFunc
-			if rt.CostFunc != nil {
-				charge, err = keywardecho.ChargeFunc(s.Charger, rt.CostFunc)
-			} else {
-				charge, err = keywardecho.Charge(s.Charger, rt.Cost)
-			}
+		if rt.Charge != nil {
+			charge, err := keywardecho.ChargeCredits(rt.Charge)
 			if err != nil {
 				return nil, err
 			}
@@ -96,23 +92,22 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(cache.Close)
 	store.Watch(cache)
-	org, err := store.CreateOrg(ctx, keyward.NewOrg{Name: "acme", Plan: "growth", MonthlyCredits: 100})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme", Plan: "growth", MonthlyCredits: 100})
 	require.NoError(t, err)
-	k, err := store.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
+	k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
 	require.NoError(t, err)
 	f := &fixture{key: k.Key}
 	f.ledger, err = memstore.NewLedger(memstore.LedgerOptions{})
 	require.NoError(t, err)
-	f.acct, err = keyward.AccountFor(org, keyward.DefaultPlans())
-	require.NoError(t, err)
+	f.acct = org.Account()
 
-	a, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	require.NoError(t, err)
-	pc, err := keyward.NewPermissionChecker(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
+	pc, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
 	require.NoError(t, err)
-	l, err := keyward.NewRateLimiter(keyward.RateLimitConfig{})
+	l, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	require.NoError(t, err)
-	cg, err := keyward.NewCharger(keyward.CreditConfig{Ledger: f.ledger})
+	cg, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: f.ledger})
 	require.NoError(t, err)
 	auth, err := keywardecho.RequireAPIKey(a)
 	require.NoError(t, err)
@@ -120,7 +115,7 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, err)
 	limit, err := keywardecho.RateLimitByOrg(l)
 	require.NoError(t, err)
-	charge, err := keywardecho.Charge(cg, 1)
+	charge, err := keywardecho.ChargeCredits(cg)
 	require.NoError(t, err)
 	f.chain = []echo.MiddlewareFunc{auth, perm, limit, charge}
 	return f
@@ -148,23 +143,23 @@ func (f *fixture) echo(h echo.HandlerFunc) *echo.Echo {
 	return e
 }
 
-func TestPrincipalThroughEchoAndContext(t *testing.T) {
+func TestKeyThroughEchoAndContext(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	var viaEcho, viaCtx *keyward.Principal
+	var viaEcho, viaCtx *keyward.KeyRecord
 	w := f.serve(t, f.echo(func(c echo.Context) error {
-		viaEcho, _ = keywardecho.Principal(c)
+		viaEcho, _ = keywardecho.Key(c)
 		viaCtx, _ = keyward.FromContext(c.Request().Context())
 		return c.String(http.StatusOK, "ok")
 	}))
 	require.Equal(t, http.StatusOK, w.Code)
 	require.NotNil(t, viaEcho)
 	assert.Same(t, viaEcho, viaCtx)
-	assert.Equal(t, "production", viaEcho.Key.Name)
+	assert.Equal(t, "production", viaEcho.Name)
 
 	// Without RequireAPIKey there is none, and asking does not panic.
 	c := echo.New().NewContext(httptest.NewRequest(http.MethodGet, "/", nil), httptest.NewRecorder())
-	_, ok := keywardecho.Principal(c)
+	_, ok := keywardecho.Key(c)
 	assert.False(t, ok)
 }
 
@@ -261,16 +256,6 @@ func TestNilDecisionsAreConfigErrors(t *testing.T) {
 	assert.ErrorAs(t, err, &cfgErr)
 	_, err = keywardecho.RateLimitByOrg(nil)
 	assert.ErrorAs(t, err, &cfgErr)
-	_, err = keywardecho.Charge(nil, 1)
-	assert.ErrorAs(t, err, &cfgErr)
-	_, err = keywardecho.ChargeFunc(nil, func(*http.Request) (int64, error) { return 1, nil })
-	assert.ErrorAs(t, err, &cfgErr)
-	l, err := memstore.NewLedger(memstore.LedgerOptions{})
-	require.NoError(t, err)
-	cg, err := keyward.NewCharger(keyward.CreditConfig{Ledger: l})
-	require.NoError(t, err)
-	_, err = keywardecho.Charge(cg, -1)
-	assert.ErrorAs(t, err, &cfgErr)
-	_, err = keywardecho.ChargeFunc(cg, nil)
+	_, err = keywardecho.ChargeCredits(nil)
 	assert.ErrorAs(t, err, &cfgErr)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keyward/keyward"
 	keywardgin "github.com/keyward/keyward/adapters/gin"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 )
 
@@ -45,20 +46,20 @@ func newBenchDecisions(b testing.TB) *benchDecisions {
 	must(err)
 	b.Cleanup(cache.Close)
 	store.Watch(cache)
-	org, err := store.CreateOrg(ctx, keyward.NewOrg{Name: "acme", Plan: "growth", RatePerMinute: 1 << 40, AllowOverage: true})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme", Plan: "growth", RatePerMinute: 1 << 40, AllowOverage: true})
 	must(err)
-	k, err := store.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
+	k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
 	must(err)
 	ledger, err := memstore.NewLedger(memstore.LedgerOptions{})
 	must(err)
 	d := &benchDecisions{key: k.Key}
-	d.auth, err = keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	d.auth, err = keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	must(err)
-	d.perm, err = keyward.NewPermissionChecker(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
+	d.perm, err = keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
 	must(err)
-	d.limit, err = keyward.NewRateLimiter(keyward.RateLimitConfig{})
+	d.limit, err = keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	must(err)
-	d.charge, err = keyward.NewCharger(keyward.CreditConfig{Ledger: ledger})
+	d.charge, err = keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger})
 	must(err)
 	return d
 }
@@ -68,10 +69,7 @@ const benchPath = "/v1/transactions/enrich"
 // netHTTP is the full chain on net/http: a ServeMux route behind the
 // core's four middleware.
 func (d *benchDecisions) netHTTP(b testing.TB) http.Handler {
-	charge, err := d.charge.Charge(1)
-	if err != nil {
-		b.Fatal(err)
-	}
+	charge := d.charge.Middleware
 	mux := http.NewServeMux()
 	mux.Handle("POST "+benchPath, d.auth.Middleware(d.perm.Middleware(d.limit.Middleware(charge(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +87,7 @@ func (d *benchDecisions) gin(b testing.TB) http.Handler {
 	auth, err1 := keywardgin.RequireAPIKey(d.auth)
 	perm, err2 := keywardgin.EnforcePermissions(d.perm)
 	limit, err3 := keywardgin.RateLimitByOrg(d.limit)
-	charge, err4 := keywardgin.Charge(d.charge, 1)
+	charge, err4 := keywardgin.ChargeCredits(d.charge)
 	for _, err := range []error{err1, err2, err3, err4} {
 		if err != nil {
 			b.Fatal(err)
@@ -97,7 +95,7 @@ func (d *benchDecisions) gin(b testing.TB) http.Handler {
 	}
 	e := gin.New()
 	e.POST(benchPath, auth, perm, limit, charge, func(c *gin.Context) {
-		if _, ok := keywardgin.Principal(c); !ok {
+		if _, ok := keywardgin.Key(c); !ok {
 			c.Status(http.StatusInternalServerError)
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keyward/keyward"
 	keywardgin "github.com/keyward/keyward/adapters/gin"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 )
 
@@ -22,27 +23,27 @@ func Example() {
 	ledger, _ := memstore.NewLedger(memstore.LedgerOptions{})
 
 	// The decisions, shared by every route (and every router).
-	auth, _ := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
-	enrich, _ := keyward.NewPermissionChecker(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
-	limiter, _ := keyward.NewRateLimiter(keyward.RateLimitConfig{})
-	charger, _ := keyward.NewCharger(keyward.CreditConfig{Ledger: ledger})
+	auth, _ := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	enrich, _ := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
+	limiter, _ := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	charger, _ := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger})
 
 	requireKey, _ := keywardgin.RequireAPIKey(auth) // an error only for a nil decision
 	perm, _ := keywardgin.EnforcePermissions(enrich)
 	limit, _ := keywardgin.RateLimitByOrg(limiter)
-	charge, _ := keywardgin.Charge(charger, 1)
+	charge, _ := keywardgin.ChargeCredits(charger)
 	r := gin.New()
 	r.POST("/v1/transactions/enrich", requireKey, perm, limit, charge, func(c *gin.Context) {
-		p, _ := keywardgin.Principal(c) // or keyward.FromContext(c.Request.Context())
+		p, _ := keywardgin.Key(c) // or keyward.FromContext(c.Request.Context())
 		if c.Query("bad") != "" {
 			c.AbortWithStatus(http.StatusUnprocessableEntity) // released: not charged
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"org": p.Key.Org.Name})
+		c.JSON(http.StatusOK, gin.H{"org": p.Org.Name})
 	})
 
-	org, _ := store.CreateOrg(context.Background(), keyward.NewOrg{Name: "acme", Plan: "free"})
-	key, _ := store.CreateKey(context.Background(), keyward.NewKey{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:*"}})
+	org, _ := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"})
+	key, _ := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:*"}})
 	for _, target := range []string{"/v1/transactions/enrich", "/v1/transactions/enrich?bad=1"} {
 		req := httptest.NewRequest(http.MethodPost, target, nil)
 		req.Header.Set("X-API-Key", key.Key)

@@ -1,7 +1,7 @@
 // Package keywardgin runs keyward's four handlers as gin middleware:
-// RequireAPIKey, EnforcePermissions, RateLimitByOrg and ChargeCredits
-// (Charge, ChargeFunc), each built from the decision the core exports
-// (keyward.Authenticator, PermissionChecker, RateLimiter, Charger). A gin
+// RequireAPIKey, EnforcePermissions, RateLimitByOrg and ChargeCredits,
+// each built from the decision the core exports (keyward.Authenticator,
+// PermissionChecker, RateLimiter, Charger). A gin
 // server answers exactly as the net/http middleware does: the same
 // statuses, headers and bytes, written by the one keyward.ErrorWriter of
 // each decision's configuration. keywardtest.RunConformance proves it.
@@ -22,11 +22,11 @@ import (
 	"github.com/keyward/keyward"
 )
 
-// Principal returns the Principal that RequireAPIKey attached to c's
-// request, if any: keyward.FromContext(c.Request.Context()). The request
-// context is the one place it is kept (gin's c.Set would cost every
-// request two allocations, its Keys map, for a copy).
-func Principal(c *gin.Context) (*keyward.Principal, bool) {
+// Key returns the key RequireAPIKey authenticated for c's request, with
+// its organization, if any: keyward.FromContext(c.Request.Context()). The
+// request context is the one place it is kept (gin's c.Set would cost
+// every request two allocations, its Keys map, for a copy).
+func Key(c *gin.Context) (*keyward.KeyRecord, bool) {
 	if c == nil || c.Request == nil {
 		return nil, false
 	}
@@ -38,9 +38,9 @@ func nilError(what string) error {
 }
 
 // RequireAPIKey returns the middleware that lets through only requests
-// with a valid key (a.Authenticate), attaching its Principal to the
-// request context (Principal reads it); any other request gets a's error
-// and the chain is aborted.
+// with a valid key (a.Authenticate), attaching it to the request context
+// (Key reads it); any other request gets a's error and the chain is
+// aborted.
 func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
 	if a == nil {
 		return nil, nilError("RequireAPIKey's Authenticator")
@@ -52,13 +52,13 @@ func RequireAPIKey(a *keyward.Authenticator) (gin.HandlerFunc, error) {
 			c.Abort()
 			return
 		}
-		c.Request = keyward.AttachPrincipal(c.Request, p)
+		c.Request = keyward.AttachKey(c.Request, p)
 		c.Next()
 	}, nil
 }
 
 // EnforcePermissions returns the middleware that lets through only
-// requests whose Principal holds the checker's permissions (pc.Check);
+// requests whose key holds the checker's permissions (pc.Check);
 // any other request gets pc's error and the chain is aborted.
 func EnforcePermissions(pc *keyward.PermissionChecker) (gin.HandlerFunc, error) {
 	if pc == nil {
@@ -94,46 +94,20 @@ func RateLimitByOrg(l *keyward.RateLimiter) (gin.HandlerFunc, error) {
 	}, nil
 }
 
-// Charge returns the middleware that charges each call cost credits (≥ 0)
-// as keyward's Charger.Charge does: it reserves them before the rest of
+// ChargeCredits returns the middleware that charges each call as cg does
+// (its cost or cost function): it reserves the credits before the rest of
 // the chain (a refusal is written and aborts the chain) and settles on the
-// status gin actually sends: committed on a 2xx, released on any other,
-// on a panic (which goes on), on a hijack, and when the client went away
+// status gin actually sends: committed on a 2xx, released on any other, on
+// a panic (which goes on), on a hijack, and when the client went away
 // before anything was sent. A call that sent nothing is answered with
 // gin's pending status (200 unless c.Status set another) by this
 // middleware, and settled on it.
-func Charge(cg *keyward.Charger, cost int64) (gin.HandlerFunc, error) {
+func ChargeCredits(cg *keyward.Charger) (gin.HandlerFunc, error) {
 	if cg == nil {
-		return nil, nilError("Charge's Charger")
+		return nil, nilError("ChargeCredits' Charger")
 	}
-	if cost < 0 {
-		return nil, &keyward.ConfigError{Field: "keywardgin.Charge's cost", Problem: "is negative"}
-	}
-	return charge(cg, cost, nil), nil
-}
-
-// ChargeFunc is Charge with a cost computed from each request; an error
-// of cost is written as Charger.ChargeFunc writes it.
-func ChargeFunc(cg *keyward.Charger, cost keyward.CostFunc) (gin.HandlerFunc, error) {
-	if cg == nil {
-		return nil, nilError("ChargeFunc's Charger")
-	}
-	if cost == nil {
-		return nil, nilError("ChargeFunc's CostFunc")
-	}
-	return charge(cg, 0, cost), nil
-}
-
-func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		n, err := cost, error(nil)
-		if costFn != nil {
-			n, err = costFn(c.Request)
-		}
-		var ch *keyward.Charge
-		if err == nil {
-			ch, err = cg.Begin(c.Request, n)
-		}
+		ch, err := cg.Begin(c.Request)
 		if err != nil {
 			cg.WriteError(c.Writer, c.Request, err)
 			c.Abort()
@@ -141,10 +115,9 @@ func charge(cg *keyward.Charger, cost int64, costFn keyward.CostFunc) gin.Handle
 		}
 		w := &chargeWriter{ResponseWriter: c.Writer, ch: ch}
 		c.Writer = w
-		c.Request = ch.Request(c.Request)
 		defer func() { c.Writer = w.ResponseWriter }()
 		ch.Run(c.Next, w.WriteHeaderNow)
-	}
+	}, nil
 }
 
 // chargeWriter is gin's ResponseWriter seen by a Charge. gin's

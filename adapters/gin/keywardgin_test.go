@@ -11,6 +11,7 @@ import (
 	"github.com/keyward/keyward"
 	keywardgin "github.com/keyward/keyward/adapters/gin"
 	"github.com/keyward/keyward/keywardtest"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,13 +49,8 @@ func buildGin(s keywardtest.Stack) (http.Handler, error) {
 		if rt.Limit {
 			chain = append(chain, limit)
 		}
-		if rt.Charge {
-			var charge gin.HandlerFunc
-			if rt.CostFunc != nil {
-				charge, err = keywardgin.ChargeFunc(s.Charger, rt.CostFunc)
-			} else {
-				charge, err = keywardgin.Charge(s.Charger, rt.Cost)
-			}
+		if rt.Charge != nil {
+			charge, err := keywardgin.ChargeCredits(rt.Charge)
 			if err != nil {
 				return nil, err
 			}
@@ -102,23 +98,22 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(cache.Close)
 	store.Watch(cache)
-	org, err := store.CreateOrg(ctx, keyward.NewOrg{Name: "acme", Plan: "growth", MonthlyCredits: 100})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme", Plan: "growth", MonthlyCredits: 100})
 	require.NoError(t, err)
-	k, err := store.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
+	k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
 	require.NoError(t, err)
 	f := &fixture{key: k.Key}
 	f.ledger, err = memstore.NewLedger(memstore.LedgerOptions{})
 	require.NoError(t, err)
-	f.acct, err = keyward.AccountFor(org, keyward.DefaultPlans())
-	require.NoError(t, err)
+	f.acct = org.Account()
 
-	a, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	require.NoError(t, err)
-	pc, err := keyward.NewPermissionChecker(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
+	pc, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
 	require.NoError(t, err)
-	l, err := keyward.NewRateLimiter(keyward.RateLimitConfig{})
+	l, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	require.NoError(t, err)
-	cg, err := keyward.NewCharger(keyward.CreditConfig{Ledger: f.ledger})
+	cg, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: f.ledger})
 	require.NoError(t, err)
 	f.auth, err = keywardgin.RequireAPIKey(a)
 	require.NoError(t, err)
@@ -126,7 +121,7 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, err)
 	f.limit, err = keywardgin.RateLimitByOrg(l)
 	require.NoError(t, err)
-	f.charge, err = keywardgin.Charge(cg, 1)
+	f.charge, err = keywardgin.ChargeCredits(cg)
 	require.NoError(t, err)
 	return f
 }
@@ -153,26 +148,26 @@ func (f *fixture) engine(handlers ...gin.HandlerFunc) *gin.Engine {
 	return e
 }
 
-func TestPrincipalThroughGinAndContext(t *testing.T) {
+func TestKeyThroughGinAndContext(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	var viaGin, viaCtx *keyward.Principal
+	var viaGin, viaCtx *keyward.KeyRecord
 	w := f.serve(t, f.engine(func(c *gin.Context) {
-		viaGin, _ = keywardgin.Principal(c)
+		viaGin, _ = keywardgin.Key(c)
 		viaCtx, _ = keyward.FromContext(c.Request.Context())
 		c.String(http.StatusOK, "ok")
 	}))
 	require.Equal(t, http.StatusOK, w.Code)
 	require.NotNil(t, viaGin)
 	assert.Same(t, viaGin, viaCtx)
-	assert.Equal(t, "production", viaGin.Key.Name)
+	assert.Equal(t, "production", viaGin.Name)
 
 	// Without RequireAPIKey there is none, and asking does not panic.
 	c, _ := gin.CreateTestContext(httptest.NewRecorder())
-	_, ok := keywardgin.Principal(c)
+	_, ok := keywardgin.Key(c)
 	assert.False(t, ok)
 	c.Request = httptest.NewRequest(http.MethodGet, "/", nil)
-	_, ok = keywardgin.Principal(c)
+	_, ok = keywardgin.Key(c)
 	assert.False(t, ok)
 }
 
@@ -280,21 +275,6 @@ func TestNilDecisionsAreConfigErrors(t *testing.T) {
 	assert.ErrorAs(t, err, &cfgErr)
 	_, err = keywardgin.RateLimitByOrg(nil)
 	assert.ErrorAs(t, err, &cfgErr)
-	_, err = keywardgin.Charge(nil, 1)
+	_, err = keywardgin.ChargeCredits(nil)
 	assert.ErrorAs(t, err, &cfgErr)
-	_, err = keywardgin.ChargeFunc(nil, func(*http.Request) (int64, error) { return 1, nil })
-	assert.ErrorAs(t, err, &cfgErr)
-	cg, err := keyward.NewCharger(keyward.CreditConfig{Ledger: mustLedger(t)})
-	require.NoError(t, err)
-	_, err = keywardgin.Charge(cg, -1)
-	assert.ErrorAs(t, err, &cfgErr)
-	_, err = keywardgin.ChargeFunc(cg, nil)
-	assert.ErrorAs(t, err, &cfgErr)
-}
-
-func mustLedger(t *testing.T) *memstore.Ledger {
-	t.Helper()
-	l, err := memstore.NewLedger(memstore.LedgerOptions{})
-	require.NoError(t, err)
-	return l
 }

@@ -28,11 +28,7 @@ func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgD
 	if err != nil {
 		return orgDetail{}, err
 	}
-	acct, err := keyward.AccountFor(o, keyward.DefaultPlans())
-	if err != nil {
-		return orgDetail{}, err
-	}
-	bal, err := s.Balance(ctx, acct)
+	bal, err := s.Balance(ctx, o.Account())
 	if err != nil {
 		return orgDetail{}, err
 	}
@@ -109,11 +105,7 @@ func (a *app) creditsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			acct, err := keyward.AccountFor(o, keyward.DefaultPlans())
-			if err != nil {
-				return err
-			}
-			if _, err := s.Grant(ctx, acct, n, note); err != nil {
+			if _, err := s.Grant(ctx, o.Account(), n, note); err != nil {
 				return err
 			}
 			d, err := a.orgDetail(ctx, s, argv[0])

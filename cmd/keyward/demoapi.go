@@ -24,7 +24,6 @@ type demoAPI struct {
 	ledger keyward.CreditLedger
 	errors *keyward.ErrorWriter
 	limits *keyward.RateLimiter
-	plans  map[string]keyward.Plan
 
 	mu     sync.Mutex
 	recent map[string][]enrichment // org id → newest last, at most recentMax
@@ -50,7 +49,6 @@ func newDemoAPI(s *sqlstore.Store, ledger keyward.CreditLedger, limitStore limit
 		store:  s,
 		ledger: ledger,
 		errors: &keyward.ErrorWriter{Logger: logger},
-		plans:  keyward.DefaultPlans(),
 		recent: map[string][]enrichment{},
 	}
 	cache, err := keyward.NewCache(s, keyward.CacheConfig{})
@@ -58,25 +56,28 @@ func newDemoAPI(s *sqlstore.Store, ledger keyward.CreditLedger, limitStore limit
 		return nil, err
 	}
 	s.Watch(cache)
-	requireKey, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: s.Format().Prefix(), Errors: api.errors, Usage: s})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: s.Format().Prefix(), Errors: api.errors, Usage: s})
 	if err != nil {
 		return nil, err
 	}
-	api.limits, err = keyward.NewRateLimiter(keyward.RateLimitConfig{Store: limitStore, Errors: api.errors, Logger: logger})
+	api.limits, err = keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: limitStore, Errors: api.errors, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	limit := api.limits.Middleware
-	perm := func(p string) keyward.Middleware {
-		m, err2 := keyward.NewPermissionCheck(keyward.PermissionConfig{Required: []string{p}, Errors: api.errors})
-		err = errors.Join(err, err2)
-		return m
+	requireKey, limit := auth.Middleware, api.limits.Middleware
+	perm := func(p string) func(http.Handler) http.Handler {
+		c, err2 := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{p}, Errors: api.errors})
+		if err = errors.Join(err, err2); err2 != nil {
+			return nil
+		}
+		return c.Middleware
 	}
-	charge, err2 := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger, Cost: 1, Errors: api.errors})
+	charger, err2 := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger, Cost: 1, Errors: api.errors})
 	enrich, read := perm("transactions:enrich"), perm("transactions:read")
 	if err = errors.Join(err, err2); err != nil {
 		return nil, err
 	}
+	charge := charger.Middleware
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -162,13 +163,13 @@ func (api *demoAPI) enrich(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e := categorize(req)
-	e.ID, e.KeyID, e.EnrichedAt = ids.New("txn_"), p.KeyID, time.Now().UTC()
+	e.ID, e.KeyID, e.EnrichedAt = ids.New("txn_"), p.ID, time.Now().UTC()
 	api.mu.Lock()
-	list := append(api.recent[p.OrgID], e)
+	list := append(api.recent[p.Org.ID], e)
 	if len(list) > recentMax {
 		list = list[len(list)-recentMax:]
 	}
-	api.recent[p.OrgID] = list
+	api.recent[p.Org.ID] = list
 	api.mu.Unlock()
 	resp, partial := api.ok(r, e), false
 	resp.Partial = &partial
@@ -227,7 +228,7 @@ func categorize(req enrichRequest) enrichment {
 func (api *demoAPI) transactions(w http.ResponseWriter, r *http.Request) {
 	p, _ := keyward.FromContext(r.Context())
 	api.mu.Lock()
-	list := append([]enrichment(nil), api.recent[p.OrgID]...)
+	list := append([]enrichment(nil), api.recent[p.Org.ID]...)
 	api.mu.Unlock()
 	// Newest first.
 	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
@@ -254,17 +255,12 @@ func (api *demoAPI) categories(w http.ResponseWriter, r *http.Request) {
 func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 	p, _ := keyward.FromContext(r.Context())
 	ctx := r.Context()
-	acct, err := keyward.AccountFor(p.Key.Org, api.plans)
-	if err != nil {
-		api.errors.WriteError(w, r, keyward.Misconfigured(err.Error()))
-		return
-	}
-	bal, err := api.ledger.Balance(ctx, acct)
+	bal, err := api.ledger.Balance(ctx, p.Org.Account())
 	if err != nil {
 		api.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
 		return
 	}
-	keys, err := api.store.ListKeys(ctx, p.OrgID)
+	keys, err := api.store.ListKeys(ctx, p.Org.ID)
 	if err != nil {
 		api.errors.WriteError(w, r, keyward.ServiceUnavailable("key store", err))
 		return
@@ -280,7 +276,7 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 	limit, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Limit"), 10, 64)
 	remaining, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Remaining"), 10, 64)
 	writeJSON(w, http.StatusOK, api.ok(r, map[string]any{
-		"organization": map[string]any{"id": p.OrgID, "name": p.Key.Org.Name, "plan": p.Plan, "allowOverage": p.Key.Org.AllowOverage},
+		"organization": map[string]any{"id": p.Org.ID, "name": p.Org.Name, "plan": p.Org.Plan, "allowOverage": p.Org.AllowOverage},
 		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
 			"reserved": bal.Reserved, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},
 		"rateLimit": map[string]any{"limit": limit, "remaining": remaining, "window": "1m"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/spf13/cobra"
 )
 
@@ -22,16 +23,11 @@ type orgJSON struct {
 	AllowOverage  bool   `json:"allowOverage"`
 }
 
+// orgView shows o's effective limits, as the store resolved them from its
+// plan table.
 func orgView(o keyward.Organization) orgJSON {
-	plans := keyward.DefaultPlans()
-	rate, credits := o.RatePerMinute, o.MonthlyCredits
-	if rate == 0 {
-		rate = plans[o.Plan].RequestsPerMinute
-	}
-	if credits == 0 {
-		credits = plans[o.Plan].MonthlyCredits
-	}
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: rate, Credits: credits, AllowOverage: o.AllowOverage}
+	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: o.Limits.RequestsPerMinute,
+		Credits: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
 }
 
 // parseRate reads "600/min", "600" or "600/m".
@@ -79,7 +75,7 @@ func (a *app) orgsCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			o, err := s.CreateOrg(cmd.Context(), keyward.NewOrg{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits, AllowOverage: overage})
+			o, err := s.CreateOrg(cmd.Context(), manage.OrgSpec{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits, AllowOverage: overage})
 			if err != nil {
 				return err
 			}
@@ -176,7 +172,7 @@ func keyView(r keyward.KeyRecord, now time.Time) keyJSON {
 		LastUsedAt: timePtr(r.LastUsedAt), Status: status}
 }
 
-func (a *app) printNewKey(ck keyward.CreatedKey, asJSON bool, verb string) error {
+func (a *app) printNewKey(ck manage.CreatedKey, asJSON bool, verb string) error {
 	v := keyView(ck.Record, time.Now())
 	v.Key = ck.Key
 	if asJSON {
@@ -218,7 +214,7 @@ func (a *app) keysCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			ck, err := s.CreateKey(cmd.Context(), keyward.NewKey{OrgID: org, Name: name, Environment: keyward.Environment(env),
+			ck, err := s.CreateKey(cmd.Context(), manage.KeySpec{OrgID: org, Name: name, Environment: keyward.Environment(env),
 				Permissions: permissions, ExpiresIn: expires, RatePerMinute: r})
 			if err != nil {
 				return err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/keyward/keyward/sqlstore"
@@ -68,11 +69,11 @@ func (a *app) demoCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			org, err := s.CreateOrg(ctx, keyward.NewOrg{Name: "demo", Plan: "free"})
+			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "demo", Plan: "free"})
 			if err != nil {
 				return err
 			}
-			key, err := s.CreateKey(ctx, keyward.NewKey{OrgID: org.ID, Name: "demo", Permissions: []string{"*"}})
+			key, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "demo", Permissions: []string{"*"}})
 			if err != nil {
 				return err
 			}

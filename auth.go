@@ -1,0 +1,196 @@
+package keyward
+
+import (
+	"errors"
+	"net/http"
+	"net/textproto"
+	"slices"
+	"strings"
+	"time"
+)
+
+// DefaultHeader is the request header that carries the key.
+const DefaultHeader = "X-API-Key"
+
+// AuthConfig configures RequireAPIKey. Every zero value means the default
+// said beside it; every other problem is an error from RequireAPIKey.
+type AuthConfig struct {
+	// Keys finds keys by hash. Required. Put a *Cache in front of a
+	// database-backed store (NewCache): a cached key then costs no store
+	// call.
+	Keys KeyStore
+	// Prefix is the key prefix, such as "triq_". Required; see
+	// NewKeyFormat for the rules.
+	Prefix string
+	// Header is the request header that carries the key. Zero:
+	// DefaultHeader (X-API-Key).
+	Header string
+	// Environments lists the environments accepted; a key of another is
+	// refused with 403 environment_not_allowed. Nil: every environment.
+	Environments []Environment
+	// Errors writes every failure. Nil: the defaults of ErrorWriter.
+	Errors *ErrorWriter
+	// Now is the clock for revocation and expiry. Nil: time.Now.
+	Now func() time.Time
+	// Usage is told of every request let through (last-used times, usage
+	// counters). Nil: nothing is recorded.
+	Usage UsageRecorder
+}
+
+// Authenticator decides who a request is from: RequireAPIKey. Its
+// Middleware is the net/http handler; adapters for other routers call
+// Authenticate, AttachKey and WriteError. It is immutable and safe for
+// concurrent use.
+type Authenticator struct {
+	keys   KeyStore
+	format KeyFormat
+	header string
+	envs   []Environment
+	errors *ErrorWriter
+	now    func() time.Time
+	usage  UsageRecorder
+	fail   authFailures
+}
+
+// RequireAPIKey checks cfg and returns the Authenticator it describes, or
+// every problem in cfg joined into one error.
+func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
+	var errs []error
+	if cfg.Keys == nil {
+		errs = append(errs, &ConfigError{Field: "AuthConfig.Keys", Problem: "is nil; a KeyStore is required"})
+	}
+	format, err := NewKeyFormat(cfg.Prefix)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	header := cfg.Header
+	if header == "" {
+		header = DefaultHeader
+	} else if !bytesIn(header, 256, isTokenByte) {
+		errs = append(errs, &ConfigError{Field: "AuthConfig.Header", Problem: "is not a valid header name"})
+	}
+	for _, e := range cfg.Environments {
+		if !e.Valid() {
+			errs = append(errs, &ConfigError{Field: "AuthConfig.Environments", Problem: "has " + quoteList([]string{string(e)}) + "; want \"live\" or \"test\""})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	a := &Authenticator{
+		keys:   cfg.Keys,
+		format: format,
+		header: textproto.CanonicalMIMEHeaderKey(header),
+		envs:   slices.Clone(cfg.Environments),
+		errors: cfg.Errors,
+		now:    cfg.Now,
+		usage:  cfg.Usage,
+		fail:   newAuthFailures(header, format.Prefix()),
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+// isTokenByte says whether c may appear in a header name (RFC 9110 token).
+func isTokenByte(c byte) bool { return isAlnum(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 }
+
+// maxKeyHeaderLen bounds the key header's value: a key is at most 32 bytes
+// of prefix and 36 of body and checksum; the rest is room for spaces.
+const maxKeyHeaderLen = 256
+
+// Authenticate decides who r is from. The error, when not nil, is an
+// *Error ready for WriteError: 401 for a missing, malformed, unknown,
+// revoked or expired key; 403 for a key of a refused environment; 503 when
+// the key store failed (never 401: a store outage does not make keys
+// invalid). A key of the wrong prefix, length or alphabet costs no lookup;
+// one whose checksum does not match costs a cache lookup and no store
+// lookup.
+func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
+	// 1. Exactly one key, of a sane length, white space trimmed.
+	vals := r.Header[a.header]
+	switch {
+	case len(vals) == 0:
+		return nil, a.fail.missing
+	case len(vals) > 1:
+		return nil, a.fail.multiple
+	case len(vals[0]) > maxKeyHeaderLen:
+		return nil, a.fail.invalid
+	}
+	key := strings.Trim(vals[0], " \t")
+	if key == "" {
+		return nil, a.fail.missing
+	}
+	// 2. The key's shape, without I/O.
+	if !a.format.hasPrefix(key) {
+		return nil, a.fail.format
+	}
+	if !a.format.shaped(key) {
+		return nil, a.fail.invalid
+	}
+	// 3. The stored record of exactly this key: the cache (if Keys is one)
+	// answers for keys it holds by their SHA-256; a miss checks the
+	// checksum before any store lookup.
+	rec, err := a.lookup(r, key)
+	if err != nil {
+		if errors.Is(err, ErrKeyNotFound) {
+			return nil, a.fail.invalid
+		}
+		return nil, ServiceUnavailable("key store", err)
+	}
+	// 4. The record's own state.
+	if !rec.RevokedAt.IsZero() || !rec.ExpiresAt.IsZero() {
+		now := a.now()
+		if rec.Revoked(now) {
+			return nil, a.fail.revoked
+		}
+		if rec.Expired(now) {
+			return nil, a.fail.expired
+		}
+	}
+	if a.envs != nil && !slices.Contains(a.envs, rec.Environment) {
+		return nil, environmentNotAllowed(rec.Environment, a.envs)
+	}
+	if a.usage != nil {
+		a.usage.RecordUse(rec)
+	}
+	return rec, nil
+}
+
+func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) {
+	h := Hash(key)
+	if c, ok := a.keys.(*Cache); ok {
+		if rec, err, hit := c.cached(h); hit {
+			return rec, err
+		}
+	}
+	if !a.format.checksumOK(key) {
+		return nil, ErrKeyNotFound
+	}
+	rec, err := a.keys.LookupKey(r.Context(), h)
+	if err == nil && rec == nil {
+		err = errors.New("keyward: key store returned neither a record nor an error")
+	}
+	return rec, err
+}
+
+// WriteError writes err (an error of Authenticate) with the
+// authenticator's ErrorWriter.
+func (a *Authenticator) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.errors.WriteError(w, r, err)
+}
+
+// Middleware runs Authenticate; on success it calls next with the key in
+// the request context (FromContext), on failure it writes the error and
+// stops.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec, err := a.Authenticate(r)
+		if err != nil {
+			a.errors.WriteError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, AttachKey(r, rec))
+	})
+}

@@ -1,0 +1,267 @@
+package keyward
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/keyward/keyward/internal/clock"
+	"golang.org/x/sync/singleflight"
+)
+
+// CacheConfig configures a Cache. Every zero value means the default said
+// beside it.
+type CacheConfig struct {
+	// MaxKeys bounds the number of cached answers (found and not found).
+	// Zero: 100,000.
+	MaxKeys int64
+	// TTL bounds how long a found key is served from the cache, and so how
+	// stale a revocation or plan change can be on an instance whose change
+	// feed is lost (give or take the shared clock's 10 ms). Zero: 30s.
+	TTL time.Duration
+	// NegativeTTL bounds how long "no such key" is cached. Zero: 5s.
+	NegativeTTL time.Duration
+	// LookupTimeout bounds one store lookup, which may be shared by many
+	// requests. Zero: 5s.
+	LookupTimeout time.Duration
+}
+
+// Cache is a KeyStore in front of another KeyStore: found keys for TTL,
+// unknown hashes for NegativeTTL, one store call for concurrent misses of
+// one hash. It is keyed by the key's SHA-256 and compares the whole hash on
+// every hit, so it answers only for the exact key that was stored. It is
+// safe for concurrent use.
+//
+// Revocation is exact on this instance: once Invalidate(h) or
+// InvalidateAll returns, no lookup answers from what was known before,
+// including a store lookup that began before the call and ends after it.
+// Every cached answer carries the invalidation generation in force when its
+// store lookup began, and is served only while that generation is current.
+type Cache struct {
+	store KeyStore
+	c     *ristretto.Cache[uint64, *cacheEntry]
+	sf    singleflight.Group
+
+	ttl, negTTL, lookupTimeout time.Duration
+
+	global  atomic.Uint64
+	stripes [genStripes]atomic.Uint64
+
+	closeOnce sync.Once
+	closeMu   sync.RWMutex // held by fills while they write to c.c
+	closed    bool
+
+	storeCalls atomic.Int64
+}
+
+const genStripes = 4096
+
+type cacheEntry struct {
+	hash      KeyHash
+	global    uint64
+	stripe    uint64 // the generation of stripes[stripeIdx]
+	stripeIdx uint16
+	expires   int64      // Unix nanoseconds
+	rec       *KeyRecord // nil: no such key
+}
+
+var _ KeyStore = (*Cache)(nil)
+var _ Invalidator = (*Cache)(nil)
+
+// NewCache returns a Cache in front of store. Close it once no request can
+// reach it any more.
+func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
+	var errs []error
+	if store == nil {
+		errs = append(errs, &ConfigError{Field: "store", Problem: "is nil"})
+	}
+	for _, f := range []struct {
+		name string
+		neg  bool
+	}{
+		{"CacheConfig.MaxKeys", cfg.MaxKeys < 0},
+		{"CacheConfig.TTL", cfg.TTL < 0},
+		{"CacheConfig.NegativeTTL", cfg.NegativeTTL < 0},
+		{"CacheConfig.LookupTimeout", cfg.LookupTimeout < 0},
+	} {
+		if f.neg {
+			errs = append(errs, &ConfigError{Field: f.name, Problem: "is negative"})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	maxKeys := orDefault(cfg.MaxKeys, 100_000)
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
+		NumCounters: maxKeys * 10,
+		MaxCost:     maxKeys,
+		// Every Get records the access in a per-P buffer of BufferItems
+		// keys; a full buffer wakes the admission policy's goroutine. A
+		// larger buffer wakes it less often (BENCHMARKS.md).
+		BufferItems:        1024,
+		IgnoreInternalCost: true,
+		// The key already is the first 8 bytes of a SHA-256; the entry
+		// holds the whole hash, compared on every hit.
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{
+		store:         store,
+		c:             rc,
+		ttl:           orDefault(cfg.TTL, 30*time.Second),
+		negTTL:        orDefault(cfg.NegativeTTL, 5*time.Second),
+		lookupTimeout: orDefault(cfg.LookupTimeout, 5*time.Second),
+	}, nil
+}
+
+func orDefault[T int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % genStripes) }
+
+// LookupKey implements KeyStore.
+func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
+	if rec, err, hit := c.cached(hash); hit {
+		return rec, err
+	}
+	return c.miss(ctx, hash)
+}
+
+// cached answers from the cache alone: hit is false when the store must be
+// asked.
+func (c *Cache) cached(hash KeyHash) (rec *KeyRecord, err error, hit bool) {
+	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && c.current(e) {
+		rec, err = e.answer()
+		return rec, err, true
+	}
+	return nil, nil, false
+}
+
+func (e *cacheEntry) answer() (*KeyRecord, error) {
+	if e.rec == nil {
+		return nil, ErrKeyNotFound
+	}
+	return e.rec, nil
+}
+
+// current says whether e may answer now: no invalidation since its lookup
+// began, not expired.
+func (c *Cache) current(e *cacheEntry) bool {
+	return e.stripe == c.stripes[e.stripeIdx].Load() && e.global == c.global.Load() &&
+		e.expires > clock.Process.UnixNano()
+}
+
+// maxStaleRetries bounds how often one request looks up again because an
+// invalidation raced its lookup.
+const maxStaleRetries = 3
+
+var errInvalidationStorm = errors.New("keyward: key invalidated during every lookup attempt")
+
+func (c *Cache) miss(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
+	stripe := &c.stripes[stripeOf(&hash)]
+	for range maxStaleRetries {
+		g, s := c.global.Load(), stripe.Load()
+		// One flight per hash and generation: a request that arrives after
+		// an invalidation never joins a lookup that began before it.
+		var key [len(hash) + 16]byte
+		copy(key[:], hash[:])
+		binary.LittleEndian.PutUint64(key[32:], g)
+		binary.LittleEndian.PutUint64(key[40:], s)
+		ch := c.sf.DoChan(string(key[:]), func() (any, error) { return c.fill(hash, g, s) })
+		var res singleflight.Result
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.global.Load() != g || stripe.Load() != s {
+			continue // invalidated while we looked: the answer may be stale
+		}
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*cacheEntry).answer()
+	}
+	return nil, errInvalidationStorm
+}
+
+// fill runs one store lookup, detached from any one request's cancellation
+// (it serves all the requests waiting on it) but bounded by LookupTimeout.
+func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
+	// A request that missed the cache just before another flight for the
+	// same hash filled it and left the group starts a flight of its own:
+	// look once more before going to the store.
+	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && e.stripe == s && e.global == g &&
+		e.expires > clock.Process.UnixNano() {
+		return e, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.lookupTimeout)
+	defer cancel()
+	c.storeCalls.Add(1)
+	rec, err := c.store.LookupKey(ctx, hash)
+	e := &cacheEntry{hash: hash, global: g, stripe: s, stripeIdx: uint16(stripeOf(&hash))}
+	ttl := c.negTTL
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+	case err != nil:
+		return nil, err
+	case rec == nil:
+		return nil, errors.New("keyward: key store returned neither a record nor an error")
+	default:
+		e.rec, ttl = rec, c.ttl
+	}
+	// The entry expires by the shared clock, checked on every hit. A Set
+	// may be dropped by ristretto's admission policy: then the next request
+	// simply looks up again. An entry set here after an invalidation is
+	// harmless: its generation is already stale.
+	e.expires = time.Now().Add(ttl).UnixNano()
+	c.closeMu.RLock()
+	if !c.closed && c.c.Set(binary.LittleEndian.Uint64(hash[:8]), e, 1) {
+		// Make the entry visible before the waiters go: requests right
+		// after this one hit the cache instead of starting a new flight.
+		c.c.Wait()
+	}
+	c.closeMu.RUnlock()
+	return e, nil
+}
+
+// Invalidate implements Invalidator: after it returns, no lookup on this
+// cache answers from anything known about hash before the call.
+func (c *Cache) Invalidate(hash KeyHash) {
+	c.stripes[stripeOf(&hash)].Add(1)
+	c.closeMu.RLock()
+	defer c.closeMu.RUnlock()
+	if !c.closed {
+		c.c.Del(binary.LittleEndian.Uint64(hash[:8]))
+	}
+}
+
+// InvalidateAll implements Invalidator: after it returns, every lookup goes
+// to the store again. Old entries are left for the cache to evict.
+func (c *Cache) InvalidateAll() { c.global.Add(1) }
+
+// StoreCalls returns how many lookups reached the store behind the cache.
+func (c *Cache) StoreCalls() int64 { return c.storeCalls.Load() }
+
+// Close releases the cache's goroutines; call it once no request can reach
+// the cache any more (after the server has shut down). Store lookups still
+// running in the background finish safely, and lookups after Close go to
+// the store every time. Close is idempotent.
+func (c *Cache) Close() {
+	c.closeOnce.Do(func() {
+		c.closeMu.Lock()
+		defer c.closeMu.Unlock()
+		c.closed = true
+		c.c.Close()
+	})
+}

@@ -1,0 +1,176 @@
+package keyward
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestErrorWriterPinsMeta(t *testing.T) {
+	t.Parallel()
+	ew := &ErrorWriter{
+		Version:   "2.0.0",
+		Now:       func() time.Time { return time.Date(2026, 1, 19, 10, 30, 0, 0, time.FixedZone("X", 3600)) },
+		RequestID: func(*http.Request) string { return "fixed" },
+	}
+	w := httptest.NewRecorder()
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), insufficientCredits(3, 1, ErrInsufficientCredits))
+	assert.Equal(t, http.StatusPaymentRequired, w.Code)
+	assert.JSONEq(t, `{"success":false,"error":{"code":"insufficient_credits",
+		"message":"Insufficient credits. Enable overages or upgrade your plan.",
+		"details":{"creditsRequired":3,"creditsRemaining":1}},
+		"meta":{"generatedAt":"2026-01-19T09:30:00Z","requestId":"fixed","version":"2.0.0"}}`, w.Body.String())
+	// A plain error becomes a 500 that reveals nothing of it.
+	w = httptest.NewRecorder()
+	ew.Logger = slog.New(slog.DiscardHandler)
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), errors.New("secret detail"))
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	assert.NotContains(t, w.Body.String(), "secret detail")
+}
+
+// errors.Is matches an *Error by code, and by reason when the target names
+// one: the templates that replaced the sentinels.
+func TestErrorIsMatchesCodeAndReason(t *testing.T) {
+	t.Parallel()
+	limited := rateLimited(60, 0, time.Now(), time.Second)
+	assert.ErrorIs(t, limited, &Error{Code: CodeRateLimited})
+	assert.NotErrorIs(t, limited, &Error{Code: CodeInsufficientCredits})
+	f := newAuthFailures("X-API-Key", "triq_")
+	revoked := &Error{Code: CodeAuthentication, Reason: ReasonRevokedAPIKey}
+	expired := &Error{Code: CodeAuthentication, Reason: ReasonExpiredAPIKey}
+	assert.ErrorIs(t, f.revoked, revoked)
+	assert.NotErrorIs(t, f.revoked, expired)
+	assert.NotErrorIs(t, revoked, expired)
+	assert.ErrorIs(t, f.expired, &Error{Code: CodeAuthentication}, "no reason: any reason")
+	// Wrapped, and with a cause of its own.
+	wrapped := errors.Join(errors.New("context"), insufficientCredits(1, 0, ErrInsufficientCredits))
+	assert.ErrorIs(t, wrapped, &Error{Code: CodeInsufficientCredits})
+	assert.ErrorIs(t, wrapped, ErrInsufficientCredits)
+	assert.NotErrorIs(t, errors.New("plain"), &Error{Code: CodeInternal})
+}
+
+// ErrorWriter.Message replaces a failure's message; "" keeps keyward's.
+func TestErrorWriterMessage(t *testing.T) {
+	t.Parallel()
+	ew := &ErrorWriter{Message: func(e *Error) string {
+		if e.Reason == ReasonMissingAPIKey {
+			return "Sign in at https://example.com/keys to get a key."
+		}
+		return ""
+	}}
+	f := newAuthFailures("X-API-Key", "triq_")
+	w := httptest.NewRecorder()
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), f.missing)
+	assert.Contains(t, w.Body.String(), `"message":"Sign in at https://example.com/keys to get a key."`)
+	assert.Contains(t, w.Body.String(), `"reason":"missing_api_key"`)
+	assert.Equal(t, "API key is missing. Send your key in the X-API-Key header.", f.missing.Message, "the template is untouched")
+	w = httptest.NewRecorder()
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), f.revoked)
+	assert.Contains(t, w.Body.String(), f.revoked.Message)
+}
+
+// WriteError writes nothing for a request whose context was cancelled,
+// and still answers one whose deadline passed.
+func TestErrorWriterSkipsACancelledRequest(t *testing.T) {
+	t.Parallel()
+	var ew *ErrorWriter
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w := httptest.NewRecorder()
+	ew.WriteError(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil), ServiceUnavailable("key store", errors.New("x")))
+	assert.False(t, w.Flushed)
+	assert.Empty(t, w.Header())
+	assert.Zero(t, w.Body.Len())
+
+	ctx, cancel = context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	w = httptest.NewRecorder()
+	ew.WriteError(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil), ServiceUnavailable("key store", errors.New("x")))
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code)
+}
+
+func TestMissingPermissions(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		held, req   []string
+		wantMissing []string
+	}{
+		{"exact", []string{"transactions:enrich"}, []string{"transactions:enrich"}, nil},
+		{"one of several held", []string{"categories:read", "transactions:enrich"}, []string{"transactions:enrich"}, nil},
+		{"resource wildcard", []string{"transactions:*"}, []string{"transactions:enrich", "transactions:read"}, nil},
+		{"global wildcard", []string{"*"}, []string{"transactions:enrich", "categories:read"}, nil},
+		{"other resource", []string{"transactions:*"}, []string{"categories:read"}, []string{"categories:read"}},
+		{"other action", []string{"transactions:read"}, []string{"transactions:enrich"}, []string{"transactions:enrich"}},
+		{"missing several", []string{"categories:read"}, []string{"transactions:enrich", "categories:read", "transactions:read"}, []string{"transactions:enrich", "transactions:read"}},
+		{"none held", nil, []string{"transactions:enrich"}, []string{"transactions:enrich"}},
+		{"case sensitive", []string{"Transactions:enrich"}, []string{"transactions:enrich"}, []string{"transactions:enrich"}},
+		{"case sensitive wildcard", []string{"Transactions:*"}, []string{"transactions:enrich"}, []string{"transactions:enrich"}},
+		{"prefix is not a resource", []string{"trans:*"}, []string{"transactions:enrich"}, []string{"transactions:enrich"}},
+		{"resource prefix wildcard", []string{"transactions:*"}, []string{"transactionsx:read"}, []string{"transactionsx:read"}},
+		{"action wildcard is not a resource", []string{"*:read"}, []string{"transactions:read"}, []string{"transactions:read"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			assert.Equal(t, tc.wantMissing, missingPermissions(tc.held, tc.req))
+		})
+	}
+}
+
+func TestValidatePermission(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"*", "transactions:enrich", "transactions:*", "a.b:c-d_e"} {
+		assert.NoError(t, validatePermission(ok), ok)
+	}
+	bad := []string{"", "transactions", ":read", "transactions:", "a:b:c", "a b:c", "*:read", "**", "tx:é"}
+	for _, p := range bad {
+		assert.Error(t, validatePermission(p), p)
+	}
+	// ValidatePermissions reports every bad one.
+	err := ValidatePermissions(append([]string{"ok:read"}, bad...))
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), `"ok:read"`)
+	assert.Contains(t, err.Error(), `"a b:c"`)
+	assert.Contains(t, err.Error(), `"tx:é"`)
+	assert.NoError(t, ValidatePermissions(nil))
+}
+
+// nopLedger is a CreditLedger that is never called.
+type nopLedger struct{ CreditLedger }
+
+var idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// FuzzIdempotencyKey: an Idempotency-Key is accepted exactly when it is 1
+// to 64 of [A-Za-z0-9_-], under either header name.
+func FuzzIdempotencyKey(f *testing.F) {
+	for _, seed := range []string{"", "a", "order-42_a", strings.Repeat("a", 64), strings.Repeat("a", 65),
+		"a b", "a.b", "ключ", "a\x00b", "a\r\nb", "\xff"} {
+		f.Add(seed)
+	}
+	c, err := ChargeCredits(CreditConfig{Ledger: nopLedger{}})
+	require.NoError(f, err)
+	f.Fuzz(func(t *testing.T, k string) {
+		want := idempotencyKeyPattern.MatchString(k)
+		for _, name := range []string{HeaderIdempotencyKey, HeaderXIdempotencyKey} {
+			got, err := c.idempotencyKey(http.Header{name: {k}})
+			if (err == nil) != want {
+				t.Fatalf("%s: %q: error %v, want valid = %v", name, k, err, want)
+			}
+			if err == nil && got != k {
+				t.Fatalf("%s: %q read as %q", name, k, got)
+			}
+			if err != nil && !errors.Is(err, &Error{Code: CodeValidation, Reason: ReasonInvalidIdempotencyKey}) {
+				t.Fatalf("%s: %q: %v, want invalid_idempotency_key", name, k, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,39 @@
+// Package detach gives a context without its parent's cancellation, as
+// context.WithoutCancel does, in a value the caller embeds: no allocation.
+// keyward settles a call's credits with it, after the client may have gone.
+package detach
+
+import (
+	"context"
+	"time"
+)
+
+// Context is Parent without its deadline, cancellation or cause; its
+// values are Parent's. Use a pointer to it as the context.Context. The
+// zero value has no parent: it is like context.Background.
+type Context struct {
+	Parent context.Context
+}
+
+var _ context.Context = (*Context)(nil)
+
+// Deadline reports no deadline.
+func (*Context) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done returns nil: the context is never cancelled.
+func (*Context) Done() <-chan struct{} { return nil }
+
+// Err returns nil.
+func (*Context) Err() error { return nil }
+
+// Value returns Parent's value for key.
+func (c *Context) Value(key any) any {
+	if c.Parent == nil {
+		return nil
+	}
+	// WithoutCancel also hides the parent's cancellation cause.
+	return context.WithoutCancel(c.Parent).Value(key)
+}
+
+// String names the context, for debugging.
+func (c *Context) String() string { return "detach.Context" }

@@ -1,0 +1,138 @@
+// Package manage is key management: the KeyManager contract that
+// memstore and sqlstore keep, and the specs of new organizations and keys.
+// Nothing in it runs on the request path.
+package manage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keyward/keyward"
+)
+
+// ErrOrgNotFound is what a KeyManager returns for an organization id it
+// does not know.
+var ErrOrgNotFound = errors.New("keyward: organization not found")
+
+// ErrKeyRevoked is what a KeyManager returns when asked to rotate a key
+// that is already revoked.
+var ErrKeyRevoked = errors.New("keyward: key is revoked")
+
+// OrgSpec describes an organization to create.
+type OrgSpec struct {
+	// Name is for people. Required.
+	Name string
+	// Plan names a plan of the plan table. Zero: "free".
+	Plan string
+	// RatePerMinute overrides the plan's request rate when > 0.
+	RatePerMinute int64
+	// MonthlyCredits overrides the plan's credit allocation when > 0.
+	MonthlyCredits int64
+	// AllowOverage lets calls go on when credits run out.
+	AllowOverage bool
+}
+
+// CheckOrg returns every problem of o against the plan table
+// (nil: DefaultPlans), joined: an empty name, and what keyward.Plans.Resolve
+// refuses. KeyManager implementations call it before storing an
+// organization.
+func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
+	var errs []error
+	if o.Name == "" {
+		errs = append(errs, errors.New("keyward: organization name is empty"))
+	}
+	if _, err := plans.Resolve(o); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// NewOrg returns the organization n describes, with id, the
+// default plan ("free") and its Limits filled in, or every problem of it
+// (see CheckOrganization).
+func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, error) {
+	if n.Plan == "" {
+		n.Plan = "free"
+	}
+	o := keyward.Organization{ID: id, Name: n.Name, Plan: n.Plan, RatePerMinute: n.RatePerMinute,
+		MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
+	if err := CheckOrg(o, plans); err != nil {
+		return keyward.Organization{}, err
+	}
+	o.Limits, _ = plans.Resolve(o)
+	return o, nil
+}
+
+// Check fills n's defaults (environment live) and returns every problem
+// of it, joined: an empty name, an unknown environment, a negative expiry
+// or rate, malformed permissions. KeyManager implementations call it
+// before making a key.
+func (n *KeySpec) Check() error {
+	var errs []error
+	if n.Name == "" {
+		errs = append(errs, errors.New("keyward: key name is empty"))
+	}
+	if n.Environment == "" {
+		n.Environment = keyward.EnvLive
+	}
+	if !n.Environment.Valid() {
+		errs = append(errs, errors.New("keyward: environment must be live or test"))
+	}
+	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
+		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
+	}
+	if err := keyward.ValidatePermissions(n.Permissions); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// KeySpec describes a key to create.
+type KeySpec struct {
+	// OrgID is the owning organization. Required.
+	OrgID string
+	// Name labels the key. Required.
+	Name string
+	// Environment is live or test. Zero: live.
+	Environment keyward.Environment
+	// Permissions the key holds (resource:action, resource:*, *).
+	Permissions []string
+	// ExpiresIn is the key's lifetime; zero for none.
+	ExpiresIn time.Duration
+	// RatePerMinute is a per-key request limit when > 0.
+	RatePerMinute int64
+}
+
+// CreatedKey is a key just made: the record, and the plaintext key, which
+// is shown this once and kept nowhere.
+type CreatedKey struct {
+	// Key is the plaintext key.
+	Key string
+	// Record is the stored record.
+	Record keyward.KeyRecord
+}
+
+// KeyManager creates and changes organizations and keys. memstore and
+// sqlstore implement it with one contract:
+//   - CreateKey and RotateKey return the plaintext once; only its hash and
+//     hint are stored.
+//   - RevokeKey takes effect at once and is idempotent; revoking an unknown
+//     id is ErrKeyNotFound.
+//   - RotateKey makes a new key with the old one's organization, name,
+//     environment, permissions, rate and lifetime, and revokes the old key
+//     at now+grace (at once for grace ≤ 0). Rotating a revoked key is
+//     ErrKeyRevoked.
+//   - Unknown organization ids are ErrOrgNotFound.
+//   - Every change to a key or an organization is told to the watching
+//     Invalidators before the call returns (for the instance that made it).
+type KeyManager interface {
+	CreateOrg(ctx context.Context, org OrgSpec) (keyward.Organization, error)
+	Org(ctx context.Context, id string) (keyward.Organization, error)
+	ListOrgs(ctx context.Context) ([]keyward.Organization, error)
+	UpdateOrg(ctx context.Context, org keyward.Organization) error
+	CreateKey(ctx context.Context, key KeySpec) (CreatedKey, error)
+	ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error)
+	RevokeKey(ctx context.Context, keyID string) error
+	RotateKey(ctx context.Context, keyID string, grace time.Duration) (CreatedKey, error)
+}

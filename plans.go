@@ -1,0 +1,129 @@
+package keyward
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+)
+
+// Limits are what an organization may do: its request rate and its
+// credits. A plan gives them; an organization may override each one.
+type Limits struct {
+	// RequestsPerMinute is the organization-wide request rate, across all
+	// of its keys.
+	RequestsPerMinute int64
+	// MonthlyCredits is the credit allocation per billing period.
+	MonthlyCredits int64
+}
+
+// Plan is a row of the plan table. A zero field is "custom": every
+// organization on the plan sets its own (an enterprise plan).
+type Plan struct {
+	// Name is the plan's name, as in Organization.Plan.
+	Name string
+	// Limits are the plan's limits.
+	Limits Limits
+}
+
+// Plans is the plan table: immutable, safe for concurrent use, and shared
+// by everything that needs a rate or an allocation. A nil *Plans is
+// DefaultPlans() everywhere. Stores resolve each organization's Limits with
+// it (Resolve), so the handlers read limits from the key record alone.
+type Plans struct {
+	byName map[string]Plan
+	names  []string // sorted
+}
+
+// NewPlans returns the table of plans, or every problem of it joined: an
+// empty or repeated name, a negative limit.
+func NewPlans(plans ...Plan) (*Plans, error) {
+	var errs []error
+	t := &Plans{byName: make(map[string]Plan, len(plans))}
+	for _, p := range plans {
+		field := "Plans[" + strconv.Quote(p.Name) + "]"
+		if p.Name == "" {
+			errs = append(errs, &ConfigError{Field: "Plans", Problem: "has a plan without a name"})
+		} else if _, dup := t.byName[p.Name]; dup {
+			errs = append(errs, &ConfigError{Field: field, Problem: "is named twice"})
+		}
+		if p.Limits.RequestsPerMinute < 0 || p.Limits.MonthlyCredits < 0 {
+			errs = append(errs, &ConfigError{Field: field, Problem: "has a negative limit"})
+		}
+		t.byName[p.Name] = p
+		t.names = append(t.names, p.Name)
+	}
+	if len(plans) == 0 {
+		errs = append(errs, &ConfigError{Field: "Plans", Problem: "is empty; use DefaultPlans"})
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	slices.Sort(t.names)
+	return t, nil
+}
+
+// defaultPlans is DESIGN.md's table: Triqai's published plans.
+var defaultPlans, _ = NewPlans(
+	Plan{Name: "free", Limits: Limits{RequestsPerMinute: 60, MonthlyCredits: 100}},
+	Plan{Name: "starter", Limits: Limits{RequestsPerMinute: 300, MonthlyCredits: 4_000}},
+	Plan{Name: "growth", Limits: Limits{RequestsPerMinute: 600, MonthlyCredits: 25_000}},
+	Plan{Name: "business", Limits: Limits{RequestsPerMinute: 1_200, MonthlyCredits: 100_000}},
+	Plan{Name: "enterprise"},
+)
+
+// DefaultPlans returns Triqai's published plans: free, starter, growth,
+// business and enterprise (custom).
+func DefaultPlans() *Plans { return defaultPlans }
+
+func (t *Plans) table() *Plans {
+	if t == nil {
+		return defaultPlans
+	}
+	return t
+}
+
+// Plan returns the plan named name.
+func (t *Plans) Plan(name string) (Plan, bool) {
+	p, ok := t.table().byName[name]
+	return p, ok
+}
+
+// List returns the plans, by name.
+func (t *Plans) List() []Plan {
+	t = t.table()
+	out := make([]Plan, len(t.names))
+	for i, n := range t.names {
+		out[i] = t.byName[n]
+	}
+	return out
+}
+
+// Resolve returns org's limits: each of its overrides that is > 0,
+// else its plan's. It is the one place that rule lives. An unknown plan,
+// a negative override, or a plan with a custom rate and no rate override
+// is an error.
+func (t *Plans) Resolve(org Organization) (Limits, error) {
+	var errs []error
+	p, ok := t.Plan(org.Plan)
+	if !ok {
+		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" is not in the plan table (plans: "+
+			quoteList(t.table().names)+")"))
+	}
+	if org.RatePerMinute < 0 || org.MonthlyCredits < 0 {
+		errs = append(errs, errors.New("keyward: an organization's rate and credits must not be negative"))
+	}
+	l := p.Limits
+	if org.RatePerMinute > 0 {
+		l.RequestsPerMinute = org.RatePerMinute
+	}
+	if org.MonthlyCredits > 0 {
+		l.MonthlyCredits = org.MonthlyCredits
+	}
+	if ok && l.RequestsPerMinute == 0 {
+		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" has a custom rate; set the organization's rate"))
+	}
+	if len(errs) > 0 {
+		return Limits{}, errors.Join(errs...)
+	}
+	return l, nil
+}

@@ -1,0 +1,387 @@
+package keyward
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keyward/keyward/internal/clock"
+	"github.com/ulule/limiter/v3"
+)
+
+// rateWindow is the length of a rate-limit window: plans are priced in
+// requests per minute.
+const rateWindow = time.Minute
+
+// RateLimitConfig configures RateLimitByOrg. Every zero value means the
+// default said beside it.
+type RateLimitConfig struct {
+	// Store keeps the counters: one per organization (and one per key that
+	// has its own limit) per window, under keys "org:ID:WINDOW" and
+	// "key:ID:WINDOW" (the store adds its own prefix). Nil: keyward's in-process counters, one set per process
+	// shared by every RateLimiter in it, so that an organization's limit
+	// holds across routes. Use ulule's Redis store (package redislimit)
+	// when several instances share the limit; any other limiter.Store
+	// works too.
+	Store limiter.Store
+	// FailClosed answers 503 when the Store fails. Zero (false): fail
+	// open — the request is served without rate-limit headers and the
+	// failure is logged (at most once a second).
+	FailClosed bool
+	// Errors writes every failure. Nil: the defaults of ErrorWriter.
+	Errors *ErrorWriter
+	// Logger receives store failures in fail-open mode. Nil:
+	// slog.Default().
+	Logger *slog.Logger
+	// Now is the clock that places a request in its window. Nil: the
+	// system clock, read through a shared clock that advances every 10 ms.
+	Now func() time.Time
+}
+
+// RateLimiter limits each organization, across all of its keys, to its
+// requests per minute (Organization.Limits), and each key with a limit of
+// its own to that: RateLimitByOrg. Windows are fixed and aligned to the
+// minute (UTC), so every instance sharing a store agrees on them, and a
+// counter that lost its expiry in the store stops mattering when its window
+// ends. Its Middleware is the net/http handler; adapters for other routers
+// call Check, RateDecision.WriteHeaders and WriteError. It is safe for
+// concurrent use.
+type RateLimiter struct {
+	store      limiter.Store // nil: processCounters
+	failClosed bool
+	errors     *ErrorWriter
+	logger     *slog.Logger
+	now        func() time.Time
+	lastLog    atomic.Int64 // Unix nanoseconds of the last fail-open log record
+}
+
+// RateLimitByOrg returns the RateLimiter cfg describes.
+func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
+	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors, logger: cfg.Logger, now: cfg.Now}
+	if l.logger == nil {
+		l.logger = slog.Default()
+	}
+	if l.now == nil {
+		l.now = clock.Process.Now
+	}
+	return l, nil
+}
+
+// RateDecision is the outcome of RateLimiter.Allow for one request.
+type RateDecision struct {
+	// Allowed is false when the organization (or the key) is over its
+	// limit in this window.
+	Allowed bool
+	// Limit, Remaining and Reset describe the binding counter: the one
+	// with the fewest requests left.
+	Limit     int64
+	Remaining int64
+	Reset     time.Time
+	// RetryAfter is the time until the window ends.
+	RetryAfter time.Duration
+
+	counted  [2]counted // the counters of this request: [:n]
+	n        int
+	resetStr string        // Reset in Unix seconds
+	st       *requestState // where header values are kept, if any
+}
+
+// counted is one counter's part in a decision.
+type counted struct {
+	name      string // "org" or "key"
+	limit     int64
+	remaining int64
+	strs      *counterStrings
+}
+
+// counterStrings are a counter's header values that change only with its
+// limit.
+type counterStrings struct {
+	limit  int64
+	limitS string // the limit in decimal
+	policy string // its RateLimit-Policy item
+}
+
+func newCounterStrings(scope string, limit int64) *counterStrings {
+	l := strconv.FormatInt(limit, 10)
+	return &counterStrings{limit: limit, limitS: l,
+		policy: `"` + scope + `";q=` + l + ";w=" + strconv.FormatInt(int64(rateWindow/time.Second), 10)}
+}
+
+// Allow counts one request of k's organization (and of k, if it has its
+// own limit) in the window of now, and says whether it may go on. The
+// error is an *Error: 500 when the organization has no rate, or the
+// store's failure as a 503 (Check serves the request anyway in fail-open
+// mode).
+func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (RateDecision, error) {
+	orgRate := k.Org.Limits.RequestsPerMinute
+	if orgRate <= 0 {
+		return RateDecision{}, misconfigured("organization " + strconv.Quote(k.Org.ID) + " has no request rate: its plan " +
+			strconv.Quote(k.Org.Plan) + " is not in the key store's plan table, or gives no rate and the organization sets none")
+	}
+	window := now.Unix() / int64(rateWindow/time.Second)
+	reset := time.Unix((window+1)*int64(rateWindow/time.Second), 0)
+	d := RateDecision{Allowed: true, Reset: reset, RetryAfter: reset.Sub(now)}
+	if k.RatePerMinute > 0 {
+		c, err := l.count(ctx, &d, "key", k.ID, k.RatePerMinute, window)
+		if err != nil {
+			return RateDecision{}, err
+		}
+		if c.remaining < 0 {
+			// The key is over its own limit: the organization's budget is
+			// not touched.
+			d.Allowed, d.Limit, d.Remaining = false, c.limit, 0
+			return d, nil
+		}
+	}
+	c, err := l.count(ctx, &d, "org", k.Org.ID, orgRate, window)
+	if err != nil {
+		return RateDecision{}, err
+	}
+	d.Allowed, d.Limit, d.Remaining = c.remaining >= 0, c.limit, max(c.remaining, 0)
+	if d.n == 2 && d.counted[0].remaining < d.Remaining {
+		d.Limit, d.Remaining = d.counted[0].limit, d.counted[0].remaining
+	}
+	return d, nil
+}
+
+// count adds one request to the counter of (scope, id, window), adds its
+// part to d and returns it; remaining < 0 means over the limit.
+func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id string, limit, window int64) (counted, error) {
+	c := counted{name: scope, limit: limit}
+	if l.store == nil {
+		mc := processCounters.get(counterKey{scope, id, window}, window)
+		c.remaining = limit - mc.n.Add(1)
+		c.strs = mc.strings(scope, limit)
+		d.resetStr = mc.resetStr
+	} else {
+		res, err := l.store.Get(ctx, scope+":"+id+":"+strconv.FormatInt(window, 10),
+			limiter.Rate{Period: rateWindow, Limit: limit})
+		if err != nil {
+			return counted{}, ServiceUnavailable("rate limiter", err)
+		}
+		c.remaining = res.Remaining
+		if res.Reached {
+			c.remaining = -1
+		}
+		c.strs = newCounterStrings(scope, limit)
+	}
+	d.counted[d.n] = c
+	d.n++
+	return c, nil
+}
+
+// Check decides one request: Allow for the key in r's context at the
+// limiter's clock, with the rule for a failing store. It writes nothing
+// (it logs a fail-open store failure, at most once a second). The answer
+// is one of:
+//   - an allowed decision and nil: set its headers (WriteHeaders) and serve;
+//   - a refused decision and its 429: set its headers, write the error;
+//   - an allowed decision without counters and nil: the store failed and
+//     the limiter fails open: serve (WriteHeaders sets nothing);
+//   - a zero decision and an *Error: 500 without RequireAPIKey in front or
+//     for an organization without a rate, 503 when the store failed and
+//     FailClosed is set: write the error.
+func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
+	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
+	if err != nil {
+		return RateDecision{}, err
+	}
+	d, err := l.Allow(r.Context(), k, l.now())
+	d.st = st
+	if err != nil {
+		var e *Error
+		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
+			l.logFailOpen(r, k, e.Cause)
+			return RateDecision{Allowed: true}, nil
+		}
+		return RateDecision{}, err
+	}
+	if !d.Allowed {
+		return d, rateLimited(d.Limit, d.Remaining, d.Reset, d.RetryAfter)
+	}
+	return d, nil
+}
+
+// WriteHeaders sets (never adds) the rate-limit headers of d on h:
+// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (Unix
+// seconds) for the binding counter, and the IETF draft fields
+// RateLimit-Policy and RateLimit for every counter. A decision without
+// counters sets nothing.
+func (d *RateDecision) WriteHeaders(h http.Header) {
+	if d.n == 0 {
+		return
+	}
+	t := max(int64((d.RetryAfter+time.Second-1)/time.Second), 0)
+	// Every number that changes per request is in the RateLimit field;
+	// X-RateLimit-Remaining is a piece of it, so that the whole set costs
+	// one string.
+	var buf [96]byte
+	b := buf[:0]
+	var from, to int
+	limit := ""
+	for i, c := range d.counted[:d.n] {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, '"')
+		b = append(b, c.name...)
+		b = append(b, `";r=`...)
+		n := len(b)
+		b = strconv.AppendInt(b, max(c.remaining, 0), 10)
+		if to == 0 && c.limit == d.Limit && max(c.remaining, 0) == d.Remaining {
+			from, to, limit = n, len(b), c.strs.limitS
+		}
+		b = append(b, ";t="...)
+		b = strconv.AppendInt(b, t, 10)
+	}
+	policy := d.counted[0].strs.policy
+	if d.n == 2 {
+		policy += ", " + d.counted[1].strs.policy
+	}
+	rateLimit := string(b)
+	remaining := rateLimit[from:to]
+	if to == 0 { // a decision changed by hand
+		remaining, limit = strconv.FormatInt(d.Remaining, 10), strconv.FormatInt(d.Limit, 10)
+	}
+	reset := d.resetStr
+	if reset == "" {
+		reset = strconv.FormatInt(d.Reset.Unix(), 10)
+	}
+	h["X-Ratelimit-Limit"] = d.st.headerValue(limit)
+	h["X-Ratelimit-Remaining"] = d.st.headerValue(remaining)
+	h["X-Ratelimit-Reset"] = d.st.headerValue(reset)
+	h["Ratelimit-Policy"] = d.st.headerValue(policy)
+	h["Ratelimit"] = d.st.headerValue(rateLimit)
+}
+
+// WriteError writes err (an error of Check) with the limiter's
+// ErrorWriter.
+func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	l.errors.WriteError(w, r, err)
+}
+
+// Middleware runs Check: it sets the rate-limit headers, then calls next
+// or writes the error (429, 500, 503).
+func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := l.Check(r)
+		d.WriteHeaders(w.Header())
+		if err != nil {
+			l.errors.WriteError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// logFailOpen logs a store failure at most once a second, so that an
+// outage under load does not flood the log.
+func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
+	now := time.Now().UnixNano()
+	last := l.lastLog.Load()
+	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.logger.LogAttrs(r.Context(), slog.LevelWarn, "keyward: rate limiter store failed; request served without a limit (fail open)",
+		slog.String("org", k.Org.ID), slog.Any("error", cause))
+}
+
+// processCounters are the default store: one set per process.
+var processCounters memCounters
+
+// memCounters are the in-process counters: one per (scope, id, window),
+// counted with an atomic add, in shards so that requests of different
+// organizations rarely share a lock. Counters of windows that ended are
+// swept, a shard at a time, when a later window is first seen. The sweep
+// goes by the system clock as well as by the windows asked for: a request
+// stamped far ahead (an injected clock, a wall clock stepped forward) never
+// removes the counters of the window the system clock is in, or of the one
+// before, so an organization's count is never split.
+type memCounters struct {
+	shards [64]counterShard
+	swept  atomic.Int64 // the last window a sweep was started for
+}
+
+type counterShard struct {
+	mu sync.RWMutex
+	m  map[counterKey]*memCounter
+}
+
+type counterKey struct {
+	scope, id string
+	window    int64
+}
+
+type memCounter struct {
+	window   int64
+	resetStr string // the window's end, Unix seconds
+	n        atomic.Int64
+	strs     atomic.Pointer[counterStrings]
+}
+
+// strings returns the counter's header values at limit, formatted once
+// while the limit stays the same.
+func (c *memCounter) strings(scope string, limit int64) *counterStrings {
+	if s := c.strs.Load(); s != nil && s.limit == limit {
+		return s
+	}
+	s := newCounterStrings(scope, limit)
+	c.strs.Store(s)
+	return s
+}
+
+func (m *memCounters) shard(id string) *counterShard {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return &m.shards[h%uint32(len(m.shards))]
+}
+
+// get returns the counter of k, creating it if needed.
+func (m *memCounters) get(k counterKey, window int64) *memCounter {
+	sh := m.shard(k.id)
+	sh.mu.RLock()
+	c := sh.m[k]
+	sh.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	sh.mu.Lock()
+	if c = sh.m[k]; c == nil {
+		if sh.m == nil {
+			sh.m = make(map[counterKey]*memCounter)
+		}
+		c = &memCounter{window: window, resetStr: strconv.FormatInt((window+1)*int64(rateWindow/time.Second), 10)}
+		sh.m[k] = c
+	}
+	sh.mu.Unlock()
+	// Once per counter and window, not per request: the clock read is
+	// affordable here. Keep the previous window: a request whose clock read
+	// came just before the boundary may still count in it.
+	w := min(window, time.Now().Unix()/int64(rateWindow/time.Second))
+	if last := m.swept.Load(); w > last && m.swept.CompareAndSwap(last, w) && last != 0 {
+		go m.sweep(w - 1)
+	}
+	return c
+}
+
+// sweep forgets the counters of windows before keep.
+func (m *memCounters) sweep(keep int64) {
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for k, c := range sh.m {
+			if c.window < keep {
+				delete(sh.m, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
