@@ -21,7 +21,10 @@ func (a *app) scanCommand() *cobra.Command {
 		Long: `Walks the paths (default: .), skipping .git and binary files, and reports every
 string that is a well-formed key of the configured prefix with a valid
 checksum, as path:line: hint. The whole key is never printed. Strings that
-look like keys but fail the checksum are not reported.`,
+look like keys but fail the checksum are not reported. A symbolic link named
+as a PATH is followed; links met inside a directory are not. A path that
+cannot be read is named on stderr, the scan goes on with the rest, and the
+exit status is 1.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			format, err := keyward.NewKeyFormat(a.prefix)
 			if err != nil {
@@ -30,31 +33,17 @@ look like keys but fail the checksum are not reported.`,
 			if len(paths) == 0 {
 				paths = []string{"."}
 			}
-			found := 0
-			for _, root := range paths {
-				err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-					if err != nil {
-						return err
-					}
-					if d.IsDir() {
-						if d.Name() == ".git" && path != root {
-							return filepath.SkipDir
-						}
-						return nil
-					}
-					if !d.Type().IsRegular() {
-						return nil
-					}
-					n, err := scanFile(path, format, a.stdout)
-					found += n
-					return err
-				})
-				if err != nil {
-					return err
-				}
+			s := &scanner{format: format, stdout: a.stdout, stderr: a.stderr}
+			for _, path := range paths {
+				s.scanPath(path)
 			}
-			if found > 0 {
-				fmt.Fprintf(a.stderr, "keyward: %d key(s) found; revoke them (keyward keys revoke) and remove them from the files\n", found)
+			if s.found > 0 {
+				fmt.Fprintf(a.stderr, "keyward: %d key(s) found; revoke them (keyward keys revoke) and remove them from the files\n", s.found)
+			}
+			if s.failed > 0 {
+				fmt.Fprintf(a.stderr, "keyward: %d path(s) could not be scanned; the scan is incomplete\n", s.failed)
+			}
+			if s.found > 0 || s.failed > 0 {
 				return exitError{1}
 			}
 			return nil
@@ -62,24 +51,71 @@ look like keys but fail the checksum are not reported.`,
 	}
 }
 
+// scanner reports the keys in files and counts the keys found and the
+// paths it could not read.
+type scanner struct {
+	format         keyward.KeyFormat
+	stdout, stderr io.Writer
+	found, failed  int
+}
+
+// scanPath scans a path named on the command line: a file, or every file
+// under a directory. A symbolic link is followed.
+func (s *scanner) scanPath(path string) {
+	info, err := os.Stat(path)
+	switch {
+	case err != nil:
+		s.fail(path, err)
+	case info.IsDir():
+		s.scanDir(path)
+	case info.Mode().IsRegular():
+		s.scanFile(path)
+	default:
+		s.fail(path, errors.New("not a regular file or a directory"))
+	}
+}
+
+// scanDir scans the regular files under dir, skipping .git directories.
+// Symbolic links inside dir are not followed, so the walk stays in the
+// tree and cannot loop.
+func (s *scanner) scanDir(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		s.fail(dir, err) // and scan the entries read before the error
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case e.IsDir():
+			if e.Name() != ".git" {
+				s.scanDir(path)
+			}
+		case e.Type().IsRegular():
+			s.scanFile(path)
+		}
+	}
+}
+
 // scanFile reports the keys in one file. A file whose first 8 KiB hold a
 // NUL byte is binary and skipped.
-func scanFile(path string, format keyward.KeyFormat, out io.Writer) (int, error) {
+func (s *scanner) scanFile(path string) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		s.fail(path, err)
+		return
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
 	head, err := br.Peek(8 << 10)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return 0, err
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.fail(path, err)
+		return
 	}
 	if bytes.IndexByte(head, 0) >= 0 {
-		return 0, nil
+		return
 	}
-	prefix := []byte(format.Prefix())
-	n, line := 0, 0
+	prefix := []byte(s.format.Prefix())
+	line := 0
 	sc := bufio.NewScanner(br)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -95,18 +131,30 @@ func scanFile(path string, format keyward.KeyFormat, out io.Writer) (int, error)
 			if start > 0 && isBase62(b[start-1]) {
 				continue // inside a longer token
 			}
-			end := start + format.Len()
+			end := start + s.format.Len()
 			if end > len(b) || (end < len(b) && isBase62(b[end])) {
 				continue
 			}
-			if k := string(b[start:end]); format.Parse(k) == keyward.KeyOK {
-				fmt.Fprintf(out, "%s:%d: %s\n", path, line, format.Hint(k))
-				n++
+			if k := string(b[start:end]); s.format.Parse(k) == keyward.KeyOK {
+				fmt.Fprintf(s.stdout, "%s:%d: %s\n", path, line, s.format.Hint(k))
+				s.found++
 				i = end
 			}
 		}
 	}
-	return n, sc.Err()
+	if err := sc.Err(); err != nil {
+		s.fail(path, err)
+	}
+}
+
+// fail reports on stderr that path could not be scanned, or not to the end.
+func (s *scanner) fail(path string, err error) {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is printed already
+	}
+	fmt.Fprintf(s.stderr, "keyward: cannot scan %s: %v\n", path, err)
+	s.failed++
 }
 
 func isBase62(c byte) bool {

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/keyward/keyward"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// scanFormat is the format of the keys the scan tests write into files.
+func scanFormat(t *testing.T) keyward.KeyFormat {
+	t.Helper()
+	f, err := keyward.NewKeyFormat("triq_")
+	require.NoError(t, err)
+	return f
+}
+
+// newKey returns a fresh key of f with a valid checksum.
+func newKey(t *testing.T, f keyward.KeyFormat) string {
+	t.Helper()
+	k, err := f.Generate()
+	require.NoError(t, err)
+	return k
+}
+
+func runScan(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	code := run(context.Background(), append([]string{"--prefix", "triq_", "scan"}, args...), &out, &errs)
+	return out.String(), errs.String(), code
+}
+
+// report is the line scan prints for key found on line of path.
+func report(f keyward.KeyFormat, path string, line int, key string) string {
+	return fmt.Sprintf("%s:%d: %s\n", path, line, f.Hint(key))
+}
+
+func writeFile(t *testing.T, path string, data string) {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o700))
+	require.NoError(t, os.WriteFile(path, []byte(data), 0o600))
+}
+
+func symlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Skipf("symbolic links unavailable: %v", err)
+	}
+}
+
+func TestScanFollowsSymlinkArguments(t *testing.T) {
+	f := scanFormat(t)
+	k1, k2 := newKey(t, f), newKey(t, f)
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "real", "secret.env"), "API_KEY="+k1+"\n")
+	writeFile(t, filepath.Join(dir, "real", "conf", "app.yaml"), "key: "+k2+"\n")
+	fileLink, dirLink := filepath.Join(dir, "secret.env"), filepath.Join(dir, "conf")
+	symlink(t, filepath.Join("real", "secret.env"), fileLink)
+	symlink(t, filepath.Join("real", "conf"), dirLink)
+
+	out, errs, code := runScan(t, fileLink, dirLink)
+	assert.Equal(t, 1, code, "keys found: exit 1; stderr: %s", errs)
+	assert.Equal(t, report(f, fileLink, 1, k1)+report(f, filepath.Join(dirLink, "app.yaml"), 1, k2), out,
+		"a link named as an argument is followed, to a file or to a directory")
+}
+
+func TestScanDoesNotFollowSymlinksInsideDirectories(t *testing.T) {
+	f := scanFormat(t)
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	writeFile(t, filepath.Join(elsewhere, "secret.env"), "API_KEY="+newKey(t, f)+"\n")
+	writeFile(t, filepath.Join(dir, "README"), "nothing here\n")
+	symlink(t, elsewhere, filepath.Join(dir, "elsewhere"))
+	symlink(t, filepath.Join(elsewhere, "secret.env"), filepath.Join(dir, "secret.env"))
+	symlink(t, ".", filepath.Join(dir, "loop"))
+
+	out, errs, code := runScan(t, dir)
+	assert.Equal(t, 0, code, "links met in the walk are not followed, so it neither leaves the tree nor loops: %s%s", out, errs)
+	assert.Empty(t, out)
+}
+
+func TestScanReportsWhatItCannotReadAndGoesOn(t *testing.T) {
+	f := scanFormat(t)
+	k := newKey(t, f)
+	dir, clean := t.TempDir(), t.TempDir()
+	found := filepath.Join(dir, "b.env")
+	writeFile(t, found, "API_KEY="+k+"\n")
+	writeFile(t, filepath.Join(clean, "README"), "nothing here\n")
+	missing := filepath.Join(dir, "a-missing.env")
+	dangling := filepath.Join(dir, "a-dangling.env")
+	symlink(t, missing, dangling)
+
+	out, errs, code := runScan(t, missing, dangling, dir)
+	assert.Equal(t, 1, code)
+	assert.Equal(t, report(f, found, 1, k), out, "the paths after an unreadable one are scanned")
+	assert.Contains(t, errs, "keyward: cannot scan "+missing+": ")
+	assert.Contains(t, errs, "keyward: cannot scan "+dangling+": ")
+	assert.Contains(t, errs, "2 path(s) could not be scanned")
+
+	out, errs, code = runScan(t, missing, clean)
+	assert.Equal(t, 1, code, "no key found, but the scan is incomplete: exit 1")
+	assert.Empty(t, out)
+	assert.Contains(t, errs, "keyward: cannot scan "+missing+": ")
+	assert.Contains(t, errs, "1 path(s) could not be scanned")
+}
+
+func TestScanReportsAnUnreadableFileInAWalk(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads files whatever their mode")
+	}
+	f := scanFormat(t)
+	k := newKey(t, f)
+	dir := t.TempDir()
+	locked := filepath.Join(dir, "a.env")
+	writeFile(t, locked, "nothing here\n")
+	require.NoError(t, os.Chmod(locked, 0))
+	found := filepath.Join(dir, "b.env")
+	writeFile(t, found, "API_KEY="+k+"\n")
+
+	out, errs, code := runScan(t, dir)
+	assert.Equal(t, 1, code)
+	assert.Equal(t, report(f, found, 1, k), out, "the walk goes on past a file it cannot open")
+	assert.Contains(t, errs, "keyward: cannot scan "+locked+": ")
+}
