@@ -114,35 +114,11 @@ func (s *scanner) scanFile(path string) {
 	if bytes.IndexByte(head, 0) >= 0 {
 		return
 	}
-	prefix := []byte(s.format.Prefix())
-	line := 0
-	sc := bufio.NewScanner(br)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		for i := 0; ; {
-			j := bytes.Index(b[i:], prefix)
-			if j < 0 {
-				break
-			}
-			start := i + j
-			i = start + 1
-			if start > 0 && isBase62(b[start-1]) {
-				continue // inside a longer token
-			}
-			end := start + s.format.Len()
-			if end > len(b) || (end < len(b) && isBase62(b[end])) {
-				continue
-			}
-			if k := string(b[start:end]); s.format.Parse(k) == keyward.KeyOK {
-				fmt.Fprintf(s.stdout, "%s:%d: %s\n", path, line, s.format.Hint(k))
-				s.found++
-				i = end
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
+	err = scanText(br, s.format, func(line int, key string) {
+		fmt.Fprintf(s.stdout, "%s:%d: %s\n", path, line, s.format.Hint(key))
+		s.found++
+	})
+	if err != nil {
 		s.fail(path, err)
 	}
 }
@@ -155,6 +131,57 @@ func (s *scanner) fail(path string, err error) {
 	}
 	fmt.Fprintf(s.stderr, "keyward: cannot scan %s: %v\n", path, err)
 	s.failed++
+}
+
+// chunkSize is how much text scanText looks at in one go, whatever the
+// length of its lines.
+const chunkSize = 64 << 10
+
+// scanText calls report with the line number and the text of every key of
+// format in r, a whole word with a valid checksum. r is read in chunks,
+// and the last key length bytes of each are looked at again with the
+// next, so a key across two chunks is found.
+func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key string)) error {
+	prefix := []byte(format.Prefix())
+	keyLen := format.Len()
+	buf := make([]byte, 0, chunkSize+keyLen)
+	line := 1
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		// Keys starting before end are whole in buf; the bytes from end on
+		// wait for the next read, unless there is none.
+		end := len(buf)
+		if err == nil {
+			end = max(0, len(buf)-keyLen)
+		}
+		counted := 0 // the newlines before counted are in line
+		for i := 0; ; {
+			j := bytes.Index(buf[i:], prefix)
+			if j < 0 || i+j >= end {
+				break
+			}
+			start := i + j
+			i = start + 1
+			if start+keyLen > len(buf) || start > 0 && isBase62(buf[start-1]) ||
+				start+keyLen < len(buf) && isBase62(buf[start+keyLen]) {
+				continue // not whole, or inside a longer word
+			}
+			if key := string(buf[start : start+keyLen]); format.Parse(key) == keyward.KeyOK {
+				line += bytes.Count(buf[counted:start], []byte{'\n'})
+				counted = start
+				report(line, key)
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		line += bytes.Count(buf[counted:end], []byte{'\n'})
+		buf = buf[:copy(buf, buf[end:])]
+	}
 }
 
 func isBase62(c byte) bool {

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/keyward/keyward"
 	"github.com/stretchr/testify/assert"
@@ -51,6 +54,54 @@ func symlink(t *testing.T, target, link string) {
 	t.Helper()
 	if err := os.Symlink(target, link); err != nil {
 		t.Skipf("symbolic links unavailable: %v", err)
+	}
+}
+
+func TestScanLongLineDoesNotStopTheWalk(t *testing.T) {
+	f := scanFormat(t)
+	k1, k2, k3, k4 := newKey(t, f), newKey(t, f), newKey(t, f), newKey(t, f)
+	dir := t.TempDir()
+	long := filepath.Join(dir, "a.min.js")
+	writeFile(t, long, "// bundle\nvar k=\""+k1+"\";"+strings.Repeat("=", 17<<20)+"\""+k2+"\"\n"+k3+"\n")
+	later := filepath.Join(dir, "b.env")
+	writeFile(t, later, "API_KEY="+k4+"\n")
+
+	out, errs, code := runScan(t, dir)
+	assert.Equal(t, 1, code, "keys found: exit 1")
+	assert.Equal(t, report(f, long, 2, k1)+report(f, long, 2, k2)+report(f, long, 3, k3)+report(f, later, 1, k4), out,
+		"keys on and after a line over 16 MiB are found, and the walk goes on to the next file")
+	assert.NotContains(t, errs, "cannot scan")
+}
+
+func TestScanFindsKeysAcrossChunkEdges(t *testing.T) {
+	f := scanFormat(t)
+	// Keys over three chunks, with separators of every length from 1 to
+	// the key's, so that chunk edges fall at many offsets inside keys.
+	var text strings.Builder
+	var want []string
+	line := 1
+	for text.Len() < 3*chunkSize {
+		k := newKey(t, f)
+		text.WriteString(k)
+		want = append(want, fmt.Sprintf("%d:%s", line, k))
+		sep := 1 + len(want)%f.Len()
+		if len(want)%7 == 0 {
+			text.WriteString("\n")
+			line++
+		} else {
+			text.WriteString(strings.Repeat(" ", sep))
+		}
+	}
+	for name, r := range map[string]func() io.Reader{
+		"whole reads":    func() io.Reader { return strings.NewReader(text.String()) },
+		"one-byte reads": func() io.Reader { return iotest.OneByteReader(strings.NewReader(text.String())) },
+		"half reads":     func() io.Reader { return iotest.HalfReader(strings.NewReader(text.String())) },
+		"error with EOF": func() io.Reader { return iotest.DataErrReader(strings.NewReader(text.String())) },
+	} {
+		var got []string
+		err := scanText(r(), f, func(line int, key string) { got = append(got, fmt.Sprintf("%d:%s", line, key)) })
+		require.NoError(t, err, name)
+		assert.Equal(t, want, got, name)
 	}
 }
 
