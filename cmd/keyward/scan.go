@@ -20,11 +20,11 @@ func (a *app) scanCommand() *cobra.Command {
 		Short: "Report keys with a valid checksum found in files (exit 1 if any): a pre-commit hook",
 		Long: `Walks the paths (default: .), skipping .git and binary files, and reports every
 string that is a well-formed key of the configured prefix with a valid
-checksum, as path:line: hint. The whole key is never printed. Strings that
-look like keys but fail the checksum are not reported. A symbolic link named
-as a PATH is followed; links met inside a directory are not. A path that
-cannot be read is named on stderr, the scan goes on with the rest, and the
-exit status is 1.`,
+checksum, as path:line: hint, even when letters or digits touch it. The whole
+key is never printed. Strings that look like keys but fail the checksum are
+not reported. A symbolic link named as a PATH is followed; links met inside
+a directory are not. A path that cannot be read is named on stderr, the scan
+goes on with the rest, and the exit status is 1.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			format, err := keyward.NewKeyFormat(a.prefix)
 			if err != nil {
@@ -138,9 +138,11 @@ func (s *scanner) fail(path string, err error) {
 const chunkSize = 64 << 10
 
 // scanText calls report with the line number and the text of every key of
-// format in r, a whole word with a valid checksum. r is read in chunks,
-// and the last key length bytes of each are looked at again with the
-// next, so a key across two chunks is found.
+// format in r. A key is found by its prefix, length and checksum, not by
+// word boundaries, so letters or digits next to it do not hide it; without
+// a valid checksum nothing is reported. r is read in chunks, and the last
+// key length − 1 bytes of each are looked at again with the next, so a key
+// across two chunks is found.
 func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key string)) error {
 	prefix := []byte(format.Prefix())
 	keyLen := format.Len()
@@ -153,7 +155,7 @@ func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key s
 		// wait for the next read, unless there is none.
 		end := len(buf)
 		if err == nil {
-			end = max(0, len(buf)-keyLen)
+			end = max(0, len(buf)-(keyLen-1))
 		}
 		counted := 0 // the newlines before counted are in line
 		for i := 0; ; {
@@ -163,9 +165,8 @@ func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key s
 			}
 			start := i + j
 			i = start + 1
-			if start+keyLen > len(buf) || start > 0 && isBase62(buf[start-1]) ||
-				start+keyLen < len(buf) && isBase62(buf[start+keyLen]) {
-				continue // not whole, or inside a longer word
+			if start+keyLen > len(buf) {
+				continue
 			}
 			if key := string(buf[start : start+keyLen]); format.Parse(key) == keyward.KeyOK {
 				line += bytes.Count(buf[counted:start], []byte{'\n'})
@@ -182,8 +183,4 @@ func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key s
 		line += bytes.Count(buf[counted:end], []byte{'\n'})
 		buf = buf[:copy(buf, buf[end:])]
 	}
-}
-
-func isBase62(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }

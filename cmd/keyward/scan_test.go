@@ -32,6 +32,18 @@ func newKey(t *testing.T, f keyward.KeyFormat) string {
 	return k
 }
 
+// badKey returns key with its last character changed: the right shape, a
+// wrong checksum.
+func badKey(key string) string {
+	last := byte('a')
+	if key[len(key)-1] == 'a' {
+		last = 'b'
+	}
+	return key[:len(key)-1] + string(last)
+}
+
+// runScan runs `keyward scan args…` in process and returns its stdout,
+// stderr and exit status.
 func runScan(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errs bytes.Buffer
@@ -177,4 +189,30 @@ func TestScanReportsAnUnreadableFileInAWalk(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Equal(t, report(f, found, 1, k), out, "the walk goes on past a file it cannot open")
 	assert.Contains(t, errs, "keyward: cannot scan "+locked+": ")
+}
+
+func TestScanFindsKeysNextToLettersAndDigits(t *testing.T) {
+	f := scanFormat(t)
+	var k [6]string
+	for i := range k {
+		k[i] = newKey(t, f)
+	}
+	path := filepath.Join(t.TempDir(), "config")
+	writeFile(t, path, strings.Join([]string{
+		"x" + k[0],
+		k[1] + "123",
+		"abc" + k[2] + "def",
+		k[3] + k[4],
+		"0" + k[5] + "Z",
+		"x" + badKey(newKey(t, f)) + "9", // wrong checksum
+		"triq_" + strings.Repeat("A", 30) + "000000",        // wrong checksum
+		"abc" + newKey(t, f)[:f.Len()-1] + "_" + "triq_abc", // cut short
+	}, "\n")+"\n")
+
+	out, errs, code := runScan(t, path)
+	assert.Equal(t, 1, code, errs)
+	assert.Equal(t, report(f, path, 1, k[0])+report(f, path, 2, k[1])+report(f, path, 3, k[2])+
+		report(f, path, 4, k[3])+report(f, path, 4, k[4])+report(f, path, 5, k[5]), out,
+		"a key is found next to letters or digits; only strings with a valid checksum are reported")
+	assert.Contains(t, errs, "6 key(s) found")
 }
