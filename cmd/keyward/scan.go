@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 	"github.com/spf13/cobra"
@@ -22,9 +24,10 @@ func (a *app) scanCommand() *cobra.Command {
 string that is a well-formed key of the configured prefix with a valid
 checksum, as path:line: hint, even when letters or digits touch it. The whole
 key is never printed. Strings that look like keys but fail the checksum are
-not reported. A symbolic link named as a PATH is followed; links met inside
-a directory are not. A path that cannot be read is named on stderr, the scan
-goes on with the rest, and the exit status is 1.`,
+not reported. UTF-8 and UTF-16 text is read. A symbolic link named as a PATH
+is followed; links met inside a directory are not. A path that cannot be
+read is named on stderr, the scan goes on with the rest, and the exit status
+is 1.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			format, err := keyward.NewKeyFormat(a.prefix)
 			if err != nil {
@@ -96,8 +99,8 @@ func (s *scanner) scanDir(dir string) {
 	}
 }
 
-// scanFile reports the keys in one file. A file whose first 8 KiB hold a
-// NUL byte is binary and skipped.
+// scanFile reports the keys in one file. UTF-16 text is decoded first;
+// any other file whose first 8 KiB hold a NUL byte is binary and skipped.
 func (s *scanner) scanFile(path string) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -111,10 +114,14 @@ func (s *scanner) scanFile(path string) {
 		s.fail(path, err)
 		return
 	}
-	if bytes.IndexByte(head, 0) >= 0 {
+	var text io.Reader = br
+	if order, bom := utf16Order(head); order != notUTF16 {
+		_, _ = br.Discard(bom) // already buffered by Peek
+		text = newUTF16Reader(br, order)
+	} else if bytes.IndexByte(head, 0) >= 0 {
 		return
 	}
-	err = scanText(br, s.format, func(line int, key string) {
+	err = scanText(text, s.format, func(line int, key string) {
 		fmt.Fprintf(s.stdout, "%s:%d: %s\n", path, line, s.format.Hint(key))
 		s.found++
 	})
@@ -183,4 +190,100 @@ func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key s
 		line += bytes.Count(buf[counted:end], []byte{'\n'})
 		buf = buf[:copy(buf, buf[end:])]
 	}
+}
+
+// byteOrder is the byte order of UTF-16 text.
+type byteOrder int
+
+const (
+	notUTF16 byteOrder = iota
+	littleEndian
+	bigEndian
+)
+
+// utf16Order tells whether a file that starts with head is UTF-16 text and
+// in which byte order, and how many bytes of byte-order mark to skip.
+// Without a mark, text where the bytes at even offsets or those at odd
+// offsets are mostly NUL and the others never are (mostly ASCII written in
+// UTF-16) is taken as UTF-16.
+func utf16Order(head []byte) (order byteOrder, bom int) {
+	if bytes.HasPrefix(head, []byte{0xff, 0xfe}) {
+		return littleEndian, 2
+	}
+	if bytes.HasPrefix(head, []byte{0xfe, 0xff}) {
+		return bigEndian, 2
+	}
+	pairs := len(head) / 2
+	var nul [2]int // NUL bytes at even and at odd offsets
+	for i := range 2 * pairs {
+		if head[i] == 0 {
+			nul[i%2]++
+		}
+	}
+	switch {
+	case nul[0] == 0 && 2*nul[1] > pairs:
+		return littleEndian, 0
+	case nul[1] == 0 && 2*nul[0] > pairs:
+		return bigEndian, 0
+	}
+	return notUTF16, 0
+}
+
+// utf16Block is how many bytes of UTF-16 a utf16Reader decodes at a time.
+const utf16Block = 32 << 10
+
+// utf16Reader decodes UTF-16 text into UTF-8. An unpaired surrogate
+// becomes U+FFFD; an odd last byte is dropped.
+type utf16Reader struct {
+	r     io.Reader
+	order byteOrder
+	raw   []byte   // the bytes read
+	units []uint16 // the units to decode; a high surrogate at the end of a block waits here for the next block
+	text  []byte   // the decoded text, which out is the unread part of
+	out   []byte
+	err   error // returned once out is read
+}
+
+// newUTF16Reader returns a reader of the UTF-8 text of the UTF-16 in r.
+func newUTF16Reader(r io.Reader, order byteOrder) *utf16Reader {
+	return &utf16Reader{r: r, order: order, raw: make([]byte, utf16Block)}
+}
+
+// Read reads decoded text into p.
+func (u *utf16Reader) Read(p []byte) (int, error) {
+	for len(u.out) == 0 && u.err == nil {
+		u.decode()
+	}
+	if len(u.out) == 0 {
+		return 0, u.err
+	}
+	n := copy(p, u.out)
+	u.out = u.out[n:]
+	return n, nil
+}
+
+// decode reads the next block and decodes it into u.out.
+func (u *utf16Reader) decode() {
+	n, err := io.ReadFull(u.r, u.raw)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	for i := 0; i+1 < n; i += 2 {
+		if u.order == bigEndian {
+			u.units = append(u.units, uint16(u.raw[i])<<8|uint16(u.raw[i+1]))
+		} else {
+			u.units = append(u.units, uint16(u.raw[i+1])<<8|uint16(u.raw[i]))
+		}
+	}
+	keep := 0
+	if last := len(u.units) - 1; err == nil && last >= 0 && 0xd800 <= u.units[last] && u.units[last] < 0xdc00 {
+		keep = 1
+	}
+	u.text = u.text[:0]
+	for _, r := range utf16.Decode(u.units[:len(u.units)-keep]) {
+		u.text = utf8.AppendRune(u.text, r)
+	}
+	u.out = u.text
+	u.units = append(u.units[:0], u.units[len(u.units)-keep:]...)
+	u.err = err
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"unicode/utf16"
 
 	"github.com/keyward/keyward"
 	"github.com/stretchr/testify/assert"
@@ -215,4 +216,67 @@ func TestScanFindsKeysNextToLettersAndDigits(t *testing.T) {
 		report(f, path, 4, k[3])+report(f, path, 4, k[4])+report(f, path, 5, k[5]), out,
 		"a key is found next to letters or digits; only strings with a valid checksum are reported")
 	assert.Contains(t, errs, "6 key(s) found")
+}
+
+// encodeUTF16 returns s in UTF-16 of the given byte order, after a
+// byte-order mark if bom.
+func encodeUTF16(s string, order byteOrder, bom bool) string {
+	units := utf16.Encode([]rune(s))
+	if bom {
+		units = append([]uint16{0xfeff}, units...)
+	}
+	b := make([]byte, 0, 2*len(units))
+	for _, u := range units {
+		if order == bigEndian {
+			b = append(b, byte(u>>8), byte(u))
+		} else {
+			b = append(b, byte(u), byte(u>>8))
+		}
+	}
+	return string(b)
+}
+
+func TestScanReadsUTF16(t *testing.T) {
+	f := scanFormat(t)
+	dir := t.TempDir()
+	var want strings.Builder
+	for _, tc := range []struct {
+		name  string
+		order byteOrder
+		bom   bool
+	}{
+		{"1-le-bom.ps1", littleEndian, true},
+		{"2-be-bom.ps1", bigEndian, true},
+		{"3-le.ps1", littleEndian, false},
+		{"4-be.ps1", bigEndian, false},
+	} {
+		k := newKey(t, f)
+		path := filepath.Join(dir, tc.name)
+		writeFile(t, path, encodeUTF16("# clé 🔑\r\n$key = \""+k+"\"\r\n", tc.order, tc.bom))
+		want.WriteString(report(f, path, 2, k))
+	}
+	// Binary files, NUL bytes at odd and even offsets, are still skipped.
+	writeFile(t, filepath.Join(dir, "z.bin"), "\x00\x01\x00\x00\x02\x00"+newKey(t, f))
+
+	out, errs, code := runScan(t, dir)
+	assert.Equal(t, 1, code, errs)
+	assert.Equal(t, want.String(), out, "UTF-16 text, with or without a byte-order mark, is read")
+}
+
+func TestUTF16ReaderDecodes(t *testing.T) {
+	long := strings.Repeat("a", utf16Block/2-1) // the next pair straddles two blocks
+	for name, tc := range map[string]struct {
+		in    string
+		order byteOrder
+		want  string
+	}{
+		"pair across blocks":  {encodeUTF16(long+"🔑b", littleEndian, false), littleEndian, long + "🔑b"},
+		"unpaired surrogates": {"\x00a\xd8\x3d\x00x\xdd\x11\xd8\x3d", bigEndian, "a\uFFFDx\uFFFD\uFFFD"},
+		"odd last byte":       {"a\x00b\x00c", littleEndian, "ab"},
+	} {
+		var got bytes.Buffer
+		_, err := got.ReadFrom(newUTF16Reader(strings.NewReader(tc.in), tc.order))
+		require.NoError(t, err, name)
+		assert.Equal(t, tc.want, got.String(), name)
+	}
 }
