@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 	"github.com/spf13/cobra"
@@ -20,8 +22,12 @@ func (a *app) scanCommand() *cobra.Command {
 		Short: "Report keys with a valid checksum found in files (exit 1 if any): a pre-commit hook",
 		Long: `Walks the paths (default: .), skipping .git and binary files, and reports every
 string that is a well-formed key of the configured prefix with a valid
-checksum, as path:line: hint. The whole key is never printed. Strings that
-look like keys but fail the checksum are not reported.`,
+checksum, as path:line: hint, even when letters or digits touch it. The whole
+key is never printed. Strings that look like keys but fail the checksum are
+not reported. UTF-8 and UTF-16 text is read. A symbolic link named as a PATH
+is followed; links met inside a directory are not. A path that cannot be
+read is named on stderr, the scan goes on with the rest, and the exit status
+is 1.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			format, err := keyward.NewKeyFormat(a.prefix)
 			if err != nil {
@@ -30,31 +36,17 @@ look like keys but fail the checksum are not reported.`,
 			if len(paths) == 0 {
 				paths = []string{"."}
 			}
-			found := 0
-			for _, root := range paths {
-				err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-					if err != nil {
-						return err
-					}
-					if d.IsDir() {
-						if d.Name() == ".git" && path != root {
-							return filepath.SkipDir
-						}
-						return nil
-					}
-					if !d.Type().IsRegular() {
-						return nil
-					}
-					n, err := scanFile(path, format, a.stdout)
-					found += n
-					return err
-				})
-				if err != nil {
-					return err
-				}
+			s := &scanner{format: format, stdout: a.stdout, stderr: a.stderr}
+			for _, path := range paths {
+				s.scanPath(path)
 			}
-			if found > 0 {
-				fmt.Fprintf(a.stderr, "keyward: %d key(s) found; revoke them (keyward keys revoke) and remove them from the files\n", found)
+			if s.found > 0 {
+				fmt.Fprintf(a.stderr, "keyward: %d key(s) found; revoke them (keyward keys revoke) and remove them from the files\n", s.found)
+			}
+			if s.failed > 0 {
+				fmt.Fprintf(a.stderr, "keyward: %d path(s) could not be scanned; the scan is incomplete\n", s.failed)
+			}
+			if s.found > 0 || s.failed > 0 {
 				return exitError{1}
 			}
 			return nil
@@ -62,53 +54,236 @@ look like keys but fail the checksum are not reported.`,
 	}
 }
 
-// scanFile reports the keys in one file. A file whose first 8 KiB hold a
-// NUL byte is binary and skipped.
-func scanFile(path string, format keyward.KeyFormat, out io.Writer) (int, error) {
+// scanner reports the keys in files and counts the keys found and the
+// paths it could not read.
+type scanner struct {
+	format         keyward.KeyFormat
+	stdout, stderr io.Writer
+	found, failed  int
+}
+
+// scanPath scans a path named on the command line: a file, or every file
+// under a directory. A symbolic link is followed.
+func (s *scanner) scanPath(path string) {
+	info, err := os.Stat(path)
+	switch {
+	case err != nil:
+		s.fail(path, err)
+	case info.IsDir():
+		s.scanDir(path)
+	case info.Mode().IsRegular():
+		s.scanFile(path)
+	default:
+		s.fail(path, errors.New("not a regular file or a directory"))
+	}
+}
+
+// scanDir scans the regular files under dir, skipping .git directories.
+// Symbolic links inside dir are not followed, so the walk stays in the
+// tree and cannot loop.
+func (s *scanner) scanDir(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		s.fail(dir, err) // and scan the entries read before the error
+	}
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case e.IsDir():
+			if e.Name() != ".git" {
+				s.scanDir(path)
+			}
+		case e.Type().IsRegular():
+			s.scanFile(path)
+		}
+	}
+}
+
+// scanFile reports the keys in one file. UTF-16 text is decoded first;
+// any other file whose first 8 KiB hold a NUL byte is binary and skipped.
+func (s *scanner) scanFile(path string) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		s.fail(path, err)
+		return
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
 	head, err := br.Peek(8 << 10)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return 0, err
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.fail(path, err)
+		return
 	}
-	if bytes.IndexByte(head, 0) >= 0 {
-		return 0, nil
+	var text io.Reader = br
+	if order, bom := utf16Order(head); order != notUTF16 {
+		_, _ = br.Discard(bom) // already buffered by Peek
+		text = newUTF16Reader(br, order)
+	} else if bytes.IndexByte(head, 0) >= 0 {
+		return
 	}
+	err = scanText(text, s.format, func(line int, key string) {
+		fmt.Fprintf(s.stdout, "%s:%d: %s\n", path, line, s.format.Hint(key))
+		s.found++
+	})
+	if err != nil {
+		s.fail(path, err)
+	}
+}
+
+// fail reports on stderr that path could not be scanned, or not to the end.
+func (s *scanner) fail(path string, err error) {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is printed already
+	}
+	fmt.Fprintf(s.stderr, "keyward: cannot scan %s: %v\n", path, err)
+	s.failed++
+}
+
+// chunkSize is how much text scanText looks at in one go, whatever the
+// length of its lines.
+const chunkSize = 64 << 10
+
+// scanText calls report with the line number and the text of every key of
+// format in r. A key is found by its prefix, length and checksum, not by
+// word boundaries, so letters or digits next to it do not hide it; without
+// a valid checksum nothing is reported. r is read in chunks, and the last
+// key length − 1 bytes of each are looked at again with the next, so a key
+// across two chunks is found.
+func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key string)) error {
 	prefix := []byte(format.Prefix())
-	n, line := 0, 0
-	sc := bufio.NewScanner(br)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
+	keyLen := format.Len()
+	buf := make([]byte, 0, chunkSize+keyLen)
+	line := 1
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		// Keys starting before end are whole in buf; the bytes from end on
+		// wait for the next read, unless there is none.
+		end := len(buf)
+		if err == nil {
+			end = max(0, len(buf)-(keyLen-1))
+		}
+		counted := 0 // the newlines before counted are in line
 		for i := 0; ; {
-			j := bytes.Index(b[i:], prefix)
-			if j < 0 {
+			j := bytes.Index(buf[i:], prefix)
+			if j < 0 || i+j >= end {
 				break
 			}
 			start := i + j
 			i = start + 1
-			if start > 0 && isBase62(b[start-1]) {
-				continue // inside a longer token
-			}
-			end := start + format.Len()
-			if end > len(b) || (end < len(b) && isBase62(b[end])) {
+			if start+keyLen > len(buf) {
 				continue
 			}
-			if k := string(b[start:end]); format.Parse(k) == keyward.KeyOK {
-				fmt.Fprintf(out, "%s:%d: %s\n", path, line, format.Hint(k))
-				n++
-				i = end
+			if key := string(buf[start : start+keyLen]); format.Parse(key) == keyward.KeyOK {
+				line += bytes.Count(buf[counted:start], []byte{'\n'})
+				counted = start
+				report(line, key)
 			}
 		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		line += bytes.Count(buf[counted:end], []byte{'\n'})
+		buf = buf[:copy(buf, buf[end:])]
 	}
-	return n, sc.Err()
 }
 
-func isBase62(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+// byteOrder is the byte order of UTF-16 text.
+type byteOrder int
+
+const (
+	notUTF16 byteOrder = iota
+	littleEndian
+	bigEndian
+)
+
+// utf16Order tells whether a file that starts with head is UTF-16 text and
+// in which byte order, and how many bytes of byte-order mark to skip.
+// Without a mark, text where the bytes at even offsets or those at odd
+// offsets are mostly NUL and the others never are (mostly ASCII written in
+// UTF-16) is taken as UTF-16.
+func utf16Order(head []byte) (order byteOrder, bom int) {
+	if bytes.HasPrefix(head, []byte{0xff, 0xfe}) {
+		return littleEndian, 2
+	}
+	if bytes.HasPrefix(head, []byte{0xfe, 0xff}) {
+		return bigEndian, 2
+	}
+	pairs := len(head) / 2
+	var nul [2]int // NUL bytes at even and at odd offsets
+	for i := range 2 * pairs {
+		if head[i] == 0 {
+			nul[i%2]++
+		}
+	}
+	switch {
+	case nul[0] == 0 && 2*nul[1] > pairs:
+		return littleEndian, 0
+	case nul[1] == 0 && 2*nul[0] > pairs:
+		return bigEndian, 0
+	}
+	return notUTF16, 0
+}
+
+// utf16Block is how many bytes of UTF-16 a utf16Reader decodes at a time.
+const utf16Block = 32 << 10
+
+// utf16Reader decodes UTF-16 text into UTF-8. An unpaired surrogate
+// becomes U+FFFD; an odd last byte is dropped.
+type utf16Reader struct {
+	r     io.Reader
+	order byteOrder
+	raw   []byte   // the bytes read
+	units []uint16 // the units to decode; a high surrogate at the end of a block waits here for the next block
+	text  []byte   // the decoded text, which out is the unread part of
+	out   []byte
+	err   error // returned once out is read
+}
+
+// newUTF16Reader returns a reader of the UTF-8 text of the UTF-16 in r.
+func newUTF16Reader(r io.Reader, order byteOrder) *utf16Reader {
+	return &utf16Reader{r: r, order: order, raw: make([]byte, utf16Block)}
+}
+
+// Read reads decoded text into p.
+func (u *utf16Reader) Read(p []byte) (int, error) {
+	for len(u.out) == 0 && u.err == nil {
+		u.decode()
+	}
+	if len(u.out) == 0 {
+		return 0, u.err
+	}
+	n := copy(p, u.out)
+	u.out = u.out[n:]
+	return n, nil
+}
+
+// decode reads the next block and decodes it into u.out.
+func (u *utf16Reader) decode() {
+	n, err := io.ReadFull(u.r, u.raw)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF
+	}
+	for i := 0; i+1 < n; i += 2 {
+		if u.order == bigEndian {
+			u.units = append(u.units, uint16(u.raw[i])<<8|uint16(u.raw[i+1]))
+		} else {
+			u.units = append(u.units, uint16(u.raw[i+1])<<8|uint16(u.raw[i]))
+		}
+	}
+	keep := 0
+	if last := len(u.units) - 1; err == nil && last >= 0 && 0xd800 <= u.units[last] && u.units[last] < 0xdc00 {
+		keep = 1
+	}
+	u.text = u.text[:0]
+	for _, r := range utf16.Decode(u.units[:len(u.units)-keep]) {
+		u.text = utf8.AppendRune(u.text, r)
+	}
+	u.out = u.text
+	u.units = append(u.units[:0], u.units[len(u.units)-keep:]...)
+	u.err = err
 }
