@@ -8,13 +8,15 @@ COUNT ?= 10
 
 .PHONY: test bench loadtest fmt
 
-## test: gofmt check, go vet and the race-enabled tests of every module
+## test: gofmt check, go vet, the race-enabled tests of every module, then
+## the allocation budgets (tests named *Alloc*), which only hold without -race
 test:
 	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard -- '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	@set -e; for m in $(MODULES); do \
 		echo "== $$m"; \
-		(cd $$m && $(GO) vet ./... && $(GO) test -race -shuffle=on -count=1 ./...); \
+		(cd $$m && $(GO) vet ./... && $(GO) test -race -shuffle=on -count=1 ./... && \
+			$(GO) test -count=1 -run Alloc ./...); \
 	done
 
 ## bench: every benchmark of every module, -count $(COUNT), summarised by benchstat

@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
+	"github.com/keyward/keyward/internal/keepalive"
 )
 
 // Headers that ChargeCredits reads and writes.
@@ -64,6 +66,7 @@ type Charger struct {
 	maxBody int64
 	errors  *ErrorWriter
 	fail    creditFailures
+	running keepalive.Set // the reservations of calls running now, renewed
 }
 
 // ChargeCredits checks cfg and returns the Charger it describes, or every
@@ -193,7 +196,7 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	if res.Replayed {
 		ch.cost = res.Charged
 	} else {
-		ch.alive = startKeepAlive(ch)
+		c.running.Add(&ch.alive, (*chargeRenewer)(ch), renewAt(res.ExpiresAt))
 	}
 	return ch, nil
 }
@@ -268,7 +271,7 @@ type Charge struct {
 	detached detach.Context  // parent without its cancellation, for settling
 	acct     Account
 	res      chargeRes
-	alive    *keepAlive
+	alive    keepalive.Node
 
 	// w, status, hijacked and returned belong to the goroutine serving the
 	// request (the middleware and the handler's writes).
@@ -409,7 +412,7 @@ func (ch *Charge) Settle(status int) error {
 	ch.settled = true
 	cost := ch.cost
 	ch.mu.Unlock()
-	ch.alive.stop()
+	ch.c.running.Remove(&ch.alive)
 	if ch.res.Replayed {
 		return nil
 	}
@@ -589,77 +592,32 @@ func (cw *chargeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap returns the underlying ResponseWriter, for http.ResponseController.
 func (cw *chargeWriter) Unwrap() http.ResponseWriter { return cw.w }
 
-// keepAlive renews a call's reservation while its handler runs, so that a
+// renewAt is when to renew a reservation that expires at expires: half
+// way there, on the shared clock, and at least every
+// DefaultReservationTTL/2.
+func renewAt(expires time.Time) int64 {
+	now := clock.Process.UnixNano()
+	return now + min(max((expires.UnixNano()-now)/2, 0), int64(DefaultReservationTTL/2))
+}
+
+// chargeRenewer is a Charge as internal/keepalive sees it.
+type chargeRenewer Charge
+
+// Renew extends the call's reservation while its handler runs, so that a
 // live call's reservation never expires under it (a slow handler, a client
 // that sends or reads slowly): only a dead process's reservation expires.
-// Its timer is kept in a pool, so that a call costs no allocation for it.
-type keepAlive struct {
-	t  *time.Timer
-	mu sync.Mutex
-	ch *Charge // nil once the call is settled
-}
-
-var keepAlives = sync.Pool{New: func() any {
-	k := &keepAlive{}
-	k.t = time.AfterFunc(time.Hour, k.renew)
-	k.t.Stop()
-	return k
-}}
-
-// Bounds of the renewal delay: half the time the reservation has left,
-// measured on the system clock.
-const (
-	minRenewDelay = 10 * time.Millisecond
-	maxRenewDelay = DefaultReservationTTL / 2
-)
-
-func renewDelay(expires time.Time) time.Duration {
-	return min(max(time.Until(expires)/2, minRenewDelay), maxRenewDelay)
-}
-
-func startKeepAlive(ch *Charge) *keepAlive {
-	k := keepAlives.Get().(*keepAlive)
-	k.mu.Lock()
-	k.ch = ch
-	k.mu.Unlock()
-	k.t.Reset(renewDelay(ch.res.ExpiresAt))
-	return k
-}
-
-// renew runs on the timer's goroutine: it extends the reservation and
-// schedules the next renewal, unless the call was settled meanwhile.
-func (k *keepAlive) renew() {
-	k.mu.Lock()
-	ch := k.ch
-	k.mu.Unlock()
-	if ch == nil {
-		return
-	}
+// The Charger's keepalive.Set runs it and renews again when it says.
+func (r *chargeRenewer) Renew() (int64, bool) {
+	ch := (*Charge)(r)
 	expires, err := ch.c.ledger.Extend(&ch.detached, ch.acct, ch.res.ID)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.ch != ch {
-		return // settled (and perhaps reused) while we renewed
-	}
 	switch {
 	case err == nil:
-		k.t.Reset(renewDelay(expires))
+		return renewAt(expires), true
 	case errors.Is(err, ErrReservationExpired) || errors.Is(err, ErrReservationNotFound):
-		ch.c.errors.logger().LogAttrs(&ch.detached, slog.LevelWarn, "keyward: a running call's reservation was lost; it will not be charged",
-			slog.String("orgId", ch.acct.OrgID), slog.Int64("reservationId", ch.res.ID), slog.Any("error", err))
-	default: // the ledger failed: try again soon
-		k.t.Reset(minRenewDelay * 100)
+		// Settled meanwhile, or lost: either way nothing is left to renew.
+		return 0, false
 	}
-}
-
-// stop ends the renewals and returns k to the pool (k may be nil).
-func (k *keepAlive) stop() {
-	if k == nil {
-		return
-	}
-	k.mu.Lock()
-	k.ch = nil
-	k.mu.Unlock()
-	k.t.Stop()
-	keepAlives.Put(k)
+	ch.c.errors.logger().LogAttrs(&ch.detached, slog.LevelWarn, "keyward: renewing a running call's reservation failed; retrying",
+		slog.String("orgId", ch.acct.OrgID), slog.Int64("reservationId", ch.res.ID), slog.Any("error", err))
+	return clock.Process.UnixNano() + int64(time.Second), true
 }

@@ -18,16 +18,17 @@ func ExampleChargeCredits() {
 	cache, _ := keyward.NewCache(store, keyward.CacheConfig{})
 	defer cache.Close()
 	store.Watch(cache)
-	requireKey, _ := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	auth, _ := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	requireKey := auth.Middleware
 
 	ledger, _ := memstore.NewLedger(memstore.LedgerOptions{})
-	charger, err := keyward.NewCharger(keyward.CreditConfig{Ledger: ledger})
+	one, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger, Cost: 1})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	chargeOne, _ := charger.Charge(1)
-	chargeBatch, _ := charger.Charge(1) // reserves 1; the handler sets the real cost
+	batch, _ := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger}) // reserves 1; the handler sets the real cost
+	chargeOne, chargeBatch := one.Middleware, batch.Middleware
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/enrich", requireKey(chargeOne(http.HandlerFunc(

@@ -19,9 +19,9 @@ func TestRateLimiterCheck(t *testing.T) {
 		t.Helper()
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.Header.Set("X-API-Key", key)
-		p, err := l.auth.Authenticate(r)
+		k, err := l.auth.Authenticate(r)
 		require.NoError(t, err)
-		return r.WithContext(keyward.WithPrincipal(r.Context(), p))
+		return keyward.AttachKey(r, k)
 	}
 	t.Run("allowed", func(t *testing.T) {
 		t.Parallel()
@@ -42,7 +42,7 @@ func TestRateLimiterCheck(t *testing.T) {
 			require.NoError(t, err)
 		}
 		d, err := l.limiter.Check(r)
-		assert.ErrorIs(t, err, keyward.ErrRateLimited)
+		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeRateLimited})
 		assert.False(t, d.Allowed)
 		h := http.Header{}
 		d.WriteHeaders(h)
@@ -66,13 +66,13 @@ func TestRateLimiterCheck(t *testing.T) {
 		r := keyed(l, l.newKey(t).Key)
 		l.counters.fail.Store(true)
 		_, err := l.limiter.Check(r)
-		assert.ErrorIs(t, err, keyward.ErrServiceUnavailable)
+		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeServiceUnavailable})
 	})
-	t.Run("no principal", func(t *testing.T) {
+	t.Run("no key", func(t *testing.T) {
 		t.Parallel()
 		l := newLimited(t)
 		_, err := l.limiter.Check(httptest.NewRequest(http.MethodGet, "/", nil))
-		assert.ErrorIs(t, err, keyward.ErrInternal)
+		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeInternal})
 	})
 }
 
@@ -80,16 +80,17 @@ func TestRateLimiterCheck(t *testing.T) {
 func TestChargerWriteErrorSkipsAGoneClient(t *testing.T) {
 	t.Parallel()
 	f := newCreditFixture(t, 0, false)
+	paymentRequired := &keyward.Error{Status: http.StatusPaymentRequired, Code: keyward.CodeInsufficientCredits, Message: "Insufficient credits."}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	w := httptest.NewRecorder()
-	f.charger.WriteError(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil), keyward.ErrPaymentRequired)
+	f.charger.WriteError(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil), paymentRequired)
 	assert.False(t, w.Flushed)
 	assert.Empty(t, w.Header())
 	assert.Zero(t, w.Body.Len())
 
 	w = httptest.NewRecorder()
-	f.charger.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), keyward.ErrPaymentRequired)
+	f.charger.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), paymentRequired)
 	assert.Equal(t, http.StatusPaymentRequired, w.Code)
 }
 
@@ -101,9 +102,9 @@ func TestChargeRunForAdapters(t *testing.T) {
 	begin := func(t *testing.T, f *creditFixture) *keyward.Charge {
 		t.Helper()
 		r := f.request(context.Background(), "", nil)
-		p, err := f.auth.Authenticate(r)
+		k, err := f.auth.Authenticate(r)
 		require.NoError(t, err)
-		ch, err := f.charger.Begin(r.WithContext(keyward.WithPrincipal(r.Context(), p)), 2)
+		ch, err := f.chargerFor(t, 2).Begin(keyward.AttachKey(r, k))
 		require.NoError(t, err)
 		return ch
 	}

@@ -9,49 +9,62 @@
 //
 //	RequireAPIKey → EnforcePermissions → RateLimitByOrg → ChargeCredits → handler
 //
-// RequireAPIKey parses the key (prefix, length, alphabet, CRC32 checksum)
-// without any I/O, hashes it with SHA-256, finds it through a [Cache] in
-// front of a [KeyStore], refuses revoked and expired keys and attaches a
-// [Principal] to the request context ([FromContext]). A key found before
-// is found again in the cache's front by a cheap tag instead of the
-// checksum and hash. The handlers after it read that Principal; used
-// without it they answer 500, never panic. Behind RequireAPIKey the whole
-// chain makes one allocation per request: the request state, which holds
-// the request copy, the Charge and the rate-limit header values.
+// Each constructor checks its configuration and returns the handler's
+// decision ([Authenticator], [PermissionChecker], [RateLimiter],
+// [Charger]); its Middleware method is the net/http middleware, and
+// adapters for other routers (github.com/keyward/keyward/adapters/gin and
+// …/echo, each its own module) call the same decisions. The conformance
+// kit in package keywardtest proves that they answer as net/http does.
+//
+// RequireAPIKey checks the key's prefix, length and alphabet without any
+// I/O, hashes it with SHA-256 and finds the stored record of exactly that
+// key through a [Cache] in front of a [KeyStore] (a cache miss checks the
+// CRC32 checksum before any store lookup). It refuses revoked and expired
+// keys and attaches the [KeyRecord], organization included, to the request
+// ([FromContext]): who is calling exists once. The handlers after it read
+// that record; used without it, or given a record they cannot use, they
+// answer 500, never panic. The organization's limits are resolved once, by
+// the store, from the plan table ([Plans]). With a cached key the whole
+// chain makes four allocations per request (BENCHMARKS.md).
+//
+// # Where things are
+//
+//	auth.go         RequireAPIKey: the Authenticator, AuthConfig
+//	request.go      what keyward keeps for one request between its handlers
+//	cache.go        the key cache (ristretto) and its exact revocation
+//	keys.go         keys: format, hash, hint; KeyRecord, Organization, KeyStore
+//	plans.go        the plan table and the one override rule (Plans.Resolve)
+//	permissions.go  EnforcePermissions
+//	ratelimit.go    RateLimitByOrg and the in-process counters
+//	ledger.go       the CreditLedger contract that memstore and sqlstore keep
+//	credits.go      ChargeCredits: reserve, run, settle; SetCost
+//	failures.go     every failure's code, reason, status and message, and
+//	                the one ErrorWriter
+//	manage/         key management: creating, rotating, revoking (KeyManager)
+//	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
 //
 // # Credits
 //
-// [ChargeCredits] (or a [Charger]) reserves a call's cost in a
-// [CreditLedger] before the handler runs and settles after it: commit on a
-// 2xx, release on any other status, a panic, a hijack, or a client gone
-// before anything was written. The handler may change its cost with
-// [SetCost]. An Idempotency-Key makes a retried call spend once. The
-// ledger's contract, written on [CreditLedger], is what memstore and
-// sqlstore both keep.
-//
-// # Other routers
-//
-// Each handler is a decision the core exports, and a net/http middleware
-// built from it: [Authenticator.Authenticate], [PermissionChecker.Check],
-// [RateLimiter.Check] and [Charger.Begin] with [Charge.Run] decide; the
-// WriteError method of each writes; [AttachPrincipal] and [Charge.Request]
-// pass the request on as the net/http handlers do. Adapters for other routers
-// (github.com/keyward/keyward/adapters/gin and …/echo, each its own module)
-// are built from them alone, and the conformance kit in package keywardtest
-// proves that they answer as net/http does.
+// [ChargeCredits] reserves a call's cost in a [CreditLedger] before the
+// handler runs, keeps the reservation alive while it runs, and settles
+// after it: commit on a 2xx, release on any other status, a panic, a
+// hijack, or a client gone before anything was written. The handler may
+// change its cost with [SetCost]. An Idempotency-Key makes a retried call
+// spend once.
 //
 // # Failures
 //
 // Every failure is an [*Error] written by one [ErrorWriter] as one JSON
 // envelope (success, error.code, error.message, error.details, meta), so
-// every router gives byte-identical answers. A key store that cannot be
-// reached is a 503, never a 401: keyward fails closed.
+// every router gives byte-identical answers; failures.go lists them all,
+// and ErrorWriter.Message replaces their wording. A key store that cannot
+// be reached is a 503, never a 401: keyward fails closed.
 //
 // # What a deployment MUST do
 //
 //   - Serve keys over TLS only: a key is a bearer credential.
-//   - Keep only hashes: [KeyManager] implementations store SHA-256 and a
-//     display hint; show the plaintext to its owner once, at creation.
+//   - Keep only hashes: manage.KeyManager implementations store SHA-256 and
+//     a display hint; show the plaintext to its owner once, at creation.
 //   - Tell the cache of changes: call [Cache.Invalidate] (memstore.Store's
 //     Watch does it) so that a revocation takes effect at once on the
 //     instance that made it; other instances learn within the store's
@@ -62,8 +75,7 @@
 // # What a deployment SHOULD do
 //
 //   - Put a [Cache] in front of any database-backed store: a cached key costs
-//     no store call and no allocation beyond the two that attaching a
-//     context value costs.
+//     no store call.
 //   - Run `keyward scan` (or an equivalent) as a pre-commit hook: keys carry
 //     a checksum so that leaked keys are found without false positives.
 package keyward

@@ -18,15 +18,15 @@ func ExampleRequireAPIKey() {
 	defer cache.Close()
 	store.Watch(cache) // revocations reach the cache at once
 
-	requireKey, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/categories", requireKey(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := keyward.FromContext(r.Context())
-		fmt.Fprintf(w, "hello %s", p.Key.Org.Name)
+	mux.Handle("GET /v1/categories", auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, _ := keyward.FromContext(r.Context())
+		fmt.Fprintf(w, "hello %s", k.Org.Name)
 	})))
 
 	org, _ := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"})

@@ -78,7 +78,7 @@ func TestSlowStore(t *testing.T) {
 	require.NoError(t, err)
 	defer cache.Close()
 	logs := &syncBuffer{}
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_",
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_",
 		Errors: &keyward.ErrorWriter{Logger: slog.New(slog.NewTextHandler(logs, nil))}})
 	require.NoError(t, err)
 	h := auth.Middleware(okHandler)
@@ -322,12 +322,10 @@ func (l *slowLedger) Reserve(ctx context.Context, req keyward.ReserveRequest) (k
 func TestSlowLedgerAnswers503WithinTheDeadline(t *testing.T) {
 	t.Parallel()
 	f := newCreditFixture(t, 100, false)
-	charger, err := keyward.NewCharger(keyward.CreditConfig{Ledger: &slowLedger{f.ledger, 2 * time.Second}, Errors: f.errors})
-	require.NoError(t, err)
-	charge, err := charger.Charge(1)
+	charger, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: &slowLedger{f.ledger, 2 * time.Second}, Errors: f.errors})
 	require.NoError(t, err)
 	var ran atomic.Int64
-	chain := f.auth.Middleware(charge(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	chain := f.auth.Middleware(charger.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ran.Add(1)
 		_, _ = io.WriteString(w, "ok")
 	})))

@@ -88,13 +88,13 @@ func newHeaderFuzz(t testing.TB) *headerFuzz {
 		RequestID: func(*http.Request) string { return "req-fuzz" },
 		Logger:    slog.New(slog.NewTextHandler(hf.logs, nil)),
 	}
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{
 		Keys: cache, Prefix: "triq_", Errors: ew, Environments: []keyward.Environment{keyward.EnvLive},
 	})
 	require.NoError(t, err)
 	hf.h = auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, _ := keyward.FromContext(r.Context())
-		_, _ = io.WriteString(w, "hello "+p.KeyID)
+		k, _ := keyward.FromContext(r.Context())
+		_, _ = io.WriteString(w, "hello "+k.ID)
 	}))
 	hf.replacer = strings.NewReplacer(markLive, live.Key, markTest, test.Key, markRevoked, revoked.Key, markDown, down)
 	return hf
@@ -119,6 +119,10 @@ func (hf *headerFuzz) want(vals []string) (int, string) {
 	case len(vals) == 0:
 		return http.StatusUnauthorized, keyward.ReasonMissingAPIKey
 	case len(vals) > 1:
+		return http.StatusUnauthorized, keyward.ReasonInvalidAPIKey
+	case len(vals[0]) > 256:
+		// Far longer than any key: refused before it is trimmed or its
+		// prefix read.
 		return http.StatusUnauthorized, keyward.ReasonInvalidAPIKey
 	}
 	switch v := strings.Trim(vals[0], " \t"); {

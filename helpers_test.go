@@ -77,7 +77,7 @@ type clock struct{ t atomic.Pointer[time.Time] }
 
 func newClock() *clock {
 	c := &clock{}
-	c.Set(time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC))
+	c.Set(time.Date(2036, 1, 19, 10, 30, 0, 0, time.UTC))
 	return c
 }
 func (c *clock) Now() time.Time          { return *c.t.Load() }

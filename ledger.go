@@ -216,4 +216,3 @@ type CreditLedger interface {
 	// reservation TTL and returns the new expiry.
 	Extend(ctx context.Context, acct Account, id int64) (time.Time, error)
 }
-

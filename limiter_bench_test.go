@@ -12,7 +12,7 @@ import (
 )
 
 // unlimited is a plan table under which no benchmark ever hits a limit.
-var unlimited = *keyward.Plans{"free": {Name: "free", RequestsPerMinute: 1 << 50}}
+var unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: 1 << 50, MonthlyCredits: 100}})
 
 // RateLimitChains builds, over one limiter store, the three handlers the
 // rate-limit benchmarks compare:
@@ -24,22 +24,22 @@ var unlimited = *keyward.Plans{"free": {Name: "free", RequestsPerMinute: 1 << 50
 // A nil store means keyward's default (in-memory) for RateLimitByOrg and
 // ulule's memory store for ulule's middleware.
 func RateLimitChains(b *testing.B, store limiter.Store) (ulule, authLimit, chain http.Handler, r *http.Request) {
-	f := newFixture(b)
+	f := newFixtureWithPlans(b, unlimited)
 	k := f.newKey(b)
 	cache, err := keyward.NewCache(f.probe, keyward.CacheConfig{TTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(cache.Close)
-	auth, err := keyward.NewAuthenticator(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	rl, err := keyward.NewRateLimiter(keyward.RateLimitConfig{Store: store, Plans: unlimited})
+	rl, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}
-	perms, err := keyward.EnforcePermissions("transactions:enrich")
+	perms, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func RateLimitChains(b *testing.B, store limiter.Store) (ulule, authLimit, chain
 	}
 	ulule = stdlib.NewMiddleware(limiter.New(store, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok)
 	authLimit = auth.Middleware(rl.Middleware(okHandler))
-	chain = auth.Middleware(perms(rl.Middleware(okHandler)))
+	chain = auth.Middleware(perms.Middleware(rl.Middleware(okHandler)))
 	r = benchRequest(b, k.Key)
 	r.RemoteAddr = "203.0.113.7:41234"
 	return ulule, authLimit, chain, r

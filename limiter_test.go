@@ -42,14 +42,16 @@ type limited struct {
 func newLimited(t testing.TB, mutate ...func(*keyward.RateLimitConfig)) *limited {
 	t.Helper()
 	f := newFixture(t)
-	// Mid-window, so that a test's requests never straddle two windows.
-	f.now.Set(time.Date(2026, 1, 19, 10, 30, 18, 0, time.UTC))
+	// Mid-window, so that a test's requests never straddle two windows;
+	// and ahead of the system clock: the in-process counters sweep the
+	// windows that ended by the system clock, never those ahead of it.
+	f.now.Set(limitedNow)
 	store := &flakyStore{Store: memory.NewStore()}
 	cfg := keyward.RateLimitConfig{Store: store, Errors: f.errors, Logger: f.errors.Logger, Now: f.now.Now}
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	l, err := keyward.NewRateLimiter(cfg)
+	l, err := keyward.RateLimitByOrg(cfg)
 	require.NoError(t, err)
 	return &limited{fixture: f, limiter: l, counters: store, h: f.auth.Middleware(l.Middleware(okHandler))}
 }
@@ -77,9 +79,13 @@ func TestRateLimitHeadersAndThe61stCall(t *testing.T) {
 	}
 }
 
+// limitedNow is the limiter tests' clock: 42 s before the end of a window,
+// far ahead of the system clock.
+var limitedNow = time.Date(2036, 1, 19, 10, 30, 18, 0, time.UTC)
+
 func testThe61stCall(t *testing.T, l *limited) {
 	k := l.newKey(t)
-	reset := strconv.FormatInt(time.Date(2026, 1, 19, 10, 31, 0, 0, time.UTC).Unix(), 10)
+	reset := strconv.FormatInt(time.Date(2036, 1, 19, 10, 31, 0, 0, time.UTC).Unix(), 10)
 	for i := 1; i <= 60; i++ {
 		w := l.call(k.Key)
 		require.Equal(t, http.StatusOK, w.Code, "call %d", i)
@@ -95,13 +101,13 @@ func testThe61stCall(t *testing.T, l *limited) {
 	env := decodeEnvelope(t, w)
 	assert.Equal(t, "rate_limited", env.Error.Code)
 	assert.Equal(t, "Rate limit exceeded. Maximum 60 requests per minute. Retry after 42 seconds.", env.Error.Message)
-	assert.Equal(t, map[string]any{"limit": 60.0, "remaining": 0.0, "resetAt": "2026-01-19T10:31:00Z", "retryAfter": 42.0}, env.Error.Details)
+	assert.Equal(t, map[string]any{"limit": 60.0, "remaining": 0.0, "resetAt": "2036-01-19T10:31:00Z", "retryAfter": 42.0}, env.Error.Details)
 	assert.Equal(t, []string{"42"}, w.Header().Values("Retry-After"))
 	assert.Equal(t, []string{"0"}, w.Header().Values("X-RateLimit-Remaining"))
 	assert.Equal(t, []string{`"org";r=0;t=42`}, w.Header().Values("RateLimit"))
 
 	// The next window starts afresh.
-	l.now.Set(time.Date(2026, 1, 19, 10, 31, 0, 0, time.UTC))
+	l.now.Set(time.Date(2036, 1, 19, 10, 31, 0, 0, time.UTC))
 	w = l.call(k.Key)
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "59", w.Header().Get("X-RateLimit-Remaining"))
@@ -182,17 +188,46 @@ func TestCustomRateOverridesThePlan(t *testing.T) {
 	assert.Equal(t, "5000", w.Header().Get("X-RateLimit-Limit"))
 }
 
-func TestUnknownPlanIsAMisconfiguration(t *testing.T) {
+// withoutLimits is a KeyStore whose organizations have no resolved
+// limits: a store that does not fill KeyRecord.Org.Limits.
+type withoutLimits struct{ keyward.KeyStore }
+
+func (s withoutLimits) LookupKey(ctx context.Context, h keyward.KeyHash) (*keyward.KeyRecord, error) {
+	rec, err := s.KeyStore.LookupKey(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	cp := *rec
+	cp.Org.Limits = keyward.Limits{}
+	return &cp, nil
+}
+
+// An organization without a rate is a misconfiguration of the key store:
+// 500, naming the organization and its plan; nothing is counted.
+func TestOrganizationWithoutRateIsAMisconfiguration(t *testing.T) {
 	t.Parallel()
-	l := newLimited(t, func(c *keyward.RateLimitConfig) {
-		c.Plans = *keyward.Plans{"pro": {Name: "pro", RequestsPerMinute: 10}}
-	})
-	k := l.newKey(t) // org on "free", which this table lacks
-	w := l.call(k.Key)
-	require.Equal(t, http.StatusInternalServerError, w.Code)
-	env := decodeEnvelope(t, w)
-	assert.Equal(t, "internal_error", env.Error.Code)
-	assert.Contains(t, env.Error.Message, `plan "free"`)
+	for _, store := range []string{"default", "limiter.Store"} {
+		t.Run("store="+store, func(t *testing.T) {
+			t.Parallel()
+			l := newLimited(t, func(c *keyward.RateLimitConfig) {
+				if store == "default" {
+					c.Store = nil
+				}
+			})
+			auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: withoutLimits{l.store}, Prefix: "triq_", Errors: l.errors})
+			require.NoError(t, err)
+			l.h = auth.Middleware(l.limiter.Middleware(okHandler))
+			k := l.newKey(t)
+			w := l.call(k.Key)
+			require.Equal(t, http.StatusInternalServerError, w.Code)
+			env := decodeEnvelope(t, w)
+			assert.Equal(t, "internal_error", env.Error.Code)
+			assert.Contains(t, env.Error.Message, `plan "free"`)
+			assert.Contains(t, env.Error.Message, strconv.Quote(l.org.ID))
+			assert.Empty(t, w.Header().Get("X-RateLimit-Limit"))
+			assert.Contains(t, l.logs.String(), "misconfigured", "a 500 is logged")
+		})
+	}
 }
 
 func TestRateLimitStoreFailure(t *testing.T) {
@@ -233,19 +268,12 @@ func TestRateLimitStoreFailure(t *testing.T) {
 
 func TestRateLimitWithoutRequireAPIKey(t *testing.T) {
 	t.Parallel()
-	mw, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	l, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	require.NoError(t, err)
 	w := httptest.NewRecorder()
-	mw(okHandler).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
+	l.Middleware(okHandler).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/", nil))
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	assert.Contains(t, decodeEnvelope(t, w).Error.Message, "RequireAPIKey")
-}
-
-func TestNewRateLimiterRejectsNegativeRates(t *testing.T) {
-	t.Parallel()
-	_, err := keyward.NewRateLimiter(keyward.RateLimitConfig{Plans: *keyward.Plans{"x": {RequestsPerMinute: -1}}})
-	var ce *keyward.ConfigError
-	assert.ErrorAs(t, err, &ce)
 }
 
 func TestRateLimitHeadersAreSetNotAppended(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -112,7 +111,7 @@ func hostileValues(valid string) map[string]struct {
 		"two empty headers":       {[]string{"", ""}, "invalid_api_key"},
 		"comma joined":            {[]string{valid + ", " + valid}, "invalid_api_key"},
 		"16 KB":                   {[]string{"triq_" + strings.Repeat("A", 16<<10)}, "invalid_api_key"},
-		"16 KB no prefix":         {[]string{strings.Repeat("Z", 16<<10)}, "invalid_api_key_format"},
+		"16 KB no prefix":         {[]string{strings.Repeat("Z", 16<<10)}, "invalid_api_key"}, // over-long: refused before its prefix is read
 		"NUL":                     {[]string{valid[:20] + "\x00" + valid[21:]}, "invalid_api_key"},
 		"NUL only":                {[]string{"\x00"}, "invalid_api_key_format"},
 		"control bytes":           {[]string{"triq_\x01\x02\x03\x1b[31m" + body[10:]}, "invalid_api_key"},

@@ -106,8 +106,8 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 	var errs []error
 	p, ok := t.Plan(org.Plan)
 	if !ok {
-		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" is not in the plan table (plans: "+
-			quoteList(t.table().names)+")"))
+		errs = append(errs, errors.New("keyward: unknown plan "+strconv.Quote(org.Plan)+"; the plan table has "+
+			quoteList(t.table().names)))
 	}
 	if org.RatePerMinute < 0 || org.MonthlyCredits < 0 {
 		errs = append(errs, errors.New("keyward: an organization's rate and credits must not be negative"))
@@ -120,7 +120,7 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 		l.MonthlyCredits = org.MonthlyCredits
 	}
 	if ok && l.RequestsPerMinute == 0 {
-		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" has a custom rate; set the organization's rate"))
+		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" has a custom rate; set the organization's RatePerMinute"))
 	}
 	if len(errs) > 0 {
 		return Limits{}, errors.Join(errs...)

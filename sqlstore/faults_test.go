@@ -77,7 +77,7 @@ func newAPI(t *testing.T, s *sqlstore.Store, deadline time.Duration) *api {
 	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: s, Errors: ew})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("POST /charged", auth(charge(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /charged", auth.Middleware(charge.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ch, ok := keyward.ChargeFromContext(r.Context())
 		if !ok || ch.Reservation().ID <= 0 || ch.Reservation().Amount != 1 {
 			a.unreserved.Add(1)
@@ -86,7 +86,7 @@ func newAPI(t *testing.T, s *sqlstore.Store, deadline time.Duration) *api {
 		}
 		w.WriteHeader(http.StatusOK)
 	}))))
-	mux.Handle("GET /free", auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /free", auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})))
 	var h http.Handler = mux
@@ -207,8 +207,7 @@ func TestPostgresCutDuringChargedLoad(t *testing.T) {
 	direct := open(t, dsn, opts) // the operator's view: not through the proxy
 	org, err := direct.CreateOrg(ctx, manage.OrgSpec{Name: "acme", MonthlyCredits: 1_000_000})
 	require.NoError(t, err)
-	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
-	require.NoError(t, err)
+	acct := org.Account()
 	hot, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "hot"})
 	require.NoError(t, err)
 	cold, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "cold"})
@@ -331,8 +330,7 @@ func TestPostgresBlackHoleDuringChargedLoad(t *testing.T) {
 	direct := open(t, dsn, opts)
 	org, err := direct.CreateOrg(ctx, manage.OrgSpec{Name: "acme", MonthlyCredits: 1_000_000})
 	require.NoError(t, err)
-	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
-	require.NoError(t, err)
+	acct := org.Account()
 	k, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
 	require.NoError(t, err)
 	s := open(t, viaProxy, opts)
@@ -476,16 +474,16 @@ func TestHelperProcessReserveAndHang(t *testing.T) {
 	require.NoError(t, err)
 	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: s, Cost: 5})
 	require.NoError(t, err)
-	h := charge(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := charge.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ch, _ := keyward.ChargeFromContext(r.Context())
 		fmt.Printf("reservation-id=%d\n", ch.Reservation().ID)
 		select {} // killed here, between reserve and settle
 	}))
 	r := httptest.NewRequest(http.MethodPost, "/v1/enrich", nil)
 	r.Header.Set("X-Request-Id", "req-killed")
-	rec := &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: orgID, Plan: "free", MonthlyCredits: 100}}
-	p := &keyward.Principal{KeyID: rec.ID, OrgID: orgID, Plan: "free", Key: rec}
-	h.ServeHTTP(httptest.NewRecorder(), r.WithContext(keyward.WithPrincipal(r.Context(), p)))
+	rec := &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: orgID, Plan: "free",
+		Limits: keyward.Limits{RequestsPerMinute: 60, MonthlyCredits: 100}}}
+	h.ServeHTTP(httptest.NewRecorder(), r.WithContext(keyward.WithKey(r.Context(), rec)))
 }
 
 // TestSlowPostgres: every packet to and from PostgreSQL is delayed by
@@ -504,8 +502,7 @@ func TestSlowPostgres(t *testing.T) {
 	direct := open(t, dsn, opts)
 	org, err := direct.CreateOrg(ctx, manage.OrgSpec{Name: "acme", MonthlyCredits: 1_000_000})
 	require.NoError(t, err)
-	acct, err := keyward.AccountFor(org, keyward.DefaultPlans())
-	require.NoError(t, err)
+	acct := org.Account()
 	hot, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "hot"})
 	require.NoError(t, err)
 	cold := make([]manage.CreatedKey, 6)

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
 )

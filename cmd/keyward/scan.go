@@ -175,7 +175,7 @@ func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key s
 			if start+keyLen > len(buf) {
 				continue
 			}
-			if key := string(buf[start : start+keyLen]); format.Parse(key) == keyward.KeyOK {
+			if key := string(buf[start : start+keyLen]); format.Valid(key) {
 				line += bytes.Count(buf[counted:start], []byte{'\n'})
 				counted = start
 				report(line, key)
