@@ -230,6 +230,10 @@ type Balance struct {
 //   - a key whose call was committed: no reservation; a Reservation with
 //     Replayed, the original ID, Charged and the current Available.
 //
+// A Fingerprint is opaque bytes, not text: a ledger keeps any bytes and
+// compares them exactly (ChargeCredits' are raw SHA-256, seldom valid
+// UTF-8).
+//
 // Settling. Commit charges an open reservation amount ≤ its Amount
 // (releasing the rest); amount > Amount is ErrInvalidAmount and changes
 // nothing (raise it with Adjust first). Release gives the whole Amount back.

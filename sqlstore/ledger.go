@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"time"
@@ -156,6 +157,9 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 		return keyward.Reservation{}, keyward.ErrInvalidAmount
 	}
 	out := keyward.Reservation{OrgID: acct.OrgID}
+	// The fingerprint is opaque bytes (ChargeCredits' are raw SHA-256),
+	// which PostgreSQL refuses in a TEXT column unless they are UTF-8.
+	fingerprint := hex.EncodeToString([]byte(req.Fingerprint))
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		if req.IdempotencyKey != "" {
 			var (
@@ -175,7 +179,7 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 				if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET idempotency_key = '' WHERE id = $1`, id); err != nil {
 					return err
 				}
-			case fp != req.Fingerprint:
+			case fp != fingerprint:
 				return keyward.ErrIdempotencyKeyReused
 			case state == stateOpen:
 				return keyward.ErrIdempotencyKeyInUse
@@ -203,7 +207,7 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
 			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at)
 			VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-			acct.OrgID, req.Amount, req.KeyID, req.RequestID, req.IdempotencyKey, req.Fingerprint, a.start, now, expires).Scan(&out.ID); err != nil {
+			acct.OrgID, req.Amount, req.KeyID, req.RequestID, req.IdempotencyKey, fingerprint, a.start, now, expires).Scan(&out.ID); err != nil {
 			return err
 		}
 		out.Amount, out.ExpiresAt, out.Available = req.Amount, time.Unix(0, expires), a.available()

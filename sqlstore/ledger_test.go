@@ -157,3 +157,41 @@ func TestAbandonedReservationIsReleased(t *testing.T) {
 		})
 	}
 }
+
+// TestFingerprintMigration: rows written before fingerprints were stored
+// hex-encoded (raw bytes on SQLite; on PostgreSQL only valid UTF-8 could be
+// written) still replay and still refuse another request once migration
+// 0003 has converted them.
+func TestFingerprintMigration(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			clock := ledgertest.NewClock(ledgertest.Start)
+			legacy := ledgertest.Fingerprint("POST /v1/batch") // raw bytes, as SQLite kept them
+			if engine == "postgres" {
+				legacy = "POST /v1/batch é" // PostgreSQL could only keep valid UTF-8
+			}
+			old := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			now := clock.Now().UnixNano()
+			_, err := old.DB().ExecContext(ctx, `INSERT INTO keyward_reservations
+				(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, charged, period_start, created_at, expires_at, settled_at)
+				VALUES ('org_a', 3, 'committed', 'key_1', 'req_1', 'k1', $1, 3, 0, $2, $2, $2)`, legacy, now)
+			require.NoError(t, err)
+			// Back to the schema before 0003, then open again: it migrates.
+			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_migrations WHERE version >= 3`)
+			require.NoError(t, err)
+			require.NoError(t, old.Close())
+
+			s := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			acct := keyward.Account{OrgID: "org_a", Allocation: 10}
+			r, err := s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 3, IdempotencyKey: "k1", Fingerprint: legacy})
+			require.NoError(t, err)
+			assert.True(t, r.Replayed, "a retry of the call charged before the migration is replayed")
+			assert.Equal(t, int64(3), r.Charged)
+			_, err = s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 3, IdempotencyKey: "k1", Fingerprint: ledgertest.Fingerprint("GET /")})
+			assert.ErrorIs(t, err, keyward.ErrIdempotencyKeyReused)
+		})
+	}
+}

@@ -5,12 +5,14 @@ package ledgertest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 )
@@ -65,6 +67,13 @@ func setup(t *testing.T, newLedger NewLedger) *env {
 	t.Parallel()
 	c := NewClock(Start)
 	return &env{t: t, l: newLedger(t, c.Now), clock: c, ctx: context.Background()}
+}
+
+// Fingerprint returns a request fingerprint as ChargeCredits makes it: the
+// raw SHA-256 of the request, opaque bytes that are seldom valid UTF-8.
+func Fingerprint(request string) string {
+	sum := sha256.Sum256([]byte(request))
+	return string(sum[:])
 }
 
 func acct(id string, alloc int64) keyward.Account {
@@ -360,43 +369,47 @@ func allocationChanges(t *testing.T, newLedger NewLedger) {
 func idempotency(t *testing.T, newLedger NewLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
+	fpA, fpB, fpC := Fingerprint("GET /a"), Fingerprint("GET /b"), Fingerprint("GET /c")
+	if utf8.ValidString(fpA) || utf8.ValidString(fpB) || utf8.ValidString(fpC) {
+		t.Fatal("the fingerprints must be the raw bytes ChargeCredits makes, not valid UTF-8")
+	}
 	req := func(key, fp string, amount int64) (keyward.Reservation, error) {
 		return e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: amount, IdempotencyKey: key, Fingerprint: fp})
 	}
-	first, err := req("k1", "fp-a", 3)
+	first, err := req("k1", fpA, 3)
 	wantErr(t, "first", err, nil)
-	_, err = req("k1", "fp-a", 3)
+	_, err = req("k1", fpA, 3)
 	wantErr(t, "same key in flight", err, keyward.ErrIdempotencyKeyInUse)
-	_, err = req("k1", "fp-b", 3)
+	_, err = req("k1", fpB, 3)
 	wantErr(t, "same key, other request, in flight", err, keyward.ErrIdempotencyKeyReused)
 	e.want(a, 97, 0, 3, 1)
 
 	wantErr(t, "Commit", e.l.Commit(e.ctx, a, first.ID, 2), nil)
-	replay, err := req("k1", "fp-a", 3)
+	replay, err := req("k1", fpA, 3)
 	wantErr(t, "retry after commit", err, nil)
 	if !replay.Replayed || replay.ID != first.ID || replay.Charged != 2 || replay.Available != 98 || replay.Amount != 0 {
 		t.Fatalf("replay = %+v; want Replayed, ID %d, Charged 2, Available 98", replay, first.ID)
 	}
-	_, err = req("k1", "fp-b", 3)
+	_, err = req("k1", fpB, 3)
 	wantErr(t, "same key, other request, after commit", err, keyward.ErrIdempotencyKeyReused)
 	e.want(a, 98, 2, 0, 0) // nothing held for the replay
 
 	// Another organization has its own keys.
-	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: "fp-b"})
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: fpB})
 	wantErr(t, "same key, other org", err, nil)
 
 	// A released call frees its key: the retry is charged normally.
-	failed, err := req("k2", "fp-a", 3)
+	failed, err := req("k2", fpA, 3)
 	wantErr(t, "k2", err, nil)
 	wantErr(t, "Release", e.l.Release(e.ctx, a, failed.ID), nil)
-	retry, err := req("k2", "fp-c", 3)
+	retry, err := req("k2", fpC, 3)
 	wantErr(t, "retry after release", err, nil)
 	if retry.Replayed || retry.ID == failed.ID {
 		t.Fatalf("retry after release = %+v; want a new reservation", retry)
 	}
 	// So does an expired one.
 	e.clock.Advance(keyward.DefaultReservationTTL)
-	again, err := req("k2", "fp-c", 3)
+	again, err := req("k2", fpC, 3)
 	wantErr(t, "retry after expiry", err, nil)
 	if again.Replayed {
 		t.Fatalf("retry after expiry was replayed")
@@ -405,13 +418,13 @@ func idempotency(t *testing.T, newLedger NewLedger) {
 
 	// A committed key is remembered for the TTL from its reservation.
 	e.clock.Advance(keyward.DefaultIdempotencyTTL - keyward.DefaultReservationTTL - time.Second)
-	replay, err = req("k1", "fp-a", 3)
+	replay, err = req("k1", fpA, 3)
 	wantErr(t, "retry just inside the TTL", err, nil)
 	if !replay.Replayed {
 		t.Fatalf("retry within the TTL was not replayed")
 	}
 	e.clock.Advance(time.Second)
-	fresh, err := req("k1", "fp-b", 3)
+	fresh, err := req("k1", fpB, 3)
 	wantErr(t, "reuse after the TTL", err, nil)
 	if fresh.Replayed {
 		t.Fatalf("key still remembered after its TTL")
