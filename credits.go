@@ -221,7 +221,8 @@ type Balance struct {
 //
 // Idempotency. A ReserveRequest with an IdempotencyKey, scoped to the
 // organization, is remembered from its reservation for the idempotency TTL
-// (default DefaultIdempotencyTTL):
+// (default DefaultIdempotencyTTL), and for as long as its call is in
+// flight:
 //   - a key not seen (or whose last call was released or expired):
 //     reserve as usual, and link the key to the reservation;
 //   - a key seen with another Fingerprint: ErrIdempotencyKeyReused;
@@ -250,11 +251,16 @@ type Balance struct {
 // raising it by d follows Reserve's rule for d (ErrInsufficientCredits,
 // nothing changed). Not open: as Commit.
 //
-// Expiry. A reservation not settled by ExpiresAt (reserve time + the
-// reservation TTL, default DefaultReservationTTL) is released. Expiry may
-// be applied lazily, but every call must answer as if it had happened at
-// ExpiresAt: an expired reservation is never in Reserved, never blocks an
-// idempotency key, and cannot be committed.
+// Extend pushes an open reservation's ExpiresAt to now + the reservation
+// TTL and returns the new ExpiresAt: a call that runs longer than the TTL
+// keeps its reservation by extending it before it expires. Not open: as
+// Commit (ErrReservationExpired, ErrReservationNotFound), nothing changed.
+//
+// Expiry. A reservation not settled by ExpiresAt (reserve time, or its
+// last Extend, + the reservation TTL, default DefaultReservationTTL) is
+// released. Expiry may be applied lazily, but every call must answer as if
+// it had happened at ExpiresAt: an expired reservation is never in
+// Reserved, never blocks an idempotency key, and cannot be committed.
 //
 // Grant adds amount > 0 credits to the current period (an entry, not an
 // overwrite) and returns the new Balance. Balance returns the current one.
@@ -269,6 +275,9 @@ type CreditLedger interface {
 	Reserve(ctx context.Context, req ReserveRequest) (Reservation, error)
 	// Adjust sets an open reservation's amount.
 	Adjust(ctx context.Context, acct Account, id, amount int64) (Reservation, error)
+	// Extend pushes an open reservation's expiry to now + the reservation
+	// TTL and returns the new expiry.
+	Extend(ctx context.Context, acct Account, id int64) (time.Time, error)
 	// Commit charges an open reservation amount ≤ its Amount.
 	Commit(ctx context.Context, acct Account, id, amount int64) error
 	// Release gives an open reservation back, charging nothing.

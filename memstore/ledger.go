@@ -92,6 +92,7 @@ type idemRecord struct {
 	fingerprint string
 }
 
+// idemEntry queues a committed key, in commit order, to be forgotten.
 type idemEntry struct {
 	key     string
 	id      int64
@@ -114,7 +115,7 @@ type orgCredits struct {
 	// an expired one may be forgotten.
 	nextSweep int64
 	idem      map[string]idemRecord
-	idemQ     []idemEntry // in creation order, for forgetting keys
+	idemQ     []idemEntry // committed keys in commit order, for forgetting them
 	idemHead  int
 }
 
@@ -275,7 +276,10 @@ func (l *Ledger) unlinkKey(o *orgCredits, id int64, key string) {
 	}
 }
 
-// forgetKeys drops idempotency keys older than idemTTL. o.mu is held.
+// forgetKeys drops committed idempotency keys older than idemTTL (a key
+// in flight is not queued, so it is never forgotten). The queue is in
+// commit order, so a key can stay behind a younger one a little past its
+// TTL: Reserve checks the age too. o.mu is held.
 func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
 	ttl := int64(l.idemTTL)
 	for o.idemHead < len(o.idemQ) && n-o.idemQ[o.idemHead].created >= ttl {
@@ -325,14 +329,19 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 		return keyward.Reservation{}, err
 	}
 	out := keyward.Reservation{OrgID: acct.OrgID}
-	if req.IdempotencyKey != "" {
-		if rec, ok := o.idem[req.IdempotencyKey]; ok {
-			if rec.fingerprint != req.Fingerprint {
-				return out, keyward.ErrIdempotencyKeyReused
-			}
-			if !rec.committed {
-				return out, keyward.ErrIdempotencyKeyInUse
-			}
+	if key := req.IdempotencyKey; key != "" {
+		rec, seen := o.idem[key]
+		if seen && rec.committed && n-rec.created >= int64(l.idemTTL) {
+			delete(o.idem, key) // remembered for its TTL: free again
+			seen = false
+		}
+		switch {
+		case !seen:
+		case rec.fingerprint != req.Fingerprint:
+			return out, keyward.ErrIdempotencyKeyReused
+		case !rec.committed: // in flight, however long ago it was reserved
+			return out, keyward.ErrIdempotencyKeyInUse
+		default:
 			out.ID, out.Replayed, out.Charged, out.Available = rec.id, true, rec.charged, o.available()
 			return out, nil
 		}
@@ -361,7 +370,6 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 			o.idem = make(map[string]idemRecord)
 		}
 		o.idem[req.IdempotencyKey] = idemRecord{id: id, created: n, fingerprint: req.Fingerprint}
-		o.idemQ = append(o.idemQ, idemEntry{key: req.IdempotencyKey, id: id, created: n})
 	}
 	out.ID, out.Amount, out.ExpiresAt, out.Available = id, req.Amount, time.Unix(0, exp).UTC(), avail-req.Amount
 	return out, nil
@@ -418,6 +426,33 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	return out, nil
 }
 
+// Extend implements keyward.CreditLedger.
+func (l *Ledger) Extend(ctx context.Context, acct keyward.Account, id int64) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if !validAccount(acct) {
+		return time.Time{}, keyward.ErrInvalidAmount
+	}
+	o := l.org(acct.OrgID, false)
+	if o == nil {
+		return time.Time{}, keyward.ErrReservationNotFound
+	}
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return time.Time{}, err
+	}
+	r, err := l.lookupOpen(o, id, n)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// Later only: nextSweep stays a lower bound of the next expiry.
+	r.expires = n + int64(l.resTTL)
+	return time.Unix(0, r.expires).UTC(), nil
+}
+
 // Commit implements keyward.CreditLedger.
 func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
 	if err := ctx.Err(); err != nil {
@@ -450,6 +485,7 @@ func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount in
 		if rec, ok := o.idem[r.idemKey]; ok && rec.id == id {
 			rec.committed, rec.charged = true, amount
 			o.idem[r.idemKey] = rec
+			o.idemQ = append(o.idemQ, idemEntry{key: r.idemKey, id: id, created: rec.created})
 		}
 	}
 	o.freeSlot(int(id & slotMask))

@@ -174,8 +174,9 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
 				return err
-			case now-created >= int64(s.idemTTL):
-				// Remembered longer than the TTL: the key is free again.
+			case now-created >= int64(s.idemTTL) && state != stateOpen:
+				// Remembered longer than the TTL, and not in flight: the key
+				// is free again.
 				if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET idempotency_key = '' WHERE id = $1`, id); err != nil {
 					return err
 				}
@@ -277,6 +278,28 @@ func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int
 		return nil
 	})
 	return out, err
+}
+
+// Extend implements keyward.CreditLedger. The account's next_expiry is
+// left as it is: a later expiry keeps it a lower bound, and credit brings it
+// up to date once it has passed.
+func (s *Store) Extend(ctx context.Context, acct keyward.Account, id int64) (time.Time, error) {
+	if !validAccount(acct) {
+		return time.Time{}, keyward.ErrInvalidAmount
+	}
+	var expires int64
+	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		if _, err := lookupOpen(ctx, tx, acct.OrgID, id); err != nil {
+			return err
+		}
+		expires = now + int64(s.resTTL)
+		_, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET expires_at = $2 WHERE id = $1`, id, expires)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, expires).UTC(), nil
 }
 
 // Commit implements keyward.CreditLedger.

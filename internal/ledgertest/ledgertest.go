@@ -136,6 +136,9 @@ func RunScaled(t *testing.T, newLedger NewLedger, workers, calls int) {
 	t.Run("InvalidInput", func(t *testing.T) { invalidInput(t, newLedger) })
 	t.Run("Adjust", func(t *testing.T) { adjust(t, newLedger) })
 	t.Run("Expiry", func(t *testing.T) { expiry(t, newLedger) })
+	t.Run("Extend", func(t *testing.T) { extend(t, newLedger) })
+	t.Run("ExtendWhileCommitting", func(t *testing.T) { extendWhileCommitting(t, newLedger, workers) })
+	t.Run("KeyInFlightPastItsTTL", func(t *testing.T) { keyInFlightPastItsTTL(t, newLedger) })
 	t.Run("PeriodRollover", func(t *testing.T) { periodRollover(t, newLedger) })
 	t.Run("AllocationChanges", func(t *testing.T) { allocationChanges(t, newLedger) })
 	t.Run("Idempotency", func(t *testing.T) { idempotency(t, newLedger) })
@@ -232,6 +235,10 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 			_, err := e.l.Adjust(e.ctx, a, r.ID, -1)
 			return err
 		}(),
+		"Extend with an empty OrgID": func() error {
+			_, err := e.l.Extend(e.ctx, acct("", 100), r.ID)
+			return err
+		}(),
 		"zero Grant": func() error {
 			_, err := e.l.Grant(e.ctx, a, 0, "nothing")
 			return err
@@ -305,6 +312,119 @@ func expiry(t *testing.T, newLedger NewLedger) {
 	e.clock.Advance(keyward.DefaultReservationTTL)
 	wantErr(t, "Commit as the first touch after expiry", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationExpired)
 	e.want(a, 100, 0, 0, 0)
+}
+
+func extend(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	long := e.reserve(a, 10)
+	short := e.reserve(a, 5)
+	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	exp, err := e.l.Extend(e.ctx, a, long.ID)
+	wantErr(t, "Extend", err, nil)
+	if want := e.clock.Now().Add(keyward.DefaultReservationTTL); !exp.Equal(want) {
+		t.Fatalf("Extend = %v, want now + the reservation TTL, %v", exp, want)
+	}
+	e.clock.Advance(time.Second) // the original expiry: only the one not extended expires
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit of the one not extended", e.l.Commit(e.ctx, a, short.ID, 5), keyward.ErrReservationExpired)
+	// Extended before each expiry, it lives as long as its call runs.
+	for range 3 {
+		e.clock.Set(exp.Add(-time.Second))
+		exp, err = e.l.Extend(e.ctx, a, long.ID)
+		wantErr(t, "Extend again", err, nil)
+	}
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit after extending", e.l.Commit(e.ctx, a, long.ID, 8), nil)
+	e.want(a, 92, 8, 0, 0)
+
+	// Not extended again, it expires at its new ExpiresAt, not before.
+	r := e.reserve(a, 10)
+	e.clock.Advance(time.Minute)
+	exp, err = e.l.Extend(e.ctx, a, r.ID)
+	wantErr(t, "Extend", err, nil)
+	e.clock.Set(r.ExpiresAt)
+	e.want(a, 82, 8, 10, 1)
+	e.clock.Set(exp)
+	e.want(a, 92, 8, 0, 0)
+
+	// Not open: as Commit, and nothing changes.
+	_, err = e.l.Extend(e.ctx, a, r.ID)
+	wantErr(t, "Extend of an expired reservation", err, keyward.ErrReservationExpired)
+	_, err = e.l.Extend(e.ctx, a, long.ID)
+	wantErr(t, "Extend of a committed reservation", err, keyward.ErrReservationNotFound)
+	released := e.reserve(a, 3)
+	wantErr(t, "Release", e.l.Release(e.ctx, a, released.ID), nil)
+	_, err = e.l.Extend(e.ctx, a, released.ID)
+	wantErr(t, "Extend of a released reservation", err, keyward.ErrReservationNotFound)
+	_, err = e.l.Extend(e.ctx, a, 1<<60)
+	wantErr(t, "Extend of an unknown id", err, keyward.ErrReservationNotFound)
+	open := e.reserve(a, 2)
+	_, err = e.l.Extend(e.ctx, acct("org_b", 100), open.ID)
+	wantErr(t, "Extend of another org's reservation", err, keyward.ErrReservationNotFound)
+	e.want(a, 90, 8, 2, 1)
+	e.clock.Set(open.ExpiresAt)
+	wantErr(t, "Commit of the reservation another org tried to extend", e.l.Commit(e.ctx, a, open.ID, 2), keyward.ErrReservationExpired)
+}
+
+// extendWhileCommitting races Extend against Commit on each of n
+// reservations: each is charged exactly once, and an Extend either keeps
+// the call open or finds it settled.
+func extendWhileCommitting(t *testing.T, newLedger NewLedger, n int) {
+	e := setup(t, newLedger)
+	a := acct("org_a", int64(3*n))
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = e.reserve(a, 3).ID
+	}
+	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	var committed atomic.Int64
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := e.l.Commit(e.ctx, a, id, int64(1+i%3)); err != nil {
+				t.Errorf("Commit: %v", err)
+				return
+			}
+			committed.Add(int64(1 + i%3))
+		}()
+		go func() {
+			defer wg.Done()
+			for range 4 {
+				if _, err := e.l.Extend(e.ctx, a, id); err != nil && !errors.Is(err, keyward.ErrReservationNotFound) {
+					t.Errorf("Extend: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.want(a, int64(3*n)-committed.Load(), committed.Load(), 0, 0)
+	for _, id := range ids {
+		_, err := e.l.Extend(e.ctx, a, id)
+		wantErr(t, "Extend after Commit", err, keyward.ErrReservationNotFound)
+	}
+}
+
+// keyInFlightPastItsTTL: a call extended for longer than the idempotency
+// TTL keeps its key: a retry meanwhile is refused, not charged a second
+// time.
+func keyInFlightPastItsTTL(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	fp := Fingerprint("POST /v1/export")
+	r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
+	wantErr(t, "Reserve", err, nil)
+	for exp := r.ExpiresAt; !e.clock.Now().After(Start.Add(keyward.DefaultIdempotencyTTL)); {
+		e.clock.Set(exp.Add(-time.Second))
+		exp, err = e.l.Extend(e.ctx, a, r.ID)
+		wantErr(t, "Extend", err, nil)
+	}
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
+	wantErr(t, "retry of the call in flight past the TTL", err, keyward.ErrIdempotencyKeyInUse)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 5), nil)
+	e.want(a, 95, 5, 0, 0)
 }
 
 func periodRollover(t *testing.T, newLedger NewLedger) {
