@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -154,8 +155,6 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 }
 
 var errBadPeriod = errors.New("keyward: memstore: the period function returned a period that does not contain now")
-
-func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
 
 // org returns the organization's ledger, creating it when create is set
 // (nil otherwise).
@@ -318,8 +317,8 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 		return keyward.Reservation{}, err
 	}
 	acct := req.Account
-	if !validAccount(acct) || req.Amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(req.Amount)); err != nil {
+		return keyward.Reservation{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
@@ -347,7 +346,7 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 		}
 	}
 	avail := o.available()
-	if req.Amount > 0 && !acct.AllowOverage && avail < req.Amount {
+	if req.Amount > 0 && avail-req.Amount < acct.MinAvailable() {
 		out.Available = max(avail, 0)
 		return out, keyward.ErrInsufficientCredits
 	}
@@ -396,8 +395,8 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	if err := ctx.Err(); err != nil {
 		return keyward.Reservation{}, err
 	}
-	if !validAccount(acct) || amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(amount)); err != nil {
+		return keyward.Reservation{}, err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -416,7 +415,7 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	}
 	avail := o.available()
 	delta := amount - r.amount
-	if delta > 0 && !acct.AllowOverage && avail < delta {
+	if delta > 0 && avail-delta < acct.MinAvailable() {
 		out.Available = max(avail, 0)
 		return out, keyward.ErrInsufficientCredits
 	}
@@ -431,8 +430,8 @@ func (l *Ledger) Extend(ctx context.Context, acct keyward.Account, id int64) (ti
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, err
 	}
-	if !validAccount(acct) {
-		return time.Time{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return time.Time{}, err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -458,8 +457,8 @@ func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount in
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !validAccount(acct) || amount < 0 {
-		return keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(amount)); err != nil {
+		return err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -497,8 +496,8 @@ func (l *Ledger) Release(ctx context.Context, acct keyward.Account, id int64) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !validAccount(acct) {
-		return keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -526,14 +525,17 @@ func (l *Ledger) Grant(ctx context.Context, acct keyward.Account, amount int64, 
 	if err := ctx.Err(); err != nil {
 		return keyward.Balance{}, err
 	}
-	if !validAccount(acct) || amount <= 0 {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return keyward.Balance{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := l.touch(o, acct, n); err != nil {
+		return keyward.Balance{}, err
+	}
+	if err := keyward.CheckGrant(o.allocation, o.granted, amount); err != nil {
 		return keyward.Balance{}, err
 	}
 	o.granted += amount
@@ -545,8 +547,8 @@ func (l *Ledger) Balance(ctx context.Context, acct keyward.Account) (keyward.Bal
 	if err := ctx.Err(); err != nil {
 		return keyward.Balance{}, err
 	}
-	if !validAccount(acct) {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return keyward.Balance{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()

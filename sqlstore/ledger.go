@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/hex"
@@ -44,8 +45,6 @@ const accountColumns = `period_start, period_end, allocation, granted, spent, re
 func (a *account) scan(row scanner) error {
 	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open, &a.nextExpiry)
 }
-
-func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
 
 // credit runs f on the organization's account, brought to now (period,
 // allocation, expired reservations), in one transaction that holds the
@@ -153,8 +152,8 @@ func appendEntry(ctx context.Context, tx *sql.Tx, org, kind string, amount, resI
 // in one transaction.
 func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
 	acct := req.Account
-	if !validAccount(acct) || req.Amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(req.Amount)); err != nil {
+		return keyward.Reservation{}, err
 	}
 	out := keyward.Reservation{OrgID: acct.OrgID}
 	// The fingerprint is opaque bytes (ChargeCredits' are raw SHA-256),
@@ -190,14 +189,16 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 			}
 		}
 		avail := a.available()
-		// The conditional update: the account holds the amount only if it
-		// covers it (or allows overage).
+		// The conditional update: the account holds the amount only if
+		// Available stays at or above its floor (0, or −MaxCredits with
+		// overage). The CAST: PostgreSQL types a parameter where it first
+		// meets it, and "$2 = 0" alone would make it a 32-bit integer.
 		expires := now + int64(s.resTTL)
 		err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts
 			SET reserved = reserved + $2, open_count = open_count + 1,
 				next_expiry = CASE WHEN next_expiry = 0 OR next_expiry > $4 THEN $4 ELSE next_expiry END
-			WHERE org_id = $1 AND ($3 = 1 OR $2 = 0 OR allocation + granted - spent - reserved >= $2)
-			RETURNING `+accountColumns, acct.OrgID, req.Amount, boolInt(acct.AllowOverage), expires))
+			WHERE org_id = $1 AND (CAST($2 AS BIGINT) = 0 OR allocation + granted - spent - reserved - $2 >= $3)
+			RETURNING `+accountColumns, acct.OrgID, req.Amount, acct.MinAvailable(), expires))
 		if errors.Is(err, sql.ErrNoRows) {
 			out.Available = max(avail, 0)
 			return keyward.ErrInsufficientCredits
@@ -248,8 +249,8 @@ func lookupOpen(ctx context.Context, tx *sql.Tx, org string, id int64) (openRese
 
 // Adjust implements keyward.CreditLedger.
 func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int64) (keyward.Reservation, error) {
-	if !validAccount(acct) || amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(amount)); err != nil {
+		return keyward.Reservation{}, err
 	}
 	out := keyward.Reservation{OrgID: acct.OrgID}
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
@@ -260,8 +261,8 @@ func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int
 		delta := amount - r.amount
 		avail := a.available()
 		err = a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET reserved = reserved + $2
-			WHERE org_id = $1 AND ($3 = 1 OR $2 <= 0 OR allocation + granted - spent - reserved >= $2)
-			RETURNING `+accountColumns, acct.OrgID, delta, boolInt(acct.AllowOverage)))
+			WHERE org_id = $1 AND (CAST($2 AS BIGINT) <= 0 OR allocation + granted - spent - reserved - $2 >= $3)
+			RETURNING `+accountColumns, acct.OrgID, delta, acct.MinAvailable()))
 		if errors.Is(err, sql.ErrNoRows) {
 			out.Available = max(avail, 0)
 			return keyward.ErrInsufficientCredits
@@ -284,8 +285,8 @@ func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int
 // left as it is: a later expiry keeps it a lower bound, and credit brings it
 // up to date once it has passed.
 func (s *Store) Extend(ctx context.Context, acct keyward.Account, id int64) (time.Time, error) {
-	if !validAccount(acct) {
-		return time.Time{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return time.Time{}, err
 	}
 	var expires int64
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
@@ -304,8 +305,8 @@ func (s *Store) Extend(ctx context.Context, acct keyward.Account, id int64) (tim
 
 // Commit implements keyward.CreditLedger.
 func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
-	if !validAccount(acct) || amount < 0 {
-		return keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(amount)); err != nil {
+		return err
 	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		// Settle only an open reservation that covers the amount: one
@@ -335,8 +336,8 @@ func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int
 
 // Release implements keyward.CreditLedger.
 func (s *Store) Release(ctx context.Context, acct keyward.Account, id int64) error {
-	if !validAccount(acct) {
-		return keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return err
 	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		var r openReservation
@@ -360,11 +361,14 @@ func (s *Store) Release(ctx context.Context, acct keyward.Account, id int64) err
 
 // Grant implements keyward.CreditLedger; the note is kept in the ledger.
 func (s *Store) Grant(ctx context.Context, acct keyward.Account, amount int64, note string) (keyward.Balance, error) {
-	if !validAccount(acct) || amount <= 0 {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return keyward.Balance{}, err
 	}
 	var out keyward.Balance
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		if err := keyward.CheckGrant(a.allocation, a.granted, amount); err != nil {
+			return err
+		}
 		if err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET granted = granted + $2 WHERE org_id = $1
 			RETURNING `+accountColumns, acct.OrgID, amount)); err != nil {
 			return err
@@ -377,8 +381,8 @@ func (s *Store) Grant(ctx context.Context, acct keyward.Account, amount int64, n
 
 // Balance implements keyward.CreditLedger.
 func (s *Store) Balance(ctx context.Context, acct keyward.Account) (keyward.Balance, error) {
-	if !validAccount(acct) {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return keyward.Balance{}, err
 	}
 	var out keyward.Balance
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {

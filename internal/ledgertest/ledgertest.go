@@ -134,6 +134,7 @@ func RunScaled(t *testing.T, newLedger NewLedger, workers, calls int) {
 	t.Run("Insufficient", func(t *testing.T) { insufficient(t, newLedger) })
 	t.Run("SettleOnce", func(t *testing.T) { settleOnce(t, newLedger) })
 	t.Run("InvalidInput", func(t *testing.T) { invalidInput(t, newLedger) })
+	t.Run("MaxCredits", func(t *testing.T) { maxCredits(t, newLedger) })
 	t.Run("Adjust", func(t *testing.T) { adjust(t, newLedger) })
 	t.Run("Expiry", func(t *testing.T) { expiry(t, newLedger) })
 	t.Run("Extend", func(t *testing.T) { extend(t, newLedger) })
@@ -251,6 +252,89 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 		wantErr(t, name, err, keyward.ErrInvalidAmount)
 	}
 	e.want(a, 95, 0, 5, 1)
+}
+
+// maxCredits: at keyward.MaxCredits every method answers alike on every
+// backend, and no figure can go beyond what int64 holds.
+func maxCredits(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	const m = keyward.MaxCredits
+	top := acct("org_top", m)
+	e.want(top, m, 0, 0, 0)
+
+	// An account above the bound: refused by every method.
+	above := acct("org_top", m+1)
+	r := e.reserve(top, 1)
+	for name, err := range map[string]error{
+		"Reserve": func() error {
+			_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: above, Amount: 1})
+			return err
+		}(),
+		"Adjust": func() error {
+			_, err := e.l.Adjust(e.ctx, above, r.ID, 1)
+			return err
+		}(),
+		"Extend": func() error {
+			_, err := e.l.Extend(e.ctx, above, r.ID)
+			return err
+		}(),
+		"Commit":  e.l.Commit(e.ctx, above, r.ID, 1),
+		"Release": e.l.Release(e.ctx, above, r.ID),
+		"Grant": func() error {
+			_, err := e.l.Grant(e.ctx, above, 1, "")
+			return err
+		}(),
+		"Balance": func() error {
+			_, err := e.l.Balance(e.ctx, above)
+			return err
+		}(),
+	} {
+		wantErr(t, name+" with an Allocation above MaxCredits", err, keyward.ErrInvalidAmount)
+	}
+	e.want(top, m-1, 0, 1, 1)
+
+	// Amounts: MaxCredits is the largest.
+	_, err := e.l.Adjust(e.ctx, top, r.ID, m+1)
+	wantErr(t, "Adjust above MaxCredits", err, keyward.ErrInvalidAmount)
+	wantErr(t, "Commit above MaxCredits", e.l.Commit(e.ctx, top, r.ID, m+1), keyward.ErrInvalidAmount)
+	_, err = e.l.Adjust(e.ctx, top, r.ID, m)
+	wantErr(t, "Adjust to MaxCredits", err, nil)
+	wantErr(t, "Commit MaxCredits", e.l.Commit(e.ctx, top, r.ID, m), nil)
+	e.want(top, 0, m, 0, 0)
+	rich := keyward.Account{OrgID: "org_rich", Allocation: m, AllowOverage: true}
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: rich, Amount: m + 1})
+	wantErr(t, "Reserve above MaxCredits, even with overage", err, keyward.ErrInvalidAmount)
+
+	// Grants: the period's allocation plus grants stays ≤ MaxCredits.
+	_, err = e.l.Grant(e.ctx, top, 1, "one too many")
+	wantErr(t, "Grant above an allocation of MaxCredits", err, keyward.ErrInvalidAmount)
+	g := acct("org_g", m-10)
+	b, err := e.l.Grant(e.ctx, g, 10, "up to the bound")
+	wantErr(t, "Grant up to MaxCredits", err, nil)
+	if b.Allocation+b.Granted != m {
+		t.Fatalf("after a grant up to the bound: %+v", b)
+	}
+	_, err = e.l.Grant(e.ctx, g, 1, "beyond")
+	wantErr(t, "Grant beyond MaxCredits", err, keyward.ErrInvalidAmount)
+	_, err = e.l.Grant(e.ctx, acct("org_h", 0), m+1, "")
+	wantErr(t, "Grant of more than MaxCredits", err, keyward.ErrInvalidAmount)
+	e.want(g, m, 0, 0, 0) // unchanged
+
+	// Overage: the debt stops at MaxCredits.
+	o := keyward.Account{OrgID: "org_o", AllowOverage: true}
+	debt := e.reserve(o, m)
+	if debt.Available != -m {
+		t.Fatalf("Available = %d, want −MaxCredits", debt.Available)
+	}
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: o, Amount: 1})
+	wantErr(t, "Reserve beyond a debt of MaxCredits", err, keyward.ErrInsufficientCredits)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, o, debt.ID, m), nil)
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: o, Amount: 1})
+	wantErr(t, "Reserve beyond a debt of MaxCredits, committed", err, keyward.ErrInsufficientCredits)
+	zero := e.reserve(o, 0)
+	_, err = e.l.Adjust(e.ctx, o, zero.ID, 1)
+	wantErr(t, "Adjust beyond a debt of MaxCredits", err, keyward.ErrInsufficientCredits)
+	e.want(o, -m, m, 0, 1)
 }
 
 func adjust(t *testing.T, newLedger NewLedger) {
