@@ -29,7 +29,20 @@ type LedgerOptions struct {
 	// IdempotencyTTL is how long an idempotency key is remembered from its
 	// call's reservation. Zero: keyward.DefaultIdempotencyTTL (24 hours).
 	IdempotencyTTL time.Duration
+	// MaxIdempotencyKeys bounds the idempotency keys of committed calls
+	// that an organization's ledger remembers. Beyond it the key committed
+	// longest ago is forgotten before its TTL: a retry of that call is then
+	// charged again, as a new call. The key of a call in flight is never
+	// forgotten (those are bounded by the open reservations). Zero:
+	// DefaultMaxIdempotencyKeys.
+	MaxIdempotencyKeys int
 }
+
+// DefaultMaxIdempotencyKeys is the default LedgerOptions.MaxIdempotencyKeys:
+// at most about 30 MB per organization (a key of 64 bytes costs up to
+// about 300 B), enough to remember every key for 24 hours at a sustained
+// rate of one committed call with a key a second.
+const DefaultMaxIdempotencyKeys = 100_000
 
 // Ledger is an in-memory keyward.CreditLedger, exact under concurrency:
 // each organization's credits change under its own lock. Expired
@@ -40,12 +53,14 @@ type LedgerOptions struct {
 //
 // Reservation ids are unique within the ledger for its first 2^43
 // reservations; an organization holds at most 2^20 open (or recently
-// expired) reservations at once, beyond which Reserve fails.
+// expired) reservations at once, beyond which Reserve fails, and remembers
+// at most LedgerOptions.MaxIdempotencyKeys keys of committed calls.
 type Ledger struct {
 	now     func() int64 // Unix nanoseconds
 	period  keyward.PeriodFunc
 	resTTL  time.Duration
 	idemTTL time.Duration
+	maxKeys int
 	lastGen atomic.Int64
 
 	orgs sync.Map // org id → *orgCredits; read without a lock
@@ -129,6 +144,9 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	if opts.IdempotencyTTL < 0 {
 		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.IdempotencyTTL", Problem: "is negative"})
 	}
+	if opts.MaxIdempotencyKeys < 0 {
+		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.MaxIdempotencyKeys", Problem: "is negative"})
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -136,6 +154,7 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 		period:  opts.Period,
 		resTTL:  opts.ReservationTTL,
 		idemTTL: opts.IdempotencyTTL,
+		maxKeys: cmp.Or(opts.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys),
 	}
 	if now := opts.Now; now != nil {
 		l.now = func() int64 { return now().UnixNano() }
@@ -275,14 +294,18 @@ func (l *Ledger) unlinkKey(o *orgCredits, id int64, key string) {
 	}
 }
 
-// forgetKeys drops committed idempotency keys older than idemTTL (a key
-// in flight is not queued, so it is never forgotten). The queue is in
-// commit order, so a key can stay behind a younger one a little past its
-// TTL: Reserve checks the age too. o.mu is held.
+// forgetKeys drops the committed idempotency keys older than idemTTL, and
+// the oldest beyond maxKeys (a key in flight is not queued, so it is never
+// forgotten). The queue is in commit order, so a key can stay behind a
+// younger one a little past its TTL: Reserve checks the age too. o.mu is
+// held.
 func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
 	ttl := int64(l.idemTTL)
-	for o.idemHead < len(o.idemQ) && n-o.idemQ[o.idemHead].created >= ttl {
+	for o.idemHead < len(o.idemQ) {
 		e := o.idemQ[o.idemHead]
+		if n-e.created < ttl && len(o.idemQ)-o.idemHead <= l.maxKeys {
+			break
+		}
 		if rec, ok := o.idem[e.key]; ok && rec.id == e.id {
 			delete(o.idem, e.key)
 		}
@@ -485,6 +508,7 @@ func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount in
 			rec.committed, rec.charged = true, amount
 			o.idem[r.idemKey] = rec
 			o.idemQ = append(o.idemQ, idemEntry{key: r.idemKey, id: id, created: rec.created})
+			l.forgetKeys(o, n)
 		}
 	}
 	o.freeSlot(int(id & slotMask))
