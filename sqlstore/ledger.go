@@ -63,25 +63,39 @@ func (s *Store) credit(ctx context.Context, acct keyward.Account, f func(tx *sql
 	now := nowT.UnixNano()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		// Create the account or, with a write that changes nothing, take its
-		// row lock for the rest of the transaction: one round trip.
+		// row lock for the rest of the transaction: one round trip. A new
+		// account has no period yet: its first one starts below.
 		a := account{orgID: acct.OrgID}
 		if err := a.scan(tx.QueryRowContext(ctx, `INSERT INTO keyward_credit_accounts (org_id, period_start, period_end, allocation)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET org_id = excluded.org_id
-			RETURNING `+accountColumns, acct.OrgID, start.UnixNano(), end.UnixNano(), acct.Allocation)); err != nil {
+			VALUES ($1, 0, 0, 0) ON CONFLICT (org_id) DO UPDATE SET org_id = excluded.org_id
+			RETURNING `+accountColumns, acct.OrgID)); err != nil {
 			return err
 		}
 		before := a
-		if a.start != start.UnixNano() {
+		newPeriod := a.start != start.UnixNano()
+		if newPeriod {
 			// A new period: no rollover; what was still open is expired.
 			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open'`, acct.OrgID); err != nil {
 				return err
 			}
 			a.start, a.end = start.UnixNano(), end.UnixNano()
 			a.granted, a.spent, a.reserved, a.open, a.nextExpiry = 0, 0, 0, 0, 0
-			a.allocation = acct.Allocation
+			a.allocation = 0
 		}
-		if acct.Allocation > a.allocation {
-			a.allocation = acct.Allocation // upgrades count at once
+		if newPeriod || acct.Allocation > a.allocation {
+			// The period's allocation is the largest seen in it (upgrades
+			// count at once). The ledger records what each change adds: the
+			// whole allocation when the period starts, the increase when an
+			// upgrade raises it.
+			why := "upgrade"
+			if newPeriod {
+				why = "period start"
+			}
+			if err := appendEntry(ctx, tx, a.orgID, "allocation", acct.Allocation-a.allocation, 0, "", "", "",
+				why+": allocation "+strconv.FormatInt(acct.Allocation, 10), a.start, now); err != nil {
+				return err
+			}
+			a.allocation = acct.Allocation
 		}
 		if a.open > 0 && a.nextExpiry != 0 && now >= a.nextExpiry {
 			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2`, acct.OrgID, now); err != nil {
@@ -396,16 +410,19 @@ func (s *Store) Balance(ctx context.Context, acct keyward.Account) (keyward.Bala
 type LedgerEntry struct {
 	// ID orders the entries.
 	ID int64
-	// Kind is grant, commit, release or expire.
+	// Kind is allocation, grant, commit, release or expire.
 	Kind string
-	// Amount is the credits granted, charged (commit) or given back.
+	// Amount is the credits allocated (the whole allocation when the period
+	// starts, the increase when an upgrade raises it), granted, charged
+	// (commit) or given back.
 	Amount int64
 	// ReservationID links commit, release and expire entries to their
 	// reservation.
 	ReservationID int64
 	// KeyID, RequestID and IdempotencyKey are the reservation's.
 	KeyID, RequestID, IdempotencyKey string
-	// Note is a grant's note.
+	// Note is a grant's note; an allocation's says why and the new
+	// allocation.
 	Note string
 	// PeriodStart is the billing period the entry belongs to.
 	PeriodStart time.Time
@@ -415,7 +432,7 @@ type LedgerEntry struct {
 
 // Entries returns an organization's ledger entries of the billing period
 // that starts at periodStart, oldest first. The period's balance is
-// Allocation + Σ grant − Σ commit.
+// Σ allocation + Σ grant − Σ commit.
 func (s *Store) Entries(ctx context.Context, orgID string, periodStart time.Time) ([]LedgerEntry, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, amount, reservation_id, key_id, request_id, idempotency_key, note,
 		period_start, created_at FROM keyward_ledger WHERE org_id = $1 AND period_start = $2 ORDER BY id`,
