@@ -265,13 +265,14 @@ type Balance struct {
 // only if Available ≥ Amount, else it returns ErrInsufficientCredits with
 // Reservation.Available set to what was available (≥ 0); with overage it
 // succeeds unless it would take Available below −MaxCredits
-// (Account.MinAvailable). An Amount of zero always succeeds. Check and hold are one
-// atomic step: concurrent reservations never overspend.
+// (Account.MinAvailable). An Amount of zero always succeeds. Check and hold
+// are one atomic step: concurrent reservations never overspend.
 //
 // Idempotency. A ReserveRequest with an IdempotencyKey, scoped to the
 // organization, is remembered from its reservation for the idempotency TTL
 // (default DefaultIdempotencyTTL), and for as long as its call is in
-// flight:
+// flight (a ledger that bounds how many keys it remembers forgets the
+// oldest committed ones first, never one in flight, and says so):
 //   - a key not seen (or whose last call was released or expired):
 //     reserve as usual, and link the key to the reservation;
 //   - a key seen with another Fingerprint: ErrIdempotencyKeyReused;
@@ -319,8 +320,8 @@ type Balance struct {
 // Every method honours ctx's cancellation and deadline, returns
 // ErrInvalidAmount for an amount outside 0…MaxCredits (CheckAmount) or an
 // account with an empty OrgID or an Allocation outside 0…MaxCredits
-// (Account.Check), and is safe for concurrent use. Any error not
-// named here means the ledger failed: ChargeCredits then answers 503 and the
+// (Account.Check), and is safe for concurrent use. Any error not named
+// here means the ledger failed: ChargeCredits then answers 503 and the
 // handler does not run.
 type CreditLedger interface {
 	// Reserve holds req.Amount for a call, or replays a charged call.
