@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -28,7 +29,20 @@ type LedgerOptions struct {
 	// IdempotencyTTL is how long an idempotency key is remembered from its
 	// call's reservation. Zero: keyward.DefaultIdempotencyTTL (24 hours).
 	IdempotencyTTL time.Duration
+	// MaxIdempotencyKeys bounds the idempotency keys of committed calls
+	// that an organization's ledger remembers. Beyond it the key committed
+	// longest ago is forgotten before its TTL: a retry of that call is then
+	// charged again, as a new call. The key of a call in flight is never
+	// forgotten (those are bounded by the open reservations). Zero:
+	// DefaultMaxIdempotencyKeys.
+	MaxIdempotencyKeys int
 }
+
+// DefaultMaxIdempotencyKeys is the default LedgerOptions.MaxIdempotencyKeys:
+// at most about 30 MB per organization (a key of 64 bytes costs up to
+// about 300 B), enough to remember every key for 24 hours at a sustained
+// rate of one committed call with a key a second.
+const DefaultMaxIdempotencyKeys = 100_000
 
 // Ledger is an in-memory keyward.CreditLedger, exact under concurrency:
 // each organization's credits change under its own lock. Expired
@@ -39,12 +53,14 @@ type LedgerOptions struct {
 //
 // Reservation ids are unique within the ledger for its first 2^43
 // reservations; an organization holds at most 2^20 open (or recently
-// expired) reservations at once, beyond which Reserve fails.
+// expired) reservations at once, beyond which Reserve fails, and remembers
+// at most LedgerOptions.MaxIdempotencyKeys keys of committed calls.
 type Ledger struct {
 	now     func() int64 // Unix nanoseconds
 	period  keyward.PeriodFunc
 	resTTL  time.Duration
 	idemTTL time.Duration
+	maxKeys int
 	lastGen atomic.Int64
 
 	orgs sync.Map // org id → *orgCredits; read without a lock
@@ -92,6 +108,7 @@ type idemRecord struct {
 	fingerprint string
 }
 
+// idemEntry queues a committed key, in commit order, to be forgotten.
 type idemEntry struct {
 	key     string
 	id      int64
@@ -114,7 +131,7 @@ type orgCredits struct {
 	// an expired one may be forgotten.
 	nextSweep int64
 	idem      map[string]idemRecord
-	idemQ     []idemEntry // in creation order, for forgetting keys
+	idemQ     []idemEntry // committed keys in commit order, for forgetting them
 	idemHead  int
 }
 
@@ -127,6 +144,9 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	if opts.IdempotencyTTL < 0 {
 		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.IdempotencyTTL", Problem: "is negative"})
 	}
+	if opts.MaxIdempotencyKeys < 0 {
+		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.MaxIdempotencyKeys", Problem: "is negative"})
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -134,6 +154,7 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 		period:  opts.Period,
 		resTTL:  opts.ReservationTTL,
 		idemTTL: opts.IdempotencyTTL,
+		maxKeys: cmp.Or(opts.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys),
 	}
 	if now := opts.Now; now != nil {
 		l.now = func() int64 { return now().UnixNano() }
@@ -153,8 +174,6 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 }
 
 var errBadPeriod = errors.New("keyward: memstore: the period function returned a period that does not contain now")
-
-func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
 
 // org returns the organization's ledger, creating it when create is set
 // (nil otherwise).
@@ -275,11 +294,18 @@ func (l *Ledger) unlinkKey(o *orgCredits, id int64, key string) {
 	}
 }
 
-// forgetKeys drops idempotency keys older than idemTTL. o.mu is held.
+// forgetKeys drops the committed idempotency keys older than idemTTL, and
+// the oldest beyond maxKeys (a key in flight is not queued, so it is never
+// forgotten). The queue is in commit order, so a key can stay behind a
+// younger one a little past its TTL: Reserve checks the age too. o.mu is
+// held.
 func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
 	ttl := int64(l.idemTTL)
-	for o.idemHead < len(o.idemQ) && n-o.idemQ[o.idemHead].created >= ttl {
+	for o.idemHead < len(o.idemQ) {
 		e := o.idemQ[o.idemHead]
+		if n-e.created < ttl && len(o.idemQ)-o.idemHead <= l.maxKeys {
+			break
+		}
 		if rec, ok := o.idem[e.key]; ok && rec.id == e.id {
 			delete(o.idem, e.key)
 		}
@@ -314,8 +340,8 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 		return keyward.Reservation{}, err
 	}
 	acct := req.Account
-	if !validAccount(acct) || req.Amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(req.Amount)); err != nil {
+		return keyward.Reservation{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
@@ -325,20 +351,25 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 		return keyward.Reservation{}, err
 	}
 	out := keyward.Reservation{OrgID: acct.OrgID}
-	if req.IdempotencyKey != "" {
-		if rec, ok := o.idem[req.IdempotencyKey]; ok {
-			if rec.fingerprint != req.Fingerprint {
-				return out, keyward.ErrIdempotencyKeyReused
-			}
-			if !rec.committed {
-				return out, keyward.ErrIdempotencyKeyInUse
-			}
+	if key := req.IdempotencyKey; key != "" {
+		rec, seen := o.idem[key]
+		if seen && rec.committed && n-rec.created >= int64(l.idemTTL) {
+			delete(o.idem, key) // remembered for its TTL: free again
+			seen = false
+		}
+		switch {
+		case !seen:
+		case rec.fingerprint != req.Fingerprint:
+			return out, keyward.ErrIdempotencyKeyReused
+		case !rec.committed: // in flight, however long ago it was reserved
+			return out, keyward.ErrIdempotencyKeyInUse
+		default:
 			out.ID, out.Replayed, out.Charged, out.Available = rec.id, true, rec.charged, o.available()
 			return out, nil
 		}
 	}
 	avail := o.available()
-	if req.Amount > 0 && !acct.AllowOverage && avail < req.Amount {
+	if req.Amount > 0 && avail-req.Amount < acct.MinAvailable() {
 		out.Available = max(avail, 0)
 		return out, keyward.ErrInsufficientCredits
 	}
@@ -361,7 +392,6 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 			o.idem = make(map[string]idemRecord)
 		}
 		o.idem[req.IdempotencyKey] = idemRecord{id: id, created: n, fingerprint: req.Fingerprint}
-		o.idemQ = append(o.idemQ, idemEntry{key: req.IdempotencyKey, id: id, created: n})
 	}
 	out.ID, out.Amount, out.ExpiresAt, out.Available = id, req.Amount, time.Unix(0, exp).UTC(), avail-req.Amount
 	return out, nil
@@ -388,8 +418,8 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	if err := ctx.Err(); err != nil {
 		return keyward.Reservation{}, err
 	}
-	if !validAccount(acct) || amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(amount)); err != nil {
+		return keyward.Reservation{}, err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -408,7 +438,7 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	}
 	avail := o.available()
 	delta := amount - r.amount
-	if delta > 0 && !acct.AllowOverage && avail < delta {
+	if delta > 0 && avail-delta < acct.MinAvailable() {
 		out.Available = max(avail, 0)
 		return out, keyward.ErrInsufficientCredits
 	}
@@ -418,13 +448,40 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	return out, nil
 }
 
+// Extend implements keyward.CreditLedger.
+func (l *Ledger) Extend(ctx context.Context, acct keyward.Account, id int64) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if err := acct.Check(); err != nil {
+		return time.Time{}, err
+	}
+	o := l.org(acct.OrgID, false)
+	if o == nil {
+		return time.Time{}, keyward.ErrReservationNotFound
+	}
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return time.Time{}, err
+	}
+	r, err := l.lookupOpen(o, id, n)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// Later only: nextSweep stays a lower bound of the next expiry.
+	r.expires = n + int64(l.resTTL)
+	return time.Unix(0, r.expires).UTC(), nil
+}
+
 // Commit implements keyward.CreditLedger.
 func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !validAccount(acct) || amount < 0 {
-		return keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), keyward.CheckAmount(amount)); err != nil {
+		return err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -450,6 +507,8 @@ func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount in
 		if rec, ok := o.idem[r.idemKey]; ok && rec.id == id {
 			rec.committed, rec.charged = true, amount
 			o.idem[r.idemKey] = rec
+			o.idemQ = append(o.idemQ, idemEntry{key: r.idemKey, id: id, created: rec.created})
+			l.forgetKeys(o, n)
 		}
 	}
 	o.freeSlot(int(id & slotMask))
@@ -461,8 +520,8 @@ func (l *Ledger) Release(ctx context.Context, acct keyward.Account, id int64) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !validAccount(acct) {
-		return keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -490,14 +549,17 @@ func (l *Ledger) Grant(ctx context.Context, acct keyward.Account, amount int64, 
 	if err := ctx.Err(); err != nil {
 		return keyward.Balance{}, err
 	}
-	if !validAccount(acct) || amount <= 0 {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return keyward.Balance{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := l.touch(o, acct, n); err != nil {
+		return keyward.Balance{}, err
+	}
+	if err := keyward.CheckGrant(o.allocation, o.granted, amount); err != nil {
 		return keyward.Balance{}, err
 	}
 	o.granted += amount
@@ -509,8 +571,8 @@ func (l *Ledger) Balance(ctx context.Context, acct keyward.Account) (keyward.Bal
 	if err := ctx.Err(); err != nil {
 		return keyward.Balance{}, err
 	}
-	if !validAccount(acct) {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return keyward.Balance{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()

@@ -23,10 +23,51 @@ func TestLedgerContract(t *testing.T) {
 
 func TestNewLedgerReportsEveryProblem(t *testing.T) {
 	t.Parallel()
-	_, err := memstore.NewLedger(memstore.LedgerOptions{ReservationTTL: -1, IdempotencyTTL: -1})
+	_, err := memstore.NewLedger(memstore.LedgerOptions{ReservationTTL: -1, IdempotencyTTL: -1, MaxIdempotencyKeys: -1})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "ReservationTTL")
 	assert.Contains(t, err.Error(), "IdempotencyTTL")
+	assert.Contains(t, err.Error(), "MaxIdempotencyKeys")
+}
+
+// TestLedgerBoundsIdempotencyKeys: beyond MaxIdempotencyKeys an
+// organization forgets the key committed longest ago (a retry of that call
+// is charged again), never the key of a call in flight.
+func TestLedgerBoundsIdempotencyKeys(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l, err := memstore.NewLedger(memstore.LedgerOptions{MaxIdempotencyKeys: 2})
+	require.NoError(t, err)
+	a := keyward.Account{OrgID: "org_a", Allocation: 100}
+	reserve := func(key string) (keyward.Reservation, error) {
+		return l.Reserve(ctx, keyward.ReserveRequest{Account: a, Amount: 1, IdempotencyKey: key, Fingerprint: ledgertest.Fingerprint(key)})
+	}
+	call := func(key string) keyward.Reservation { // a call with a key, charged
+		t.Helper()
+		r, err := reserve(key)
+		require.NoError(t, err)
+		if !r.Replayed {
+			require.NoError(t, l.Commit(ctx, a, r.ID, 1))
+		}
+		return r
+	}
+	inFlight, err := reserve("k0")
+	require.NoError(t, err)
+	call("k1")
+	call("k2")
+	call("k3") // a third committed key: k1 is forgotten
+	assert.True(t, call("k2").Replayed)
+	assert.True(t, call("k3").Replayed)
+	_, err = reserve("k0")
+	assert.ErrorIs(t, err, keyward.ErrIdempotencyKeyInUse, "the key of a call in flight is never forgotten")
+	assert.False(t, call("k1").Replayed, "a retry of a forgotten key is charged again")
+	assert.False(t, call("k2").Replayed, "k1's new commit pushed out k2")
+
+	require.NoError(t, l.Commit(ctx, a, inFlight.ID, 1))
+	assert.True(t, call("k0").Replayed, "committed, the key is remembered")
+	b, err := l.Balance(ctx, a)
+	require.NoError(t, err)
+	assert.Equal(t, int64(6), b.Spent, "k0, k1 twice, k2 twice, k3")
 }
 
 func TestLedgerOptions(t *testing.T) {

@@ -146,7 +146,7 @@ func checkLedger(t *testing.T, s *sqlstore.Store, acct keyward.Account, served *
 	settled := map[int64]string{}
 	var committed int64
 	for _, e := range entries {
-		if e.Kind == "grant" {
+		if e.Kind == "grant" || e.Kind == "allocation" {
 			continue
 		}
 		if prev, dup := settled[e.ReservationID]; dup {

@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -338,14 +339,18 @@ func (s *Store) migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// dialectSQL fills the few places where the engines' DDL differs.
+// dialectSQL fills the few places where the engines' SQL differs:
+// {{serial}}, an auto-increment primary key, and {{hex:COLUMN}}, the
+// bytes of a TEXT column as lowercase hex.
 func (s *Store) dialectSQL(q string) string {
-	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	serial, hex := "INTEGER PRIMARY KEY AUTOINCREMENT", "lower(hex($1))"
 	if s.dialect == postgres {
-		serial = "BIGSERIAL PRIMARY KEY"
+		serial, hex = "BIGSERIAL PRIMARY KEY", "encode(convert_to($1, 'UTF8'), 'hex')"
 	}
-	return strings.ReplaceAll(q, "{{serial}}", serial)
+	return hexPlaceholder.ReplaceAllString(strings.ReplaceAll(q, "{{serial}}", serial), hex)
 }
+
+var hexPlaceholder = regexp.MustCompile(`\{\{hex:(\w+)\}\}`)
 
 // splitStatements splits a migration on semicolons that end a line,
 // dropping comment lines.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -86,6 +87,15 @@ func (a *app) orgsShowCommand() *cobra.Command {
 	return cmd
 }
 
+// checkCreditsFlag refuses, as a usage error, a flag's number of credits
+// outside 0 to keyward.MaxCredits, the most a ledger takes.
+func checkCreditsFlag(flag string, n int64) error {
+	if n < 0 || n > keyward.MaxCredits {
+		return usageError{fmt.Errorf("%s must be from 0 to %d (keyward.MaxCredits), not %d", flag, keyward.MaxCredits, n)}
+	}
+	return nil
+}
+
 func (a *app) creditsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "credits", Short: "Grant credits"}
 	var note string
@@ -96,8 +106,8 @@ func (a *app) creditsCommand() *cobra.Command {
 		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			n, err := strconv.ParseInt(argv[1], 10, 64)
-			if err != nil || n <= 0 {
-				return usageError{fmt.Errorf("N must be a positive whole number, not %q", argv[1])}
+			if err != nil || n < 1 || n > keyward.MaxCredits {
+				return usageError{fmt.Errorf("N must be a whole number from 1 to %d (keyward.MaxCredits), not %q", keyward.MaxCredits, argv[1])}
 			}
 			ctx := cmd.Context()
 			s, err := a.open(ctx)
@@ -113,7 +123,10 @@ func (a *app) creditsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := s.Grant(ctx, acct, n, note); err != nil {
+			if _, err := s.Grant(ctx, acct, n, note); errors.Is(err, keyward.ErrInvalidAmount) {
+				return fmt.Errorf("granting %d credits would take %s's allocation plus grants this period above %d (keyward.MaxCredits): %w",
+					n, argv[0], keyward.MaxCredits, err)
+			} else if err != nil {
 				return err
 			}
 			d, err := a.orgDetail(ctx, s, argv[0])

@@ -5,12 +5,14 @@ package ledgertest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 )
@@ -65,6 +67,13 @@ func setup(t *testing.T, newLedger NewLedger) *env {
 	t.Parallel()
 	c := NewClock(Start)
 	return &env{t: t, l: newLedger(t, c.Now), clock: c, ctx: context.Background()}
+}
+
+// Fingerprint returns a request fingerprint as ChargeCredits makes it: the
+// raw SHA-256 of the request, opaque bytes that are seldom valid UTF-8.
+func Fingerprint(request string) string {
+	sum := sha256.Sum256([]byte(request))
+	return string(sum[:])
 }
 
 func acct(id string, alloc int64) keyward.Account {
@@ -125,8 +134,12 @@ func RunScaled(t *testing.T, newLedger NewLedger, workers, calls int) {
 	t.Run("Insufficient", func(t *testing.T) { insufficient(t, newLedger) })
 	t.Run("SettleOnce", func(t *testing.T) { settleOnce(t, newLedger) })
 	t.Run("InvalidInput", func(t *testing.T) { invalidInput(t, newLedger) })
+	t.Run("MaxCredits", func(t *testing.T) { maxCredits(t, newLedger) })
 	t.Run("Adjust", func(t *testing.T) { adjust(t, newLedger) })
 	t.Run("Expiry", func(t *testing.T) { expiry(t, newLedger) })
+	t.Run("Extend", func(t *testing.T) { extend(t, newLedger) })
+	t.Run("ExtendWhileCommitting", func(t *testing.T) { extendWhileCommitting(t, newLedger, workers) })
+	t.Run("KeyInFlightPastItsTTL", func(t *testing.T) { keyInFlightPastItsTTL(t, newLedger) })
 	t.Run("PeriodRollover", func(t *testing.T) { periodRollover(t, newLedger) })
 	t.Run("AllocationChanges", func(t *testing.T) { allocationChanges(t, newLedger) })
 	t.Run("Idempotency", func(t *testing.T) { idempotency(t, newLedger) })
@@ -223,6 +236,10 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 			_, err := e.l.Adjust(e.ctx, a, r.ID, -1)
 			return err
 		}(),
+		"Extend with an empty OrgID": func() error {
+			_, err := e.l.Extend(e.ctx, acct("", 100), r.ID)
+			return err
+		}(),
 		"zero Grant": func() error {
 			_, err := e.l.Grant(e.ctx, a, 0, "nothing")
 			return err
@@ -235,6 +252,89 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 		wantErr(t, name, err, keyward.ErrInvalidAmount)
 	}
 	e.want(a, 95, 0, 5, 1)
+}
+
+// maxCredits: at keyward.MaxCredits every method answers alike on every
+// backend, and no figure can go beyond what int64 holds.
+func maxCredits(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	const m = keyward.MaxCredits
+	top := acct("org_top", m)
+	e.want(top, m, 0, 0, 0)
+
+	// An account above the bound: refused by every method.
+	above := acct("org_top", m+1)
+	r := e.reserve(top, 1)
+	for name, err := range map[string]error{
+		"Reserve": func() error {
+			_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: above, Amount: 1})
+			return err
+		}(),
+		"Adjust": func() error {
+			_, err := e.l.Adjust(e.ctx, above, r.ID, 1)
+			return err
+		}(),
+		"Extend": func() error {
+			_, err := e.l.Extend(e.ctx, above, r.ID)
+			return err
+		}(),
+		"Commit":  e.l.Commit(e.ctx, above, r.ID, 1),
+		"Release": e.l.Release(e.ctx, above, r.ID),
+		"Grant": func() error {
+			_, err := e.l.Grant(e.ctx, above, 1, "")
+			return err
+		}(),
+		"Balance": func() error {
+			_, err := e.l.Balance(e.ctx, above)
+			return err
+		}(),
+	} {
+		wantErr(t, name+" with an Allocation above MaxCredits", err, keyward.ErrInvalidAmount)
+	}
+	e.want(top, m-1, 0, 1, 1)
+
+	// Amounts: MaxCredits is the largest.
+	_, err := e.l.Adjust(e.ctx, top, r.ID, m+1)
+	wantErr(t, "Adjust above MaxCredits", err, keyward.ErrInvalidAmount)
+	wantErr(t, "Commit above MaxCredits", e.l.Commit(e.ctx, top, r.ID, m+1), keyward.ErrInvalidAmount)
+	_, err = e.l.Adjust(e.ctx, top, r.ID, m)
+	wantErr(t, "Adjust to MaxCredits", err, nil)
+	wantErr(t, "Commit MaxCredits", e.l.Commit(e.ctx, top, r.ID, m), nil)
+	e.want(top, 0, m, 0, 0)
+	rich := keyward.Account{OrgID: "org_rich", Allocation: m, AllowOverage: true}
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: rich, Amount: m + 1})
+	wantErr(t, "Reserve above MaxCredits, even with overage", err, keyward.ErrInvalidAmount)
+
+	// Grants: the period's allocation plus grants stays ≤ MaxCredits.
+	_, err = e.l.Grant(e.ctx, top, 1, "one too many")
+	wantErr(t, "Grant above an allocation of MaxCredits", err, keyward.ErrInvalidAmount)
+	g := acct("org_g", m-10)
+	b, err := e.l.Grant(e.ctx, g, 10, "up to the bound")
+	wantErr(t, "Grant up to MaxCredits", err, nil)
+	if b.Allocation+b.Granted != m {
+		t.Fatalf("after a grant up to the bound: %+v", b)
+	}
+	_, err = e.l.Grant(e.ctx, g, 1, "beyond")
+	wantErr(t, "Grant beyond MaxCredits", err, keyward.ErrInvalidAmount)
+	_, err = e.l.Grant(e.ctx, acct("org_h", 0), m+1, "")
+	wantErr(t, "Grant of more than MaxCredits", err, keyward.ErrInvalidAmount)
+	e.want(g, m, 0, 0, 0) // unchanged
+
+	// Overage: the debt stops at MaxCredits.
+	o := keyward.Account{OrgID: "org_o", AllowOverage: true}
+	debt := e.reserve(o, m)
+	if debt.Available != -m {
+		t.Fatalf("Available = %d, want −MaxCredits", debt.Available)
+	}
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: o, Amount: 1})
+	wantErr(t, "Reserve beyond a debt of MaxCredits", err, keyward.ErrInsufficientCredits)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, o, debt.ID, m), nil)
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: o, Amount: 1})
+	wantErr(t, "Reserve beyond a debt of MaxCredits, committed", err, keyward.ErrInsufficientCredits)
+	zero := e.reserve(o, 0)
+	_, err = e.l.Adjust(e.ctx, o, zero.ID, 1)
+	wantErr(t, "Adjust beyond a debt of MaxCredits", err, keyward.ErrInsufficientCredits)
+	e.want(o, -m, m, 0, 1)
 }
 
 func adjust(t *testing.T, newLedger NewLedger) {
@@ -296,6 +396,119 @@ func expiry(t *testing.T, newLedger NewLedger) {
 	e.clock.Advance(keyward.DefaultReservationTTL)
 	wantErr(t, "Commit as the first touch after expiry", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationExpired)
 	e.want(a, 100, 0, 0, 0)
+}
+
+func extend(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	long := e.reserve(a, 10)
+	short := e.reserve(a, 5)
+	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	exp, err := e.l.Extend(e.ctx, a, long.ID)
+	wantErr(t, "Extend", err, nil)
+	if want := e.clock.Now().Add(keyward.DefaultReservationTTL); !exp.Equal(want) {
+		t.Fatalf("Extend = %v, want now + the reservation TTL, %v", exp, want)
+	}
+	e.clock.Advance(time.Second) // the original expiry: only the one not extended expires
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit of the one not extended", e.l.Commit(e.ctx, a, short.ID, 5), keyward.ErrReservationExpired)
+	// Extended before each expiry, it lives as long as its call runs.
+	for range 3 {
+		e.clock.Set(exp.Add(-time.Second))
+		exp, err = e.l.Extend(e.ctx, a, long.ID)
+		wantErr(t, "Extend again", err, nil)
+	}
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit after extending", e.l.Commit(e.ctx, a, long.ID, 8), nil)
+	e.want(a, 92, 8, 0, 0)
+
+	// Not extended again, it expires at its new ExpiresAt, not before.
+	r := e.reserve(a, 10)
+	e.clock.Advance(time.Minute)
+	exp, err = e.l.Extend(e.ctx, a, r.ID)
+	wantErr(t, "Extend", err, nil)
+	e.clock.Set(r.ExpiresAt)
+	e.want(a, 82, 8, 10, 1)
+	e.clock.Set(exp)
+	e.want(a, 92, 8, 0, 0)
+
+	// Not open: as Commit, and nothing changes.
+	_, err = e.l.Extend(e.ctx, a, r.ID)
+	wantErr(t, "Extend of an expired reservation", err, keyward.ErrReservationExpired)
+	_, err = e.l.Extend(e.ctx, a, long.ID)
+	wantErr(t, "Extend of a committed reservation", err, keyward.ErrReservationNotFound)
+	released := e.reserve(a, 3)
+	wantErr(t, "Release", e.l.Release(e.ctx, a, released.ID), nil)
+	_, err = e.l.Extend(e.ctx, a, released.ID)
+	wantErr(t, "Extend of a released reservation", err, keyward.ErrReservationNotFound)
+	_, err = e.l.Extend(e.ctx, a, 1<<60)
+	wantErr(t, "Extend of an unknown id", err, keyward.ErrReservationNotFound)
+	open := e.reserve(a, 2)
+	_, err = e.l.Extend(e.ctx, acct("org_b", 100), open.ID)
+	wantErr(t, "Extend of another org's reservation", err, keyward.ErrReservationNotFound)
+	e.want(a, 90, 8, 2, 1)
+	e.clock.Set(open.ExpiresAt)
+	wantErr(t, "Commit of the reservation another org tried to extend", e.l.Commit(e.ctx, a, open.ID, 2), keyward.ErrReservationExpired)
+}
+
+// extendWhileCommitting races Extend against Commit on each of n
+// reservations: each is charged exactly once, and an Extend either keeps
+// the call open or finds it settled.
+func extendWhileCommitting(t *testing.T, newLedger NewLedger, n int) {
+	e := setup(t, newLedger)
+	a := acct("org_a", int64(3*n))
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = e.reserve(a, 3).ID
+	}
+	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	var committed atomic.Int64
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := e.l.Commit(e.ctx, a, id, int64(1+i%3)); err != nil {
+				t.Errorf("Commit: %v", err)
+				return
+			}
+			committed.Add(int64(1 + i%3))
+		}()
+		go func() {
+			defer wg.Done()
+			for range 4 {
+				if _, err := e.l.Extend(e.ctx, a, id); err != nil && !errors.Is(err, keyward.ErrReservationNotFound) {
+					t.Errorf("Extend: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.want(a, int64(3*n)-committed.Load(), committed.Load(), 0, 0)
+	for _, id := range ids {
+		_, err := e.l.Extend(e.ctx, a, id)
+		wantErr(t, "Extend after Commit", err, keyward.ErrReservationNotFound)
+	}
+}
+
+// keyInFlightPastItsTTL: a call extended for longer than the idempotency
+// TTL keeps its key: a retry meanwhile is refused, not charged a second
+// time.
+func keyInFlightPastItsTTL(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	fp := Fingerprint("POST /v1/export")
+	r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
+	wantErr(t, "Reserve", err, nil)
+	for exp := r.ExpiresAt; !e.clock.Now().After(Start.Add(keyward.DefaultIdempotencyTTL)); {
+		e.clock.Set(exp.Add(-time.Second))
+		exp, err = e.l.Extend(e.ctx, a, r.ID)
+		wantErr(t, "Extend", err, nil)
+	}
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
+	wantErr(t, "retry of the call in flight past the TTL", err, keyward.ErrIdempotencyKeyInUse)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 5), nil)
+	e.want(a, 95, 5, 0, 0)
 }
 
 func periodRollover(t *testing.T, newLedger NewLedger) {
@@ -360,43 +573,47 @@ func allocationChanges(t *testing.T, newLedger NewLedger) {
 func idempotency(t *testing.T, newLedger NewLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
+	fpA, fpB, fpC := Fingerprint("GET /a"), Fingerprint("GET /b"), Fingerprint("GET /c")
+	if utf8.ValidString(fpA) || utf8.ValidString(fpB) || utf8.ValidString(fpC) {
+		t.Fatal("the fingerprints must be the raw bytes ChargeCredits makes, not valid UTF-8")
+	}
 	req := func(key, fp string, amount int64) (keyward.Reservation, error) {
 		return e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: amount, IdempotencyKey: key, Fingerprint: fp})
 	}
-	first, err := req("k1", "fp-a", 3)
+	first, err := req("k1", fpA, 3)
 	wantErr(t, "first", err, nil)
-	_, err = req("k1", "fp-a", 3)
+	_, err = req("k1", fpA, 3)
 	wantErr(t, "same key in flight", err, keyward.ErrIdempotencyKeyInUse)
-	_, err = req("k1", "fp-b", 3)
+	_, err = req("k1", fpB, 3)
 	wantErr(t, "same key, other request, in flight", err, keyward.ErrIdempotencyKeyReused)
 	e.want(a, 97, 0, 3, 1)
 
 	wantErr(t, "Commit", e.l.Commit(e.ctx, a, first.ID, 2), nil)
-	replay, err := req("k1", "fp-a", 3)
+	replay, err := req("k1", fpA, 3)
 	wantErr(t, "retry after commit", err, nil)
 	if !replay.Replayed || replay.ID != first.ID || replay.Charged != 2 || replay.Available != 98 || replay.Amount != 0 {
 		t.Fatalf("replay = %+v; want Replayed, ID %d, Charged 2, Available 98", replay, first.ID)
 	}
-	_, err = req("k1", "fp-b", 3)
+	_, err = req("k1", fpB, 3)
 	wantErr(t, "same key, other request, after commit", err, keyward.ErrIdempotencyKeyReused)
 	e.want(a, 98, 2, 0, 0) // nothing held for the replay
 
 	// Another organization has its own keys.
-	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: "fp-b"})
+	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: fpB})
 	wantErr(t, "same key, other org", err, nil)
 
 	// A released call frees its key: the retry is charged normally.
-	failed, err := req("k2", "fp-a", 3)
+	failed, err := req("k2", fpA, 3)
 	wantErr(t, "k2", err, nil)
 	wantErr(t, "Release", e.l.Release(e.ctx, a, failed.ID), nil)
-	retry, err := req("k2", "fp-c", 3)
+	retry, err := req("k2", fpC, 3)
 	wantErr(t, "retry after release", err, nil)
 	if retry.Replayed || retry.ID == failed.ID {
 		t.Fatalf("retry after release = %+v; want a new reservation", retry)
 	}
 	// So does an expired one.
 	e.clock.Advance(keyward.DefaultReservationTTL)
-	again, err := req("k2", "fp-c", 3)
+	again, err := req("k2", fpC, 3)
 	wantErr(t, "retry after expiry", err, nil)
 	if again.Replayed {
 		t.Fatalf("retry after expiry was replayed")
@@ -405,13 +622,13 @@ func idempotency(t *testing.T, newLedger NewLedger) {
 
 	// A committed key is remembered for the TTL from its reservation.
 	e.clock.Advance(keyward.DefaultIdempotencyTTL - keyward.DefaultReservationTTL - time.Second)
-	replay, err = req("k1", "fp-a", 3)
+	replay, err = req("k1", fpA, 3)
 	wantErr(t, "retry just inside the TTL", err, nil)
 	if !replay.Replayed {
 		t.Fatalf("retry within the TTL was not replayed")
 	}
 	e.clock.Advance(time.Second)
-	fresh, err := req("k1", "fp-b", 3)
+	fresh, err := req("k1", fpB, 3)
 	wantErr(t, "reuse after the TTL", err, nil)
 	if fresh.Replayed {
 		t.Fatalf("key still remembered after its TTL")
