@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/keepalive"
@@ -32,6 +33,18 @@ const (
 	HeaderIdempotentReplayed = "Idempotent-Replayed"
 )
 
+// DefaultMaxIdempotentBody bounds the request body that ChargeCredits
+// reads to fingerprint a call that carries an Idempotency-Key.
+const DefaultMaxIdempotentBody = 1 << 20
+
+// Errors of SetCost.
+var (
+	// ErrNoCharge: SetCost was called outside a ChargeCredits chain.
+	ErrNoCharge = errors.New("keyward: no ChargeCredits in the request's chain")
+	// ErrChargeSettled: SetCost was called after the charge was settled.
+	ErrChargeSettled = errors.New("keyward: the charge is already settled")
+)
+
 // CostFunc gives the cost of a call from its request. An error stops the
 // call: an *Error is written as it is (Validation(400, …) for a bad
 // request), any other error as a 500. A negative cost is a 500.
@@ -42,7 +55,7 @@ type CostFunc func(r *http.Request) (int64, error)
 // ChargeCredits.
 type CreditConfig struct {
 	// Ledger holds the credits. Required.
-	Ledger CreditLedger
+	Ledger credit.Ledger
 	// Cost is what each call reserves. Zero: 1, unless CostFunc is set.
 	Cost int64
 	// CostFunc gives each call's cost instead (0 for a call whose handler
@@ -61,7 +74,7 @@ type CreditConfig struct {
 // other routers call Begin, the Charge's methods and WriteError. It is
 // immutable and safe for concurrent use.
 type Charger struct {
-	ledger  CreditLedger
+	ledger  credit.Ledger
 	cost    CostFunc
 	maxBody int64
 	errors  *ErrorWriter
@@ -81,7 +94,7 @@ type Charger struct {
 // a malformed or conflicting idempotency key; 503 service_unavailable when
 // the ledger fails (fail closed); 500 without RequireAPIKey in front.
 //
-// While the handler runs, the reservation is renewed (CreditLedger.Extend)
+// While the handler runs, the reservation is renewed (credit.Ledger.Extend)
 // so that it never expires under a live call, however slow the handler or
 // the client. After the handler it commits the final cost (SetCost) on a
 // 2xx status, and releases the reservation on any other final status, on
@@ -98,7 +111,7 @@ type Charger struct {
 func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	var errs []error
 	if cfg.Ledger == nil {
-		errs = append(errs, &ConfigError{Field: "CreditConfig.Ledger", Problem: "is nil; a CreditLedger is required"})
+		errs = append(errs, &ConfigError{Field: "CreditConfig.Ledger", Problem: "is nil; a credit.Ledger is required"})
 	}
 	if cfg.Cost < 0 {
 		errs = append(errs, &ConfigError{Field: "CreditConfig.Cost", Problem: "is negative"})
@@ -169,7 +182,7 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	if cost < 0 {
 		return nil, errNegativeCost
 	}
-	req := ReserveRequest{Account: k.Org.Account(), Amount: cost, KeyID: k.ID}
+	req := credit.ReserveRequest{Account: k.Org.Account(), Amount: cost, KeyID: k.ID}
 	req.RequestID, _ = incomingRequestID(r)
 	if req.IdempotencyKey, err = c.idempotencyKey(r.Header); err != nil {
 		return nil, err
@@ -182,9 +195,9 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	res, err := c.ledger.Reserve(r.Context(), req)
 	if err != nil {
 		switch {
-		case errors.Is(err, ErrIdempotencyKeyInUse):
+		case errors.Is(err, credit.ErrIdempotencyKeyInUse):
 			return nil, c.fail.keyInUse
-		case errors.Is(err, ErrIdempotencyKeyReused):
+		case errors.Is(err, credit.ErrIdempotencyKeyReused):
 			return nil, c.fail.keyReused
 		}
 		return nil, ledgerFailure(cost, res, err)
@@ -203,8 +216,8 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 
 // ledgerFailure is the answer to a ledger error while reserving amount:
 // 402 for too few credits, 503 for anything else.
-func ledgerFailure(amount int64, res Reservation, err error) *Error {
-	if errors.Is(err, ErrInsufficientCredits) {
+func ledgerFailure(amount int64, res credit.Reservation, err error) *Error {
+	if errors.Is(err, credit.ErrInsufficientCredits) {
 		return insufficientCredits(amount, res.Available, err)
 	}
 	return ServiceUnavailable("credit ledger", err)
@@ -269,7 +282,7 @@ type Charge struct {
 	c        *Charger
 	parent   context.Context // the request's
 	detached detach.Context  // parent without its cancellation, for settling
-	acct     Account
+	acct     credit.Account
 	res      chargeRes
 	alive    keepalive.Node
 
@@ -286,7 +299,7 @@ type Charge struct {
 	st      *requestState
 }
 
-// chargeRes is a Reservation without its OrgID, which is the account's.
+// chargeRes is a credit.Reservation without its OrgID, which is the account's.
 type chargeRes struct {
 	ID, Amount, Available, Charged int64
 	ExpiresAt                      time.Time
@@ -307,13 +320,13 @@ func ChargeFromContext(ctx context.Context) (*Charge, bool) {
 // cost and releases the rest. Raising it above what is reserved reserves
 // the difference at once, so that no call can spend credit it did not
 // hold: when the organization has no overage and too few credits, SetCost
-// returns a 402 *Error (errors.Is ErrInsufficientCredits) and the cost is
+// returns a 402 *Error (errors.Is credit.ErrInsufficientCredits) and the cost is
 // unchanged; the handler decides whether to answer it (an ErrorWriter
 // writes it) or to go on at the old cost. A ledger failure is a 503
 // *Error. On a replayed call SetCost does nothing. Call it before the
 // response is written: X-Credits-Remaining is computed then.
 //
-// It returns ErrNoCharge outside a ChargeCredits chain, ErrInvalidAmount
+// It returns ErrNoCharge outside a ChargeCredits chain, credit.ErrInvalidAmount
 // for a negative cost and ErrChargeSettled after the call was settled.
 func SetCost(ctx context.Context, credits int64) error {
 	ch := stateFrom(ctx).charge()
@@ -326,7 +339,7 @@ func SetCost(ctx context.Context, credits int64) error {
 // SetCost is the package's SetCost for this charge.
 func (ch *Charge) SetCost(credits int64) error {
 	if credits < 0 {
-		return ErrInvalidAmount
+		return credit.ErrInvalidAmount
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -356,11 +369,11 @@ func (ch *Charge) Cost() int64 {
 }
 
 // Reservation returns what the ledger holds for the call.
-func (ch *Charge) Reservation() Reservation {
+func (ch *Charge) Reservation() credit.Reservation {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	r := ch.res
-	return Reservation{ID: r.ID, OrgID: ch.acct.OrgID, Amount: r.Amount, ExpiresAt: r.ExpiresAt,
+	return credit.Reservation{ID: r.ID, OrgID: ch.acct.OrgID, Amount: r.Amount, ExpiresAt: r.ExpiresAt,
 		Available: r.Available, Replayed: r.Replayed, Charged: r.Charged}
 }
 
@@ -401,7 +414,7 @@ func (ch *Charge) SetResponseHeaders(h http.Header) {
 // Release acts; later ones return nil. On a replay nothing is settled.
 // The ledger is called without the request's cancellation, so that a
 // client going away cannot leave the call half settled. An error is the
-// ledger's (see CreditLedger): the reservation then expires and is
+// ledger's (see credit.Ledger): the reservation then expires and is
 // released, so the call is not charged.
 func (ch *Charge) Settle(status int) error {
 	ch.mu.Lock()
@@ -504,7 +517,7 @@ func (ch *Charge) finish(commit func()) {
 	}
 	if err := ch.Settle(status); err != nil {
 		level := slog.LevelError
-		if errors.Is(err, ErrReservationExpired) {
+		if errors.Is(err, credit.ErrReservationExpired) {
 			level = slog.LevelWarn
 		}
 		ch.c.errors.logger().LogAttrs(&ch.detached, level, "keyward: settling credits failed; the call is not charged",
@@ -594,10 +607,10 @@ func (cw *chargeWriter) Unwrap() http.ResponseWriter { return cw.w }
 
 // renewAt is when to renew a reservation that expires at expires: half
 // way there, on the shared clock, and at least every
-// DefaultReservationTTL/2.
+// credit.DefaultReservationTTL/2.
 func renewAt(expires time.Time) int64 {
 	now := clock.Process.UnixNano()
-	return now + min(max((expires.UnixNano()-now)/2, 0), int64(DefaultReservationTTL/2))
+	return now + min(max((expires.UnixNano()-now)/2, 0), int64(credit.DefaultReservationTTL/2))
 }
 
 // chargeRenewer is a Charge as internal/keepalive sees it.
@@ -613,7 +626,7 @@ func (r *chargeRenewer) Renew() (int64, bool) {
 	switch {
 	case err == nil:
 		return renewAt(expires), true
-	case errors.Is(err, ErrReservationExpired) || errors.Is(err, ErrReservationNotFound):
+	case errors.Is(err, credit.ErrReservationExpired) || errors.Is(err, credit.ErrReservationNotFound):
 		// Settled meanwhile, or lost: either way nothing is left to renew.
 		return 0, false
 	}

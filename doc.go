@@ -36,16 +36,16 @@
 //	plans.go        the plan table and the one override rule (Plans.Resolve)
 //	permissions.go  EnforcePermissions
 //	ratelimit.go    RateLimitByOrg and the in-process counters
-//	ledger.go       the CreditLedger contract that memstore and sqlstore keep
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter
+//	credit/         the credit ledger contract that memstore and sqlstore keep
 //	manage/         key management: creating, rotating, revoking (KeyManager)
 //	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
 //
 // # Credits
 //
-// [ChargeCredits] reserves a call's cost in a [CreditLedger] before the
+// [ChargeCredits] reserves a call's cost in a credit.Ledger before the
 // handler runs, keeps the reservation alive while it runs, and settles
 // after it: commit on a 2xx, release on any other status, a panic, a
 // hijack, or a client gone before anything was written. The handler may

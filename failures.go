@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keyward/keyward/credit"
 )
 
 // This file is the one catalogue of failures: every code, reason, status
@@ -223,8 +225,8 @@ func newCreditFailures(maxBody int64) creditFailures {
 		bodyUnreadable: v(http.StatusBadRequest, ReasonUnreadableBody, "The request body could not be read."),
 	}
 	f.keyInUse.Header = http.Header{"Retry-After": {"1"}}
-	f.keyInUse.Cause = ErrIdempotencyKeyInUse
-	f.keyReused.Cause = ErrIdempotencyKeyReused
+	f.keyInUse.Cause = credit.ErrIdempotencyKeyInUse
+	f.keyReused.Cause = credit.ErrIdempotencyKeyReused
 	f.bodyTooLarge.Details = map[string]any{"maxBytes": maxBody}
 	return f
 }

@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"time"
+
+	"github.com/keyward/keyward/credit"
 )
 
 // Key layout, after the prefix: a base62 body of bodyLen characters drawn
@@ -315,4 +317,9 @@ type Invalidator interface {
 // implementations count in memory and write in batches (sqlstore does).
 type UsageRecorder interface {
 	RecordUse(k *KeyRecord)
+}
+
+// Account returns the organization's credit policy, from its Limits.
+func (o Organization) Account() credit.Account {
+	return credit.Account{OrgID: o.ID, Allocation: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/ulule/limiter/v3"
@@ -17,7 +18,7 @@ type Backends struct {
 	Keys    keyward.KeyStore
 	Manager manage.KeyManager
 	// Ledger holds the credits.
-	Ledger keyward.CreditLedger
+	Ledger credit.Ledger
 	// Counters holds the rate-limit counters; nil for keyward's default.
 	Counters limiter.Store
 	// Cold skips the key cache: every request reaches the key store.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
@@ -61,17 +62,17 @@ func (f *failingKeys) LookupKey(ctx context.Context, h keyward.KeyHash) (*keywar
 	return f.store.LookupKey(ctx, h)
 }
 
-// failingLedger is a CreditLedger whose Reserve fails for one organization.
+// failingLedger is a credit.Ledger whose Reserve fails for one organization.
 type failingLedger struct {
-	keyward.CreditLedger
+	credit.Ledger
 	downOrg string
 }
 
-func (f *failingLedger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+func (f *failingLedger) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.Reservation, error) {
 	if req.Account.OrgID == f.downOrg {
-		return keyward.Reservation{}, errors.New("keywardtest: ledger unreachable")
+		return credit.Reservation{}, errors.New("keywardtest: ledger unreachable")
 	}
-	return f.CreditLedger.Reserve(ctx, req)
+	return f.Ledger.Reserve(ctx, req)
 }
 
 func newConformance(t *testing.T) *conformance {
@@ -151,7 +152,7 @@ func newConformance(t *testing.T) *conformance {
 	require.NoError(t, err)
 	enrich, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 	require.NoError(t, err)
-	ledger := &failingLedger{CreditLedger: c.ledger, downOrg: down.ID}
+	ledger := &failingLedger{Ledger: c.ledger, downOrg: down.ID}
 	s.Routes = c.routes(enrich, func(cfg keyward.CreditConfig) *keyward.Charger {
 		cfg.Ledger, cfg.Errors, cfg.MaxIdempotentBody = ledger, ew, 64
 		ch, err := keyward.ChargeCredits(cfg)

@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/clock"
 )
 
@@ -20,17 +22,30 @@ type LedgerOptions struct {
 	// are exact to that).
 	Now func() time.Time
 	// Period gives each organization's billing period. Nil:
-	// keyward.MonthlyUTC.
-	Period keyward.PeriodFunc
+	// credit.MonthlyUTC.
+	Period credit.PeriodFunc
 	// ReservationTTL is how long a reservation may stay unsettled before it
-	// is released. Zero: keyward.DefaultReservationTTL (5 minutes).
+	// is released. Zero: credit.DefaultReservationTTL (5 minutes).
 	ReservationTTL time.Duration
 	// IdempotencyTTL is how long an idempotency key is remembered from its
-	// call's reservation. Zero: keyward.DefaultIdempotencyTTL (24 hours).
+	// call's reservation. Zero: credit.DefaultIdempotencyTTL (24 hours).
 	IdempotencyTTL time.Duration
+	// MaxIdempotencyKeys bounds the idempotency keys of committed calls
+	// that an organization's ledger remembers. Beyond it the key committed
+	// longest ago is forgotten before its TTL: a retry of that call is then
+	// charged again, as a new call. The key of a call in flight is never
+	// forgotten (those are bounded by the open reservations). Zero:
+	// DefaultMaxIdempotencyKeys.
+	MaxIdempotencyKeys int
 }
 
-// Ledger is an in-memory keyward.CreditLedger, exact under concurrency:
+// DefaultMaxIdempotencyKeys is the default LedgerOptions.MaxIdempotencyKeys:
+// at most about 30 MB per organization (a key of 64 bytes costs up to
+// about 300 B), enough to remember every key for 24 hours at a sustained
+// rate of one committed call with a key a second.
+const DefaultMaxIdempotencyKeys = 100_000
+
+// Ledger is an in-memory credit.Ledger, exact under concurrency:
 // each organization's credits change under its own lock. Expired
 // reservations are released lazily, when their organization is next
 // touched (or by Sweep). Grants keep only their sum (the note is dropped),
@@ -39,18 +54,20 @@ type LedgerOptions struct {
 //
 // Reservation ids are unique within the ledger for its first 2^43
 // reservations; an organization holds at most 2^20 open (or recently
-// expired) reservations at once, beyond which Reserve fails.
+// expired) reservations at once, beyond which Reserve fails, and remembers
+// at most LedgerOptions.MaxIdempotencyKeys keys of committed calls.
 type Ledger struct {
 	now     func() int64 // Unix nanoseconds
-	period  keyward.PeriodFunc
+	period  credit.PeriodFunc
 	resTTL  time.Duration
 	idemTTL time.Duration
+	maxKeys int
 	lastGen atomic.Int64
 
 	orgs sync.Map // org id → *orgCredits; read without a lock
 }
 
-var _ keyward.CreditLedger = (*Ledger)(nil)
+var _ credit.Ledger = (*Ledger)(nil)
 
 // A reservation id is a generation, unique in the ledger, above the index
 // of the organization's slot that holds it: settling finds it without a
@@ -92,6 +109,7 @@ type idemRecord struct {
 	fingerprint string
 }
 
+// idemEntry queues a committed key, in commit order, to be forgotten.
 type idemEntry struct {
 	key     string
 	id      int64
@@ -114,7 +132,7 @@ type orgCredits struct {
 	// an expired one may be forgotten.
 	nextSweep int64
 	idem      map[string]idemRecord
-	idemQ     []idemEntry // in creation order, for forgetting keys
+	idemQ     []idemEntry // committed keys in commit order, for forgetting them
 	idemHead  int
 }
 
@@ -127,6 +145,9 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	if opts.IdempotencyTTL < 0 {
 		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.IdempotencyTTL", Problem: "is negative"})
 	}
+	if opts.MaxIdempotencyKeys < 0 {
+		errs = append(errs, &keyward.ConfigError{Field: "LedgerOptions.MaxIdempotencyKeys", Problem: "is negative"})
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -134,6 +155,7 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 		period:  opts.Period,
 		resTTL:  opts.ReservationTTL,
 		idemTTL: opts.IdempotencyTTL,
+		maxKeys: cmp.Or(opts.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys),
 	}
 	if now := opts.Now; now != nil {
 		l.now = func() int64 { return now().UnixNano() }
@@ -141,20 +163,18 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 		l.now = clock.Process.UnixNano
 	}
 	if l.period == nil {
-		l.period = keyward.MonthlyUTC
+		l.period = credit.MonthlyUTC
 	}
 	if l.resTTL == 0 {
-		l.resTTL = keyward.DefaultReservationTTL
+		l.resTTL = credit.DefaultReservationTTL
 	}
 	if l.idemTTL == 0 {
-		l.idemTTL = keyward.DefaultIdempotencyTTL
+		l.idemTTL = credit.DefaultIdempotencyTTL
 	}
 	return l, nil
 }
 
 var errBadPeriod = errors.New("keyward: memstore: the period function returned a period that does not contain now")
-
-func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
 
 // org returns the organization's ledger, creating it when create is set
 // (nil otherwise).
@@ -171,7 +191,7 @@ func (l *Ledger) org(id string, create bool) *orgCredits {
 
 // touch brings o to now: a new billing period, expired reservations,
 // forgotten idempotency keys. o.mu is held.
-func (l *Ledger) touch(o *orgCredits, acct keyward.Account, n int64) error {
+func (l *Ledger) touch(o *orgCredits, acct credit.Account, n int64) error {
 	if o.endN == 0 || n >= o.endN || n < o.startN {
 		now := time.Unix(0, n).UTC()
 		start, end := l.period(acct.OrgID, now)
@@ -275,11 +295,18 @@ func (l *Ledger) unlinkKey(o *orgCredits, id int64, key string) {
 	}
 }
 
-// forgetKeys drops idempotency keys older than idemTTL. o.mu is held.
+// forgetKeys drops the committed idempotency keys older than idemTTL, and
+// the oldest beyond maxKeys (a key in flight is not queued, so it is never
+// forgotten). The queue is in commit order, so a key can stay behind a
+// younger one a little past its TTL: Reserve checks the age too. o.mu is
+// held.
 func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
 	ttl := int64(l.idemTTL)
-	for o.idemHead < len(o.idemQ) && n-o.idemQ[o.idemHead].created >= ttl {
+	for o.idemHead < len(o.idemQ) {
 		e := o.idemQ[o.idemHead]
+		if n-e.created < ttl && len(o.idemQ)-o.idemHead <= l.maxKeys {
+			break
+		}
 		if rec, ok := o.idem[e.key]; ok && rec.id == e.id {
 			delete(o.idem, e.key)
 		}
@@ -294,8 +321,8 @@ func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
 
 func (o *orgCredits) available() int64 { return o.allocation + o.granted - o.spent - o.reserved }
 
-func (o *orgCredits) balance(orgID string) keyward.Balance {
-	return keyward.Balance{
+func (o *orgCredits) balance(orgID string) credit.Balance {
+	return credit.Balance{
 		OrgID:            orgID,
 		PeriodStart:      o.start,
 		PeriodEnd:        o.end,
@@ -308,39 +335,44 @@ func (o *orgCredits) balance(orgID string) keyward.Balance {
 	}
 }
 
-// Reserve implements keyward.CreditLedger.
-func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+// Reserve implements credit.Ledger.
+func (l *Ledger) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.Reservation, error) {
 	if err := ctx.Err(); err != nil {
-		return keyward.Reservation{}, err
+		return credit.Reservation{}, err
 	}
 	acct := req.Account
-	if !validAccount(acct) || req.Amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), credit.CheckAmount(req.Amount)); err != nil {
+		return credit.Reservation{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := l.touch(o, acct, n); err != nil {
-		return keyward.Reservation{}, err
+		return credit.Reservation{}, err
 	}
-	out := keyward.Reservation{OrgID: acct.OrgID}
-	if req.IdempotencyKey != "" {
-		if rec, ok := o.idem[req.IdempotencyKey]; ok {
-			if rec.fingerprint != req.Fingerprint {
-				return out, keyward.ErrIdempotencyKeyReused
-			}
-			if !rec.committed {
-				return out, keyward.ErrIdempotencyKeyInUse
-			}
+	out := credit.Reservation{OrgID: acct.OrgID}
+	if key := req.IdempotencyKey; key != "" {
+		rec, seen := o.idem[key]
+		if seen && rec.committed && n-rec.created >= int64(l.idemTTL) {
+			delete(o.idem, key) // remembered for its TTL: free again
+			seen = false
+		}
+		switch {
+		case !seen:
+		case rec.fingerprint != req.Fingerprint:
+			return out, credit.ErrIdempotencyKeyReused
+		case !rec.committed: // in flight, however long ago it was reserved
+			return out, credit.ErrIdempotencyKeyInUse
+		default:
 			out.ID, out.Replayed, out.Charged, out.Available = rec.id, true, rec.charged, o.available()
 			return out, nil
 		}
 	}
 	avail := o.available()
-	if req.Amount > 0 && !acct.AllowOverage && avail < req.Amount {
+	if req.Amount > 0 && avail-req.Amount < acct.MinAvailable() {
 		out.Available = max(avail, 0)
-		return out, keyward.ErrInsufficientCredits
+		return out, credit.ErrInsufficientCredits
 	}
 	gen := l.lastGen.Add(1)
 	if gen > maxGen {
@@ -361,7 +393,6 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 			o.idem = make(map[string]idemRecord)
 		}
 		o.idem[req.IdempotencyKey] = idemRecord{id: id, created: n, fingerprint: req.Fingerprint}
-		o.idemQ = append(o.idemQ, idemEntry{key: req.IdempotencyKey, id: id, created: n})
 	}
 	out.ID, out.Amount, out.ExpiresAt, out.Available = id, req.Amount, time.Unix(0, exp).UTC(), avail-req.Amount
 	return out, nil
@@ -372,45 +403,45 @@ func (l *Ledger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywa
 func (l *Ledger) lookupOpen(o *orgCredits, id, n int64) (*reservation, error) {
 	r := o.slot(id)
 	if r == nil {
-		return nil, keyward.ErrReservationNotFound
+		return nil, credit.ErrReservationNotFound
 	}
 	if r.state == resOpen && n >= r.expires {
 		l.expire(o, r)
 	}
 	if r.state == resExpired {
-		return nil, keyward.ErrReservationExpired
+		return nil, credit.ErrReservationExpired
 	}
 	return r, nil
 }
 
-// Adjust implements keyward.CreditLedger.
-func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount int64) (keyward.Reservation, error) {
+// Adjust implements credit.Ledger.
+func (l *Ledger) Adjust(ctx context.Context, acct credit.Account, id, amount int64) (credit.Reservation, error) {
 	if err := ctx.Err(); err != nil {
-		return keyward.Reservation{}, err
+		return credit.Reservation{}, err
 	}
-	if !validAccount(acct) || amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), credit.CheckAmount(amount)); err != nil {
+		return credit.Reservation{}, err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
-		return keyward.Reservation{}, keyward.ErrReservationNotFound
+		return credit.Reservation{}, credit.ErrReservationNotFound
 	}
 	n := l.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := l.touch(o, acct, n); err != nil {
-		return keyward.Reservation{}, err
+		return credit.Reservation{}, err
 	}
-	out := keyward.Reservation{OrgID: acct.OrgID}
+	out := credit.Reservation{OrgID: acct.OrgID}
 	r, err := l.lookupOpen(o, id, n)
 	if err != nil {
 		return out, err
 	}
 	avail := o.available()
 	delta := amount - r.amount
-	if delta > 0 && !acct.AllowOverage && avail < delta {
+	if delta > 0 && avail-delta < acct.MinAvailable() {
 		out.Available = max(avail, 0)
-		return out, keyward.ErrInsufficientCredits
+		return out, credit.ErrInsufficientCredits
 	}
 	r.amount = amount
 	o.reserved += delta
@@ -418,17 +449,44 @@ func (l *Ledger) Adjust(ctx context.Context, acct keyward.Account, id, amount in
 	return out, nil
 }
 
-// Commit implements keyward.CreditLedger.
-func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
+// Extend implements credit.Ledger.
+func (l *Ledger) Extend(ctx context.Context, acct credit.Account, id int64) (time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return time.Time{}, err
 	}
-	if !validAccount(acct) || amount < 0 {
-		return keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return time.Time{}, err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
-		return keyward.ErrReservationNotFound
+		return time.Time{}, credit.ErrReservationNotFound
+	}
+	n := l.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err := l.touch(o, acct, n); err != nil {
+		return time.Time{}, err
+	}
+	r, err := l.lookupOpen(o, id, n)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// Later only: nextSweep stays a lower bound of the next expiry.
+	r.expires = n + int64(l.resTTL)
+	return time.Unix(0, r.expires).UTC(), nil
+}
+
+// Commit implements credit.Ledger.
+func (l *Ledger) Commit(ctx context.Context, acct credit.Account, id, amount int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := cmp.Or(acct.Check(), credit.CheckAmount(amount)); err != nil {
+		return err
+	}
+	o := l.org(acct.OrgID, false)
+	if o == nil {
+		return credit.ErrReservationNotFound
 	}
 	n := l.now()
 	o.mu.Lock()
@@ -441,7 +499,7 @@ func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount in
 		return err
 	}
 	if amount > r.amount {
-		return keyward.ErrInvalidAmount
+		return credit.ErrInvalidAmount
 	}
 	o.reserved -= r.amount
 	o.open--
@@ -450,19 +508,21 @@ func (l *Ledger) Commit(ctx context.Context, acct keyward.Account, id, amount in
 		if rec, ok := o.idem[r.idemKey]; ok && rec.id == id {
 			rec.committed, rec.charged = true, amount
 			o.idem[r.idemKey] = rec
+			o.idemQ = append(o.idemQ, idemEntry{key: r.idemKey, id: id, created: rec.created})
+			l.forgetKeys(o, n)
 		}
 	}
 	o.freeSlot(int(id & slotMask))
 	return nil
 }
 
-// Release implements keyward.CreditLedger.
-func (l *Ledger) Release(ctx context.Context, acct keyward.Account, id int64) error {
+// Release implements credit.Ledger.
+func (l *Ledger) Release(ctx context.Context, acct credit.Account, id int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !validAccount(acct) {
-		return keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return err
 	}
 	o := l.org(acct.OrgID, false)
 	if o == nil {
@@ -485,39 +545,42 @@ func (l *Ledger) Release(ctx context.Context, acct keyward.Account, id int64) er
 	return nil
 }
 
-// Grant implements keyward.CreditLedger. The note is not kept.
-func (l *Ledger) Grant(ctx context.Context, acct keyward.Account, amount int64, note string) (keyward.Balance, error) {
+// Grant implements credit.Ledger. The note is not kept.
+func (l *Ledger) Grant(ctx context.Context, acct credit.Account, amount int64, note string) (credit.Balance, error) {
 	if err := ctx.Err(); err != nil {
-		return keyward.Balance{}, err
+		return credit.Balance{}, err
 	}
-	if !validAccount(acct) || amount <= 0 {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return credit.Balance{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := l.touch(o, acct, n); err != nil {
-		return keyward.Balance{}, err
+		return credit.Balance{}, err
+	}
+	if err := credit.CheckGrant(o.allocation, o.granted, amount); err != nil {
+		return credit.Balance{}, err
 	}
 	o.granted += amount
 	return o.balance(acct.OrgID), nil
 }
 
-// Balance implements keyward.CreditLedger.
-func (l *Ledger) Balance(ctx context.Context, acct keyward.Account) (keyward.Balance, error) {
+// Balance implements credit.Ledger.
+func (l *Ledger) Balance(ctx context.Context, acct credit.Account) (credit.Balance, error) {
 	if err := ctx.Err(); err != nil {
-		return keyward.Balance{}, err
+		return credit.Balance{}, err
 	}
-	if !validAccount(acct) {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+	if err := acct.Check(); err != nil {
+		return credit.Balance{}, err
 	}
 	o := l.org(acct.OrgID, true)
 	n := l.now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := l.touch(o, acct, n); err != nil {
-		return keyward.Balance{}, err
+		return credit.Balance{}, err
 	}
 	return o.balance(acct.OrgID), nil
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 )
@@ -45,11 +45,11 @@ func BenchmarkReserveCommit(b *testing.B) {
 		b.Run("engine="+engine, func(b *testing.B) {
 			s := benchStore(b, engine)
 			ctx := context.Background()
-			acct := keyward.Account{OrgID: "org_hot", Allocation: 1 << 40, AllowOverage: true}
+			acct := credit.Account{OrgID: "org_hot", Allocation: 1 << 40, AllowOverage: true}
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					r, err := s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 1, KeyID: "key_b", RequestID: "req_b"})
+					r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 1, KeyID: "key_b", RequestID: "req_b"})
 					if err != nil {
 						b.Error(err)
 						return

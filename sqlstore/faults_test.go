@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/manage"
@@ -137,7 +138,7 @@ func (a *api) call(t *testing.T, method, path, key string) (int, string) {
 // settled exactly once (commit, release or expire), and nothing is left
 // open or reserved. served, when not nil, holds the reservations whose
 // handler ran: only those may be committed.
-func checkLedger(t *testing.T, s *sqlstore.Store, acct keyward.Account, served *sync.Map) keyward.Balance {
+func checkLedger(t *testing.T, s *sqlstore.Store, acct credit.Account, served *sync.Map) credit.Balance {
 	t.Helper()
 	ctx := context.Background()
 	b, err := s.Balance(ctx, acct)
@@ -147,7 +148,7 @@ func checkLedger(t *testing.T, s *sqlstore.Store, acct keyward.Account, served *
 	settled := map[int64]string{}
 	var committed int64
 	for _, e := range entries {
-		if e.Kind == "grant" {
+		if e.Kind == "grant" || e.Kind == "allocation" {
 			continue
 		}
 		if prev, dup := settled[e.ReservationID]; dup {
@@ -392,10 +393,10 @@ func TestSIGKILLBetweenReserveAndSettle(t *testing.T) {
 			start := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
 			clock := keywardtest.NewClock(start)
 			survivor := open(t, dsn, sqlstore.Options{Now: clock.Now})
-			acct := keyward.Account{OrgID: "org_killed", Allocation: 100}
+			acct := credit.Account{OrgID: "org_killed", Allocation: 100}
 			charge := func(n int) {
 				for range n {
-					r, err := survivor.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 2})
+					r, err := survivor.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 2})
 					require.NoError(t, err)
 					require.NoError(t, survivor.Commit(ctx, acct, r.ID, 2))
 				}
@@ -431,13 +432,13 @@ func TestSIGKILLBetweenReserveAndSettle(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, int64(100-7*2-5), b.Available, "the dead call's 5 credits are held until expiry")
 			assert.Equal(t, 1, b.OpenReservations)
-			clock.Advance(keyward.DefaultReservationTTL)
+			clock.Advance(credit.DefaultReservationTTL)
 			b, err = survivor.Balance(ctx, acct)
 			require.NoError(t, err)
 			assert.Equal(t, int64(100-7*2), b.Available, "exact: only the survivor's calls are charged")
 			assert.Equal(t, int64(14), b.Spent)
 			assert.Zero(t, b.OpenReservations)
-			assert.ErrorIs(t, survivor.Commit(ctx, acct, resID, 5), keyward.ErrReservationExpired, "a late commit cannot charge")
+			assert.ErrorIs(t, survivor.Commit(ctx, acct, resID, 5), credit.ErrReservationExpired, "a late commit cannot charge")
 			entries, err := survivor.Entries(ctx, acct.OrgID, b.PeriodStart)
 			require.NoError(t, err)
 			var expired []sqlstore.LedgerEntry
@@ -587,7 +588,7 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 			start := time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC)
 			clock := keywardtest.NewClock(start)
 			survivor := open(t, dsn, sqlstore.Options{Now: clock.Now})
-			acct := keyward.Account{OrgID: "org_killed", Allocation: 1_000_000}
+			acct := credit.Account{OrgID: "org_killed", Allocation: 1_000_000}
 			for round := range 3 {
 				cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcessChargeLoop$", "-test.v")
 				cmd.Env = append(os.Environ(), "KEYWARD_HELPER_DSN="+dsn, "KEYWARD_HELPER_ORG="+acct.OrgID,
@@ -601,7 +602,7 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 				}
 				// The survivor charges while the other process does.
 				for i := range 5 {
-					r, err := survivor.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 1})
+					r, err := survivor.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 1})
 					require.NoError(t, err)
 					if i%2 == 0 {
 						require.NoError(t, survivor.Commit(ctx, acct, r.ID, 1))
@@ -613,7 +614,7 @@ func TestSIGKILLAtRandomMoments(t *testing.T) {
 				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 				_ = cmd.Wait()
 			}
-			clock.Advance(keyward.DefaultReservationTTL)
+			clock.Advance(credit.DefaultReservationTTL)
 			b := checkLedger(t, survivor, acct, nil)
 			entries, err := survivor.Entries(ctx, acct.OrgID, b.PeriodStart)
 			require.NoError(t, err)
@@ -641,10 +642,10 @@ func TestHelperProcessChargeLoop(t *testing.T) {
 	ctx := context.Background()
 	s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Now: func() time.Time { return now }})
 	require.NoError(t, err)
-	acct := keyward.Account{OrgID: orgID, Allocation: 1_000_000}
+	acct := credit.Account{OrgID: orgID, Allocation: 1_000_000}
 	fmt.Println("charging")
 	for i := 0; ; i++ {
-		r, err := s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: int64(1 + i%3)})
+		r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: int64(1 + i%3)})
 		require.NoError(t, err)
 		if i%3 == 2 {
 			require.NoError(t, s.Release(ctx, acct, r.ID))

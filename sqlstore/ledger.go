@@ -1,16 +1,18 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"strconv"
 	"time"
 
-	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 )
 
-var _ keyward.CreditLedger = (*Store)(nil)
+var _ credit.Ledger = (*Store)(nil)
 
 // Reservation states.
 const (
@@ -30,8 +32,8 @@ type account struct {
 
 func (a *account) available() int64 { return a.allocation + a.granted - a.spent - a.reserved }
 
-func (a *account) balance() keyward.Balance {
-	return keyward.Balance{
+func (a *account) balance() credit.Balance {
+	return credit.Balance{
 		OrgID: a.orgID, PeriodStart: time.Unix(0, a.start).UTC(), PeriodEnd: time.Unix(0, a.end).UTC(),
 		Allocation: a.allocation, Granted: a.granted, Spent: a.spent, Reserved: a.reserved,
 		Available: a.available(), OpenReservations: int(a.open),
@@ -44,14 +46,12 @@ func (a *account) scan(row scanner) error {
 	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open, &a.nextExpiry)
 }
 
-func validAccount(a keyward.Account) bool { return a.OrgID != "" && a.Allocation >= 0 }
-
 // credit runs f on the organization's account, brought to now (period,
 // allocation, expired reservations), in one transaction that holds the
 // account's row lock (PostgreSQL) or the database's write lock (SQLite):
 // operations on one organization are serialised by the database, so they
 // are exact across processes without any lock of keyward's own.
-func (s *Store) credit(ctx context.Context, acct keyward.Account, f func(tx *sql.Tx, a *account, now int64) error) error {
+func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.Tx, a *account, now int64) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -63,25 +63,39 @@ func (s *Store) credit(ctx context.Context, acct keyward.Account, f func(tx *sql
 	now := nowT.UnixNano()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		// Create the account or, with a write that changes nothing, take its
-		// row lock for the rest of the transaction: one round trip.
+		// row lock for the rest of the transaction: one round trip. A new
+		// account has no period yet: its first one starts below.
 		a := account{orgID: acct.OrgID}
 		if err := a.scan(tx.QueryRowContext(ctx, `INSERT INTO keyward_credit_accounts (org_id, period_start, period_end, allocation)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET org_id = excluded.org_id
-			RETURNING `+accountColumns, acct.OrgID, start.UnixNano(), end.UnixNano(), acct.Allocation)); err != nil {
+			VALUES ($1, 0, 0, 0) ON CONFLICT (org_id) DO UPDATE SET org_id = excluded.org_id
+			RETURNING `+accountColumns, acct.OrgID)); err != nil {
 			return err
 		}
 		before := a
-		if a.start != start.UnixNano() {
+		newPeriod := a.start != start.UnixNano()
+		if newPeriod {
 			// A new period: no rollover; what was still open is expired.
 			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open'`, acct.OrgID); err != nil {
 				return err
 			}
 			a.start, a.end = start.UnixNano(), end.UnixNano()
 			a.granted, a.spent, a.reserved, a.open, a.nextExpiry = 0, 0, 0, 0, 0
-			a.allocation = acct.Allocation
+			a.allocation = 0
 		}
-		if acct.Allocation > a.allocation {
-			a.allocation = acct.Allocation // upgrades count at once
+		if newPeriod || acct.Allocation > a.allocation {
+			// The period's allocation is the largest seen in it (upgrades
+			// count at once). The ledger records what each change adds: the
+			// whole allocation when the period starts, the increase when an
+			// upgrade raises it.
+			why := "upgrade"
+			if newPeriod {
+				why = "period start"
+			}
+			if err := appendEntry(ctx, tx, a.orgID, "allocation", acct.Allocation-a.allocation, 0, "", "", "",
+				why+": allocation "+strconv.FormatInt(acct.Allocation, 10), a.start, now); err != nil {
+				return err
+			}
+			a.allocation = acct.Allocation
 		}
 		if a.open > 0 && a.nextExpiry != 0 && now >= a.nextExpiry {
 			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2`, acct.OrgID, now); err != nil {
@@ -147,15 +161,18 @@ func appendEntry(ctx context.Context, tx *sql.Tx, org, kind string, amount, resI
 	return err
 }
 
-// Reserve implements keyward.CreditLedger: one conditional update of the
+// Reserve implements credit.Ledger: one conditional update of the
 // account (available ≥ amount, unless overage) and one reservation row,
 // in one transaction.
-func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+func (s *Store) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.Reservation, error) {
 	acct := req.Account
-	if !validAccount(acct) || req.Amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+	if err := cmp.Or(acct.Check(), credit.CheckAmount(req.Amount)); err != nil {
+		return credit.Reservation{}, err
 	}
-	out := keyward.Reservation{OrgID: acct.OrgID}
+	out := credit.Reservation{OrgID: acct.OrgID}
+	// The fingerprint is opaque bytes (ChargeCredits' are raw SHA-256),
+	// which PostgreSQL refuses in a TEXT column unless they are UTF-8.
+	fingerprint := hex.EncodeToString([]byte(req.Fingerprint))
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		if req.IdempotencyKey != "" {
 			var (
@@ -170,32 +187,35 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 			case errors.Is(err, sql.ErrNoRows):
 			case err != nil:
 				return err
-			case now-created >= int64(s.idemTTL):
-				// Remembered longer than the TTL: the key is free again.
+			case now-created >= int64(s.idemTTL) && state != stateOpen:
+				// Remembered longer than the TTL, and not in flight: the key
+				// is free again.
 				if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET idempotency_key = '' WHERE id = $1`, id); err != nil {
 					return err
 				}
-			case fp != req.Fingerprint:
-				return keyward.ErrIdempotencyKeyReused
+			case fp != fingerprint:
+				return credit.ErrIdempotencyKeyReused
 			case state == stateOpen:
-				return keyward.ErrIdempotencyKeyInUse
+				return credit.ErrIdempotencyKeyInUse
 			default:
 				out.ID, out.Replayed, out.Charged, out.Available = id, true, charged, a.available()
 				return nil
 			}
 		}
 		avail := a.available()
-		// The conditional update: the account holds the amount only if it
-		// covers it (or allows overage).
+		// The conditional update: the account holds the amount only if
+		// Available stays at or above its floor (0, or −MaxCredits with
+		// overage). The CAST: PostgreSQL types a parameter where it first
+		// meets it, and "$2 = 0" alone would make it a 32-bit integer.
 		expires := now + int64(s.resTTL)
 		err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts
 			SET reserved = reserved + $2, open_count = open_count + 1,
 				next_expiry = CASE WHEN next_expiry = 0 OR next_expiry > $4 THEN $4 ELSE next_expiry END
-			WHERE org_id = $1 AND ($3 = 1 OR $2 = 0 OR allocation + granted - spent - reserved >= $2)
-			RETURNING `+accountColumns, acct.OrgID, req.Amount, boolInt(acct.AllowOverage), expires))
+			WHERE org_id = $1 AND (CAST($2 AS BIGINT) = 0 OR allocation + granted - spent - reserved - $2 >= $3)
+			RETURNING `+accountColumns, acct.OrgID, req.Amount, acct.MinAvailable(), expires))
 		if errors.Is(err, sql.ErrNoRows) {
 			out.Available = max(avail, 0)
-			return keyward.ErrInsufficientCredits
+			return credit.ErrInsufficientCredits
 		}
 		if err != nil {
 			return err
@@ -203,7 +223,7 @@ func (s *Store) Reserve(ctx context.Context, req keyward.ReserveRequest) (keywar
 		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
 			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at)
 			VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
-			acct.OrgID, req.Amount, req.KeyID, req.RequestID, req.IdempotencyKey, req.Fingerprint, a.start, now, expires).Scan(&out.ID); err != nil {
+			acct.OrgID, req.Amount, req.KeyID, req.RequestID, req.IdempotencyKey, fingerprint, a.start, now, expires).Scan(&out.ID); err != nil {
 			return err
 		}
 		out.Amount, out.ExpiresAt, out.Available = req.Amount, time.Unix(0, expires), a.available()
@@ -230,23 +250,23 @@ func lookupOpen(ctx context.Context, tx *sql.Tx, org string, id int64) (openRese
 		WHERE id = $1 AND org_id = $2`, id, org).Scan(&r.amount, &state, &r.keyID, &r.reqID, &r.idemKy)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return r, keyward.ErrReservationNotFound
+		return r, credit.ErrReservationNotFound
 	case err != nil:
 		return r, err
 	case state == "expired":
-		return r, keyward.ErrReservationExpired
+		return r, credit.ErrReservationExpired
 	case state != stateOpen:
-		return r, keyward.ErrReservationNotFound
+		return r, credit.ErrReservationNotFound
 	}
 	return r, nil
 }
 
-// Adjust implements keyward.CreditLedger.
-func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int64) (keyward.Reservation, error) {
-	if !validAccount(acct) || amount < 0 {
-		return keyward.Reservation{}, keyward.ErrInvalidAmount
+// Adjust implements credit.Ledger.
+func (s *Store) Adjust(ctx context.Context, acct credit.Account, id, amount int64) (credit.Reservation, error) {
+	if err := cmp.Or(acct.Check(), credit.CheckAmount(amount)); err != nil {
+		return credit.Reservation{}, err
 	}
-	out := keyward.Reservation{OrgID: acct.OrgID}
+	out := credit.Reservation{OrgID: acct.OrgID}
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		r, err := lookupOpen(ctx, tx, acct.OrgID, id)
 		if err != nil {
@@ -255,11 +275,11 @@ func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int
 		delta := amount - r.amount
 		avail := a.available()
 		err = a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET reserved = reserved + $2
-			WHERE org_id = $1 AND ($3 = 1 OR $2 <= 0 OR allocation + granted - spent - reserved >= $2)
-			RETURNING `+accountColumns, acct.OrgID, delta, boolInt(acct.AllowOverage)))
+			WHERE org_id = $1 AND (CAST($2 AS BIGINT) <= 0 OR allocation + granted - spent - reserved - $2 >= $3)
+			RETURNING `+accountColumns, acct.OrgID, delta, acct.MinAvailable()))
 		if errors.Is(err, sql.ErrNoRows) {
 			out.Available = max(avail, 0)
-			return keyward.ErrInsufficientCredits
+			return credit.ErrInsufficientCredits
 		}
 		if err != nil {
 			return err
@@ -275,10 +295,32 @@ func (s *Store) Adjust(ctx context.Context, acct keyward.Account, id, amount int
 	return out, err
 }
 
-// Commit implements keyward.CreditLedger.
-func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int64) error {
-	if !validAccount(acct) || amount < 0 {
-		return keyward.ErrInvalidAmount
+// Extend implements credit.Ledger. The account's next_expiry is
+// left as it is: a later expiry keeps it a lower bound, and credit brings it
+// up to date once it has passed.
+func (s *Store) Extend(ctx context.Context, acct credit.Account, id int64) (time.Time, error) {
+	if err := acct.Check(); err != nil {
+		return time.Time{}, err
+	}
+	var expires int64
+	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		if _, err := lookupOpen(ctx, tx, acct.OrgID, id); err != nil {
+			return err
+		}
+		expires = now + int64(s.resTTL)
+		_, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET expires_at = $2 WHERE id = $1`, id, expires)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(0, expires).UTC(), nil
+}
+
+// Commit implements credit.Ledger.
+func (s *Store) Commit(ctx context.Context, acct credit.Account, id, amount int64) error {
+	if err := cmp.Or(acct.Check(), credit.CheckAmount(amount)); err != nil {
+		return err
 	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		// Settle only an open reservation that covers the amount: one
@@ -292,7 +334,7 @@ func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int
 			if _, err := lookupOpen(ctx, tx, acct.OrgID, id); err != nil {
 				return err
 			}
-			return keyward.ErrInvalidAmount // open, but amount > its Amount
+			return credit.ErrInvalidAmount // open, but amount > its Amount
 		}
 		if err != nil {
 			return err
@@ -306,10 +348,10 @@ func (s *Store) Commit(ctx context.Context, acct keyward.Account, id, amount int
 	})
 }
 
-// Release implements keyward.CreditLedger.
-func (s *Store) Release(ctx context.Context, acct keyward.Account, id int64) error {
-	if !validAccount(acct) {
-		return keyward.ErrInvalidAmount
+// Release implements credit.Ledger.
+func (s *Store) Release(ctx context.Context, acct credit.Account, id int64) error {
+	if err := acct.Check(); err != nil {
+		return err
 	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		var r openReservation
@@ -331,13 +373,16 @@ func (s *Store) Release(ctx context.Context, acct keyward.Account, id int64) err
 	})
 }
 
-// Grant implements keyward.CreditLedger; the note is kept in the ledger.
-func (s *Store) Grant(ctx context.Context, acct keyward.Account, amount int64, note string) (keyward.Balance, error) {
-	if !validAccount(acct) || amount <= 0 {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+// Grant implements credit.Ledger; the note is kept in the ledger.
+func (s *Store) Grant(ctx context.Context, acct credit.Account, amount int64, note string) (credit.Balance, error) {
+	if err := acct.Check(); err != nil {
+		return credit.Balance{}, err
 	}
-	var out keyward.Balance
+	var out credit.Balance
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+		if err := credit.CheckGrant(a.allocation, a.granted, amount); err != nil {
+			return err
+		}
 		if err := a.scan(tx.QueryRowContext(ctx, `UPDATE keyward_credit_accounts SET granted = granted + $2 WHERE org_id = $1
 			RETURNING `+accountColumns, acct.OrgID, amount)); err != nil {
 			return err
@@ -348,12 +393,12 @@ func (s *Store) Grant(ctx context.Context, acct keyward.Account, amount int64, n
 	return out, err
 }
 
-// Balance implements keyward.CreditLedger.
-func (s *Store) Balance(ctx context.Context, acct keyward.Account) (keyward.Balance, error) {
-	if !validAccount(acct) {
-		return keyward.Balance{}, keyward.ErrInvalidAmount
+// Balance implements credit.Ledger.
+func (s *Store) Balance(ctx context.Context, acct credit.Account) (credit.Balance, error) {
+	if err := acct.Check(); err != nil {
+		return credit.Balance{}, err
 	}
-	var out keyward.Balance
+	var out credit.Balance
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		out = a.balance()
 		return nil
@@ -365,16 +410,19 @@ func (s *Store) Balance(ctx context.Context, acct keyward.Account) (keyward.Bala
 type LedgerEntry struct {
 	// ID orders the entries.
 	ID int64
-	// Kind is grant, commit, release or expire.
+	// Kind is allocation, grant, commit, release or expire.
 	Kind string
-	// Amount is the credits granted, charged (commit) or given back.
+	// Amount is the credits allocated (the whole allocation when the period
+	// starts, the increase when an upgrade raises it), granted, charged
+	// (commit) or given back.
 	Amount int64
 	// ReservationID links commit, release and expire entries to their
 	// reservation.
 	ReservationID int64
 	// KeyID, RequestID and IdempotencyKey are the reservation's.
 	KeyID, RequestID, IdempotencyKey string
-	// Note is a grant's note.
+	// Note is a grant's note; an allocation's says why and the new
+	// allocation.
 	Note string
 	// PeriodStart is the billing period the entry belongs to.
 	PeriodStart time.Time
@@ -384,7 +432,7 @@ type LedgerEntry struct {
 
 // Entries returns an organization's ledger entries of the billing period
 // that starts at periodStart, oldest first. The period's balance is
-// Allocation + Σ grant − Σ commit.
+// Σ allocation + Σ grant − Σ commit.
 func (s *Store) Entries(ctx context.Context, orgID string, periodStart time.Time) ([]LedgerEntry, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, amount, reservation_id, key_id, request_id, idempotency_key, note,
 		period_start, created_at FROM keyward_ledger WHERE org_id = $1 AND period_start = $2 ORDER BY id`,

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ledgertest"
 	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/sqlstore"
@@ -22,29 +22,121 @@ func TestCreditLedger(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			// Every call is a transaction on one hot row: 16 × 100 calls.
-			ledgertest.RunScaled(t, func(t *testing.T, now func() time.Time) keyward.CreditLedger {
+			ledgertest.RunScaled(t, func(t *testing.T, now func() time.Time) credit.Ledger {
 				return open(t, newDSN(t, engine), sqlstore.Options{Now: now})
 			}, 16, 100)
 		})
 	}
 }
 
-// rebuild returns the period's balance as the ledger entries tell it:
-// allocation + Σ grant − Σ commit.
-func rebuild(t *testing.T, s *sqlstore.Store, b keyward.Balance) int64 {
+// rebuild returns the period's balance as the ledger entries alone tell
+// it: Σ allocation + Σ grant − Σ commit.
+func rebuild(t *testing.T, s *sqlstore.Store, b credit.Balance) int64 {
 	t.Helper()
 	entries, err := s.Entries(context.Background(), b.OrgID, b.PeriodStart)
 	require.NoError(t, err)
-	sum := b.Allocation
+	var sum int64
 	for _, e := range entries {
 		switch e.Kind {
-		case "grant":
+		case "allocation", "grant":
 			sum += e.Amount
 		case "commit":
 			sum -= e.Amount
 		}
 	}
 	return sum
+}
+
+// TestBalanceRebuildsFromEntries: allocations are in the ledger (when a
+// period starts and when an upgrade raises it), so the balance of every
+// period rebuilds from its entries alone.
+func TestBalanceRebuildsFromEntries(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			clock := ledgertest.NewClock(ledgertest.Start)
+			s := open(t, newDSN(t, engine), sqlstore.Options{Now: clock.Now})
+			check := func(acct credit.Account) credit.Balance {
+				t.Helper()
+				b, err := s.Balance(ctx, acct)
+				require.NoError(t, err)
+				assert.Equal(t, b.Allocation+b.Granted-b.Spent, rebuild(t, s, b), "the balance rebuilds from the entries")
+				return b
+			}
+			charge := func(acct credit.Account, reserve, commit int64) {
+				t.Helper()
+				r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: reserve})
+				require.NoError(t, err)
+				require.NoError(t, s.Commit(ctx, acct, r.ID, commit))
+			}
+			free, upgraded, downgraded := credit.Account{OrgID: "org_a", Allocation: 100},
+				credit.Account{OrgID: "org_a", Allocation: 1000}, credit.Account{OrgID: "org_a", Allocation: 50}
+			charge(free, 30, 20)
+			_, err := s.Grant(ctx, free, 15, "goodwill")
+			require.NoError(t, err)
+			check(free)
+			charge(upgraded, 500, 400) // the upgrade counts at once
+			r, err := s.Reserve(ctx, credit.ReserveRequest{Account: upgraded, Amount: 7})
+			require.NoError(t, err)
+			require.NoError(t, s.Release(ctx, upgraded, r.ID))
+			_, err = s.Reserve(ctx, credit.ReserveRequest{Account: upgraded, Amount: 9}) // abandoned: expires
+			require.NoError(t, err)
+			clock.Advance(credit.DefaultReservationTTL)
+			charge(downgraded, 5, 5) // the downgrade waits for the next period
+			b := check(downgraded)
+			assert.Equal(t, int64(1000), b.Allocation)
+			assert.Equal(t, int64(1000+15-20-400-5), b.Available)
+
+			entries, err := s.Entries(ctx, "org_a", b.PeriodStart)
+			require.NoError(t, err)
+			var allocations []int64
+			for _, e := range entries {
+				if e.Kind == "allocation" {
+					allocations = append(allocations, e.Amount)
+				}
+			}
+			assert.Equal(t, []int64{100, 900}, allocations, "the period's allocation, then the upgrade's increase")
+
+			clock.Set(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) // the downgrade counts now
+			charge(downgraded, 10, 10)
+			b = check(downgraded)
+			assert.Equal(t, int64(50), b.Allocation)
+			assert.Equal(t, int64(40), b.Available)
+		})
+	}
+}
+
+// TestAllocationMigration: migration 0004 records the allocation of every
+// account's current period, so periods begun before it rebuild too.
+func TestAllocationMigration(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			clock := ledgertest.NewClock(ledgertest.Start)
+			acct := credit.Account{OrgID: "org_a", Allocation: 250}
+			old := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			r, err := old.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 10})
+			require.NoError(t, err)
+			require.NoError(t, old.Commit(ctx, acct, r.ID, 10))
+			_, err = old.Grant(ctx, acct, 5, "")
+			require.NoError(t, err)
+			// Back to a ledger before 0004, without allocation entries.
+			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_ledger WHERE kind = 'allocation'`)
+			require.NoError(t, err)
+			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_migrations WHERE version >= 4`)
+			require.NoError(t, err)
+			require.NoError(t, old.Close())
+
+			s := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			b, err := s.Balance(ctx, acct)
+			require.NoError(t, err)
+			assert.Equal(t, int64(245), b.Allocation+b.Granted-b.Spent)
+			assert.Equal(t, int64(245), rebuild(t, s, b), "the balance rebuilds from the entries")
+		})
+	}
 }
 
 // TestTwoInstancesChargeOneOrg: two instances (two pools) × 16 workers
@@ -58,7 +150,7 @@ func TestTwoInstancesChargeOneOrg(t *testing.T) {
 			dsn := newDSN(t, engine)
 			instances := []*sqlstore.Store{open(t, dsn, sqlstore.Options{}), open(t, dsn, sqlstore.Options{})}
 			const initial = 500
-			acct := keyward.Account{OrgID: "org_hot", Allocation: initial}
+			acct := credit.Account{OrgID: "org_hot", Allocation: initial}
 			var committed, attempts, refused atomic.Int64
 			var mu sync.Mutex
 			charges := map[int64]int64{} // reservation id → charged
@@ -72,8 +164,8 @@ func TestTwoInstancesChargeOneOrg(t *testing.T) {
 					for range 25 {
 						attempts.Add(1)
 						cost := int64(1 + rng.IntN(3))
-						r, err := s.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: cost, KeyID: "key_w", RequestID: "req"})
-						if errors.Is(err, keyward.ErrInsufficientCredits) {
+						r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: cost, KeyID: "key_w", RequestID: "req"})
+						if errors.Is(err, credit.ErrInsufficientCredits) {
 							refused.Add(1)
 							continue
 						}
@@ -131,10 +223,10 @@ func TestAbandonedReservationIsReleased(t *testing.T) {
 			ctx := context.Background()
 			dsn := newDSN(t, engine)
 			clock := keywardtest.NewClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
-			acct := keyward.Account{OrgID: "org_a", Allocation: 10}
+			acct := credit.Account{OrgID: "org_a", Allocation: 10}
 			dying, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Now: clock.Now})
 			require.NoError(t, err)
-			r, err := dying.Reserve(ctx, keyward.ReserveRequest{Account: acct, Amount: 7, KeyID: "key_1", RequestID: "req_1"})
+			r, err := dying.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 7, KeyID: "key_1", RequestID: "req_1"})
 			require.NoError(t, err)
 			require.NoError(t, dying.DB().Close()) // dies: no settle, no clean close
 
@@ -142,18 +234,57 @@ func TestAbandonedReservationIsReleased(t *testing.T) {
 			b, err := survivor.Balance(ctx, acct)
 			require.NoError(t, err)
 			assert.Equal(t, int64(3), b.Available, "held while the reservation may still settle")
-			clock.Advance(keyward.DefaultReservationTTL)
+			clock.Advance(credit.DefaultReservationTTL)
 			b, err = survivor.Balance(ctx, acct)
 			require.NoError(t, err)
 			assert.Equal(t, int64(10), b.Available, "released after its expiry")
 			assert.Zero(t, b.OpenReservations)
-			assert.ErrorIs(t, survivor.Commit(ctx, acct, r.ID, 7), keyward.ErrReservationExpired)
+			assert.ErrorIs(t, survivor.Commit(ctx, acct, r.ID, 7), credit.ErrReservationExpired)
 			entries, err := survivor.Entries(ctx, acct.OrgID, b.PeriodStart)
 			require.NoError(t, err)
-			require.Len(t, entries, 1)
-			assert.Equal(t, "expire", entries[0].Kind)
-			assert.Equal(t, int64(7), entries[0].Amount)
-			assert.Equal(t, "req_1", entries[0].RequestID)
+			require.Len(t, entries, 2)
+			assert.Equal(t, "allocation", entries[0].Kind)
+			assert.Equal(t, "expire", entries[1].Kind)
+			assert.Equal(t, int64(7), entries[1].Amount)
+			assert.Equal(t, "req_1", entries[1].RequestID)
+		})
+	}
+}
+
+// TestFingerprintMigration: rows written before fingerprints were stored
+// hex-encoded (raw bytes on SQLite; on PostgreSQL only valid UTF-8 could be
+// written) still replay and still refuse another request once migration
+// 0003 has converted them.
+func TestFingerprintMigration(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			clock := ledgertest.NewClock(ledgertest.Start)
+			legacy := ledgertest.Fingerprint("POST /v1/batch") // raw bytes, as SQLite kept them
+			if engine == "postgres" {
+				legacy = "POST /v1/batch é" // PostgreSQL could only keep valid UTF-8
+			}
+			old := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			now := clock.Now().UnixNano()
+			_, err := old.DB().ExecContext(ctx, `INSERT INTO keyward_reservations
+				(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, charged, period_start, created_at, expires_at, settled_at)
+				VALUES ('org_a', 3, 'committed', 'key_1', 'req_1', 'k1', $1, 3, 0, $2, $2, $2)`, legacy, now)
+			require.NoError(t, err)
+			// Back to the schema before 0003, then open again: it migrates.
+			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_migrations WHERE version >= 3`)
+			require.NoError(t, err)
+			require.NoError(t, old.Close())
+
+			s := open(t, dsn, sqlstore.Options{Now: clock.Now})
+			acct := credit.Account{OrgID: "org_a", Allocation: 10}
+			r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 3, IdempotencyKey: "k1", Fingerprint: legacy})
+			require.NoError(t, err)
+			assert.True(t, r.Replayed, "a retry of the call charged before the migration is replayed")
+			assert.Equal(t, int64(3), r.Charged)
+			_, err = s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 3, IdempotencyKey: "k1", Fingerprint: ledgertest.Fingerprint("GET /")})
+			assert.ErrorIs(t, err, credit.ErrIdempotencyKeyReused)
 		})
 	}
 }

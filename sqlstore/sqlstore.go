@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -29,6 +30,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
@@ -68,13 +70,13 @@ type Options struct {
 	// Logger receives change-feed and flush failures. Nil: slog.Default().
 	Logger *slog.Logger
 	// Period gives each organization's billing period. Nil:
-	// keyward.MonthlyUTC.
-	Period keyward.PeriodFunc
+	// credit.MonthlyUTC.
+	Period credit.PeriodFunc
 	// ReservationTTL is how long a credit reservation may stay unsettled
-	// before it is released. Zero: keyward.DefaultReservationTTL.
+	// before it is released. Zero: credit.DefaultReservationTTL.
 	ReservationTTL time.Duration
 	// IdempotencyTTL is how long an idempotency key is remembered. Zero:
-	// keyward.DefaultIdempotencyTTL.
+	// credit.DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
 	// MaxConns bounds PostgreSQL connections, so that a slow database
 	// cannot make every waiting request open one. Zero: 16. (SQLite always
@@ -94,7 +96,7 @@ type Store struct {
 	poll    time.Duration
 	flush   time.Duration
 	logger  *slog.Logger
-	period  keyward.PeriodFunc
+	period  credit.PeriodFunc
 	resTTL  time.Duration
 	idemTTL time.Duration
 
@@ -177,13 +179,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s.period, s.resTTL, s.idemTTL = opts.Period, opts.ReservationTTL, opts.IdempotencyTTL
 	if s.period == nil {
-		s.period = keyward.MonthlyUTC
+		s.period = credit.MonthlyUTC
 	}
 	if s.resTTL <= 0 {
-		s.resTTL = keyward.DefaultReservationTTL
+		s.resTTL = credit.DefaultReservationTTL
 	}
 	if s.idemTTL <= 0 {
-		s.idemTTL = keyward.DefaultIdempotencyTTL
+		s.idemTTL = credit.DefaultIdempotencyTTL
 	}
 	s.usage.init()
 
@@ -339,14 +341,18 @@ func (s *Store) migrate(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// dialectSQL fills the few places where the engines' DDL differs.
+// dialectSQL fills the few places where the engines' SQL differs:
+// {{serial}}, an auto-increment primary key, and {{hex:COLUMN}}, the
+// bytes of a TEXT column as lowercase hex.
 func (s *Store) dialectSQL(q string) string {
-	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	serial, hex := "INTEGER PRIMARY KEY AUTOINCREMENT", "lower(hex($1))"
 	if s.dialect == postgres {
-		serial = "BIGSERIAL PRIMARY KEY"
+		serial, hex = "BIGSERIAL PRIMARY KEY", "encode(convert_to($1, 'UTF8'), 'hex')"
 	}
-	return strings.ReplaceAll(q, "{{serial}}", serial)
+	return hexPlaceholder.ReplaceAllString(strings.ReplaceAll(q, "{{serial}}", serial), hex)
 }
+
+var hexPlaceholder = regexp.MustCompile(`\{\{hex:(\w+)\}\}`)
 
 // splitStatements splits a migration on semicolons that end a line,
 // dropping comment lines.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward"
 	keywardecho "github.com/keyward/keyward/adapters/echo"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -78,7 +79,7 @@ func TestConformance(t *testing.T) {
 // four handlers built for it.
 type fixture struct {
 	ledger *memstore.Ledger
-	acct   keyward.Account
+	acct   credit.Account
 	key    string
 	chain  []echo.MiddlewareFunc
 }
@@ -130,7 +131,7 @@ func (f *fixture) serve(t *testing.T, h http.Handler) *httptest.ResponseRecorder
 	return w
 }
 
-func (f *fixture) balance(t *testing.T) keyward.Balance {
+func (f *fixture) balance(t *testing.T) credit.Balance {
 	t.Helper()
 	b, err := f.ledger.Balance(context.Background(), f.acct)
 	require.NoError(t, err)

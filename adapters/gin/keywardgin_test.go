@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/keyward/keyward"
 	keywardgin "github.com/keyward/keyward/adapters/gin"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -81,7 +82,7 @@ func TestConformance(t *testing.T) {
 // four handlers built for it.
 type fixture struct {
 	ledger *memstore.Ledger
-	acct   keyward.Account
+	acct   credit.Account
 	key    string
 	auth   gin.HandlerFunc
 	limit  gin.HandlerFunc
@@ -135,7 +136,7 @@ func (f *fixture) serve(t *testing.T, h http.Handler) *httptest.ResponseRecorder
 	return w
 }
 
-func (f *fixture) balance(t *testing.T) keyward.Balance {
+func (f *fixture) balance(t *testing.T) credit.Balance {
 	t.Helper()
 	b, err := f.ledger.Balance(context.Background(), f.acct)
 	require.NoError(t, err)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
 )
@@ -81,6 +83,15 @@ func (a *app) orgsShowCommand() *cobra.Command {
 	return cmd
 }
 
+// checkCreditsFlag refuses, as a usage error, a flag's number of credits
+// outside 0 to credit.MaxCredits, the most a ledger takes.
+func checkCreditsFlag(flag string, n int64) error {
+	if n < 0 || n > credit.MaxCredits {
+		return usageError{fmt.Errorf("%s must be from 0 to %d (credit.MaxCredits), not %d", flag, credit.MaxCredits, n)}
+	}
+	return nil
+}
+
 func (a *app) creditsCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "credits", Short: "Grant credits"}
 	var note string
@@ -91,8 +102,8 @@ func (a *app) creditsCommand() *cobra.Command {
 		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			n, err := strconv.ParseInt(argv[1], 10, 64)
-			if err != nil || n <= 0 {
-				return usageError{fmt.Errorf("N must be a positive whole number, not %q", argv[1])}
+			if err != nil || n < 1 || n > credit.MaxCredits {
+				return usageError{fmt.Errorf("N must be a whole number from 1 to %d (credit.MaxCredits), not %q", credit.MaxCredits, argv[1])}
 			}
 			ctx := cmd.Context()
 			s, err := a.open(ctx)
@@ -104,7 +115,10 @@ func (a *app) creditsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := s.Grant(ctx, o.Account(), n, note); err != nil {
+			if _, err := s.Grant(ctx, o.Account(), n, note); errors.Is(err, credit.ErrInvalidAmount) {
+				return fmt.Errorf("granting %d credits would take %s's allocation plus grants this period above %d (credit.MaxCredits): %w",
+					n, argv[0], credit.MaxCredits, err)
+			} else if err != nil {
 				return err
 			}
 			d, err := a.orgDetail(ctx, s, argv[0])

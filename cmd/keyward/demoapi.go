@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/ulule/limiter/v3"
@@ -21,7 +22,7 @@ import (
 // one, each behind the keyward handlers it needs.
 type demoAPI struct {
 	store  *sqlstore.Store
-	ledger keyward.CreditLedger
+	ledger credit.Ledger
 	errors *keyward.ErrorWriter
 	limits *keyward.RateLimiter
 
@@ -44,7 +45,7 @@ type enrichment struct {
 	EnrichedAt  time.Time `json:"enrichedAt"`
 }
 
-func newDemoAPI(s *sqlstore.Store, ledger keyward.CreditLedger, limitStore limiter.Store, logger *slog.Logger, loadtest bool) (http.Handler, error) {
+func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore limiter.Store, logger *slog.Logger, loadtest bool) (http.Handler, error) {
 	api := &demoAPI{
 		store:  s,
 		ledger: ledger,

@@ -67,8 +67,8 @@ func (a *app) orgsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if credits < 0 {
-				return usageError{errors.New("--credits must not be negative")}
+			if err := checkCreditsFlag("--credits", credits); err != nil {
+				return err
 			}
 			s, err := a.open(cmd.Context())
 			if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
@@ -126,7 +127,7 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 			return err
 		}
 	}
-	var ledger keyward.CreditLedger = s
+	var ledger credit.Ledger = s
 	switch f.ledger {
 	case "", "db":
 	case "memory":

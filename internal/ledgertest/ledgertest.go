@@ -1,18 +1,20 @@
-// Package ledgertest checks that a keyward.CreditLedger keeps the contract
+// Package ledgertest checks that a credit.Ledger keeps the contract
 // written on the interface. Every implementation runs it from its tests
 // (memstore today, sqlstore next), so that they behave the same.
 package ledgertest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
-	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 )
 
 // Clock is a settable clock, safe for concurrent use.
@@ -51,11 +53,11 @@ var Start = time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC)
 // NewLedger returns an empty ledger with the default period (MonthlyUTC),
 // reservation TTL (5 minutes) and idempotency TTL (24 hours), reading the
 // time from now.
-type NewLedger func(t *testing.T, now func() time.Time) keyward.CreditLedger
+type NewLedger func(t *testing.T, now func() time.Time) credit.Ledger
 
 type env struct {
 	t     *testing.T
-	l     keyward.CreditLedger
+	l     credit.Ledger
 	clock *Clock
 	ctx   context.Context
 }
@@ -67,13 +69,20 @@ func setup(t *testing.T, newLedger NewLedger) *env {
 	return &env{t: t, l: newLedger(t, c.Now), clock: c, ctx: context.Background()}
 }
 
-func acct(id string, alloc int64) keyward.Account {
-	return keyward.Account{OrgID: id, Allocation: alloc}
+// Fingerprint returns a request fingerprint as ChargeCredits makes it: the
+// raw SHA-256 of the request, opaque bytes that are seldom valid UTF-8.
+func Fingerprint(request string) string {
+	sum := sha256.Sum256([]byte(request))
+	return string(sum[:])
 }
 
-func (e *env) reserve(a keyward.Account, amount int64) keyward.Reservation {
+func acct(id string, alloc int64) credit.Account {
+	return credit.Account{OrgID: id, Allocation: alloc}
+}
+
+func (e *env) reserve(a credit.Account, amount int64) credit.Reservation {
 	e.t.Helper()
-	r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: amount, KeyID: "key_1", RequestID: "req"})
+	r, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: amount, KeyID: "key_1", RequestID: "req"})
 	if err != nil {
 		e.t.Fatalf("Reserve(%d): %v", amount, err)
 	}
@@ -83,7 +92,7 @@ func (e *env) reserve(a keyward.Account, amount int64) keyward.Reservation {
 	return r
 }
 
-func (e *env) balance(a keyward.Account) keyward.Balance {
+func (e *env) balance(a credit.Account) credit.Balance {
 	e.t.Helper()
 	b, err := e.l.Balance(e.ctx, a)
 	if err != nil {
@@ -96,7 +105,7 @@ func (e *env) balance(a keyward.Account) keyward.Balance {
 }
 
 // want checks the parts of a balance that tests care about.
-func (e *env) want(a keyward.Account, available, spent, reserved int64, open int) {
+func (e *env) want(a credit.Account, available, spent, reserved int64, open int) {
 	e.t.Helper()
 	b := e.balance(a)
 	if b.Available != available || b.Spent != spent || b.Reserved != reserved || b.OpenReservations != open {
@@ -125,8 +134,12 @@ func RunScaled(t *testing.T, newLedger NewLedger, workers, calls int) {
 	t.Run("Insufficient", func(t *testing.T) { insufficient(t, newLedger) })
 	t.Run("SettleOnce", func(t *testing.T) { settleOnce(t, newLedger) })
 	t.Run("InvalidInput", func(t *testing.T) { invalidInput(t, newLedger) })
+	t.Run("MaxCredits", func(t *testing.T) { maxCredits(t, newLedger) })
 	t.Run("Adjust", func(t *testing.T) { adjust(t, newLedger) })
 	t.Run("Expiry", func(t *testing.T) { expiry(t, newLedger) })
+	t.Run("Extend", func(t *testing.T) { extend(t, newLedger) })
+	t.Run("ExtendWhileCommitting", func(t *testing.T) { extendWhileCommitting(t, newLedger, workers) })
+	t.Run("KeyInFlightPastItsTTL", func(t *testing.T) { keyInFlightPastItsTTL(t, newLedger) })
 	t.Run("PeriodRollover", func(t *testing.T) { periodRollover(t, newLedger) })
 	t.Run("AllocationChanges", func(t *testing.T) { allocationChanges(t, newLedger) })
 	t.Run("Idempotency", func(t *testing.T) { idempotency(t, newLedger) })
@@ -140,7 +153,7 @@ func reserveCommitRelease(t *testing.T, newLedger NewLedger) {
 	a := acct("org_a", 100)
 	e.want(a, 100, 0, 0, 0)
 	r := e.reserve(a, 10)
-	if r.Available != 90 || !r.ExpiresAt.Equal(Start.Add(keyward.DefaultReservationTTL)) {
+	if r.Available != 90 || !r.ExpiresAt.Equal(Start.Add(credit.DefaultReservationTTL)) {
 		t.Fatalf("reservation = %+v; want Available 90, ExpiresAt +5m", r)
 	}
 	e.want(a, 90, 0, 10, 1)
@@ -162,8 +175,8 @@ func insufficient(t *testing.T, newLedger NewLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 3)
 	e.reserve(a, 2)
-	r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 2})
-	wantErr(t, "Reserve beyond the balance", err, keyward.ErrInsufficientCredits)
+	r, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: 2})
+	wantErr(t, "Reserve beyond the balance", err, credit.ErrInsufficientCredits)
 	if r.Available != 1 {
 		t.Fatalf("Available with ErrInsufficientCredits = %d, want 1", r.Available)
 	}
@@ -171,7 +184,7 @@ func insufficient(t *testing.T, newLedger NewLedger) {
 	e.reserve(a, 0) // zero always fits
 	e.want(a, 0, 0, 3, 3)
 	// Overage: always reserved, and Available goes below zero.
-	o := keyward.Account{OrgID: "org_o", Allocation: 3, AllowOverage: true}
+	o := credit.Account{OrgID: "org_o", Allocation: 3, AllowOverage: true}
 	e.reserve(o, 10)
 	e.want(o, -7, 0, 10, 1)
 }
@@ -181,23 +194,23 @@ func settleOnce(t *testing.T, newLedger NewLedger) {
 	a := acct("org_a", 100)
 	r := e.reserve(a, 10)
 	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 10), nil)
-	wantErr(t, "Commit again", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationNotFound)
+	wantErr(t, "Commit again", e.l.Commit(e.ctx, a, r.ID, 10), credit.ErrReservationNotFound)
 	wantErr(t, "Release after Commit", e.l.Release(e.ctx, a, r.ID), nil)
 	e.want(a, 90, 10, 0, 0)
 
 	r = e.reserve(a, 10)
 	wantErr(t, "Release", e.l.Release(e.ctx, a, r.ID), nil)
 	wantErr(t, "Release again", e.l.Release(e.ctx, a, r.ID), nil)
-	wantErr(t, "Commit after Release", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationNotFound)
+	wantErr(t, "Commit after Release", e.l.Commit(e.ctx, a, r.ID, 10), credit.ErrReservationNotFound)
 	e.want(a, 90, 10, 0, 0)
 
 	r = e.reserve(a, 10)
-	wantErr(t, "Commit above the reservation", e.l.Commit(e.ctx, a, r.ID, 11), keyward.ErrInvalidAmount)
+	wantErr(t, "Commit above the reservation", e.l.Commit(e.ctx, a, r.ID, 11), credit.ErrInvalidAmount)
 	e.want(a, 80, 10, 10, 1) // unchanged, still open
-	wantErr(t, "Commit of another org's reservation", e.l.Commit(e.ctx, acct("org_b", 100), r.ID, 1), keyward.ErrReservationNotFound)
+	wantErr(t, "Commit of another org's reservation", e.l.Commit(e.ctx, acct("org_b", 100), r.ID, 1), credit.ErrReservationNotFound)
 	wantErr(t, "Commit zero", e.l.Commit(e.ctx, a, r.ID, 0), nil)
 	e.want(a, 90, 10, 0, 0)
-	wantErr(t, "Commit of an unknown id", e.l.Commit(e.ctx, a, 1<<60, 1), keyward.ErrReservationNotFound)
+	wantErr(t, "Commit of an unknown id", e.l.Commit(e.ctx, a, 1<<60, 1), credit.ErrReservationNotFound)
 	wantErr(t, "Release of an unknown id", e.l.Release(e.ctx, a, 1<<60), nil)
 }
 
@@ -207,11 +220,11 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 	r := e.reserve(a, 5)
 	for name, err := range map[string]error{
 		"negative Reserve": func() error {
-			_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: -1})
+			_, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: -1})
 			return err
 		}(),
 		"empty OrgID": func() error {
-			_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("", 100), Amount: 1})
+			_, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: acct("", 100), Amount: 1})
 			return err
 		}(),
 		"negative Allocation": func() error {
@@ -223,6 +236,10 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 			_, err := e.l.Adjust(e.ctx, a, r.ID, -1)
 			return err
 		}(),
+		"Extend with an empty OrgID": func() error {
+			_, err := e.l.Extend(e.ctx, acct("", 100), r.ID)
+			return err
+		}(),
 		"zero Grant": func() error {
 			_, err := e.l.Grant(e.ctx, a, 0, "nothing")
 			return err
@@ -232,9 +249,92 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 			return err
 		}(),
 	} {
-		wantErr(t, name, err, keyward.ErrInvalidAmount)
+		wantErr(t, name, err, credit.ErrInvalidAmount)
 	}
 	e.want(a, 95, 0, 5, 1)
+}
+
+// maxCredits: at credit.MaxCredits every method answers alike on every
+// backend, and no figure can go beyond what int64 holds.
+func maxCredits(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	const m = credit.MaxCredits
+	top := acct("org_top", m)
+	e.want(top, m, 0, 0, 0)
+
+	// An account above the bound: refused by every method.
+	above := acct("org_top", m+1)
+	r := e.reserve(top, 1)
+	for name, err := range map[string]error{
+		"Reserve": func() error {
+			_, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: above, Amount: 1})
+			return err
+		}(),
+		"Adjust": func() error {
+			_, err := e.l.Adjust(e.ctx, above, r.ID, 1)
+			return err
+		}(),
+		"Extend": func() error {
+			_, err := e.l.Extend(e.ctx, above, r.ID)
+			return err
+		}(),
+		"Commit":  e.l.Commit(e.ctx, above, r.ID, 1),
+		"Release": e.l.Release(e.ctx, above, r.ID),
+		"Grant": func() error {
+			_, err := e.l.Grant(e.ctx, above, 1, "")
+			return err
+		}(),
+		"Balance": func() error {
+			_, err := e.l.Balance(e.ctx, above)
+			return err
+		}(),
+	} {
+		wantErr(t, name+" with an Allocation above MaxCredits", err, credit.ErrInvalidAmount)
+	}
+	e.want(top, m-1, 0, 1, 1)
+
+	// Amounts: MaxCredits is the largest.
+	_, err := e.l.Adjust(e.ctx, top, r.ID, m+1)
+	wantErr(t, "Adjust above MaxCredits", err, credit.ErrInvalidAmount)
+	wantErr(t, "Commit above MaxCredits", e.l.Commit(e.ctx, top, r.ID, m+1), credit.ErrInvalidAmount)
+	_, err = e.l.Adjust(e.ctx, top, r.ID, m)
+	wantErr(t, "Adjust to MaxCredits", err, nil)
+	wantErr(t, "Commit MaxCredits", e.l.Commit(e.ctx, top, r.ID, m), nil)
+	e.want(top, 0, m, 0, 0)
+	rich := credit.Account{OrgID: "org_rich", Allocation: m, AllowOverage: true}
+	_, err = e.l.Reserve(e.ctx, credit.ReserveRequest{Account: rich, Amount: m + 1})
+	wantErr(t, "Reserve above MaxCredits, even with overage", err, credit.ErrInvalidAmount)
+
+	// Grants: the period's allocation plus grants stays ≤ MaxCredits.
+	_, err = e.l.Grant(e.ctx, top, 1, "one too many")
+	wantErr(t, "Grant above an allocation of MaxCredits", err, credit.ErrInvalidAmount)
+	g := acct("org_g", m-10)
+	b, err := e.l.Grant(e.ctx, g, 10, "up to the bound")
+	wantErr(t, "Grant up to MaxCredits", err, nil)
+	if b.Allocation+b.Granted != m {
+		t.Fatalf("after a grant up to the bound: %+v", b)
+	}
+	_, err = e.l.Grant(e.ctx, g, 1, "beyond")
+	wantErr(t, "Grant beyond MaxCredits", err, credit.ErrInvalidAmount)
+	_, err = e.l.Grant(e.ctx, acct("org_h", 0), m+1, "")
+	wantErr(t, "Grant of more than MaxCredits", err, credit.ErrInvalidAmount)
+	e.want(g, m, 0, 0, 0) // unchanged
+
+	// Overage: the debt stops at MaxCredits.
+	o := credit.Account{OrgID: "org_o", AllowOverage: true}
+	debt := e.reserve(o, m)
+	if debt.Available != -m {
+		t.Fatalf("Available = %d, want −MaxCredits", debt.Available)
+	}
+	_, err = e.l.Reserve(e.ctx, credit.ReserveRequest{Account: o, Amount: 1})
+	wantErr(t, "Reserve beyond a debt of MaxCredits", err, credit.ErrInsufficientCredits)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, o, debt.ID, m), nil)
+	_, err = e.l.Reserve(e.ctx, credit.ReserveRequest{Account: o, Amount: 1})
+	wantErr(t, "Reserve beyond a debt of MaxCredits, committed", err, credit.ErrInsufficientCredits)
+	zero := e.reserve(o, 0)
+	_, err = e.l.Adjust(e.ctx, o, zero.ID, 1)
+	wantErr(t, "Adjust beyond a debt of MaxCredits", err, credit.ErrInsufficientCredits)
+	e.want(o, -m, m, 0, 1)
 }
 
 func adjust(t *testing.T, newLedger NewLedger) {
@@ -247,7 +347,7 @@ func adjust(t *testing.T, newLedger NewLedger) {
 		t.Fatalf("Adjust up = %+v; want Amount 6, Available 4", got)
 	}
 	got, err = e.l.Adjust(e.ctx, a, r.ID, 11)
-	wantErr(t, "Adjust beyond the balance", err, keyward.ErrInsufficientCredits)
+	wantErr(t, "Adjust beyond the balance", err, credit.ErrInsufficientCredits)
 	if got.Available != 4 {
 		t.Fatalf("Available with ErrInsufficientCredits = %d, want 4", got.Available)
 	}
@@ -262,9 +362,9 @@ func adjust(t *testing.T, newLedger NewLedger) {
 	e.want(a, 9, 0, 1, 1)
 	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 1), nil)
 	_, err = e.l.Adjust(e.ctx, a, r.ID, 1)
-	wantErr(t, "Adjust after Commit", err, keyward.ErrReservationNotFound)
+	wantErr(t, "Adjust after Commit", err, credit.ErrReservationNotFound)
 	// Overage: raising always succeeds.
-	o := keyward.Account{OrgID: "org_o", Allocation: 1, AllowOverage: true}
+	o := credit.Account{OrgID: "org_o", Allocation: 1, AllowOverage: true}
 	r = e.reserve(o, 1)
 	_, err = e.l.Adjust(e.ctx, o, r.ID, 5)
 	wantErr(t, "Adjust with overage", err, nil)
@@ -277,25 +377,138 @@ func expiry(t *testing.T, newLedger NewLedger) {
 	abandoned := e.reserve(a, 10)
 	adjusted := e.reserve(a, 10)
 	released := e.reserve(a, 10)
-	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
+	e.clock.Advance(credit.DefaultReservationTTL - time.Second)
 	e.want(a, 70, 0, 30, 3)
 	wantErr(t, "Release before expiry", e.l.Release(e.ctx, a, released.ID), nil)
 	e.clock.Advance(time.Second) // now exactly ExpiresAt
 	e.want(a, 100, 0, 0, 0)
-	wantErr(t, "Commit after expiry", e.l.Commit(e.ctx, a, abandoned.ID, 10), keyward.ErrReservationExpired)
+	wantErr(t, "Commit after expiry", e.l.Commit(e.ctx, a, abandoned.ID, 10), credit.ErrReservationExpired)
 	_, err := e.l.Adjust(e.ctx, a, adjusted.ID, 5)
-	wantErr(t, "Adjust after expiry", err, keyward.ErrReservationExpired)
+	wantErr(t, "Adjust after expiry", err, credit.ErrReservationExpired)
 	wantErr(t, "Release after expiry", e.l.Release(e.ctx, a, abandoned.ID), nil)
 	e.want(a, 100, 0, 0, 0)
 	// The answer stands for at least the TTL after the expiry.
-	e.clock.Advance(keyward.DefaultReservationTTL - time.Second)
-	wantErr(t, "Commit long after expiry", e.l.Commit(e.ctx, a, abandoned.ID, 10), keyward.ErrReservationExpired)
+	e.clock.Advance(credit.DefaultReservationTTL - time.Second)
+	wantErr(t, "Commit long after expiry", e.l.Commit(e.ctx, a, abandoned.ID, 10), credit.ErrReservationExpired)
 
 	// Expiry is applied even if Commit is the first call after it.
 	r := e.reserve(a, 10)
-	e.clock.Advance(keyward.DefaultReservationTTL)
-	wantErr(t, "Commit as the first touch after expiry", e.l.Commit(e.ctx, a, r.ID, 10), keyward.ErrReservationExpired)
+	e.clock.Advance(credit.DefaultReservationTTL)
+	wantErr(t, "Commit as the first touch after expiry", e.l.Commit(e.ctx, a, r.ID, 10), credit.ErrReservationExpired)
 	e.want(a, 100, 0, 0, 0)
+}
+
+func extend(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	long := e.reserve(a, 10)
+	short := e.reserve(a, 5)
+	e.clock.Advance(credit.DefaultReservationTTL - time.Second)
+	exp, err := e.l.Extend(e.ctx, a, long.ID)
+	wantErr(t, "Extend", err, nil)
+	if want := e.clock.Now().Add(credit.DefaultReservationTTL); !exp.Equal(want) {
+		t.Fatalf("Extend = %v, want now + the reservation TTL, %v", exp, want)
+	}
+	e.clock.Advance(time.Second) // the original expiry: only the one not extended expires
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit of the one not extended", e.l.Commit(e.ctx, a, short.ID, 5), credit.ErrReservationExpired)
+	// Extended before each expiry, it lives as long as its call runs.
+	for range 3 {
+		e.clock.Set(exp.Add(-time.Second))
+		exp, err = e.l.Extend(e.ctx, a, long.ID)
+		wantErr(t, "Extend again", err, nil)
+	}
+	e.want(a, 90, 0, 10, 1)
+	wantErr(t, "Commit after extending", e.l.Commit(e.ctx, a, long.ID, 8), nil)
+	e.want(a, 92, 8, 0, 0)
+
+	// Not extended again, it expires at its new ExpiresAt, not before.
+	r := e.reserve(a, 10)
+	e.clock.Advance(time.Minute)
+	exp, err = e.l.Extend(e.ctx, a, r.ID)
+	wantErr(t, "Extend", err, nil)
+	e.clock.Set(r.ExpiresAt)
+	e.want(a, 82, 8, 10, 1)
+	e.clock.Set(exp)
+	e.want(a, 92, 8, 0, 0)
+
+	// Not open: as Commit, and nothing changes.
+	_, err = e.l.Extend(e.ctx, a, r.ID)
+	wantErr(t, "Extend of an expired reservation", err, credit.ErrReservationExpired)
+	_, err = e.l.Extend(e.ctx, a, long.ID)
+	wantErr(t, "Extend of a committed reservation", err, credit.ErrReservationNotFound)
+	released := e.reserve(a, 3)
+	wantErr(t, "Release", e.l.Release(e.ctx, a, released.ID), nil)
+	_, err = e.l.Extend(e.ctx, a, released.ID)
+	wantErr(t, "Extend of a released reservation", err, credit.ErrReservationNotFound)
+	_, err = e.l.Extend(e.ctx, a, 1<<60)
+	wantErr(t, "Extend of an unknown id", err, credit.ErrReservationNotFound)
+	open := e.reserve(a, 2)
+	_, err = e.l.Extend(e.ctx, acct("org_b", 100), open.ID)
+	wantErr(t, "Extend of another org's reservation", err, credit.ErrReservationNotFound)
+	e.want(a, 90, 8, 2, 1)
+	e.clock.Set(open.ExpiresAt)
+	wantErr(t, "Commit of the reservation another org tried to extend", e.l.Commit(e.ctx, a, open.ID, 2), credit.ErrReservationExpired)
+}
+
+// extendWhileCommitting races Extend against Commit on each of n
+// reservations: each is charged exactly once, and an Extend either keeps
+// the call open or finds it settled.
+func extendWhileCommitting(t *testing.T, newLedger NewLedger, n int) {
+	e := setup(t, newLedger)
+	a := acct("org_a", int64(3*n))
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = e.reserve(a, 3).ID
+	}
+	e.clock.Advance(credit.DefaultReservationTTL - time.Second)
+	var committed atomic.Int64
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := e.l.Commit(e.ctx, a, id, int64(1+i%3)); err != nil {
+				t.Errorf("Commit: %v", err)
+				return
+			}
+			committed.Add(int64(1 + i%3))
+		}()
+		go func() {
+			defer wg.Done()
+			for range 4 {
+				if _, err := e.l.Extend(e.ctx, a, id); err != nil && !errors.Is(err, credit.ErrReservationNotFound) {
+					t.Errorf("Extend: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	e.want(a, int64(3*n)-committed.Load(), committed.Load(), 0, 0)
+	for _, id := range ids {
+		_, err := e.l.Extend(e.ctx, a, id)
+		wantErr(t, "Extend after Commit", err, credit.ErrReservationNotFound)
+	}
+}
+
+// keyInFlightPastItsTTL: a call extended for longer than the idempotency
+// TTL keeps its key: a retry meanwhile is refused, not charged a second
+// time.
+func keyInFlightPastItsTTL(t *testing.T, newLedger NewLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	fp := Fingerprint("POST /v1/export")
+	r, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
+	wantErr(t, "Reserve", err, nil)
+	for exp := r.ExpiresAt; !e.clock.Now().After(Start.Add(credit.DefaultIdempotencyTTL)); {
+		e.clock.Set(exp.Add(-time.Second))
+		exp, err = e.l.Extend(e.ctx, a, r.ID)
+		wantErr(t, "Extend", err, nil)
+	}
+	_, err = e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
+	wantErr(t, "retry of the call in flight past the TTL", err, credit.ErrIdempotencyKeyInUse)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, r.ID, 5), nil)
+	e.want(a, 95, 5, 0, 0)
 }
 
 func periodRollover(t *testing.T, newLedger NewLedger) {
@@ -313,7 +526,7 @@ func periodRollover(t *testing.T, newLedger NewLedger) {
 	inFlight = e.reserve(a, 5)
 	e.clock.Set(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC))
 	b := e.balance(a)
-	want := keyward.Balance{
+	want := credit.Balance{
 		OrgID:       "org_a",
 		PeriodStart: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC),
 		PeriodEnd:   time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
@@ -326,7 +539,7 @@ func periodRollover(t *testing.T, newLedger NewLedger) {
 	if b != want {
 		t.Fatalf("balance after rollover = %+v; want %+v (no rollover of the 40 left, nor of the grant)", b, want)
 	}
-	wantErr(t, "Commit across the period's end", e.l.Commit(e.ctx, a, inFlight.ID, 5), keyward.ErrReservationExpired)
+	wantErr(t, "Commit across the period's end", e.l.Commit(e.ctx, a, inFlight.ID, 5), credit.ErrReservationExpired)
 	e.want(a, 100, 0, 0, 0)
 	// The first touch of a period may be a Reserve.
 	e.clock.Set(time.Date(2026, 3, 15, 0, 0, 0, 0, time.UTC))
@@ -360,43 +573,47 @@ func allocationChanges(t *testing.T, newLedger NewLedger) {
 func idempotency(t *testing.T, newLedger NewLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
-	req := func(key, fp string, amount int64) (keyward.Reservation, error) {
-		return e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: amount, IdempotencyKey: key, Fingerprint: fp})
+	fpA, fpB, fpC := Fingerprint("GET /a"), Fingerprint("GET /b"), Fingerprint("GET /c")
+	if utf8.ValidString(fpA) || utf8.ValidString(fpB) || utf8.ValidString(fpC) {
+		t.Fatal("the fingerprints must be the raw bytes ChargeCredits makes, not valid UTF-8")
 	}
-	first, err := req("k1", "fp-a", 3)
+	req := func(key, fp string, amount int64) (credit.Reservation, error) {
+		return e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: amount, IdempotencyKey: key, Fingerprint: fp})
+	}
+	first, err := req("k1", fpA, 3)
 	wantErr(t, "first", err, nil)
-	_, err = req("k1", "fp-a", 3)
-	wantErr(t, "same key in flight", err, keyward.ErrIdempotencyKeyInUse)
-	_, err = req("k1", "fp-b", 3)
-	wantErr(t, "same key, other request, in flight", err, keyward.ErrIdempotencyKeyReused)
+	_, err = req("k1", fpA, 3)
+	wantErr(t, "same key in flight", err, credit.ErrIdempotencyKeyInUse)
+	_, err = req("k1", fpB, 3)
+	wantErr(t, "same key, other request, in flight", err, credit.ErrIdempotencyKeyReused)
 	e.want(a, 97, 0, 3, 1)
 
 	wantErr(t, "Commit", e.l.Commit(e.ctx, a, first.ID, 2), nil)
-	replay, err := req("k1", "fp-a", 3)
+	replay, err := req("k1", fpA, 3)
 	wantErr(t, "retry after commit", err, nil)
 	if !replay.Replayed || replay.ID != first.ID || replay.Charged != 2 || replay.Available != 98 || replay.Amount != 0 {
 		t.Fatalf("replay = %+v; want Replayed, ID %d, Charged 2, Available 98", replay, first.ID)
 	}
-	_, err = req("k1", "fp-b", 3)
-	wantErr(t, "same key, other request, after commit", err, keyward.ErrIdempotencyKeyReused)
+	_, err = req("k1", fpB, 3)
+	wantErr(t, "same key, other request, after commit", err, credit.ErrIdempotencyKeyReused)
 	e.want(a, 98, 2, 0, 0) // nothing held for the replay
 
 	// Another organization has its own keys.
-	_, err = e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: "fp-b"})
+	_, err = e.l.Reserve(e.ctx, credit.ReserveRequest{Account: acct("org_b", 100), Amount: 1, IdempotencyKey: "k1", Fingerprint: fpB})
 	wantErr(t, "same key, other org", err, nil)
 
 	// A released call frees its key: the retry is charged normally.
-	failed, err := req("k2", "fp-a", 3)
+	failed, err := req("k2", fpA, 3)
 	wantErr(t, "k2", err, nil)
 	wantErr(t, "Release", e.l.Release(e.ctx, a, failed.ID), nil)
-	retry, err := req("k2", "fp-c", 3)
+	retry, err := req("k2", fpC, 3)
 	wantErr(t, "retry after release", err, nil)
 	if retry.Replayed || retry.ID == failed.ID {
 		t.Fatalf("retry after release = %+v; want a new reservation", retry)
 	}
 	// So does an expired one.
-	e.clock.Advance(keyward.DefaultReservationTTL)
-	again, err := req("k2", "fp-c", 3)
+	e.clock.Advance(credit.DefaultReservationTTL)
+	again, err := req("k2", fpC, 3)
 	wantErr(t, "retry after expiry", err, nil)
 	if again.Replayed {
 		t.Fatalf("retry after expiry was replayed")
@@ -404,14 +621,14 @@ func idempotency(t *testing.T, newLedger NewLedger) {
 	wantErr(t, "Commit", e.l.Commit(e.ctx, a, again.ID, 3), nil)
 
 	// A committed key is remembered for the TTL from its reservation.
-	e.clock.Advance(keyward.DefaultIdempotencyTTL - keyward.DefaultReservationTTL - time.Second)
-	replay, err = req("k1", "fp-a", 3)
+	e.clock.Advance(credit.DefaultIdempotencyTTL - credit.DefaultReservationTTL - time.Second)
+	replay, err = req("k1", fpA, 3)
 	wantErr(t, "retry just inside the TTL", err, nil)
 	if !replay.Replayed {
 		t.Fatalf("retry within the TTL was not replayed")
 	}
 	e.clock.Advance(time.Second)
-	fresh, err := req("k1", "fp-b", 3)
+	fresh, err := req("k1", fpB, 3)
 	wantErr(t, "reuse after the TTL", err, nil)
 	if fresh.Replayed {
 		t.Fatalf("key still remembered after its TTL")
@@ -421,8 +638,8 @@ func idempotency(t *testing.T, newLedger NewLedger) {
 func grant(t *testing.T, newLedger NewLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 0) // e.g. enterprise without an allocation yet
-	_, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: 1})
-	wantErr(t, "Reserve with nothing", err, keyward.ErrInsufficientCredits)
+	_, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: 1})
+	wantErr(t, "Reserve with nothing", err, credit.ErrInsufficientCredits)
 	b, err := e.l.Grant(e.ctx, a, 25, "trial")
 	wantErr(t, "Grant", err, nil)
 	if b.Granted != 25 || b.Available != 25 {
@@ -440,7 +657,7 @@ func cancelled(t *testing.T, newLedger NewLedger) {
 	a := acct("org_a", 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := e.l.Reserve(ctx, keyward.ReserveRequest{Account: a, Amount: 1})
+	_, err := e.l.Reserve(ctx, credit.ReserveRequest{Account: a, Amount: 1})
 	wantErr(t, "Reserve", err, context.Canceled)
 	e.want(a, 100, 0, 0, 0)
 }
@@ -464,8 +681,8 @@ func concurrency(t *testing.T, newLedger NewLedger, workers, calls int) {
 			rng := rand.New(rand.NewPCG(uint64(w), 42))
 			for range calls {
 				cost := 1 + rng.Int64N(3)
-				r, err := e.l.Reserve(e.ctx, keyward.ReserveRequest{Account: a, Amount: cost})
-				if errors.Is(err, keyward.ErrInsufficientCredits) {
+				r, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: cost})
+				if errors.Is(err, credit.ErrInsufficientCredits) {
 					refused.Add(1)
 					continue
 				}
@@ -484,7 +701,7 @@ func concurrency(t *testing.T, newLedger NewLedger, workers, calls int) {
 				case 2: // a batch that came out dearer
 					if _, aerr := e.l.Adjust(e.ctx, a, r.ID, cost+1); aerr == nil {
 						cost++
-					} else if !errors.Is(aerr, keyward.ErrInsufficientCredits) {
+					} else if !errors.Is(aerr, credit.ErrInsufficientCredits) {
 						t.Errorf("Adjust: %v", aerr)
 					}
 					fallthrough

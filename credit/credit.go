@@ -1,4 +1,9 @@
-package keyward
+// Package credit is the contract of credit ledgers: what
+// keyward.ChargeCredits asks of the store that holds organizations'
+// credits, and the values that pass between them. memstore.Ledger and
+// sqlstore.Store keep it; keywardtest.TestCreditLedger proves a ledger
+// does.
+package credit
 
 import (
 	"context"
@@ -6,7 +11,7 @@ import (
 	"time"
 )
 
-// Defaults of the credit ledger and of ChargeCredits.
+// Defaults of a ledger.
 const (
 	// DefaultReservationTTL is how long a reservation stays open before it
 	// expires and is released.
@@ -14,13 +19,19 @@ const (
 	// DefaultIdempotencyTTL is how long an idempotency key, once its call
 	// was charged, makes retries free.
 	DefaultIdempotencyTTL = 24 * time.Hour
-	// DefaultMaxIdempotentBody bounds the request body that ChargeCredits
-	// reads to fingerprint a call that carries an Idempotency-Key.
-	DefaultMaxIdempotentBody = 1 << 20
 )
 
-// Errors of the credit ledger and of SetCost. ChargeCredits answers them
-// with an *Error that wraps them, so errors.Is works on both.
+// MaxCredits (10^15) bounds every credit amount a ledger takes: an
+// allocation, a reservation, an adjustment, a commit, a grant, a period's
+// allocation plus grants, and an overage account's debt (Available ≥
+// −MaxCredits). Every figure of a Balance then stays within 3·MaxCredits
+// of zero: it cannot overflow int64 in Go or in any database, and it is
+// below 2^53, so a JSON reader that uses float64 (JavaScript) reads it
+// exactly. At a credit per micro-dollar it is a billion dollars a period.
+const MaxCredits int64 = 1_000_000_000_000_000
+
+// Errors of a ledger. keyward.ChargeCredits answers them with a
+// keyward.Error that wraps them, so errors.Is works on both.
 var (
 	// ErrInsufficientCredits: the organization does not allow overage and
 	// its available credit does not cover the amount.
@@ -36,18 +47,15 @@ var (
 	// ErrIdempotencyKeyReused: the idempotency key belongs to a call with a
 	// different fingerprint.
 	ErrIdempotencyKeyReused = errors.New("keyward: idempotency key reused for a different request")
-	// ErrInvalidAmount: a negative amount, a commit above the reservation,
-	// a grant that is not positive, or an account that is not valid.
+	// ErrInvalidAmount: an amount that is negative or above MaxCredits, a
+	// commit above the reservation, a grant that CheckGrant refuses, or an
+	// account that Account.Check refuses.
 	ErrInvalidAmount = errors.New("keyward: invalid credit amount")
-	// ErrNoCharge: SetCost was called outside a ChargeCredits chain.
-	ErrNoCharge = errors.New("keyward: no ChargeCredits in the request's chain")
-	// ErrChargeSettled: SetCost was called after the charge was settled.
-	ErrChargeSettled = errors.New("keyward: the charge is already settled")
 )
 
 // Account is an organization's credit policy, passed into every ledger
 // call so that a ledger needs no plan table of its own
-// (Organization.Account).
+// (keyward.Organization.Account builds it).
 type Account struct {
 	// OrgID identifies the organization. Required.
 	OrgID string
@@ -58,9 +66,41 @@ type Account struct {
 	AllowOverage bool
 }
 
-// Account returns the organization's credit policy, from its Limits.
-func (o *Organization) Account() Account {
-	return Account{OrgID: o.ID, Allocation: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
+// Check returns ErrInvalidAmount unless a is an account a ledger takes:
+// an OrgID, and an Allocation that CheckAmount takes.
+func (a Account) Check() error {
+	if a.OrgID == "" {
+		return ErrInvalidAmount
+	}
+	return CheckAmount(a.Allocation)
+}
+
+// MinAvailable is the lowest Available a reservation may leave a: 0, or
+// −MaxCredits when a allows overage.
+func (a Account) MinAvailable() int64 {
+	if a.AllowOverage {
+		return -MaxCredits
+	}
+	return 0
+}
+
+// CheckAmount returns ErrInvalidAmount unless 0 ≤ n ≤ MaxCredits: the
+// rule for an amount a ledger reserves, adjusts to or commits.
+func CheckAmount(n int64) error {
+	if n < 0 || n > MaxCredits {
+		return ErrInvalidAmount
+	}
+	return nil
+}
+
+// CheckGrant returns ErrInvalidAmount unless n credits may be granted to a
+// period with this allocation and these grants so far: n > 0 and
+// allocation + granted + n ≤ MaxCredits.
+func CheckGrant(allocation, granted, n int64) error {
+	if n <= 0 || n > MaxCredits-allocation-granted {
+		return ErrInvalidAmount
+	}
+	return nil
 }
 
 // PeriodFunc returns the billing period of an organization that contains
@@ -87,7 +127,7 @@ type ReserveRequest struct {
 	// organization and key within the ledger's idempotency TTL.
 	IdempotencyKey string
 	// Fingerprint identifies the request an IdempotencyKey was first used
-	// with (opaque bytes; ChargeCredits uses SHA-256 of method, path, query
+	// with (opaque bytes; keyward.ChargeCredits uses SHA-256 of method, path, query
 	// and body). A different fingerprint with the same key is refused.
 	Fingerprint string
 }
@@ -137,7 +177,7 @@ type Balance struct {
 	OpenReservations int
 }
 
-// CreditLedger holds organizations' credits: calls reserve before they run
+// Ledger holds organizations' credits: calls reserve before they run
 // and settle after. memstore.Ledger implements it in memory, sqlstore in a
 // database; both keep this contract.
 //
@@ -150,17 +190,21 @@ type Balance struct {
 // expired (ErrReservationExpired). The period's Allocation is the largest
 // Account.Allocation seen in it: an upgrade counts at once, a downgrade
 // from the next period. So, for an account without overage (in the whole
-// period), Available and balance are never below zero.
+// period), Available and balance are never below zero, and for any account
+// never below −MaxCredits.
 //
 // Reserve holds Amount for the account: without AllowOverage it succeeds
 // only if Available ≥ Amount, else it returns ErrInsufficientCredits with
 // Reservation.Available set to what was available (≥ 0); with overage it
-// always succeeds. An Amount of zero always succeeds. Check and hold are one
-// atomic step: concurrent reservations never overspend.
+// succeeds unless it would take Available below −MaxCredits
+// (Account.MinAvailable). An Amount of zero always succeeds. Check and hold
+// are one atomic step: concurrent reservations never overspend.
 //
 // Idempotency. A ReserveRequest with an IdempotencyKey, scoped to the
 // organization, is remembered from its reservation for the idempotency TTL
-// (default DefaultIdempotencyTTL):
+// (default DefaultIdempotencyTTL), and for as long as its call is in
+// flight (a ledger that bounds how many keys it remembers forgets the
+// oldest committed ones first, never one in flight, and says so):
 //   - a key not seen (or whose last call was released or expired):
 //     reserve as usual, and link the key to the reservation;
 //   - a key seen with another Fingerprint: ErrIdempotencyKeyReused;
@@ -168,6 +212,10 @@ type Balance struct {
 //     ErrIdempotencyKeyInUse;
 //   - a key whose call was committed: no reservation; a Reservation with
 //     Replayed, the original ID, Charged and the current Available.
+//
+// A Fingerprint is opaque bytes, not text: a ledger keeps any bytes and
+// compares them exactly (keyward.ChargeCredits' are raw SHA-256, seldom valid
+// UTF-8).
 //
 // Settling. Commit charges an open reservation amount ≤ its Amount
 // (releasing the rest); amount > Amount is ErrInvalidAmount and changes
@@ -185,25 +233,36 @@ type Balance struct {
 // raising it by d follows Reserve's rule for d (ErrInsufficientCredits,
 // nothing changed). Not open: as Commit.
 //
-// Expiry. A reservation not settled by ExpiresAt (reserve time + the
-// reservation TTL, default DefaultReservationTTL) is released. Expiry may
-// be applied lazily, but every call must answer as if it had happened at
-// ExpiresAt: an expired reservation is never in Reserved, never blocks an
-// idempotency key, and cannot be committed.
+// Extend pushes an open reservation's ExpiresAt to now + the reservation
+// TTL and returns the new ExpiresAt: a call that runs longer than the TTL
+// keeps its reservation by extending it before it expires. Not open: as
+// Commit (ErrReservationExpired, ErrReservationNotFound), nothing changed.
+//
+// Expiry. A reservation not settled by ExpiresAt (reserve time, or its
+// last Extend, + the reservation TTL, default DefaultReservationTTL) is
+// released. Expiry may be applied lazily, but every call must answer as if
+// it had happened at ExpiresAt: an expired reservation is never in
+// Reserved, never blocks an idempotency key, and cannot be committed.
 //
 // Grant adds amount > 0 credits to the current period (an entry, not an
-// overwrite) and returns the new Balance. Balance returns the current one.
+// overwrite) and returns the new Balance; a grant that would take the
+// period's Allocation + Granted above MaxCredits is ErrInvalidAmount
+// (CheckGrant), nothing changed. Balance returns the current one.
 //
 // Every method honours ctx's cancellation and deadline, returns
-// ErrInvalidAmount for a negative amount or an account with an empty OrgID
-// or a negative Allocation, and is safe for concurrent use. Any error not
-// named here means the ledger failed: ChargeCredits then answers 503 and the
+// ErrInvalidAmount for an amount outside 0…MaxCredits (CheckAmount) or an
+// account with an empty OrgID or an Allocation outside 0…MaxCredits
+// (Account.Check), and is safe for concurrent use. Any error not named
+// here means the ledger failed: keyward.ChargeCredits then answers 503 and the
 // handler does not run.
-type CreditLedger interface {
+type Ledger interface {
 	// Reserve holds req.Amount for a call, or replays a charged call.
 	Reserve(ctx context.Context, req ReserveRequest) (Reservation, error)
 	// Adjust sets an open reservation's amount.
 	Adjust(ctx context.Context, acct Account, id, amount int64) (Reservation, error)
+	// Extend pushes an open reservation's expiry to now + the reservation
+	// TTL and returns the new expiry.
+	Extend(ctx context.Context, acct Account, id int64) (time.Time, error)
 	// Commit charges an open reservation amount ≤ its Amount.
 	Commit(ctx context.Context, acct Account, id, amount int64) error
 	// Release gives an open reservation back, charging nothing.
@@ -212,7 +271,4 @@ type CreditLedger interface {
 	Grant(ctx context.Context, acct Account, amount int64, note string) (Balance, error)
 	// Balance returns the account's current period.
 	Balance(ctx context.Context, acct Account) (Balance, error)
-	// Extend pushes an open reservation's expiry to now + the ledger's
-	// reservation TTL and returns the new expiry.
-	Extend(ctx context.Context, acct Account, id int64) (time.Time, error)
 }
