@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/credit"
+
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/memstore"
 )
@@ -87,7 +89,7 @@ func BenchmarkChargeCredits(b *testing.B) {
 			b.Run("chain="+c.name+"/"+mode.name, func(b *testing.B) { runHandler(b, c.h, r, mode.parallel) })
 		}
 	}
-	bal, err := ledger.Balance(b.Context(), keyward.Account{OrgID: f.org.ID, Allocation: 100, AllowOverage: true})
+	bal, err := ledger.Balance(b.Context(), credit.Account{OrgID: f.org.ID, Allocation: 100, AllowOverage: true})
 	if err != nil {
 		b.Fatal(err)
 	}

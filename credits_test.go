@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/credit"
+
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -40,7 +42,7 @@ func newCreditFixture(t testing.TB, monthlyCredits int64, overage bool) *creditF
 	var err error
 	f.ledger, err = memstore.NewLedger(memstore.LedgerOptions{Now: f.now.Now})
 	require.NoError(t, err)
-	f.faulty = &faultyLedger{CreditLedger: f.ledger}
+	f.faulty = &faultyLedger{Ledger: f.ledger}
 	f.charger = f.chargerFor(t, 1)
 	f.org.MonthlyCredits, f.org.AllowOverage = monthlyCredits, overage
 	require.NoError(t, f.store.UpdateOrg(context.Background(), f.org))
@@ -62,12 +64,12 @@ func (f *creditFixture) chargerFor(t testing.TB, cost int64) *keyward.Charger {
 	return c
 }
 
-func (f *creditFixture) account(t testing.TB) keyward.Account {
+func (f *creditFixture) account(t testing.TB) credit.Account {
 	t.Helper()
 	return f.org.Account()
 }
 
-func (f *creditFixture) balance(t testing.TB) keyward.Balance {
+func (f *creditFixture) balance(t testing.TB) credit.Balance {
 	t.Helper()
 	b, err := f.ledger.Balance(context.Background(), f.account(t))
 	require.NoError(t, err)
@@ -106,24 +108,24 @@ func serve(h http.Handler, r *http.Request) (w *httptest.ResponseRecorder, panic
 
 // faultyLedger fails on demand.
 type faultyLedger struct {
-	keyward.CreditLedger
+	credit.Ledger
 	failReserve, failCommit atomic.Bool
 }
 
 var errLedgerDown = errors.New("ledger: connection refused")
 
-func (l *faultyLedger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+func (l *faultyLedger) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.Reservation, error) {
 	if l.failReserve.Load() {
-		return keyward.Reservation{}, errLedgerDown
+		return credit.Reservation{}, errLedgerDown
 	}
-	return l.CreditLedger.Reserve(ctx, req)
+	return l.Ledger.Reserve(ctx, req)
 }
 
-func (l *faultyLedger) Commit(ctx context.Context, a keyward.Account, id, amount int64) error {
+func (l *faultyLedger) Commit(ctx context.Context, a credit.Account, id, amount int64) error {
 	if l.failCommit.Load() {
 		return errLedgerDown
 	}
-	return l.CreditLedger.Commit(ctx, a, id, amount)
+	return l.Ledger.Commit(ctx, a, id, amount)
 }
 
 func ok(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }
@@ -341,7 +343,7 @@ func TestSetCostMisuse(t *testing.T) {
 	f := newCreditFixture(t, 10, false)
 	var kept context.Context
 	h := f.chain(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		assert.ErrorIs(t, keyward.SetCost(r.Context(), -1), keyward.ErrInvalidAmount)
+		assert.ErrorIs(t, keyward.SetCost(r.Context(), -1), credit.ErrInvalidAmount)
 		ch, ok := keyward.ChargeFromContext(r.Context())
 		require.True(t, ok)
 		assert.Equal(t, int64(1), ch.Cost())
@@ -554,16 +556,16 @@ func TestChargeCreditsAbandonedReservationExpires(t *testing.T) {
 	ch, err := f.chargerFor(t, 4).Begin(keyward.AttachKey(r, k))
 	require.NoError(t, err)
 	assert.Equal(t, int64(6), f.balance(t).Available)
-	assert.Equal(t, f.now.Now().Add(keyward.DefaultReservationTTL), ch.Reservation().ExpiresAt)
+	assert.Equal(t, f.now.Now().Add(credit.DefaultReservationTTL), ch.Reservation().ExpiresAt)
 
-	f.now.Advance(keyward.DefaultReservationTTL - time.Second)
+	f.now.Advance(credit.DefaultReservationTTL - time.Second)
 	assert.Equal(t, int64(4), f.balance(t).Reserved)
 	f.now.Advance(time.Second)
 	b := f.balance(t)
 	assert.Equal(t, int64(10), b.Available)
 	assert.Zero(t, b.OpenReservations)
 	// Settling now charges nothing.
-	assert.ErrorIs(t, ch.Settle(http.StatusOK), keyward.ErrReservationExpired)
+	assert.ErrorIs(t, ch.Settle(http.StatusOK), credit.ErrReservationExpired)
 	assert.Zero(t, f.balance(t).Spent)
 }
 
@@ -571,7 +573,7 @@ func TestChargeCreditsSlowHandlerIsNotCharged(t *testing.T) {
 	t.Parallel()
 	f := newCreditFixture(t, 10, false)
 	h := f.chain(t, 1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.now.Advance(keyward.DefaultReservationTTL) // outlives its reservation
+		f.now.Advance(credit.DefaultReservationTTL) // outlives its reservation
 		ok(w, r)
 	}))
 	w, _ := serve(h, f.request(context.Background(), "", nil))
@@ -603,7 +605,7 @@ func TestChargeCreditsLedgerFailure(t *testing.T) {
 	w, _ = serve(h, f.request(context.Background(), "", nil))
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Contains(t, f.logs.String(), "settling credits failed")
-	f.now.Advance(keyward.DefaultReservationTTL)
+	f.now.Advance(credit.DefaultReservationTTL)
 	b := f.balance(t)
 	assert.Zero(t, b.Spent)
 	assert.Zero(t, b.OpenReservations)
@@ -687,7 +689,7 @@ func TestOrganizationAccount(t *testing.T) {
 		var err error
 		org.Limits, err = plans.Resolve(org)
 		require.NoError(t, err)
-		assert.Equal(t, keyward.Account{OrgID: "o", Allocation: tc.want, AllowOverage: tc.org.AllowOverage}, org.Account(), tc.org.Plan)
+		assert.Equal(t, credit.Account{OrgID: "o", Allocation: tc.want, AllowOverage: tc.org.AllowOverage}, org.Account(), tc.org.Plan)
 	}
 	// The account reads the effective limits only.
 	org := keyward.Organization{ID: "o", Plan: "free", MonthlyCredits: 7, Limits: keyward.Limits{MonthlyCredits: 42}}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/credit"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -23,7 +25,7 @@ func TestErrorWriterPinsMeta(t *testing.T) {
 		RequestID: func(*http.Request) string { return "fixed" },
 	}
 	w := httptest.NewRecorder()
-	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), insufficientCredits(3, 1, ErrInsufficientCredits))
+	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), insufficientCredits(3, 1, credit.ErrInsufficientCredits))
 	assert.Equal(t, http.StatusPaymentRequired, w.Code)
 	assert.JSONEq(t, `{"success":false,"error":{"code":"insufficient_credits",
 		"message":"Insufficient credits. Enable overages or upgrade your plan.",
@@ -52,9 +54,9 @@ func TestErrorIsMatchesCodeAndReason(t *testing.T) {
 	assert.NotErrorIs(t, revoked, expired)
 	assert.ErrorIs(t, f.expired, &Error{Code: CodeAuthentication}, "no reason: any reason")
 	// Wrapped, and with a cause of its own.
-	wrapped := errors.Join(errors.New("context"), insufficientCredits(1, 0, ErrInsufficientCredits))
+	wrapped := errors.Join(errors.New("context"), insufficientCredits(1, 0, credit.ErrInsufficientCredits))
 	assert.ErrorIs(t, wrapped, &Error{Code: CodeInsufficientCredits})
-	assert.ErrorIs(t, wrapped, ErrInsufficientCredits)
+	assert.ErrorIs(t, wrapped, credit.ErrInsufficientCredits)
 	assert.NotErrorIs(t, errors.New("plain"), &Error{Code: CodeInternal})
 }
 
@@ -144,8 +146,8 @@ func TestValidatePermission(t *testing.T) {
 	assert.NoError(t, ValidatePermissions(nil))
 }
 
-// nopLedger is a CreditLedger that is never called.
-type nopLedger struct{ CreditLedger }
+// nopLedger is a credit.Ledger that is never called.
+type nopLedger struct{ credit.Ledger }
 
 var idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/credit"
+
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -302,16 +304,16 @@ func TestHandlerPanicsUnderLoad(t *testing.T) {
 // slowLedger makes Reserve take delay, or end with ctx: a ledger whose
 // database is slow but honours cancellation.
 type slowLedger struct {
-	keyward.CreditLedger
+	credit.Ledger
 	delay time.Duration
 }
 
-func (l *slowLedger) Reserve(ctx context.Context, req keyward.ReserveRequest) (keyward.Reservation, error) {
+func (l *slowLedger) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.Reservation, error) {
 	select {
 	case <-time.After(l.delay):
-		return l.CreditLedger.Reserve(ctx, req)
+		return l.Ledger.Reserve(ctx, req)
 	case <-ctx.Done():
-		return keyward.Reservation{}, ctx.Err()
+		return credit.Reservation{}, ctx.Err()
 	}
 }
 

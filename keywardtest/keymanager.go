@@ -1,7 +1,9 @@
-// Package keywardtest holds conformance suites that every keyward backend
-// must pass, so that memstore, sqlstore on SQLite and sqlstore on
-// PostgreSQL keep exactly one contract. Call the suites from a backend's
-// own tests.
+// Package keywardtest holds the public contract suites: key backends
+// (TestKeyBackend), credit ledgers (TestCreditLedger) and routers
+// (RunConformance). memstore, sqlstore on SQLite and sqlstore on
+// PostgreSQL all run them, so that they keep exactly one contract; call
+// them from your own backend's or adapter's tests to prove it keeps it too.
+// Clock is the one settable clock of keyward's tests.
 package keywardtest
 
 import (

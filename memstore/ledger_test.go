@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
-	"github.com/keyward/keyward/internal/ledgertest"
+	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,7 +14,7 @@ import (
 
 func TestLedgerContract(t *testing.T) {
 	t.Parallel()
-	ledgertest.Run(t, func(t *testing.T, now func() time.Time) credit.Ledger {
+	keywardtest.TestCreditLedger(t, func(t *testing.T, now func() time.Time) credit.Ledger {
 		l, err := memstore.NewLedger(memstore.LedgerOptions{Now: now})
 		require.NoError(t, err)
 		return l
@@ -40,7 +40,7 @@ func TestLedgerBoundsIdempotencyKeys(t *testing.T) {
 	require.NoError(t, err)
 	a := credit.Account{OrgID: "org_a", Allocation: 100}
 	reserve := func(key string) (credit.Reservation, error) {
-		return l.Reserve(ctx, credit.ReserveRequest{Account: a, Amount: 1, IdempotencyKey: key, Fingerprint: ledgertest.Fingerprint(key)})
+		return l.Reserve(ctx, credit.ReserveRequest{Account: a, Amount: 1, IdempotencyKey: key, Fingerprint: keywardtest.Fingerprint(key)})
 	}
 	call := func(key string) credit.Reservation { // a call with a key, charged
 		t.Helper()
@@ -73,7 +73,7 @@ func TestLedgerBoundsIdempotencyKeys(t *testing.T) {
 func TestLedgerOptions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	clock := ledgertest.NewClock(ledgertest.Start)
+	clock := keywardtest.NewClock(keywardtest.LedgerStart)
 	// Weekly periods from a Monday, and reservations that live a minute.
 	weekly := func(_ string, t time.Time) (time.Time, time.Time) {
 		d := t.UTC().Truncate(24 * time.Hour)
@@ -88,7 +88,7 @@ func TestLedgerOptions(t *testing.T) {
 
 	r, err := l.Reserve(ctx, credit.ReserveRequest{Account: a, Amount: 4})
 	require.NoError(t, err)
-	assert.Equal(t, ledgertest.Start.Add(time.Minute), r.ExpiresAt)
+	assert.Equal(t, keywardtest.LedgerStart.Add(time.Minute), r.ExpiresAt)
 	b, err := l.Balance(ctx, a)
 	require.NoError(t, err)
 	assert.Equal(t, time.Date(2026, 1, 19, 0, 0, 0, 0, time.UTC), b.PeriodStart) // a Monday

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
-	"github.com/keyward/keyward/internal/ledgertest"
 	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/stretchr/testify/assert"
@@ -22,7 +21,7 @@ func TestCreditLedger(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			// Every call is a transaction on one hot row: 16 × 100 calls.
-			ledgertest.RunScaled(t, func(t *testing.T, now func() time.Time) credit.Ledger {
+			keywardtest.TestCreditLedgerScaled(t, func(t *testing.T, now func() time.Time) credit.Ledger {
 				return open(t, newDSN(t, engine), sqlstore.Options{Now: now})
 			}, 16, 100)
 		})
@@ -55,7 +54,7 @@ func TestBalanceRebuildsFromEntries(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			clock := ledgertest.NewClock(ledgertest.Start)
+			clock := keywardtest.NewClock(keywardtest.LedgerStart)
 			s := open(t, newDSN(t, engine), sqlstore.Options{Now: clock.Now})
 			check := func(acct credit.Account) credit.Balance {
 				t.Helper()
@@ -115,7 +114,7 @@ func TestAllocationMigration(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			dsn := newDSN(t, engine)
-			clock := ledgertest.NewClock(ledgertest.Start)
+			clock := keywardtest.NewClock(keywardtest.LedgerStart)
 			acct := credit.Account{OrgID: "org_a", Allocation: 250}
 			old := open(t, dsn, sqlstore.Options{Now: clock.Now})
 			r, err := old.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 10})
@@ -261,8 +260,8 @@ func TestFingerprintMigration(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			dsn := newDSN(t, engine)
-			clock := ledgertest.NewClock(ledgertest.Start)
-			legacy := ledgertest.Fingerprint("POST /v1/batch") // raw bytes, as SQLite kept them
+			clock := keywardtest.NewClock(keywardtest.LedgerStart)
+			legacy := keywardtest.Fingerprint("POST /v1/batch") // raw bytes, as SQLite kept them
 			if engine == "postgres" {
 				legacy = "POST /v1/batch é" // PostgreSQL could only keep valid UTF-8
 			}
@@ -283,7 +282,7 @@ func TestFingerprintMigration(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, r.Replayed, "a retry of the call charged before the migration is replayed")
 			assert.Equal(t, int64(3), r.Charged)
-			_, err = s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 3, IdempotencyKey: "k1", Fingerprint: ledgertest.Fingerprint("GET /")})
+			_, err = s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 3, IdempotencyKey: "k1", Fingerprint: keywardtest.Fingerprint("GET /")})
 			assert.ErrorIs(t, err, credit.ErrIdempotencyKeyReused)
 		})
 	}

@@ -1,7 +1,4 @@
-// Package ledgertest checks that a credit.Ledger keeps the contract
-// written on the interface. Every implementation runs it from its tests
-// (memstore today, sqlstore next), so that they behave the same.
-package ledgertest
+package keywardtest
 
 import (
 	"context"
@@ -17,43 +14,13 @@ import (
 	"github.com/keyward/keyward/credit"
 )
 
-// Clock is a settable clock, safe for concurrent use.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// LedgerStart is where every ledger test's clock starts: mid-January 2026, UTC.
+var LedgerStart = time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC)
 
-// NewClock returns a clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock on by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// Set puts the clock at t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-// Start is where every test's clock starts: mid-January 2026, UTC.
-var Start = time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC)
-
-// NewLedger returns an empty ledger with the default period (MonthlyUTC),
+// NewCreditLedger returns an empty ledger with the default period (MonthlyUTC),
 // reservation TTL (5 minutes) and idempotency TTL (24 hours), reading the
 // time from now.
-type NewLedger func(t *testing.T, now func() time.Time) credit.Ledger
+type NewCreditLedger func(t *testing.T, now func() time.Time) credit.Ledger
 
 type env struct {
 	t     *testing.T
@@ -62,10 +29,10 @@ type env struct {
 	ctx   context.Context
 }
 
-func setup(t *testing.T, newLedger NewLedger) *env {
+func setup(t *testing.T, newLedger NewCreditLedger) *env {
 	t.Helper()
 	t.Parallel()
-	c := NewClock(Start)
+	c := NewClock(LedgerStart)
 	return &env{t: t, l: newLedger(t, c.Now), clock: c, ctx: context.Background()}
 }
 
@@ -121,15 +88,15 @@ func wantErr(t *testing.T, what string, got, want error) {
 	}
 }
 
-// Run runs the whole contract against ledgers made by newLedger, the
+// TestCreditLedger runs the whole contract against ledgers made by newLedger, the
 // concurrency check at full size: 64 workers × 1,000 calls.
-func Run(t *testing.T, newLedger NewLedger) {
-	RunScaled(t, newLedger, 64, 1000)
+func TestCreditLedger(t *testing.T, newLedger NewCreditLedger) {
+	TestCreditLedgerScaled(t, newLedger, 64, 1000)
 }
 
-// RunScaled is Run with the concurrency check at workers × calls, for
+// TestCreditLedgerScaled is TestCreditLedger with the concurrency check at workers × calls, for
 // ledgers whose every call is a database transaction.
-func RunScaled(t *testing.T, newLedger NewLedger, workers, calls int) {
+func TestCreditLedgerScaled(t *testing.T, newLedger NewCreditLedger, workers, calls int) {
 	t.Run("ReserveCommitRelease", func(t *testing.T) { reserveCommitRelease(t, newLedger) })
 	t.Run("Insufficient", func(t *testing.T) { insufficient(t, newLedger) })
 	t.Run("SettleOnce", func(t *testing.T) { settleOnce(t, newLedger) })
@@ -148,12 +115,12 @@ func RunScaled(t *testing.T, newLedger NewLedger, workers, calls int) {
 	t.Run("Concurrency", func(t *testing.T) { concurrency(t, newLedger, workers, calls) })
 }
 
-func reserveCommitRelease(t *testing.T, newLedger NewLedger) {
+func reserveCommitRelease(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	e.want(a, 100, 0, 0, 0)
 	r := e.reserve(a, 10)
-	if r.Available != 90 || !r.ExpiresAt.Equal(Start.Add(credit.DefaultReservationTTL)) {
+	if r.Available != 90 || !r.ExpiresAt.Equal(LedgerStart.Add(credit.DefaultReservationTTL)) {
 		t.Fatalf("reservation = %+v; want Available 90, ExpiresAt +5m", r)
 	}
 	e.want(a, 90, 0, 10, 1)
@@ -171,7 +138,7 @@ func reserveCommitRelease(t *testing.T, newLedger NewLedger) {
 	}
 }
 
-func insufficient(t *testing.T, newLedger NewLedger) {
+func insufficient(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 3)
 	e.reserve(a, 2)
@@ -189,7 +156,7 @@ func insufficient(t *testing.T, newLedger NewLedger) {
 	e.want(o, -7, 0, 10, 1)
 }
 
-func settleOnce(t *testing.T, newLedger NewLedger) {
+func settleOnce(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	r := e.reserve(a, 10)
@@ -214,7 +181,7 @@ func settleOnce(t *testing.T, newLedger NewLedger) {
 	wantErr(t, "Release of an unknown id", e.l.Release(e.ctx, a, 1<<60), nil)
 }
 
-func invalidInput(t *testing.T, newLedger NewLedger) {
+func invalidInput(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	r := e.reserve(a, 5)
@@ -256,7 +223,7 @@ func invalidInput(t *testing.T, newLedger NewLedger) {
 
 // maxCredits: at credit.MaxCredits every method answers alike on every
 // backend, and no figure can go beyond what int64 holds.
-func maxCredits(t *testing.T, newLedger NewLedger) {
+func maxCredits(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	const m = credit.MaxCredits
 	top := acct("org_top", m)
@@ -337,7 +304,7 @@ func maxCredits(t *testing.T, newLedger NewLedger) {
 	e.want(o, -m, m, 0, 1)
 }
 
-func adjust(t *testing.T, newLedger NewLedger) {
+func adjust(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 10)
 	r := e.reserve(a, 2)
@@ -371,7 +338,7 @@ func adjust(t *testing.T, newLedger NewLedger) {
 	e.want(o, -4, 0, 5, 1)
 }
 
-func expiry(t *testing.T, newLedger NewLedger) {
+func expiry(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	abandoned := e.reserve(a, 10)
@@ -398,7 +365,7 @@ func expiry(t *testing.T, newLedger NewLedger) {
 	e.want(a, 100, 0, 0, 0)
 }
 
-func extend(t *testing.T, newLedger NewLedger) {
+func extend(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	long := e.reserve(a, 10)
@@ -454,7 +421,7 @@ func extend(t *testing.T, newLedger NewLedger) {
 // extendWhileCommitting races Extend against Commit on each of n
 // reservations: each is charged exactly once, and an Extend either keeps
 // the call open or finds it settled.
-func extendWhileCommitting(t *testing.T, newLedger NewLedger, n int) {
+func extendWhileCommitting(t *testing.T, newLedger NewCreditLedger, n int) {
 	e := setup(t, newLedger)
 	a := acct("org_a", int64(3*n))
 	ids := make([]int64, n)
@@ -494,13 +461,13 @@ func extendWhileCommitting(t *testing.T, newLedger NewLedger, n int) {
 // keyInFlightPastItsTTL: a call extended for longer than the idempotency
 // TTL keeps its key: a retry meanwhile is refused, not charged a second
 // time.
-func keyInFlightPastItsTTL(t *testing.T, newLedger NewLedger) {
+func keyInFlightPastItsTTL(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	fp := Fingerprint("POST /v1/export")
 	r, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: 5, IdempotencyKey: "export", Fingerprint: fp})
 	wantErr(t, "Reserve", err, nil)
-	for exp := r.ExpiresAt; !e.clock.Now().After(Start.Add(credit.DefaultIdempotencyTTL)); {
+	for exp := r.ExpiresAt; !e.clock.Now().After(LedgerStart.Add(credit.DefaultIdempotencyTTL)); {
 		e.clock.Set(exp.Add(-time.Second))
 		exp, err = e.l.Extend(e.ctx, a, r.ID)
 		wantErr(t, "Extend", err, nil)
@@ -511,7 +478,7 @@ func keyInFlightPastItsTTL(t *testing.T, newLedger NewLedger) {
 	e.want(a, 95, 5, 0, 0)
 }
 
-func periodRollover(t *testing.T, newLedger NewLedger) {
+func periodRollover(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	r := e.reserve(a, 60)
@@ -549,7 +516,7 @@ func periodRollover(t *testing.T, newLedger NewLedger) {
 	}
 }
 
-func allocationChanges(t *testing.T, newLedger NewLedger) {
+func allocationChanges(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	r := e.reserve(a, 80)
@@ -570,7 +537,7 @@ func allocationChanges(t *testing.T, newLedger NewLedger) {
 	}
 }
 
-func idempotency(t *testing.T, newLedger NewLedger) {
+func idempotency(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	fpA, fpB, fpC := Fingerprint("GET /a"), Fingerprint("GET /b"), Fingerprint("GET /c")
@@ -635,7 +602,7 @@ func idempotency(t *testing.T, newLedger NewLedger) {
 	}
 }
 
-func grant(t *testing.T, newLedger NewLedger) {
+func grant(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 0) // e.g. enterprise without an allocation yet
 	_, err := e.l.Reserve(e.ctx, credit.ReserveRequest{Account: a, Amount: 1})
@@ -652,7 +619,7 @@ func grant(t *testing.T, newLedger NewLedger) {
 	e.reserve(a, 30)
 }
 
-func cancelled(t *testing.T, newLedger NewLedger) {
+func cancelled(t *testing.T, newLedger NewCreditLedger) {
 	e := setup(t, newLedger)
 	a := acct("org_a", 100)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -666,7 +633,7 @@ func cancelled(t *testing.T, newLedger NewLedger) {
 // credits, settled at random. Whatever the interleaving, what was committed
 // is exactly what the balance lost, never more than it had, and nothing is
 // left reserved.
-func concurrency(t *testing.T, newLedger NewLedger, workers, calls int) {
+func concurrency(t *testing.T, newLedger NewCreditLedger, workers, calls int) {
 	e := setup(t, newLedger)
 	// 10,000 credits for 64,000 calls of cost 1–3 (as the issue sets it),
 	// scaled with the number of calls: the balance runs out.
