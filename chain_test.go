@@ -68,7 +68,7 @@ func TestHandlersRefuseAnUnusableKey(t *testing.T) {
 	const (
 		noKey    = "needs RequireAPIKey in front of it"
 		noIDs    = "without a key id or an organization id"
-		noRate   = "has no request rate"
+		noRate   = "has no limits"
 		unpriced = "names the organization" // a 500 that names the organization
 		served   = ""                       // the handler has nothing to object to
 		internal = "internal_error"
@@ -417,7 +417,7 @@ func TestPlansResolve(t *testing.T) {
 		{keyward.Organization{Plan: "pro", MonthlyCredits: 7}, keyward.Limits{RequestsPerMinute: 10, MonthlyCredits: 7}, ""},
 		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerMinute: 5}, ""},
 		{keyward.Organization{Plan: "custom"}, keyward.Limits{}, "custom rate"},
-		{keyward.Organization{Plan: "free"}, keyward.Limits{}, `plan "free" is not in the plan table`},
+		{keyward.Organization{Plan: "free"}, keyward.Limits{}, `"free"`},
 		{keyward.Organization{Plan: "pro", RatePerMinute: -1}, keyward.Limits{}, "negative"},
 		{keyward.Organization{Plan: "pro", MonthlyCredits: -1}, keyward.Limits{}, "negative"},
 	} {

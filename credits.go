@@ -175,6 +175,9 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := limitsOf(k); err != nil {
+		return nil, err
+	}
 	cost, err := c.cost(r)
 	if err != nil {
 		return nil, err
@@ -204,8 +207,7 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	}
 	ch := st.newCharge()
 	ch.c, ch.st, ch.parent, ch.detached, ch.acct, ch.cost = c, st, r.Context(), detach.Context{Parent: r.Context()}, req.Account, cost
-	ch.res = chargeRes{ID: res.ID, Amount: res.Amount, Available: res.Available, Charged: res.Charged,
-		ExpiresAt: res.ExpiresAt, Replayed: res.Replayed}
+	ch.res = res
 	if res.Replayed {
 		ch.cost = res.Charged
 	} else {
@@ -283,7 +285,7 @@ type Charge struct {
 	parent   context.Context // the request's
 	detached detach.Context  // parent without its cancellation, for settling
 	acct     credit.Account
-	res      chargeRes
+	res      credit.Reservation
 	alive    keepalive.Node
 
 	// w, status, hijacked and returned belong to the goroutine serving the
@@ -297,13 +299,6 @@ type Charge struct {
 	cost    int64
 	settled bool
 	st      *requestState
-}
-
-// chargeRes is a credit.Reservation without its OrgID, which is the account's.
-type chargeRes struct {
-	ID, Amount, Available, Charged int64
-	ExpiresAt                      time.Time
-	Replayed                       bool
 }
 
 // ChargeFromContext returns the Charge of the call ctx belongs to: the
@@ -372,9 +367,7 @@ func (ch *Charge) Cost() int64 {
 func (ch *Charge) Reservation() credit.Reservation {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	r := ch.res
-	return credit.Reservation{ID: r.ID, OrgID: ch.acct.OrgID, Amount: r.Amount, ExpiresAt: r.ExpiresAt,
-		Available: r.Available, Replayed: r.Replayed, Charged: r.Charged}
+	return ch.res
 }
 
 // Replayed reports whether the call retries one already charged (same
@@ -605,12 +598,13 @@ func (cw *chargeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // Unwrap returns the underlying ResponseWriter, for http.ResponseController.
 func (cw *chargeWriter) Unwrap() http.ResponseWriter { return cw.w }
 
-// renewAt is when to renew a reservation that expires at expires: half
-// way there, on the shared clock, and at least every
-// credit.DefaultReservationTTL/2.
+// renewAt is when to renew a reservation that expires at expires: a third
+// of the way there, on the shared clock (the rest is slack for a busy
+// machine or a slow ledger), and at least every
+// credit.DefaultReservationTTL/3.
 func renewAt(expires time.Time) int64 {
 	now := clock.Process.UnixNano()
-	return now + min(max((expires.UnixNano()-now)/2, 0), int64(credit.DefaultReservationTTL/2))
+	return now + min(max((expires.UnixNano()-now)/3, 0), int64(credit.DefaultReservationTTL/3))
 }
 
 // chargeRenewer is a Charge as internal/keepalive sees it.

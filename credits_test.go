@@ -38,7 +38,14 @@ type creditFixture struct {
 // its plan's) and overage as asked.
 func newCreditFixture(t testing.TB, monthlyCredits int64, overage bool) *creditFixture {
 	t.Helper()
-	f := &creditFixture{fixture: newFixture(t)}
+	return newCreditFixtureWithPlans(t, nil, monthlyCredits, overage)
+}
+
+// newCreditFixtureWithPlans is newCreditFixture over a store with the plan
+// table plans (nil: the defaults).
+func newCreditFixtureWithPlans(t testing.TB, plans *keyward.Plans, monthlyCredits int64, overage bool) *creditFixture {
+	t.Helper()
+	f := &creditFixture{fixture: newFixtureWithPlans(t, plans)}
 	var err error
 	f.ledger, err = memstore.NewLedger(memstore.LedgerOptions{Now: f.now.Now})
 	require.NoError(t, err)

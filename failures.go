@@ -2,8 +2,6 @@ package keyward
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/ids"
 )
 
 // This file is the one catalogue of failures: every code, reason, status
@@ -373,7 +372,7 @@ func (ew *ErrorWriter) RequestIDFor(r *http.Request) string {
 	if id, ok := incomingRequestID(r); ok {
 		return id
 	}
-	return newUUID()
+	return ids.UUID()
 }
 
 // incomingRequestID returns r's X-Request-Id when there is exactly one and
@@ -418,25 +417,6 @@ func bytesIn(s string, maxLen int, ok func(byte) bool) bool {
 		}
 	}
 	return true
-}
-
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }
 
 // ConfigError is one problem in a configuration, found at construction.

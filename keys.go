@@ -175,7 +175,13 @@ func (f KeyFormat) checksumOK(key string) bool {
 	for i := n; i < len(key); i++ {
 		want = want*62 + uint64(base62Index[key[i]])
 	}
-	return want <= 0xffffffff && uint32(want) == crc32.ChecksumIEEE([]byte(key[:n]))
+	// CRC32 (IEEE) over the string itself, byte by byte from the standard
+	// table: crc32.ChecksumIEEE would need a []byte that escapes.
+	crc := ^uint32(0)
+	for i := 0; i < n; i++ {
+		crc = crc32.IEEETable[byte(crc)^key[i]] ^ crc>>8
+	}
+	return want <= 0xffffffff && uint32(want) == ^crc
 }
 
 // Hash returns the SHA-256 of key. Stores keep only this.

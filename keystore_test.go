@@ -75,7 +75,7 @@ func TestPlainStoreWithoutCache(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	k := f.newKey(t)
-	h, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: f.store, Prefix: "triq_"})
+	h, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: f.store, Prefix: "triq_", Now: f.now.Now})
 	require.NoError(t, err)
 	handler := h.Middleware(okHandler)
 	for range 3 {

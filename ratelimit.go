@@ -119,11 +119,11 @@ func newCounterStrings(scope string, limit int64) *counterStrings {
 // store's failure as a 503 (Check serves the request anyway in fail-open
 // mode).
 func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (RateDecision, error) {
-	orgRate := k.Org.Limits.RequestsPerMinute
-	if orgRate <= 0 {
-		return RateDecision{}, misconfigured("organization " + strconv.Quote(k.Org.ID) + " has no request rate: its plan " +
-			strconv.Quote(k.Org.Plan) + " is not in the key store's plan table, or gives no rate and the organization sets none")
+	limits, err := limitsOf(k)
+	if err != nil {
+		return RateDecision{}, err
 	}
+	orgRate := limits.RequestsPerMinute
 	window := now.Unix() / int64(rateWindow/time.Second)
 	reset := time.Unix((window+1)*int64(rateWindow/time.Second), 0)
 	d := RateDecision{Allowed: true, Reset: reset, RetryAfter: reset.Sub(now)}
@@ -144,8 +144,12 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 		return RateDecision{}, err
 	}
 	d.Allowed, d.Limit, d.Remaining = c.remaining >= 0, c.limit, max(c.remaining, 0)
-	if d.n == 2 && d.counted[0].remaining < d.Remaining {
-		d.Limit, d.Remaining = d.counted[0].limit, d.counted[0].remaining
+	if d.n == 2 {
+		key := d.counted[0]
+		d.counted[0], d.counted[1] = c, key // the headers list the organization first
+		if key.remaining < d.Remaining {
+			d.Limit, d.Remaining = key.limit, key.remaining
+		}
 	}
 	return d, nil
 }

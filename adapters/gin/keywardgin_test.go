@@ -279,3 +279,45 @@ func TestNilDecisionsAreConfigErrors(t *testing.T) {
 	_, err = keywardgin.ChargeCredits(nil)
 	assert.ErrorAs(t, err, &cfgErr)
 }
+
+// Each handler after RequireAPIKey, given no key or a hand-made, partly
+// empty one, answers 500 internal_error naming the misconfiguration: no
+// panic, no call of the handler.
+func TestHandMadeKeysAnswer500(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cases := map[string]*keyward.KeyRecord{
+		"no key":          nil,
+		"no key id":       {Org: keyward.Organization{ID: "org_x", Limits: keyward.Limits{RequestsPerMinute: 60}}},
+		"no org id":       {ID: "key_x", Org: keyward.Organization{Limits: keyward.Limits{RequestsPerMinute: 60}}},
+		"no limits":       {ID: "key_x", Org: keyward.Organization{ID: "org_handmade_gin"}, Permissions: []string{"*"}},
+		"permissions nil": {ID: "key_x", Org: keyward.Organization{ID: "org_x"}},
+	}
+	for name, rec := range cases {
+		for hname, h := range map[string]gin.HandlerFunc{"EnforcePermissions": f.perm, "RateLimitByOrg": f.limit, "ChargeCredits": f.charge} {
+			if name == "permissions nil" && hname != "EnforcePermissions" || name == "no limits" && hname == "EnforcePermissions" {
+				continue // not a misconfiguration for this handler
+			}
+			t.Run(name+"/"+hname, func(t *testing.T) {
+				e := gin.New()
+				ran := false
+				e.POST("/", func(c *gin.Context) {
+					if rec != nil {
+						c.Request = c.Request.WithContext(keyward.WithKey(c.Request.Context(), rec))
+					}
+					c.Next()
+				}, h, func(c *gin.Context) { ran = true })
+				w := httptest.NewRecorder()
+				require.NotPanics(t, func() { e.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", nil)) })
+				if name == "permissions nil" {
+					assert.Equal(t, http.StatusForbidden, w.Code, "a key without permissions is refused, not a 500")
+					return
+				}
+				assert.Equal(t, http.StatusInternalServerError, w.Code)
+				assert.Contains(t, w.Body.String(), `"code":"internal_error"`)
+				assert.Contains(t, w.Body.String(), "misconfigured")
+				assert.False(t, ran)
+			})
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package keyward_test
+
+import (
+	"bufio"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// readmeSnippet is one ```go block of README.md.
+type readmeSnippet struct {
+	line int    // README.md line of the block's first line of code
+	code string // the block, its fence's indentation removed
+}
+
+// readmeSnippets returns every ```go block of a Markdown text, in order.
+// A block may be indented (inside a list item); its fence's indentation is
+// removed from every line. Blocks of other languages are ignored.
+func readmeSnippets(text string) ([]readmeSnippet, error) {
+	var (
+		out    []readmeSnippet
+		cur    *readmeSnippet
+		indent string
+		other  bool // inside a block of another language
+		lines  []string
+	)
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case cur != nil && trimmed == "```":
+			cur.code = strings.Join(lines, "\n") + "\n"
+			out = append(out, *cur)
+			cur, lines = nil, nil
+		case cur != nil:
+			lines = append(lines, strings.TrimPrefix(line, indent))
+		case other && trimmed == "```":
+			other = false
+		case other:
+		case trimmed == "```go":
+			indent = line[:strings.Index(line, "```")]
+			cur = &readmeSnippet{line: n + 1}
+		case strings.HasPrefix(trimmed, "```"):
+			other = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if cur != nil {
+		return nil, fmt.Errorf("README.md:%d: the ```go block is never closed", cur.line-1)
+	}
+	return out, nil
+}
+
+// nestedModule is a module of the repository other than the root one (the
+// gin and echo adapters): a snippet that imports it gets a replace to it.
+type nestedModule struct {
+	path, dir string
+}
+
+func readmeNestedModules(t *testing.T, root string) []nestedModule {
+	t.Helper()
+	var mods []nestedModule
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || d.Name() != "go.mod" || filepath.Dir(p) == root {
+			return nil
+		}
+		path, err := readmeModulePath(p)
+		if err != nil {
+			return err
+		}
+		mods = append(mods, nestedModule{path: path, dir: filepath.Dir(p)})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mods
+}
+
+// readmeModulePath returns the module path a go.mod declares.
+func readmeModulePath(gomod string) (string, error) {
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`), nil
+		}
+	}
+	return "", fmt.Errorf("%s: no module line", gomod)
+}
+
+// readmeGoVersion returns the go line of a go.mod ("1.26.0").
+func readmeGoVersion(gomod string) (string, error) {
+	b, err := os.ReadFile(gomod)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "go" {
+			return f[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s: no go line", gomod)
+}
+
+// imports reports whether code imports a package of module path.
+func readmeImports(code, path string) bool {
+	return strings.Contains(code, `"`+path+`"`) || strings.Contains(code, `"`+path+`/`)
+}
+
+var readmeMainGoLine = regexp.MustCompile(`(?:\./)?\bmain\.go:(\d+)`)
+
+// TestREADMESnippetsCompile builds every ```go block of README.md as a
+// program of its own, against this checkout (and its adapter modules), so
+// that each compiles as pasted. Each must be a complete program: package
+// main, its imports, func main.
+func TestREADMESnippetsCompile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds every Go snippet of README.md with the go command; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH, so README.md's snippets cannot be built: ", err)
+	}
+	root, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippets, err := readmeSnippets(string(readme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snippets) == 0 {
+		t.Fatal("README.md has no ```go block")
+	}
+	goVersion, err := readmeGoVersion(filepath.Join(root, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nested := readmeNestedModules(t, root)
+	env := append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"), "GOWORK=off")
+
+	for _, s := range snippets {
+		t.Run("line_"+strconv.Itoa(s.line), func(t *testing.T) {
+			t.Parallel()
+			if f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, parser.PackageClauseOnly); err != nil || f.Name.Name != "main" {
+				t.Fatalf("README.md:%d: the ```go block is not a complete program: give it package main, "+
+					"its imports and a func main", s.line)
+			}
+			dir := t.TempDir()
+			mods := []nestedModule{{path: "github.com/keyward/keyward", dir: root}}
+			for _, m := range nested {
+				if readmeImports(s.code, m.path) {
+					mods = append(mods, m)
+				}
+			}
+			var gomod, gosum strings.Builder
+			fmt.Fprintf(&gomod, "module snippet\n\ngo %s\n", goVersion)
+			var sums []string
+			for _, m := range mods {
+				fmt.Fprintf(&gomod, "\nrequire %s v0.0.0\n\nreplace %s => %s\n", m.path, m.path, m.dir)
+				// The modules' own checksums: nothing to look up for the
+				// modules they need.
+				b, err := os.ReadFile(filepath.Join(m.dir, "go.sum"))
+				if err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				sums = append(sums, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+			}
+			slices.Sort(sums)
+			for _, l := range slices.Compact(sums) {
+				if l != "" {
+					gosum.WriteString(l + "\n")
+				}
+			}
+			for name, content := range map[string]string{"go.mod": gomod.String(), "go.sum": gosum.String(), "main.go": s.code} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command(goBin, "vet", ".")
+			cmd.Dir = dir
+			cmd.Env = env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				// Point at README.md's lines rather than the copy's.
+				msg := readmeMainGoLine.ReplaceAllStringFunc(string(out), func(m string) string {
+					n, _ := strconv.Atoi(readmeMainGoLine.FindStringSubmatch(m)[1])
+					return "README.md:" + strconv.Itoa(s.line+n-1)
+				})
+				t.Errorf("README.md:%d: the ```go block does not build as pasted (go vet: %v):\n%s", s.line, err, msg)
+			}
+		})
+	}
+}
