@@ -299,6 +299,9 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 
 // RotateKey implements keyward.KeyManager.
 func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+	if err := keyward.CheckRotationGrace(grace); err != nil {
+		return keyward.CreatedKey{}, err
+	}
 	now := s.now()
 	end := now
 	if grace > 0 {
