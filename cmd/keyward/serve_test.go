@@ -79,13 +79,16 @@ func TestServeTimeouts(t *testing.T) {
 		const n = 50
 		var wg sync.WaitGroup
 		for range n {
+			conn := srv.dial(t)
 			wg.Go(func() {
-				conn := srv.dial(t)
 				_, err := io.WriteString(conn, "GET /health HTTP/1.1\r\nHost: keyward\r\n\r\n")
-				require.NoError(t, err)
-				br := bufio.NewReader(conn)
-				resp, err := http.ReadResponse(br, nil)
-				require.NoError(t, err)
+				if !assert.NoError(t, err) {
+					return
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				if !assert.NoError(t, err) {
+					return
+				}
 				_, _ = io.Copy(io.Discard, resp.Body)
 				_ = resp.Body.Close()
 				assert.Equal(t, http.StatusOK, resp.StatusCode)
