@@ -268,6 +268,9 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 
 // RotateKey implements keyward.KeyManager.
 func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+	if err := keyward.CheckRotationGrace(grace); err != nil {
+		return keyward.CreatedKey{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.keys[keyID]

@@ -70,6 +70,8 @@ func scanKey(row scanner) (*keyward.KeyRecord, error) {
 
 // LookupKey implements keyward.KeyStore.
 func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.KeyRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rec, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.hash = $1`, hash.String()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, keyward.ErrKeyNotFound
@@ -82,6 +84,8 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 
 // CreateOrg implements keyward.KeyManager.
 func (s *Store) CreateOrg(ctx context.Context, n keyward.NewOrg) (keyward.Organization, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	o, err := keyward.NewOrganization(ids.New("org_"), n, s.plans)
 	if err != nil {
 		return keyward.Organization{}, err
@@ -108,6 +112,8 @@ func scanOrg(row scanner) (keyward.Organization, error) {
 
 // Org implements keyward.KeyManager.
 func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	o, err := scanOrg(s.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return keyward.Organization{}, keyward.ErrOrgNotFound
@@ -120,6 +126,8 @@ func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error
 
 // ListOrgs implements keyward.KeyManager, ordered by name then id.
 func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs ORDER BY name, id`)
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
@@ -140,6 +148,8 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 // overage take the values in o, and every key of the organization is
 // announced on the change feed.
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := keyward.CheckOrganization(o, s.plans); err != nil {
 		return err
 	}
@@ -182,6 +192,8 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 
 // CreateKey implements keyward.KeyManager.
 func (s *Store) CreateKey(ctx context.Context, n keyward.NewKey) (keyward.CreatedKey, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := n.Check(); err != nil {
 		return keyward.CreatedKey{}, err
 	}
@@ -251,6 +263,8 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organizat
 
 // ListKeys implements keyward.KeyManager, newest first.
 func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.Org(ctx, orgID); err != nil {
 		return nil, err
 	}
@@ -272,6 +286,8 @@ func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord
 
 // RevokeKey implements keyward.KeyManager.
 func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	now := nanos(s.now())
 	var hash string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -299,6 +315,11 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 
 // RotateKey implements keyward.KeyManager.
 func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (keyward.CreatedKey, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := keyward.CheckRotationGrace(grace); err != nil {
+		return keyward.CreatedKey{}, err
+	}
 	now := s.now()
 	end := now
 	if grace > 0 {
@@ -345,8 +366,12 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	return ck, nil
 }
 
-// inTx runs f in a transaction, committing if it returns nil.
+// inTx runs f in a transaction, committing if it returns nil. On
+// PostgreSQL the transaction is bounded by the store's QueryTimeout (see
+// bound): past it, it is rolled back and f's next statement fails.
 func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
