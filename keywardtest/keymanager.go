@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +93,68 @@ func TestKeyBackend(t *testing.T, newBackend NewKeyBackend) {
 	t.Run("UpdateOrg", func(t *testing.T) { t.Parallel(); testUpdateOrg(t, newBackend) })
 	t.Run("ThroughTheCache", func(t *testing.T) { t.Parallel(); testThroughTheCache(t, newBackend) })
 	t.Run("Concurrent", func(t *testing.T) { t.Parallel(); testConcurrent(t, newBackend) })
+	t.Run("Bounds", func(t *testing.T) { t.Parallel(); testBounds(t, newBackend) })
+}
+
+// testBounds: lifetimes, rotation graces and rates are accepted up to
+// their bounds, kept exactly, and refused beyond them with nothing
+// changed; the values of the overflow report (a lifetime that wrapped
+// into the year 1734, a grace that revoked at once) among them.
+func testBounds(t *testing.T, newBackend NewKeyBackend) {
+	ctx := context.Background()
+	clock := NewClock(start)
+	s := newBackend(t, clock.Now)
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+
+	longest, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "longest",
+		ExpiresIn: manage.MaxKeyLifetime, RatePerMinute: manage.MaxRatePerMinute})
+	require.NoError(t, err)
+	got, err := s.LookupKey(ctx, longest.Record.Hash)
+	require.NoError(t, err)
+	assert.True(t, start.Add(manage.MaxKeyLifetime).Equal(got.ExpiresAt), "expires %v", got.ExpiresAt)
+	assert.False(t, got.Expired(start))
+	assert.Equal(t, int64(manage.MaxRatePerMinute), got.RatePerMinute)
+
+	for _, d := range []time.Duration{manage.MaxKeyLifetime + time.Second, 2562047 * time.Hour, -time.Second} {
+		_, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "x", ExpiresIn: d})
+		assert.ErrorContains(t, err, "key lifetime", "ExpiresIn %v", d)
+	}
+	for _, r := range []int64{manage.MaxRatePerMinute + 1, math.MaxInt64} {
+		_, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "x", RatePerMinute: r})
+		assert.ErrorContains(t, err, "MaxRatePerMinute", "key RatePerMinute %d", r)
+		_, err = s.CreateOrg(ctx, manage.OrgSpec{Name: "x", RatePerMinute: r})
+		assert.ErrorContains(t, err, "MaxRatePerMinute", "organization RatePerMinute %d", r)
+		o := org
+		o.RatePerMinute = r
+		assert.ErrorContains(t, s.UpdateOrg(ctx, o), "MaxRatePerMinute", "UpdateOrg RatePerMinute %d", r)
+	}
+	fast, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "fast", RatePerMinute: manage.MaxRatePerMinute})
+	require.NoError(t, err)
+	assert.Equal(t, int64(manage.MaxRatePerMinute), fast.RatePerMinute)
+	got2, err := s.Org(ctx, org.ID)
+	require.NoError(t, err)
+	assert.Equal(t, org, got2, "a refused update changes nothing")
+
+	k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
+	require.NoError(t, err)
+	for _, grace := range []time.Duration{manage.MaxRotationGrace + time.Second, 2100000 * time.Hour} {
+		_, err := s.RotateKey(ctx, k.Record.ID, grace)
+		assert.ErrorContains(t, err, "MaxRotationGrace", "grace %v", grace)
+	}
+	old, err := s.LookupKey(ctx, k.Record.Hash)
+	require.NoError(t, err)
+	assert.True(t, old.RevokedAt.IsZero(), "a refused rotation leaves the old key alone")
+	keys, err := s.ListKeys(ctx, org.ID)
+	require.NoError(t, err)
+	assert.Len(t, keys, 2, "a refused rotation makes no key")
+
+	_, err = s.RotateKey(ctx, k.Record.ID, manage.MaxRotationGrace)
+	require.NoError(t, err)
+	old, err = s.LookupKey(ctx, k.Record.Hash)
+	require.NoError(t, err)
+	assert.True(t, start.Add(manage.MaxRotationGrace).Equal(old.RevokedAt), "revoked at %v", old.RevokedAt)
+	assert.False(t, old.Revoked(start.Add(manage.MaxRotationGrace-time.Second)))
 }
 
 func testLifecycle(t *testing.T, newBackend NewKeyBackend) {

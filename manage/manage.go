@@ -6,6 +6,7 @@ package manage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/keyward/keyward"
@@ -25,7 +26,8 @@ type OrgSpec struct {
 	Name string
 	// Plan names a plan of the plan table. Zero: "free".
 	Plan string
-	// RatePerMinute overrides the plan's request rate when > 0.
+	// RatePerMinute overrides the plan's request rate when > 0. At most
+	// MaxRatePerMinute.
 	RatePerMinute int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
@@ -44,6 +46,9 @@ func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
 	}
 	if _, err := plans.Resolve(o); err != nil {
 		errs = append(errs, err)
+	}
+	if err := CheckRatePerMinute(o.RatePerMinute); err != nil && o.RatePerMinute > 0 {
+		errs = append(errs, err) // (Resolve refused a negative one already)
 	}
 	return errors.Join(errs...)
 }
@@ -64,9 +69,60 @@ func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, e
 	return o, nil
 }
 
+// Bounds of the durations and rates a KeyManager accepts. Beyond them a
+// value is a typo or an attack, and some would wrap around: a time past
+// the year 2262 has no int64 nanosecond count, so a store keeping one
+// would write a date in the past.
+const (
+	// MaxKeyLifetime is the longest KeySpec.ExpiresIn: 100 years, longer
+	// than any credential should live, and far from the year 2262.
+	MaxKeyLifetime = 100 * 365 * 24 * time.Hour
+	// MaxRotationGrace is the longest grace RotateKey gives the old key:
+	// one year. Grace is the time clients need to switch to the new key
+	// (a release cycle, an annual on-premises upgrade); an old key that
+	// keeps working longer is a second key in all but name.
+	MaxRotationGrace = 365 * 24 * time.Hour
+	// MaxRatePerMinute is the largest organization or key RatePerMinute:
+	// one billion, over 16 million requests a second. It keeps the
+	// RateLimit-Policy quota within a structured-field integer (15
+	// digits) and every rate exact in JSON (below 2^53).
+	MaxRatePerMinute = 1_000_000_000
+)
+
+// CheckKeyLifetime returns an error unless d, a key's lifetime
+// (KeySpec.ExpiresIn; zero for none), is between 0 and MaxKeyLifetime.
+func CheckKeyLifetime(d time.Duration) error {
+	if d < 0 || d > MaxKeyLifetime {
+		return fmt.Errorf("keyward: key lifetime %v is out of range: 0 (none) to %v (manage.MaxKeyLifetime)", d, MaxKeyLifetime)
+	}
+	return nil
+}
+
+// CheckRotationGrace returns an error if grace, how long RotateKey lets
+// the old key work, is above MaxRotationGrace. A grace ≤ 0 (revoke at
+// once) is accepted. Both KeyManager implementations call it before
+// rotating.
+func CheckRotationGrace(grace time.Duration) error {
+	if grace > MaxRotationGrace {
+		return fmt.Errorf("keyward: rotation grace %v is above the maximum, %v (manage.MaxRotationGrace)", grace, MaxRotationGrace)
+	}
+	return nil
+}
+
+// CheckRatePerMinute returns an error unless rate, an organization's or a
+// key's RatePerMinute (zero: the plan's, or none), is between 0 and
+// MaxRatePerMinute.
+func CheckRatePerMinute(rate int64) error {
+	if rate < 0 || rate > MaxRatePerMinute {
+		return fmt.Errorf("keyward: rate %d/min is out of range: 0 to %d/min (manage.MaxRatePerMinute)", rate, MaxRatePerMinute)
+	}
+	return nil
+}
+
 // Check fills n's defaults (environment live) and returns every problem
-// of it, joined: an empty name, an unknown environment, a negative expiry
-// or rate, malformed permissions. KeyManager implementations call it
+// of it, joined: an empty name, an unknown environment, an expiry or rate
+// out of range (CheckKeyLifetime, CheckRatePerMinute), malformed
+// permissions. KeyManager implementations call it
 // before making a key.
 func (n *KeySpec) Check() error {
 	var errs []error
@@ -79,8 +135,11 @@ func (n *KeySpec) Check() error {
 	if !n.Environment.Valid() {
 		errs = append(errs, errors.New("keyward: environment must be live or test"))
 	}
-	if n.ExpiresIn < 0 || n.RatePerMinute < 0 {
-		errs = append(errs, errors.New("keyward: expiry and rate must not be negative"))
+	if err := CheckKeyLifetime(n.ExpiresIn); err != nil {
+		errs = append(errs, err)
+	}
+	if err := CheckRatePerMinute(n.RatePerMinute); err != nil {
+		errs = append(errs, err)
 	}
 	if err := keyward.ValidatePermissions(n.Permissions); err != nil {
 		errs = append(errs, err)
@@ -98,9 +157,11 @@ type KeySpec struct {
 	Environment keyward.Environment
 	// Permissions the key holds (resource:action, resource:*, *).
 	Permissions []string
-	// ExpiresIn is the key's lifetime; zero for none.
+	// ExpiresIn is the key's lifetime; zero for none. At most
+	// MaxKeyLifetime.
 	ExpiresIn time.Duration
-	// RatePerMinute is a per-key request limit when > 0.
+	// RatePerMinute is a per-key request limit when > 0. At most
+	// MaxRatePerMinute.
 	RatePerMinute int64
 }
 
@@ -122,7 +183,8 @@ type CreatedKey struct {
 //   - RotateKey makes a new key with the old one's organization, name,
 //     environment, permissions, rate and lifetime, and revokes the old key
 //     at now+grace (at once for grace ≤ 0). Rotating a revoked key is
-//     ErrKeyRevoked.
+//     ErrKeyRevoked; a grace above MaxRotationGrace is refused
+//     (CheckRotationGrace) and changes nothing.
 //   - Unknown organization ids are ErrOrgNotFound.
 //   - Every change to a key or an organization is told to the watching
 //     Invalidators before the call returns (for the instance that made it).

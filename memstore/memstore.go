@@ -270,6 +270,9 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 
 // RotateKey implements manage.KeyManager.
 func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (manage.CreatedKey, error) {
+	if err := manage.CheckRotationGrace(grace); err != nil {
+		return manage.CreatedKey{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old, ok := s.keys[keyID]

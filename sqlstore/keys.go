@@ -74,6 +74,8 @@ func (s *Store) scanKey(row scanner) (*keyward.KeyRecord, error) {
 
 // LookupKey implements keyward.KeyStore.
 func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.KeyRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rec, err := s.scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.hash = $1`, hash.String()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, keyward.ErrKeyNotFound
@@ -86,6 +88,8 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 
 // CreateOrg implements manage.KeyManager.
 func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organization, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	o, err := manage.NewOrg(ids.New("org_"), n, s.plans)
 	if err != nil {
 		return keyward.Organization{}, err
@@ -113,6 +117,8 @@ func (s *Store) scanOrg(row scanner) (keyward.Organization, error) {
 
 // Org implements manage.KeyManager.
 func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	o, err := s.scanOrg(s.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return keyward.Organization{}, manage.ErrOrgNotFound
@@ -125,6 +131,8 @@ func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error
 
 // ListOrgs implements manage.KeyManager, ordered by name then id.
 func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs ORDER BY name, id`)
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
@@ -145,6 +153,8 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 // overage take the values in o, and every key of the organization is
 // announced on the change feed.
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := manage.CheckOrg(o, s.plans); err != nil {
 		return err
 	}
@@ -187,6 +197,8 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 
 // CreateKey implements manage.KeyManager.
 func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.CreatedKey, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if err := n.Check(); err != nil {
 		return manage.CreatedKey{}, err
 	}
@@ -256,6 +268,8 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organizat
 
 // ListKeys implements manage.KeyManager, newest first.
 func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	if _, err := s.Org(ctx, orgID); err != nil {
 		return nil, err
 	}
@@ -277,6 +291,8 @@ func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord
 
 // RevokeKey implements manage.KeyManager.
 func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	now := nanos(s.now())
 	var hash string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -304,6 +320,11 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string) error {
 
 // RotateKey implements manage.KeyManager.
 func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration) (manage.CreatedKey, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := manage.CheckRotationGrace(grace); err != nil {
+		return manage.CreatedKey{}, err
+	}
 	now := s.now()
 	end := now
 	if grace > 0 {
@@ -350,8 +371,12 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	return ck, nil
 }
 
-// inTx runs f in a transaction, committing if it returns nil.
+// inTx runs f in a transaction, committing if it returns nil. On
+// PostgreSQL the transaction is bounded by the store's QueryTimeout (see
+// bound): past it, it is rolled back and f's next statement fails.
 func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

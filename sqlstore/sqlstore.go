@@ -28,7 +28,8 @@ import (
 	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
@@ -82,7 +83,23 @@ type Options struct {
 	// cannot make every waiting request open one. Zero: 16. (SQLite always
 	// uses one.)
 	MaxConns int
+	// QueryTimeout bounds how long a frozen or partitioned PostgreSQL can
+	// hold a caller: each transaction is rolled back, and each key or
+	// organization call fails, at most QueryTimeout after it starts
+	// (sooner if its context's deadline is earlier). Each statement is
+	// bounded by it too, whatever its context (the credit ledger settles
+	// under a context without a deadline, so that a client going away
+	// cannot undo a charge), and so is opening a connection unless the
+	// DSN sets connect_timeout. SQLite, a local file, waits for its write
+	// lock up to its busy timeout (10 s) instead. Zero:
+	// DefaultQueryTimeout.
+	QueryTimeout time.Duration
 }
+
+// DefaultQueryTimeout is the QueryTimeout of a zero Options: far above a
+// healthy database's milliseconds, far below the 5 minutes a credit
+// reservation is held.
+const DefaultQueryTimeout = 5 * time.Second
 
 // Store is a keyward.KeyStore and manage.KeyManager on SQLite or
 // PostgreSQL. It is safe for concurrent use; Close it when done.
@@ -99,6 +116,7 @@ type Store struct {
 	period  credit.PeriodFunc
 	resTTL  time.Duration
 	idemTTL time.Duration
+	timeout time.Duration // QueryTimeout
 
 	mu        sync.Mutex
 	watchers  []keyward.Invalidator
@@ -143,7 +161,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}{
 		{"PollInterval", int64(opts.PollInterval)}, {"FlushInterval", int64(opts.FlushInterval)},
 		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
-		{"MaxConns", int64(opts.MaxConns)},
+		{"MaxConns", int64(opts.MaxConns)}, {"QueryTimeout", int64(opts.QueryTimeout)},
 	} {
 		if o.v < 0 {
 			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
@@ -187,13 +205,23 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if s.idemTTL <= 0 {
 		s.idemTTL = credit.DefaultIdempotencyTTL
 	}
+	s.timeout = opts.QueryTimeout
+	if s.timeout <= 0 {
+		s.timeout = DefaultQueryTimeout
+	}
 	s.usage.init()
 
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s.dialect = postgres
-		s.db, err = sql.Open("pgx", dsn)
+		var cfg *pgx.ConnConfig
+		cfg, err = pgx.ParseConfig(dsn)
 		if err == nil {
+			if cfg.ConnectTimeout == 0 {
+				cfg.ConnectTimeout = s.timeout
+			}
+			cfg.Tracer = statementTimeout(s.timeout)
+			s.db = stdlib.OpenDB(*cfg)
 			n := opts.MaxConns
 			if n <= 0 {
 				n = 16
@@ -228,6 +256,41 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s.wg.Add(1)
 	go s.flushLoop()
 	return s, nil
+}
+
+// bound gives ctx the store's QueryTimeout on PostgreSQL, unless its
+// deadline is earlier. SQLite, a local file, is left to its busy timeout:
+// its callers queue for its one connection, and one instance can wait for
+// another's write lock for seconds under load without anything being
+// wrong.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.dialect == sqlite {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// statementTimeout is a pgx tracer that gives every PostgreSQL statement a
+// deadline of d, unless its context's is earlier. A transaction's own
+// deadline (bound, in inTx) cannot interrupt a statement run with another
+// context: database/sql waits for the statement before rolling back, so
+// without this a statement of the ledger's settle path, whose context has
+// no deadline, would wait on a frozen server for good.
+type statementTimeout time.Duration
+
+// cancelKey holds the context.CancelFunc of a statement's deadline.
+type cancelKey struct{}
+
+// TraceQueryStart implements pgx.QueryTracer.
+func (d statementTimeout) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(d))
+	return context.WithValue(ctx, cancelKey{}, cancel)
+}
+
+// TraceQueryEnd implements pgx.QueryTracer: the statement (or the reading
+// of its rows) is over.
+func (statementTimeout) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
+	ctx.Value(cancelKey{}).(context.CancelFunc)()
 }
 
 // firstPing opens the first connection. On SQLite, switching a new database to

@@ -116,9 +116,10 @@ type server struct {
 
 var addrLine = regexp.MustCompile(`addr=(http://127\.0\.0\.1:\d+)`)
 
-func (c *cli) serve() *server {
+// serve starts `keyward serve` with the flags given besides --addr.
+func (c *cli) serve(flags ...string) *server {
 	c.t.Helper()
-	cmd := c.cmd("serve", "--addr", "127.0.0.1:0")
+	cmd := c.cmd(append([]string{"serve", "--addr", "127.0.0.1:0"}, flags...)...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(c.t, err)
 	require.NoError(c.t, cmd.Start())

@@ -30,6 +30,11 @@ func orgView(o keyward.Organization) orgJSON {
 		Credits: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
 }
 
+// flagError is a usage error: flag's value broke keyward's rule err.
+func flagError(flag string, err error) error {
+	return usageError{fmt.Errorf("%s: %s", flag, strings.TrimPrefix(err.Error(), "keyward: "))}
+}
+
 // parseRate reads "600/min", "600" or "600/m".
 func parseRate(s string) (int64, error) {
 	if s == "" {
@@ -44,6 +49,9 @@ func parseRate(s string) (int64, error) {
 	v, err := strconv.ParseInt(n, 10, 64)
 	if err != nil || v <= 0 {
 		return 0, usageError{fmt.Errorf("--rate %q: want a positive number of requests per minute", s)}
+	}
+	if err := manage.CheckRatePerMinute(v); err != nil {
+		return 0, flagError("--rate", err)
 	}
 	return v, nil
 }
@@ -203,6 +211,9 @@ func (a *app) keysCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := manage.CheckKeyLifetime(expires); err != nil {
+				return flagError("--expires", err)
+			}
 			var permissions []string
 			for _, p := range strings.Split(perms, ",") {
 				if p = strings.TrimSpace(p); p != "" {
@@ -226,7 +237,7 @@ func (a *app) keysCommand() *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "key name: production, development, ci, partner… (required)")
 	create.Flags().StringVar(&env, "env", "live", "environment: live or test")
 	create.Flags().StringVar(&perms, "permissions", "", "comma-separated permissions, e.g. transactions:enrich,categories:read or *")
-	create.Flags().DurationVar(&expires, "expires", 0, "lifetime, e.g. 720h (default: never expires)")
+	create.Flags().DurationVar(&expires, "expires", 0, fmt.Sprintf("lifetime, e.g. 720h; at most %.0fh (default: never expires)", manage.MaxKeyLifetime.Hours()))
 	create.Flags().StringVar(&rate, "rate", "", "per-key rate limit, N/min (on top of the organization's)")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -304,6 +315,9 @@ func (a *app) keysCommand() *cobra.Command {
 			if grace < 0 {
 				return usageError{errors.New("--grace must not be negative")}
 			}
+			if err := manage.CheckRotationGrace(grace); err != nil {
+				return flagError("--grace", err)
+			}
 			s, err := a.open(cmd.Context())
 			if err != nil {
 				return err
@@ -316,7 +330,7 @@ func (a *app) keysCommand() *cobra.Command {
 			return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
 		},
 	}
-	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the old key keeps working")
+	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, fmt.Sprintf("how long the old key keeps working; at most %.0fh", manage.MaxRotationGrace.Hours()))
 	rotate.Flags().BoolVar(&rotateJSON, "json", false, "print JSON")
 	var count int
 	sample := &cobra.Command{

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
@@ -76,6 +77,7 @@ func isCobraUsage(err error) bool {
 type app struct {
 	stdout, stderr io.Writer
 	db             string
+	dbTimeout      time.Duration
 	prefix         string
 }
 
@@ -95,6 +97,8 @@ func (a *app) rootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&a.db, "db", envOr("KEYWARD_DB", "./keyward.db"),
 		"database: a SQLite file path (or sqlite:PATH) or postgres://… (env KEYWARD_DB)")
+	root.PersistentFlags().DurationVar(&a.dbTimeout, "db-timeout", sqlstore.DefaultQueryTimeout,
+		"longest wait for one PostgreSQL call or transaction; past it the call fails (a charged request: 503)")
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
 		"key prefix (env KEYWARD_KEY_PREFIX)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
@@ -113,7 +117,10 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 }
 
 func (a *app) open(ctx context.Context) (*sqlstore.Store, error) {
-	return sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix})
+	if a.dbTimeout <= 0 {
+		return nil, usageError{errors.New("--db-timeout must be positive")}
+	}
+	return sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout})
 }
 
 // printJSON writes v as one JSON document on stdout.

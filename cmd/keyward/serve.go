@@ -27,6 +27,51 @@ type serveFlags struct {
 	redis    string
 	ledger   string
 	loadtest bool
+
+	// The server's bounds (http.Server fields of the same names) and the
+	// Redis client's: what a slow client or a frozen Redis can cost.
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	maxHeaderBytes                                            int
+	redisTimeout                                              time.Duration
+}
+
+// limitFlags adds the flags of the server's and the Redis client's bounds
+// to cmd. The defaults are the deployment checklist's (SECURITY.md).
+func (f *serveFlags) limitFlags(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.DurationVar(&f.readHeaderTimeout, "read-header-timeout", 10*time.Second, "longest wait for a request's headers")
+	fs.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "longest wait for a whole request, body included")
+	fs.DurationVar(&f.writeTimeout, "write-timeout", time.Minute,
+		"longest time from a request's headers to the end of its answer (below the 5 min credit reservation TTL)")
+	fs.DurationVar(&f.idleTimeout, "idle-timeout", time.Minute,
+		"how long a kept-alive connection may wait for its next request (behind a load balancer, above its idle timeout)")
+	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block, in bytes")
+	fs.DurationVar(&f.redisTimeout, "redis-timeout", redislimit.DefaultTimeout,
+		"longest wait for Redis in one rate-limit check; past it the request is served without a limit")
+}
+
+// check refuses bounds that are not bounds.
+func (f *serveFlags) check() error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--read-header-timeout", f.readHeaderTimeout}, {"--read-timeout", f.readTimeout},
+		{"--write-timeout", f.writeTimeout}, {"--idle-timeout", f.idleTimeout}, {"--redis-timeout", f.redisTimeout},
+	} {
+		if d.v <= 0 {
+			return usageError{fmt.Errorf("%s must be positive", d.flag)}
+		}
+	}
+	if f.writeTimeout >= credit.DefaultReservationTTL {
+		// A call still running when its reservation expires is served
+		// without one.
+		return usageError{fmt.Errorf("--write-timeout must be below the credit reservation TTL, %v", credit.DefaultReservationTTL)}
+	}
+	if f.maxHeaderBytes <= 0 {
+		return usageError{errors.New("--max-header-bytes must be positive")}
+	}
+	return nil
 }
 
 func (a *app) serveCommand() *cobra.Command {
@@ -36,6 +81,9 @@ func (a *app) serveCommand() *cobra.Command {
 		Short: "Serve the demo API (a miniature transaction-enrichment API) protected by keyward",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			s, err := a.open(cmd.Context())
 			if err != nil {
 				return err
@@ -48,6 +96,7 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters shared by several instances (default: in memory)")
 	cmd.Flags().StringVar(&f.ledger, "ledger", "db", "where credits are kept: db (the --db database) or memory (lost on exit; for load tests)")
 	cmd.Flags().BoolVar(&f.loadtest, "loadtest", false, "also serve the load-test routes (POST /loadtest/protected, /loadtest/open, GET /loadtest/stats)")
+	f.limitFlags(cmd)
 	return cmd
 }
 
@@ -58,6 +107,9 @@ func (a *app) demoCommand() *cobra.Command {
 		Short: "Serve the demo API on a fresh SQLite file, with an organization and a key ready to use",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			dir, err := os.MkdirTemp("", "keyward-demo-")
 			if err != nil {
@@ -104,6 +156,7 @@ Press Ctrl-C to stop.
 	}
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters (default: in memory)")
+	f.limitFlags(cmd)
 	return cmd
 }
 
@@ -116,13 +169,13 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	var limitStore = keyward.RateLimitConfig{}.Store
 	if f.redis != "" {
 		var opts *redis.Options
-		opts, err = redis.ParseURL(f.redis)
+		opts, err = redislimit.ClientOptions(f.redis, f.redisTimeout)
 		if err != nil {
 			return usageError{fmt.Errorf("--redis: %w", err)}
 		}
 		client := redis.NewClient(opts)
 		defer client.Close()
-		limitStore, err = redislimit.New(ctx, client, redislimit.Options{})
+		limitStore, err = redislimit.New(ctx, client, redislimit.Options{Timeout: f.redisTimeout})
 		if err != nil {
 			return err
 		}
@@ -147,7 +200,11 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: f.readHeaderTimeout,
+		ReadTimeout:       f.readTimeout,
+		WriteTimeout:      f.writeTimeout,
+		IdleTimeout:       f.idleTimeout,
+		MaxHeaderBytes:    f.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()

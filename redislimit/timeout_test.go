@@ -1,0 +1,97 @@
+package redislimit_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/redislimit"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFrozenRedisCostsAtMostTimeout: with a client from ClientOptions and
+// the default timeouts, Redis frozen (a partition: connections stay open, nothing comes back)
+// costs each request at most the timeout, then it is served unlimited or
+// refused with a 503; Redis gone (connections refused) costs next to
+// nothing. Concurrent requests are bounded alike, whether they wait for an
+// answer, a connection from the pool or a new one.
+func TestFrozenRedisCostsAtMostTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = redislimit.DefaultTimeout
+	base := redisOptions(t)
+	for _, failClosed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("failClosed=%v", failClosed), func(t *testing.T) {
+			t.Parallel()
+			keys, k := newOrgAndKey(t)
+			proxy := testenv.NewProxy(t, base.Addr)
+			opts, err := redislimit.ClientOptions(fmt.Sprintf("redis://%s/%d", proxy.Addr(), base.DB), 0)
+			require.NoError(t, err)
+			opts.PoolSize = 4 // fewer connections than concurrent requests
+			client := redis.NewClient(opts)
+			t.Cleanup(func() { _ = client.Close() })
+			prefix := testPrefix()
+			t.Cleanup(func() { cleanKeys(base, prefix) })
+			in := newInstance(t, keys, client, prefix, func() time.Time { return midWindow }, failClosed)
+			require.NotEmpty(t, in.call(k.Key).Header().Get("X-RateLimit-Limit"))
+
+			want := http.StatusOK
+			if failClosed {
+				want = http.StatusServiceUnavailable
+			}
+			// slowest makes 8 × 3 concurrent calls and returns the slowest.
+			slowest := func(what string) time.Duration {
+				var mu sync.Mutex
+				var worst time.Duration
+				var wg sync.WaitGroup
+				for range 8 {
+					wg.Go(func() {
+						for range 3 {
+							began := time.Now()
+							w := in.call(k.Key)
+							took := time.Since(began)
+							assert.Equal(t, want, w.Code, what)
+							assert.Empty(t, w.Header().Get("X-RateLimit-Limit"), what)
+							mu.Lock()
+							worst = max(worst, took)
+							mu.Unlock()
+						}
+					})
+				}
+				wg.Wait()
+				t.Logf("Redis %s: slowest request %v", what, worst.Round(time.Millisecond))
+				return worst
+			}
+			proxy.BlackHole()
+			assert.Less(t, slowest("frozen"), timeout+150*time.Millisecond)
+			proxy.Restore()
+			require.Eventually(t, func() bool {
+				return in.call(k.Key).Header().Get("X-RateLimit-Limit") != ""
+			}, 5*time.Second, 20*time.Millisecond, "counts again once the network heals")
+			proxy.Cut()
+			assert.Less(t, slowest("gone"), timeout)
+		})
+	}
+}
+
+func TestClientOptions(t *testing.T) {
+	opts, err := redislimit.ClientOptions("redis://127.0.0.1:6379/3", 0)
+	require.NoError(t, err)
+	assert.Equal(t, 3, opts.DB)
+	for _, d := range []time.Duration{opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout} {
+		assert.Equal(t, redislimit.DefaultTimeout, d)
+	}
+	assert.True(t, opts.ContextTimeoutEnabled)
+	assert.Equal(t, -1, opts.MaxRetries)
+	_, err = redislimit.ClientOptions("redis://127.0.0.1:6379/0", -time.Second)
+	assert.Error(t, err)
+	_, err = redislimit.ClientOptions("http://nope", time.Second)
+	assert.Error(t, err)
+	_, err = redislimit.New(context.Background(), redis.NewClient(opts), redislimit.Options{Timeout: -time.Second})
+	assert.ErrorContains(t, err, "Timeout is negative")
+}
