@@ -93,6 +93,8 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	return a, nil
 }
 
+func isSpaceOrTab(r rune) bool { return r == ' ' || r == '\t' }
+
 // isTokenByte says whether c may appear in a header name (RFC 9110 token).
 func isTokenByte(c byte) bool { return isAlnum(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 }
 
@@ -118,7 +120,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 	case len(vals[0]) > maxKeyHeaderLen:
 		return nil, a.fail.invalid
 	}
-	key := strings.Trim(vals[0], " \t")
+	key := strings.TrimFunc(vals[0], isSpaceOrTab)
 	if key == "" {
 		return nil, a.fail.missing
 	}

@@ -386,7 +386,7 @@ func TestNewPlansReportsEveryProblem(t *testing.T) {
 	require.Error(t, err)
 	var ce *keyward.ConfigError
 	assert.ErrorAs(t, err, &ce)
-	for _, want := range []string{`Plans["x"] has a negative limit`, `Plans["y"] has a negative limit`, `Plans["y"] is named twice`, "without a name"} {
+	for _, want := range []string{`Plans["x"] has a limit out of range: rate -1`, `Plans["y"] has a limit out of range: credits -5`, `Plans["y"] is named twice`, "without a name"} {
 		assert.Contains(t, err.Error(), want)
 	}
 	_, err = keyward.NewPlans()
@@ -418,8 +418,8 @@ func TestPlansResolve(t *testing.T) {
 		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerMinute: 5}, ""},
 		{keyward.Organization{Plan: "custom"}, keyward.Limits{}, "custom rate"},
 		{keyward.Organization{Plan: "free"}, keyward.Limits{}, `"free"`},
-		{keyward.Organization{Plan: "pro", RatePerMinute: -1}, keyward.Limits{}, "negative"},
-		{keyward.Organization{Plan: "pro", MonthlyCredits: -1}, keyward.Limits{}, "negative"},
+		{keyward.Organization{Plan: "pro", RatePerMinute: -1}, keyward.Limits{}, "out of range"},
+		{keyward.Organization{Plan: "pro", MonthlyCredits: -1}, keyward.Limits{}, "out of range"},
 	} {
 		got, err := plans.Resolve(tc.org)
 		if tc.err != "" {

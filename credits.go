@@ -1,14 +1,12 @@
 package keyward
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/keepalive"
+	"github.com/keyward/keyward/internal/statuswriter"
 )
 
 // Headers that ChargeCredits reads and writes.
@@ -206,7 +205,7 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 		return nil, ledgerFailure(cost, res, err)
 	}
 	ch := st.newCharge()
-	ch.c, ch.st, ch.parent, ch.detached, ch.acct, ch.cost = c, st, r.Context(), detach.Context{Parent: r.Context()}, req.Account, cost
+	ch.c, ch.st, ch.detached, ch.acct, ch.cost = c, st, detach.Context{Parent: r.Context()}, req.Account, cost
 	ch.res = res
 	if res.Replayed {
 		ch.cost = res.Charged
@@ -282,15 +281,14 @@ func (c *Charger) fingerprint(r *http.Request) (string, error) {
 // safe for concurrent use.
 type Charge struct {
 	c        *Charger
-	parent   context.Context // the request's
-	detached detach.Context  // parent without its cancellation, for settling
+	detached detach.Context // the request's context (Parent) without its cancellation, for settling
 	acct     credit.Account
 	res      credit.Reservation
 	alive    keepalive.Node
 
 	// w, status, hijacked and returned belong to the goroutine serving the
 	// request (the middleware and the handler's writes).
-	w        http.ResponseWriter
+	sw       statuswriter.Writer
 	status   int
 	hijacked bool
 	returned bool
@@ -345,7 +343,7 @@ func (ch *Charge) SetCost(credits int64) error {
 		return nil
 	}
 	if credits > ch.res.Amount {
-		res, err := ch.c.ledger.Adjust(ch.parent, ch.acct, ch.res.ID, credits)
+		res, err := ch.c.ledger.Adjust(ch.detached.Parent, ch.acct, ch.res.ID, credits)
 		if err != nil {
 			return ledgerFailure(credits-ch.res.Amount, res, err)
 		}
@@ -442,8 +440,8 @@ func (ch *Charge) Release() error { return ch.Settle(0) }
 // WriteHeader is called (echo's Response) installs it under the
 // framework's writer. Call it once, before Run.
 func (ch *Charge) ResponseWriter(w http.ResponseWriter) http.ResponseWriter {
-	ch.w = w
-	return (*chargeWriter)(ch)
+	ch.sw = statuswriter.Writer{W: w, O: (*chargeObserver)(ch)}
+	return &ch.sw
 }
 
 // ObserveStatus tells the Charge that the response's status code is being
@@ -494,15 +492,15 @@ func (ch *Charge) finish(commit func()) {
 	switch {
 	case !ch.returned || ch.hijacked: // a panic, runtime.Goexit, or a hijack
 		status = 0
-	case status == 0 && ch.parent.Err() != nil: // nothing written, client gone
+	case status == 0 && ch.detached.Parent.Err() != nil: // nothing written, client gone
 	case status == 0: // nothing written: the framework answers now
 		if commit != nil {
 			commit()
 		}
 		if ch.status == 0 { // net/http answers 200 when the handler returns
 			var h http.Header
-			if ch.w != nil {
-				h = ch.w.Header()
+			if ch.sw.W != nil {
+				h = ch.sw.W.Header()
 			}
 			ch.sawStatus(h, http.StatusOK)
 		}
@@ -534,69 +532,17 @@ func (ch *Charge) sawStatus(h http.Header, code int) {
 	}
 }
 
-// chargeWriter is the Charge seen as the handler's ResponseWriter: it
-// records the status and keeps Flusher, Hijacker and ReaderFrom working;
-// Unwrap lets http.ResponseController reach the rest.
-type chargeWriter Charge
+// chargeObserver is the Charge as its statuswriter sees it.
+type chargeObserver Charge
 
-func (cw *chargeWriter) Header() http.Header { return cw.w.Header() }
-
-func (cw *chargeWriter) WriteHeader(code int) {
-	(*Charge)(cw).sawStatus(cw.w.Header(), code)
-	cw.w.WriteHeader(code)
+func (o *chargeObserver) Sending(h http.Header, code int) { (*Charge)(o).sawStatus(h, code) }
+func (o *chargeObserver) Sent() bool                      { return o.status != 0 }
+func (o *chargeObserver) Hijacked()                       { o.hijacked = true }
+func (o *chargeObserver) NotSent(h http.Header) {
+	o.status = 0
+	h.Del(HeaderCreditsRemaining)
+	h.Del(HeaderIdempotentReplayed)
 }
-
-func (cw *chargeWriter) Write(p []byte) (int, error) {
-	if cw.status == 0 {
-		(*Charge)(cw).sawStatus(cw.w.Header(), http.StatusOK)
-	}
-	return cw.w.Write(p)
-}
-
-// ReadFrom implements io.ReaderFrom, so that io.Copy keeps the underlying
-// writer's fast path (sendfile).
-func (cw *chargeWriter) ReadFrom(src io.Reader) (int64, error) {
-	if cw.status == 0 {
-		(*Charge)(cw).sawStatus(cw.w.Header(), http.StatusOK)
-	}
-	if rf, ok := cw.w.(io.ReaderFrom); ok {
-		return rf.ReadFrom(src)
-	}
-	return io.Copy(writerOnly{cw.w}, src)
-}
-
-type writerOnly struct{ io.Writer }
-
-// Flush implements http.Flusher.
-func (cw *chargeWriter) Flush() { _ = cw.FlushError() }
-
-// FlushError flushes as http.ResponseController does, returning its error
-// (http.ErrNotSupported when the underlying writer cannot flush).
-func (cw *chargeWriter) FlushError() error {
-	first := cw.status == 0
-	if first {
-		(*Charge)(cw).sawStatus(cw.w.Header(), http.StatusOK) // flushing sends the headers
-	}
-	err := http.NewResponseController(cw.w).Flush()
-	if err != nil && first { // nothing was sent after all
-		cw.status = 0
-		cw.w.Header().Del(HeaderCreditsRemaining)
-		cw.w.Header().Del(HeaderIdempotentReplayed)
-	}
-	return err
-}
-
-// Hijack implements http.Hijacker. A hijacked call is not charged.
-func (cw *chargeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(cw.w).Hijack()
-	if err == nil {
-		cw.hijacked = true
-	}
-	return conn, brw, err
-}
-
-// Unwrap returns the underlying ResponseWriter, for http.ResponseController.
-func (cw *chargeWriter) Unwrap() http.ResponseWriter { return cw.w }
 
 // renewAt is when to renew a reservation that expires at expires: a third
 // of the way there, on the shared clock (the rest is slack for a busy

@@ -12,7 +12,7 @@ import (
 )
 
 // unlimited is a plan table under which no benchmark ever hits a limit.
-var unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: 1 << 50, MonthlyCredits: 100}})
+var unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: keyward.MaxRatePerMinute, MonthlyCredits: 100}})
 
 // RateLimitChains builds, over one limiter store, the three handlers the
 // rate-limit benchmarks compare:

@@ -2,8 +2,11 @@ package keyward
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
+
+	"github.com/keyward/keyward/credit"
 )
 
 // Limits are what an organization may do: its request rate and its
@@ -14,6 +17,26 @@ type Limits struct {
 	RequestsPerMinute int64
 	// MonthlyCredits is the credit allocation per billing period.
 	MonthlyCredits int64
+}
+
+// MaxRatePerMinute bounds every request rate: a plan's, an organization's
+// and a key's. One billion a minute is over 16 million requests a second;
+// the bound keeps the RateLimit-Policy quota within a structured-field
+// integer (15 digits) and every rate exact in JSON (below 2^53). Credits
+// are bounded by credit.MaxCredits.
+const MaxRatePerMinute = 1_000_000_000
+
+// checkLimits is the range of every limit: a rate in 0…MaxRatePerMinute,
+// credits in 0…credit.MaxCredits (0: the plan's, or custom).
+func checkLimits(l Limits) error {
+	var errs []error
+	if l.RequestsPerMinute < 0 || l.RequestsPerMinute > MaxRatePerMinute {
+		errs = append(errs, fmt.Errorf("rate %d/min is out of range: 0 to %d/min (keyward.MaxRatePerMinute)", l.RequestsPerMinute, MaxRatePerMinute))
+	}
+	if l.MonthlyCredits < 0 || l.MonthlyCredits > credit.MaxCredits {
+		errs = append(errs, fmt.Errorf("credits %d are out of range: 0 to %d (credit.MaxCredits)", l.MonthlyCredits, credit.MaxCredits))
+	}
+	return errors.Join(errs...)
 }
 
 // Plan is a row of the plan table. A zero field is "custom": every
@@ -46,8 +69,8 @@ func NewPlans(plans ...Plan) (*Plans, error) {
 		} else if _, dup := t.byName[p.Name]; dup {
 			errs = append(errs, &ConfigError{Field: field, Problem: "is named twice"})
 		}
-		if p.Limits.RequestsPerMinute < 0 || p.Limits.MonthlyCredits < 0 {
-			errs = append(errs, &ConfigError{Field: field, Problem: "has a negative limit"})
+		if err := checkLimits(p.Limits); err != nil {
+			errs = append(errs, &ConfigError{Field: field, Problem: "has a limit out of range: " + err.Error()})
 		}
 		t.byName[p.Name] = p
 		t.names = append(t.names, p.Name)
@@ -100,8 +123,8 @@ func (t *Plans) List() []Plan {
 
 // Resolve returns org's limits: each of its overrides that is > 0,
 // else its plan's. It is the one place that rule lives. An unknown plan,
-// a negative override, or a plan with a custom rate and no rate override
-// is an error.
+// an override out of range, or a plan with a custom rate and no rate
+// override is an error.
 func (t *Plans) Resolve(org Organization) (Limits, error) {
 	var errs []error
 	p, ok := t.Plan(org.Plan)
@@ -109,8 +132,8 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 		errs = append(errs, errors.New("keyward: unknown plan "+strconv.Quote(org.Plan)+"; the plan table has "+
 			quoteList(t.table().names)))
 	}
-	if org.RatePerMinute < 0 || org.MonthlyCredits < 0 {
-		errs = append(errs, errors.New("keyward: an organization's rate and credits must not be negative"))
+	if err := checkLimits(Limits{RequestsPerMinute: org.RatePerMinute, MonthlyCredits: org.MonthlyCredits}); err != nil {
+		errs = append(errs, errors.New("keyward: the organization's "+err.Error()))
 	}
 	l := p.Limits
 	if org.RatePerMinute > 0 {

@@ -6,11 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward/internal/clock"
+	"github.com/keyward/keyward/internal/window"
 	"github.com/ulule/limiter/v3"
 )
 
@@ -124,11 +124,11 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 		return RateDecision{}, err
 	}
 	orgRate := limits.RequestsPerMinute
-	window := now.Unix() / int64(rateWindow/time.Second)
-	reset := time.Unix((window+1)*int64(rateWindow/time.Second), 0)
+	win := now.Unix() / int64(rateWindow/time.Second)
+	reset := time.Unix((win+1)*int64(rateWindow/time.Second), 0)
 	d := RateDecision{Allowed: true, Reset: reset, RetryAfter: reset.Sub(now)}
 	if k.RatePerMinute > 0 {
-		c, err := l.count(ctx, &d, "key", k.ID, k.RatePerMinute, window)
+		c, err := l.count(ctx, &d, "key", k.ID, k.RatePerMinute, win)
 		if err != nil {
 			return RateDecision{}, err
 		}
@@ -139,7 +139,7 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 			return d, nil
 		}
 	}
-	c, err := l.count(ctx, &d, "org", k.Org.ID, orgRate, window)
+	c, err := l.count(ctx, &d, "org", k.Org.ID, orgRate, win)
 	if err != nil {
 		return RateDecision{}, err
 	}
@@ -156,15 +156,15 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 
 // count adds one request to the counter of (scope, id, window), adds its
 // part to d and returns it; remaining < 0 means over the limit.
-func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id string, limit, window int64) (counted, error) {
+func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id string, limit, win int64) (counted, error) {
 	c := counted{name: scope, limit: limit}
 	if l.store == nil {
-		mc := processCounters.get(counterKey{scope, id, window}, window)
-		c.remaining = limit - mc.n.Add(1)
-		c.strs = mc.strings(scope, limit)
-		d.resetStr = mc.resetStr
+		mc := processCounters.Get(window.Key{Scope: scope, ID: id, Window: win}, rateWindow)
+		c.remaining = limit - mc.N.Add(1)
+		c.strs = stringsOf(mc, scope, limit)
+		d.resetStr = mc.Reset
 	} else {
-		res, err := l.store.Get(ctx, scope+":"+id+":"+strconv.FormatInt(window, 10),
+		res, err := l.store.Get(ctx, scope+":"+id+":"+strconv.FormatInt(win, 10),
 			limiter.Rate{Period: rateWindow, Limit: limit})
 		if err != nil {
 			return counted{}, ServiceUnavailable("rate limiter", err)
@@ -297,95 +297,18 @@ func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
 }
 
 // processCounters are the default store: one set per process.
-var processCounters memCounters
+var processCounters window.Counters
 
-// memCounters are the in-process counters: one per (scope, id, window),
-// counted with an atomic add, in shards so that requests of different
-// organizations rarely share a lock. Counters of windows that ended are
-// swept, a shard at a time, when a later window is first seen. The sweep
-// goes by the system clock as well as by the windows asked for: a request
-// stamped far ahead (an injected clock, a wall clock stepped forward) never
-// removes the counters of the window the system clock is in, or of the one
-// before, so an organization's count is never split.
-type memCounters struct {
-	shards [64]counterShard
-	swept  atomic.Int64 // the last window a sweep was started for
-}
-
-type counterShard struct {
-	mu sync.RWMutex
-	m  map[counterKey]*memCounter
-}
-
-type counterKey struct {
-	scope, id string
-	window    int64
-}
-
-type memCounter struct {
-	window   int64
-	resetStr string // the window's end, Unix seconds
-	n        atomic.Int64
-	strs     atomic.Pointer[counterStrings]
-}
-
-// strings returns the counter's header values at limit, formatted once
-// while the limit stays the same.
-func (c *memCounter) strings(scope string, limit int64) *counterStrings {
-	if s := c.strs.Load(); s != nil && s.limit == limit {
-		return s
+// stringsOf returns c's header values at limit, formatted once while the
+// limit stays the same.
+func stringsOf(c *window.Counter, scope string, limit int64) *counterStrings {
+	if m := c.Memo.Load(); m != nil {
+		if s := (*m).(*counterStrings); s.limit == limit {
+			return s
+		}
 	}
 	s := newCounterStrings(scope, limit)
-	c.strs.Store(s)
+	var m any = s
+	c.Memo.Store(&m)
 	return s
-}
-
-func (m *memCounters) shard(id string) *counterShard {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
-	}
-	return &m.shards[h%uint32(len(m.shards))]
-}
-
-// get returns the counter of k, creating it if needed.
-func (m *memCounters) get(k counterKey, window int64) *memCounter {
-	sh := m.shard(k.id)
-	sh.mu.RLock()
-	c := sh.m[k]
-	sh.mu.RUnlock()
-	if c != nil {
-		return c
-	}
-	sh.mu.Lock()
-	if c = sh.m[k]; c == nil {
-		if sh.m == nil {
-			sh.m = make(map[counterKey]*memCounter)
-		}
-		c = &memCounter{window: window, resetStr: strconv.FormatInt((window+1)*int64(rateWindow/time.Second), 10)}
-		sh.m[k] = c
-	}
-	sh.mu.Unlock()
-	// Once per counter and window, not per request: the clock read is
-	// affordable here. Keep the previous window: a request whose clock read
-	// came just before the boundary may still count in it.
-	w := min(window, time.Now().Unix()/int64(rateWindow/time.Second))
-	if last := m.swept.Load(); w > last && m.swept.CompareAndSwap(last, w) && last != 0 {
-		go m.sweep(w - 1)
-	}
-	return c
-}
-
-// sweep forgets the counters of windows before keep.
-func (m *memCounters) sweep(keep int64) {
-	for i := range m.shards {
-		sh := &m.shards[i]
-		sh.mu.Lock()
-		for k, c := range sh.m {
-			if c.window < keep {
-				delete(sh.m, k)
-			}
-		}
-		sh.mu.Unlock()
-	}
 }

@@ -129,6 +129,50 @@ func readmeImports(code, path string) bool {
 	return strings.Contains(code, `"`+path+`"`) || strings.Contains(code, `"`+path+`/`)
 }
 
+// readmeWarmUp compiles the packages the snippets import, with one go
+// command per module of this repository, before the snippets are vetted in
+// parallel: on a cold build cache, parallel go commands would each compile
+// the same dependencies (the SQLite driver alone takes a minute). A failure
+// here is left for the snippets' own builds to report.
+func readmeWarmUp(t *testing.T, goBin, root string, nested []nestedModule, snippets []readmeSnippet) {
+	t.Helper()
+	byDir := map[string][]string{}
+	var dirs []string
+	for _, s := range snippets {
+		f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, parser.ImportsOnly)
+		if err != nil {
+			continue
+		}
+		for _, imp := range f.Imports {
+			path, err := strconv.Unquote(imp.Path.Value)
+			if err != nil {
+				continue
+			}
+			dir := ""
+			for _, m := range append(nested, nestedModule{path: "github.com/keyward/keyward", dir: root}) {
+				if path == m.path || strings.HasPrefix(path, m.path+"/") {
+					dir = m.dir
+					break
+				}
+			}
+			if dir == "" || slices.Contains(byDir[dir], path) {
+				continue
+			}
+			if byDir[dir] == nil {
+				dirs = append(dirs, dir)
+			}
+			byDir[dir] = append(byDir[dir], path)
+		}
+	}
+	for _, dir := range dirs {
+		cmd := exec.Command(goBin, append([]string{"build"}, byDir[dir]...)...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("warming the build cache in %s: %v\n%s", dir, err, out)
+		}
+	}
+}
+
 var readmeMainGoLine = regexp.MustCompile(`(?:\./)?\bmain\.go:(\d+)`)
 
 // TestREADMESnippetsCompile builds every ```go block of README.md as a
@@ -164,6 +208,8 @@ func TestREADMESnippetsCompile(t *testing.T) {
 	}
 	nested := readmeNestedModules(t, root)
 	env := append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"), "GOWORK=off")
+
+	readmeWarmUp(t, goBin, root, nested, snippets)
 
 	for _, s := range snippets {
 		t.Run("line_"+strconv.Itoa(s.line), func(t *testing.T) {

@@ -18,14 +18,15 @@ import (
 //   - headerValue: a response header value that costs no allocation;
 //   - newCharge and charge: room for the call's Charge, which SetCost finds.
 //
-// Its parts are claimed with atomic operations and never reused, so it is
-// safe for concurrent use.
+// Its parts are claimed once and never reused. Header values are set by the
+// goroutine serving the request, as the header map itself requires; the
+// Charge is claimed with an atomic operation.
 type requestState struct {
 	req http.Request // the request RequireAPIKey passes on
 	key *KeyRecord
 
 	vals  [8]string // header values, claimed in order
-	nvals atomic.Int32
+	nvals int       // (the goroutine serving the request sets headers)
 
 	room       Charge // the first Charge of the request
 	roomTaken  atomic.Bool
@@ -81,13 +82,14 @@ func callerOf(ctx context.Context, handler string) (*requestState, *KeyRecord, e
 }
 
 // headerValue returns v as a header map value, []string{v}, taken from the
-// state's room while it lasts (st may be nil).
+// state's room while it lasts (st may be nil). Call it from the goroutine
+// serving the request, as for the header map it goes into.
 func (st *requestState) headerValue(v string) []string {
-	if st != nil {
-		if i := st.nvals.Add(1) - 1; int(i) < len(st.vals) {
-			st.vals[i] = v
-			return st.vals[i : i+1 : i+1]
-		}
+	if st != nil && st.nvals < len(st.vals) {
+		i := st.nvals
+		st.nvals++
+		st.vals[i] = v
+		return st.vals[i : i+1 : i+1]
 	}
 	return []string{v}
 }

@@ -27,7 +27,7 @@ type Backends struct {
 
 // Unlimited is a plan under which no benchmark hits a limit or runs out of
 // credits.
-var Unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: 1 << 40, MonthlyCredits: 1 << 40}})
+var Unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: keyward.MaxRatePerMinute, MonthlyCredits: credit.MaxCredits}})
 
 // Chain is the full keyward chain of one route and a request for it.
 type Chain struct {

@@ -108,19 +108,19 @@ func testBounds(t *testing.T, newBackend NewKeyBackend) {
 	require.NoError(t, err)
 
 	longest, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "longest",
-		ExpiresIn: manage.MaxKeyLifetime, RatePerMinute: manage.MaxRatePerMinute})
+		ExpiresIn: manage.MaxKeyLifetime, RatePerMinute: keyward.MaxRatePerMinute})
 	require.NoError(t, err)
 	got, err := s.LookupKey(ctx, longest.Record.Hash)
 	require.NoError(t, err)
 	assert.True(t, start.Add(manage.MaxKeyLifetime).Equal(got.ExpiresAt), "expires %v", got.ExpiresAt)
 	assert.False(t, got.Expired(start))
-	assert.Equal(t, int64(manage.MaxRatePerMinute), got.RatePerMinute)
+	assert.Equal(t, int64(keyward.MaxRatePerMinute), got.RatePerMinute)
 
 	for _, d := range []time.Duration{manage.MaxKeyLifetime + time.Second, 2562047 * time.Hour, -time.Second} {
 		_, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "x", ExpiresIn: d})
 		assert.ErrorContains(t, err, "key lifetime", "ExpiresIn %v", d)
 	}
-	for _, r := range []int64{manage.MaxRatePerMinute + 1, math.MaxInt64} {
+	for _, r := range []int64{keyward.MaxRatePerMinute + 1, math.MaxInt64} {
 		_, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "x", RatePerMinute: r})
 		assert.ErrorContains(t, err, "MaxRatePerMinute", "key RatePerMinute %d", r)
 		_, err = s.CreateOrg(ctx, manage.OrgSpec{Name: "x", RatePerMinute: r})
@@ -129,9 +129,9 @@ func testBounds(t *testing.T, newBackend NewKeyBackend) {
 		o.RatePerMinute = r
 		assert.ErrorContains(t, s.UpdateOrg(ctx, o), "MaxRatePerMinute", "UpdateOrg RatePerMinute %d", r)
 	}
-	fast, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "fast", RatePerMinute: manage.MaxRatePerMinute})
+	fast, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "fast", RatePerMinute: keyward.MaxRatePerMinute})
 	require.NoError(t, err)
-	assert.Equal(t, int64(manage.MaxRatePerMinute), fast.RatePerMinute)
+	assert.Equal(t, int64(keyward.MaxRatePerMinute), fast.RatePerMinute)
 	got2, err := s.Org(ctx, org.ID)
 	require.NoError(t, err)
 	assert.Equal(t, org, got2, "a refused update changes nothing")

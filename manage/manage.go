@@ -27,7 +27,7 @@ type OrgSpec struct {
 	// Plan names a plan of the plan table. Zero: "free".
 	Plan string
 	// RatePerMinute overrides the plan's request rate when > 0. At most
-	// MaxRatePerMinute.
+	// keyward.MaxRatePerMinute.
 	RatePerMinute int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
@@ -46,9 +46,6 @@ func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
 	}
 	if _, err := plans.Resolve(o); err != nil {
 		errs = append(errs, err)
-	}
-	if err := CheckRatePerMinute(o.RatePerMinute); err != nil && o.RatePerMinute > 0 {
-		errs = append(errs, err) // (Resolve refused a negative one already)
 	}
 	return errors.Join(errs...)
 }
@@ -82,11 +79,6 @@ const (
 	// (a release cycle, an annual on-premises upgrade); an old key that
 	// keeps working longer is a second key in all but name.
 	MaxRotationGrace = 365 * 24 * time.Hour
-	// MaxRatePerMinute is the largest organization or key RatePerMinute:
-	// one billion, over 16 million requests a second. It keeps the
-	// RateLimit-Policy quota within a structured-field integer (15
-	// digits) and every rate exact in JSON (below 2^53).
-	MaxRatePerMinute = 1_000_000_000
 )
 
 // CheckKeyLifetime returns an error unless d, a key's lifetime
@@ -109,12 +101,11 @@ func CheckRotationGrace(grace time.Duration) error {
 	return nil
 }
 
-// CheckRatePerMinute returns an error unless rate, an organization's or a
-// key's RatePerMinute (zero: the plan's, or none), is between 0 and
-// MaxRatePerMinute.
+// CheckRatePerMinute returns an error unless rate, a key's RatePerMinute
+// (zero: none), is between 0 and keyward.MaxRatePerMinute.
 func CheckRatePerMinute(rate int64) error {
-	if rate < 0 || rate > MaxRatePerMinute {
-		return fmt.Errorf("keyward: rate %d/min is out of range: 0 to %d/min (manage.MaxRatePerMinute)", rate, MaxRatePerMinute)
+	if rate < 0 || rate > keyward.MaxRatePerMinute {
+		return fmt.Errorf("keyward: rate %d/min is out of range: 0 to %d/min (keyward.MaxRatePerMinute)", rate, keyward.MaxRatePerMinute)
 	}
 	return nil
 }
@@ -161,7 +152,7 @@ type KeySpec struct {
 	// MaxKeyLifetime.
 	ExpiresIn time.Duration
 	// RatePerMinute is a per-key request limit when > 0. At most
-	// MaxRatePerMinute.
+	// keyward.MaxRatePerMinute.
 	RatePerMinute int64
 }
 

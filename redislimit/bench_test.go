@@ -54,7 +54,7 @@ func BenchmarkRedisRateLimit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	org, _ := keys.CreateOrg(ctx, manage.OrgSpec{Name: "bench", Plan: "enterprise", RatePerMinute: 1 << 50})
+	org, _ := keys.CreateOrg(ctx, manage.OrgSpec{Name: "bench", Plan: "enterprise", RatePerMinute: keyward.MaxRatePerMinute})
 	k, _ := keys.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "bench"})
 	cache, _ := keyward.NewCache(keys, keyward.CacheConfig{TTL: time.Hour})
 	defer cache.Close()

@@ -9,7 +9,7 @@ import (
 
 // TestDurationAndRateFlagsAreBounded: the values of the overflow report
 // (a lifetime that wrapped into the year 1734, a grace that revoked the
-// old key at once) and rates beyond manage.MaxRatePerMinute are usage
+// old key at once) and rates beyond keyward.MaxRatePerMinute are usage
 // errors naming the flag and the bound, and change nothing; the bounds
 // themselves are accepted.
 func TestDurationAndRateFlagsAreBounded(t *testing.T) {
