@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/keyward/keyward/internal/ascii"
 )
 
 // DefaultHeader is the request header that carries the key.
@@ -66,7 +68,7 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	header := cfg.Header
 	if header == "" {
 		header = DefaultHeader
-	} else if !bytesIn(header, 256, isTokenByte) {
+	} else if !ascii.Only(header, 256, "!#$%&'*+-.^_`|~") { // an RFC 9110 token
 		errs = append(errs, &ConfigError{Field: "AuthConfig.Header", Problem: "is not a valid header name"})
 	}
 	for _, e := range cfg.Environments {
@@ -94,9 +96,6 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 }
 
 func isSpaceOrTab(r rune) bool { return r == ' ' || r == '\t' }
-
-// isTokenByte says whether c may appear in a header name (RFC 9110 token).
-func isTokenByte(c byte) bool { return isAlnum(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 }
 
 // maxKeyHeaderLen bounds the key header's value: a key is at most 32 bytes
 // of prefix and 36 of body and checksum; the rest is room for spaces.

@@ -79,17 +79,14 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	if store == nil {
 		errs = append(errs, &ConfigError{Field: "store", Problem: "is nil"})
 	}
-	for _, f := range []struct {
+	type field struct {
 		name string
-		neg  bool
-	}{
-		{"CacheConfig.MaxKeys", cfg.MaxKeys < 0},
-		{"CacheConfig.TTL", cfg.TTL < 0},
-		{"CacheConfig.NegativeTTL", cfg.NegativeTTL < 0},
-		{"CacheConfig.LookupTimeout", cfg.LookupTimeout < 0},
-	} {
-		if f.neg {
-			errs = append(errs, &ConfigError{Field: f.name, Problem: "is negative"})
+		v    int64
+	}
+	for _, f := range []field{{"MaxKeys", cfg.MaxKeys}, {"TTL", int64(cfg.TTL)},
+		{"NegativeTTL", int64(cfg.NegativeTTL)}, {"LookupTimeout", int64(cfg.LookupTimeout)}} {
+		if f.v < 0 {
+			errs = append(errs, &ConfigError{Field: "CacheConfig." + f.name, Problem: "is negative"})
 		}
 	}
 	if len(errs) > 0 {

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/keepalive"
@@ -84,29 +86,19 @@ type Charger struct {
 // ChargeCredits checks cfg and returns the Charger it describes, or every
 // problem in cfg joined into one error.
 //
-// Before the handler it reserves the call's cost (Begin). It answers,
-// without running the handler: 402 insufficient_credits (details
-// creditsRequired, creditsRemaining) when the organization has no overage
-// and too few credits; 409 idempotency_key_in_use with Retry-After: 1
-// while a call with the same Idempotency-Key is in flight; 422
-// idempotency_key_reused for a key used with a different request; 400 for
-// a malformed or conflicting idempotency key; 503 service_unavailable when
-// the ledger fails (fail closed); 500 without RequireAPIKey in front.
-//
-// While the handler runs, the reservation is renewed (credit.Ledger.Extend)
-// so that it never expires under a live call, however slow the handler or
-// the client. After the handler it commits the final cost (SetCost) on a
-// 2xx status, and releases the reservation on any other final status, on
-// a hijacked connection, on a panic (which goes on unrecovered, with its
-// own stack), and when the handler wrote nothing and the request's context
-// is done (the client went away). A handler that returns without writing
-// and with the client still there has answered 200: it is charged.
-//
-// Every 2xx response of a charged call carries X-Credits-Remaining. A
-// retry of a charged call (same Idempotency-Key, same request, within the
-// ledger's idempotency TTL) runs the handler again but is not charged; its
-// 2xx response carries Idempotent-Replayed: true and the current
-// X-Credits-Remaining.
+// Before the handler it reserves the call's cost (Begin), or answers
+// without running it: 402 when the organization has no overage and too few
+// credits; 409, 422 or 400 for an idempotency key in flight, reused for
+// another request, or malformed; 503 when the ledger fails; 500 without
+// RequireAPIKey in front (failures.go has every message). While the
+// handler runs the reservation is renewed (credit.Ledger.Extend), so a
+// slow handler or client never makes a call free. After it, a 2xx commits
+// the final cost (SetCost); any other status, a hijack, a panic (which
+// goes on) or a client gone before anything was written releases it. A
+// handler that returns without writing, client still there, answered 200.
+// A 2xx carries X-Credits-Remaining; a retry of a charged call (same
+// Idempotency-Key and request) runs again uncharged, with
+// Idempotent-Replayed: true.
 func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	var errs []error
 	if cfg.Ledger == nil {
@@ -224,8 +216,6 @@ func ledgerFailure(amount int64, res credit.Reservation, err error) *Error {
 	return ServiceUnavailable("credit ledger", err)
 }
 
-func isIdempotencyKeyByte(c byte) bool { return isAlnum(c) || c == '_' || c == '-' }
-
 // idempotencyKey returns the call's idempotency key, "" for none.
 func (c *Charger) idempotencyKey(h http.Header) (string, error) {
 	a, b := h[HeaderIdempotencyKey], h[HeaderXIdempotencyKey]
@@ -245,7 +235,7 @@ func (c *Charger) idempotencyKey(h http.Header) (string, error) {
 	default:
 		return "", nil
 	}
-	if !bytesIn(k, 64, isIdempotencyKeyByte) {
+	if !ascii.Only(k, 64, "_-") {
 		return "", c.fail.badKey
 	}
 	return k, nil
@@ -394,7 +384,7 @@ func (ch *Charge) SetResponseHeaders(h http.Header) {
 	ch.mu.Lock()
 	n := ch.remaining()
 	ch.mu.Unlock()
-	h[HeaderCreditsRemaining] = ch.st.intHeaderValue(n)
+	h[HeaderCreditsRemaining] = ch.st.headerValue(strconv.FormatInt(n, 10))
 	if ch.res.Replayed {
 		h[HeaderIdempotentReplayed] = ch.st.headerValue("true")
 	}
@@ -433,11 +423,9 @@ func (ch *Charge) Release() error { return ch.Settle(0) }
 // ResponseWriter returns w seen through the Charge: the first final
 // status written through it (WriteHeader, or 200 on the first Write, Flush
 // or ReadFrom) is the one the call settles on, and a 2xx gets the credit
-// headers set in w's header just before it goes out. Flusher, Hijacker
-// (a hijacked call is not charged) and io.ReaderFrom keep working; Unwrap
-// lets http.ResponseController reach the rest. ChargeCredits serves its
-// handler with it; an adapter for a framework that sends the status when
-// WriteHeader is called (echo's Response) installs it under the
+// headers just before it goes out; a hijacked call is not charged
+// (internal/statuswriter). An adapter for a framework that sends the
+// status when WriteHeader is called (echo) installs it under the
 // framework's writer. Call it once, before Run.
 func (ch *Charge) ResponseWriter(w http.ResponseWriter) http.ResponseWriter {
 	ch.sw = statuswriter.Writer{W: w, O: (*chargeObserver)(ch)}
@@ -458,22 +446,13 @@ func (ch *Charge) ObserveStatus(h http.Header, code int) { ch.sawStatus(h, code)
 func (ch *Charge) ObserveHijack() { ch.hijacked = true }
 
 // Run runs next, the rest of the chain, and then settles the call, as
-// ChargeCredits does:
-//   - if next panics (or calls runtime.Goexit), or the connection was
-//     hijacked, the reservation is released and the panic goes on, with
-//     its own stack;
-//   - if no status was sent and the request's context is done, the client
-//     went away: released;
-//   - if no status was sent and the client is still there, commit is
-//     called: it must send the status the framework sends for a handler
-//     that wrote nothing, through the writer that reports to the Charge
-//     (nil: the server sends 200 once the handler returns; the credit
-//     headers are set on the writer given to ResponseWriter);
-//   - then the call settles on the status sent: committed on a 2xx,
-//     released otherwise. A failure to settle is logged (the reservation
-//     then expires and is released).
-//
-// Call it once, from the goroutine serving the request.
+// ChargeCredits does: released if next panicked (the panic goes on with
+// its stack) or hijacked the connection, or if nothing was sent and the
+// request's context is done; if nothing was sent and the client is still
+// there, commit must send the status the framework sends for a handler
+// that wrote nothing (nil: net/http's 200). Then the call settles on the
+// status sent; a failure to settle is logged (the reservation then expires
+// and is released). Call it once, from the goroutine serving the request.
 func (ch *Charge) Run(next func(), commit func()) {
 	defer ch.finish(commit)
 	next()

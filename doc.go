@@ -43,22 +43,11 @@
 //	manage/         key management: creating, rotating, revoking (KeyManager)
 //	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
 //
-// # Credits
-//
-// [ChargeCredits] reserves a call's cost in a credit.Ledger before the
-// handler runs, keeps the reservation alive while it runs, and settles
-// after it: commit on a 2xx, release on any other status, a panic, a
-// hijack, or a client gone before anything was written. The handler may
-// change its cost with [SetCost]. An Idempotency-Key makes a retried call
-// spend once.
-//
 // # Failures
 //
 // Every failure is an [*Error] written by one [ErrorWriter] as one JSON
-// envelope (success, error.code, error.message, error.details, meta), so
-// every router gives byte-identical answers; failures.go lists them all,
-// and ErrorWriter.Message replaces their wording. A key store that cannot
-// be reached is a 503, never a 401: keyward fails closed.
+// envelope, so every router gives byte-identical answers; failures.go
+// lists them all. A store that cannot be reached is a 503, never a 401.
 //
 // # What a deployment MUST do
 //

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/ids"
 )
 
@@ -384,39 +385,10 @@ func (ew *ErrorWriter) RequestIDFor(r *http.Request) string {
 // ids) have shorter runs.
 func incomingRequestID(r *http.Request) (string, bool) {
 	ids := r.Header["X-Request-Id"]
-	if len(ids) != 1 || !bytesIn(ids[0], 128, isRequestIDByte) {
+	if len(ids) != 1 || !ascii.Only(ids[0], 128, "._-") || ascii.LongestAlnumRun(ids[0]) >= keyRunLen {
 		return "", false
 	}
-	run := 0
-	for i := 0; i < len(ids[0]); i++ {
-		if run = run + 1; !isAlnum(ids[0][i]) {
-			run = 0
-		}
-		if run >= keyRunLen {
-			return "", false
-		}
-	}
 	return ids[0], true
-}
-
-func isAlnum(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-func isRequestIDByte(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' }
-
-// bytesIn reports whether s is 1 to maxLen bytes, each accepted by ok.
-// Every "is s made only of these characters" rule of keyward is this.
-func bytesIn(s string, maxLen int, ok func(byte) bool) bool {
-	if s == "" || len(s) > maxLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !ok(s[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // ConfigError is one problem in a configuration, found at construction.

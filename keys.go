@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/base62"
 )
 
 // Key layout, after the prefix: a base62 body of bodyLen characters drawn
@@ -28,20 +29,6 @@ const (
 )
 
 var errZeroKeyFormat = errors.New("keyward: zero KeyFormat; build one with NewKeyFormat")
-
-const base62Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// base62Index maps a byte to its base62 digit value, or 0xff when the byte
-// is not in the alphabet.
-var base62Index = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for i := 0; i < len(base62Alphabet); i++ {
-		t[base62Alphabet[i]] = byte(i)
-	}
-	return t
-}()
 
 // KeyHash is the SHA-256 of a whole presented key (prefix included). It is
 // the only form in which a key is stored or looked up.
@@ -101,44 +88,11 @@ func (f KeyFormat) Generate() (string, error) {
 	buf := make([]byte, f.Len())
 	copy(buf, f.prefix)
 	body := buf[len(f.prefix) : len(f.prefix)+bodyLen]
-	if err := randomBase62(f.rand, body); err != nil {
+	if err := base62.Random(f.rand, body); err != nil {
 		return "", err
 	}
-	putChecksum(buf[len(f.prefix)+bodyLen:], crc32.ChecksumIEEE(buf[:len(f.prefix)+bodyLen]))
+	base62.Put(buf[len(f.prefix)+bodyLen:], uint64(crc32.ChecksumIEEE(buf[:len(f.prefix)+bodyLen])))
 	return string(buf), nil
-}
-
-// randomBase62 fills dst with uniformly distributed base62 characters,
-// rejecting random bytes ≥ 248 (= 4·62) so that no character is favoured.
-func randomBase62(r io.Reader, dst []byte) error {
-	var pool [64]byte
-	filled := 0
-	for filled < len(dst) {
-		if _, err := io.ReadFull(r, pool[:]); err != nil {
-			return err
-		}
-		for _, b := range pool {
-			if b >= 248 {
-				continue
-			}
-			dst[filled] = base62Alphabet[b%62]
-			filled++
-			if filled == len(dst) {
-				break
-			}
-		}
-	}
-	return nil
-}
-
-// putChecksum writes sum in base62, most significant digit first, padded
-// with '0' to fill dst.
-func putChecksum(dst []byte, sum uint32) {
-	v := uint64(sum)
-	for i := len(dst) - 1; i >= 0; i-- {
-		dst[i] = base62Alphabet[v%62]
-		v /= 62
-	}
 }
 
 // Valid reports whether key is a well-formed key of this format: prefix,
@@ -156,25 +110,14 @@ func (f KeyFormat) hasPrefix(key string) bool {
 // shaped says whether key has f's prefix, a key's length and only base62
 // characters after the prefix: everything but the checksum.
 func (f KeyFormat) shaped(key string) bool {
-	if !f.hasPrefix(key) || len(key) != f.Len() {
-		return false
-	}
-	for i := len(f.prefix); i < len(key); i++ {
-		if base62Index[key[i]] == 0xff {
-			return false
-		}
-	}
-	return true
+	return f.hasPrefix(key) && len(key) == f.Len() && base62.Only(key[len(f.prefix):])
 }
 
 // checksumOK says whether a shaped key's checksum matches its prefix and
 // body.
 func (f KeyFormat) checksumOK(key string) bool {
 	n := len(f.prefix) + bodyLen
-	var want uint64
-	for i := n; i < len(key); i++ {
-		want = want*62 + uint64(base62Index[key[i]])
-	}
+	want, _ := base62.Decode(key[n:])
 	// CRC32 (IEEE) over the string itself, byte by byte from the standard
 	// table: crc32.ChecksumIEEE would need a []byte that escapes.
 	crc := ^uint32(0)

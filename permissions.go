@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/keyward/keyward/internal/ascii"
 )
 
 // validatePermission checks one permission: "resource:action",
@@ -33,9 +35,7 @@ func ValidatePermissions(perms []string) error {
 	return errors.Join(errs...)
 }
 
-func permWord(s string) bool { return bytesIn(s, 64, isPermByte) }
-
-func isPermByte(c byte) bool { return isAlnum(c) || c == '_' || c == '.' || c == '-' }
+func permWord(s string) bool { return ascii.Only(s, 64, "_.-") }
 
 // grants reports whether a held permission covers the required one, which
 // is of the form resource:action.

@@ -3,7 +3,6 @@ package keyward
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 )
 
@@ -92,11 +91,6 @@ func (st *requestState) headerValue(v string) []string {
 		return st.vals[i : i+1 : i+1]
 	}
 	return []string{v}
-}
-
-// intHeaderValue is headerValue of n in decimal.
-func (st *requestState) intHeaderValue(n int64) []string {
-	return st.headerValue(strconv.FormatInt(n, 10))
 }
 
 // newCharge returns room for a Charge: the state's the first time, a new
