@@ -12,7 +12,7 @@ import (
 )
 
 // The root package is kept small enough to read: the budgets are product
-// decisions (issue "Core redesign"; BENCHMARKS.md), checked here rather
+// decisions, written down in BENCHMARKS.md and checked here rather
 // than claimed. Mechanisms go to internal/, concepts to their own package
 // (credit, manage) before the root outgrows them.
 const (
