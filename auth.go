@@ -160,20 +160,26 @@ func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 }
 
 func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) {
+	c, _ := a.keys.(*Cache) // nil: a store without a cache in front
+	if rec, ok := c.byKey(key); ok {
+		return rec, nil
+	}
 	h := Hash(key)
-	if c, ok := a.keys.(*Cache); ok {
-		if rec, err, hit := c.cached(h); hit {
-			return rec, err
+	e, ok := c.cached(h)
+	switch {
+	case ok:
+	case !a.format.checksumOK(key): // a key that cannot exist: no store lookup
+		return nil, ErrKeyNotFound
+	case c == nil:
+		return lookupStore(r.Context(), a.keys, h)
+	default:
+		var err error
+		if e, err = c.miss(r.Context(), h); err != nil {
+			return nil, err
 		}
 	}
-	if !a.format.checksumOK(key) {
-		return nil, ErrKeyNotFound
-	}
-	rec, err := a.keys.LookupKey(r.Context(), h)
-	if err == nil && rec == nil {
-		err = errors.New("keyward: key store returned neither a record nor an error")
-	}
-	return rec, err
+	c.remember(key, e)
+	return e.answer()
 }
 
 // WriteError writes err (an error of Authenticate) with the

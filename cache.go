@@ -10,6 +10,7 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/keyward/keyward/internal/clock"
+	"github.com/keyward/keyward/internal/front"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -28,13 +29,19 @@ type CacheConfig struct {
 	// LookupTimeout bounds one store lookup, which may be shared by many
 	// requests. Zero: 5s.
 	LookupTimeout time.Duration
+	// FrontSlots is how many keys RequireAPIKey recently found the cache
+	// keeps by the key itself (SECURITY.md: their plaintext is then in the
+	// process's memory), so that a key seen again is compared whole instead
+	// of hashed. Zero: 4096; negative: none.
+	FrontSlots int
 }
 
 // Cache is a KeyStore in front of another KeyStore: found keys for TTL,
 // unknown hashes for NegativeTTL, one store call for concurrent misses of
-// one hash. It is keyed by the key's SHA-256 and compares the whole hash on
-// every hit, so it answers only for the exact key that was stored. It is
-// safe for concurrent use.
+// one hash. It answers only for the exact key that was stored: by its
+// SHA-256, the whole hash compared, or in its front (recently found keys)
+// by the whole key, compared in constant time. It is safe for concurrent
+// use.
 //
 // Revocation is exact on this instance: once Invalidate(h) or
 // InvalidateAll returns, no lookup answers from what was known before,
@@ -51,9 +58,14 @@ type Cache struct {
 	global  atomic.Uint64
 	stripes [genStripes]atomic.Uint64
 
+	// front: entries of c by key (nil when FrontSlots < 0), served under
+	// the same checks; a hit costs no SHA-256 and no ristretto lookup.
+	front *front.Front[*cacheEntry]
+
 	closeOnce sync.Once
 	closeMu   sync.RWMutex // held by fills while they write to c.c
 	closed    bool
+	isClosed  atomic.Bool
 
 	storeCalls atomic.Int64
 }
@@ -108,13 +120,17 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{
+	c := &Cache{
 		store:         store,
 		c:             rc,
 		ttl:           orDefault(cfg.TTL, 30*time.Second),
 		negTTL:        orDefault(cfg.NegativeTTL, 5*time.Second),
 		lookupTimeout: orDefault(cfg.LookupTimeout, 5*time.Second),
-	}, nil
+	}
+	if cfg.FrontSlots >= 0 {
+		c.front = front.New[*cacheEntry](int(orDefault(int64(cfg.FrontSlots), 4096)))
+	}
+	return c, nil
 }
 
 func orDefault[T int64 | time.Duration](v, def T) T {
@@ -128,20 +144,45 @@ func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % g
 
 // LookupKey implements KeyStore.
 func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
-	if rec, err, hit := c.cached(hash); hit {
-		return rec, err
+	e, ok := c.cached(hash)
+	if !ok {
+		var err error
+		if e, err = c.miss(ctx, hash); err != nil {
+			return nil, err
+		}
 	}
-	return c.miss(ctx, hash)
+	return e.answer()
 }
 
-// cached answers from the cache alone: hit is false when the store must be
-// asked.
-func (c *Cache) cached(hash KeyHash) (rec *KeyRecord, err error, hit bool) {
-	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && c.current(e) {
-		rec, err = e.answer()
-		return rec, err, true
+// cached returns the current entry of hash, if the cache holds one.
+func (c *Cache) cached(hash KeyHash) (*cacheEntry, bool) {
+	if c == nil {
+		return nil, false
 	}
-	return nil, nil, false
+	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && c.current(e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// byKey returns the record of key if the front holds a current entry for
+// exactly that key (compared whole, in constant time).
+func (c *Cache) byKey(key string) (*KeyRecord, bool) {
+	if c == nil || c.front == nil {
+		return nil, false
+	}
+	e, ok := c.front.Get(key)
+	if !ok || !c.current(e) || c.isClosed.Load() {
+		return nil, false
+	}
+	return e.rec, true
+}
+
+// remember puts e, the entry of a key found, in the front under key.
+func (c *Cache) remember(key string, e *cacheEntry) {
+	if c != nil && c.front != nil && e.rec != nil && !c.isClosed.Load() {
+		c.front.Put(key, e)
+	}
 }
 
 func (e *cacheEntry) answer() (*KeyRecord, error) {
@@ -149,6 +190,16 @@ func (e *cacheEntry) answer() (*KeyRecord, error) {
 		return nil, ErrKeyNotFound
 	}
 	return e.rec, nil
+}
+
+// lookupStore asks store for hash, holding it to its contract: a record
+// or an error.
+func lookupStore(ctx context.Context, store KeyStore, hash KeyHash) (*KeyRecord, error) {
+	rec, err := store.LookupKey(ctx, hash)
+	if err == nil && rec == nil {
+		err = errors.New("keyward: key store returned neither a record nor an error")
+	}
+	return rec, err
 }
 
 // current says whether e may answer now: no invalidation since its lookup
@@ -164,7 +215,7 @@ const maxStaleRetries = 3
 
 var errInvalidationStorm = errors.New("keyward: key invalidated during every lookup attempt")
 
-func (c *Cache) miss(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
+func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 	stripe := &c.stripes[stripeOf(&hash)]
 	for range maxStaleRetries {
 		g, s := c.global.Load(), stripe.Load()
@@ -187,7 +238,7 @@ func (c *Cache) miss(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
 		if res.Err != nil {
 			return nil, res.Err
 		}
-		return res.Val.(*cacheEntry).answer()
+		return res.Val.(*cacheEntry), nil
 	}
 	return nil, errInvalidationStorm
 }
@@ -205,15 +256,13 @@ func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.lookupTimeout)
 	defer cancel()
 	c.storeCalls.Add(1)
-	rec, err := c.store.LookupKey(ctx, hash)
+	rec, err := lookupStore(ctx, c.store, hash)
 	e := &cacheEntry{hash: hash, global: g, stripe: s, stripeIdx: uint16(stripeOf(&hash))}
 	ttl := c.negTTL
 	switch {
 	case errors.Is(err, ErrKeyNotFound):
 	case err != nil:
 		return nil, err
-	case rec == nil:
-		return nil, errors.New("keyward: key store returned neither a record nor an error")
 	default:
 		e.rec, ttl = rec, c.ttl
 	}
@@ -259,6 +308,10 @@ func (c *Cache) Close() {
 		c.closeMu.Lock()
 		defer c.closeMu.Unlock()
 		c.closed = true
+		c.isClosed.Store(true)
 		c.c.Close()
+		if c.front != nil {
+			c.front.Clear()
+		}
 	})
 }

@@ -69,8 +69,8 @@ func TestCacheComparesTheWholeHash(t *testing.T) {
 	// answered from another's entry.
 	assert.GreaterOrEqual(t, store.calls.Load(), int64(3))
 	// A hit compares the whole hash.
-	rec, err, hit := c.cached(a)
-	if hit {
+	if e, hit := c.cached(a); hit {
+		rec, err := e.answer()
 		require.NoError(t, err)
 		assert.Equal(t, "key_a", rec.ID)
 	}

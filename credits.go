@@ -147,20 +147,14 @@ func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 
 var errNegativeCost = misconfigured("the cost of the call is negative")
 
-// Begin decides whether the call r may run, and reserves its cost: the
-// first half of what Middleware does, for adapters. The error, when not
-// nil, is an *Error ready for WriteError (see ChargeCredits for which). On
-// success the caller must run the handler inside ch.Run and report the
-// status its framework sends: through ch.ResponseWriter for a framework
-// that sends the status when WriteHeader is called, or with
-// ch.ObserveStatus at the moment it sends it. (By hand: set
-// ch.SetResponseHeaders just before writing a 2xx status, then call
-// ch.Settle with the final status, or ch.Release if the handler panicked
-// or the client went away.) SetCost on r's context reaches the Charge.
-//
-// When r carries an idempotency key, Begin reads r's body (at most
-// MaxIdempotentBody bytes) to fingerprint the call and replaces r.Body
-// with an in-memory copy.
+// Begin decides whether the call r may run and reserves its cost: the
+// first half of Middleware, for adapters. Write its error with WriteError.
+// On success run the handler inside ch.Run and report the status the
+// framework sends: through ch.ResponseWriter when it sends it on
+// WriteHeader, else with ch.ObserveStatus when it does (or by hand:
+// ch.SetResponseHeaders before a 2xx, then ch.Settle or ch.Release). With
+// an idempotency key Begin reads r's body (at most MaxIdempotentBody
+// bytes) to fingerprint the call and replaces r.Body with a copy.
 func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	st, k, err := callerOf(r.Context(), "ChargeCredits")
 	if err != nil {
@@ -297,20 +291,14 @@ func ChargeFromContext(ctx context.Context) (*Charge, bool) {
 }
 
 // SetCost sets the final cost, in credits (≥ 0), of the call ctx belongs
-// to; a batch endpoint calls it once it knows the size of the batch.
-//
-// Lowering the cost needs no ledger call: the commit charges the lower
-// cost and releases the rest. Raising it above what is reserved reserves
-// the difference at once, so that no call can spend credit it did not
-// hold: when the organization has no overage and too few credits, SetCost
-// returns a 402 *Error (errors.Is credit.ErrInsufficientCredits) and the cost is
-// unchanged; the handler decides whether to answer it (an ErrorWriter
-// writes it) or to go on at the old cost. A ledger failure is a 503
-// *Error. On a replayed call SetCost does nothing. Call it before the
-// response is written: X-Credits-Remaining is computed then.
-//
-// It returns ErrNoCharge outside a ChargeCredits chain, credit.ErrInvalidAmount
-// for a negative cost and ErrChargeSettled after the call was settled.
+// to (a batch endpoint, once it knows the batch's size); call it before
+// the response is written. Lowering it needs no ledger call. Raising it
+// above what is reserved reserves the difference at once: with too few
+// credits and no overage that is a 402 *Error and the cost is unchanged
+// (the handler may write it, or go on at the old cost); a ledger failure
+// is a 503 *Error. On a replayed call it does nothing. Other errors:
+// ErrNoCharge outside a ChargeCredits chain, credit.ErrInvalidAmount for a
+// negative cost, ErrChargeSettled after the call was settled.
 func SetCost(ctx context.Context, credits int64) error {
 	ch := stateFrom(ctx).charge()
 	if ch == nil {

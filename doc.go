@@ -16,16 +16,14 @@
 // …/echo, each its own module) call the same decisions. The conformance
 // kit in package keywardtest proves that they answer as net/http does.
 //
-// RequireAPIKey checks the key's prefix, length and alphabet without any
-// I/O, hashes it with SHA-256 and finds the stored record of exactly that
-// key through a [Cache] in front of a [KeyStore] (a cache miss checks the
-// CRC32 checksum before any store lookup). It refuses revoked and expired
-// keys and attaches the [KeyRecord], organization included, to the request
-// ([FromContext]): who is calling exists once. The handlers after it read
-// that record; used without it, or given a record they cannot use, they
-// answer 500, never panic. The organization's limits are resolved once, by
-// the store, from the plan table ([Plans]). With a cached key the whole
-// chain makes four allocations per request (BENCHMARKS.md).
+// RequireAPIKey checks the key's shape without I/O and finds the stored
+// record of exactly that key (the [Cache] compares a recently found key
+// whole, or looks up its SHA-256; a store lookup only after the CRC32
+// checksum matched), refuses revoked and expired keys and attaches the
+// [KeyRecord], organization and its resolved [Limits] included, to the
+// request ([FromContext]): who is calling exists once. The handlers after
+// it answer 500, never panic, without it or with a record they cannot use.
+// With a cached key the chain makes four allocations per request.
 //
 // # Where things are
 //
@@ -38,16 +36,11 @@
 //	ratelimit.go    RateLimitByOrg and the in-process counters
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
 //	failures.go     every failure's code, reason, status and message, and
-//	                the one ErrorWriter
+//	                the one ErrorWriter (byte-identical on every router; a
+//	                store that cannot be reached is a 503, never a 401)
 //	credit/         the credit ledger contract that memstore and sqlstore keep
 //	manage/         key management: creating, rotating, revoking (KeyManager)
 //	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
-//
-// # Failures
-//
-// Every failure is an [*Error] written by one [ErrorWriter] as one JSON
-// envelope, so every router gives byte-identical answers; failures.go
-// lists them all. A store that cannot be reached is a 503, never a 401.
 //
 // # What a deployment MUST do
 //

@@ -2,8 +2,8 @@ package keyward
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/envelope"
 	"github.com/keyward/keyward/internal/ids"
 )
 
@@ -266,24 +267,6 @@ type ErrorWriter struct {
 	Logger *slog.Logger
 }
 
-type envelope struct {
-	Success bool          `json:"success"`
-	Error   envelopeError `json:"error"`
-	Meta    envelopeMeta  `json:"meta"`
-}
-
-type envelopeError struct {
-	Code    string         `json:"code"`
-	Message string         `json:"message"`
-	Details map[string]any `json:"details"`
-}
-
-type envelopeMeta struct {
-	GeneratedAt string `json:"generatedAt"`
-	RequestID   string `json:"requestId"`
-	Version     string `json:"version"`
-}
-
 // WriteError writes err as the envelope. An error that is not an *Error
 // (nor wraps one) is written as a 500 internal_error whose message reveals
 // nothing of it; the error itself is logged. When r's context was
@@ -311,13 +294,11 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 			msg = m
 		}
 	}
-	meta := envelopeMeta{GeneratedAt: ew.now().UTC().Format(time.RFC3339), RequestID: reqID, Version: ew.version()}
-	body, merr := json.Marshal(envelope{Error: envelopeError{Code: e.Code, Message: msg, Details: details}, Meta: meta})
-	if merr != nil {
-		// Only a Details value that cannot be encoded gets here.
-		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Cause: errors.Join(err, merr)}
-		body, _ = json.Marshal(envelope{Error: envelopeError{Code: CodeInternal, Message: "An internal error occurred.",
-			Details: map[string]any{}}, Meta: meta})
+	meta := envelope.Meta{GeneratedAt: ew.now().UTC().Format(time.RFC3339), RequestID: reqID, Version: ew.version()}
+	body, ok := envelope.Encode(e.Code, msg, details, meta)
+	if !ok { // a Details value that cannot be encoded
+		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Cause: fmt.Errorf("%w (details not encodable)", err)}
+		body, _ = envelope.Encode(CodeInternal, "An internal error occurred.", nil, meta)
 	}
 	if e.Status >= 500 {
 		ew.logger().LogAttrs(r.Context(), slog.LevelError, "keyward: request failed",
@@ -339,7 +320,7 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 	h.Set("X-Request-Id", reqID)
 	h.Del("Content-Length")
 	w.WriteHeader(e.Status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(body)
 }
 
 func (ew *ErrorWriter) now() time.Time {

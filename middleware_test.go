@@ -537,3 +537,38 @@ func TestRequireAPIKeyTinyCache(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The cache's front (keys by their plaintext) serves nothing the cache
+// itself would not: an entry past its TTL sends the next request to the
+// store again, and a cache without a front answers the same.
+func TestCacheFrontFollowsTheCache(t *testing.T) {
+	t.Parallel()
+	for _, slots := range []int{0, -1} {
+		store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+		require.NoError(t, err)
+		probe := &probeStore{inner: store}
+		cache, err := keyward.NewCache(probe, keyward.CacheConfig{TTL: 60 * time.Millisecond, FrontSlots: slots})
+		require.NoError(t, err)
+		t.Cleanup(cache.Close)
+		auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+		require.NoError(t, err)
+		org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "o", Plan: "free"})
+		require.NoError(t, err)
+		k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
+		require.NoError(t, err)
+		call := func() int {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.Header.Set("X-API-Key", k.Key)
+			auth.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+			return w.Code
+		}
+		for range 5 {
+			require.Equal(t, http.StatusOK, call(), "front slots %d", slots)
+		}
+		require.Equal(t, int64(1), probe.calls.Load(), "front slots %d: one store lookup while cached", slots)
+		time.Sleep(120 * time.Millisecond)
+		require.Equal(t, http.StatusOK, call())
+		require.Equal(t, int64(2), probe.calls.Load(), "front slots %d: the expired entry is not served", slots)
+	}
+}

@@ -151,11 +151,9 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 	return l, nil
 }
 
-// limitsOf returns the organization's limits as its KeyStore resolved them,
-// or the 500 that names the misconfiguration: a record whose limits were
-// never resolved (a KeyStore that does not call Plans.Resolve, or an
-// organization whose plan is not in the store's table) has no request
-// rate, which Resolve never leaves at zero.
+// limitsOf returns k's organization's limits as its KeyStore resolved
+// them, or the 500 naming the misconfiguration: Resolve never leaves the
+// rate at zero, so a zero rate means a store that did not resolve them.
 func limitsOf(k *KeyRecord) (Limits, error) {
 	if k.Org.Limits.RequestsPerMinute <= 0 {
 		return Limits{}, misconfigured("organization " + strconv.Quote(k.Org.ID) + " has no limits: its plan " +

@@ -87,6 +87,7 @@ type RateDecision struct {
 
 	counted  [2]counted // the counters of this request: [:n]
 	n        int
+	binding  int           // the index in counted of the binding counter
 	resetStr string        // Reset in Unix seconds
 	st       *requestState // where header values are kept, if any
 }
@@ -148,7 +149,7 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 		key := d.counted[0]
 		d.counted[0], d.counted[1] = c, key // the headers list the organization first
 		if key.remaining < d.Remaining {
-			d.Limit, d.Remaining = key.limit, key.remaining
+			d.Limit, d.Remaining, d.binding = key.limit, key.remaining, 1
 		}
 	}
 	return d, nil
@@ -182,15 +183,11 @@ func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id stri
 
 // Check decides one request: Allow for the key in r's context at the
 // limiter's clock, with the rule for a failing store. It writes nothing
-// (it logs a fail-open store failure, at most once a second). The answer
-// is one of:
-//   - an allowed decision and nil: set its headers (WriteHeaders) and serve;
-//   - a refused decision and its 429: set its headers, write the error;
-//   - an allowed decision without counters and nil: the store failed and
-//     the limiter fails open: serve (WriteHeaders sets nothing);
-//   - a zero decision and an *Error: 500 without RequireAPIKey in front or
-//     for an organization without a rate, 503 when the store failed and
-//     FailClosed is set: write the error.
+// (it logs a fail-open store failure, at most once a second). Set the
+// decision's headers (WriteHeaders; none when the store failed open), then
+// serve on a nil error or write the error: 429 over the limit, 500 without
+// RequireAPIKey in front or for an organization without limits, 503 when
+// the store failed and FailClosed is set.
 func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
 	if err != nil {
@@ -215,8 +212,8 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 // WriteHeaders sets (never adds) the rate-limit headers of d on h:
 // X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (Unix
 // seconds) for the binding counter, and the IETF draft fields
-// RateLimit-Policy and RateLimit for every counter. A decision without
-// counters sets nothing.
+// RateLimit-Policy and RateLimit for every counter, as Allow counted them.
+// A decision without counters sets nothing.
 func (d *RateDecision) WriteHeaders(h http.Header) {
 	if d.n == 0 {
 		return
@@ -228,31 +225,23 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	var buf [96]byte
 	b := buf[:0]
 	var from, to int
-	limit := ""
 	for i, c := range d.counted[:d.n] {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		b = append(b, '"')
-		b = append(b, c.name...)
-		b = append(b, `";r=`...)
+		b = append(append(append(b, '"'), c.name...), `";r=`...)
 		n := len(b)
-		b = strconv.AppendInt(b, max(c.remaining, 0), 10)
-		if to == 0 && c.limit == d.Limit && max(c.remaining, 0) == d.Remaining {
-			from, to, limit = n, len(b), c.strs.limitS
+		if b = strconv.AppendInt(b, max(c.remaining, 0), 10); i == d.binding {
+			from, to = n, len(b)
 		}
-		b = append(b, ";t="...)
-		b = strconv.AppendInt(b, t, 10)
+		b = strconv.AppendInt(append(b, ";t="...), t, 10)
 	}
 	policy := d.counted[0].strs.policy
 	if d.n == 2 {
 		policy += ", " + d.counted[1].strs.policy
 	}
 	rateLimit := string(b)
-	remaining := rateLimit[from:to]
-	if to == 0 { // a decision changed by hand
-		remaining, limit = strconv.FormatInt(d.Remaining, 10), strconv.FormatInt(d.Limit, 10)
-	}
+	remaining, limit := rateLimit[from:to], d.counted[d.binding].strs.limitS
 	reset := d.resetStr
 	if reset == "" {
 		reset = strconv.FormatInt(d.Reset.Unix(), 10)

@@ -124,18 +124,20 @@ func readmeGoVersion(gomod string) (string, error) {
 	return "", fmt.Errorf("%s: no go line", gomod)
 }
 
-// imports reports whether code imports a package of module path.
+// readmeImports reports whether code imports a package of module path.
 func readmeImports(code, path string) bool {
 	return strings.Contains(code, `"`+path+`"`) || strings.Contains(code, `"`+path+`/`)
 }
 
-// readmeWarmUp compiles the packages the snippets import, with one go
-// command per module of this repository, before the snippets are vetted in
+// readmeWarmUp vets the packages the snippets import, with one go command
+// per module of this repository, before the snippets are vetted in
 // parallel: on a cold build cache, parallel go commands would each compile
-// the same dependencies (the SQLite driver alone takes a minute). A failure
-// here is left for the snippets' own builds to report.
+// and vet the same dependencies (the SQLite driver alone takes a minute).
+// A failure here is left for the snippets' own builds to report.
 func readmeWarmUp(t *testing.T, goBin, root string, nested []nestedModule, snippets []readmeSnippet) {
 	t.Helper()
+	// The adapters' module paths extend the root's: look at them first.
+	mods := append(slices.Clone(nested), nestedModule{path: "github.com/keyward/keyward", dir: root})
 	byDir := map[string][]string{}
 	var dirs []string
 	for _, s := range snippets {
@@ -149,7 +151,7 @@ func readmeWarmUp(t *testing.T, goBin, root string, nested []nestedModule, snipp
 				continue
 			}
 			dir := ""
-			for _, m := range append(nested, nestedModule{path: "github.com/keyward/keyward", dir: root}) {
+			for _, m := range mods {
 				if path == m.path || strings.HasPrefix(path, m.path+"/") {
 					dir = m.dir
 					break
@@ -165,7 +167,7 @@ func readmeWarmUp(t *testing.T, goBin, root string, nested []nestedModule, snipp
 		}
 	}
 	for _, dir := range dirs {
-		cmd := exec.Command(goBin, append([]string{"build"}, byDir[dir]...)...)
+		cmd := exec.Command(goBin, append([]string{"vet"}, byDir[dir]...)...)
 		cmd.Dir = dir
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Logf("warming the build cache in %s: %v\n%s", dir, err, out)

@@ -10,16 +10,12 @@ import (
 // handlers. RequireAPIKey makes it, in one allocation with the request it
 // passes on, and puts it in the request's context with context.WithValue,
 // so that it is found through any context a foreign middleware wraps
-// around it. The other handlers use it through these functions only:
-//
-//   - callerOf: the key RequireAPIKey authenticated, or the 500 for a
-//     handler used without it (or with a hand-made, partly empty record);
-//   - headerValue: a response header value that costs no allocation;
-//   - newCharge and charge: room for the call's Charge, which SetCost finds.
-//
-// Its parts are claimed once and never reused. Header values are set by the
-// goroutine serving the request, as the header map itself requires; the
-// Charge is claimed with an atomic operation.
+// around it. The other handlers use it only through callerOf (the key, or
+// the 500 for a handler without RequireAPIKey in front or with an unusable
+// record), headerValue (a header value that costs no allocation; the
+// goroutine serving the request sets headers) and newCharge and charge
+// (room for the call's Charge, which SetCost finds). Its parts are claimed
+// once and never reused.
 type requestState struct {
 	req http.Request // the request RequireAPIKey passes on
 	key *KeyRecord

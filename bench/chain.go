@@ -23,6 +23,9 @@ type Backends struct {
 	Counters limiter.Store
 	// Cold skips the key cache: every request reaches the key store.
 	Cold bool
+	// NoFront turns the cache's front of recently found keys off: every
+	// request hashes its key and asks ristretto.
+	NoFront bool
 }
 
 // Unlimited is a plan under which no benchmark hits a limit or runs out of
@@ -57,7 +60,11 @@ func NewChain(ctx context.Context, b Backends) (*Chain, error) {
 	}
 	keys, closeFn := b.Keys, func() {}
 	if !b.Cold {
-		cache, err := keyward.NewCache(b.Keys, keyward.CacheConfig{TTL: time.Hour})
+		cfg := keyward.CacheConfig{TTL: time.Hour}
+		if b.NoFront {
+			cfg.FrontSlots = -1
+		}
+		cache, err := keyward.NewCache(b.Keys, cfg)
 		if err != nil {
 			return nil, err
 		}

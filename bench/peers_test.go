@@ -70,6 +70,12 @@ func BenchmarkPeers(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer chain.Close()
+	be.NoFront = true
+	noFront, err := NewChain(context.Background(), be)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer noFront.Close()
 	var keys sync.Map
 	keys.Store(sha256.Sum256([]byte(chain.Key)), "org")
 	impls := []struct {
@@ -81,6 +87,7 @@ func BenchmarkPeers(b *testing.B) {
 		{"ulule", stdlib.NewMiddleware(limiter.New(memory.NewStore(), limiter.Rate{Period: time.Minute, Limit: 1 << 40})).Handler(Ok)},
 		{"httprate", httprate.LimitByIP(1<<30, time.Minute)(Ok)},
 		{"keyward", chain.Handler},
+		{"keyward-nofront", noFront.Handler},
 	}
 	for _, mode := range []string{"serial", "parallel"} {
 		for _, impl := range impls {
