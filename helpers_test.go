@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/stretchr/testify/require"
@@ -68,21 +69,14 @@ type fixture struct {
 	handler http.Handler
 	logs    *syncBuffer
 	errors  *keyward.ErrorWriter
-	now     *clock
+	now     *keywardtest.Clock
 	org     keyward.Organization
 }
 
-// clock is a settable clock shared by the store and the middleware.
-type clock struct{ t atomic.Pointer[time.Time] }
-
-func newClock() *clock {
-	c := &clock{}
-	c.Set(time.Date(2036, 1, 19, 10, 30, 0, 0, time.UTC))
-	return c
-}
-func (c *clock) Now() time.Time          { return *c.t.Load() }
-func (c *clock) Set(t time.Time)         { c.t.Store(&t) }
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+// fixtureStart is where a fixture's clock starts: ahead of the real clock,
+// so that the process's rate-limit counters of real windows never meet a
+// fixture's, and keep-alive renewals (on the real clock) never start early.
+var fixtureStart = time.Date(2036, 1, 19, 10, 30, 0, 0, time.UTC)
 
 func newFixture(t testing.TB, mutate ...func(*keyward.AuthConfig)) *fixture {
 	t.Helper()
@@ -93,7 +87,7 @@ func newFixture(t testing.TB, mutate ...func(*keyward.AuthConfig)) *fixture {
 // (nil: the defaults).
 func newFixtureWithPlans(t testing.TB, plans *keyward.Plans, mutate ...func(*keyward.AuthConfig)) *fixture {
 	t.Helper()
-	f := &fixture{now: newClock(), logs: &syncBuffer{}}
+	f := &fixture{now: keywardtest.NewClock(fixtureStart), logs: &syncBuffer{}}
 	var err error
 	f.store, err = memstore.New(memstore.Options{Prefix: "triq_", Now: f.now.Now, Plans: plans})
 	require.NoError(t, err)

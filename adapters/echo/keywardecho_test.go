@@ -260,3 +260,49 @@ func TestNilDecisionsAreConfigErrors(t *testing.T) {
 	_, err = keywardecho.ChargeCredits(nil)
 	assert.ErrorAs(t, err, &cfgErr)
 }
+
+// Each handler after RequireAPIKey, given no key or a hand-made, partly
+// empty one, answers 500 internal_error naming the misconfiguration: no
+// panic, no call of the handler.
+func TestHandMadeKeysAnswer500(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cases := map[string]*keyward.KeyRecord{
+		"no key":          nil,
+		"no key id":       {Org: keyward.Organization{ID: "org_x", Limits: keyward.Limits{RequestsPerMinute: 60}}},
+		"no org id":       {ID: "key_x", Org: keyward.Organization{Limits: keyward.Limits{RequestsPerMinute: 60}}},
+		"no limits":       {ID: "key_x", Org: keyward.Organization{ID: "org_handmade_echo"}, Permissions: []string{"*"}},
+		"permissions nil": {ID: "key_x", Org: keyward.Organization{ID: "org_x"}},
+	}
+	handlers := map[string]echo.MiddlewareFunc{"EnforcePermissions": f.chain[1], "RateLimitByOrg": f.chain[2], "ChargeCredits": f.chain[3]}
+	for name, rec := range cases {
+		for hname, mw := range handlers {
+			if name == "permissions nil" && hname != "EnforcePermissions" || name == "no limits" && hname == "EnforcePermissions" {
+				continue // not a misconfiguration for this handler
+			}
+			t.Run(name+"/"+hname, func(t *testing.T) {
+				e := echo.New()
+				ran := false
+				withKey := func(next echo.HandlerFunc) echo.HandlerFunc {
+					return func(c echo.Context) error {
+						if rec != nil {
+							c.SetRequest(c.Request().WithContext(keyward.WithKey(c.Request().Context(), rec)))
+						}
+						return next(c)
+					}
+				}
+				e.POST("/", func(c echo.Context) error { ran = true; return nil }, withKey, mw)
+				w := httptest.NewRecorder()
+				require.NotPanics(t, func() { e.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", nil)) })
+				if name == "permissions nil" {
+					assert.Equal(t, http.StatusForbidden, w.Code, "a key without permissions is refused, not a 500")
+					return
+				}
+				assert.Equal(t, http.StatusInternalServerError, w.Code)
+				assert.Contains(t, w.Body.String(), `"code":"internal_error"`)
+				assert.Contains(t, w.Body.String(), "misconfigured")
+				assert.False(t, ran)
+			})
+		}
+	}
+}
