@@ -52,7 +52,7 @@ func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
 
 // NewOrg returns the organization n describes, with id, the
 // default plan ("free") and its Limits filled in, or every problem of it
-// (see CheckOrganization).
+// (see CheckOrg).
 func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, error) {
 	if n.Plan == "" {
 		n.Plan = "free"

@@ -7,8 +7,8 @@
 // each decision's configuration. keywardtest.RunConformance proves it.
 //
 // Order them as on net/http: RequireAPIKey first, then EnforcePermissions,
-// RateLimitByOrg and ChargeCredits. After RequireAPIKey the Principal is
-// both Principal(c) and keyward.FromContext(c.Request.Context()); after
+// RateLimitByOrg and ChargeCredits. After RequireAPIKey the caller's key is
+// both Key(c) and keyward.FromContext(c.Request.Context()); after
 // ChargeCredits, keyward.SetCost(c.Request.Context(), n) sets the call's
 // cost. A failure writes keyward's JSON error and aborts the chain.
 package keywardgin
