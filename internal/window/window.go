@@ -104,16 +104,21 @@ func (m *Counters) Len() (n int) {
 	return n
 }
 
-// sweep forgets the counters of windows before keep.
+// sweep forgets the counters of windows before keep. Each shard's map is
+// made anew with the counters kept: a Go map never gives back the room of
+// deleted entries, and a minute of many organizations would otherwise stay
+// allocated for good.
 func (m *Counters) sweep(keep int64) {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
+		kept := make(map[Key]*Counter)
 		for k, c := range sh.m {
-			if c.window < keep {
-				delete(sh.m, k)
+			if c.window >= keep {
+				kept[k] = c
 			}
 		}
+		sh.m = kept
 		sh.mu.Unlock()
 	}
 }
