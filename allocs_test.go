@@ -33,7 +33,7 @@ func TestRequireAPIKeyHotPathAllocations(t *testing.T) {
 }
 
 // RequireAPIKey → ChargeCredits: the Charge, its header values and its
-// renewal timer cost nothing more (the request state, a pool).
+// place in the keep-alive list cost nothing more (the request state).
 func TestChargeCreditsHotPathAllocations(t *testing.T) {
 	f := newCreditFixture(t, 0, true) // overage: never runs out
 	h := f.chain(t, 1, okHandler)

@@ -109,6 +109,9 @@ const maxKeyHeaderLen = 256
 // one whose checksum does not match costs a cache lookup and no store
 // lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
+	if a.keys == nil {
+		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
+	}
 	// 1. Exactly one key, of a sane length, white space trimmed.
 	vals := r.Header[a.header]
 	switch {

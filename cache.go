@@ -101,6 +101,9 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 			errs = append(errs, &ConfigError{Field: "CacheConfig." + f.name, Problem: "is negative"})
 		}
 	}
+	if cfg.FrontSlots > 1<<20 {
+		errs = append(errs, &ConfigError{Field: "CacheConfig.FrontSlots", Problem: "is above 1048576"})
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -180,9 +183,14 @@ func (c *Cache) byKey(key string) (*KeyRecord, bool) {
 
 // remember puts e, the entry of a key found, in the front under key.
 func (c *Cache) remember(key string, e *cacheEntry) {
-	if c != nil && c.front != nil && e.rec != nil && !c.isClosed.Load() {
+	if c == nil || c.front == nil || e.rec == nil {
+		return
+	}
+	c.closeMu.RLock() // Close clears the front: nothing goes in after it
+	if !c.closed {
 		c.front.Put(key, e)
 	}
+	c.closeMu.RUnlock()
 }
 
 func (e *cacheEntry) answer() (*KeyRecord, error) {
@@ -192,14 +200,19 @@ func (e *cacheEntry) answer() (*KeyRecord, error) {
 	return e.rec, nil
 }
 
-// lookupStore asks store for hash, holding it to its contract: a record
-// or an error.
+// lookupStore asks store for hash, holding it to its contract: an error,
+// or the record of exactly that hash.
 func lookupStore(ctx context.Context, store KeyStore, hash KeyHash) (*KeyRecord, error) {
 	rec, err := store.LookupKey(ctx, hash)
-	if err == nil && rec == nil {
-		err = errors.New("keyward: key store returned neither a record nor an error")
+	switch {
+	case err != nil:
+		return nil, err
+	case rec == nil:
+		return nil, errors.New("keyward: key store returned neither a record nor an error")
+	case rec.Hash != hash:
+		return nil, errors.New("keyward: key store returned the record of another key")
 	}
-	return rec, err
+	return rec, nil
 }
 
 // current says whether e may answer now: no invalidation since its lookup
@@ -293,8 +306,14 @@ func (c *Cache) Invalidate(hash KeyHash) {
 }
 
 // InvalidateAll implements Invalidator: after it returns, every lookup goes
-// to the store again. Old entries are left for the cache to evict.
-func (c *Cache) InvalidateAll() { c.global.Add(1) }
+// to the store again. Old entries are left for the cache to evict; the
+// front, which holds keys themselves, is emptied.
+func (c *Cache) InvalidateAll() {
+	c.global.Add(1)
+	if c.front != nil {
+		c.front.Clear()
+	}
+}
 
 // StoreCalls returns how many lookups reached the store behind the cache.
 func (c *Cache) StoreCalls() int64 { return c.storeCalls.Load() }

@@ -1,11 +1,8 @@
 package keyward
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,9 +10,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
-	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
+	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/keepalive"
 	"github.com/keyward/keyward/internal/statuswriter"
 )
@@ -23,20 +20,17 @@ import (
 // Headers that ChargeCredits reads and writes.
 const (
 	// HeaderIdempotencyKey names a call so that retries of it spend once.
-	HeaderIdempotencyKey = "Idempotency-Key"
+	// A ledger keeps only its SHA-256.
+	HeaderIdempotencyKey = idempotency.Header
 	// HeaderXIdempotencyKey is accepted in place of Idempotency-Key.
-	HeaderXIdempotencyKey = "X-Idempotency-Key"
-	// HeaderCreditsRemaining is set on every 2xx response of a charged
-	// call: the organization's available credits once this call is charged.
+	HeaderXIdempotencyKey = idempotency.XHeader
+	// HeaderCreditsRemaining, on every 2xx of a charged call, is the
+	// organization's available credits once this call is charged.
 	HeaderCreditsRemaining = "X-Credits-Remaining"
-	// HeaderIdempotentReplayed is "true" on a 2xx response to a retry of a
-	// call that was already charged: this response was not charged again.
+	// HeaderIdempotentReplayed is "true" on a 2xx of a retry of a call
+	// already charged: this response was not charged again.
 	HeaderIdempotentReplayed = "Idempotent-Replayed"
 )
-
-// DefaultMaxIdempotentBody bounds the request body that ChargeCredits
-// reads to fingerprint a call that carries an Idempotency-Key.
-const DefaultMaxIdempotentBody = 1 << 20
 
 // Errors of SetCost.
 var (
@@ -51,9 +45,8 @@ var (
 // request), any other error as a 500. A negative cost is a 500.
 type CostFunc func(r *http.Request) (int64, error)
 
-// CreditConfig configures ChargeCredits. Every zero value means the
-// default said beside it; every other problem is an error from
-// ChargeCredits.
+// CreditConfig configures ChargeCredits. A zero value means the default
+// said beside it.
 type CreditConfig struct {
 	// Ledger holds the credits. Required.
 	Ledger credit.Ledger
@@ -62,9 +55,8 @@ type CreditConfig struct {
 	// CostFunc gives each call's cost instead (0 for a call whose handler
 	// sets it with SetCost); setting it and Cost is an error.
 	CostFunc CostFunc
-	// MaxIdempotentBody bounds the body a call with an idempotency key may
-	// have (it is read into memory to fingerprint the call; larger is 413).
-	// Zero: DefaultMaxIdempotentBody (1 MiB).
+	// MaxIdempotentBody bounds the body of a call with an idempotency key
+	// (read into memory to fingerprint it; larger is 413). Zero: 1 MiB.
 	MaxIdempotentBody int64
 	// Errors writes every failure. Nil: the defaults of ErrorWriter.
 	Errors *ErrorWriter
@@ -91,11 +83,11 @@ type Charger struct {
 // credits; 409, 422 or 400 for an idempotency key in flight, reused for
 // another request, or malformed; 503 when the ledger fails; 500 without
 // RequireAPIKey in front (failures.go has every message). While the
-// handler runs the reservation is renewed (credit.Ledger.Extend), so a
-// slow handler or client never makes a call free. After it, a 2xx commits
-// the final cost (SetCost); any other status, a hijack, a panic (which
-// goes on) or a client gone before anything was written releases it. A
-// handler that returns without writing, client still there, answered 200.
+// handler runs the reservation is renewed (credit.Ledger.Extend), so a slow
+// handler or client does not make a call free (for a day). After it, a
+// 2xx commits the final cost (SetCost); any other status, a hijack, a
+// panic (which goes on) or a client gone before anything was written
+// releases it. A handler that returns without writing answered 200.
 // A 2xx carries X-Credits-Remaining; a retry of a charged call (same
 // Idempotency-Key and request) runs again uncharged, with
 // Idempotent-Replayed: true.
@@ -116,7 +108,7 @@ func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Charger{ledger: cfg.Ledger, cost: cfg.CostFunc, maxBody: orDefault(cfg.MaxIdempotentBody, DefaultMaxIdempotentBody),
+	c := &Charger{ledger: cfg.Ledger, cost: cfg.CostFunc, maxBody: orDefault(cfg.MaxIdempotentBody, 1<<20),
 		errors: cfg.Errors}
 	if c.cost == nil {
 		cost := orDefault(cfg.Cost, 1)
@@ -130,6 +122,9 @@ func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 // ChargeCredits for the answers).
 func (c *Charger) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if st := stateFrom(r.Context()); st != nil && st.shared {
+			r = AttachKey(r, st.key) // a state of this request's own
+		}
 		ch, err := c.Begin(r)
 		if err != nil {
 			c.errors.WriteError(w, r, err)
@@ -145,7 +140,7 @@ func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 	c.errors.WriteError(w, r, err)
 }
 
-var errNegativeCost = misconfigured("the cost of the call is negative")
+var errCostOutOfRange = misconfigured("the cost of the call is negative or above credit.MaxCredits")
 
 // Begin decides whether the call r may run and reserves its cost: the
 // first half of Middleware, for adapters. Write its error with WriteError.
@@ -156,6 +151,9 @@ var errNegativeCost = misconfigured("the cost of the call is negative")
 // an idempotency key Begin reads r's body (at most MaxIdempotentBody
 // bytes) to fingerprint the call and replaces r.Body with a copy.
 func (c *Charger) Begin(r *http.Request) (*Charge, error) {
+	if c.ledger == nil {
+		return nil, misconfigured("a Charger must be made by ChargeCredits")
+	}
 	st, k, err := callerOf(r.Context(), "ChargeCredits")
 	if err != nil {
 		return nil, err
@@ -167,17 +165,17 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cost < 0 {
-		return nil, errNegativeCost
+	if credit.CheckAmount(cost) != nil {
+		return nil, errCostOutOfRange
 	}
 	req := credit.ReserveRequest{Account: k.Org.Account(), Amount: cost, KeyID: k.ID}
 	req.RequestID, _ = incomingRequestID(r)
-	if req.IdempotencyKey, err = c.idempotencyKey(r.Header); err != nil {
-		return nil, err
-	}
-	if req.IdempotencyKey != "" {
-		if req.Fingerprint, err = c.fingerprint(r); err != nil {
-			return nil, err
+	if key, err := idempotency.Key(r.Header); err != nil {
+		return nil, c.fail.of(err)
+	} else if key != "" {
+		req.IdempotencyKey = idempotency.Digest(key)
+		if req.Fingerprint, err = idempotency.Fingerprint(r, c.maxBody); err != nil {
+			return nil, c.fail.of(err)
 		}
 	}
 	res, err := c.ledger.Reserve(r.Context(), req)
@@ -202,63 +200,15 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 }
 
 // ledgerFailure is the answer to a ledger error while reserving amount:
-// 402 for too few credits, 503 for anything else.
+// 402 for too few credits, 500 for an amount out of range, 503 else.
 func ledgerFailure(amount int64, res credit.Reservation, err error) *Error {
-	if errors.Is(err, credit.ErrInsufficientCredits) {
+	switch {
+	case errors.Is(err, credit.ErrInsufficientCredits):
 		return insufficientCredits(amount, res.Available, err)
+	case errors.Is(err, credit.ErrInvalidAmount): // no retry would help
+		return misconfigured("the credit ledger refused the amount or the organization's allocation")
 	}
 	return ServiceUnavailable("credit ledger", err)
-}
-
-// idempotencyKey returns the call's idempotency key, "" for none.
-func (c *Charger) idempotencyKey(h http.Header) (string, error) {
-	a, b := h[HeaderIdempotencyKey], h[HeaderXIdempotencyKey]
-	var k string
-	switch {
-	case len(a) > 1 || len(b) > 1:
-		return "", c.fail.twoKeys
-	case len(a) == 1 && len(b) == 1:
-		if a[0] != b[0] {
-			return "", c.fail.twoKeys
-		}
-		k = a[0]
-	case len(a) == 1:
-		k = a[0]
-	case len(b) == 1:
-		k = b[0]
-	default:
-		return "", nil
-	}
-	if !ascii.Only(k, 64, "_-") {
-		return "", c.fail.badKey
-	}
-	return k, nil
-}
-
-// fingerprint is SHA-256 of the method, path, query and body of r. It
-// replaces r.Body with the bytes it read.
-func (c *Charger) fingerprint(r *http.Request) (string, error) {
-	h := sha256.New()
-	_, _ = io.WriteString(h, r.Method)
-	h.Write([]byte{0})
-	if r.URL != nil {
-		_, _ = io.WriteString(h, r.URL.EscapedPath())
-		h.Write([]byte{0})
-		_, _ = io.WriteString(h, r.URL.RawQuery)
-	}
-	h.Write([]byte{0})
-	if r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(io.LimitReader(r.Body, c.maxBody+1))
-		if err != nil {
-			return "", c.fail.bodyUnreadable
-		}
-		if int64(len(body)) > c.maxBody {
-			return "", c.fail.bodyTooLarge
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		h.Write(body)
-	}
-	return string(h.Sum(nil)), nil
 }
 
 // Charge is one call's reservation, from Begin to Settle. Its methods are
@@ -298,7 +248,8 @@ func ChargeFromContext(ctx context.Context) (*Charge, bool) {
 // (the handler may write it, or go on at the old cost); a ledger failure
 // is a 503 *Error. On a replayed call it does nothing. Other errors:
 // ErrNoCharge outside a ChargeCredits chain, credit.ErrInvalidAmount for a
-// negative cost, ErrChargeSettled after the call was settled.
+// cost outside 0…credit.MaxCredits, ErrChargeSettled after the call was
+// settled.
 func SetCost(ctx context.Context, credits int64) error {
 	ch := stateFrom(ctx).charge()
 	if ch == nil {
@@ -309,8 +260,11 @@ func SetCost(ctx context.Context, credits int64) error {
 
 // SetCost is the package's SetCost for this charge.
 func (ch *Charge) SetCost(credits int64) error {
-	if credits < 0 {
+	if credit.CheckAmount(credits) != nil {
 		return credit.ErrInvalidAmount
+	}
+	if ch.c == nil {
+		return ErrNoCharge // a Charge that Begin did not make
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -346,10 +300,6 @@ func (ch *Charge) Reservation() credit.Reservation {
 	return ch.res
 }
 
-// Replayed reports whether the call retries one already charged (same
-// idempotency key): it will not be charged.
-func (ch *Charge) Replayed() bool { return ch.res.Replayed }
-
 // Remaining returns the organization's available credits once this call
 // is charged its current cost (≥ 0), as of its reservation: concurrent
 // calls are not counted.
@@ -378,14 +328,15 @@ func (ch *Charge) SetResponseHeaders(h http.Header) {
 	}
 }
 
-// Settle ends the call: it commits the current cost when status is 2xx
-// and releases the reservation otherwise. Only the first Settle or
-// Release acts; later ones return nil. On a replay nothing is settled.
-// The ledger is called without the request's cancellation, so that a
-// client going away cannot leave the call half settled. An error is the
-// ledger's (see credit.Ledger): the reservation then expires and is
-// released, so the call is not charged.
+// Settle ends the call: it commits the current cost on a 2xx status and
+// releases the reservation otherwise; only the first Settle or Release
+// acts, and a replay settles nothing. The ledger is called without the
+// request's cancellation. An error is the ledger's: the reservation then
+// expires, and the call is not charged.
 func (ch *Charge) Settle(status int) error {
+	if ch.c == nil {
+		return ErrNoCharge // a Charge that Begin did not make
+	}
 	ch.mu.Lock()
 	if ch.settled {
 		ch.mu.Unlock()
@@ -420,13 +371,10 @@ func (ch *Charge) ResponseWriter(w http.ResponseWriter) http.ResponseWriter {
 	return &ch.sw
 }
 
-// ObserveStatus tells the Charge that the response's status code is being
-// sent, with header h: the first final status (not 1xx, except 101) is the
-// one the call settles on, and for a 2xx it sets the credit headers in h
-// first (see SetResponseHeaders). Later calls do nothing. An adapter for a
-// framework that sends the status later than WriteHeader (gin's
-// ResponseWriter) calls it at that moment, from the goroutine serving the
-// request.
+// ObserveStatus tells the Charge that status code is being sent with
+// header h: the first final status (not 1xx, but 101) is the one the call
+// settles on, and a 2xx gets the credit headers first. An adapter for a
+// framework that sends the status after WriteHeader (gin) calls it then.
 func (ch *Charge) ObserveStatus(h http.Header, code int) { ch.sawStatus(h, code) }
 
 // ObserveHijack tells the Charge that the handler took the connection
@@ -459,7 +407,7 @@ func (ch *Charge) finish(commit func()) {
 	switch {
 	case !ch.returned || ch.hijacked: // a panic, runtime.Goexit, or a hijack
 		status = 0
-	case status == 0 && ch.detached.Parent.Err() != nil: // nothing written, client gone
+	case status == 0 && clientGone(ch.detached.Parent): // nothing written, client gone
 	case status == 0: // nothing written: the framework answers now
 		if commit != nil {
 			commit()
@@ -513,11 +461,11 @@ func (o *chargeObserver) NotSent(h http.Header) {
 
 // renewAt is when to renew a reservation that expires at expires: a third
 // of the way there, on the shared clock (the rest is slack for a busy
-// machine or a slow ledger), and at least every
-// credit.DefaultReservationTTL/3.
+// machine or a slow ledger), at least 100 ms and at most
+// credit.DefaultReservationTTL/3 from now.
 func renewAt(expires time.Time) int64 {
 	now := clock.Process.UnixNano()
-	return now + min(max((expires.UnixNano()-now)/3, 0), int64(credit.DefaultReservationTTL/3))
+	return now + min(max((expires.UnixNano()-now)/3, int64(100*time.Millisecond)), int64(credit.DefaultReservationTTL/3))
 }
 
 // chargeRenewer is a Charge as internal/keepalive sees it.
@@ -526,10 +474,11 @@ type chargeRenewer Charge
 // Renew extends the call's reservation while its handler runs, so that a
 // live call's reservation never expires under it (a slow handler, a client
 // that sends or reads slowly): only a dead process's reservation expires.
-// The Charger's keepalive.Set runs it and renews again when it says.
-func (r *chargeRenewer) Renew() (int64, bool) {
+// The Charger's keepalive.Set runs it, bounds each call to 10 s, and gives
+// a call up after a day (a Charge an adapter began and never settled).
+func (r *chargeRenewer) Renew(ctx context.Context) (int64, bool) {
 	ch := (*Charge)(r)
-	expires, err := ch.c.ledger.Extend(&ch.detached, ch.acct, ch.res.ID)
+	expires, err := ch.c.ledger.Extend(ctx, ch.acct, ch.res.ID)
 	switch {
 	case err == nil:
 		return renewAt(expires), true

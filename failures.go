@@ -13,6 +13,7 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/envelope"
+	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/ids"
 )
 
@@ -232,6 +233,19 @@ func newCreditFailures(maxBody int64) creditFailures {
 	return f
 }
 
+// of is the failure for an error of package idempotency.
+func (f creditFailures) of(err error) *Error {
+	switch {
+	case errors.Is(err, idempotency.ErrConflict):
+		return f.twoKeys
+	case errors.Is(err, idempotency.ErrBodyTooLarge):
+		return f.bodyTooLarge
+	case errors.Is(err, idempotency.ErrBodyUnreadable):
+		return f.bodyUnreadable
+	}
+	return f.badKey
+}
+
 func quoteList(ss []string) string {
 	q := make([]string, len(ss))
 	for i, s := range ss {
@@ -273,7 +287,7 @@ type ErrorWriter struct {
 // cancelled (the client went away) nothing is written: nobody is there to
 // answer. A request whose deadline passed still gets its answer.
 func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(r.Context().Err(), context.Canceled) {
+	if clientGone(r.Context()) {
 		return
 	}
 	var e *Error
@@ -357,16 +371,24 @@ func (ew *ErrorWriter) RequestIDFor(r *http.Request) string {
 	return ids.UUID()
 }
 
+// mayHoldKey reports whether s has a run of bodyLen letters and digits:
+// every keyward key, whatever its prefix, holds such a run (its random
+// body, from which the checksum follows), so a string without one cannot
+// reveal a key. Ids in common use (UUIDs, ULIDs, prefixed ids) have
+// shorter runs; a 32-digit hex trace id has not, and is not echoed.
+func mayHoldKey(s string) bool { return ascii.LongestAlnumRun(s) >= bodyLen }
+
+// clientGone reports whether the client of a request went away: its
+// context was cancelled. A request whose deadline passed still has its
+// client waiting, so it is answered (and a call that answered is charged).
+func clientGone(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
+
 // incomingRequestID returns r's X-Request-Id when there is exactly one and
-// it may be echoed and stored: 1 to 128 letters, digits and ._-, with no
-// run of keyRunLen letters and digits. Every keyward key, whatever its
-// prefix, ends in such a run (its random body and checksum), so a client
-// that sends a key as its request id never gets it echoed, logged or
-// stored; request ids in common use (UUIDs, ULIDs, trace ids, prefixed
-// ids) have shorter runs.
+// it may be echoed and stored: 1 to 128 letters, digits and ._-, and
+// mayHoldKey false.
 func incomingRequestID(r *http.Request) (string, bool) {
 	ids := r.Header["X-Request-Id"]
-	if len(ids) != 1 || !ascii.Only(ids[0], 128, "._-") || ascii.LongestAlnumRun(ids[0]) >= keyRunLen {
+	if len(ids) != 1 || !ascii.Only(ids[0], 128, "._-") || mayHoldKey(ids[0]) {
 		return "", false
 	}
 	return ids[0], true

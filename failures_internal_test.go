@@ -6,12 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/idempotency"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -149,30 +148,16 @@ func TestValidatePermission(t *testing.T) {
 // nopLedger is a credit.Ledger that is never called.
 type nopLedger struct{ credit.Ledger }
 
-var idempotencyKeyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// FuzzIdempotencyKey: an Idempotency-Key is accepted exactly when it is 1
-// to 64 of [A-Za-z0-9_-], under either header name.
-func FuzzIdempotencyKey(f *testing.F) {
-	for _, seed := range []string{"", "a", "order-42_a", strings.Repeat("a", 64), strings.Repeat("a", 65),
-		"a b", "a.b", "ключ", "a\x00b", "a\r\nb", "\xff"} {
-		f.Add(seed)
-	}
+// Every refusal of package idempotency is the catalogue's failure for it.
+func TestIdempotencyFailures(t *testing.T) {
 	c, err := ChargeCredits(CreditConfig{Ledger: nopLedger{}})
-	require.NoError(f, err)
-	f.Fuzz(func(t *testing.T, k string) {
-		want := idempotencyKeyPattern.MatchString(k)
-		for _, name := range []string{HeaderIdempotencyKey, HeaderXIdempotencyKey} {
-			got, err := c.idempotencyKey(http.Header{name: {k}})
-			if (err == nil) != want {
-				t.Fatalf("%s: %q: error %v, want valid = %v", name, k, err, want)
-			}
-			if err == nil && got != k {
-				t.Fatalf("%s: %q read as %q", name, k, got)
-			}
-			if err != nil && !errors.Is(err, &Error{Code: CodeValidation, Reason: ReasonInvalidIdempotencyKey}) {
-				t.Fatalf("%s: %q: %v, want invalid_idempotency_key", name, k, err)
-			}
-		}
-	})
+	require.NoError(t, err)
+	for err, reason := range map[error]string{
+		idempotency.ErrConflict:       ReasonConflictingIdempotencyKeys,
+		idempotency.ErrMalformed:      ReasonInvalidIdempotencyKey,
+		idempotency.ErrBodyTooLarge:   ReasonIdempotentBodyTooLarge,
+		idempotency.ErrBodyUnreadable: ReasonUnreadableBody,
+	} {
+		assert.Equal(t, reason, c.fail.of(err).Reason, "%v", err)
+	}
 }

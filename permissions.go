@@ -113,6 +113,9 @@ func (c *PermissionChecker) Check(r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if len(c.required) == 0 { // never let a zero checker through
+		return misconfigured("a PermissionChecker must be made by EnforcePermissions")
+	}
 	if missing := missingPermissions(k.Permissions, c.required); missing != nil {
 		return permissionDenied(slices.Clone(c.required), missing)
 	}

@@ -26,14 +26,15 @@ type Limits struct {
 // are bounded by credit.MaxCredits.
 const MaxRatePerMinute = 1_000_000_000
 
-// checkLimits is the range of every limit: a rate in 0…MaxRatePerMinute,
-// credits in 0…credit.MaxCredits (0: the plan's, or custom).
-func checkLimits(l Limits) error {
+// CheckLimits returns an error unless each limit is in range: a rate in
+// 0…MaxRatePerMinute, credits in 0…credit.MaxCredits (0: the plan's, or
+// custom). It is the one rule for plans, organizations and keys.
+func CheckLimits(l Limits) error {
 	var errs []error
 	if l.RequestsPerMinute < 0 || l.RequestsPerMinute > MaxRatePerMinute {
 		errs = append(errs, fmt.Errorf("rate %d/min is out of range: 0 to %d/min (keyward.MaxRatePerMinute)", l.RequestsPerMinute, MaxRatePerMinute))
 	}
-	if l.MonthlyCredits < 0 || l.MonthlyCredits > credit.MaxCredits {
+	if credit.CheckAmount(l.MonthlyCredits) != nil {
 		errs = append(errs, fmt.Errorf("credits %d are out of range: 0 to %d (credit.MaxCredits)", l.MonthlyCredits, credit.MaxCredits))
 	}
 	return errors.Join(errs...)
@@ -69,7 +70,7 @@ func NewPlans(plans ...Plan) (*Plans, error) {
 		} else if _, dup := t.byName[p.Name]; dup {
 			errs = append(errs, &ConfigError{Field: field, Problem: "is named twice"})
 		}
-		if err := checkLimits(p.Limits); err != nil {
+		if err := CheckLimits(p.Limits); err != nil {
 			errs = append(errs, &ConfigError{Field: field, Problem: "has a limit out of range: " + err.Error()})
 		}
 		t.byName[p.Name] = p
@@ -111,16 +112,6 @@ func (t *Plans) Plan(name string) (Plan, bool) {
 	return p, ok
 }
 
-// List returns the plans, by name.
-func (t *Plans) List() []Plan {
-	t = t.table()
-	out := make([]Plan, len(t.names))
-	for i, n := range t.names {
-		out[i] = t.byName[n]
-	}
-	return out
-}
-
 // Resolve returns org's limits: each of its overrides that is > 0,
 // else its plan's. It is the one place that rule lives. An unknown plan,
 // an override out of range, or a plan with a custom rate and no rate
@@ -132,7 +123,7 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 		errs = append(errs, errors.New("keyward: unknown plan "+strconv.Quote(org.Plan)+"; the plan table has "+
 			quoteList(t.table().names)))
 	}
-	if err := checkLimits(Limits{RequestsPerMinute: org.RatePerMinute, MonthlyCredits: org.MonthlyCredits}); err != nil {
+	if err := CheckLimits(Limits{RequestsPerMinute: org.RatePerMinute, MonthlyCredits: org.MonthlyCredits}); err != nil {
 		errs = append(errs, errors.New("keyward: the organization's "+err.Error()))
 	}
 	l := p.Limits

@@ -120,6 +120,9 @@ func newCounterStrings(scope string, limit int64) *counterStrings {
 // store's failure as a 503 (Check serves the request anyway in fail-open
 // mode).
 func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (RateDecision, error) {
+	if k == nil {
+		return RateDecision{}, misconfigured("RateLimiter.Allow was given no key")
+	}
 	limits, err := limitsOf(k)
 	if err != nil {
 		return RateDecision{}, err
@@ -193,7 +196,11 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 	if err != nil {
 		return RateDecision{}, err
 	}
-	d, err := l.Allow(r.Context(), k, l.now())
+	now := time.Now // a zero RateLimiter reads the system clock
+	if l.now != nil {
+		now = l.now
+	}
+	d, err := l.Allow(r.Context(), k, now())
 	d.st = st
 	if err != nil {
 		var e *Error

@@ -17,8 +17,9 @@ import (
 // (room for the call's Charge, which SetCost finds). Its parts are claimed
 // once and never reused.
 type requestState struct {
-	req http.Request // the request RequireAPIKey passes on
-	key *KeyRecord
+	req    http.Request // the request RequireAPIKey passes on
+	key    *KeyRecord
+	shared bool // made by WithKey: a context, perhaps of many requests
 
 	vals  [8]string // header values, claimed in order
 	nvals int       // (the goroutine serving the request sets headers)
@@ -41,9 +42,11 @@ func AttachKey(r *http.Request, k *KeyRecord) *http.Request {
 }
 
 // WithKey returns a copy of ctx carrying k, for code that calls the
-// handlers' decisions outside RequireAPIKey (tests, jobs).
+// handlers' decisions outside RequireAPIKey (tests, jobs). Requests that
+// share such a context share nothing else: ChargeCredits' middleware gives
+// each its own state (through an adapter, SetCost then needs AttachKey).
 func WithKey(ctx context.Context, k *KeyRecord) context.Context {
-	return context.WithValue(ctx, stateKey{}, &requestState{key: k})
+	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true})
 }
 
 // FromContext returns the key RequireAPIKey authenticated for the request,
@@ -80,7 +83,7 @@ func callerOf(ctx context.Context, handler string) (*requestState, *KeyRecord, e
 // state's room while it lasts (st may be nil). Call it from the goroutine
 // serving the request, as for the header map it goes into.
 func (st *requestState) headerValue(v string) []string {
-	if st != nil && st.nvals < len(st.vals) {
+	if st != nil && !st.shared && st.nvals < len(st.vals) {
 		i := st.nvals
 		st.nvals++
 		st.vals[i] = v
@@ -92,6 +95,9 @@ func (st *requestState) headerValue(v string) []string {
 // newCharge returns room for a Charge: the state's the first time, a new
 // one after that. It becomes the Charge SetCost finds.
 func (st *requestState) newCharge() *Charge {
+	if st.shared {
+		return new(Charge) // not the state's: it may be another request's
+	}
 	var ch *Charge
 	if st.roomTaken.CompareAndSwap(false, true) {
 		ch = &st.room

@@ -102,10 +102,10 @@ func CheckRotationGrace(grace time.Duration) error {
 }
 
 // CheckRatePerMinute returns an error unless rate, a key's RatePerMinute
-// (zero: none), is between 0 and keyward.MaxRatePerMinute.
+// (zero: none), is in range (keyward.CheckLimits).
 func CheckRatePerMinute(rate int64) error {
-	if rate < 0 || rate > keyward.MaxRatePerMinute {
-		return fmt.Errorf("keyward: rate %d/min is out of range: 0 to %d/min (keyward.MaxRatePerMinute)", rate, keyward.MaxRatePerMinute)
+	if err := keyward.CheckLimits(keyward.Limits{RequestsPerMinute: rate}); err != nil {
+		return fmt.Errorf("keyward: %w", err)
 	}
 	return nil
 }

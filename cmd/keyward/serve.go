@@ -64,8 +64,8 @@ func (f *serveFlags) check() error {
 		}
 	}
 	if f.writeTimeout >= credit.DefaultReservationTTL {
-		// A call still running when its reservation expires is served
-		// without one.
+		// Running calls renew their reservations, but a write that takes
+		// longer than a reservation's whole life is a stuck client.
 		return usageError{fmt.Errorf("--write-timeout must be below the credit reservation TTL, %v", credit.DefaultReservationTTL)}
 	}
 	if f.maxHeaderBytes <= 0 {

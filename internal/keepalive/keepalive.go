@@ -4,6 +4,8 @@
 package keepalive
 
 import (
+	"cmp"
+	"context"
 	"sync"
 	"time"
 
@@ -11,9 +13,10 @@ import (
 )
 
 // Renewer renews something that would lapse. Renew returns when to renew
-// it next (Unix nanoseconds), or false to stop renewing it.
+// it next (Unix nanoseconds), or false to stop renewing it; ctx ends after
+// the Set's Timeout.
 type Renewer interface {
-	Renew() (next int64, again bool)
+	Renew(ctx context.Context) (next int64, again bool)
 }
 
 // Node is a Set's hold on one Renewer; embed it in the thing renewed. The
@@ -21,6 +24,7 @@ type Renewer interface {
 type Node struct {
 	prev, next *Node
 	due        int64 // Unix nanoseconds
+	added      int64 // Unix nanoseconds
 	r          Renewer
 	in         bool
 }
@@ -34,6 +38,12 @@ type Set struct {
 	running bool
 	// Tick is how often the Set looks for due Renewers. Zero: 10 ms.
 	Tick time.Duration
+	// Timeout bounds one Renew, so that one that hangs does not hold up
+	// the others for long. Zero: 10 s.
+	Timeout time.Duration
+	// MaxAge is how long a Renewer is renewed at most, from its Add: one
+	// never removed (forgotten by its owner) is given up then. Zero: a day.
+	MaxAge time.Duration
 }
 
 // Add renews r through n from due (Unix nanoseconds) on, until Remove(n).
@@ -46,7 +56,7 @@ func (s *Set) Add(n *Node, r Renewer, due int64) {
 	if n.in {
 		return
 	}
-	n.r, n.due, n.in = r, due, true
+	n.r, n.due, n.in, n.added = r, due, true, clock.Process.UnixNano()
 	n.prev, n.next = s.head.prev, &s.head
 	s.head.prev.next = n
 	s.head.prev = n
@@ -100,12 +110,17 @@ func (s *Set) run() {
 
 func (s *Set) renew(n *Node) {
 	s.mu.Lock()
-	r := n.r
+	r, added := n.r, n.added
 	s.mu.Unlock()
 	if r == nil {
 		return
 	}
-	next, again := r.Renew()
+	next, again := int64(0), false
+	if clock.Process.UnixNano()-added < int64(cmp.Or(s.MaxAge, 24*time.Hour)) {
+		ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(s.Timeout, 10*time.Second))
+		next, again = r.Renew(ctx)
+		cancel()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n.r != r || !n.in {

@@ -1,6 +1,7 @@
 package keepalive_test
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +17,7 @@ type counter struct {
 	limit int64
 }
 
-func (c *counter) Renew() (int64, bool) {
+func (c *counter) Renew(context.Context) (int64, bool) {
 	return clock.Process.UnixNano() + int64(time.Millisecond), c.n.Add(1) < c.limit
 }
 
@@ -107,4 +108,36 @@ func TestAddRemoveAllocations(t *testing.T) {
 	}); n > 0 {
 		t.Fatalf("%v allocations", n)
 	}
+}
+
+// A Renewer never removed is given up after MaxAge.
+func TestMaxAge(t *testing.T) {
+	s := keepalive.Set{MaxAge: 50 * time.Millisecond}
+	c := &counter{limit: 1 << 40}
+	s.Add(&c.node, c, 0)
+	defer s.Remove(&c.node)
+	time.Sleep(150 * time.Millisecond)
+	n := c.n.Load()
+	time.Sleep(100 * time.Millisecond)
+	if got := c.n.Load(); n == 0 || got != n {
+		t.Fatalf("renewed %d times, then %d: want some renewals, then none past MaxAge", n, got)
+	}
+}
+
+type hanging struct{ node keepalive.Node }
+
+func (h *hanging) Renew(ctx context.Context) (int64, bool) {
+	<-ctx.Done()
+	return 0, false
+}
+
+// A Renew that hangs is cut off after Timeout, and the others go on.
+func TestTimeout(t *testing.T) {
+	s := keepalive.Set{Timeout: 30 * time.Millisecond}
+	h := &hanging{}
+	c := &counter{limit: 1 << 40}
+	s.Add(&h.node, h, 0)
+	s.Add(&c.node, c, 0)
+	defer s.Remove(&c.node)
+	waitFor(t, "renewals past the hanging one", func() bool { return c.n.Load() >= 3 })
 }
