@@ -40,8 +40,8 @@ func CheckLimits(l Limits) error {
 	return errors.Join(errs...)
 }
 
-// Plan is a row of the plan table. A zero field is "custom": every
-// organization on the plan sets its own (an enterprise plan).
+// Plan is a row of the plan table. A zero rate is "custom": each of its
+// organizations must set one; zero credits are none unless it sets some.
 type Plan struct {
 	// Name is the plan's name, as in Organization.Plan.
 	Name string
