@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,10 +69,20 @@ func TestCacheComparesTheWholeHash(t *testing.T) {
 	// Each hash was looked up in the store at least once: none was
 	// answered from another's entry.
 	assert.GreaterOrEqual(t, store.calls.Load(), int64(3))
-	// A hit compares the whole hash.
-	if e, hit := c.cached(a); hit {
-		rec, err := e.answer()
-		require.NoError(t, err)
-		assert.Equal(t, "key_a", rec.ID)
+	// A hit compares the whole hash: once a's entry holds the shared slot
+	// (ristretto may drop a Set: look up until it is admitted), b and the
+	// unknown hash still miss.
+	require.Eventually(t, func() bool {
+		_, _ = c.LookupKey(ctx, a)
+		_, hit := c.cached(a)
+		return hit
+	}, 5*time.Second, time.Millisecond)
+	e, _ := c.cached(a)
+	rec, err := e.answer()
+	require.NoError(t, err)
+	assert.Equal(t, "key_a", rec.ID)
+	for _, h := range []KeyHash{b, unknown} {
+		_, hit := c.cached(h)
+		assert.False(t, hit, "a's entry answered for %x", h[28:])
 	}
 }
