@@ -39,7 +39,7 @@ func chargedServer(t *testing.T, ttl time.Duration, handler http.HandlerFunc) (*
 }
 
 // A call whose handler runs for several reservation TTLs is charged: its
-// reservation is renewed while it runs (issue: slow calls were free).
+// reservation is renewed while it runs (slow calls used to be free).
 func TestSlowHandlerIsCharged(t *testing.T) {
 	t.Parallel()
 	srv, key, ledger, acct := chargedServer(t, 300*time.Millisecond, func(w http.ResponseWriter, r *http.Request) {
