@@ -398,12 +398,12 @@ func TestCommandErrors(t *testing.T) {
 	}{
 		{[]string{"orgs", "create"}, 2}, // --name missing
 		{[]string{"orgs", "create", "--name", "a", "--rate", "fast"}, 2},
-		{[]string{"keys", "revoke"}, 2},                  // KEY_ID missing
-		{[]string{"keys", "create", "--bogus"}, 2},       // unknown flag
-		{[]string{"nonsense"}, 2},                        // unknown command
-		{[]string{"credits", "grant", "org_x", "-5"}, 2}, // N must be positive
-		{[]string{"keys", "revoke", "key_nope"}, 1},      // a failure, not a usage error
-		{[]string{"orgs", "create", "--name", "a", "--plan", "platinum"}, 1},
+		{[]string{"keys", "revoke"}, 2},                                      // KEY_ID missing
+		{[]string{"keys", "create", "--bogus"}, 2},                           // unknown flag
+		{[]string{"nonsense"}, 2},                                            // unknown command
+		{[]string{"credits", "grant", "org_x", "-5"}, 2},                     // N must be positive
+		{[]string{"keys", "revoke", "key_nope"}, 1},                          // a failure, not a usage error
+		{[]string{"orgs", "create", "--name", "a", "--plan", "platinum"}, 2}, // a flag's value
 		{[]string{"--db", "mysql://x", "orgs", "list"}, 1},
 	} {
 		_, errs, code := c.run(tc.args...)

@@ -57,7 +57,7 @@ func parseRate(s string) (int64, error) {
 }
 
 func (a *app) orgsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "orgs", Short: "Create and list organizations"}
+	cmd := group(&cobra.Command{Use: "orgs", Short: "Create, list, show, update and delete organizations"})
 	var (
 		name, plan, rate string
 		credits          int64
@@ -77,6 +77,11 @@ func (a *app) orgsCommand() *cobra.Command {
 			}
 			if err := checkCreditsFlag("--credits", credits); err != nil {
 				return err
+			}
+			// The store checks this too; checked here, a mistake is a usage
+			// error, found before any database is opened.
+			if err := manage.CheckOrg(keyward.Organization{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits}, nil); err != nil {
+				return usageError{err}
 			}
 			s, err := a.open(cmd.Context())
 			if err != nil {
@@ -192,7 +197,7 @@ func (a *app) printNewKey(ck manage.CreatedKey, asJSON bool, verb string) error 
 }
 
 func (a *app) keysCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "keys", Short: "Create, list, revoke and rotate API keys"}
+	cmd := group(&cobra.Command{Use: "keys", Short: "Create, list, show, update, revoke and rotate API keys"})
 	var (
 		org, name, env, perms string
 		expires               time.Duration
@@ -237,7 +242,7 @@ func (a *app) keysCommand() *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "key name: production, development, ci, partner… (required)")
 	create.Flags().StringVar(&env, "env", "live", "environment: live or test")
 	create.Flags().StringVar(&perms, "permissions", "", "comma-separated permissions, e.g. transactions:enrich,categories:read or *")
-	create.Flags().DurationVar(&expires, "expires", 0, fmt.Sprintf("lifetime, e.g. 720h; at most %.0fh (default: never expires)", manage.MaxKeyLifetime.Hours()))
+	durationFlag(create, &expires, "expires", 0, fmt.Sprintf("lifetime, e.g. 30d or 720h; at most %.0fd (default: never expires)", manage.MaxKeyLifetime.Hours()/24))
 	create.Flags().StringVar(&rate, "rate", "", "per-key rate limit, N/min (on top of the organization's)")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -330,7 +335,7 @@ func (a *app) keysCommand() *cobra.Command {
 			return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
 		},
 	}
-	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, fmt.Sprintf("how long the old key keeps working; at most %.0fh", manage.MaxRotationGrace.Hours()))
+	durationFlag(rotate, &grace, "grace", 24*time.Hour, fmt.Sprintf("how long the old key keeps working, e.g. 7d or 24h; at most %.0fd", manage.MaxRotationGrace.Hours()/24))
 	rotate.Flags().BoolVar(&rotateJSON, "json", false, "print JSON")
 	var count int
 	sample := &cobra.Command{
