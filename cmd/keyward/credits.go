@@ -28,7 +28,7 @@ type orgDetail struct {
 func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgDetail, error) {
 	o, err := s.Org(ctx, id)
 	if err != nil {
-		return orgDetail{}, err
+		return orgDetail{}, a.notFound(err, id)
 	}
 	bal, err := s.Balance(ctx, o.Account())
 	if err != nil {
@@ -127,7 +127,7 @@ func (a *app) creditsCommand() *cobra.Command {
 			defer s.Close()
 			o, err := s.Org(ctx, argv[0])
 			if err != nil {
-				return err
+				return a.notFound(err, argv[0])
 			}
 			if _, err := s.Grant(ctx, o.Account(), n, note); errors.Is(err, credit.ErrInvalidAmount) {
 				return fmt.Errorf("granting %d credits would take %s's allocation plus grants this period above %d (credit.MaxCredits): %w",

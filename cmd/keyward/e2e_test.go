@@ -51,8 +51,13 @@ type cli struct {
 	db string
 }
 
+// newCLI returns a cli on a new database, made by `keyward init`.
 func newCLI(t *testing.T) *cli {
-	return &cli{t: t, db: filepath.Join(t.TempDir(), "keyward.db")}
+	t.Helper()
+	c := &cli{t: t, db: filepath.Join(t.TempDir(), "keyward.db")}
+	_, errs, code := c.run("init")
+	require.Equal(t, 0, code, "keyward init: %s", errs)
+	return c
 }
 
 func (c *cli) cmd(args ...string) *exec.Cmd {

@@ -233,7 +233,7 @@ func (a *app) keysCommand() *cobra.Command {
 			ck, err := s.CreateKey(cmd.Context(), manage.KeySpec{OrgID: org, Name: name, Environment: keyward.Environment(env),
 				Permissions: permissions, ExpiresIn: expires, RatePerMinute: r})
 			if err != nil {
-				return err
+				return a.notFound(err, org)
 			}
 			return a.printNewKey(ck, asJSON, "created")
 		},
@@ -263,7 +263,7 @@ func (a *app) keysCommand() *cobra.Command {
 			defer s.Close()
 			keys, err := s.ListKeys(cmd.Context(), listOrg)
 			if err != nil {
-				return err
+				return a.notFound(err, listOrg)
 			}
 			now := time.Now()
 			views := make([]keyJSON, 0, len(keys))
@@ -299,7 +299,7 @@ func (a *app) keysCommand() *cobra.Command {
 			}
 			defer s.Close()
 			if err := s.RevokeKey(cmd.Context(), argv[0]); err != nil {
-				return err
+				return a.notFound(err, argv[0])
 			}
 			if revokeJSON {
 				return a.printJSON(map[string]string{"id": argv[0], "status": "revoked"})
@@ -330,7 +330,7 @@ func (a *app) keysCommand() *cobra.Command {
 			defer s.Close()
 			ck, err := s.RotateKey(cmd.Context(), argv[0], grace)
 			if err != nil {
-				return err
+				return a.notFound(err, argv[0])
 			}
 			return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
 		},

@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -27,6 +29,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
 )
@@ -126,7 +130,7 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
 		"key prefix (env KEYWARD_KEY_PREFIX)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand())
+	root.AddCommand(a.initCommand(), a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand())
 	return root
 }
 
@@ -182,11 +186,94 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
+// open opens the --db database, which must exist: a mistyped --db or a
+// command run in the wrong directory fails, naming the database it
+// looked for, instead of making an empty database there.
 func (a *app) open(ctx context.Context) (*sqlstore.Store, error) {
+	if path, ok := sqlitePath(a.db); ok {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s (--db, env KEYWARD_DB); create one with `keyward init`, or point --db at an existing one", a.dbName())
+		}
+	}
+	return a.openOrCreate(ctx)
+}
+
+// openOrCreate opens the --db database, creating a SQLite file that does
+// not exist yet: for init, serve and demo only.
+func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if a.dbTimeout <= 0 {
 		return nil, usageError{errors.New("--db-timeout must be positive")}
 	}
-	return sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout})
+	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)
+	}
+	return s, nil
+}
+
+// sqlitePath returns the file of a SQLite DSN (see sqlstore.Open), and
+// false for PostgreSQL and in-memory databases.
+func sqlitePath(dsn string) (string, bool) {
+	if strings.Contains(dsn, "://") {
+		return "", false
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	path, _, _ = strings.Cut(path, "?")
+	if path == "" || strings.HasPrefix(path, ":memory:") {
+		return "", false
+	}
+	return path, true
+}
+
+// dbName is the --db database as messages name it: a PostgreSQL URL
+// without its password.
+func (a *app) dbName() string {
+	if strings.Contains(a.db, "://") {
+		if u, err := url.Parse(a.db); err == nil {
+			return u.Redacted()
+		}
+		return "the --db database"
+	}
+	return a.db
+}
+
+// notFound names the database in which id was looked for, when err says
+// that it was not found there.
+func (a *app) notFound(err error, id string) error {
+	switch {
+	case errors.Is(err, keyward.ErrKeyNotFound):
+		return fmt.Errorf("key %s not found in %s", id, a.dbName())
+	case errors.Is(err, manage.ErrOrgNotFound):
+		return fmt.Errorf("organization %s not found in %s", id, a.dbName())
+	}
+	return err
+}
+
+// initCommand is `keyward init`: the one management command that makes a
+// database.
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the --db database (or bring its schema up to date); other management commands never create one",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			verb := "is ready"
+			if path, ok := sqlitePath(a.db); ok {
+				if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+					verb = "created"
+				}
+			}
+			s, err := a.openOrCreate(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := s.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "database %s %s\n", a.dbName(), verb)
+			return nil
+		},
+	}
 }
 
 // printJSON writes v as one JSON document on stdout.

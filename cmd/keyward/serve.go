@@ -85,7 +85,7 @@ func (a *app) serveCommand() *cobra.Command {
 			if err := f.check(); err != nil {
 				return err
 			}
-			s, err := a.open(cmd.Context())
+			s, err := a.openOrCreate(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -118,7 +118,7 @@ func (a *app) demoCommand() *cobra.Command {
 			}
 			defer os.RemoveAll(dir)
 			a.db = filepath.Join(dir, "keyward.db")
-			s, err := a.open(ctx)
+			s, err := a.openOrCreate(ctx)
 			if err != nil {
 				return err
 			}
