@@ -35,6 +35,18 @@ func flagError(flag string, err error) error {
 	return usageError{fmt.Errorf("%s: %s", flag, strings.TrimPrefix(err.Error(), "keyward: "))}
 }
 
+// splitPermissions reads a --permissions list: comma-separated, blanks
+// ignored.
+func splitPermissions(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // parseRate reads "600/min", "600" or "600/m".
 func parseRate(s string) (int64, error) {
 	if s == "" {
@@ -138,7 +150,7 @@ func (a *app) orgsCommand() *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
-	cmd.AddCommand(create, list, a.orgsShowCommand())
+	cmd.AddCommand(create, list, a.orgsShowCommand(), a.orgsUpdateCommand(), a.orgsDeleteCommand())
 	return cmd
 }
 
@@ -219,12 +231,7 @@ func (a *app) keysCommand() *cobra.Command {
 			if err := manage.CheckKeyLifetime(expires); err != nil {
 				return flagError("--expires", err)
 			}
-			var permissions []string
-			for _, p := range strings.Split(perms, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					permissions = append(permissions, p)
-				}
-			}
+			permissions := splitPermissions(perms)
 			s, err := a.open(cmd.Context())
 			if err != nil {
 				return err
@@ -362,6 +369,6 @@ func (a *app) keysCommand() *cobra.Command {
 		},
 	}
 	sample.Flags().IntVar(&count, "count", 1, "how many keys")
-	cmd.AddCommand(create, list, revoke, rotate, sample)
+	cmd.AddCommand(create, list, a.keysShowCommand(), a.keysUpdateCommand(), revoke, rotate, a.keysWhoisCommand(), sample)
 	return cmd
 }
