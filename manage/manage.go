@@ -20,6 +20,15 @@ var ErrOrgNotFound = errors.New("keyward: organization not found")
 // that is already revoked.
 var ErrKeyRevoked = errors.New("keyward: key is revoked")
 
+// ErrKeyRotated is what a KeyManager returns when asked to rotate a key
+// that has a successor already: a key has at most one, so that a retried
+// or doubled rotation never leaves two new keys working.
+var ErrKeyRotated = errors.New("keyward: key is rotated already")
+
+// ErrOrgHasLiveKeys is what a KeyManager returns when asked to delete,
+// without force, an organization some of whose keys still work.
+var ErrOrgHasLiveKeys = errors.New("keyward: organization has keys that still work")
+
 // OrgSpec describes an organization to create.
 type OrgSpec struct {
 	// Name is for people. Required.
@@ -165,6 +174,49 @@ type CreatedKey struct {
 	Record keyward.KeyRecord
 }
 
+// KeyChange describes changes to a key; a nil field is left as it is.
+type KeyChange struct {
+	// Name labels the key. Not empty.
+	Name *string
+	// Permissions replace the key's (resource:action, resource:*, *).
+	Permissions *[]string
+	// ExpiresIn is the key's lifetime from now; zero for none. At most
+	// MaxKeyLifetime.
+	ExpiresIn *time.Duration
+}
+
+// Check returns every problem of c, joined, by the rules of KeySpec.Check.
+// KeyManager implementations call it before changing a key.
+func (c KeyChange) Check() error {
+	var errs []error
+	if c.Name != nil && *c.Name == "" {
+		errs = append(errs, errors.New("keyward: key name is empty"))
+	}
+	if c.ExpiresIn != nil {
+		if err := CheckKeyLifetime(*c.ExpiresIn); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Permissions != nil {
+		if err := keyward.ValidatePermissions(*c.Permissions); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// KeyInfo is a key with its place in a chain of rotations.
+type KeyInfo struct {
+	// Record is the stored record.
+	Record keyward.KeyRecord
+	// Predecessor is the id of the key this one was rotated from; empty
+	// for a key CreateKey made.
+	Predecessor string
+	// Successor is the id of the key this one was rotated into; empty if
+	// it was not rotated.
+	Successor string
+}
+
 // KeyManager creates and changes organizations and keys. memstore and
 // sqlstore implement it with one contract:
 //   - CreateKey and RotateKey return the plaintext once; only its hash and
@@ -175,8 +227,24 @@ type CreatedKey struct {
 //     environment, permissions, rate and lifetime, and revokes the old key
 //     at now+grace (at once for grace ≤ 0). Rotating a revoked key is
 //     ErrKeyRevoked; a grace above MaxRotationGrace is refused
-//     (CheckRotationGrace) and changes nothing.
-//   - Unknown organization ids are ErrOrgNotFound.
+//     (CheckRotationGrace) and changes nothing. Rotating a key that is
+//     not revoked but has a successor is ErrKeyRotated (wrapped, naming
+//     the successor) and changes nothing, even when two rotations race:
+//     a key has at most one successor. The new key records the old one
+//     as its Predecessor, the old one the new one as its Successor.
+//   - Key returns a key by id with its predecessor and successor;
+//     KeysByHint returns the keys, of every organization, whose hint is
+//     the one given (newest first; none is no error).
+//   - UpdateKey applies a KeyChange (checked by KeyChange.Check, which
+//     refused changes nothing) and returns the record. An expiry is
+//     counted from now. A revoked key is ErrKeyRevoked.
+//   - DeleteOrg removes an organization and its keys, whose lookups are
+//     then ErrKeyNotFound. While some of its keys still work (neither
+//     revoked nor expired; a key in its rotation grace works) it is
+//     refused with ErrOrgHasLiveKeys and changes nothing, unless force
+//     is set. The credit ledger's history of the organization is kept.
+//   - Unknown key ids are keyward.ErrKeyNotFound; unknown organization
+//     ids are ErrOrgNotFound.
 //   - Every change to a key or an organization is told to the watching
 //     Invalidators before the call returns (for the instance that made it).
 type KeyManager interface {
@@ -188,4 +256,8 @@ type KeyManager interface {
 	ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error)
 	RevokeKey(ctx context.Context, keyID string) error
 	RotateKey(ctx context.Context, keyID string, grace time.Duration) (CreatedKey, error)
+	Key(ctx context.Context, keyID string) (KeyInfo, error)
+	KeysByHint(ctx context.Context, hint string) ([]keyward.KeyRecord, error)
+	UpdateKey(ctx context.Context, keyID string, change KeyChange) (keyward.KeyRecord, error)
+	DeleteOrg(ctx context.Context, orgID string, force bool) error
 }

@@ -5,6 +5,7 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,8 @@ type Store struct {
 	orgs     map[string]*keyward.Organization
 	keys     map[string]*keyward.KeyRecord // by id
 	byHash   map[keyward.KeyHash]*keyward.KeyRecord
+	pred     map[string]string // key id → the key it was rotated from
+	succ     map[string]string // key id → the key it was rotated into
 	watchers []keyward.Invalidator
 }
 
@@ -67,6 +70,8 @@ func New(opts Options) (*Store, error) {
 		orgs:   make(map[string]*keyward.Organization),
 		keys:   make(map[string]*keyward.KeyRecord),
 		byHash: make(map[keyward.KeyHash]*keyward.KeyRecord),
+		pred:   make(map[string]string),
+		succ:   make(map[string]string),
 	}, nil
 }
 
@@ -243,13 +248,18 @@ func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord
 			out = append(out, s.joined(k))
 		}
 	}
-	slices.SortFunc(out, func(a, b keyward.KeyRecord) int {
+	sortNewestFirst(out)
+	return out, nil
+}
+
+// sortNewestFirst sorts keys newest first, then by id.
+func sortNewestFirst(keys []keyward.KeyRecord) {
+	slices.SortFunc(keys, func(a, b keyward.KeyRecord) int {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
 			return c
 		}
 		return compare(a.ID, b.ID)
 	})
-	return out, nil
 }
 
 // RevokeKey implements manage.KeyManager.
@@ -283,6 +293,9 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	if old.Revoked(now) {
 		return manage.CreatedKey{}, manage.ErrKeyRevoked
 	}
+	if next, ok := s.succ[keyID]; ok {
+		return manage.CreatedKey{}, rotatedInto(next)
+	}
 	var expires time.Time
 	if !old.ExpiresAt.IsZero() {
 		expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
@@ -298,6 +311,100 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	if old.RevokedAt.IsZero() || end.Before(old.RevokedAt) {
 		old.RevokedAt = end
 	}
+	s.pred[ck.Record.ID], s.succ[keyID] = keyID, ck.Record.ID
 	s.notify(old.Hash)
 	return ck, nil
+}
+
+// rotatedInto is manage.ErrKeyRotated naming the successor.
+func rotatedInto(next string) error {
+	return fmt.Errorf("%w into %s: rotate that key instead", manage.ErrKeyRotated, next)
+}
+
+// Key implements manage.KeyManager.
+func (s *Store) Key(ctx context.Context, keyID string) (manage.KeyInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, ok := s.keys[keyID]
+	if !ok {
+		return manage.KeyInfo{}, keyward.ErrKeyNotFound
+	}
+	return manage.KeyInfo{Record: s.joined(k), Predecessor: s.pred[keyID], Successor: s.succ[keyID]}, nil
+}
+
+// KeysByHint implements manage.KeyManager.
+func (s *Store) KeysByHint(ctx context.Context, hint string) ([]keyward.KeyRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []keyward.KeyRecord
+	for _, k := range s.keys {
+		if k.Hint == hint {
+			out = append(out, s.joined(k))
+		}
+	}
+	sortNewestFirst(out)
+	return out, nil
+}
+
+// UpdateKey implements manage.KeyManager.
+func (s *Store) UpdateKey(ctx context.Context, keyID string, c manage.KeyChange) (keyward.KeyRecord, error) {
+	if err := c.Check(); err != nil {
+		return keyward.KeyRecord{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.keys[keyID]
+	if !ok {
+		return keyward.KeyRecord{}, keyward.ErrKeyNotFound
+	}
+	now := s.now()
+	if k.Revoked(now) {
+		return keyward.KeyRecord{}, manage.ErrKeyRevoked
+	}
+	if c.Name != nil {
+		k.Name = *c.Name
+	}
+	if c.Permissions != nil {
+		k.Permissions = slices.Clone(*c.Permissions)
+	}
+	if c.ExpiresIn != nil {
+		k.ExpiresAt = time.Time{}
+		if *c.ExpiresIn > 0 {
+			k.ExpiresAt = now.Add(*c.ExpiresIn)
+		}
+	}
+	s.notify(k.Hash)
+	return s.joined(k), nil
+}
+
+// DeleteOrg implements manage.KeyManager.
+func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.orgs[orgID]; !ok {
+		return manage.ErrOrgNotFound
+	}
+	now := s.now()
+	var keys []*keyward.KeyRecord
+	live := 0
+	for _, k := range s.keys {
+		if k.Org.ID == orgID {
+			keys = append(keys, k)
+			if !k.Revoked(now) && !k.Expired(now) {
+				live++
+			}
+		}
+	}
+	if live > 0 && !force {
+		return fmt.Errorf("%w: %d; revoke them first, or delete with force", manage.ErrOrgHasLiveKeys, live)
+	}
+	for _, k := range keys {
+		delete(s.keys, k.ID)
+		delete(s.byHash, k.Hash)
+		delete(s.pred, k.ID)
+		delete(s.succ, k.ID)
+		s.notify(k.Hash)
+	}
+	delete(s.orgs, orgID)
+	return nil
 }

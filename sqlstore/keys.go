@@ -333,25 +333,24 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	var ck manage.CreatedKey
 	var oldHash string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// One conditional update decides: the key exists and is not
-		// revoked. It also locks the row for the rest of the transaction.
-		old, err := s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return keyward.ErrKeyNotFound
-		}
-		if err != nil {
-			return err
-		}
+		// One conditional update decides: the key exists, is not revoked
+		// and has no successor. It also locks the row for the rest of the
+		// transaction, so a racing rotation waits and then finds the
+		// successor this one sets.
 		res, err := tx.ExecContext(ctx, `UPDATE keyward_keys
 			SET revoked_at = CASE WHEN revoked_at = 0 OR revoked_at > $3 THEN $3 ELSE revoked_at END
-			WHERE id = $1 AND (revoked_at = 0 OR revoked_at > $2)`, keyID, nanos(now), nanos(end))
+			WHERE id = $1 AND (revoked_at = 0 OR revoked_at > $2) AND successor = ''`, keyID, nanos(now), nanos(end))
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return manage.ErrKeyRevoked
+			return s.whyNotRotated(ctx, tx, keyID, now)
+		}
+		old, err := s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
+		if err != nil {
+			return err
 		}
 		var expires time.Time
 		if !old.ExpiresAt.IsZero() {
@@ -359,6 +358,12 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 		}
 		ck, err = s.insertKey(ctx, tx, old.Org, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
 		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_keys SET predecessor = $2 WHERE id = $1`, ck.Record.ID, keyID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_keys SET successor = $2 WHERE id = $1`, keyID, ck.Record.ID); err != nil {
 			return err
 		}
 		oldHash = old.Hash.String()
@@ -369,6 +374,187 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	}
 	s.notifyLocal(oldHash, ck.Record.Hash.String())
 	return ck, nil
+}
+
+// whyNotRotated tells why RotateKey's update changed no row: the key is
+// unknown, revoked, or rotated already.
+func (s *Store) whyNotRotated(ctx context.Context, tx *sql.Tx, keyID string, now time.Time) error {
+	var revoked int64
+	var next string
+	err := tx.QueryRowContext(ctx, `SELECT revoked_at, successor FROM keyward_keys WHERE id = $1`, keyID).Scan(&revoked, &next)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return keyward.ErrKeyNotFound
+	case err != nil:
+		return err
+	case revoked != 0 && revoked <= nanos(now):
+		return manage.ErrKeyRevoked
+	case next != "":
+		return fmt.Errorf("%w into %s: rotate that key instead", manage.ErrKeyRotated, next)
+	}
+	return fmt.Errorf("keyward: sqlstore: key %s could not be rotated", keyID)
+}
+
+// Key implements manage.KeyManager.
+func (s *Store) Key(ctx context.Context, keyID string) (manage.KeyInfo, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var info manage.KeyInfo
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rec, err := s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return keyward.ErrKeyNotFound
+		}
+		if err != nil {
+			return err
+		}
+		info.Record = *rec
+		return tx.QueryRowContext(ctx, `SELECT predecessor, successor FROM keyward_keys WHERE id = $1`, keyID).
+			Scan(&info.Predecessor, &info.Successor)
+	})
+	if err != nil {
+		return manage.KeyInfo{}, wrap("key", err)
+	}
+	return info, nil
+}
+
+// KeysByHint implements manage.KeyManager.
+func (s *Store) KeysByHint(ctx context.Context, hint string) ([]keyward.KeyRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.hint = $1 ORDER BY k.created_at DESC, k.id`, hint)
+	if err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: keys by hint: %w", err)
+	}
+	defer rows.Close()
+	var out []keyward.KeyRecord
+	for rows.Next() {
+		rec, err := s.scanKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("keyward: sqlstore: keys by hint: %w", err)
+		}
+		out = append(out, *rec)
+	}
+	return out, rows.Err()
+}
+
+// UpdateKey implements manage.KeyManager.
+func (s *Store) UpdateKey(ctx context.Context, keyID string, c manage.KeyChange) (keyward.KeyRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := c.Check(); err != nil {
+		return keyward.KeyRecord{}, err
+	}
+	now := s.now()
+	var rec *keyward.KeyRecord
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Lock the row first, so that what is read is what is changed.
+		res, err := tx.ExecContext(ctx, `UPDATE keyward_keys SET name = name
+			WHERE id = $1 AND (revoked_at = 0 OR revoked_at > $2)`, keyID, nanos(now))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM keyward_keys WHERE id = $1`, keyID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				return keyward.ErrKeyNotFound
+			} else if err != nil {
+				return err
+			}
+			return manage.ErrKeyRevoked
+		}
+		if rec, err = s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID)); err != nil {
+			return err
+		}
+		if c.Name != nil {
+			rec.Name = *c.Name
+		}
+		if c.Permissions != nil {
+			rec.Permissions = append([]string{}, *c.Permissions...)
+		}
+		if c.ExpiresIn != nil {
+			rec.ExpiresAt = time.Time{}
+			if *c.ExpiresIn > 0 {
+				rec.ExpiresAt = fromNanos(nanos(now.Add(*c.ExpiresIn)))
+			}
+		}
+		perms, err := json.Marshal(rec.Permissions)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_keys SET name = $2, permissions = $3, expires_at = $4 WHERE id = $1`,
+			keyID, rec.Name, string(perms), nanos(rec.ExpiresAt)); err != nil {
+			return err
+		}
+		return s.recordChanges(ctx, tx, rec.Hash.String())
+	})
+	if err != nil {
+		return keyward.KeyRecord{}, wrap("update key", err)
+	}
+	s.notifyLocal(rec.Hash.String())
+	return *rec, nil
+}
+
+// DeleteOrg implements manage.KeyManager. The organization's usage rows
+// go with it; its credit account and ledger entries are kept as history.
+func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	now := nanos(s.now())
+	var hashes []string
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Lock the organization's row while its keys are counted.
+		res, err := tx.ExecContext(ctx, `UPDATE keyward_orgs SET name = name WHERE id = $1`, orgID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return manage.ErrOrgNotFound
+		}
+		var live int64
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM keyward_keys WHERE org_id = $1
+			AND (revoked_at = 0 OR revoked_at > $2) AND (expires_at = 0 OR expires_at > $2)`, orgID, now).Scan(&live); err != nil {
+			return err
+		}
+		if live > 0 && !force {
+			return fmt.Errorf("%w: %d; revoke them first, or delete with force", manage.ErrOrgHasLiveKeys, live)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT hash FROM keyward_keys WHERE org_id = $1`, orgID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var h string
+			if err := rows.Scan(&h); err != nil {
+				rows.Close()
+				return err
+			}
+			hashes = append(hashes, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM keyward_keys WHERE org_id = $1`,
+			`DELETE FROM keyward_usage WHERE org_id = $1`,
+			`DELETE FROM keyward_orgs WHERE id = $1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, orgID); err != nil {
+				return err
+			}
+		}
+		return s.recordChanges(ctx, tx, hashes...)
+	})
+	if err != nil {
+		return wrap("delete org", err)
+	}
+	s.notifyLocal(hashes...)
+	return nil
 }
 
 // inTx runs f in a transaction, committing if it returns nil. On
@@ -391,7 +577,8 @@ func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
 // wrap leaves keyward's sentinels as they are and prefixes anything else.
 func wrap(op string, err error) error {
 	switch {
-	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, manage.ErrOrgNotFound), errors.Is(err, manage.ErrKeyRevoked):
+	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, manage.ErrOrgNotFound), errors.Is(err, manage.ErrKeyRevoked),
+		errors.Is(err, manage.ErrKeyRotated), errors.Is(err, manage.ErrOrgHasLiveKeys):
 		return err
 	}
 	return fmt.Errorf("keyward: sqlstore: %s: %w", op, err)

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -125,8 +126,7 @@ func TestAllocationMigration(t *testing.T) {
 			// Back to a ledger before 0004, without allocation entries.
 			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_ledger WHERE kind = 'allocation'`)
 			require.NoError(t, err)
-			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_migrations WHERE version >= 4`)
-			require.NoError(t, err)
+			rewindTo(t, old.DB(), 4)
 			require.NoError(t, old.Close())
 
 			s := open(t, dsn, sqlstore.Options{Now: clock.Now})
@@ -250,6 +250,20 @@ func TestAbandonedReservationIsReleased(t *testing.T) {
 	}
 }
 
+// rewindTo takes db's schema back to before migration version, so that
+// the next open applies it and those after it again. Migrations after
+// 0004 that cannot run twice are undone here.
+func rewindTo(t *testing.T, db *sql.DB, version int) {
+	t.Helper()
+	for _, q := range []string{`DROP INDEX keyward_keys_hint`,
+		`ALTER TABLE keyward_keys DROP COLUMN predecessor`, `ALTER TABLE keyward_keys DROP COLUMN successor`} {
+		_, err := db.Exec(q)
+		require.NoError(t, err, q)
+	}
+	_, err := db.Exec(`DELETE FROM keyward_migrations WHERE version >= $1`, version)
+	require.NoError(t, err)
+}
+
 // TestFingerprintMigration: rows written before fingerprints were stored
 // hex-encoded (raw bytes on SQLite; on PostgreSQL only valid UTF-8 could be
 // written) still replay and still refuse another request once migration
@@ -272,8 +286,7 @@ func TestFingerprintMigration(t *testing.T) {
 				VALUES ('org_a', 3, 'committed', 'key_1', 'req_1', 'k1', $1, 3, 0, $2, $2, $2)`, legacy, now)
 			require.NoError(t, err)
 			// Back to the schema before 0003, then open again: it migrates.
-			_, err = old.DB().ExecContext(ctx, `DELETE FROM keyward_migrations WHERE version >= 3`)
-			require.NoError(t, err)
+			rewindTo(t, old.DB(), 3)
 			require.NoError(t, old.Close())
 
 			s := open(t, dsn, sqlstore.Options{Now: clock.Now})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -27,7 +28,7 @@ type orgDetail struct {
 func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgDetail, error) {
 	o, err := s.Org(ctx, id)
 	if err != nil {
-		return orgDetail{}, err
+		return orgDetail{}, a.notFound(err, id)
 	}
 	bal, err := s.Balance(ctx, o.Account())
 	if err != nil {
@@ -92,8 +93,18 @@ func checkCreditsFlag(flag string, n int64) error {
 	return nil
 }
 
+// negativeArg finds a negative number in pflag's complaint about it.
+var negativeArg = regexp.MustCompile(`unknown shorthand flag: '\d' in (-\d+)$`)
+
+// negativeGrant refuses a negative grant: the ledger's grants only add, and
+// taking credits back is a change of allocation, not a grant.
+func negativeGrant(n string) error {
+	return usageError{fmt.Errorf("N is %s: a grant cannot take credits away (grants only add); "+
+		"to give an organization fewer credits, lower its allocation: keyward orgs update ORG_ID --credits N", n)}
+}
+
 func (a *app) creditsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "credits", Short: "Grant credits"}
+	cmd := group(&cobra.Command{Use: "credits", Short: "Grant credits"})
 	var note string
 	var asJSON bool
 	grant := &cobra.Command{
@@ -102,6 +113,9 @@ func (a *app) creditsCommand() *cobra.Command {
 		Args:  args(cobra.ExactArgs(2)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			n, err := strconv.ParseInt(argv[1], 10, 64)
+			if err == nil && n < 0 {
+				return negativeGrant(argv[1])
+			}
 			if err != nil || n < 1 || n > credit.MaxCredits {
 				return usageError{fmt.Errorf("N must be a whole number from 1 to %d (credit.MaxCredits), not %q", credit.MaxCredits, argv[1])}
 			}
@@ -113,7 +127,7 @@ func (a *app) creditsCommand() *cobra.Command {
 			defer s.Close()
 			o, err := s.Org(ctx, argv[0])
 			if err != nil {
-				return err
+				return a.notFound(err, argv[0])
 			}
 			if _, err := s.Grant(ctx, o.Account(), n, note); errors.Is(err, credit.ErrInvalidAmount) {
 				return fmt.Errorf("granting %d credits would take %s's allocation plus grants this period above %d (credit.MaxCredits): %w",
@@ -131,6 +145,13 @@ func (a *app) creditsCommand() *cobra.Command {
 			return a.printOrgDetail(d, asJSON)
 		},
 	}
+	grant.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		// pflag reads "-5" as the shorthand flags 5.
+		if m := negativeArg.FindStringSubmatch(err.Error()); m != nil {
+			return negativeGrant(m[1])
+		}
+		return usageError{err}
+	})
 	grant.Flags().StringVar(&note, "note", "granted with the keyward command", "note kept with the ledger entry")
 	grant.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(grant)

@@ -51,8 +51,13 @@ type cli struct {
 	db string
 }
 
+// newCLI returns a cli on a new database, made by `keyward init`.
 func newCLI(t *testing.T) *cli {
-	return &cli{t: t, db: filepath.Join(t.TempDir(), "keyward.db")}
+	t.Helper()
+	c := &cli{t: t, db: filepath.Join(t.TempDir(), "keyward.db")}
+	_, errs, code := c.run("init")
+	require.Equal(t, 0, code, "keyward init: %s", errs)
+	return c
 }
 
 func (c *cli) cmd(args ...string) *exec.Cmd {
@@ -398,12 +403,12 @@ func TestCommandErrors(t *testing.T) {
 	}{
 		{[]string{"orgs", "create"}, 2}, // --name missing
 		{[]string{"orgs", "create", "--name", "a", "--rate", "fast"}, 2},
-		{[]string{"keys", "revoke"}, 2},                  // KEY_ID missing
-		{[]string{"keys", "create", "--bogus"}, 2},       // unknown flag
-		{[]string{"nonsense"}, 2},                        // unknown command
-		{[]string{"credits", "grant", "org_x", "-5"}, 2}, // N must be positive
-		{[]string{"keys", "revoke", "key_nope"}, 1},      // a failure, not a usage error
-		{[]string{"orgs", "create", "--name", "a", "--plan", "platinum"}, 1},
+		{[]string{"keys", "revoke"}, 2},                                      // KEY_ID missing
+		{[]string{"keys", "create", "--bogus"}, 2},                           // unknown flag
+		{[]string{"nonsense"}, 2},                                            // unknown command
+		{[]string{"credits", "grant", "org_x", "-5"}, 2},                     // N must be positive
+		{[]string{"keys", "revoke", "key_nope"}, 1},                          // a failure, not a usage error
+		{[]string{"orgs", "create", "--name", "a", "--plan", "platinum"}, 2}, // a flag's value
 		{[]string{"--db", "mysql://x", "orgs", "list"}, 1},
 	} {
 		_, errs, code := c.run(tc.args...)

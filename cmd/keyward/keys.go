@@ -35,6 +35,18 @@ func flagError(flag string, err error) error {
 	return usageError{fmt.Errorf("%s: %s", flag, strings.TrimPrefix(err.Error(), "keyward: "))}
 }
 
+// splitPermissions reads a --permissions list: comma-separated, blanks
+// ignored.
+func splitPermissions(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // parseRate reads "600/min", "600" or "600/m".
 func parseRate(s string) (int64, error) {
 	if s == "" {
@@ -57,7 +69,7 @@ func parseRate(s string) (int64, error) {
 }
 
 func (a *app) orgsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "orgs", Short: "Create and list organizations"}
+	cmd := group(&cobra.Command{Use: "orgs", Short: "Create, list, show, update and delete organizations"})
 	var (
 		name, plan, rate string
 		credits          int64
@@ -77,6 +89,11 @@ func (a *app) orgsCommand() *cobra.Command {
 			}
 			if err := checkCreditsFlag("--credits", credits); err != nil {
 				return err
+			}
+			// The store checks this too; checked here, a mistake is a usage
+			// error, found before any database is opened.
+			if err := manage.CheckOrg(keyward.Organization{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits}, nil); err != nil {
+				return usageError{err}
 			}
 			s, err := a.open(cmd.Context())
 			if err != nil {
@@ -133,7 +150,7 @@ func (a *app) orgsCommand() *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
-	cmd.AddCommand(create, list, a.orgsShowCommand())
+	cmd.AddCommand(create, list, a.orgsShowCommand(), a.orgsUpdateCommand(), a.orgsDeleteCommand())
 	return cmd
 }
 
@@ -192,7 +209,7 @@ func (a *app) printNewKey(ck manage.CreatedKey, asJSON bool, verb string) error 
 }
 
 func (a *app) keysCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "keys", Short: "Create, list, revoke and rotate API keys"}
+	cmd := group(&cobra.Command{Use: "keys", Short: "Create, list, show, update, revoke and rotate API keys"})
 	var (
 		org, name, env, perms string
 		expires               time.Duration
@@ -214,12 +231,7 @@ func (a *app) keysCommand() *cobra.Command {
 			if err := manage.CheckKeyLifetime(expires); err != nil {
 				return flagError("--expires", err)
 			}
-			var permissions []string
-			for _, p := range strings.Split(perms, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					permissions = append(permissions, p)
-				}
-			}
+			permissions := splitPermissions(perms)
 			s, err := a.open(cmd.Context())
 			if err != nil {
 				return err
@@ -228,7 +240,7 @@ func (a *app) keysCommand() *cobra.Command {
 			ck, err := s.CreateKey(cmd.Context(), manage.KeySpec{OrgID: org, Name: name, Environment: keyward.Environment(env),
 				Permissions: permissions, ExpiresIn: expires, RatePerMinute: r})
 			if err != nil {
-				return err
+				return a.notFound(err, org)
 			}
 			return a.printNewKey(ck, asJSON, "created")
 		},
@@ -237,7 +249,7 @@ func (a *app) keysCommand() *cobra.Command {
 	create.Flags().StringVar(&name, "name", "", "key name: production, development, ci, partner… (required)")
 	create.Flags().StringVar(&env, "env", "live", "environment: live or test")
 	create.Flags().StringVar(&perms, "permissions", "", "comma-separated permissions, e.g. transactions:enrich,categories:read or *")
-	create.Flags().DurationVar(&expires, "expires", 0, fmt.Sprintf("lifetime, e.g. 720h; at most %.0fh (default: never expires)", manage.MaxKeyLifetime.Hours()))
+	durationFlag(create, &expires, "expires", 0, fmt.Sprintf("lifetime, e.g. 30d or 720h; at most %.0fd (default: never expires)", manage.MaxKeyLifetime.Hours()/24))
 	create.Flags().StringVar(&rate, "rate", "", "per-key rate limit, N/min (on top of the organization's)")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
@@ -258,7 +270,7 @@ func (a *app) keysCommand() *cobra.Command {
 			defer s.Close()
 			keys, err := s.ListKeys(cmd.Context(), listOrg)
 			if err != nil {
-				return err
+				return a.notFound(err, listOrg)
 			}
 			now := time.Now()
 			views := make([]keyJSON, 0, len(keys))
@@ -294,7 +306,7 @@ func (a *app) keysCommand() *cobra.Command {
 			}
 			defer s.Close()
 			if err := s.RevokeKey(cmd.Context(), argv[0]); err != nil {
-				return err
+				return a.notFound(err, argv[0])
 			}
 			if revokeJSON {
 				return a.printJSON(map[string]string{"id": argv[0], "status": "revoked"})
@@ -325,12 +337,12 @@ func (a *app) keysCommand() *cobra.Command {
 			defer s.Close()
 			ck, err := s.RotateKey(cmd.Context(), argv[0], grace)
 			if err != nil {
-				return err
+				return a.notFound(err, argv[0])
 			}
 			return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
 		},
 	}
-	rotate.Flags().DurationVar(&grace, "grace", 24*time.Hour, fmt.Sprintf("how long the old key keeps working; at most %.0fh", manage.MaxRotationGrace.Hours()))
+	durationFlag(rotate, &grace, "grace", 24*time.Hour, fmt.Sprintf("how long the old key keeps working, e.g. 7d or 24h; at most %.0fd", manage.MaxRotationGrace.Hours()/24))
 	rotate.Flags().BoolVar(&rotateJSON, "json", false, "print JSON")
 	var count int
 	sample := &cobra.Command{
@@ -357,6 +369,6 @@ func (a *app) keysCommand() *cobra.Command {
 		},
 	}
 	sample.Flags().IntVar(&count, "count", 1, "how many keys")
-	cmd.AddCommand(create, list, revoke, rotate, sample)
+	cmd.AddCommand(create, list, a.keysShowCommand(), a.keysUpdateCommand(), revoke, rotate, a.keysWhoisCommand(), sample)
 	return cmd
 }

@@ -17,13 +17,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
+	"net/url"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
 )
@@ -59,13 +66,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "keyward:", err)
+	printError(stderr, err)
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
 		return 2
 	}
 	return 1
 }
+
+// printError writes err on stderr, each line once prefixed "keyward: "
+// (keyward's own errors carry the prefix already, and joined errors hold
+// one per line), with the names of Go fields replaced by the flags that
+// set them.
+func printError(stderr io.Writer, err error) {
+	msg := flagNames.Replace(err.Error())
+	for _, line := range strings.Split(msg, "\n") {
+		fmt.Fprintln(stderr, "keyward: "+strings.TrimPrefix(line, "keyward: "))
+	}
+}
+
+// flagNames turns the Go field names in the library's messages into the
+// flags of this command that set the same values.
+var flagNames = strings.NewReplacer(
+	"set the organization's RatePerMinute", "set one with --rate",
+	"the organization's rate", "--rate: rate",
+	"the organization's credits", "--credits: credits",
+)
 
 // isCobraUsage recognises cobra's own errors for unknown commands.
 func isCobraUsage(err error) bool {
@@ -92,9 +118,11 @@ func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "keyward",
 		Short:         "Manage API keys, scan for leaked keys, and run a keyward-protected demo API",
+		Version:       version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	group(root)
 	root.PersistentFlags().StringVar(&a.db, "db", envOr("KEYWARD_DB", "./keyward.db"),
 		"database: a SQLite file path (or sqlite:PATH) or postgres://… (env KEYWARD_DB)")
 	root.PersistentFlags().DurationVar(&a.dbTimeout, "db-timeout", sqlstore.DefaultQueryTimeout,
@@ -102,8 +130,50 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
 		"key prefix (env KEYWARD_KEY_PREFIX)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand())
+	root.AddCommand(a.initCommand(), a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand())
 	return root
+}
+
+// group makes cmd, a command of commands, a usage error (exit 2) when
+// called without one of them or with one it does not have ("orgs craete"),
+// instead of printing its help and exiting 0.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.SuggestionsMinimumDistance = 2
+	cmd.RunE = func(cmd *cobra.Command, argv []string) error {
+		var names []string
+		for _, c := range cmd.Commands() {
+			if c.IsAvailableCommand() {
+				names = append(names, c.Name())
+			}
+		}
+		if len(argv) == 0 {
+			return usageError{fmt.Errorf("%s needs a command: %s (see %s --help)", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())}
+		}
+		hint := ""
+		if s := cmd.SuggestionsFor(argv[0]); len(s) > 0 {
+			hint = "; did you mean " + strings.Join(s, " or ") + "?"
+		}
+		return usageError{fmt.Errorf("unknown command %q for %q%s (its commands: %s)", argv[0], cmd.CommandPath(), hint, strings.Join(names, ", "))}
+	}
+	return cmd
+}
+
+// version is the module version the binary was built from, "(devel)"
+// for a build in a working tree, with the VCS revision when Go recorded
+// one.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
 }
 
 // args wraps a cobra argument check so that its failure is a usage error.
@@ -116,11 +186,94 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
+// open opens the --db database, which must exist: a mistyped --db or a
+// command run in the wrong directory fails, naming the database it
+// looked for, instead of making an empty database there.
 func (a *app) open(ctx context.Context) (*sqlstore.Store, error) {
+	if path, ok := sqlitePath(a.db); ok {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s (--db, env KEYWARD_DB); create one with `keyward init`, or point --db at an existing one", a.dbName())
+		}
+	}
+	return a.openOrCreate(ctx)
+}
+
+// openOrCreate opens the --db database, creating a SQLite file that does
+// not exist yet: for init, serve and demo only.
+func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if a.dbTimeout <= 0 {
 		return nil, usageError{errors.New("--db-timeout must be positive")}
 	}
-	return sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout})
+	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout})
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)
+	}
+	return s, nil
+}
+
+// sqlitePath returns the file of a SQLite DSN (see sqlstore.Open), and
+// false for PostgreSQL and in-memory databases.
+func sqlitePath(dsn string) (string, bool) {
+	if strings.Contains(dsn, "://") {
+		return "", false
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
+	path, _, _ = strings.Cut(path, "?")
+	if path == "" || strings.HasPrefix(path, ":memory:") {
+		return "", false
+	}
+	return path, true
+}
+
+// dbName is the --db database as messages name it: a PostgreSQL URL
+// without its password.
+func (a *app) dbName() string {
+	if strings.Contains(a.db, "://") {
+		if u, err := url.Parse(a.db); err == nil {
+			return u.Redacted()
+		}
+		return "the --db database"
+	}
+	return a.db
+}
+
+// notFound names the database in which id was looked for, when err says
+// that it was not found there.
+func (a *app) notFound(err error, id string) error {
+	switch {
+	case errors.Is(err, keyward.ErrKeyNotFound):
+		return fmt.Errorf("key %s not found in %s", id, a.dbName())
+	case errors.Is(err, manage.ErrOrgNotFound):
+		return fmt.Errorf("organization %s not found in %s", id, a.dbName())
+	}
+	return err
+}
+
+// initCommand is `keyward init`: the one management command that makes a
+// database.
+func (a *app) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the --db database (or bring its schema up to date); other management commands never create one",
+		Args:  args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			verb := "is ready"
+			if path, ok := sqlitePath(a.db); ok {
+				if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+					verb = "created"
+				}
+			}
+			s, err := a.openOrCreate(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := s.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "database %s %s\n", a.dbName(), verb)
+			return nil
+		},
+	}
 }
 
 // printJSON writes v as one JSON document on stdout.
@@ -139,3 +292,51 @@ func (a *app) table(header []string, rows [][]string) error {
 	}
 	return w.Flush()
 }
+
+// durationValue is a duration flag that also takes whole days: "30d", as
+// well as anything time.ParseDuration reads ("720h", "90m").
+type durationValue struct{ d *time.Duration }
+
+// durationFlag defines a durationValue flag of cmd.
+func durationFlag(cmd *cobra.Command, d *time.Duration, name string, def time.Duration, usage string) {
+	*d = def
+	cmd.Flags().Var(durationValue{d}, name, usage)
+}
+
+// Set parses s (the flag.Value interface).
+func (v durationValue) Set(s string) error {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want a whole number of days (30d) or a duration (720h)")
+		}
+		// Out-of-range counts saturate rather than wrap, so that the
+		// bound checks see them as too long.
+		if n > int64(math.MaxInt64/(24*time.Hour)) || n < -int64(math.MaxInt64/(24*time.Hour)) {
+			*v.d = time.Duration(math.MaxInt64)
+			if n < 0 {
+				*v.d = time.Duration(math.MinInt64)
+			}
+			return nil
+		}
+		*v.d = time.Duration(n) * 24 * time.Hour
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a whole number of days (30d) or a duration (720h)")
+	}
+	*v.d = d
+	return nil
+}
+
+// String returns the duration (the flag.Value interface).
+func (v durationValue) String() string {
+	if v.d == nil {
+		return "0s"
+	}
+	return v.d.String()
+}
+
+// Type names the flag's type in the help.
+func (durationValue) Type() string { return "duration" }

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -17,8 +20,9 @@ import (
 )
 
 func (a *app) scanCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "scan [PATH…]",
+	var staged bool
+	cmd := &cobra.Command{
+		Use:   "scan [PATH…] | scan --staged",
 		Short: "Report keys with a valid checksum found in files (exit 1 if any): a pre-commit hook",
 		Long: `Walks the paths (default: .), skipping .git and binary files, and reports every
 string that is a well-formed key of the configured prefix with a valid
@@ -27,18 +31,32 @@ key is never printed. Strings that look like keys but fail the checksum are
 not reported. UTF-8 and UTF-16 text is read. A symbolic link named as a PATH
 is followed; links met inside a directory are not. A path that cannot be
 read is named on stderr, the scan goes on with the rest, and the exit status
-is 1.`,
+is 1.
+
+With --staged, what git would commit is scanned instead: the content of each
+file in the index that differs from HEAD (git diff --cached), not the file in
+the working tree, so a key removed from the file but still staged is found.
+Paths are reported as git names them, relative to the repository's top.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			format, err := keyward.NewKeyFormat(a.prefix)
 			if err != nil {
 				return usageError{err}
 			}
-			if len(paths) == 0 {
-				paths = []string{"."}
-			}
 			s := &scanner{format: format, stdout: a.stdout, stderr: a.stderr}
-			for _, path := range paths {
-				s.scanPath(path)
+			switch {
+			case staged && len(paths) > 0:
+				return usageError{errors.New("--staged scans what git would commit and takes no PATH")}
+			case staged:
+				if err := s.scanStaged(cmd.Context()); err != nil {
+					return err
+				}
+			default:
+				if len(paths) == 0 {
+					paths = []string{"."}
+				}
+				for _, path := range paths {
+					s.scanPath(path)
+				}
 			}
 			if s.found > 0 {
 				fmt.Fprintf(a.stderr, "keyward: %d key(s) found; revoke them (keyward keys revoke) and remove them from the files\n", s.found)
@@ -51,6 +69,57 @@ is 1.`,
 			}
 			return nil
 		},
+	}
+	cmd.Flags().BoolVar(&staged, "staged", false, "scan the content staged for the next commit (a pre-commit hook)")
+	return cmd
+}
+
+// scanStaged scans the staged content of every file added, copied,
+// modified, renamed or retyped in the index, as git diff --cached lists
+// it: -z, so that no name is quoted or split, and the blob's id, so that
+// the index's content is read and not the working tree's. Submodules
+// (gitlinks) are skipped. An error running git is returned: the hook must
+// not pass because git could not be asked.
+func (s *scanner) scanStaged(ctx context.Context) error {
+	var stderr bytes.Buffer
+	list := exec.CommandContext(ctx, "git", "diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", "--diff-filter=d")
+	list.Stderr = &stderr
+	out, err := list.Output()
+	if err != nil {
+		return fmt.Errorf("git diff --cached: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	// Records are ":oldmode newmode oldsha newsha status" NUL path NUL.
+	fields := bytes.Split(bytes.TrimSuffix(out, []byte{0}), []byte{0})
+	for i := 0; i+1 < len(fields); i += 2 {
+		meta, path := strings.Fields(string(fields[i])), string(fields[i+1])
+		if len(meta) < 5 {
+			return fmt.Errorf("git diff --cached: unexpected record %q", fields[i])
+		}
+		if mode, blob := meta[1], meta[3]; mode != "160000" {
+			s.scanBlob(ctx, path, blob)
+		}
+	}
+	return nil
+}
+
+// scanBlob reports the keys in a git blob, named path.
+func (s *scanner) scanBlob(ctx context.Context, path, blob string) {
+	var stderr bytes.Buffer
+	show := exec.CommandContext(ctx, "git", "cat-file", "blob", blob)
+	show.Stderr = &stderr
+	out, err := show.StdoutPipe()
+	if err != nil {
+		s.fail(path, err)
+		return
+	}
+	if err := show.Start(); err != nil {
+		s.fail(path, err)
+		return
+	}
+	s.scanReader(path, out)
+	_, _ = io.Copy(io.Discard, out) // a binary file is not read to its end
+	if err := show.Wait(); err != nil {
+		s.fail(path, fmt.Errorf("git cat-file: %w: %s", err, bytes.TrimSpace(stderr.Bytes())))
 	}
 }
 
@@ -99,8 +168,7 @@ func (s *scanner) scanDir(dir string) {
 	}
 }
 
-// scanFile reports the keys in one file. UTF-16 text is decoded first;
-// any other file whose first 8 KiB hold a NUL byte is binary and skipped.
+// scanFile reports the keys in one file (see scanReader).
 func (s *scanner) scanFile(path string) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -108,7 +176,14 @@ func (s *scanner) scanFile(path string) {
 		return
 	}
 	defer f.Close()
-	br := bufio.NewReaderSize(f, 64<<10)
+	s.scanReader(path, f)
+}
+
+// scanReader reports the keys in r, the content of path. UTF-16 text is
+// decoded first; any other content whose first 8 KiB hold a NUL byte is
+// binary and skipped.
+func (s *scanner) scanReader(path string, r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(8 << 10)
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.fail(path, err)

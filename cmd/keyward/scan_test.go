@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -279,4 +280,71 @@ func TestUTF16ReaderDecodes(t *testing.T) {
 		require.NoError(t, err, name)
 		assert.Equal(t, tc.want, got.String(), name)
 	}
+}
+
+// TestScanStaged: --staged scans the index's content — not the working
+// tree's — of the files staged for the next commit, whatever their names,
+// and passes on an empty staged set.
+func TestScanStaged(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed")
+	}
+	f := scanFormat(t)
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
+		cmd.Dir = repo
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "git %v: %s", args, out)
+	}
+	scan := func() (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(binary, "--prefix", "triq_", "scan", "--staged")
+		cmd.Dir = repo
+		var out, errs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errs
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			require.NoError(t, err)
+		}
+		return out.String(), errs.String(), code
+	}
+	git("init", "-q")
+
+	out, errs, code := scan()
+	assert.Equal(t, 0, code, "nothing staged, no commit yet: %s", errs)
+	assert.Empty(t, out)
+
+	staged, unstaged, gone := newKey(t, f), newKey(t, f), newKey(t, f)
+	writeFile(t, filepath.Join(repo, "dir with space", "my config.env"), "# settings\nAPI_KEY="+staged+"\n")
+	writeFile(t, filepath.Join(repo, "tab\tname.txt"), "a key that leaves: "+gone+"\n")
+	writeFile(t, filepath.Join(repo, "clean.txt"), "nothing\n")
+	git("add", "-A")
+	// The working tree changes after staging: the index is what counts.
+	writeFile(t, filepath.Join(repo, "dir with space", "my config.env"), "# settings\nAPI_KEY=from-the-vault\n")
+	writeFile(t, filepath.Join(repo, "clean.txt"), "nothing\n"+unstaged+"\n")
+	writeFile(t, filepath.Join(repo, "untracked.txt"), unstaged+"\n")
+
+	out, errs, code = scan()
+	assert.Equal(t, 1, code, errs)
+	assert.Equal(t, report(f, "dir with space/my config.env", 2, staged)+report(f, "tab\tname.txt", 1, gone), out)
+	assert.NotContains(t, out+errs, staged, "the whole key is never printed")
+
+	git("commit", "-q", "-m", "first")
+	out, errs, code = scan()
+	assert.Equal(t, 0, code, "nothing staged after the commit: %s", errs)
+	assert.Empty(t, out)
+
+	git("rm", "-q", "--cached", "tab\tname.txt")
+	git("add", "clean.txt")
+	out, errs, code = scan()
+	assert.Equal(t, 1, code, "a deleted file is no failure: %s", errs)
+	assert.Equal(t, report(f, "clean.txt", 2, unstaged), out)
+
+	_, errs, code = runScan(t, "--staged", ".")
+	assert.Equal(t, 2, code, "--staged takes no paths: %s", errs)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/keyward/keyward"
@@ -84,7 +85,7 @@ func (a *app) serveCommand() *cobra.Command {
 			if err := f.check(); err != nil {
 				return err
 			}
-			s, err := a.open(cmd.Context())
+			s, err := a.openOrCreate(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -117,7 +118,7 @@ func (a *app) demoCommand() *cobra.Command {
 			}
 			defer os.RemoveAll(dir)
 			a.db = filepath.Join(dir, "keyward.db")
-			s, err := a.open(ctx)
+			s, err := a.openOrCreate(ctx)
 			if err != nil {
 				return err
 			}
@@ -195,8 +196,11 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 		return err
 	}
 	ln, err := net.Listen("tcp", f.addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s is in use by another program; choose another address with --addr (e.g. --addr 127.0.0.1:0 for any free port): %w", f.addr, err)
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot listen on %s (--addr): %w", f.addr, err)
 	}
 	srv := &http.Server{
 		Handler:           h,

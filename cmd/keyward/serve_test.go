@@ -256,3 +256,16 @@ func TestServeBoundsMustBeBounds(t *testing.T) {
 		assert.Contains(t, errs, args[len(args)-2], "the error names the flag")
 	}
 }
+
+// TestServePortInUse: the error says which address is taken and names
+// --addr.
+func TestServePortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c := newCLI(t)
+	_, errs, code := c.run("serve", "--addr", ln.Addr().String())
+	assert.Equal(t, 1, code, errs)
+	assert.Contains(t, errs, ln.Addr().String()+" is in use")
+	assert.Contains(t, errs, "--addr")
+}
