@@ -308,6 +308,34 @@ func TestUsageIsWrittenInBatches(t *testing.T) {
 	}
 }
 
+// Usage counted for an organization deleted before the flush is dropped;
+// the flush still writes every other organization's.
+func TestUsageOfADeletedOrgDoesNotStopTheFlush(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			clock := keywardtest.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+			s := open(t, newDSN(t, engine), sqlstore.Options{Now: clock.Now, FlushInterval: time.Hour})
+			gone, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "gone"})
+			require.NoError(t, err)
+			kept, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "kept"})
+			require.NoError(t, err)
+			kg, err := s.CreateKey(ctx, manage.KeySpec{OrgID: gone.ID, Name: "k"})
+			require.NoError(t, err)
+			kk, err := s.CreateKey(ctx, manage.KeySpec{OrgID: kept.ID, Name: "k"})
+			require.NoError(t, err)
+			s.RecordUse(&kg.Record)
+			s.RecordUse(&kk.Record)
+			require.NoError(t, s.DeleteOrg(ctx, gone.ID, true))
+			require.NoError(t, s.FlushUsage(ctx))
+			n, err := s.Usage(ctx, kept.ID, clock.Now())
+			require.NoError(t, err)
+			assert.Equal(t, int64(1), n)
+		})
+	}
+}
+
 func newRequest(key string) *http.Request {
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.Header.Set("X-API-Key", key)

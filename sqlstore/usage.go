@@ -78,7 +78,10 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 			}
 		}
 		for org, n := range byOrg {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_usage (org_id, day, requests) VALUES ($1, $2, $3)
+			// An organization deleted since its requests were counted has
+			// no row to count them in: its counts are dropped, not retried.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_usage (org_id, day, requests)
+				SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM keyward_orgs WHERE id = $1)
 				ON CONFLICT (org_id, day) DO UPDATE SET requests = keyward_usage.requests + excluded.requests`,
 				org, day, n); err != nil {
 				return err
