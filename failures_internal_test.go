@@ -11,6 +11,7 @@ import (
 
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/idempotency"
+	"github.com/keyward/keyward/internal/perm"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -122,7 +123,7 @@ func TestMissingPermissions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			assert.Equal(t, tc.wantMissing, missingPermissions(tc.held, tc.req))
+			assert.Equal(t, tc.wantMissing, perm.Missing(tc.held, tc.req))
 		})
 	}
 }

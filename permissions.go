@@ -6,18 +6,14 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/perm"
 )
 
 // validatePermission checks one permission: "resource:action",
 // "resource:*" or "*", where resource and action are non-empty runs of
 // letters, digits and _.- (matching is case-sensitive).
 func validatePermission(p string) error {
-	if p == "*" {
-		return nil
-	}
-	res, act, ok := strings.Cut(p, ":")
-	if !ok || !permWord(res) || !(act == "*" || permWord(act)) {
+	if !perm.Valid(p) {
 		return &ConfigError{Field: "permission " + quoteList([]string{p}), Problem: "is not of the form resource:action, resource:* or *"}
 	}
 	return nil
@@ -33,37 +29,6 @@ func ValidatePermissions(perms []string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func permWord(s string) bool { return ascii.Only(s, 64, "_.-") }
-
-// grants reports whether a held permission covers the required one, which
-// is of the form resource:action.
-func grants(held, required string) bool {
-	if held == required || held == "*" {
-		return true
-	}
-	n := len(held)
-	return n >= 2 && held[n-2:] == ":*" && len(required) > n-1 && required[:n-1] == held[:n-1]
-}
-
-// missingPermissions reports whether held covers every required permission,
-// and if not, which are missing (in the order required). It allocates only
-// when something is missing.
-func missingPermissions(held, required []string) (missing []string) {
-	for _, r := range required {
-		ok := false
-		for _, h := range held {
-			if grants(h, r) {
-				ok = true
-				break
-			}
-		}
-		if !ok {
-			missing = append(missing, r)
-		}
-	}
-	return missing
 }
 
 // PermissionConfig configures EnforcePermissions for one route.
@@ -116,7 +81,7 @@ func (c *PermissionChecker) Check(r *http.Request) error {
 	if len(c.required) == 0 { // never let a zero checker through
 		return misconfigured("a PermissionChecker must be made by EnforcePermissions")
 	}
-	if missing := missingPermissions(k.Permissions, c.required); missing != nil {
+	if missing := perm.Missing(k.Permissions, c.required); missing != nil {
 		return permissionDenied(slices.Clone(c.required), missing)
 	}
 	return nil
