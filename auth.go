@@ -27,6 +27,10 @@ type AuthConfig struct {
 	// Header is the request header that carries the key. Zero:
 	// DefaultHeader (X-API-Key).
 	Header string
+	// Bearer also accepts the key as "Authorization: Bearer KEY" (what
+	// many client SDKs send). A request must still carry exactly one key:
+	// one in each place is refused as two.
+	Bearer bool
 	// Environments lists the environments accepted; a key of another is
 	// refused with 403 environment_not_allowed. Nil: every environment.
 	Environments []Environment
@@ -47,6 +51,7 @@ type Authenticator struct {
 	keys   KeyStore
 	format KeyFormat
 	header string
+	bearer bool
 	envs   []Environment
 	errors *ErrorWriter
 	now    func() time.Time
@@ -83,11 +88,12 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 		keys:   cfg.Keys,
 		format: format,
 		header: textproto.CanonicalMIMEHeaderKey(header),
+		bearer: cfg.Bearer,
 		envs:   slices.Clone(cfg.Environments),
 		errors: cfg.Errors,
 		now:    cfg.Now,
 		usage:  cfg.Usage,
-		fail:   newAuthFailures(header, format.Prefix()),
+		fail:   newAuthFailures(header, format.Prefix(), cfg.Bearer),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -113,16 +119,27 @@ func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
 	}
 	// 1. Exactly one key, of a sane length, white space trimmed.
-	vals := r.Header[a.header]
+	vals, key := r.Header[a.header], ""
+	n := len(vals)
+	if n == 1 {
+		key = vals[0]
+	}
+	if a.bearer {
+		for _, v := range r.Header["Authorization"] {
+			if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
+				n, key = n+1, token
+			}
+		}
+	}
 	switch {
-	case len(vals) == 0:
+	case n == 0:
 		return nil, a.fail.missing
-	case len(vals) > 1:
+	case n > 1:
 		return nil, a.fail.multiple
-	case len(vals[0]) > maxKeyHeaderLen:
+	case len(key) > maxKeyHeaderLen:
 		return nil, a.fail.invalid
 	}
-	key := strings.TrimFunc(vals[0], isSpaceOrTab)
+	key = strings.TrimFunc(key, isSpaceOrTab)
 	if key == "" {
 		return nil, a.fail.missing
 	}

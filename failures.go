@@ -142,10 +142,14 @@ type authFailures struct {
 	missing, multiple, format, invalid, revoked, expired *Error
 }
 
-func newAuthFailures(header, prefix string) authFailures {
+func newAuthFailures(header, prefix string, bearer bool) authFailures {
+	where := "in the " + header + " header"
+	if bearer {
+		where += " or as Authorization: Bearer"
+	}
 	return authFailures{
-		missing:  unauthenticated(ReasonMissingAPIKey, "API key is missing. Send your key in the "+header+" header.", header),
-		multiple: unauthenticated(ReasonInvalidAPIKey, "More than one "+header+" header was sent. Send exactly one API key.", header),
+		missing:  unauthenticated(ReasonMissingAPIKey, "API key is missing. Send your key "+where+".", header),
+		multiple: unauthenticated(ReasonInvalidAPIKey, "More than one API key was sent. Send exactly one, "+where+".", header),
 		format:   unauthenticated(ReasonInvalidAPIKeyFormat, "API key format is invalid. Ensure the key starts with "+prefix+".", header),
 		invalid:  unauthenticated(ReasonInvalidAPIKey, "API key is invalid. Check that the whole key was copied, or generate a new key in the dashboard.", header),
 		revoked:  unauthenticated(ReasonRevokedAPIKey, "API key has been revoked. Generate a new key in the dashboard.", header),

@@ -46,7 +46,7 @@ func TestErrorIsMatchesCodeAndReason(t *testing.T) {
 	limited := rateLimited(60, 0, time.Now(), time.Second)
 	assert.ErrorIs(t, limited, &Error{Code: CodeRateLimited})
 	assert.NotErrorIs(t, limited, &Error{Code: CodeInsufficientCredits})
-	f := newAuthFailures("X-API-Key", "triq_")
+	f := newAuthFailures("X-API-Key", "triq_", false)
 	revoked := &Error{Code: CodeAuthentication, Reason: ReasonRevokedAPIKey}
 	expired := &Error{Code: CodeAuthentication, Reason: ReasonExpiredAPIKey}
 	assert.ErrorIs(t, f.revoked, revoked)
@@ -69,7 +69,7 @@ func TestErrorWriterMessage(t *testing.T) {
 		}
 		return ""
 	}}
-	f := newAuthFailures("X-API-Key", "triq_")
+	f := newAuthFailures("X-API-Key", "triq_", false)
 	w := httptest.NewRecorder()
 	ew.WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), f.missing)
 	assert.Contains(t, w.Body.String(), `"message":"Sign in at https://example.com/keys to get a key."`)

@@ -573,3 +573,40 @@ func TestCacheFrontFollowsTheCache(t *testing.T) {
 		require.Equal(t, int64(2), probe.calls.Load(), "front slots %d: the expired entry is not served", slots)
 	}
 }
+
+// With Bearer on, the key may come as "Authorization: Bearer KEY" (any
+// case of the scheme); exactly one key per request, wherever it is; off,
+// the Authorization header is not read at all.
+func TestBearerKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.Bearer = true })
+	k := f.newKey(t)
+	for name, c := range map[string]struct {
+		h      http.Header
+		status int
+		reason string
+	}{
+		"bearer":               {http.Header{"Authorization": {"Bearer " + k.Key}}, http.StatusOK, ""},
+		"bearer, lower case":   {http.Header{"Authorization": {"bearer " + k.Key}}, http.StatusOK, ""},
+		"header":               {withKey(k.Key), http.StatusOK, ""},
+		"both":                 {http.Header{"X-Api-Key": {k.Key}, "Authorization": {"Bearer " + k.Key}}, http.StatusUnauthorized, keyward.ReasonInvalidAPIKey},
+		"basic":                {http.Header{"Authorization": {"Basic " + k.Key}}, http.StatusUnauthorized, keyward.ReasonMissingAPIKey},
+		"bearer, wrong key":    {http.Header{"Authorization": {"Bearer triq_x"}}, http.StatusUnauthorized, keyward.ReasonInvalidAPIKey},
+		"bearer, other scheme": {http.Header{"Authorization": {"Token " + k.Key}}, http.StatusUnauthorized, keyward.ReasonMissingAPIKey},
+	} {
+		w := f.do(c.h)
+		require.Equal(t, c.status, w.Code, name)
+		if c.reason != "" {
+			env := decodeEnvelope(t, w)
+			assert.Equal(t, c.reason, env.Error.Details["reason"], name)
+			if c.reason == keyward.ReasonMissingAPIKey || name == "both" {
+				assert.Contains(t, env.Error.Message, "Authorization: Bearer", name)
+			}
+		}
+	}
+	off := newFixture(t)
+	k2 := off.newKey(t)
+	w := off.do(http.Header{"Authorization": {"Bearer " + k2.Key}})
+	require.Equal(t, http.StatusUnauthorized, w.Code)
+	assert.Equal(t, keyward.ReasonMissingAPIKey, decodeEnvelope(t, w).Error.Details["reason"])
+}

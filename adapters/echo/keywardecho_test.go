@@ -306,3 +306,26 @@ func TestHandMadeKeysAnswer500(t *testing.T) {
 		}
 	}
 }
+
+// The key may come as Authorization: Bearer when the Authenticator says
+// so: the rule is the core's, so echo follows it.
+func TestBearerThroughEcho(t *testing.T) {
+	t.Parallel()
+	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	require.NoError(t, err)
+	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "b", Plan: "free"})
+	require.NoError(t, err)
+	k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
+	require.NoError(t, err)
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_", Bearer: true})
+	require.NoError(t, err)
+	auth, err := keywardecho.RequireAPIKey(a)
+	require.NoError(t, err)
+	e := echo.New()
+	e.GET("/", func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }, auth)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Authorization", "Bearer "+k.Key)
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusNoContent, w.Code)
+}

@@ -321,3 +321,26 @@ func TestHandMadeKeysAnswer500(t *testing.T) {
 		}
 	}
 }
+
+// The key may come as Authorization: Bearer when the Authenticator says
+// so: the rule is the core's, so gin follows it.
+func TestBearerThroughGin(t *testing.T) {
+	t.Parallel()
+	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	require.NoError(t, err)
+	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "b", Plan: "free"})
+	require.NoError(t, err)
+	k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
+	require.NoError(t, err)
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_", Bearer: true})
+	require.NoError(t, err)
+	auth, err := keywardgin.RequireAPIKey(a)
+	require.NoError(t, err)
+	e := gin.New()
+	e.GET("/", auth, func(c *gin.Context) { c.Status(http.StatusNoContent) })
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Authorization", "Bearer "+k.Key)
+	w := httptest.NewRecorder()
+	e.ServeHTTP(w, r)
+	assert.Equal(t, http.StatusNoContent, w.Code)
+}

@@ -106,6 +106,9 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore limiter.Stor
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if ok, isOK := v.(okBody); isOK {
+		w.Header().Set("X-Request-Id", ok.Meta.RequestID) // as on failures
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)

@@ -276,10 +276,12 @@ func TestDemoAPIEndToEnd(t *testing.T) {
 		r := srv.do(t, http.MethodGet, "/v1/categories", full.Key, "", "X-Request-Id", "req_abc-1.2")
 		require.Equal(t, http.StatusOK, r.status, r.raw)
 		assert.Equal(t, "req_abc-1.2", meta(r), "a sane id is echoed")
+		assert.Equal(t, "req_abc-1.2", r.header.Get("X-Request-Id"), "in the header too, as on failures")
 		r = srv.do(t, http.MethodGet, "/v1/categories", full.Key, "", "X-Request-Id", "<b>hi</b>")
 		require.Equal(t, http.StatusOK, r.status, r.raw)
 		assert.Regexp(t, `^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`, meta(r),
 			"anything else is replaced by a UUID, as in an error's meta")
+		assert.Equal(t, meta(r), r.header.Get("X-Request-Id"))
 	})
 	t.Run("permissions", func(t *testing.T) {
 		r := srv.do(t, http.MethodGet, "/v1/transactions", enrichOnly.Key, "")
