@@ -170,6 +170,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 			return nil, a.fail.expired
 		}
 	}
+	if (rec.Environment == EnvTest) != (a.format.keyPrefix(key) == a.format.test) {
+		return nil, a.fail.invalid // a store whose record disagrees with the key
+	}
 	if a.envs != nil && !slices.Contains(a.envs, rec.Environment) {
 		return nil, environmentNotAllowed(rec.Environment, a.envs)
 	}

@@ -168,7 +168,7 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 	if credit.CheckAmount(cost) != nil {
 		return nil, errCostOutOfRange
 	}
-	req := credit.ReserveRequest{Account: k.Org.Account(), Amount: cost, KeyID: k.ID}
+	req := credit.ReserveRequest{Account: k.Account(), Amount: cost, KeyID: k.ID}
 	req.RequestID, _ = incomingRequestID(r)
 	if key, err := idempotency.Key(r.Header); err != nil {
 		return nil, c.fail.of(err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"regexp"
 	"time"
 
 	"github.com/keyward/keyward/credit"
@@ -37,12 +38,13 @@ type KeyHash [sha256.Size]byte
 // String returns the hash in lower-case hex.
 func (h KeyHash) String() string { return hex.EncodeToString(h[:]) }
 
-// KeyFormat generates and parses keys of one prefix. The zero value is not
-// usable; build one with NewKeyFormat. A KeyFormat is immutable and safe for
-// concurrent use.
+// KeyFormat generates and parses keys of one prefix. Test keys carry
+// "test_" after it (triq_test_…): visibly not live, never valid as live
+// keys, and counted and charged apart from them. The zero value is not
+// usable; build one with NewKeyFormat. It is safe for concurrent use.
 type KeyFormat struct {
-	prefix string
-	rand   io.Reader
+	prefix, test string // test: prefix + "test_", the prefix of test keys
+	rand         io.Reader
 }
 
 // NewKeyFormat returns the format for keys that start with prefix, which
@@ -51,47 +53,62 @@ func NewKeyFormat(prefix string) (KeyFormat, error) {
 	if err := checkPrefix(prefix); err != nil {
 		return KeyFormat{}, err
 	}
-	return KeyFormat{prefix: prefix, rand: rand.Reader}, nil
+	return KeyFormat{prefix: prefix, test: prefix + "test_", rand: rand.Reader}, nil
 }
 
+var prefixPattern = regexp.MustCompile(`^[a-z0-9]+_$`)
+
 func checkPrefix(prefix string) error {
-	if prefix == "" {
+	switch {
+	case prefix == "":
 		return &ConfigError{Field: "Prefix", Problem: "is empty; a prefix such as \"triq_\" is required"}
-	}
-	if len(prefix) > maxPrefixLen {
+	case len(prefix) > maxPrefixLen:
 		return &ConfigError{Field: "Prefix", Problem: "is longer than 32 bytes"}
-	}
-	if len(prefix) < 2 || prefix[len(prefix)-1] != '_' {
+	case !prefixPattern.MatchString(prefix):
 		return &ConfigError{Field: "Prefix", Problem: "must match [a-z0-9]+_ (lower-case letters or digits, then one underscore)"}
-	}
-	for i := 0; i < len(prefix)-1; i++ {
-		c := prefix[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
-			return &ConfigError{Field: "Prefix", Problem: "must match [a-z0-9]+_ (lower-case letters or digits, then one underscore)"}
-		}
 	}
 	return nil
 }
 
-// Prefix returns the prefix every key of this format starts with.
+// Prefix returns the prefix every key of this format starts with; test
+// keys start with TestPrefix.
 func (f KeyFormat) Prefix() string { return f.prefix }
 
-// Len returns the length in bytes of every well-formed key of this format.
+// TestPrefix returns the prefix of test keys: Prefix followed by "test_".
+func (f KeyFormat) TestPrefix() string { return f.test }
+
+// Len returns the length in bytes of every well-formed live key; test keys
+// are len("test_") longer.
 func (f KeyFormat) Len() int { return len(f.prefix) + bodyLen + checksumLen }
 
-// Generate returns a new random key. It fails only if the system's random
-// source fails.
-func (f KeyFormat) Generate() (string, error) {
+// keyPrefix returns the prefix of key's environment: TestPrefix for a key
+// that starts with it, Prefix otherwise.
+func (f KeyFormat) keyPrefix(key string) string {
+	if len(key) >= len(f.test) && key[:len(f.test)] == f.test {
+		return f.test
+	}
+	return f.prefix
+}
+
+// Generate returns a new random live key: GenerateFor(EnvLive).
+func (f KeyFormat) Generate() (string, error) { return f.GenerateFor(EnvLive) }
+
+// GenerateFor returns a new random key of env. It fails only if the
+// system's random source fails.
+func (f KeyFormat) GenerateFor(env Environment) (string, error) {
 	if f.prefix == "" {
 		return "", errZeroKeyFormat
 	}
-	buf := make([]byte, f.Len())
-	copy(buf, f.prefix)
-	body := buf[len(f.prefix) : len(f.prefix)+bodyLen]
-	if err := base62.Random(f.rand, body); err != nil {
+	p := f.prefix
+	if env == EnvTest {
+		p = f.test
+	}
+	buf := make([]byte, len(p)+bodyLen+checksumLen)
+	copy(buf, p)
+	if err := base62.Random(f.rand, buf[len(p):len(p)+bodyLen]); err != nil {
 		return "", err
 	}
-	base62.Put(buf[len(f.prefix)+bodyLen:], uint64(crc32.ChecksumIEEE(buf[:len(f.prefix)+bodyLen])))
+	base62.Put(buf[len(p)+bodyLen:], uint64(crc32.ChecksumIEEE(buf[:len(p)+bodyLen])))
 	return string(buf), nil
 }
 
@@ -110,13 +127,14 @@ func (f KeyFormat) hasPrefix(key string) bool {
 // shaped says whether key has f's prefix, a key's length and only base62
 // characters after the prefix: everything but the checksum.
 func (f KeyFormat) shaped(key string) bool {
-	return f.hasPrefix(key) && len(key) == f.Len() && base62.Only(key[len(f.prefix):])
+	p := f.keyPrefix(key)
+	return f.hasPrefix(key) && len(key) == len(p)+bodyLen+checksumLen && base62.Only(key[len(p):])
 }
 
 // checksumOK says whether a shaped key's checksum matches its prefix and
 // body.
 func (f KeyFormat) checksumOK(key string) bool {
-	n := len(f.prefix) + bodyLen
+	n := len(f.keyPrefix(key)) + bodyLen
 	want, _ := base62.Decode(key[n:])
 	// CRC32 (IEEE) over the string itself, byte by byte from the standard
 	// table: crc32.ChecksumIEEE would need a []byte that escapes.
@@ -131,7 +149,7 @@ func (f KeyFormat) checksumOK(key string) bool {
 func Hash(key string) KeyHash {
 	// Copied into a buffer on the stack: []byte(key) would be a heap
 	// allocation on every request.
-	var buf [maxPrefixLen + bodyLen + checksumLen]byte
+	var buf [maxPrefixLen + len("test_") + bodyLen + checksumLen]byte
 	if len(key) > len(buf) {
 		return sha256.Sum256([]byte(key))
 	}
@@ -144,7 +162,7 @@ func Hash(key string) KeyHash {
 // of the 36 characters after the prefix and is safe to show in listings and
 // logs. A string too short to hint at is shown as prefix plus "…".
 func (f KeyFormat) Hint(key string) string {
-	p := f.prefix
+	p := f.keyPrefix(key)
 	if len(key) < len(p)+12 || key[:len(p)] != p {
 		return p + "…"
 	}
@@ -271,4 +289,23 @@ type UsageRecorder interface {
 // Account returns the organization's credit policy, from its Limits.
 func (o Organization) Account() credit.Account {
 	return credit.Account{OrgID: o.ID, Allocation: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
+}
+
+// budget is the account k's calls are counted and charged in: its
+// organization's, or for a test key the organization's test budget,
+// "ORG:test" — the same limits and allocation, never overage, apart from
+// the live ones.
+func (k *KeyRecord) budget() (id string, acct credit.Account) {
+	acct = k.Org.Account()
+	if k.Environment == EnvTest {
+		acct.OrgID, acct.AllowOverage = k.Org.ID+":test", false
+	}
+	return acct.OrgID, acct
+}
+
+// Account returns the credit account k's calls spend (see ChargeCredits):
+// its organization's, or for a test key the organization's test account.
+func (k *KeyRecord) Account() credit.Account {
+	_, a := k.budget()
+	return a
 }

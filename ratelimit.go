@@ -97,21 +97,7 @@ type counted struct {
 	name      string // "org" or "key"
 	limit     int64
 	remaining int64
-	strs      *counterStrings
-}
-
-// counterStrings are a counter's header values that change only with its
-// limit.
-type counterStrings struct {
-	limit  int64
-	limitS string // the limit in decimal
-	policy string // its RateLimit-Policy item
-}
-
-func newCounterStrings(scope string, limit int64) *counterStrings {
-	l := strconv.FormatInt(limit, 10)
-	return &counterStrings{limit: limit, limitS: l,
-		policy: `"` + scope + `";q=` + l + ";w=" + strconv.FormatInt(int64(rateWindow/time.Second), 10)}
+	strs      *window.Strings
 }
 
 // Allow counts one request of k's organization (and of k, if it has its
@@ -143,7 +129,8 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 			return d, nil
 		}
 	}
-	c, err := l.count(ctx, &d, "org", k.Org.ID, orgRate, win)
+	budget, _ := k.budget() // a test key counts apart from live ones
+	c, err := l.count(ctx, &d, "org", budget, orgRate, win)
 	if err != nil {
 		return RateDecision{}, err
 	}
@@ -165,7 +152,7 @@ func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id stri
 	if l.store == nil {
 		mc := processCounters.Get(window.Key{Scope: scope, ID: id, Window: win}, rateWindow)
 		c.remaining = limit - mc.N.Add(1)
-		c.strs = stringsOf(mc, scope, limit)
+		c.strs = mc.StringsFor(scope, limit, rateWindow)
 		d.resetStr = mc.Reset
 	} else {
 		res, err := l.store.Get(ctx, scope+":"+id+":"+strconv.FormatInt(win, 10),
@@ -177,7 +164,7 @@ func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id stri
 		if res.Reached {
 			c.remaining = -1
 		}
-		c.strs = newCounterStrings(scope, limit)
+		c.strs = window.NewStrings(scope, limit, rateWindow)
 	}
 	d.counted[d.n] = c
 	d.n++
@@ -243,12 +230,12 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 		}
 		b = strconv.AppendInt(append(b, ";t="...), t, 10)
 	}
-	policy := d.counted[0].strs.policy
+	policy := d.counted[0].strs.Policy
 	if d.n == 2 {
-		policy += ", " + d.counted[1].strs.policy
+		policy += ", " + d.counted[1].strs.Policy
 	}
 	rateLimit := string(b)
-	remaining, limit := rateLimit[from:to], d.counted[d.binding].strs.limitS
+	remaining, limit := rateLimit[from:to], d.counted[d.binding].strs.LimitS
 	reset := d.resetStr
 	if reset == "" {
 		reset = strconv.FormatInt(d.Reset.Unix(), 10)
@@ -294,17 +281,3 @@ func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
 
 // processCounters are the default store: one set per process.
 var processCounters window.Counters
-
-// stringsOf returns c's header values at limit, formatted once while the
-// limit stays the same.
-func stringsOf(c *window.Counter, scope string, limit int64) *counterStrings {
-	if m := c.Memo.Load(); m != nil {
-		if s := (*m).(*counterStrings); s.limit == limit {
-			return s
-		}
-	}
-	s := newCounterStrings(scope, limit)
-	var m any = s
-	c.Memo.Store(&m)
-	return s
-}

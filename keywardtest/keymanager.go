@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -458,6 +459,8 @@ func testLifecycle(t *testing.T, newBackend NewKeyBackend) {
 	test, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "ci", Environment: keyward.EnvTest})
 	require.NoError(t, err)
 	assert.Equal(t, keyward.EnvTest, test.Record.Environment)
+	assert.True(t, strings.HasPrefix(test.Key, format.TestPrefix()), "a test key looks like one: %s", format.Hint(test.Key))
+	assert.True(t, format.Valid(test.Key))
 	assert.True(t, test.Record.ExpiresAt.IsZero())
 	got2, err := s.LookupKey(ctx, test.Record.Hash)
 	require.NoError(t, err)

@@ -211,7 +211,7 @@ func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.Created
 
 // insert makes and stores a new key; s.mu is held.
 func (s *Store) insert(orgID, name string, env keyward.Environment, perms []string, now, expires time.Time, rate int64) (manage.CreatedKey, error) {
-	plain, err := s.format.Generate()
+	plain, err := s.format.GenerateFor(env)
 	if err != nil {
 		return manage.CreatedKey{}, err
 	}

@@ -228,7 +228,7 @@ func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.Created
 
 func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organization, name string, env keyward.Environment,
 	perms []string, now, expires time.Time, rate int64) (manage.CreatedKey, error) {
-	plain, err := s.format.Generate()
+	plain, err := s.format.GenerateFor(env)
 	if err != nil {
 		return manage.CreatedKey{}, err
 	}

@@ -259,7 +259,7 @@ func (api *demoAPI) categories(w http.ResponseWriter, r *http.Request) {
 func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 	p, _ := keyward.FromContext(r.Context())
 	ctx := r.Context()
-	bal, err := api.ledger.Balance(ctx, p.Org.Account())
+	bal, err := api.ledger.Balance(ctx, p.Account()) // a test key: the test budget
 	if err != nil {
 		api.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
 		return

@@ -227,7 +227,9 @@ const chunkSize = 64 << 10
 // across two chunks is found.
 func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key string)) error {
 	prefix := []byte(format.Prefix())
-	keyLen := format.Len()
+	// A live key or, longer, a test key (its prefix goes on with "test_").
+	lens := [2]int{format.Len() + len(format.TestPrefix()) - len(format.Prefix()), format.Len()}
+	keyLen := lens[0]
 	buf := make([]byte, 0, chunkSize+keyLen)
 	line := 1
 	for {
@@ -247,13 +249,16 @@ func scanText(r io.Reader, format keyward.KeyFormat, report func(line int, key s
 			}
 			start := i + j
 			i = start + 1
-			if start+keyLen > len(buf) {
-				continue
-			}
-			if key := string(buf[start : start+keyLen]); format.Valid(key) {
-				line += bytes.Count(buf[counted:start], []byte{'\n'})
-				counted = start
-				report(line, key)
+			for _, l := range lens {
+				if start+l > len(buf) {
+					continue
+				}
+				if key := string(buf[start : start+l]); format.Valid(key) {
+					line += bytes.Count(buf[counted:start], []byte{'\n'})
+					counted = start
+					report(line, key)
+					break
+				}
 			}
 		}
 		if err == io.EOF {

@@ -217,6 +217,14 @@ func TestScanFindsKeysNextToLettersAndDigits(t *testing.T) {
 		report(f, path, 4, k[3])+report(f, path, 4, k[4])+report(f, path, 5, k[5]), out,
 		"a key is found next to letters or digits; only strings with a valid checksum are reported")
 	assert.Contains(t, errs, "6 key(s) found")
+
+	// Test keys are found too, next to text as live ones.
+	test, err := f.GenerateFor(keyward.EnvTest)
+	require.NoError(t, err)
+	writeFile(t, path, "x"+test+"y\n")
+	out, errs, code = runScan(t, path)
+	assert.Equal(t, 1, code, errs)
+	assert.Equal(t, report(f, path, 1, test), out)
 }
 
 // encodeUTF16 returns s in UTF-16 of the given byte order, after a

@@ -24,10 +24,8 @@ type Counter struct {
 	// N is the count.
 	N atomic.Int64
 	// Reset is the window's end in Unix seconds, formatted once.
-	Reset string
-	// Memo holds whatever the caller keeps with the counter (keyward: its
-	// header values), shared by every request of the window.
-	Memo   atomic.Pointer[any]
+	Reset  string
+	strs   atomic.Pointer[Strings]
 	window int64
 }
 
@@ -121,4 +119,31 @@ func (m *Counters) sweep(keep int64) {
 		sh.m = kept
 		sh.mu.Unlock()
 	}
+}
+
+// Strings are a counter's rate-limit header values that change only with
+// its limit: the limit in decimal and its RateLimit-Policy item.
+type Strings struct {
+	Limit  int64
+	LimitS string
+	Policy string
+}
+
+// NewStrings formats the header values of a counter of scope ("org",
+// "key") at limit requests per window of length.
+func NewStrings(scope string, limit int64, length time.Duration) *Strings {
+	l := strconv.FormatInt(limit, 10)
+	return &Strings{Limit: limit, LimitS: l,
+		Policy: `"` + scope + `";q=` + l + ";w=" + strconv.FormatInt(int64(length/time.Second), 10)}
+}
+
+// StringsFor returns c's header values at limit, formatted once while the
+// limit stays the same (every request of the window shares them).
+func (c *Counter) StringsFor(scope string, limit int64, length time.Duration) *Strings {
+	if s := c.strs.Load(); s != nil && s.Limit == limit {
+		return s
+	}
+	s := NewStrings(scope, limit, length)
+	c.strs.Store(s)
+	return s
 }

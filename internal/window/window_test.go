@@ -93,3 +93,16 @@ func TestCountersSweepFollowsTheSystemClock(t *testing.T) {
 	assert.Same(t, c, got)
 	assert.Equal(t, int64(5), got.N.Load())
 }
+
+// A counter's header values are formatted once for its limit, and again
+// when the limit changes (a plan upgrade within the window).
+func TestStringsFor(t *testing.T) {
+	var m window.Counters
+	c := m.Get(key("org", "s", 9), time.Minute)
+	a := c.StringsFor("org", 60, time.Minute)
+	assert.Equal(t, `"org";q=60;w=60`, a.Policy)
+	assert.Equal(t, "60", a.LimitS)
+	assert.Same(t, a, c.StringsFor("org", 60, time.Minute))
+	b := c.StringsFor("org", 600, time.Minute)
+	assert.Equal(t, `"org";q=600;w=60`, b.Policy)
+}

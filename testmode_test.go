@@ -1,0 +1,75 @@
+package keyward_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Test keys look different (triq_test_…), are valid only as test keys,
+// and neither count against the organization's live limits nor spend its
+// live credits: they have a budget of their own, with the same limits.
+func TestTestKeysHaveTheirOwnBudget(t *testing.T) {
+	t.Parallel()
+	f := newCreditFixture(t, 3, false) // 3 live credits, 60 requests a minute
+	test := f.newKey(t, func(k *manage.KeySpec) { k.Environment = keyward.EnvTest })
+	require.True(t, strings.HasPrefix(test.Key, "triq_test_"), test.Key)
+	format, err := keyward.NewKeyFormat("triq_")
+	require.NoError(t, err)
+	assert.True(t, format.Valid(test.Key))
+	assert.True(t, format.Valid(f.key.Key))
+	assert.False(t, format.Valid("triq_"+test.Key[len("triq_test_"):]), "a test key's body is no live key")
+	assert.Equal(t, "triq_test_"+test.Key[10:14]+"…"+test.Key[len(test.Key)-4:], format.Hint(test.Key))
+
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	require.NoError(t, err)
+	h := f.auth.Middleware(limiter.Middleware(f.charger.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))))
+	call := func(key string) int {
+		r := f.request(context.Background(), "", nil)
+		r.Header.Set("X-API-Key", key)
+		w, _ := serve(h, r)
+		return w.Code
+	}
+	for range 3 {
+		require.Equal(t, http.StatusOK, call(f.key.Key))
+	}
+	require.Equal(t, http.StatusPaymentRequired, call(f.key.Key), "the live credits are spent")
+	for range 3 {
+		require.Equal(t, http.StatusOK, call(test.Key), "the test budget is untouched by live calls")
+	}
+	require.Equal(t, http.StatusPaymentRequired, call(test.Key), "and has the same allocation")
+	live := f.balance(t)
+	assert.Equal(t, int64(3), live.Spent, "test calls spent no live credit")
+	testKey, err := f.store.LookupKey(context.Background(), keyward.Hash(test.Key))
+	require.NoError(t, err)
+	tb, err := f.ledger.Balance(context.Background(), testKey.Account())
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), tb.Spent)
+	assert.Equal(t, f.org.ID+":test", testKey.Account().OrgID)
+}
+
+// Rate limits count test keys apart too: 60 live requests leave the test
+// budget's 60 whole.
+func TestTestKeysCountApart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	live := f.newKey(t)
+	test := f.newKey(t, func(k *manage.KeySpec) { k.Environment = keyward.EnvTest })
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	require.NoError(t, err)
+	h := f.auth.Middleware(limiter.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	f.handler = h
+	for range 60 {
+		require.Equal(t, http.StatusOK, f.do(withKey(live.Key)).Code)
+	}
+	require.Equal(t, http.StatusTooManyRequests, f.do(withKey(live.Key)).Code)
+	w := f.do(withKey(test.Key))
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "59", w.Header().Get("X-RateLimit-Remaining"))
+}
