@@ -173,7 +173,7 @@ func (s *summary) report() int {
 			for _, pkg := range slices.Sorted(maps.Keys(byReason[why])) {
 				tests := byReason[why][pkg]
 				slices.Sort(tests)
-				fmt.Fprintf(s.out, "    %s: %s\n", pkg, strings.Join(tests, ", "))
+				fmt.Fprint(s.out, wrap("    "+pkg+": ", tests, 100))
 			}
 		}
 	}
@@ -187,6 +187,26 @@ func (s *summary) report() int {
 	}
 	fmt.Fprintf(s.out, "\nPASS: %d tests and subtests passed in %d package runs; %d skipped\n", s.passed, s.tested, n)
 	return 0
+}
+
+// wrap lists names after head, comma-separated, in lines of at most width
+// bytes (a longer name gets a line of its own), continued under head.
+func wrap(head string, names []string, width int) string {
+	var b strings.Builder
+	line := head
+	for i, n := range names {
+		if i < len(names)-1 {
+			n += ","
+		}
+		if line != head && len(line)+1+len(n) > width {
+			b.WriteString(strings.TrimRight(line, " ") + "\n")
+			line = strings.Repeat(" ", 6)
+		} else if line != head {
+			line += " "
+		}
+		line += n
+	}
+	return b.String() + line + "\n"
 }
 
 func run(in io.Reader, out io.Writer) int {

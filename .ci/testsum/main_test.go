@@ -132,3 +132,14 @@ func TestModuleFailureExits1(t *testing.T) {
 		t.Errorf("a failed run says PASS:\n%s", out.String())
 	}
 }
+
+func TestWrapKeepsLinesShort(t *testing.T) {
+	got := wrap("    m/pkg: ", []string{"TestAlpha", "TestBeta", "TestGamma"}, 30)
+	want := "    m/pkg: TestAlpha,\n      TestBeta, TestGamma\n"
+	if got != want {
+		t.Errorf("wrap = %q, want %q", got, want)
+	}
+	if got := wrap("    m/pkg: ", []string{"TestOne"}, 10); got != "    m/pkg: TestOne\n" {
+		t.Errorf("wrap of one long name = %q", got)
+	}
+}
