@@ -38,19 +38,21 @@ test: modcheck
 ## modcheck: modules found; no go.mod with a replace directive or a
 ## placeholder version (Go ignores a dependency's replace, so its users would
 ## build something else than what was tested: go.work ties the modules
-## together instead); and each module resolving the core to this checkout
-## through go.work, so that every module is tested against the core at HEAD
+## together instead); and each module in go.work and resolving the core to
+## this checkout, so that every module is tested against the core at HEAD
 modcheck:
 	@if [ -z "$(strip $(MODULES))" ]; then \
 		echo "make: no go.mod found under $(CURDIR): nothing to test" >&2; exit 1; fi
-	@fail=0; root=$$(pwd); for m in $(MODULES); do \
+	@fail=0; root=$$(pwd); workspace=$$($(GO) list -m -f '{{.Dir}}'); for m in $(MODULES); do \
 		if (cd $$m && $(GO) mod edit -json) | grep -q '"Replace": \['; then \
 			echo "$$m/go.mod: a replace directive, which the module's users never see (see RELEASING.md)" >&2; fail=1; fi; \
 		if grep -q 'v0\.0\.0-00010101000000-000000000000' $$m/go.mod; then \
 			echo "$$m/go.mod: requires a placeholder version; require a release (see RELEASING.md)" >&2; fail=1; fi; \
-		if ! dir=$$(cd $$m && $(GO) list -m -f '{{.Dir}}' github.com/keyward/keyward); then fail=1; \
+		if ! echo "$$workspace" | grep -qxF "$$(cd $$m && pwd)"; then \
+			echo "$$m: not in the workspace: add it to go.work, and leave GOWORK unset" >&2; fail=1; \
+		elif ! dir=$$(cd $$m && $(GO) list -m -f '{{.Dir}}' github.com/keyward/keyward); then fail=1; \
 		elif [ "$$dir" != "$$root" ]; then \
-			echo "$$m: the core resolves to '$$dir', not this checkout: add $$m to go.work, and leave GOWORK unset" >&2; fail=1; fi; \
+			echo "$$m: the core resolves to '$$dir', not this checkout (see go.work)" >&2; fail=1; fi; \
 	done; exit $$fail
 
 ## bench: every benchmark of every module, -count $(COUNT), summarised by benchstat
