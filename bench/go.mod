@@ -2,12 +2,10 @@ module github.com/keyward/keyward/bench
 
 go 1.26.0
 
-replace github.com/keyward/keyward => ../
-
 require (
 	github.com/go-chi/httprate v0.16.1
 	github.com/jackc/pgx/v5 v5.12.0
-	github.com/keyward/keyward v0.0.0-00010101000000-000000000000
+	github.com/keyward/keyward v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/ulule/limiter/v3 v3.11.2
 )

@@ -2,10 +2,8 @@ module github.com/keyward/keyward/adapters/echo
 
 go 1.26.0
 
-replace github.com/keyward/keyward => ../..
-
 require (
-	github.com/keyward/keyward v0.0.0-00010101000000-000000000000
+	github.com/keyward/keyward v0.1.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/stretchr/testify v1.12.1
 )

@@ -2,11 +2,9 @@ module github.com/keyward/keyward/adapters/gin
 
 go 1.26.0
 
-replace github.com/keyward/keyward => ../..
-
 require (
 	github.com/gin-gonic/gin v1.12.0
-	github.com/keyward/keyward v0.0.0-00010101000000-000000000000
+	github.com/keyward/keyward v0.1.0
 	github.com/stretchr/testify v1.12.1
 )
 
