@@ -205,8 +205,7 @@ func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) 
 	return e.answer()
 }
 
-// WriteError writes err (an error of Authenticate) with the
-// authenticator's ErrorWriter.
+// WriteError writes an error of Authenticate with a's ErrorWriter.
 func (a *Authenticator) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	a.errors.WriteError(w, r, err)
 }

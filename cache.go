@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,7 +67,6 @@ type Cache struct {
 	closeOnce sync.Once
 	closeMu   sync.RWMutex // held by fills while they write to c.c
 	closed    bool
-	isClosed  atomic.Bool
 
 	storeCalls atomic.Int64
 }
@@ -91,14 +92,11 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	if store == nil {
 		errs = append(errs, &ConfigError{Field: "store", Problem: "is nil"})
 	}
-	type field struct {
-		name string
-		v    int64
-	}
-	for _, f := range []field{{"MaxKeys", cfg.MaxKeys}, {"TTL", int64(cfg.TTL)},
-		{"NegativeTTL", int64(cfg.NegativeTTL)}, {"LookupTimeout", int64(cfg.LookupTimeout)}} {
-		if f.v < 0 {
-			errs = append(errs, &ConfigError{Field: "CacheConfig." + f.name, Problem: "is negative"})
+	sizes := map[string]int64{"MaxKeys": cfg.MaxKeys, "TTL": int64(cfg.TTL),
+		"NegativeTTL": int64(cfg.NegativeTTL), "LookupTimeout": int64(cfg.LookupTimeout)}
+	for _, name := range slices.Sorted(maps.Keys(sizes)) {
+		if sizes[name] < 0 {
+			errs = append(errs, &ConfigError{Field: "CacheConfig." + name, Problem: "is negative"})
 		}
 	}
 	if cfg.FrontSlots > 1<<20 {
@@ -175,7 +173,7 @@ func (c *Cache) byKey(key string) (*KeyRecord, bool) {
 		return nil, false
 	}
 	e, ok := c.front.Get(key)
-	if !ok || !c.current(e) || c.isClosed.Load() {
+	if !ok || !c.current(e) {
 		return nil, false
 	}
 	return e.rec, true
@@ -327,7 +325,6 @@ func (c *Cache) Close() {
 		c.closeMu.Lock()
 		defer c.closeMu.Unlock()
 		c.closed = true
-		c.isClosed.Store(true)
 		c.c.Close()
 		if c.front != nil {
 			c.front.Clear()

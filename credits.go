@@ -134,8 +134,7 @@ func (c *Charger) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// WriteError writes err (an error of Begin) with the charger's
-// ErrorWriter.
+// WriteError writes an error of Begin with c's ErrorWriter.
 func (c *Charger) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	c.errors.WriteError(w, r, err)
 }

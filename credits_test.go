@@ -623,7 +623,7 @@ func TestChargeCreditsWithoutRequireAPIKey(t *testing.T) {
 	f := newCreditFixture(t, 10, false)
 	w, _ := serve(f.charger.Middleware(http.HandlerFunc(ok)), httptest.NewRequest(http.MethodGet, "/", nil))
 	require.Equal(t, http.StatusInternalServerError, w.Code)
-	assert.Contains(t, decodeEnvelope(t, w).Error.Message, "RequireAPIKey")
+	assert.Contains(t, logLine(t, f.logs.String(), decodeEnvelope(t, w).Meta.RequestID), "RequireAPIKey")
 }
 
 func TestChargeCreditsConfigErrors(t *testing.T) {

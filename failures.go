@@ -120,14 +120,13 @@ func ServiceUnavailable(what string, cause error) *Error {
 	}
 }
 
-// misconfigured is the 500 for a mistake in how the server wires keyward
-// that only shows at request time, such as a handler that needs a caller
-// used without RequireAPIKey in front of it.
+// misconfigured is the 500 for a wiring mistake seen at request time: the
+// client learns that, and its request id; the problem goes to the log.
 func misconfigured(problem string) *Error {
 	return &Error{
 		Status:  http.StatusInternalServerError,
 		Code:    CodeInternal,
-		Message: "The server is misconfigured: " + problem + ".",
+		Message: "The service is misconfigured. Report the request id to its operator.",
 		Cause:   errors.New("keyward: misconfigured: " + problem),
 	}
 }

@@ -87,8 +87,7 @@ func (c *PermissionChecker) Check(r *http.Request) error {
 	return nil
 }
 
-// WriteError writes err (an error of Check) with the checker's
-// ErrorWriter.
+// WriteError writes an error of Check with c's ErrorWriter.
 func (c *PermissionChecker) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	c.errors.WriteError(w, r, err)
 }

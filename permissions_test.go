@@ -72,5 +72,5 @@ func TestEnforcePermissionsWithoutRequireAPIKey(t *testing.T) {
 	require.Equal(t, http.StatusInternalServerError, w.Code)
 	env := decodeEnvelope(t, w)
 	assert.Equal(t, "internal_error", env.Error.Code)
-	assert.Contains(t, env.Error.Message, "RequireAPIKey")
+	assert.Contains(t, env.Error.Message, "misconfigured") // the problem is logged, not sent
 }

@@ -106,6 +106,15 @@ func (t *Plans) table() *Plans {
 	return t
 }
 
+// All returns the plans, by name.
+func (t *Plans) All() []Plan {
+	out := make([]Plan, 0, len(t.table().names))
+	for _, n := range t.table().names {
+		out = append(out, t.table().byName[n])
+	}
+	return out
+}
+
 // Plan returns the plan named name.
 func (t *Plans) Plan(name string) (Plan, bool) {
 	p, ok := t.table().byName[name]

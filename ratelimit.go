@@ -247,8 +247,7 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	h["Ratelimit"] = d.st.headerValue(rateLimit)
 }
 
-// WriteError writes err (an error of Check) with the limiter's
-// ErrorWriter.
+// WriteError writes an error of Check with l's ErrorWriter.
 func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	l.errors.WriteError(w, r, err)
 }

@@ -60,7 +60,7 @@ func TestForeignShapesUnderTheStateKey(t *testing.T) {
 				}()
 				assert.Equal(t, http.StatusInternalServerError, w.Code, hname)
 				assert.Contains(t, w.Body.String(), `"code":"internal_error"`, hname)
-				assert.Contains(t, w.Body.String(), hname+" needs RequireAPIKey in front of it", hname)
+				assert.Contains(t, w.Body.String(), "misconfigured", hname)
 			}
 		})
 	}
