@@ -3,6 +3,8 @@ package sqlstore_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,6 +79,20 @@ func TestPlanRollingDeploy(t *testing.T) {
 			require.NoError(t, err)
 			k, err := deployed.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "prod", Permissions: []string{"transactions:enrich"}})
 			require.NoError(t, err)
+
+			// A request to the older instance, through its cache and the
+			// per-organization limiter: 200 with the plan's quota, not 500.
+			cache, err := keyward.NewCache(old, keyward.CacheConfig{})
+			require.NoError(t, err)
+			defer cache.Close()
+			auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+			require.NoError(t, err)
+			limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+			require.NoError(t, err)
+			w := httptest.NewRecorder()
+			auth.Middleware(limit.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))).ServeHTTP(w, newRequest(k.Key))
+			assert.Equal(t, http.StatusOK, w.Code, w.Body.String())
+			assert.Contains(t, w.Header().Get("RateLimit-Policy"), "q=900")
 
 			rec, err := old.LookupKey(ctx, k.Record.Hash)
 			require.NoError(t, err)
