@@ -151,7 +151,9 @@ func (s *Store) listenOnce(ctx context.Context) error {
 			}
 			return err
 		}
-		if kh, ok := parseHash(n.Payload); ok {
+		if n.Payload == planFeedMarker {
+			s.planChanged(ctx)
+		} else if kh, ok := parseHash(n.Payload); ok {
 			for _, w := range s.invalidators() {
 				w.Invalidate(kh)
 			}
@@ -214,18 +216,41 @@ func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
 	}
 	defer rows.Close()
 	ws := s.invalidators()
+	plans := false
 	for rows.Next() {
 		var h string
 		if err := rows.Scan(&after, &h); err != nil {
 			return after, err
 		}
-		if kh, ok := parseHash(h); ok {
+		if h == planFeedMarker {
+			plans = true
+		} else if kh, ok := parseHash(h); ok {
 			for _, w := range ws {
 				w.Invalidate(kh)
 			}
 		}
 	}
-	return after, rows.Err()
+	if err := rows.Err(); err != nil {
+		return after, err
+	}
+	if plans {
+		_ = rows.Close() // before reading the plans: SQLite has one connection
+		s.planChanged(ctx)
+	}
+	return after, nil
+}
+
+// planChanged reads the plan table again, as the feed reported a change
+// to it, and drops the watchers' caches (keys cached with the old limits).
+// A failed read is logged; PlanInterval's reload tries again.
+func (s *Store) planChanged(ctx context.Context) {
+	if s.plans.fixed {
+		return
+	}
+	if err := s.reloadPlans(ctx); err != nil {
+		s.logger.Warn("keyward: sqlstore: plan table reload failed; keeping the last one read", "error", err)
+	}
+	s.invalidateAll()
 }
 
 // prune deletes old change rows, at most once a minute.

@@ -66,9 +66,11 @@ func (s *Store) scanKey(row scanner) (*keyward.KeyRecord, error) {
 	}
 	rec.CreatedAt, rec.ExpiresAt, rec.RevokedAt, rec.LastUsedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked), fromNanos(used)
 	rec.Org.AllowOverage = over != 0
-	// An organization whose plan this store's table lacks gets no limits:
-	// the handlers then answer 500 naming the misconfiguration.
-	rec.Org.Limits, _ = s.plans.Resolve(rec.Org)
+	// An organization whose plan this store's table lacks gets no limits
+	// here; the callers that can read the table again (resolveOrgs) do,
+	// and if the plan is still unknown the handlers answer 500 naming the
+	// misconfiguration.
+	rec.Org.Limits, _ = s.Plans().Resolve(rec.Org)
 	return &rec, nil
 }
 
@@ -83,6 +85,7 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: lookup: %w", err)
 	}
+	s.resolveOrgs(ctx, &rec.Org)
 	return rec, nil
 }
 
@@ -90,7 +93,8 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organization, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	o, err := manage.NewOrg(ids.New("org_"), n, s.plans)
+	s.knowPlan(ctx, n.Plan)
+	o, err := manage.NewOrg(ids.New("org_"), n, s.Plans())
 	if err != nil {
 		return keyward.Organization{}, err
 	}
@@ -111,7 +115,7 @@ func (s *Store) scanOrg(row scanner) (keyward.Organization, error) {
 	var over int64
 	err := row.Scan(&o.ID, &o.Name, &o.Plan, &o.RatePerMinute, &o.MonthlyCredits, &over)
 	o.AllowOverage = over != 0
-	o.Limits, _ = s.plans.Resolve(o)
+	o.Limits, _ = s.Plans().Resolve(o)
 	return o, err
 }
 
@@ -126,6 +130,7 @@ func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error
 	if err != nil {
 		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: org: %w", err)
 	}
+	s.resolveOrgs(ctx, &o)
 	return o, nil
 }
 
@@ -146,7 +151,14 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 		}
 		out = append(out, o)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
+	}
+	_ = rows.Close() // before resolveOrgs: SQLite has one connection
+	for i := range out {
+		s.resolveOrgs(ctx, &out[i])
+	}
+	return out, nil
 }
 
 // UpdateOrg implements manage.KeyManager: name, plan, rate, credits and
@@ -155,7 +167,8 @@ func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
 func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	if err := manage.CheckOrg(o, s.plans); err != nil {
+	s.knowPlan(ctx, o.Plan)
+	if err := manage.CheckOrg(o, s.Plans()); err != nil {
 		return err
 	}
 	var hashes []string
@@ -415,6 +428,7 @@ func (s *Store) Key(ctx context.Context, keyID string) (manage.KeyInfo, error) {
 	if err != nil {
 		return manage.KeyInfo{}, wrap("key", err)
 	}
+	s.resolveOrgs(ctx, &info.Record.Org)
 	return info, nil
 }
 
@@ -435,7 +449,14 @@ func (s *Store) KeysByHint(ctx context.Context, hint string) ([]keyward.KeyRecor
 		}
 		out = append(out, *rec)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keyward: sqlstore: keys by hint: %w", err)
+	}
+	_ = rows.Close() // before resolveOrgs: SQLite has one connection
+	for i := range out {
+		s.resolveOrgs(ctx, &out[i].Org)
+	}
+	return out, nil
 }
 
 // UpdateKey implements manage.KeyManager.

@@ -58,9 +58,15 @@ func (d dialect) String() string {
 type Options struct {
 	// Prefix of the keys the store makes. Zero: "triq_".
 	Prefix string
-	// Plans is the plan table organizations may name. Nil:
-	// keyward.DefaultPlans().
+	// Plans is the plan table organizations may name. Nil: the
+	// database's (keyward_plans, seeded with keyward.DefaultPlans() and
+	// changed with SetPlan and DeletePlan), shared by every instance and
+	// the keyward command. Set, it is authoritative: the database's table
+	// is not read, and SetPlan and DeletePlan refuse.
 	Plans *keyward.Plans
+	// PlanInterval is how often the database's plan table is read again
+	// (see Store.Plans for when else it is). Zero: DefaultPlanInterval.
+	PlanInterval time.Duration
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 	// PollInterval is how often the SQLite change feed looks for changes
@@ -108,7 +114,7 @@ type Store struct {
 	dialect dialect
 	dsn     string // for the PostgreSQL listener connection
 	format  keyward.KeyFormat
-	plans   *keyward.Plans
+	plans   planState
 	now     func() time.Time
 	poll    time.Duration
 	flush   time.Duration
@@ -162,6 +168,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		{"PollInterval", int64(opts.PollInterval)}, {"FlushInterval", int64(opts.FlushInterval)},
 		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
 		{"MaxConns", int64(opts.MaxConns)}, {"QueryTimeout", int64(opts.QueryTimeout)},
+		{"PlanInterval", int64(opts.PlanInterval)},
 	} {
 		if o.v < 0 {
 			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
@@ -173,15 +180,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s := &Store{
 		dsn:    dsn,
 		format: format,
-		plans:  opts.Plans,
 		now:    opts.Now,
 		poll:   opts.PollInterval,
 		flush:  opts.FlushInterval,
 		logger: opts.Logger,
 		stop:   make(chan struct{}),
-	}
-	if s.plans == nil {
-		s.plans = keyward.DefaultPlans()
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -250,6 +253,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("keyward: sqlstore: %s does not answer: %w", s.dialect, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	if err := s.initPlans(ctx, opts); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}

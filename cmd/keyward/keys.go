@@ -76,7 +76,7 @@ func (a *app) orgsCommand() *cobra.Command {
 		overage, asJSON  bool
 	)
 	create := &cobra.Command{
-		Use:   "create --name NAME [--plan free|starter|growth|business|enterprise] [--rate N/min] [--credits N] [--overage]",
+		Use:   "create --name NAME [--plan PLAN] [--rate N/min] [--credits N] [--overage]",
 		Short: "Create an organization",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -90,16 +90,16 @@ func (a *app) orgsCommand() *cobra.Command {
 			if err := checkCreditsFlag("--credits", credits); err != nil {
 				return err
 			}
-			// The store checks this too; checked here, a mistake is a usage
-			// error, found before any database is opened.
-			if err := manage.CheckOrg(keyward.Organization{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits}, nil); err != nil {
-				return usageError{err}
-			}
 			s, err := a.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			// The store checks this too; checked here, against the
+			// database's plan table, a mistake is a usage error.
+			if err := manage.CheckOrg(keyward.Organization{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits}, s.Plans()); err != nil {
+				return usageError{err}
+			}
 			o, err := s.CreateOrg(cmd.Context(), manage.OrgSpec{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits, AllowOverage: overage})
 			if err != nil {
 				return err
@@ -114,7 +114,7 @@ func (a *app) orgsCommand() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "organization name (required)")
-	create.Flags().StringVar(&plan, "plan", "free", "plan: free, starter, growth, business or enterprise")
+	create.Flags().StringVar(&plan, "plan", "free", planFlagUsage)
 	create.Flags().StringVar(&rate, "rate", "", "custom rate limit, N/min (overrides the plan's)")
 	create.Flags().Int64Var(&credits, "credits", 0, "custom monthly credits (overrides the plan's)")
 	create.Flags().BoolVar(&overage, "overage", false, "let calls go on when credits run out")

@@ -65,7 +65,7 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 			if fs.Changed("overage") {
 				o.AllowOverage = overage
 			}
-			if err := manage.CheckOrg(o, nil); err != nil {
+			if err := manage.CheckOrg(o, s.Plans()); err != nil {
 				return usageError{err}
 			}
 			if err := s.UpdateOrg(ctx, o); err != nil {
@@ -82,7 +82,7 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "organization name")
-	cmd.Flags().StringVar(&plan, "plan", "", "plan: free, starter, growth, business or enterprise")
+	cmd.Flags().StringVar(&plan, "plan", "", planFlagUsage)
 	cmd.Flags().StringVar(&rate, "rate", "", "custom rate limit, N/min (overrides the plan's)")
 	cmd.Flags().Int64Var(&credits, "credits", 0, "custom monthly credits (overrides the plan's; 0: the plan's)")
 	cmd.Flags().BoolVar(&overage, "overage", false, "let calls go on when credits run out")
