@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,7 +229,7 @@ func (s *Store) resolveOrgs(ctx context.Context, orgs ...*keyward.Organization) 
 // now, or Options.Plans.
 func (s *Store) ListPlans(ctx context.Context) ([]keyward.Plan, error) {
 	if s.plans.fixed {
-		return planRows(s.Plans()), nil
+		return s.Plans().All(), nil
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
@@ -358,32 +357,4 @@ func (s *Store) orgsOnPlan(ctx context.Context, tx *sql.Tx, name string) ([]keyw
 		out = append(out, o)
 	}
 	return out, rows.Err()
-}
-
-// planRows returns the rows of t, sorted by name. keyward.Plans has no
-// accessor for its names; Resolve's error for an unknown plan lists them
-// all (`the plan table has "a", "b"`), and TestPlansFromCode keeps this
-// reading of it honest.
-func planRows(t *keyward.Plans) []keyward.Plan {
-	_, err := t.Resolve(keyward.Organization{Plan: "\x00"})
-	if err == nil {
-		return nil
-	}
-	_, list, ok := strings.Cut(err.Error(), "the plan table has ")
-	if !ok {
-		return nil
-	}
-	var out []keyward.Plan
-	for list != "" {
-		q, err := strconv.QuotedPrefix(list)
-		if err != nil {
-			break
-		}
-		name, _ := strconv.Unquote(q)
-		if p, ok := t.Plan(name); ok {
-			out = append(out, p)
-		}
-		list = strings.TrimPrefix(list[len(q):], ", ")
-	}
-	return out
 }
