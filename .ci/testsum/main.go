@@ -186,6 +186,7 @@ func (s *summary) report() int {
 		return 1
 	}
 	fmt.Fprintf(s.out, "\nPASS: %d tests and subtests passed in %d package runs; %d skipped\n", s.passed, s.tested, n)
+	fmt.Fprintf(s.out, "tests: %d passed, 0 failed, %d skipped\n", s.passed, n) // the plain closing line
 	return 0
 }
 
