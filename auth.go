@@ -73,8 +73,8 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	header := cfg.Header
 	if header == "" {
 		header = DefaultHeader
-	} else if !ascii.Only(header, 256, "!#$%&'*+-.^_`|~") { // an RFC 9110 token
-		errs = append(errs, &ConfigError{Field: "AuthConfig.Header", Problem: "is not a valid header name"})
+	} else if !ascii.Only(header, 256, "!#$%&'*+-.^_`|~") || cfg.Bearer && strings.EqualFold(header, "Authorization") {
+		errs = append(errs, &ConfigError{Field: "AuthConfig.Header", Problem: "is not a valid header name (nor Authorization, with Bearer)"})
 	}
 	for _, e := range cfg.Environments {
 		if !e.Valid() {
@@ -170,8 +170,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 			return nil, a.fail.expired
 		}
 	}
-	if (rec.Environment == EnvTest) != (a.format.keyPrefix(key) == a.format.test) {
-		return nil, a.fail.invalid // a store whose record disagrees with the key
+	if a.format.keyPrefix(key) == a.format.test && rec.Environment != EnvTest {
+		return nil, a.fail.invalid // a test key is never live (test keys made before the test_ prefix still work)
 	}
 	if a.envs != nil && !slices.Contains(a.envs, rec.Environment) {
 		return nil, environmentNotAllowed(rec.Environment, a.envs)

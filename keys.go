@@ -40,7 +40,7 @@ func (h KeyHash) String() string { return hex.EncodeToString(h[:]) }
 
 // KeyFormat generates and parses keys of one prefix. Test keys carry
 // "test_" after it (triq_test_…): visibly not live, never valid as live
-// keys, and counted and charged apart from them. The zero value is not
+// keys, and rate-limited and charged apart. The zero value is not
 // usable; build one with NewKeyFormat. It is safe for concurrent use.
 type KeyFormat struct {
 	prefix, test string // test: prefix + "test_", the prefix of test keys

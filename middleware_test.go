@@ -610,3 +610,13 @@ func TestBearerKeys(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, w.Code)
 	assert.Equal(t, keyward.ReasonMissingAPIKey, decodeEnvelope(t, w).Error.Details["reason"])
 }
+
+// Bearer with the key header set to Authorization would read one header
+// twice: refused at construction.
+func TestBearerWithAuthorizationHeaderIsRefused(t *testing.T) {
+	t.Parallel()
+	_, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: keyStoreFunc(nil), Prefix: "triq_", Header: "Authorization", Bearer: true})
+	var ce *keyward.ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "AuthConfig.Header", ce.Field)
+}

@@ -3,6 +3,7 @@ package keyward_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -72,4 +73,33 @@ func TestTestKeysCountApart(t *testing.T) {
 	w := f.do(withKey(test.Key))
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "59", w.Header().Get("X-RateLimit-Remaining"))
+}
+
+// A test key made before test keys had their own prefix (live prefix, test
+// record) keeps working, in the test budget; a test-prefixed key whose
+// record says live is refused.
+func TestTestKeysAndTheirRecords(t *testing.T) {
+	t.Parallel()
+	format, err := keyward.NewKeyFormat("triq_")
+	require.NoError(t, err)
+	legacy, err := format.Generate()
+	require.NoError(t, err)
+	test, err := format.GenerateFor(keyward.EnvTest)
+	require.NoError(t, err)
+	records := map[keyward.KeyHash]*keyward.KeyRecord{
+		keyward.Hash(legacy): {ID: "key_legacy", Hash: keyward.Hash(legacy), Environment: keyward.EnvTest, Org: keyward.Organization{ID: "org_l"}},
+		keyward.Hash(test):   {ID: "key_wrong", Hash: keyward.Hash(test), Environment: keyward.EnvLive, Org: keyward.Organization{ID: "org_w"}},
+	}
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Prefix: "triq_", Keys: keyStoreFunc(func(_ context.Context, h keyward.KeyHash) (*keyward.KeyRecord, error) {
+		return records[h], nil
+	})})
+	require.NoError(t, err)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("X-API-Key", legacy)
+	rec, err := a.Authenticate(r)
+	require.NoError(t, err)
+	assert.Equal(t, "org_l:test", rec.Account().OrgID)
+	r.Header.Set("X-API-Key", test)
+	_, err = a.Authenticate(r)
+	assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeAuthentication, Reason: keyward.ReasonInvalidAPIKey})
 }

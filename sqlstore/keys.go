@@ -98,10 +98,20 @@ func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organi
 	if err != nil {
 		return keyward.Organization{}, err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO keyward_orgs
-		(id, name, plan, rate_per_minute, monthly_credits, allow_overage, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		o.ID, o.Name, o.Plan, o.RatePerMinute, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()))
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkOrgPlan(ctx, tx, o); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO keyward_orgs
+			(id, name, plan, rate_per_minute, monthly_credits, allow_overage, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			o.ID, o.Name, o.Plan, o.RatePerMinute, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()))
+		return err
+	})
+	var r refusal
+	if errors.As(err, &r) {
+		return keyward.Organization{}, r.error
+	}
 	if err != nil {
 		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: create org: %w", err)
 	}
@@ -173,6 +183,9 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 	}
 	var hashes []string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkOrgPlan(ctx, tx, o); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE keyward_orgs SET name = $2, plan = $3, rate_per_minute = $4,
 			monthly_credits = $5, allow_overage = $6 WHERE id = $1`,
 			o.ID, o.Name, o.Plan, o.RatePerMinute, o.MonthlyCredits, boolInt(o.AllowOverage))
@@ -201,6 +214,10 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 		}
 		return s.recordChanges(ctx, tx, hashes...)
 	})
+	var r refusal
+	if errors.As(err, &r) {
+		return r.error
+	}
 	if err != nil {
 		return wrap("update org", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 )
 
 // The plan table. Unless Options.Plans gives one, it is the database's
@@ -357,4 +358,37 @@ func (s *Store) orgsOnPlan(ctx context.Context, tx *sql.Tx, name string) ([]keyw
 		out = append(out, o)
 	}
 	return out, rows.Err()
+}
+
+// checkOrgPlan checks o against its plan as the database holds it, inside
+// tx: a plan deleted, or made custom-rate, by another instance since this
+// one last read the table cannot slip an organization through. On
+// PostgreSQL it takes a lock on the plan table that waits for a plan
+// change in progress (changePlans) and makes one wait for tx, so the
+// check and the organization's write are one step for it. With a table
+// from code it checks against that.
+func (s *Store) checkOrgPlan(ctx context.Context, tx *sql.Tx, o keyward.Organization) error {
+	if s.plans.fixed {
+		if err := manage.CheckOrg(o, s.Plans()); err != nil {
+			return refusal{err}
+		}
+		return nil
+	}
+	if s.dialect == postgres {
+		if _, err := tx.ExecContext(ctx, `LOCK TABLE keyward_plans IN ROW EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+	}
+	rows, err := s.readPlans(ctx, tx)
+	if err != nil {
+		return err
+	}
+	table, err := keyward.NewPlans(rows...)
+	if err != nil {
+		return err
+	}
+	if err := manage.CheckOrg(o, table); err != nil {
+		return refusal{err}
+	}
+	return nil
 }

@@ -207,3 +207,32 @@ func TestPlansFromCode(t *testing.T) {
 		})
 	}
 }
+
+// An instance whose copy of the table is stale cannot put an organization
+// on a plan another instance deleted, or made custom-rate, since: the
+// check reads the database's row in the organization's own transaction.
+func TestOrgsCheckTheDatabasesPlan(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			b := open(t, dsn, sqlstore.Options{PlanInterval: time.Hour})
+			require.NoError(t, b.SetPlan(ctx, keyward.Plan{Name: "pro", Limits: keyward.Limits{RequestsPerMinute: 900}}))
+			require.NoError(t, b.SetPlan(ctx, keyward.Plan{Name: "team", Limits: keyward.Limits{RequestsPerMinute: 70}}))
+			a := open(t, dsn, sqlstore.Options{PlanInterval: time.Hour}) // reads both plans now
+			org, err := a.CreateOrg(ctx, manage.OrgSpec{Name: "first"})
+			require.NoError(t, err)
+			require.NoError(t, b.DeletePlan(ctx, "pro"))
+			require.NoError(t, b.SetPlan(ctx, keyward.Plan{Name: "team"})) // custom rate from now on
+			_, err = a.CreateOrg(ctx, manage.OrgSpec{Name: "late", Plan: "pro"})
+			assert.ErrorContains(t, err, "unknown plan", "a deleted plan")
+			_, err = a.CreateOrg(ctx, manage.OrgSpec{Name: "late", Plan: "team"})
+			assert.ErrorContains(t, err, "custom rate", "a plan made custom")
+			org.Plan = "pro"
+			assert.ErrorContains(t, a.UpdateOrg(ctx, org), "unknown plan")
+			_, err = a.CreateOrg(ctx, manage.OrgSpec{Name: "ok", Plan: "team", RatePerMinute: 5})
+			assert.NoError(t, err)
+		})
+	}
+}

@@ -67,4 +67,8 @@ func TestDatabaseNameHidesThePassword(t *testing.T) {
 	a := &app{db: "postgres://keyward:s3cret@db.internal:5432/keyward?sslmode=require"}
 	assert.NotContains(t, a.dbName(), "s3cret")
 	assert.Contains(t, a.dbName(), "db.internal:5432/keyward")
+	a = &app{db: "postgres://keyward@db.internal/keyward?password=s3cret&sslpassword=hunter2&sslmode=require"}
+	assert.NotContains(t, a.dbName(), "s3cret")
+	assert.NotContains(t, a.dbName(), "hunter2")
+	assert.Contains(t, a.dbName(), "sslmode=require")
 }

@@ -125,6 +125,7 @@ func (a *app) rootCommand() *cobra.Command {
 	group(root)
 	root.PersistentFlags().StringVar(&a.db, "db", envOr("KEYWARD_DB", "./keyward.db"),
 		"database: a SQLite file path (or sqlite:PATH) or postgres://… (env KEYWARD_DB)")
+	root.PersistentFlags().Lookup("db").DefValue = redactDSN(root.PersistentFlags().Lookup("db").DefValue) // help shows no password
 	root.PersistentFlags().DurationVar(&a.dbTimeout, "db-timeout", sqlstore.DefaultQueryTimeout,
 		"longest wait for one PostgreSQL call or transaction; past it the call fails (a charged request: 503)")
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
@@ -226,15 +227,25 @@ func sqlitePath(dsn string) (string, bool) {
 }
 
 // dbName is the --db database as messages name it: a PostgreSQL URL
-// without its password.
-func (a *app) dbName() string {
-	if strings.Contains(a.db, "://") {
-		if u, err := url.Parse(a.db); err == nil {
-			return u.Redacted()
-		}
+// without its password, in the user part or in the query.
+func (a *app) dbName() string { return redactDSN(a.db) }
+
+func redactDSN(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
 		return "the --db database"
 	}
-	return a.db
+	q := u.Query()
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.Redacted()
 }
 
 // notFound names the database in which id was looked for, when err says
@@ -242,11 +253,22 @@ func (a *app) dbName() string {
 func (a *app) notFound(err error, id string) error {
 	switch {
 	case errors.Is(err, keyward.ErrKeyNotFound):
-		return fmt.Errorf("key %s not found in %s", id, a.dbName())
+		return fmt.Errorf("key %s not found in %s", a.shown(id), a.dbName())
 	case errors.Is(err, manage.ErrOrgNotFound):
-		return fmt.Errorf("organization %s not found in %s", id, a.dbName())
+		return fmt.Errorf("organization %s not found in %s", a.shown(id), a.dbName())
 	}
 	return err
+}
+
+// shown is s as a message may show it: a string that could be a key (a key
+// given where an id was expected, a key mistyped) is shown as its hint,
+// never whole.
+func (a *app) shown(s string) string {
+	f, err := keyward.NewKeyFormat(a.prefix)
+	if err == nil && strings.HasPrefix(s, f.Prefix()) && len(s) >= len(f.Prefix())+30 {
+		return f.Hint(s) + " (a key, not an id: find its id with keys whois -)"
+	}
+	return s
 }
 
 // initCommand is `keyward init`: the one management command that makes a

@@ -272,9 +272,8 @@ func (a *app) keysWhoisCommand() *cobra.Command {
 			}
 			defer s.Close()
 			var found []keyward.KeyRecord
-			what := q
-			if strings.HasPrefix(q, format.Prefix()) && len(q) == format.Len() {
-				what = format.Hint(q) // the key itself is never printed
+			what := a.shown(q) // a key, even a mistyped one, is never printed
+			if format.Valid(q) {
 				rec, err := s.LookupKey(cmd.Context(), keyward.Hash(q))
 				if err != nil && !errors.Is(err, keyward.ErrKeyNotFound) {
 					return err

@@ -180,3 +180,28 @@ func TestKeysShowUpdateWhois(t *testing.T) {
 	assert.NotContains(t, out+errs, strings.TrimSpace(sample), "an unknown key is not printed either")
 	assert.Contains(t, errs, "no key triq_")
 }
+
+// A key, live or test, is never printed whole by a message: whois finds a
+// test key by the key itself, and a key given where an id is expected is
+// shown as its hint.
+func TestKeysAreNeverEchoed(t *testing.T) {
+	c := newCLI(t)
+	org := c.org("--name", "acme")
+	test := c.key(org, "--name", "ci", "--env", "test")
+	require.True(t, strings.HasPrefix(test.Key, "triq_test_"), test.Key)
+	out, errs, code := c.run("keys", "whois", test.Key)
+	assert.Equal(t, 0, code, errs)
+	assert.Contains(t, out, test.ID)
+	live := c.key(org, "--name", "prod")
+	gone := live.Key[:len(live.Key)-1] + map[bool]string{true: "y", false: "x"}[strings.HasSuffix(live.Key, "x")]
+	for _, argv := range [][]string{
+		{"keys", "whois", gone}, {"keys", "show", live.Key}, {"keys", "revoke", test.Key},
+		{"orgs", "show", live.Key}, {"credits", "grant", live.Key, "5"},
+	} {
+		out, errs, code := c.run(argv...)
+		assert.NotEqual(t, 0, code, "%v", argv)
+		for _, k := range []string{live.Key, test.Key, gone} {
+			assert.NotContains(t, out+errs, k, "%v printed a key", argv)
+		}
+	}
+}
