@@ -242,6 +242,21 @@ func testUpdateKey(t *testing.T, newBackend NewKeyBackend) {
 	require.NoError(t, s.RevokeKey(ctx, k.Record.ID))
 	_, err = s.UpdateKey(ctx, k.Record.ID, manage.KeyChange{Name: &name})
 	assert.ErrorIs(t, err, manage.ErrKeyRevoked)
+
+	// An expired key is not brought back; a rotation never outlives
+	// MaxKeyLifetime, however far an update moved the expiry.
+	short, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "short", ExpiresIn: time.Hour})
+	require.NoError(t, err)
+	long := manage.MaxKeyLifetime
+	_, err = s.UpdateKey(ctx, short.Record.ID, manage.KeyChange{ExpiresIn: &long})
+	require.NoError(t, err)
+	clock.Advance(manage.MaxKeyLifetime / 2)
+	r, err := s.RotateKey(ctx, short.Record.ID, 0)
+	require.NoError(t, err)
+	assert.False(t, r.Record.ExpiresAt.After(clock.Now().Add(manage.MaxKeyLifetime)), "expires %v", r.Record.ExpiresAt)
+	clock.Advance(manage.MaxKeyLifetime)
+	_, err = s.UpdateKey(ctx, r.Record.ID, manage.KeyChange{ExpiresIn: &long})
+	assert.ErrorIs(t, err, manage.ErrKeyExpired)
 }
 
 // testDeleteOrg: refused while a key works, unless forced; then the

@@ -25,6 +25,10 @@ var ErrKeyRevoked = errors.New("keyward: key is revoked")
 // or doubled rotation never leaves two new keys working.
 var ErrKeyRotated = errors.New("keyward: key is rotated already")
 
+// ErrKeyExpired is what UpdateKey returns for a key that has expired: an
+// expired key is not brought back; make a new one.
+var ErrKeyExpired = errors.New("keyward: key has expired")
+
 // ErrOrgHasLiveKeys is what a KeyManager returns when asked to delete,
 // without force, an organization some of whose keys still work.
 var ErrOrgHasLiveKeys = errors.New("keyward: organization has keys that still work")
@@ -237,7 +241,8 @@ type KeyInfo struct {
 //     the one given (newest first; none is no error).
 //   - UpdateKey applies a KeyChange (checked by KeyChange.Check, which
 //     refused changes nothing) and returns the record. An expiry is
-//     counted from now. A revoked key is ErrKeyRevoked.
+//     counted from now. A revoked key is ErrKeyRevoked, an expired one
+//     ErrKeyExpired (it is not brought back).
 //   - DeleteOrg removes an organization and its keys, whose lookups are
 //     then ErrKeyNotFound. While some of its keys still work (neither
 //     revoked nor expired; a key in its rotation grace works) it is

@@ -298,7 +298,7 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	}
 	var expires time.Time
 	if !old.ExpiresAt.IsZero() {
-		expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+		expires = now.Add(min(old.ExpiresAt.Sub(old.CreatedAt), manage.MaxKeyLifetime)) // an expiry moved by UpdateKey stretches it
 	}
 	ck, err := s.insert(old.Org.ID, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
 	if err != nil {
@@ -360,6 +360,9 @@ func (s *Store) UpdateKey(ctx context.Context, keyID string, c manage.KeyChange)
 	now := s.now()
 	if k.Revoked(now) {
 		return keyward.KeyRecord{}, manage.ErrKeyRevoked
+	}
+	if k.Expired(now) {
+		return keyward.KeyRecord{}, manage.ErrKeyExpired
 	}
 	if c.Name != nil {
 		k.Name = *c.Name

@@ -384,7 +384,7 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 		}
 		var expires time.Time
 		if !old.ExpiresAt.IsZero() {
-			expires = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+			expires = now.Add(min(old.ExpiresAt.Sub(old.CreatedAt), manage.MaxKeyLifetime)) // an expiry moved by UpdateKey stretches it
 		}
 		ck, err = s.insertKey(ctx, tx, old.Org, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
 		if err != nil {
@@ -506,6 +506,9 @@ func (s *Store) UpdateKey(ctx context.Context, keyID string, c manage.KeyChange)
 		if rec, err = s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID)); err != nil {
 			return err
 		}
+		if rec.Expired(now) {
+			return manage.ErrKeyExpired
+		}
 		if c.Name != nil {
 			rec.Name = *c.Name
 		}
@@ -543,15 +546,20 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
 	now := nanos(s.now())
 	var hashes []string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// Lock the organization's row while its keys are counted.
-		res, err := tx.ExecContext(ctx, `UPDATE keyward_orgs SET name = name WHERE id = $1`, orgID)
-		if err != nil {
-			return err
+		// Lock the organization's row while its keys are counted: on
+		// PostgreSQL FOR UPDATE, which waits for (and then blocks) a key
+		// being created for it (its foreign-key check holds FOR KEY SHARE,
+		// which an UPDATE's lock would not conflict with); SQLite's write
+		// lock serialises everything.
+		lock := `UPDATE keyward_orgs SET name = name WHERE id = $1 RETURNING id`
+		if s.dialect == postgres {
+			lock = `SELECT id FROM keyward_orgs WHERE id = $1 FOR UPDATE`
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
+		var id string
+		if err := tx.QueryRowContext(ctx, lock, orgID).Scan(&id); errors.Is(err, sql.ErrNoRows) {
 			return manage.ErrOrgNotFound
+		} else if err != nil {
+			return err
 		}
 		var live int64
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM keyward_keys WHERE org_id = $1
@@ -616,7 +624,7 @@ func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
 func wrap(op string, err error) error {
 	switch {
 	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, manage.ErrOrgNotFound), errors.Is(err, manage.ErrKeyRevoked),
-		errors.Is(err, manage.ErrKeyRotated), errors.Is(err, manage.ErrOrgHasLiveKeys):
+		errors.Is(err, manage.ErrKeyRotated), errors.Is(err, manage.ErrOrgHasLiveKeys), errors.Is(err, manage.ErrKeyExpired):
 		return err
 	}
 	return fmt.Errorf("keyward: sqlstore: %s: %w", op, err)

@@ -95,7 +95,7 @@ func (a *app) orgsDeleteCommand() *cobra.Command {
 	var force, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "delete ORG_ID [--force]",
-		Short: "Delete an organization and its keys; refused while a key still works, unless --force (which revokes them first)",
+		Short: "Delete an organization and its keys; refused while a key still works, unless --force (which deletes them with it)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			s, err := a.open(cmd.Context())
