@@ -23,6 +23,14 @@ func TestManagementCommandsNeverCreateADatabase(t *testing.T) {
 		{"keys", "revoke", "key_x"},
 		{"keys", "rotate", "key_x"},
 		{"credits", "grant", "org_x", "5"},
+		{"orgs", "update", "org_x", "--name", "b"},
+		{"orgs", "delete", "org_x"},
+		{"keys", "show", "key_x"},
+		{"keys", "update", "key_x", "--name", "b"},
+		{"keys", "whois", "triq_AbCd…wXyZ"},
+		{"plans", "list"},
+		{"plans", "set", "pro", "--rate", "900/min", "--credits", "5"},
+		{"plans", "delete", "pro"},
 	} {
 		_, errs, code := c.run(args...)
 		assert.Equal(t, 1, code, "keyward %v: %s", args, errs)
