@@ -88,7 +88,7 @@ func printError(stderr io.Writer, err error) {
 // flagNames turns the Go field names in the library's messages into the
 // flags of this command that set the same values.
 var flagNames = strings.NewReplacer(
-	"set the organization's RatePerMinute", "set one with --rate",
+	"set the organization's RatePerMinute", "give the organization a rate (orgs create/update --rate)",
 	"the organization's rate", "--rate: rate",
 	"the organization's credits", "--credits: credits",
 )

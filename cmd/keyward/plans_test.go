@@ -81,7 +81,7 @@ func TestPlansDeleteRefusedInUse(t *testing.T) {
 		{[]string{"plans", "set", "team"}, 2, "give its --rate"},
 		{[]string{"plans", "set", "team", "--rate", "fast"}, 2, "--rate"},
 		{[]string{"plans", "set", "team", "--rate", "10", "--credits", "-1"}, 2, "--credits"},
-		{[]string{"plans", "set", "pro", "--rate", "custom"}, 1, "without limits"},
+		{[]string{"plans", "set", "pro", "--rate", "custom"}, 1, "give the organization a rate (orgs create/update --rate)"},
 		{[]string{"plans", "delete", "platinum"}, 1, `plan "platinum" not found`},
 		{[]string{"plans", "delete"}, 2, "arg"},
 	} {
