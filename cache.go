@@ -1,6 +1,7 @@
 package keyward
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -105,7 +106,7 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	maxKeys := orDefault(cfg.MaxKeys, 100_000)
+	maxKeys := cmp.Or(cfg.MaxKeys, 100_000)
 	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *cacheEntry]{
 		NumCounters: maxKeys * 10,
 		MaxCost:     maxKeys,
@@ -124,21 +125,14 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	c := &Cache{
 		store:         store,
 		c:             rc,
-		ttl:           orDefault(cfg.TTL, 30*time.Second),
-		negTTL:        orDefault(cfg.NegativeTTL, 5*time.Second),
-		lookupTimeout: orDefault(cfg.LookupTimeout, 5*time.Second),
+		ttl:           cmp.Or(cfg.TTL, 30*time.Second),
+		negTTL:        cmp.Or(cfg.NegativeTTL, 5*time.Second),
+		lookupTimeout: cmp.Or(cfg.LookupTimeout, 5*time.Second),
 	}
 	if cfg.FrontSlots >= 0 {
-		c.front = front.New[*cacheEntry](int(orDefault(int64(cfg.FrontSlots), 4096)))
+		c.front = front.New[*cacheEntry](cmp.Or(cfg.FrontSlots, 4096))
 	}
 	return c, nil
-}
-
-func orDefault[T int64 | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % genStripes) }

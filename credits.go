@@ -1,6 +1,7 @@
 package keyward
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -108,10 +109,10 @@ func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Charger{ledger: cfg.Ledger, cost: cfg.CostFunc, maxBody: orDefault(cfg.MaxIdempotentBody, 1<<20),
+	c := &Charger{ledger: cfg.Ledger, cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20),
 		errors: cfg.Errors}
 	if c.cost == nil {
-		cost := orDefault(cfg.Cost, 1)
+		cost := cmp.Or(cfg.Cost, 1)
 		c.cost = func(*http.Request) (int64, error) { return cost, nil }
 	}
 	c.fail = newCreditFailures(c.maxBody)

@@ -1,6 +1,7 @@
 package keyward
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -40,6 +41,7 @@ type RateLimitConfig struct {
 	Logger *slog.Logger
 	// Now is the clock that places a request in its window. Nil: the
 	// system clock, read through a shared clock that advances every 10 ms.
+	// Without a Store, a limiter with a clock of its own keeps its counters.
 	Now func() time.Time
 }
 
@@ -52,7 +54,8 @@ type RateLimitConfig struct {
 // call Check, RateDecision.WriteHeaders and WriteError. It is safe for
 // concurrent use.
 type RateLimiter struct {
-	store      limiter.Store // nil: processCounters
+	store      limiter.Store    // nil: counters
+	counters   *window.Counters // nil: processCounters
 	failClosed bool
 	errors     *ErrorWriter
 	logger     *slog.Logger
@@ -63,11 +66,11 @@ type RateLimiter struct {
 // RateLimitByOrg returns the RateLimiter cfg describes.
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
 	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors, logger: cfg.Logger, now: cfg.Now}
-	if l.logger == nil {
-		l.logger = slog.Default()
-	}
+	l.logger = cmp.Or(l.logger, slog.Default())
 	if l.now == nil {
 		l.now = clock.Process.Now
+	} else {
+		l.counters = new(window.Counters)
 	}
 	return l, nil
 }
@@ -150,7 +153,7 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id string, limit, win int64) (counted, error) {
 	c := counted{name: scope, limit: limit}
 	if l.store == nil {
-		mc := processCounters.Get(window.Key{Scope: scope, ID: id, Window: win}, rateWindow)
+		mc := cmp.Or(l.counters, &processCounters).Get(window.Key{Scope: scope, ID: id, Window: win}, rateWindow)
 		c.remaining = limit - mc.N.Add(1)
 		c.strs = mc.StringsFor(scope, limit, rateWindow)
 		d.resetStr = mc.Reset
