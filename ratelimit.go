@@ -24,11 +24,11 @@ const rateWindow = time.Minute
 type RateLimitConfig struct {
 	// Store keeps the counters: one per organization (and one per key that
 	// has its own limit) per window, under keys "org:ID:WINDOW" and
-	// "key:ID:WINDOW" (the store adds its own prefix). Nil: keyward's in-process counters, one set per process
-	// shared by every RateLimiter in it, so that an organization's limit
-	// holds across routes. Use ulule's Redis store (package redislimit)
-	// when several instances share the limit; any other limiter.Store
-	// works too.
+	// "key:ID:WINDOW" (the store adds its own prefix). Nil: in-process
+	// counters, one set shared by every RateLimiter on the system clock, so
+	// an organization's limit holds across routes. Use ulule's Redis store
+	// (package redislimit) when several instances share the limit; any
+	// other limiter.Store works too.
 	Store limiter.Store
 	// FailClosed answers 503 when the Store fails. Zero (false): fail
 	// open — the request is served without rate-limit headers and the
