@@ -108,6 +108,7 @@ func TestCreditLedgerScaled(t *testing.T, newLedger NewCreditLedger, workers, ca
 	t.Run("ExtendWhileCommitting", func(t *testing.T) { extendWhileCommitting(t, newLedger, workers) })
 	t.Run("KeyInFlightPastItsTTL", func(t *testing.T) { keyInFlightPastItsTTL(t, newLedger) })
 	t.Run("PeriodRollover", func(t *testing.T) { periodRollover(t, newLedger) })
+	t.Run("PeriodNeverGoesBack", func(t *testing.T) { periodNeverGoesBack(t, newLedger) })
 	t.Run("AllocationChanges", func(t *testing.T) { allocationChanges(t, newLedger) })
 	t.Run("Idempotency", func(t *testing.T) { idempotency(t, newLedger) })
 	t.Run("Grant", func(t *testing.T) { grant(t, newLedger) })
@@ -514,6 +515,27 @@ func periodRollover(t *testing.T, newLedger NewCreditLedger) {
 	if r.Available != 0 {
 		t.Fatalf("Available in March = %d, want 0", r.Available)
 	}
+}
+
+// periodNeverGoesBack: a clock a moment behind the period already begun
+// (another instance's at the month's turn, or one stepped back) works in
+// that period: it does not start the old one again, so the new period's
+// reservations and spending stay.
+func periodNeverGoesBack(t *testing.T, newLedger NewCreditLedger) {
+	e := setup(t, newLedger)
+	a := acct("org_a", 100)
+	e.clock.Set(time.Date(2026, 2, 1, 0, 0, 0, 500, time.UTC))
+	spent := e.reserve(a, 30)
+	wantErr(t, "Commit", e.l.Commit(e.ctx, a, spent.ID, 30), nil)
+	r := e.reserve(a, 10)
+	e.clock.Set(time.Date(2026, 1, 31, 23, 59, 59, 999_999_000, time.UTC))
+	b := e.balance(a)
+	if !b.PeriodStart.Equal(time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("period start = %v after the clock went back; want February's", b.PeriodStart)
+	}
+	e.clock.Set(time.Date(2026, 2, 1, 0, 0, 1, 0, time.UTC))
+	wantErr(t, "Commit after a clock behind", e.l.Commit(e.ctx, a, r.ID, 10), nil)
+	e.want(a, 60, 40, 0, 0)
 }
 
 func allocationChanges(t *testing.T, newLedger NewCreditLedger) {

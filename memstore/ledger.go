@@ -198,7 +198,9 @@ func (l *Ledger) touch(o *orgCredits, acct credit.Account, n int64) error {
 		if now.Before(start) || !now.Before(end) || start.Year() < 1700 || end.Year() > 2200 {
 			return errBadPeriod
 		}
-		if !start.Equal(o.start) {
+		// Periods only move forward: a clock a moment behind the period
+		// already begun (a step back) works in that period.
+		if start.After(o.start) {
 			// A new period: no rollover, and the old period's open
 			// reservations are released as expired.
 			for i := range o.slots {
@@ -208,9 +210,9 @@ func (l *Ledger) touch(o *orgCredits, acct credit.Account, n int64) error {
 			}
 			o.granted, o.spent, o.reserved = 0, 0, 0
 			o.allocation = acct.Allocation
+			o.start, o.end = start, end
+			o.startN, o.endN = start.UnixNano(), end.UnixNano()
 		}
-		o.start, o.end = start, end
-		o.startN, o.endN = start.UnixNano(), end.UnixNano()
 	}
 	if acct.Allocation > o.allocation {
 		o.allocation = acct.Allocation // upgrades count at once

@@ -72,7 +72,9 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 			return err
 		}
 		before := a
-		newPeriod := a.start != start.UnixNano()
+		// Periods only move forward: a clock a moment behind the period
+		// already begun (another instance's) works in that period.
+		newPeriod := start.UnixNano() > a.start
 		if newPeriod {
 			// A new period: no rollover; what was still open is expired.
 			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open'`, acct.OrgID); err != nil {
