@@ -78,7 +78,7 @@ func ClientOptions(url string, timeout time.Duration) (*redis.Options, error) {
 // Redis must answer now (within opts.Timeout); later outages are answered
 // per request as keyward.RateLimitConfig.FailClosed says.
 func New(ctx context.Context, client redis.UniversalClient, opts Options) (limiter.Store, error) {
-	if client == nil {
+	if c, ok := client.(*redis.Client); client == nil || ok && c == nil {
 		return nil, &keyward.ConfigError{Field: "redislimit client", Problem: "is nil"}
 	}
 	if opts.Timeout < 0 {

@@ -203,4 +203,8 @@ func TestNewRejectsAnUnreachableRedis(t *testing.T) {
 	assert.ErrorContains(t, err, "Redis does not answer")
 	_, err = redislimit.New(context.Background(), nil, redislimit.Options{})
 	assert.Error(t, err)
+	var none *redis.Client // a typed nil: refused, not a panic in Ping
+	_, err = redislimit.New(context.Background(), none, redislimit.Options{})
+	var ce *keyward.ConfigError
+	assert.ErrorAs(t, err, &ce)
 }

@@ -436,6 +436,8 @@ type LedgerEntry struct {
 // that starts at periodStart, oldest first. The period's balance is
 // Σ allocation + Σ grant − Σ commit.
 func (s *Store) Entries(ctx context.Context, orgID string, periodStart time.Time) ([]LedgerEntry, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, amount, reservation_id, key_id, request_id, idempotency_key, note,
 		period_start, created_at FROM keyward_ledger WHERE org_id = $1 AND period_start = $2 ORDER BY id`,
 		orgID, periodStart.UnixNano())

@@ -297,7 +297,9 @@ func (d statementTimeout) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pg
 // TraceQueryEnd implements pgx.QueryTracer: the statement (or the reading
 // of its rows) is over.
 func (statementTimeout) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
-	ctx.Value(cancelKey{}).(context.CancelFunc)()
+	if cancel, ok := ctx.Value(cancelKey{}).(context.CancelFunc); ok {
+		cancel()
+	}
 }
 
 // firstPing opens the first connection. On SQLite, switching a new database to
