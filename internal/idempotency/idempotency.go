@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 
 	"github.com/keyward/keyward/internal/ascii"
@@ -72,7 +73,7 @@ func Fingerprint(r *http.Request, maxBody int64) (string, error) {
 	}
 	h.Write([]byte{0})
 	if r.Body != nil && r.Body != http.NoBody {
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, min(maxBody, math.MaxInt64-1)+1)) // no overflow at MaxInt64
 		if err != nil {
 			return "", ErrBodyUnreadable
 		}

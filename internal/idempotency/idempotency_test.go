@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -58,6 +59,14 @@ func TestFingerprint(t *testing.T) {
 	}
 	if b, _ := io.ReadAll(r1.Body); string(b) != "body" {
 		t.Fatalf("the body given back is %q", b)
+	}
+	// No limit at all (MaxInt64) keeps the body too: the limit does not overflow.
+	open := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("body"))
+	if _, err := idempotency.Fingerprint(open, math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(open.Body); string(b) != "body" {
+		t.Fatalf("the body given back under MaxInt64 is %q", b)
 	}
 	if _, err := idempotency.Fingerprint(httptest.NewRequest(http.MethodPost, "/", strings.NewReader("12345")), 4); !errors.Is(err, idempotency.ErrBodyTooLarge) {
 		t.Fatalf("too large: %v", err)
