@@ -221,6 +221,9 @@ const maxStaleRetries = 3
 var errInvalidationStorm = errors.New("keyward: key invalidated during every lookup attempt")
 
 func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
+	if c == nil || c.store == nil { // not a panic in the flight's goroutine, which no one could recover
+		return nil, misconfigured("a Cache must be made by NewCache")
+	}
 	stripe := &c.stripes[stripeOf(&hash)]
 	for range maxStaleRetries {
 		g, s := c.global.Load(), stripe.Load()

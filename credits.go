@@ -405,6 +405,8 @@ func (ch *Charge) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 func (ch *Charge) finish(commit func()) {
 	status := ch.status
 	switch {
+	case ch.c == nil: // a Charge that Begin did not make: nothing to settle
+		return
 	case !ch.returned || ch.hijacked: // a panic, runtime.Goexit, or a hijack
 		status = 0
 	case status == 0 && clientGone(ch.detached.Parent): // nothing written, client gone

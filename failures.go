@@ -294,7 +294,7 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 		return
 	}
 	var e *Error
-	if !errors.As(err, &e) {
+	if !errors.As(err, &e) || e == nil || e.Status < 400 || e.Status > 599 { // a status no error has: a 500, logged
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "An internal error occurred.", Cause: err}
 	}
 	reqID := ew.RequestIDFor(r)

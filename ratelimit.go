@@ -168,6 +168,7 @@ func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id stri
 			c.remaining = -1
 		}
 		c.strs = window.NewStrings(scope, limit, rateWindow)
+		d.resetStr = strconv.FormatInt(d.Reset.Unix(), 10)
 	}
 	d.counted[d.n] = c
 	d.n++
@@ -239,13 +240,9 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	}
 	rateLimit := string(b)
 	remaining, limit := rateLimit[from:to], d.counted[d.binding].strs.LimitS
-	reset := d.resetStr
-	if reset == "" {
-		reset = strconv.FormatInt(d.Reset.Unix(), 10)
-	}
 	h["X-Ratelimit-Limit"] = d.st.headerValue(limit)
 	h["X-Ratelimit-Remaining"] = d.st.headerValue(remaining)
-	h["X-Ratelimit-Reset"] = d.st.headerValue(reset)
+	h["X-Ratelimit-Reset"] = d.st.headerValue(d.resetStr)
 	h["Ratelimit-Policy"] = d.st.headerValue(policy)
 	h["Ratelimit"] = d.st.headerValue(rateLimit)
 }

@@ -119,6 +119,36 @@ func TestZeroDecisionsAnswer500(t *testing.T) {
 	assert.ErrorIs(t, ch.SetCost(1), keyward.ErrNoCharge)
 	_, err = new(keyward.RateLimiter).Allow(context.Background(), nil, time.Now())
 	assert.Error(t, err)
+
+	// A zero Charge runs next and settles nothing; a panic in next goes on.
+	ran := false
+	require.NotPanics(t, func() { ch.Run(func() { ran = true }, nil) })
+	assert.True(t, ran)
+	assert.PanicsWithValue(t, "boom", func() { ch.Run(func() { panic("boom") }, nil) })
+
+	// A zero Cache answers a misconfiguration, directly and behind
+	// RequireAPIKey, instead of crashing the process from the lookup's
+	// goroutine.
+	_, err = new(keyward.Cache).LookupKey(context.Background(), keyward.Hash(k.Key))
+	var ke *keyward.Error
+	require.ErrorAs(t, err, &ke)
+	assert.Equal(t, http.StatusInternalServerError, ke.Status)
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: new(keyward.Cache), Prefix: "triq_"})
+	require.NoError(t, err)
+	w = httptest.NewRecorder()
+	a.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served") })).ServeHTTP(w, r)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "the key store's failure, as for any store")
+
+	// An error with no status an error can have is written as a 500, not a
+	// panic (0) or a success (200); a typed nil *Error too.
+	var nilErr *keyward.Error
+	for name, err := range map[string]error{"status 0": keyward.Validation(0, "x", nil),
+		"status 200": keyward.Validation(http.StatusOK, "x", nil), "typed nil": nilErr} {
+		w := httptest.NewRecorder()
+		require.NotPanics(t, func() { new(keyward.ErrorWriter).WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), err) }, name)
+		assert.Equal(t, http.StatusInternalServerError, w.Code, name)
+		assert.Contains(t, w.Body.String(), `"code":"internal_error"`, name)
+	}
 }
 
 // Requests that share one WithKey context share nothing else: each
