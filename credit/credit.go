@@ -51,6 +51,9 @@ var (
 	// commit above the reservation, a grant that CheckGrant refuses, or an
 	// account that Account.Check refuses.
 	ErrInvalidAmount = errors.New("keyward: invalid credit amount")
+	// ErrBadPeriod: the PeriodFunc returned a period that CheckPeriod
+	// refuses; the ledger call changes nothing.
+	ErrBadPeriod = errors.New("keyward: the period function returned a period that does not contain now, or one outside the years 1700–2200")
 )
 
 // Account is an organization's credit policy, passed into every ledger
@@ -106,6 +109,17 @@ func CheckGrant(allocation, granted, n int64) error {
 // PeriodFunc returns the billing period of an organization that contains
 // t: start ≤ t < end.
 type PeriodFunc func(orgID string, t time.Time) (start, end time.Time)
+
+// CheckPeriod returns ErrBadPeriod unless start ≤ now < end and the
+// period lies within the years 1700 to 2200, where its Unix nanoseconds
+// (what ledgers store) are exact: the rule every ledger applies to what
+// its PeriodFunc returns.
+func CheckPeriod(now, start, end time.Time) error {
+	if now.Before(start) || !now.Before(end) || start.Year() < 1700 || end.Year() > 2200 {
+		return ErrBadPeriod
+	}
+	return nil
+}
 
 // MonthlyUTC is the default PeriodFunc: the calendar month, in UTC, for
 // every organization.

@@ -174,8 +174,6 @@ func NewLedger(opts LedgerOptions) (*Ledger, error) {
 	return l, nil
 }
 
-var errBadPeriod = errors.New("keyward: memstore: the period function returned a period that does not contain now")
-
 // org returns the organization's ledger, creating it when create is set
 // (nil otherwise).
 func (l *Ledger) org(id string, create bool) *orgCredits {
@@ -195,8 +193,8 @@ func (l *Ledger) touch(o *orgCredits, acct credit.Account, n int64) error {
 	if o.endN == 0 || n >= o.endN || n < o.startN {
 		now := time.Unix(0, n).UTC()
 		start, end := l.period(acct.OrgID, now)
-		if now.Before(start) || !now.Before(end) || start.Year() < 1700 || end.Year() > 2200 {
-			return errBadPeriod
+		if err := credit.CheckPeriod(now, start, end); err != nil {
+			return err
 		}
 		// Periods only move forward: a clock a moment behind the period
 		// already begun (a step back) works in that period.

@@ -20,8 +20,6 @@ const (
 	stateCommitted = "committed"
 )
 
-var errBadPeriod = errors.New("keyward: sqlstore: the period function returned a period that does not contain now")
-
 // account is an organization's credit row as this transaction sees it.
 type account struct {
 	orgID                                      string
@@ -57,8 +55,8 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 	}
 	nowT := s.now()
 	start, end := s.period(acct.OrgID, nowT)
-	if nowT.Before(start) || !nowT.Before(end) {
-		return errBadPeriod
+	if err := credit.CheckPeriod(nowT, start, end); err != nil {
+		return err
 	}
 	now := nowT.UnixNano()
 	return s.inTx(ctx, func(tx *sql.Tx) error {

@@ -300,3 +300,26 @@ func TestFingerprintMigration(t *testing.T) {
 		})
 	}
 }
+
+// A period function whose period does not contain now, or ends past 2200
+// (where Unix nanoseconds overflow), is refused with credit.ErrBadPeriod,
+// as memstore refuses it, and nothing is written.
+func TestLedgerRefusesABadPeriod(t *testing.T) {
+	t.Parallel()
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			for name, period := range map[string]credit.PeriodFunc{
+				"ahead": func(_ string, t time.Time) (time.Time, time.Time) { return t.Add(time.Hour), t.Add(2 * time.Hour) },
+				"9999":  func(_ string, t time.Time) (time.Time, time.Time) { return t, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) },
+			} {
+				s := open(t, newDSN(t, engine), sqlstore.Options{Period: period})
+				_, err := s.Reserve(context.Background(), credit.ReserveRequest{Account: credit.Account{OrgID: "org_a", Allocation: 1}, Amount: 1})
+				assert.ErrorIs(t, err, credit.ErrBadPeriod, name)
+				entries, err := s.Entries(context.Background(), "org_a", time.Time{})
+				require.NoError(t, err)
+				assert.Empty(t, entries, name)
+			}
+		})
+	}
+}
