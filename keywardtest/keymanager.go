@@ -257,6 +257,13 @@ func testUpdateKey(t *testing.T, newBackend NewKeyBackend) {
 	clock.Advance(manage.MaxKeyLifetime)
 	_, err = s.UpdateKey(ctx, r.Record.ID, manage.KeyChange{ExpiresIn: &long})
 	assert.ErrorIs(t, err, manage.ErrKeyExpired)
+	// Nor by a rotation, which changes nothing.
+	_, err = s.RotateKey(ctx, r.Record.ID, 0)
+	assert.ErrorIs(t, err, manage.ErrKeyExpired)
+	info, err := s.Key(ctx, r.Record.ID)
+	require.NoError(t, err)
+	assert.Empty(t, info.Successor, "a refused rotation leaves no successor")
+	assert.True(t, info.Record.RevokedAt.IsZero(), "nor revokes the key")
 }
 
 // testDeleteOrg: refused while a key works, unless forced; then the

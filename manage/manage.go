@@ -25,8 +25,8 @@ var ErrKeyRevoked = errors.New("keyward: key is revoked")
 // or doubled rotation never leaves two new keys working.
 var ErrKeyRotated = errors.New("keyward: key is rotated already")
 
-// ErrKeyExpired is what UpdateKey returns for a key that has expired: an
-// expired key is not brought back; make a new one.
+// ErrKeyExpired is what UpdateKey and RotateKey return for a key that has
+// expired: an expired key is not brought back; make a new one.
 var ErrKeyExpired = errors.New("keyward: key has expired")
 
 // ErrOrgHasLiveKeys is what a KeyManager returns when asked to delete,
@@ -101,6 +101,16 @@ func CheckKeyLifetime(d time.Duration) error {
 		return fmt.Errorf("keyward: key lifetime %v is out of range: 0 (none) to %v (manage.MaxKeyLifetime)", d, MaxKeyLifetime)
 	}
 	return nil
+}
+
+// SuccessorExpiry is when the key that RotateKey makes from old at now
+// expires: as long after now as old's lifetime (which UpdateKey may have
+// stretched), at most MaxKeyLifetime; zero when old never expires.
+func SuccessorExpiry(old *keyward.KeyRecord, now time.Time) time.Time {
+	if old.ExpiresAt.IsZero() {
+		return time.Time{}
+	}
+	return now.Add(min(old.ExpiresAt.Sub(old.CreatedAt), MaxKeyLifetime))
 }
 
 // CheckRotationGrace returns an error if grace, how long RotateKey lets
@@ -230,7 +240,7 @@ type KeyInfo struct {
 //   - RotateKey makes a new key with the old one's organization, name,
 //     environment, permissions, rate and lifetime, and revokes the old key
 //     at now+grace (at once for grace ≤ 0). Rotating a revoked key is
-//     ErrKeyRevoked; a grace above MaxRotationGrace is refused
+//     ErrKeyRevoked, an expired one ErrKeyExpired; a grace above MaxRotationGrace is refused
 //     (CheckRotationGrace) and changes nothing. Rotating a key that is
 //     not revoked but has a successor is ErrKeyRotated (wrapped, naming
 //     the successor) and changes nothing, even when two rotations race:

@@ -293,14 +293,13 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	if old.Revoked(now) {
 		return manage.CreatedKey{}, manage.ErrKeyRevoked
 	}
+	if old.Expired(now) {
+		return manage.CreatedKey{}, manage.ErrKeyExpired
+	}
 	if next, ok := s.succ[keyID]; ok {
 		return manage.CreatedKey{}, rotatedInto(next)
 	}
-	var expires time.Time
-	if !old.ExpiresAt.IsZero() {
-		expires = now.Add(min(old.ExpiresAt.Sub(old.CreatedAt), manage.MaxKeyLifetime)) // an expiry moved by UpdateKey stretches it
-	}
-	ck, err := s.insert(old.Org.ID, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
+	ck, err := s.insert(old.Org.ID, old.Name, old.Environment, old.Permissions, now, manage.SuccessorExpiry(old, now), old.RatePerMinute)
 	if err != nil {
 		return manage.CreatedKey{}, err
 	}

@@ -382,11 +382,10 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 		if err != nil {
 			return err
 		}
-		var expires time.Time
-		if !old.ExpiresAt.IsZero() {
-			expires = now.Add(min(old.ExpiresAt.Sub(old.CreatedAt), manage.MaxKeyLifetime)) // an expiry moved by UpdateKey stretches it
+		if old.Expired(now) {
+			return manage.ErrKeyExpired // and the update above is rolled back
 		}
-		ck, err = s.insertKey(ctx, tx, old.Org, old.Name, old.Environment, old.Permissions, now, expires, old.RatePerMinute)
+		ck, err = s.insertKey(ctx, tx, old.Org, old.Name, old.Environment, old.Permissions, now, manage.SuccessorExpiry(old, now), old.RatePerMinute)
 		if err != nil {
 			return err
 		}

@@ -311,7 +311,9 @@ func TestLedgerRefusesABadPeriod(t *testing.T) {
 			t.Parallel()
 			for name, period := range map[string]credit.PeriodFunc{
 				"ahead": func(_ string, t time.Time) (time.Time, time.Time) { return t.Add(time.Hour), t.Add(2 * time.Hour) },
-				"9999":  func(_ string, t time.Time) (time.Time, time.Time) { return t, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC) },
+				"9999": func(_ string, t time.Time) (time.Time, time.Time) {
+					return t, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+				},
 			} {
 				s := open(t, newDSN(t, engine), sqlstore.Options{Period: period})
 				_, err := s.Reserve(context.Background(), credit.ReserveRequest{Account: credit.Account{OrgID: "org_a", Allocation: 1}, Amount: 1})
