@@ -187,12 +187,13 @@ func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) 
 	if rec, ok := c.byKey(key); ok {
 		return rec, nil
 	}
+	if !a.format.checksumOK(key) { // a key that cannot exist: no hash, no lookup
+		return nil, ErrKeyNotFound
+	}
 	h := Hash(key)
 	e, ok := c.cached(h)
 	switch {
 	case ok:
-	case !a.format.checksumOK(key): // a key that cannot exist: no store lookup
-		return nil, ErrKeyNotFound
 	case c == nil:
 		return lookupStore(r.Context(), a.keys, h)
 	default:

@@ -93,11 +93,12 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 	if store == nil {
 		errs = append(errs, &ConfigError{Field: "store", Problem: "is nil"})
 	}
-	sizes := map[string]int64{"MaxKeys": cfg.MaxKeys, "TTL": int64(cfg.TTL),
-		"NegativeTTL": int64(cfg.NegativeTTL), "LookupTimeout": int64(cfg.LookupTimeout)}
+	day := int64(24 * time.Hour) // beyond these, a typo; and a time past 2262 has no UnixNano
+	sizes := map[string][2]int64{"MaxKeys": {cfg.MaxKeys, 1 << 26}, "TTL": {int64(cfg.TTL), day},
+		"NegativeTTL": {int64(cfg.NegativeTTL), day}, "LookupTimeout": {int64(cfg.LookupTimeout), day}}
 	for _, name := range slices.Sorted(maps.Keys(sizes)) {
-		if sizes[name] < 0 {
-			errs = append(errs, &ConfigError{Field: "CacheConfig." + name, Problem: "is negative"})
+		if v := sizes[name]; v[0] < 0 || v[0] > v[1] {
+			errs = append(errs, &ConfigError{Field: "CacheConfig." + name, Problem: "is negative or too large (MaxKeys ≤ 2^26, durations ≤ 24h)"})
 		}
 	}
 	if cfg.FrontSlots > 1<<20 {

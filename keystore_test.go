@@ -2,6 +2,7 @@ package keyward_test
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -69,6 +70,25 @@ func TestNewCacheReportsEveryProblem(t *testing.T) {
 	for _, field := range []string{"store", "MaxKeys", "CacheConfig.TTL", "NegativeTTL", "LookupTimeout"} {
 		assert.Contains(t, err.Error(), field)
 	}
+}
+
+// Sizes past their bounds are refused too: a TTL of MaxInt64 used to
+// overflow into entries that expire at once (every lookup a store call),
+// and a huge MaxKeys into ristretto's own error.
+func TestNewCacheRefusesHugeSizes(t *testing.T) {
+	t.Parallel()
+	store := newFixture(t).probe
+	_, err := keyward.NewCache(store, keyward.CacheConfig{MaxKeys: math.MaxInt64 / 5, TTL: math.MaxInt64,
+		NegativeTTL: 25 * time.Hour, LookupTimeout: math.MaxInt64})
+	require.Error(t, err)
+	var ce *keyward.ConfigError
+	assert.ErrorAs(t, err, &ce)
+	for _, field := range []string{"MaxKeys", "CacheConfig.TTL", "NegativeTTL", "LookupTimeout"} {
+		assert.Contains(t, err.Error(), field)
+	}
+	c, err := keyward.NewCache(store, keyward.CacheConfig{MaxKeys: 1 << 26, TTL: 24 * time.Hour})
+	require.NoError(t, err, "the bounds themselves are taken")
+	c.Close()
 }
 
 func TestPlainStoreWithoutCache(t *testing.T) {

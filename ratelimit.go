@@ -59,17 +59,15 @@ type RateLimiter struct {
 	failClosed bool
 	errors     *ErrorWriter
 	logger     *slog.Logger
-	now        func() time.Time
-	lastLog    atomic.Int64 // Unix nanoseconds of the last fail-open log record
+	now        func() time.Time // nil: clock.Process
+	lastLog    atomic.Int64     // Unix nanoseconds of the last fail-open log record
 }
 
 // RateLimitByOrg returns the RateLimiter cfg describes.
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
 	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors, logger: cfg.Logger, now: cfg.Now}
 	l.logger = cmp.Or(l.logger, slog.Default())
-	if l.now == nil {
-		l.now = clock.Process.Now
-	} else {
+	if l.now != nil {
 		l.counters = new(window.Counters)
 	}
 	return l, nil
@@ -187,7 +185,7 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 	if err != nil {
 		return RateDecision{}, err
 	}
-	now := time.Now // a zero RateLimiter reads the system clock
+	now := clock.Process.Now // the system clock, read every 10 ms (a zero RateLimiter too)
 	if l.now != nil {
 		now = l.now
 	}
