@@ -51,7 +51,8 @@ func TestChargeCreditsHotPathAllocations(t *testing.T) {
 // The whole chain, every handler with its defaults on memory backends:
 // RequireAPIKey → EnforcePermissions → RateLimitByOrg → ChargeCredits.
 func TestFullChainHotPathAllocations(t *testing.T) {
-	unlimited, err := keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: keyward.MaxRatePerMinute, MonthlyCredits: 100}})
+	unlimited, err := keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerSecond: keyward.MaxRatePerMinute / 60,
+		RequestsPerMinute: keyward.MaxRatePerMinute, Concurrency: keyward.MaxRatePerMinute, MonthlyCredits: 100}})
 	require.NoError(t, err)
 	f := newCreditFixtureWithPlans(t, unlimited, 0, true) // overage: never runs out
 	perm, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})

@@ -207,7 +207,7 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 	// before ChargeCredits, 3 before the handler.
 	run := func(t *testing.T, at ...int) outcome {
 		f := newCreditFixture(t, 10, false)
-		f.org.RatePerMinute = 5
+		f.org.RatePerMinute, f.org.RatePerSecond = 5, 100 // the minute binds
 		require.NoError(t, f.store.UpdateOrg(context.Background(), f.org))
 		var err error
 		f.org, err = f.store.Org(context.Background(), f.org.ID)
@@ -276,12 +276,14 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 	assert.Equal(t, "true true cost 3", want.exchanges[0].Body)
 	assert.Equal(t, []string{"7"}, want.exchanges[0].Header[keyward.HeaderCreditsRemaining])
 	assert.Equal(t, []string{"1"}, want.exchanges[2].Header[keyward.HeaderCreditsRemaining])
-	for _, name := range []string{"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset", "Ratelimit-Policy", "Ratelimit"} {
+	for _, name := range []string{"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset", "X-Ratelimit-Concurrency-Limit",
+		"X-Ratelimit-Concurrency-Remaining", "Ratelimit-Policy", "Ratelimit"} {
 		assert.NotEmpty(t, want.exchanges[0].Header[name], name)
 		assert.NotEmpty(t, want.exchanges[6].Header[name], name)
 	}
-	assert.Equal(t, []string{"5"}, want.exchanges[0].Header["X-Ratelimit-Limit"])
-	assert.Equal(t, []string{"4"}, want.exchanges[0].Header["X-Ratelimit-Remaining"])
+	assert.Equal(t, []string{"100"}, want.exchanges[0].Header["X-Ratelimit-Limit"])
+	assert.Equal(t, []string{"99"}, want.exchanges[0].Header["X-Ratelimit-Remaining"])
+	assert.Equal(t, []string{"rpm"}, want.exchanges[6].Header["X-Ratelimit-Scope"])
 	assert.Equal(t, int64(9), want.spent)
 	assert.Equal(t, int64(1), want.available)
 
@@ -302,10 +304,10 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 }
 
 // Two RateLimiters of the default configuration (two routes) count one
-// organization's requests in one budget: the process's counters.
+// organization's requests in one budget: the process's.
 func TestRateLimitersShareTheProcessCounters(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t) // a free organization: 60 a minute
+	f := newFixture(t) // a free organization: one a second
 	k := f.newKey(t)
 	a, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
 	require.NoError(t, err)
@@ -321,22 +323,13 @@ func TestRateLimitersShareTheProcessCounters(t *testing.T) {
 		mux.ServeHTTP(w, r)
 		return w
 	}
-	// The limiters read the system clock: keep the 62 calls in one window.
-	if s := time.Now().Second(); s >= 55 {
-		time.Sleep(time.Duration(61-s) * time.Second)
-	}
-	for i := 1; i <= 60; i++ {
-		path := map[bool]string{true: "/a", false: "/b"}[i%2 == 0]
-		w := call(path)
-		require.Equal(t, http.StatusOK, w.Code, "call %d on %s", i, path)
-		assert.Equal(t, "60", w.Header().Get("X-RateLimit-Limit"))
-		assert.Equal(t, strconv.Itoa(60-i), w.Header().Get("X-RateLimit-Remaining"), "call %d on %s", i, path)
-	}
-	for _, path := range []string{"/a", "/b"} {
-		w := call(path)
-		require.Equal(t, http.StatusTooManyRequests, w.Code, "the 61st call, on %s", path)
-		assert.Equal(t, "0", w.Header().Get("X-RateLimit-Remaining"))
-	}
+	w := call("/a")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "1", w.Header().Get("X-RateLimit-Limit"))
+	w = call("/b")
+	require.Equal(t, http.StatusTooManyRequests, w.Code, "the token /a took is the organization's")
+	assert.Equal(t, "rps", w.Header().Get("X-RateLimit-Scope"))
+	assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=59;`)
 }
 
 // A nil plan table is DefaultPlans() everywhere: in Plans' methods, in
@@ -347,28 +340,28 @@ func TestNilPlansAreTheDefaults(t *testing.T) {
 	growth := keyward.Organization{ID: "o", Name: "g", Plan: "growth"}
 	l, err := nilPlans.Resolve(growth)
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerMinute: 600, MonthlyCredits: 25_000}, l)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, l)
 	p, ok := nilPlans.Plan("business")
 	assert.True(t, ok)
-	assert.Equal(t, keyward.Limits{RequestsPerMinute: 1_200, MonthlyCredits: 100_000}, p.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 20, RequestsPerMinute: 1_200, Concurrency: 20, MonthlyCredits: 100_000}, p.Limits)
 	_, err = nilPlans.Resolve(keyward.Organization{Plan: "platinum"})
 	assert.Error(t, err)
 
 	o, err := manage.NewOrg("org_1", manage.OrgSpec{Name: "g", Plan: "growth"}, nil)
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerMinute: 600, MonthlyCredits: 25_000}, o.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, o.Limits)
 	assert.NoError(t, manage.CheckOrg(growth, nil))
 
 	store, err := memstore.New(memstore.Options{Prefix: "triq_", Plans: nil})
 	require.NoError(t, err)
 	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "g", Plan: "growth"})
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerMinute: 600, MonthlyCredits: 25_000}, org.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, org.Limits)
 	key, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
 	require.NoError(t, err)
 	rec, err := store.LookupKey(context.Background(), key.Record.Hash)
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerMinute: 600, MonthlyCredits: 25_000}, rec.Org.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, rec.Org.Limits)
 	assert.Equal(t, int64(25_000), rec.Org.Account().Allocation)
 
 	// And the handlers enforce them.
@@ -385,7 +378,7 @@ func TestNilPlansAreTheDefaults(t *testing.T) {
 	w := httptest.NewRecorder()
 	auth.Middleware(limiter.Middleware(charger.Middleware(okHandler))).ServeHTTP(w, r)
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	assert.Equal(t, "600", w.Header().Get("X-RateLimit-Limit"))
+	assert.Equal(t, "10", w.Header().Get("X-RateLimit-Limit"))
 	assert.Equal(t, "24999", w.Header().Get(keyward.HeaderCreditsRemaining))
 }
 
@@ -421,10 +414,17 @@ func TestPlansResolve(t *testing.T) {
 		want keyward.Limits
 		err  string
 	}{
-		{keyward.Organization{Plan: "pro"}, keyward.Limits{RequestsPerMinute: 10, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerMinute: 99}, keyward.Limits{RequestsPerMinute: 99, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", MonthlyCredits: 7}, keyward.Limits{RequestsPerMinute: 10, MonthlyCredits: 7}, ""},
-		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerMinute: 5}, ""},
+		// A per-second rate and in-flight cap not given are derived: the
+		// minute spread over 60 s, rounded up; that, at least 2.
+		{keyward.Organization{Plan: "pro"}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerMinute: 99}, keyward.Limits{RequestsPerSecond: 2, RequestsPerMinute: 99, Concurrency: 2, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerMinute: 6000}, keyward.Limits{RequestsPerSecond: 100, RequestsPerMinute: 6000, Concurrency: 100, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerSecond: 7, Concurrency: 3}, keyward.Limits{RequestsPerSecond: 7, RequestsPerMinute: 10, Concurrency: 3, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", MonthlyCredits: 7}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 7}, ""},
+		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 5, Concurrency: 2}, ""},
+		{keyward.Organization{Plan: "pro", RatePerSecond: -1}, keyward.Limits{}, "rate -1/s is out of range"},
+		{keyward.Organization{Plan: "pro", RatePerSecond: keyward.MaxRatePerMinute/60 + 1}, keyward.Limits{}, "out of range"},
+		{keyward.Organization{Plan: "pro", Concurrency: -1}, keyward.Limits{}, "in-flight cap -1 is out of range"},
 		{keyward.Organization{Plan: "custom"}, keyward.Limits{}, "custom rate"},
 		{keyward.Organization{Plan: "free"}, keyward.Limits{}, `"free"`},
 		{keyward.Organization{Plan: "pro", RatePerMinute: -1}, keyward.Limits{}, "out of range"},
@@ -445,6 +445,6 @@ func TestPlansResolve(t *testing.T) {
 	assert.ErrorContains(t, err, `"free"`)
 	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "a", Plan: "pro", MonthlyCredits: 7})
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerMinute: 10, MonthlyCredits: 7}, org.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 7}, org.Limits)
 	assert.True(t, strings.HasPrefix(org.ID, "org_"))
 }

@@ -2,9 +2,11 @@ package keyward_test
 
 import (
 	"context"
+	"github.com/keyward/keyward/rate"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward"
 	"github.com/stretchr/testify/assert"
@@ -26,24 +28,33 @@ func TestRateLimiterCheck(t *testing.T) {
 	t.Run("allowed", func(t *testing.T) {
 		t.Parallel()
 		l := newLimited(t)
-		d, err := l.limiter.Check(keyed(l, l.newKey(t).Key))
+		r := keyed(l, l.newKey(t).Key)
+		d, err := l.limiter.Check(r)
 		require.NoError(t, err)
 		assert.True(t, d.Allowed)
 		h := http.Header{}
 		d.WriteHeaders(h)
-		assert.Equal(t, "59", h.Get("X-RateLimit-Remaining"))
+		assert.Equal(t, "0", h.Get("X-RateLimit-Remaining"))
+		assert.Equal(t, "1", h.Get("X-RateLimit-Concurrency-Remaining"))
+		d.Done()
+		d.Done() // twice: nothing more
+		d, err = l.limiter.Allow(context.Background(), mustKey(r), l.now.Now().Add(time.Minute))
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), d.InFlight, "the slot came back, once")
+		d.Done()
 	})
 	t.Run("refused", func(t *testing.T) {
 		t.Parallel()
 		l := newLimited(t)
 		r := keyed(l, l.newKey(t).Key)
-		for range 60 {
-			_, err := l.limiter.Check(r)
-			require.NoError(t, err)
-		}
+		ok, err := l.limiter.Check(r)
+		require.NoError(t, err)
+		defer ok.Done()
 		d, err := l.limiter.Check(r)
 		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeRateLimited})
 		assert.False(t, d.Allowed)
+		assert.Equal(t, rate.PerSecond, d.Scope)
+		d.Done() // a refused decision holds nothing
 		h := http.Header{}
 		d.WriteHeaders(h)
 		assert.Equal(t, "0", h.Get("X-RateLimit-Remaining"), "a 429 carries the headers too")
@@ -74,6 +85,11 @@ func TestRateLimiterCheck(t *testing.T) {
 		_, err := l.limiter.Check(httptest.NewRequest(http.MethodGet, "/", nil))
 		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeInternal})
 	})
+}
+
+func mustKey(r *http.Request) *keyward.KeyRecord {
+	k, _ := keyward.FromContext(r.Context())
+	return k
 }
 
 // Charger.WriteError answers nobody whose request is gone.

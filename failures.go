@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -180,23 +181,39 @@ func permissionDenied(required, missing []string) *Error {
 	}
 }
 
-// rateLimited is the 429 for an organization (or key) over its limit.
-// retryAfter is rounded up to whole seconds, at least 1.
-func rateLimited(limit, remaining int64, reset time.Time, retryAfter time.Duration) *Error {
-	secs := max(int64((retryAfter+time.Second-1)/time.Second), 1)
-	s := strconv.FormatInt(secs, 10)
+// rateLimited is the 429 of a request the limit of scope refused, as
+// Triqai words it: the limit, and the precise wait in the message and in
+// details (retryAfterMs), rounded up to whole seconds (at least 1) in
+// Retry-After and details.retryAfter.
+func rateLimited(scope rate.Scope, limit int64, reset time.Time, wait time.Duration) *Error {
+	secs := max(int64((wait+time.Second-1)/time.Second), 1)
+	ms := max(int64((wait+time.Millisecond-1)/time.Millisecond), 1)
+	s, l := strconv.FormatInt(secs, 10), strconv.FormatInt(limit, 10)
+	after := s + " seconds."
+	if secs == 1 && ms >= 1000 {
+		after = "1 second."
+	} else if ms < 1000 {
+		after = strconv.FormatInt(ms, 10) + " milliseconds."
+	}
+	what := map[rate.Scope]string{
+		rate.PerSecond:    "Rate limit exceeded. Maximum " + l + " requests per second.",
+		rate.PerMinute:    "Rate limit exceeded. Maximum " + l + " requests per minute.",
+		rate.KeyPerMinute: "Rate limit exceeded. Maximum " + l + " requests per minute for this API key.",
+		rate.InFlight:     "Too many requests in flight. Maximum " + l + " concurrent requests.",
+	}[scope]
 	return &Error{
-		Status: http.StatusTooManyRequests,
-		Code:   CodeRateLimited,
-		Message: "Rate limit exceeded. Maximum " + strconv.FormatInt(limit, 10) + " requests per minute. Retry after " +
-			s + " seconds.",
+		Status:  http.StatusTooManyRequests,
+		Code:    CodeRateLimited,
+		Message: what + " Retry after " + after,
 		Details: map[string]any{
-			"limit":      limit,
-			"remaining":  remaining,
-			"resetAt":    reset.UTC().Format(time.RFC3339),
-			"retryAfter": secs,
+			"scope":        string(scope),
+			"limit":        limit,
+			"remaining":    0,
+			"resetAt":      reset.UTC().Format(time.RFC3339),
+			"retryAfter":   secs,
+			"retryAfterMs": ms,
 		},
-		Header: http.Header{"Retry-After": {s}},
+		Header: http.Header{"Retry-After": {s}, "X-Ratelimit-Scope": {string(scope)}},
 	}
 }
 

@@ -3,6 +3,7 @@ package keyward
 import (
 	"context"
 	"errors"
+	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -43,7 +44,7 @@ func TestErrorWriterPinsMeta(t *testing.T) {
 // one: the templates that replaced the sentinels.
 func TestErrorIsMatchesCodeAndReason(t *testing.T) {
 	t.Parallel()
-	limited := rateLimited(60, 0, time.Now(), time.Second)
+	limited := rateLimited(rate.PerMinute, 60, time.Now(), time.Second)
 	assert.ErrorIs(t, limited, &Error{Code: CodeRateLimited})
 	assert.NotErrorIs(t, limited, &Error{Code: CodeInsufficientCredits})
 	f := newAuthFailures("X-API-Key", "triq_", false)

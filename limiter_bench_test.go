@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/rate"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/middleware/stdlib"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
 )
 
 // unlimited is a plan table under which no benchmark ever hits a limit.
-var unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: keyward.MaxRatePerMinute, MonthlyCredits: 100}})
+var unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerSecond: keyward.MaxRatePerMinute / 60,
+	RequestsPerMinute: keyward.MaxRatePerMinute, Concurrency: keyward.MaxRatePerMinute, MonthlyCredits: 100}})
 
 // RateLimitChains builds, over one limiter store, the three handlers the
 // rate-limit benchmarks compare:
@@ -21,9 +23,9 @@ var unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.L
 //	auth+limit: RequireAPIKey → RateLimitByOrg;
 //	chain: RequireAPIKey → EnforcePermissions → RateLimitByOrg.
 //
-// A nil store means keyward's default (in-memory) for RateLimitByOrg and
-// ulule's memory store for ulule's middleware.
-func RateLimitChains(b *testing.B, store limiter.Store) (ulule, authLimit, chain http.Handler, r *http.Request) {
+// A nil store means keyward's default (in-memory) for RateLimitByOrg;
+// ulule's middleware has ulule's memory store.
+func RateLimitChains(b *testing.B, store rate.Store) (ulule, authLimit, chain http.Handler, r *http.Request) {
 	f := newFixtureWithPlans(b, unlimited)
 	k := f.newKey(b)
 	cache, err := keyward.NewCache(f.probe, keyward.CacheConfig{TTL: time.Hour})
@@ -44,10 +46,7 @@ func RateLimitChains(b *testing.B, store limiter.Store) (ulule, authLimit, chain
 		b.Fatal(err)
 	}
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	if store == nil {
-		store = memory.NewStore()
-	}
-	ulule = stdlib.NewMiddleware(limiter.New(store, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok)
+	ulule = stdlib.NewMiddleware(limiter.New(memory.NewStore(), limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok)
 	authLimit = auth.Middleware(rl.Middleware(okHandler))
 	chain = auth.Middleware(perms.Middleware(rl.Middleware(okHandler)))
 	r = benchRequest(b, k.Key)

@@ -7,29 +7,30 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
 )
 
-// flakyStore is a real limiter store that can be made to fail.
+// flakyStore is a real rate store that can be made to fail.
 type flakyStore struct {
-	limiter.Store
+	rate.Store
 	fail atomic.Bool
 }
 
-func (s *flakyStore) Get(ctx context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
+func (s *flakyStore) Take(ctx context.Context, req rate.Request) (rate.Result, error) {
 	if s.fail.Load() {
-		return limiter.Context{}, errors.New("dial tcp 127.0.0.1:6379: connection refused")
+		return rate.Result{}, errors.New("dial tcp 127.0.0.1:6379: connection refused")
 	}
-	return s.Store.Get(ctx, key, rate)
+	return s.Store.Take(ctx, req)
 }
 
 type limited struct {
@@ -42,11 +43,8 @@ type limited struct {
 func newLimited(t testing.TB, mutate ...func(*keyward.RateLimitConfig)) *limited {
 	t.Helper()
 	f := newFixture(t)
-	// Mid-window, so that a test's requests never straddle two windows;
-	// and ahead of the system clock: the in-process counters sweep the
-	// windows that ended by the system clock, never those ahead of it.
 	f.now.Set(limitedNow)
-	store := &flakyStore{Store: memory.NewStore()}
+	store := &flakyStore{Store: new(rate.Memory)}
 	cfg := keyward.RateLimitConfig{Store: store, Errors: f.errors, Logger: f.errors.Logger, Now: f.now.Now}
 	for _, m := range mutate {
 		m(&cfg)
@@ -64,62 +62,108 @@ func (l *limited) call(key string) *httptest.ResponseRecorder {
 	return w
 }
 
-func TestRateLimitHeadersAndThe61stCall(t *testing.T) {
+// limitedNow is the limiter tests' clock: 42 s before the end of a
+// minute.
+var limitedNow = time.Date(2036, 1, 19, 10, 30, 18, 0, time.UTC)
+
+// The free plan: one request a second, 60 a minute, two in flight; the
+// headers as Triqai's clients read them.
+func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"default", "limiter.Store"} {
+	for _, store := range []string{"default", "ulule"} {
 		t.Run("store="+store, func(t *testing.T) {
 			t.Parallel()
 			l := newLimited(t, func(c *keyward.RateLimitConfig) {
-				if store == "default" {
-					c.Store = nil
+				c.Store = nil
+				if store == "ulule" {
+					c.Store = rate.Ulule(memory.NewStore())
 				}
 			})
-			testThe61stCall(t, l)
+			k := l.newKey(t)
+			w := l.call(k.Key)
+			require.Equal(t, http.StatusOK, w.Code)
+			h := w.Header()
+			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Limit"), "requests per second, as Triqai's client paces itself")
+			assert.Equal(t, []string{"0"}, h.Values("X-RateLimit-Remaining"))
+			assert.Equal(t, []string{"2036-01-19T10:30:19Z"}, h.Values("X-RateLimit-Reset"), "ISO-8601: when the bucket is full")
+			assert.Equal(t, []string{"2"}, h.Values("X-RateLimit-Concurrency-Limit"))
+			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Concurrency-Remaining"), "this request holds one slot")
+			assert.Empty(t, h.Values("X-RateLimit-Scope"), "no limit refused")
+			assert.Equal(t, []string{`"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`}, h.Values("RateLimit-Policy"))
+			if store == "default" {
+				assert.Equal(t, []string{`"rps";r=0;t=1, "rpm";r=59;t=60, "concurrency";r=1`}, h.Values("RateLimit"))
+			} else {
+				assert.Equal(t, []string{`"rps";r=0;t=1, "rpm";r=59;t=42, "concurrency";r=1`}, h.Values("RateLimit"), "ulule's fixed window ends at the minute")
+			}
+
+			l.now.Advance(766 * time.Millisecond)
+			w = l.call(k.Key)
+			require.Equal(t, http.StatusTooManyRequests, w.Code)
+			env := decodeEnvelope(t, w)
+			assert.Equal(t, "rate_limited", env.Error.Code)
+			assert.Equal(t, "Rate limit exceeded. Maximum 1 requests per second. Retry after 234 milliseconds.", env.Error.Message)
+			assert.Equal(t, map[string]any{"scope": "rps", "limit": 1.0, "remaining": 0.0, "resetAt": "2036-01-19T10:30:19Z",
+				"retryAfter": 1.0, "retryAfterMs": 234.0}, env.Error.Details)
+			assert.Equal(t, []string{"1"}, w.Header().Values("Retry-After"), "whole seconds, at least 1")
+			assert.Equal(t, []string{"rps"}, w.Header().Values("X-RateLimit-Scope"))
+			assert.Equal(t, []string{"0"}, w.Header().Values("X-RateLimit-Remaining"))
+			assert.Equal(t, []string{"2"}, w.Header().Values("X-RateLimit-Concurrency-Remaining"), "nothing in flight")
+
+			l.now.Advance(234 * time.Millisecond)
+			assert.Equal(t, http.StatusOK, l.call(k.Key).Code, "the token is back after the wait the 429 gave")
 		})
 	}
 }
 
-// limitedNow is the limiter tests' clock: 42 s before the end of a window,
-// far ahead of the system clock.
-var limitedNow = time.Date(2036, 1, 19, 10, 30, 18, 0, time.UTC)
+func TestUnixReset(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t, func(c *keyward.RateLimitConfig) { c.UnixReset = true })
+	w := l.call(l.newKey(t).Key)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, strconv.FormatInt(limitedNow.Unix()+1, 10), w.Header().Get("X-RateLimit-Reset"))
+}
 
-func testThe61stCall(t *testing.T, l *limited) {
-	k := l.newKey(t)
-	reset := strconv.FormatInt(time.Date(2036, 1, 19, 10, 31, 0, 0, time.UTC).Unix(), 10)
+// fastOrg returns a key of an organization whose per-minute quota binds
+// before its bucket: 100 a second, 60 a minute.
+func fastOrg(t *testing.T, l *limited, name string, mutate ...func(*manage.KeySpec)) manage.CreatedKey {
+	t.Helper()
+	org, err := l.store.CreateOrg(context.Background(), manage.OrgSpec{Name: name, RatePerSecond: 100, Concurrency: 10})
+	require.NoError(t, err)
+	return l.newKey(t, append([]func(*manage.KeySpec){func(n *manage.KeySpec) { n.OrgID = org.ID }}, mutate...)...)
+}
+
+func TestTheMinuteQuotaAndThe61stCall(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t)
+	k := fastOrg(t, l, "fast")
 	for i := 1; i <= 60; i++ {
+		l.now.Advance(10 * time.Millisecond)
 		w := l.call(k.Key)
 		require.Equal(t, http.StatusOK, w.Code, "call %d", i)
-		h := w.Header()
-		assert.Equal(t, []string{"60"}, h.Values("X-RateLimit-Limit"))
-		assert.Equal(t, []string{strconv.Itoa(60 - i)}, h.Values("X-RateLimit-Remaining"))
-		assert.Equal(t, []string{reset}, h.Values("X-RateLimit-Reset"))
-		assert.Equal(t, []string{`"org";q=60;w=60`}, h.Values("RateLimit-Policy"))
-		assert.Equal(t, []string{`"org";r=` + strconv.Itoa(60-i) + `;t=42`}, h.Values("RateLimit"))
+		assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=`+strconv.Itoa(60-i)+";t=60")
 	}
 	w := l.call(k.Key)
 	require.Equal(t, http.StatusTooManyRequests, w.Code)
 	env := decodeEnvelope(t, w)
-	assert.Equal(t, "rate_limited", env.Error.Code)
-	assert.Equal(t, "Rate limit exceeded. Maximum 60 requests per minute. Retry after 42 seconds.", env.Error.Message)
-	assert.Equal(t, map[string]any{"limit": 60.0, "remaining": 0.0, "resetAt": "2036-01-19T10:31:00Z", "retryAfter": 42.0}, env.Error.Details)
-	assert.Equal(t, []string{"42"}, w.Header().Values("Retry-After"))
-	assert.Equal(t, []string{"0"}, w.Header().Values("X-RateLimit-Remaining"))
-	assert.Equal(t, []string{`"org";r=0;t=42`}, w.Header().Values("RateLimit"))
+	assert.Equal(t, "rpm", env.Error.Details["scope"])
+	assert.Equal(t, "Rate limit exceeded. Maximum 60 requests per minute. Retry after 60 seconds.", env.Error.Message)
+	assert.Equal(t, []string{"rpm"}, w.Header().Values("X-RateLimit-Scope"))
+	assert.Equal(t, []string{"60"}, w.Header().Values("Retry-After"))
 
-	// The next window starts afresh.
+	// Across the minute's end: still nothing until the calls are 60 s old.
 	l.now.Set(time.Date(2036, 1, 19, 10, 31, 0, 0, time.UTC))
-	w = l.call(k.Key)
-	require.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, "59", w.Header().Get("X-RateLimit-Remaining"))
+	assert.Equal(t, http.StatusTooManyRequests, l.call(k.Key).Code, "a new aligned minute is no new quota")
+	l.now.Set(limitedNow.Add(time.Minute))
+	assert.Equal(t, http.StatusOK, l.call(k.Key).Code, "60 s after the first calls")
 }
 
 func TestRateLimitIsPerOrganization(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
-	a1, a2 := l.newKey(t), l.newKey(t)
-	orgB, err := l.store.CreateOrg(context.Background(), manage.OrgSpec{Name: "b"})
-	require.NoError(t, err)
-	b := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = orgB.ID })
+	a1 := fastOrg(t, l, "a")
+	org := a1.Record.Org
+	a2 := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = org.ID })
+	b := fastOrg(t, l, "b")
 
 	for i := range 60 {
 		k := a1
@@ -134,47 +178,104 @@ func TestRateLimitIsPerOrganization(t *testing.T) {
 	// …and org B has its own.
 	w := l.call(b.Key)
 	require.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, "59", w.Header().Get("X-RateLimit-Remaining"))
+	assert.Equal(t, "99", w.Header().Get("X-RateLimit-Remaining"))
 }
 
 func TestPerKeyLimitStricterThanThePlan(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
-	strict := l.newKey(t, func(n *manage.KeySpec) { n.RatePerMinute = 5 })
-	other := l.newKey(t)
+	strict := fastOrg(t, l, "org", func(n *manage.KeySpec) { n.RatePerMinute = 5 })
+	org := strict.Record.Org
+	other := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = org.ID })
 	for i := 1; i <= 5; i++ {
 		w := l.call(strict.Key)
 		require.Equal(t, http.StatusOK, w.Code)
-		assert.Equal(t, "5", w.Header().Get("X-RateLimit-Limit"), "the key's limit binds")
-		assert.Equal(t, strconv.Itoa(5-i), w.Header().Get("X-RateLimit-Remaining"))
-		assert.Equal(t, `"org";q=60;w=60, "key";q=5;w=60`, w.Header().Get("RateLimit-Policy"))
-		assert.Equal(t, `"org";r=`+strconv.Itoa(60-i)+`;t=42, "key";r=`+strconv.Itoa(5-i)+`;t=42`, w.Header().Get("RateLimit"))
+		assert.Equal(t, `"rps";q=100;w=1, "rpm";q=60;w=60, "key";q=5;w=60, "concurrency";q=10;qu="concurrent-requests"`, w.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, `"rps";r=`+strconv.Itoa(100-i)+`;t=1, "rpm";r=`+strconv.Itoa(60-i)+`;t=60, "key";r=`+strconv.Itoa(5-i)+`;t=60, "concurrency";r=9`, w.Header().Get("RateLimit"))
 	}
 	w := l.call(strict.Key)
 	require.Equal(t, http.StatusTooManyRequests, w.Code)
-	assert.Contains(t, decodeEnvelope(t, w).Error.Message, "Maximum 5 requests per minute")
-	// The refused call did not spend the organization's budget: 55 left.
+	env := decodeEnvelope(t, w)
+	assert.Equal(t, "key", env.Error.Details["scope"])
+	assert.Contains(t, env.Error.Message, "Maximum 5 requests per minute for this API key")
+	// The refused call did not spend the organization's quota: 55 left.
 	w = l.call(other.Key)
 	require.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, "54", w.Header().Get("X-RateLimit-Remaining"))
-	assert.Equal(t, "60", w.Header().Get("X-RateLimit-Limit"))
+	assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=54;`)
+}
+
+func TestInFlightCap(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t)
+	k := fastOrg(t, l, "slow") // 10 in flight
+	release := make(chan struct{})
+	var running, most atomic.Int64
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		running.Add(-1)
+	})
+	l.h = l.auth.Middleware(l.limiter.Middleware(slow))
+	var wg sync.WaitGroup
+	codes := make(chan int, 30)
+	for range 30 {
+		wg.Go(func() { codes <- l.call(k.Key).Code })
+	}
+	require.Eventually(t, func() bool { return len(codes) == 20 }, 5*time.Second, time.Millisecond, "20 refused while 10 run")
+	w := l.call(k.Key)
+	require.Equal(t, http.StatusTooManyRequests, w.Code)
+	env := decodeEnvelope(t, w)
+	assert.Equal(t, "concurrency", env.Error.Details["scope"])
+	assert.Equal(t, "Too many requests in flight. Maximum 10 concurrent requests. Retry after 1 second.", env.Error.Message)
+	assert.Equal(t, "0", w.Header().Get("X-RateLimit-Concurrency-Remaining"))
+	close(release)
+	wg.Wait()
+	close(codes)
+	counts := map[int]int{}
+	for c := range codes {
+		counts[c]++
+	}
+	assert.Equal(t, map[int]int{200: 10, 429: 20}, counts)
+	assert.Equal(t, int64(10), most.Load())
+	l.h = l.auth.Middleware(l.limiter.Middleware(okHandler))
+	w = l.call(k.Key)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "9", w.Header().Get("X-RateLimit-Concurrency-Remaining"), "every slot came back")
+}
+
+func TestSlotComesBackOnPanic(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t)
+	k := l.newKey(t) // free: 2 in flight
+	boom := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) })
+	l.h = l.auth.Middleware(l.limiter.Middleware(boom))
+	for range 3 {
+		l.now.Advance(time.Second)
+		assert.Panics(t, func() { l.call(k.Key) })
+	}
+	l.h = l.auth.Middleware(l.limiter.Middleware(okHandler))
+	l.now.Advance(time.Second)
+	w := l.call(k.Key)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "1", w.Header().Get("X-RateLimit-Concurrency-Remaining"))
 }
 
 func TestPlanChangeTakesEffect(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
 	k := l.newKey(t)
-	for range 60 {
-		require.Equal(t, http.StatusOK, l.call(k.Key).Code)
-	}
+	require.Equal(t, http.StatusOK, l.call(k.Key).Code)
 	require.Equal(t, http.StatusTooManyRequests, l.call(k.Key).Code)
 	org := l.org
 	org.Plan = "growth"
 	require.NoError(t, l.store.UpdateOrg(context.Background(), org))
 	w := l.call(k.Key)
 	require.Equal(t, http.StatusOK, w.Code, "the upgrade applies at once on this instance")
-	assert.Equal(t, "600", w.Header().Get("X-RateLimit-Limit"))
-	assert.Equal(t, "538", w.Header().Get("X-RateLimit-Remaining"), "the window's count carries over: 62 calls so far")
+	assert.Equal(t, "10", w.Header().Get("X-RateLimit-Limit"))
+	assert.Equal(t, "8", w.Header().Get("X-RateLimit-Remaining"), "the token spent on free is one of growth's")
+	assert.Equal(t, "10", w.Header().Get("X-RateLimit-Concurrency-Limit"))
 }
 
 func TestCustomRateOverridesThePlan(t *testing.T) {
@@ -185,7 +286,9 @@ func TestCustomRateOverridesThePlan(t *testing.T) {
 	k := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = big.ID })
 	w := l.call(k.Key)
 	require.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, "5000", w.Header().Get("X-RateLimit-Limit"))
+	assert.Equal(t, "84", w.Header().Get("X-RateLimit-Limit"), "5000/min spread over the minute, rounded up")
+	assert.Equal(t, "84", w.Header().Get("X-RateLimit-Concurrency-Limit"))
+	assert.Contains(t, w.Header().Get("RateLimit-Policy"), `"rpm";q=5000;w=60`)
 }
 
 // withoutLimits is a KeyStore whose organizations have no resolved
@@ -206,12 +309,13 @@ func (s withoutLimits) LookupKey(ctx context.Context, h keyward.KeyHash) (*keywa
 // 500, naming the organization and its plan; nothing is counted.
 func TestOrganizationWithoutRateIsAMisconfiguration(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"default", "limiter.Store"} {
+	for _, store := range []string{"default", "ulule"} {
 		t.Run("store="+store, func(t *testing.T) {
 			t.Parallel()
 			l := newLimited(t, func(c *keyward.RateLimitConfig) {
-				if store == "default" {
-					c.Store = nil
+				c.Store = nil
+				if store == "ulule" {
+					c.Store = rate.Ulule(memory.NewStore())
 				}
 			})
 			auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: withoutLimits{l.store}, Prefix: "triq_", Errors: l.errors})
@@ -249,7 +353,8 @@ func TestRateLimitStoreFailure(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(l.logs.String(), "fail open"), "logged at most once a second")
 		l.counters.fail.Store(false)
 		w := l.call(k.Key)
-		assert.Equal(t, "59", w.Header().Get("X-RateLimit-Remaining"))
+		assert.Equal(t, "0", w.Header().Get("X-RateLimit-Remaining"))
+		assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=59;`, "nothing was counted while the store failed")
 	})
 	t.Run("fail closed", func(t *testing.T) {
 		t.Parallel()
@@ -280,7 +385,7 @@ func TestRateLimitWithoutRequireAPIKey(t *testing.T) {
 func TestRateLimitHeadersAreSetNotAppended(t *testing.T) {
 	t.Parallel()
 	l := newLimited(t)
-	k := l.newKey(t)
+	k := fastOrg(t, l, "twice")
 	// Two limiters in one chain (a mistake, but a harmless one): one set of
 	// headers, from the inner one.
 	twice := l.auth.Middleware(l.limiter.Middleware(l.limiter.Middleware(okHandler)))
@@ -289,6 +394,9 @@ func TestRateLimitHeadersAreSetNotAppended(t *testing.T) {
 	w := httptest.NewRecorder()
 	twice.ServeHTTP(w, r)
 	require.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, []string{"58"}, w.Header().Values("X-RateLimit-Remaining"))
-	assert.Len(t, w.Header().Values("RateLimit-Policy"), 1)
+	for _, name := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-RateLimit-Concurrency-Limit",
+		"X-RateLimit-Concurrency-Remaining", "RateLimit-Policy", "RateLimit"} {
+		assert.Len(t, w.Header().Values(name), 1, name)
+	}
+	assert.Equal(t, "8", w.Header().Get("X-RateLimit-Concurrency-Remaining"), "the inner limiter's: two slots held")
 }

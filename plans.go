@@ -9,12 +9,20 @@ import (
 	"github.com/keyward/keyward/credit"
 )
 
-// Limits are what an organization may do: its request rate and its
-// credits. A plan gives them; an organization may override each one.
+// Limits are what an organization may do: its request rates, how many of
+// its requests may run at once, and its credits. A plan gives them; an
+// organization may override each one. Every rate is across all of the
+// organization's keys.
 type Limits struct {
-	// RequestsPerMinute is the organization-wide request rate, across all
-	// of its keys.
+	// RequestsPerSecond is the token bucket's rate; the bucket holds one
+	// second of it (the burst). Zero in a plan or override: the per-minute
+	// rate spread over the minute, rounded up.
+	RequestsPerSecond int64
+	// RequestsPerMinute is the quota of any 60 seconds.
 	RequestsPerMinute int64
+	// Concurrency caps the requests in flight at once. Zero in a plan or
+	// override: the per-second rate, at least 2.
+	Concurrency int64
 	// MonthlyCredits is the credit allocation per billing period.
 	MonthlyCredits int64
 }
@@ -26,13 +34,21 @@ type Limits struct {
 // are bounded by credit.MaxCredits.
 const MaxRatePerMinute = 1_000_000_000
 
-// CheckLimits returns an error unless each limit is in range: a rate in
-// 0…MaxRatePerMinute, credits in 0…credit.MaxCredits (0: the plan's, or
-// custom). It is the one rule for plans, organizations and keys.
+// CheckLimits returns an error unless each limit is in range: rates in
+// 0…MaxRatePerMinute a minute (a per-second rate in 0…MaxRatePerMinute/60),
+// an in-flight cap in 0…MaxRatePerMinute, credits in 0…credit.MaxCredits
+// (0: the plan's, or derived, or custom). It is the one rule for plans,
+// organizations and keys.
 func CheckLimits(l Limits) error {
 	var errs []error
-	if l.RequestsPerMinute < 0 || l.RequestsPerMinute > MaxRatePerMinute {
-		errs = append(errs, fmt.Errorf("rate %d/min is out of range: 0 to %d/min (keyward.MaxRatePerMinute)", l.RequestsPerMinute, MaxRatePerMinute))
+	for _, r := range []struct {
+		n, max int64
+		unit   string
+	}{{l.RequestsPerMinute, MaxRatePerMinute, "rate %d/min"}, {l.RequestsPerSecond, MaxRatePerMinute / 60, "rate %d/s"},
+		{l.Concurrency, MaxRatePerMinute, "in-flight cap %d"}} {
+		if r.n < 0 || r.n > r.max {
+			errs = append(errs, fmt.Errorf(r.unit+" is out of range: 0 to %d (keyward.MaxRatePerMinute)", r.n, r.max))
+		}
 	}
 	if credit.CheckAmount(l.MonthlyCredits) != nil {
 		errs = append(errs, fmt.Errorf("credits %d are out of range: 0 to %d (credit.MaxCredits)", l.MonthlyCredits, credit.MaxCredits))
@@ -88,15 +104,17 @@ func NewPlans(plans ...Plan) (*Plans, error) {
 
 // defaultPlans is DESIGN.md's table: Triqai's published plans.
 var defaultPlans, _ = NewPlans(
-	Plan{Name: "free", Limits: Limits{RequestsPerMinute: 60, MonthlyCredits: 100}},
-	Plan{Name: "starter", Limits: Limits{RequestsPerMinute: 300, MonthlyCredits: 4_000}},
-	Plan{Name: "growth", Limits: Limits{RequestsPerMinute: 600, MonthlyCredits: 25_000}},
-	Plan{Name: "business", Limits: Limits{RequestsPerMinute: 1_200, MonthlyCredits: 100_000}},
+	Plan{Name: "free", Limits: Limits{RequestsPerSecond: 1, RequestsPerMinute: 60, Concurrency: 2, MonthlyCredits: 100}},
+	Plan{Name: "starter", Limits: Limits{RequestsPerSecond: 5, RequestsPerMinute: 300, Concurrency: 5, MonthlyCredits: 4_000}},
+	Plan{Name: "growth", Limits: Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}},
+	Plan{Name: "business", Limits: Limits{RequestsPerSecond: 20, RequestsPerMinute: 1_200, Concurrency: 20, MonthlyCredits: 100_000}},
 	Plan{Name: "enterprise"},
 )
 
 // DefaultPlans returns Triqai's published plans: free, starter, growth,
-// business and enterprise (custom).
+// business and enterprise (custom). Triqai publishes the rates; the
+// in-flight caps are keyward's (2 on free, as Triqai's own client assumes,
+// then one second of the plan's rate).
 func DefaultPlans() *Plans { return defaultPlans }
 
 func (t *Plans) table() *Plans {
@@ -122,9 +140,10 @@ func (t *Plans) Plan(name string) (Plan, bool) {
 }
 
 // Resolve returns org's limits: each of its overrides that is > 0,
-// else its plan's. It is the one place that rule lives. An unknown plan,
-// an override out of range, or a plan with a custom rate and no rate
-// override is an error.
+// else its plan's, then the derived defaults of Limits for a per-second
+// rate or in-flight cap still zero. It is the one place that rule lives.
+// An unknown plan, an override out of range, or a plan with a custom rate
+// and no rate override is an error.
 func (t *Plans) Resolve(org Organization) (Limits, error) {
 	var errs []error
 	p, ok := t.Plan(org.Plan)
@@ -132,15 +151,24 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 		errs = append(errs, errors.New("keyward: unknown plan "+strconv.Quote(org.Plan)+"; the plan table has "+
 			quoteList(t.table().names)))
 	}
-	if err := CheckLimits(Limits{RequestsPerMinute: org.RatePerMinute, MonthlyCredits: org.MonthlyCredits}); err != nil {
+	over := Limits{RequestsPerSecond: org.RatePerSecond, RequestsPerMinute: org.RatePerMinute,
+		Concurrency: org.Concurrency, MonthlyCredits: org.MonthlyCredits}
+	if err := CheckLimits(over); err != nil {
 		errs = append(errs, errors.New("keyward: the organization's "+err.Error()))
 	}
 	l := p.Limits
-	if org.RatePerMinute > 0 {
-		l.RequestsPerMinute = org.RatePerMinute
+	for _, f := range []struct{ to, from *int64 }{{&l.RequestsPerSecond, &over.RequestsPerSecond},
+		{&l.RequestsPerMinute, &over.RequestsPerMinute}, {&l.Concurrency, &over.Concurrency},
+		{&l.MonthlyCredits, &over.MonthlyCredits}} {
+		if *f.from > 0 {
+			*f.to = *f.from
+		}
 	}
-	if org.MonthlyCredits > 0 {
-		l.MonthlyCredits = org.MonthlyCredits
+	if l.RequestsPerSecond == 0 {
+		l.RequestsPerSecond = min((l.RequestsPerMinute+59)/60, MaxRatePerMinute/60)
+	}
+	if l.Concurrency == 0 {
+		l.Concurrency = max(l.RequestsPerSecond, 2)
 	}
 	if ok && l.RequestsPerMinute == 0 {
 		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" has a custom rate; set the organization's RatePerMinute"))
@@ -152,12 +180,14 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 }
 
 // limitsOf returns k's organization's limits as its KeyStore resolved
-// them, or the 500 naming the misconfiguration: Resolve never leaves the
-// rate at zero, so a zero rate means a store that did not resolve them.
+// them, or the 500 naming the misconfiguration: Resolve never leaves a
+// rate or the in-flight cap at zero, so a zero means a store that did not
+// resolve them.
 func limitsOf(k *KeyRecord) (Limits, error) {
-	if k.Org.Limits.RequestsPerMinute <= 0 {
+	l := k.Org.Limits
+	if l.RequestsPerMinute <= 0 || l.RequestsPerSecond <= 0 || l.Concurrency <= 0 {
 		return Limits{}, misconfigured("organization " + strconv.Quote(k.Org.ID) + " has no limits: its plan " +
 			strconv.Quote(k.Org.Plan) + " is not in the key store's plan table, or gives no rate and the organization sets none")
 	}
-	return k.Org.Limits, nil
+	return l, nil
 }

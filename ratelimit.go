@@ -11,99 +11,101 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/clock"
-	"github.com/keyward/keyward/internal/window"
-	"github.com/ulule/limiter/v3"
+	"github.com/keyward/keyward/internal/policy"
+	"github.com/keyward/keyward/rate"
 )
-
-// rateWindow is the length of a rate-limit window: plans are priced in
-// requests per minute.
-const rateWindow = time.Minute
 
 // RateLimitConfig configures RateLimitByOrg. Every zero value means the
 // default said beside it.
 type RateLimitConfig struct {
-	// Store keeps the counters: one per organization (and one per key that
-	// has its own limit) per window, under keys "org:ID:WINDOW" and
-	// "key:ID:WINDOW" (the store adds its own prefix). Nil: in-process
-	// counters, one set shared by every RateLimiter on the system clock, so
-	// an organization's limit holds across routes. Use ulule's Redis store
-	// (package redislimit) when several instances share the limit; any
-	// other limiter.Store works too.
-	Store limiter.Store
+	// Store keeps each organization's limits: its per-second bucket, its
+	// per-minute quota, its requests in flight, and the quotas of its keys
+	// that have their own. Nil: one rate.Memory for the process, shared by
+	// every RateLimiter on the system clock, so an organization's limits
+	// hold across routes. Use redislimit when several instances share the
+	// limits; rate.Ulule plugs any ulule limiter.Store in for the quotas.
+	Store rate.Store
 	// FailClosed answers 503 when the Store fails. Zero (false): fail
 	// open — the request is served without rate-limit headers and the
 	// failure is logged (at most once a second).
 	FailClosed bool
+	// UnixReset writes X-RateLimit-Reset in Unix seconds. Zero: an
+	// ISO-8601 time (RFC 3339, UTC), as Triqai does.
+	UnixReset bool
 	// Errors writes every failure. Nil: the defaults of ErrorWriter.
 	Errors *ErrorWriter
 	// Logger receives store failures in fail-open mode. Nil:
 	// slog.Default().
 	Logger *slog.Logger
-	// Now is the clock that places a request in its window. Nil: the
-	// system clock, read through a shared clock that advances every 10 ms.
-	// Without a Store, a limiter with a clock of its own keeps its counters.
+	// Now is the limiter's clock. Nil: the system clock, read through a
+	// shared clock that advances every 10 ms. Without a Store, a limiter
+	// with a clock of its own keeps its own rate.Memory.
 	Now func() time.Time
 }
 
-// RateLimiter limits each organization, across all of its keys, to its
-// requests per minute (Organization.Limits), and each key with a limit of
-// its own to that: RateLimitByOrg. Windows are fixed and aligned to the
-// minute (UTC), so every instance sharing a store agrees on them, and a
-// counter that lost its expiry in the store stops mattering when its window
-// ends. Its Middleware is the net/http handler; adapters for other routers
-// call Check, RateDecision.WriteHeaders and WriteError. It is safe for
-// concurrent use.
+// RateLimiter holds each organization, across all of its keys, to the
+// three limits of its plan (Organization.Limits): a token bucket of
+// RequestsPerSecond (one second of burst), RequestsPerMinute over any 60
+// seconds, and Concurrency requests in flight; and each key with a limit
+// of its own to that many requests a minute: RateLimitByOrg. A request is
+// refused (429) by the first limit it would break, in that order, and then
+// counts against none. Its Middleware is the net/http handler; adapters
+// for other routers call Check, RateDecision.WriteHeaders, then Done when
+// the request ends, and WriteError. It is safe for concurrent use.
 type RateLimiter struct {
-	store      limiter.Store    // nil: counters
-	counters   *window.Counters // nil: processCounters
+	store      rate.Store
 	failClosed bool
 	errors     *ErrorWriter
 	logger     *slog.Logger
 	now        func() time.Time // nil: clock.Process
 	lastLog    atomic.Int64     // Unix nanoseconds of the last fail-open log record
+	reset      policy.Reset
 }
 
 // RateLimitByOrg returns the RateLimiter cfg describes.
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
-	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors, logger: cfg.Logger, now: cfg.Now}
-	l.logger = cmp.Or(l.logger, slog.Default())
-	if l.now != nil {
-		l.counters = new(window.Counters)
+	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors,
+		logger: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now}
+	l.reset.Unix = cfg.UnixReset
+	if l.store == nil && l.now != nil {
+		l.store = new(rate.Memory)
 	}
 	return l, nil
 }
 
 // RateDecision is the outcome of RateLimiter.Allow for one request.
 type RateDecision struct {
-	// Allowed is false when the organization (or the key) is over its
-	// limit in this window.
+	// Allowed is false when a limit refused the request.
 	Allowed bool
-	// Limit, Remaining and Reset describe the binding counter: the one
-	// with the fewest requests left.
-	Limit     int64
-	Remaining int64
-	Reset     time.Time
-	// RetryAfter is the time until the window ends.
+	// Scope is the limit that refused it: rate.PerSecond ("rps"),
+	// rate.PerMinute ("rpm"), rate.KeyPerMinute ("key") or rate.InFlight
+	// ("concurrency"); "" when allowed.
+	Scope rate.Scope
+	// Limit, Remaining and Reset describe the per-second bucket, as
+	// X-RateLimit-Limit, -Remaining and -Reset do: its rate, the requests
+	// it would let through now, and when it is full again.
+	Limit, Remaining int64
+	Reset            time.Time
+	// RetryAfter is, when refused, the wait until the same request would
+	// pass the limit that refused it.
 	RetryAfter time.Duration
+	// Concurrency and InFlight are the organization's cap on requests in
+	// flight and how many run now, this one included when allowed.
+	Concurrency, InFlight int64
 
-	counted  [2]counted // the counters of this request: [:n]
-	n        int
-	binding  int           // the index in counted of the binding counter
-	resetStr string        // Reset in Unix seconds
+	limits   Limits
+	keyLimit int64
+	res      rate.Result
+	org      string        // the account the slot is held in
+	store    rate.Store    // where the slot is held; nil: none
 	st       *requestState // where header values are kept, if any
+	l        *RateLimiter
 }
 
-// counted is one counter's part in a decision.
-type counted struct {
-	name      string // "org" or "key"
-	limit     int64
-	remaining int64
-	strs      *window.Strings
-}
-
-// Allow counts one request of k's organization (and of k, if it has its
-// own limit) in the window of now, and says whether it may go on. The
-// error is an *Error: 500 when the organization has no rate, or the
+// Allow decides one request of k's organization (and of k, if it has its
+// own limit) at now: counted in every limit and holding an in-flight slot
+// if allowed (give it back with Done), counted in none if refused. The
+// error is an *Error: 500 when the organization has no limits, or the
 // store's failure as a 503 (Check serves the request anyway in fail-open
 // mode).
 func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (RateDecision, error) {
@@ -114,72 +116,44 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 	if err != nil {
 		return RateDecision{}, err
 	}
-	orgRate := limits.RequestsPerMinute
-	win := now.Unix() / int64(rateWindow/time.Second)
-	reset := time.Unix((win+1)*int64(rateWindow/time.Second), 0)
-	d := RateDecision{Allowed: true, Reset: reset, RetryAfter: reset.Sub(now)}
-	if k.RatePerMinute > 0 {
-		c, err := l.count(ctx, &d, "key", k.ID, k.RatePerMinute, win)
-		if err != nil {
-			return RateDecision{}, err
-		}
-		if c.remaining < 0 {
-			// The key is over its own limit: the organization's budget is
-			// not touched.
-			d.Allowed, d.Limit, d.Remaining = false, c.limit, 0
-			return d, nil
-		}
+	org, _ := k.budget() // a test key counts apart from live ones
+	store := l.store
+	if store == nil {
+		store = &processLimits
 	}
-	budget, _ := k.budget() // a test key counts apart from live ones
-	c, err := l.count(ctx, &d, "org", budget, orgRate, win)
+	res, err := store.Take(ctx, rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond,
+		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now})
 	if err != nil {
-		return RateDecision{}, err
+		return RateDecision{}, ServiceUnavailable("rate limiter", err)
 	}
-	d.Allowed, d.Limit, d.Remaining = c.remaining >= 0, c.limit, max(c.remaining, 0)
-	if d.n == 2 {
-		key := d.counted[0]
-		d.counted[0], d.counted[1] = c, key // the headers list the organization first
-		if key.remaining < d.Remaining {
-			d.Limit, d.Remaining, d.binding = key.limit, key.remaining, 1
-		}
+	d := RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limits.RequestsPerSecond,
+		Remaining: res.Second.Remaining, Reset: now.Add(res.Second.Reset), RetryAfter: res.Wait,
+		Concurrency: limits.Concurrency, InFlight: res.InFlight,
+		limits: limits, keyLimit: k.RatePerMinute, res: res, org: org, l: l}
+	if res.Slot != 0 {
+		d.store = store
 	}
 	return d, nil
 }
 
-// count adds one request to the counter of (scope, id, window), adds its
-// part to d and returns it; remaining < 0 means over the limit.
-func (l *RateLimiter) count(ctx context.Context, d *RateDecision, scope, id string, limit, win int64) (counted, error) {
-	c := counted{name: scope, limit: limit}
-	if l.store == nil {
-		mc := cmp.Or(l.counters, &processCounters).Get(window.Key{Scope: scope, ID: id, Window: win}, rateWindow)
-		c.remaining = limit - mc.N.Add(1)
-		c.strs = mc.StringsFor(scope, limit, rateWindow)
-		d.resetStr = mc.Reset
-	} else {
-		res, err := l.store.Get(ctx, scope+":"+id+":"+strconv.FormatInt(win, 10),
-			limiter.Rate{Period: rateWindow, Limit: limit})
-		if err != nil {
-			return counted{}, ServiceUnavailable("rate limiter", err)
-		}
-		c.remaining = res.Remaining
-		if res.Reached {
-			c.remaining = -1
-		}
-		c.strs = window.NewStrings(scope, limit, rateWindow)
-		d.resetStr = strconv.FormatInt(d.Reset.Unix(), 10)
+// Done gives the decision's in-flight slot back: call it once the request
+// ends, whatever its outcome (Middleware does). A second call, or a call
+// on a refused decision, does nothing.
+func (d *RateDecision) Done() {
+	if d.store != nil {
+		d.store.Release(d.org, d.res.Slot)
+		d.store = nil
 	}
-	d.counted[d.n] = c
-	d.n++
-	return c, nil
 }
 
 // Check decides one request: Allow for the key in r's context at the
 // limiter's clock, with the rule for a failing store. It writes nothing
 // (it logs a fail-open store failure, at most once a second). Set the
 // decision's headers (WriteHeaders; none when the store failed open), then
-// serve on a nil error or write the error: 429 over the limit, 500 without
-// RequireAPIKey in front or for an organization without limits, 503 when
-// the store failed and FailClosed is set.
+// serve on a nil error, and call Done when the request ends; or write the
+// error: 429 over a limit, 500 without RequireAPIKey in front or for an
+// organization without limits, 503 when the store failed and FailClosed
+// is set.
 func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
 	if err != nil {
@@ -200,49 +174,67 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 		return RateDecision{}, err
 	}
 	if !d.Allowed {
-		return d, rateLimited(d.Limit, d.Remaining, d.Reset, d.RetryAfter)
+		return d, d.refusal()
 	}
 	return d, nil
 }
 
-// WriteHeaders sets (never adds) the rate-limit headers of d on h:
-// X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (Unix
-// seconds) for the binding counter, and the IETF draft fields
-// RateLimit-Policy and RateLimit for every counter, as Allow counted them.
-// A decision without counters sets nothing.
+// WriteHeaders sets (never adds) the rate-limit headers of d on h, as
+// Triqai's clients read them: X-RateLimit-Limit, -Remaining and -Reset for
+// the per-second bucket, X-RateLimit-Concurrency-Limit and -Remaining;
+// and the IETF draft fields RateLimit-Policy and RateLimit for every
+// limit ("rps", "rpm", "key" when the key has its own, "concurrency").
+// A decision without limits (none made, or the store failed open) sets
+// nothing. X-RateLimit-Scope is on the 429 (WriteError).
 func (d *RateDecision) WriteHeaders(h http.Header) {
-	if d.n == 0 {
+	if d.l == nil {
 		return
 	}
-	t := max(int64((d.RetryAfter+time.Second-1)/time.Second), 0)
-	// Every number that changes per request is in the RateLimit field;
-	// X-RateLimit-Remaining is a piece of it, so that the whole set costs
-	// one string.
-	var buf [96]byte
-	b := buf[:0]
-	var from, to int
-	for i, c := range d.counted[:d.n] {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(append(append(b, '"'), c.name...), `";r=`...)
-		n := len(b)
-		if b = strconv.AppendInt(b, max(c.remaining, 0), 10); i == d.binding {
-			from, to = n, len(b)
-		}
-		b = strconv.AppendInt(append(b, ";t="...), t, 10)
+	sec, min, key := d.res.Second, d.res.Minute, d.res.Key
+	flight := max(d.Concurrency-d.InFlight, 0)
+	var buf [160]byte
+	b := append(buf[:0], `"rps";r=`...)
+	from := len(b)
+	b = strconv.AppendInt(b, sec.Remaining, 10)
+	to := len(b)
+	b = appendReset(b, sec.Reset)
+	b = appendReset(strconv.AppendInt(append(b, `, "rpm";r=`...), min.Remaining, 10), min.Reset)
+	if d.keyLimit > 0 {
+		b = appendReset(strconv.AppendInt(append(b, `, "key";r=`...), key.Remaining, 10), key.Reset)
 	}
-	policy := d.counted[0].strs.Policy
-	if d.n == 2 {
-		policy += ", " + d.counted[1].strs.Policy
-	}
+	b = append(b, `, "concurrency";r=`...)
+	cfrom := len(b)
+	b = strconv.AppendInt(b, flight, 10)
 	rateLimit := string(b)
-	remaining, limit := rateLimit[from:to], d.counted[d.binding].strs.LimitS
-	h["X-Ratelimit-Limit"] = d.st.headerValue(limit)
-	h["X-Ratelimit-Remaining"] = d.st.headerValue(remaining)
-	h["X-Ratelimit-Reset"] = d.st.headerValue(d.resetStr)
-	h["Ratelimit-Policy"] = d.st.headerValue(policy)
+	strs := policy.Of(policy.Limits{PerSecond: d.Limit, PerMinute: d.limits.RequestsPerMinute,
+		KeyPerMinute: d.keyLimit, Concurrency: d.Concurrency})
+	h["X-Ratelimit-Limit"] = d.st.headerValue(strs.PerSecond)
+	h["X-Ratelimit-Remaining"] = d.st.headerValue(rateLimit[from:to])
+	h["X-Ratelimit-Reset"] = d.st.headerValue(d.l.reset.Text(d.Reset))
+	h["X-Ratelimit-Concurrency-Limit"] = d.st.headerValue(strs.Concurrency)
+	h["X-Ratelimit-Concurrency-Remaining"] = d.st.headerValue(rateLimit[cfrom:])
+	h["Ratelimit-Policy"] = d.st.headerValue(strs.Policy)
 	h["Ratelimit"] = d.st.headerValue(rateLimit)
+}
+
+// appendReset appends a RateLimit item's ";t=" parameter: whole seconds,
+// rounded up.
+func appendReset(b []byte, reset time.Duration) []byte {
+	return strconv.AppendInt(append(b, ";t="...), int64((reset+time.Second-1)/time.Second), 10)
+}
+
+// refusal is the 429 of a refused decision.
+func (d *RateDecision) refusal() *Error {
+	limit := d.Limit
+	switch d.Scope {
+	case rate.PerMinute:
+		limit = d.limits.RequestsPerMinute
+	case rate.KeyPerMinute:
+		limit = d.keyLimit
+	case rate.InFlight:
+		limit = d.Concurrency
+	}
+	return rateLimited(d.Scope, limit, d.Reset, d.RetryAfter)
 }
 
 // WriteError writes an error of Check with l's ErrorWriter.
@@ -251,7 +243,8 @@ func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err err
 }
 
 // Middleware runs Check: it sets the rate-limit headers, then calls next
-// or writes the error (429, 500, 503).
+// and gives the in-flight slot back when next returns (or panics), or
+// writes the error (429, 500, 503).
 func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, err := l.Check(r)
@@ -260,6 +253,7 @@ func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 			l.errors.WriteError(w, r, err)
 			return
 		}
+		defer d.Done()
 		next.ServeHTTP(w, r)
 	})
 }
@@ -276,5 +270,5 @@ func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
 		slog.String("org", k.Org.ID), slog.Any("error", cause))
 }
 
-// processCounters are the default store: one set per process.
-var processCounters window.Counters
+// processLimits are the default store: one per process.
+var processLimits rate.Memory

@@ -21,8 +21,8 @@ type requestState struct {
 	key    *KeyRecord
 	shared bool // made by WithKey: a context, perhaps of many requests
 
-	vals  [8]string // header values, claimed in order
-	nvals int       // (the goroutine serving the request sets headers)
+	vals  [12]string // header values, claimed in order
+	nvals int        // (the goroutine serving the request sets headers)
 
 	room       Charge // the first Charge of the request
 	roomTaken  atomic.Bool

@@ -39,9 +39,10 @@ type OrgSpec struct {
 	Name string
 	// Plan names a plan of the plan table. Zero: "free".
 	Plan string
-	// RatePerMinute overrides the plan's request rate when > 0. At most
-	// keyward.MaxRatePerMinute.
-	RatePerMinute int64
+	// RatePerMinute, RatePerSecond and Concurrency override the plan's
+	// limits each when > 0 (keyward.Limits; in range of
+	// keyward.CheckLimits).
+	RatePerMinute, RatePerSecond, Concurrency int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
 	// AllowOverage lets calls go on when credits run out.
@@ -71,7 +72,7 @@ func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, e
 		n.Plan = "free"
 	}
 	o := keyward.Organization{ID: id, Name: n.Name, Plan: n.Plan, RatePerMinute: n.RatePerMinute,
-		MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
+		RatePerSecond: n.RatePerSecond, Concurrency: n.Concurrency, MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
 	if err := CheckOrg(o, plans); err != nil {
 		return keyward.Organization{}, err
 	}

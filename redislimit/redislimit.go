@@ -1,40 +1,54 @@
-// Package redislimit keeps keyward's rate-limit counters in Redis, so that
-// every instance of an API shares each organization's limit. It is ulule's
-// Redis store (github.com/ulule/limiter/v3/drivers/store/redis, on go-redis
-// v9) under keyward's key prefix; give the result to
-// keyward.RateLimitConfig.Store.
+// Package redislimit keeps keyward's rate limits in Redis, so that every
+// instance of an API shares each organization's limits: give New's Store
+// to keyward.RateLimitConfig.Store.
 //
-// keyward counts in fixed windows aligned to the minute and puts the window
-// in the counter key, so a counter that lost its expiry in Redis (ulule
-// issue #233, which otherwise blocks a key for good) stops counting when its
-// window ends.
+// One request costs one round trip: a Lua script decides all of the
+// organization's limits at once, on Redis's clock (instances' clocks may
+// disagree; Redis's is the one they share), as rate.Memory decides them in
+// one process: the per-second bucket (GCRA), the per-minute quota over any
+// 60 seconds (one-second buckets in a hash), the key's own quota, and the
+// in-flight cap. In-flight slots are leases in a sorted set: each expires
+// Options.SlotTTL after it was taken or last renewed, and the Store renews
+// the slots it holds every third of that while their requests run. So a
+// process that dies with requests in flight frees their slots within
+// SlotTTL, and a slow request keeps its slot as long as its process lives.
+// Keys are PREFIX:{ORG} (a hash: the bucket and the quota's seconds),
+// PREFIX:{ORG}:inflight and PREFIX:{ORG}:key:ID; the braces keep an
+// organization's keys in one Redis Cluster slot. Each expires when it no
+// longer matters.
 //
-// A request's rate-limit check makes one counter call, two when its key has
-// a limit of its own. Each call is given Options.Timeout; past it the call
-// fails and the request is served unlimited, or refused with a 503, as
+// Each call is given Options.Timeout; past it the call fails and the
+// request is served unlimited, or refused with a 503, as
 // keyward.RateLimitConfig.FailClosed says. The deadline reaches the network
 // only on a client that lets it (redis.Options.ContextTimeoutEnabled): make
 // the client from ClientOptions, and a frozen or unreachable Redis costs a
-// request at most Options.Timeout per call. A client of go-redis's defaults
-// waits up to 3 s for each answer and tries four times.
+// request at most Options.Timeout. A client of go-redis's defaults waits up
+// to 3 s for each answer and tries four times.
+//
+// To keep ulule/limiter's Redis store for the per-minute quota instead
+// (its fixed windows), give keyward rate.Ulule of it.
 package redislimit
 
 import (
 	"context"
+	_ "embed"
 	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/rate"
 	"github.com/redis/go-redis/v9"
-	"github.com/ulule/limiter/v3"
-	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
 )
 
 // DefaultPrefix prefixes every counter key when Options.Prefix is empty.
 const DefaultPrefix = "keyward"
 
 // DefaultTimeout is the Timeout of zero Options and of ClientOptions with
-// a zero timeout: a counter call on a healthy network takes well under a
+// a zero timeout: a call on a healthy network takes well under a
 // millisecond, and a quarter of a second is what a frozen Redis may add
 // to a request before it is served without a limit.
 const DefaultTimeout = 250 * time.Millisecond
@@ -44,10 +58,14 @@ type Options struct {
 	// Prefix prefixes every counter key. Zero: DefaultPrefix.
 	// Give each API (or each test) sharing one Redis its own.
 	Prefix string
-	// Timeout bounds each counter call, and New's own checks (see the
-	// package documentation for what it takes of the client). Zero:
+	// Timeout bounds each call, and New's own checks (see the package
+	// documentation for what it takes of the client). Zero:
 	// DefaultTimeout.
 	Timeout time.Duration
+	// SlotTTL is how long an in-flight slot outlives the last sign of its
+	// process: the bound on the slots of a process that died. Zero:
+	// DefaultSlotTTL; at least 100 ms.
+	SlotTTL time.Duration
 }
 
 // ClientOptions parses a Redis URL (redis://… or rediss://…, as
@@ -74,66 +92,164 @@ func ClientOptions(url string, timeout time.Duration) (*redis.Options, error) {
 	return opts, nil
 }
 
-// New returns a limiter store on client. It loads ulule's Lua scripts, so
-// Redis must answer now (within opts.Timeout); later outages are answered
-// per request as keyward.RateLimitConfig.FailClosed says.
-func New(ctx context.Context, client redis.UniversalClient, opts Options) (limiter.Store, error) {
+// DefaultSlotTTL is the SlotTTL of zero Options: how long the slots of a
+// process that died stay taken.
+const DefaultSlotTTL = 15 * time.Second
+
+// Store is the Redis rate.Store. It is safe for concurrent use.
+type Store struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	slotTTL time.Duration
+	owner   string // this Store's part of every slot it takes
+	last    atomic.Uint64
+
+	mu       sync.Mutex
+	held     map[slot]struct{} // slots to renew
+	renewing bool
+}
+
+type slot struct {
+	org string
+	n   uint64
+}
+
+//go:embed take.lua
+var takeLua string
+
+var takeScript = redis.NewScript(takeLua)
+
+// renewLua moves a held slot's expiry SlotTTL past Redis's now; a slot
+// released (or expired) meanwhile stays gone.
+const renewLua = `local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%d', ms + tonumber(ARGV[2])), ARGV[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], string.format('%d', tonumber(ARGV[2]) + 1000))
+end
+return 0`
+
+// New returns a Store on client. It loads its script, so Redis must answer
+// now (within opts.Timeout); later outages are answered per request as
+// keyward.RateLimitConfig.FailClosed says.
+func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Store, error) {
 	if c, ok := client.(*redis.Client); client == nil || ok && c == nil {
 		return nil, &keyward.ConfigError{Field: "redislimit client", Problem: "is nil"}
 	}
 	if opts.Timeout < 0 {
 		return nil, &keyward.ConfigError{Field: "redislimit.Options.Timeout", Problem: "is negative"}
 	}
-	timeout := opts.Timeout
-	if timeout == 0 {
-		timeout = DefaultTimeout
+	if opts.SlotTTL < 0 || opts.SlotTTL > 0 && opts.SlotTTL < 100*time.Millisecond {
+		return nil, &keyward.ConfigError{Field: "redislimit.Options.SlotTTL", Problem: "is below 100ms"}
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, timeout)
+	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout, slotTTL: opts.SlotTTL,
+		owner: ids.New(""), held: make(map[slot]struct{})}
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	if s.timeout == 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.slotTTL == 0 {
+		s.slotTTL = DefaultSlotTTL
+	}
+	loadCtx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := client.Ping(pingCtx).Err(); err != nil {
+	if err := takeScript.Load(loadCtx, client).Err(); err != nil {
 		return nil, errors.Join(errors.New("keyward: redislimit: Redis does not answer"), err)
 	}
-	prefix := opts.Prefix
-	if prefix == "" {
-		prefix = DefaultPrefix
+	return s, nil
+}
+
+// The script's answer for the limit that refused.
+var scopes = [...]rate.Scope{"", rate.PerSecond, rate.PerMinute, rate.KeyPerMinute, rate.InFlight}
+
+// Take implements rate.Store: one round trip.
+func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	base := s.prefix + ":{" + req.Org + "}"
+	keys := []string{base, base + ":inflight"}
+	if req.KeyPerMinute > 0 {
+		keys = append(keys, base+":key:"+req.Key)
 	}
-	s, err := redisstore.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix})
+	n := s.last.Add(1)
+	v, err := takeScript.Run(ctx, s.client, keys, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute,
+		s.member(n), s.slotTTL.Milliseconds()).Int64Slice()
 	if err != nil {
-		return nil, err
+		return rate.Result{}, err
 	}
-	return bounded{s, timeout}, nil
+	if len(v) != 9 || v[0] < 0 || v[0] >= int64(len(scopes)) {
+		return rate.Result{}, errors.New("keyward: redislimit: unexpected answer from the script")
+	}
+	us := func(i int) time.Duration { return time.Duration(v[i]) * time.Microsecond }
+	res := rate.Result{Refused: scopes[v[0]], Wait: us(3),
+		Second:   rate.Window{Remaining: v[1], Reset: us(2)},
+		Minute:   rate.Window{Remaining: v[4], Reset: us(5)},
+		Key:      rate.Window{Remaining: v[6], Reset: us(7)},
+		InFlight: v[8]}
+	if res.Refused == "" {
+		res.Slot = n
+		s.hold(slot{req.Org, n})
+	}
+	return res, nil
 }
 
-// bounded gives each call of a store a deadline.
-type bounded struct {
-	store   limiter.Store
-	timeout time.Duration
+func (s *Store) member(n uint64) string {
+	return s.owner + ":" + strconv.FormatUint(n, 10)
 }
 
-// Get implements limiter.Store.
-func (b bounded) Get(ctx context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+// Release implements rate.Store. It does not wait for the caller's
+// request: a slot it fails to remove expires within SlotTTL.
+func (s *Store) Release(org string, n uint64) {
+	s.mu.Lock()
+	_, ok := s.held[slot{org, n}]
+	delete(s.held, slot{org, n})
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()
-	return b.store.Get(ctx, key, rate)
+	s.client.ZRem(ctx, s.prefix+":{"+org+"}:inflight", s.member(n))
 }
 
-// Peek implements limiter.Store.
-func (b bounded) Peek(ctx context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	return b.store.Peek(ctx, key, rate)
+// hold keeps a slot renewed until it is released, renewing from one
+// goroutine while any is held.
+func (s *Store) hold(sl slot) {
+	s.mu.Lock()
+	s.held[sl] = struct{}{}
+	start := !s.renewing
+	s.renewing = true
+	s.mu.Unlock()
+	if start {
+		go s.renew()
+	}
 }
 
-// Reset implements limiter.Store.
-func (b bounded) Reset(ctx context.Context, key string, rate limiter.Rate) (limiter.Context, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	return b.store.Reset(ctx, key, rate)
-}
-
-// Increment implements limiter.Store.
-func (b bounded) Increment(ctx context.Context, key string, count int64, rate limiter.Rate) (limiter.Context, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	return b.store.Increment(ctx, key, count, rate)
+// renew moves the expiry of every held slot SlotTTL ahead, every third of
+// SlotTTL, until none is held.
+func (s *Store) renew() {
+	for {
+		time.Sleep(s.slotTTL / 3)
+		s.mu.Lock()
+		if len(s.held) == 0 {
+			s.renewing = false
+			s.mu.Unlock()
+			return
+		}
+		held := make([]slot, 0, len(s.held))
+		for sl := range s.held {
+			held = append(held, sl)
+		}
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, sl := range held {
+				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + sl.org + "}:inflight"}, s.member(sl.n), s.slotTTL.Milliseconds())
+			}
+			return nil
+		})
+		cancel()
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"github.com/keyward/keyward/rate"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,7 +16,6 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
-	"github.com/ulule/limiter/v3"
 )
 
 // demoAPI is a miniature transaction-enrichment API: the routes of a real
@@ -45,7 +45,7 @@ type enrichment struct {
 	EnrichedAt  time.Time `json:"enrichedAt"`
 }
 
-func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore limiter.Store, logger *slog.Logger, loadtest bool) (http.Handler, error) {
+func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, logger *slog.Logger, loadtest bool) (http.Handler, error) {
 	api := &demoAPI{
 		store:  s,
 		ledger: ledger,

@@ -176,10 +176,11 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 		}
 		client := redis.NewClient(opts)
 		defer client.Close()
-		limitStore, err = redislimit.New(ctx, client, redislimit.Options{Timeout: f.redisTimeout})
+		rs, err := redislimit.New(ctx, client, redislimit.Options{Timeout: f.redisTimeout})
 		if err != nil {
 			return err
 		}
+		limitStore = rs
 	}
 	var ledger credit.Ledger = s
 	switch f.ledger {

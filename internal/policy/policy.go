@@ -1,0 +1,92 @@
+// Package policy formats the rate-limit header values that change only
+// with an organization's limits (the IETF RateLimit-Policy field, and the
+// per-second and in-flight limits in decimal), once per set of limits:
+// every request of an organization sends the same values, and formatting
+// them each time would cost allocations per request.
+package policy
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits are the numbers the field names.
+type Limits struct {
+	PerSecond, PerMinute, KeyPerMinute, Concurrency int64
+}
+
+// maxCached bounds the cache: past it the cache starts over, so that a
+// store with countless custom limits costs formatting, not memory.
+const maxCached = 4096
+
+// Strings are the header values of one set of limits.
+type Strings struct {
+	// Policy is the RateLimit-Policy field: the policies "rps" (a quota of
+	// PerSecond a 1-second window), "rpm" (PerMinute a 60-second window),
+	// "key" when KeyPerMinute > 0, and "concurrency" (Concurrency
+	// concurrent requests).
+	Policy string
+	// PerSecond and Concurrency are the limits in decimal.
+	PerSecond, Concurrency string
+}
+
+var cache = struct {
+	sync.RWMutex
+	m map[Limits]*Strings
+}{m: make(map[Limits]*Strings)}
+
+// Of returns the header values of l, formatted once.
+func Of(l Limits) *Strings {
+	cache.RLock()
+	v, ok := cache.m[l]
+	cache.RUnlock()
+	if ok {
+		return v
+	}
+	s := `"rps";q=` + strconv.FormatInt(l.PerSecond, 10) + `;w=1, "rpm";q=` + strconv.FormatInt(l.PerMinute, 10) + ";w=60"
+	if l.KeyPerMinute > 0 {
+		s += `, "key";q=` + strconv.FormatInt(l.KeyPerMinute, 10) + ";w=60"
+	}
+	s += `, "concurrency";q=` + strconv.FormatInt(l.Concurrency, 10) + `;qu="concurrent-requests"`
+	v = &Strings{Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
+	cache.Lock()
+	if len(cache.m) >= maxCached {
+		clear(cache.m)
+	}
+	cache.m[l] = v
+	cache.Unlock()
+	return v
+}
+
+// Reset formats X-RateLimit-Reset: an ISO-8601 time (RFC 3339, UTC), or
+// Unix seconds when Unix is set, rounded up to the second, formatted once a
+// second rather than once a request. The zero value is ready; it is safe
+// for concurrent use.
+type Reset struct {
+	Unix bool
+	last atomic.Pointer[resetText]
+}
+
+type resetText struct {
+	unix int64
+	text string
+}
+
+// Text returns the header value for t.
+func (r *Reset) Text(t time.Time) string {
+	unix := t.Unix()
+	if t.Nanosecond() > 0 {
+		unix++
+	}
+	if c := r.last.Load(); c != nil && c.unix == unix {
+		return c.text
+	}
+	c := &resetText{unix: unix, text: time.Unix(unix, 0).UTC().Format(time.RFC3339)}
+	if r.Unix {
+		c.text = strconv.FormatInt(unix, 10)
+	}
+	r.last.Store(c)
+	return c.text
+}

@@ -1,0 +1,39 @@
+package policy
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestOf(t *testing.T) {
+	assert.Equal(t, &Strings{Policy: `"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`,
+		PerSecond: "1", Concurrency: "2"}, Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}))
+	assert.Equal(t, `"rps";q=10;w=1, "rpm";q=600;w=60, "key";q=30;w=60, "concurrency";q=10;qu="concurrent-requests"`,
+		Of(Limits{PerSecond: 10, PerMinute: 600, KeyPerMinute: 30, Concurrency: 10}).Policy)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}) }),
+		"a policy seen before costs no allocation")
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	for i := range int64(maxCached + 10) {
+		Of(Limits{PerSecond: 1, PerMinute: i + 1, Concurrency: 1})
+	}
+	cache.RLock()
+	n := len(cache.m)
+	cache.RUnlock()
+	assert.LessOrEqual(t, n, maxCached)
+	assert.Equal(t, `"rps";q=1;w=1, "rpm";q=5;w=60, "concurrency";q=1;qu="concurrent-requests"`,
+		Of(Limits{PerSecond: 1, PerMinute: 5, Concurrency: 1}).Policy, "formatted again after a reset")
+}
+
+func TestReset(t *testing.T) {
+	var iso Reset
+	at := time.Date(2026, 1, 19, 10, 30, 0, 0, time.UTC)
+	assert.Equal(t, "2026-01-19T10:30:00Z", iso.Text(at))
+	assert.Equal(t, "2026-01-19T10:30:01Z", iso.Text(at.Add(time.Nanosecond)), "rounded up")
+	assert.Zero(t, testing.AllocsPerRun(100, func() { iso.Text(at.Add(time.Millisecond)) }), "once a second")
+	unix := Reset{Unix: true}
+	assert.Equal(t, "1768818601", unix.Text(at.Add(500*time.Millisecond)))
+}
