@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/rate"
 )
 
 // DefaultHeader is the request header that carries the key.
@@ -41,6 +42,11 @@ type AuthConfig struct {
 	// Usage is told of every request let through (last-used times, usage
 	// counters). Nil: nothing is recorded.
 	Usage UsageRecorder
+	// FailedAuth throttles each client's requests with a missing,
+	// malformed or unknown key; over its budget a client is refused (429,
+	// scope "auth") before any store lookup, except with a key the cache
+	// already holds as valid, so valid keys are never slowed. Nil: off.
+	FailedAuth *rate.FailedAuth
 }
 
 // Authenticator decides who a request is from: RequireAPIKey. Its
@@ -57,6 +63,7 @@ type Authenticator struct {
 	now    func() time.Time
 	usage  UsageRecorder
 	fail   authFailures
+	failed *rate.FailedAuth
 }
 
 // RequireAPIKey checks cfg and returns the Authenticator it describes, or
@@ -94,6 +101,7 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 		now:    cfg.Now,
 		usage:  cfg.Usage,
 		fail:   newAuthFailures(header, format.Prefix(), cfg.Bearer),
+		failed: cfg.FailedAuth,
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -109,14 +117,37 @@ const maxKeyHeaderLen = 256
 
 // Authenticate decides who r is from. The error, when not nil, is an
 // *Error ready for WriteError: 401 for a missing, malformed, unknown,
-// revoked or expired key; 403 for a key of a refused environment; 503 when
-// the key store failed (never 401: a store outage does not make keys
-// invalid). A key of the wrong prefix, length or alphabet costs no lookup;
-// one whose checksum does not match costs a cache lookup and no store
-// lookup.
+// revoked or expired key; 403 for a key of a refused environment; 429 for
+// a client over its FailedAuth budget; 503 when the key store failed
+// (never 401: a store outage does not make keys invalid). A key of the
+// wrong prefix, length or alphabet costs no lookup; one whose checksum
+// does not match costs a cache lookup and no store lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 	if a.keys == nil {
 		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
+	}
+	if a.failed == nil {
+		return a.authenticate(r, 0)
+	}
+	client, now := a.failed.Client(r), a.now()
+	rec, err := a.authenticate(r, a.failed.Wait(client, now))
+	var e *Error
+	if errors.As(err, &e) && e.Status == http.StatusUnauthorized && e.Reason != ReasonRevokedAPIKey && e.Reason != ReasonExpiredAPIKey {
+		a.failed.Fail(client, now)
+	}
+	return rec, err
+}
+
+// authenticate is Authenticate for a client that must wait this long
+// (> 0: over its FailedAuth budget) before anything but a key the cache
+// holds as valid is looked at.
+func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyRecord, error) {
+	if wait > 0 {
+		c, _ := a.keys.(*Cache)
+		key := strings.TrimFunc(r.Header.Get(a.header), isSpaceOrTab)
+		if rec, ok := c.byKey(key); !ok || rec == nil || len(r.Header.Values(a.header)) != 1 {
+			return nil, rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
+		}
 	}
 	// 1. Exactly one key, of a sane length, white space trimmed.
 	vals, key := r.Header[a.header], ""

@@ -33,13 +33,15 @@
 //	keys.go         keys: format, hash, hint; KeyRecord, Organization, KeyStore
 //	plans.go        the plan table and the one override rule (Plans.Resolve)
 //	permissions.go  EnforcePermissions
-//	ratelimit.go    RateLimitByOrg and the in-process counters
+//	ratelimit.go    RateLimitByOrg: which limit refused, and the headers
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
 //	                store that cannot be reached is a 503, never a 401)
 //	credit/         the credit ledger contract that memstore and sqlstore keep
 //	manage/         key management: creating, rotating, revoking (KeyManager)
+//	rate/           rate-limit state: per-second bucket, per-minute quota,
+//	                in-flight slots (Memory, Ulule); failed-auth throttle
 //	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
 //
 // # What a deployment MUST do

@@ -200,6 +200,8 @@ func rateLimited(scope rate.Scope, limit int64, reset time.Time, wait time.Durat
 		rate.PerMinute:    "Rate limit exceeded. Maximum " + l + " requests per minute.",
 		rate.KeyPerMinute: "Rate limit exceeded. Maximum " + l + " requests per minute for this API key.",
 		rate.InFlight:     "Too many requests in flight. Maximum " + l + " concurrent requests.",
+		rate.FailedAuthScope: "Too many requests with a missing or invalid API key. Maximum " + l +
+			" a minute from one client.",
 	}[scope]
 	return &Error{
 		Status:  http.StatusTooManyRequests,
@@ -209,7 +211,7 @@ func rateLimited(scope rate.Scope, limit int64, reset time.Time, wait time.Durat
 			"scope":        string(scope),
 			"limit":        limit,
 			"remaining":    0,
-			"resetAt":      reset.UTC().Format(time.RFC3339),
+			"resetAt":      reset.Add(time.Second - 1).Truncate(time.Second).UTC().Format(time.RFC3339), // rounded up, as the header
 			"retryAfter":   secs,
 			"retryAfterMs": ms,
 		},

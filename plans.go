@@ -42,12 +42,12 @@ const MaxRatePerMinute = 1_000_000_000
 func CheckLimits(l Limits) error {
 	var errs []error
 	for _, r := range []struct {
-		n, max int64
-		unit   string
-	}{{l.RequestsPerMinute, MaxRatePerMinute, "rate %d/min"}, {l.RequestsPerSecond, MaxRatePerMinute / 60, "rate %d/s"},
-		{l.Concurrency, MaxRatePerMinute, "in-flight cap %d"}} {
+		what, unit string
+		n, max     int64
+	}{{"rate", "/min", l.RequestsPerMinute, MaxRatePerMinute}, {"rate", "/s", l.RequestsPerSecond, MaxRatePerMinute / 60},
+		{"in-flight cap", "", l.Concurrency, MaxRatePerMinute}} {
 		if r.n < 0 || r.n > r.max {
-			errs = append(errs, fmt.Errorf(r.unit+" is out of range: 0 to %d (keyward.MaxRatePerMinute)", r.n, r.max))
+			errs = append(errs, fmt.Errorf("%s %d%s is out of range: 0 to %d%s (keyward.MaxRatePerMinute)", r.what, r.n, r.unit, r.max, r.unit))
 		}
 	}
 	if credit.CheckAmount(l.MonthlyCredits) != nil {

@@ -14,9 +14,9 @@ import (
 // The root package is kept small enough to read: the budgets are product
 // decisions, written down in BENCHMARKS.md and checked here rather
 // than claimed. Mechanisms go to internal/, concepts to their own package
-// (credit, manage) before the root outgrows them.
+// (credit, manage, rate) before the root outgrows them.
 const (
-	maxRootLines    = 2500 // lines of the non-test Go files, as wc -l counts them
+	maxRootLines    = 2600 // lines of the non-test Go files, as wc -l counts them
 	maxRootExported = 90   // exported top-level identifiers
 )
 

@@ -9,10 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/redis/go-redis/v9"
-	"github.com/ulule/limiter/v3"
 )
 
 // BenchmarkBackends is the full chain on each backend: memory; Redis
@@ -61,7 +61,7 @@ func BenchmarkBackends(b *testing.B) {
 	}
 }
 
-func redisCounters(b *testing.B) limiter.Store {
+func redisCounters(b *testing.B) rate.Store {
 	u := os.Getenv("KEYWARD_TEST_REDIS_URL")
 	if u == "" {
 		b.Skip("set KEYWARD_TEST_REDIS_URL")

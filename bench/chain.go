@@ -9,7 +9,7 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
-	"github.com/ulule/limiter/v3"
+	"github.com/keyward/keyward/rate"
 )
 
 // Backends are what a chain runs on.
@@ -20,7 +20,7 @@ type Backends struct {
 	// Ledger holds the credits.
 	Ledger credit.Ledger
 	// Counters holds the rate-limit counters; nil for keyward's default.
-	Counters limiter.Store
+	Counters rate.Store
 	// Cold skips the key cache: every request reaches the key store.
 	Cold bool
 	// NoFront turns the cache's front of recently found keys off: every
@@ -30,7 +30,8 @@ type Backends struct {
 
 // Unlimited is a plan under which no benchmark hits a limit or runs out of
 // credits.
-var Unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerMinute: keyward.MaxRatePerMinute, MonthlyCredits: credit.MaxCredits}})
+var Unlimited, _ = keyward.NewPlans(keyward.Plan{Name: "free", Limits: keyward.Limits{RequestsPerSecond: keyward.MaxRatePerMinute / 60,
+	RequestsPerMinute: keyward.MaxRatePerMinute, Concurrency: keyward.MaxRatePerMinute, MonthlyCredits: credit.MaxCredits}})
 
 // Chain is the full keyward chain of one route and a request for it.
 type Chain struct {

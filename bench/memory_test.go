@@ -75,12 +75,14 @@ func TestMemoryBound(t *testing.T) {
 	principal := func(i int) *keyward.KeyRecord {
 		id := "org_" + strconv.Itoa(i)
 		return &keyward.KeyRecord{ID: "key_" + strconv.Itoa(i),
-			Org: keyward.Organization{ID: id, Plan: "free", Limits: keyward.Limits{RequestsPerMinute: 60}}}
+			Org: keyward.Organization{ID: id, Plan: "free", Limits: keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 60, Concurrency: 2}}}
 	}
 	for i := range n {
-		if _, err := rl.Allow(ctx, principal(i), then); err != nil {
+		d, err := rl.Allow(ctx, principal(i), then)
+		if err != nil {
 			t.Fatal(err)
 		}
+		d.Done()
 	}
 	afterLimiter := heap()
 	t.Logf("rate limiter: %d distinct organizations in one window → heap +%.1f MiB (one counter each)",
@@ -88,9 +90,11 @@ func TestMemoryBound(t *testing.T) {
 	t.Logf("peak RSS (VmHWM): %s", vmHWM())
 
 	// A request in a later window sweeps the counters of the ended ones.
-	if _, err := rl.Allow(ctx, principal(0), now); err != nil {
+	d, err := rl.Allow(ctx, principal(0), now)
+	if err != nil {
 		t.Fatal(err)
 	}
+	d.Done()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		swept := heap()

@@ -115,10 +115,12 @@ func newConformance(t *testing.T) *conformance {
 		c.orgs = append(c.orgs, o)
 		return o
 	}
-	acme := newOrg(manage.OrgSpec{Name: "acme", Plan: "growth", MonthlyCredits: 1000})
-	tight := newOrg(manage.OrgSpec{Name: "tight", Plan: "free", RatePerMinute: 2})
-	broke := newOrg(manage.OrgSpec{Name: "broke", Plan: "free", MonthlyCredits: 1})
-	down := newOrg(manage.OrgSpec{Name: "ledger-down", Plan: "free"})
+	// The kit's requests share one instant: a per-second rate that never
+	// binds, so that the per-minute quota of "tight" is the limit met.
+	acme := newOrg(manage.OrgSpec{Name: "acme", Plan: "growth", MonthlyCredits: 1000, RatePerSecond: 1000})
+	tight := newOrg(manage.OrgSpec{Name: "tight", Plan: "free", RatePerMinute: 2, RatePerSecond: 100})
+	broke := newOrg(manage.OrgSpec{Name: "broke", Plan: "free", MonthlyCredits: 1, RatePerSecond: 100})
+	down := newOrg(manage.OrgSpec{Name: "ledger-down", Plan: "free", RatePerSecond: 100})
 	newKey := func(name string, org keyward.Organization, mutate func(*manage.KeySpec)) manage.CreatedKey {
 		n := manage.KeySpec{OrgID: org.ID, Name: name, Permissions: []string{"transactions:enrich", "transactions:read"}}
 		if mutate != nil {
@@ -345,12 +347,17 @@ func (c *conformance) cases() []confCase {
 		{"200 tight 2", req{path: categories, key: "tight"}, ok},
 		{"429 tight 3", req{path: categories, key: "tight"}, want{status: 429, code: keyward.CodeRateLimited, limited: true,
 			check: func(t *testing.T, rec *httptest.ResponseRecorder, env map[string]any) {
-				assert.Equal(t, "30", rec.Header().Get("Retry-After"))
-				assert.Equal(t, "0", rec.Header().Get("X-RateLimit-Remaining"))
-				assert.Equal(t, "2", rec.Header().Get("X-RateLimit-Limit"))
+				assert.Equal(t, "60", rec.Header().Get("Retry-After"), "until the two calls are a minute old")
+				assert.Equal(t, "rpm", rec.Header().Get("X-RateLimit-Scope"))
+				assert.Equal(t, "98", rec.Header().Get("X-RateLimit-Remaining"), "the per-second bucket's")
+				assert.Equal(t, "100", rec.Header().Get("X-RateLimit-Limit"))
+				assert.Contains(t, rec.Header().Get("RateLimit"), `"rpm";r=0;t=60`)
 				d := details(env)
-				assert.Equal(t, "2026-01-19T10:31:00Z", d["resetAt"])
-				assert.EqualValues(t, 30, d["retryAfter"])
+				assert.Equal(t, "rpm", d["scope"])
+				assert.EqualValues(t, 2, d["limit"])
+				assert.Equal(t, "2026-01-19T10:30:31Z", d["resetAt"])
+				assert.EqualValues(t, 60, d["retryAfter"])
+				assert.EqualValues(t, 60000, d["retryAfterMs"])
 			}}},
 		{"200 broke 1", req{method: http.MethodPost, path: enrich, key: "broke"}, charged},
 		{"402 broke 2", req{method: http.MethodPost, path: enrich, key: "broke"}, want{status: 402, code: keyward.CodeInsufficientCredits, limited: true,
@@ -544,9 +551,12 @@ func (c *conformance) check(t *testing.T, cc confCase, rec *httptest.ResponseRec
 	}
 	if w.limited {
 		assert.NotEmpty(t, h.Get("X-RateLimit-Limit"), "X-RateLimit-Limit")
-		assert.Equal(t, strconv.FormatInt(ConformanceNow.Truncate(time.Minute).Add(time.Minute).Unix(), 10), h.Get("X-RateLimit-Reset"))
-		assert.Contains(t, h.Get("RateLimit-Policy"), `"org";q=`)
-		assert.Contains(t, h.Get("RateLimit"), ";t=30")
+		assert.Equal(t, "2026-01-19T10:30:31Z", h.Get("X-RateLimit-Reset"), "ISO-8601: when the per-second bucket is full")
+		assert.NotEmpty(t, h.Get("X-RateLimit-Concurrency-Limit"))
+		assert.NotEmpty(t, h.Get("X-RateLimit-Concurrency-Remaining"))
+		assert.Contains(t, h.Get("RateLimit-Policy"), `"rps";q=`)
+		assert.Contains(t, h.Get("RateLimit-Policy"), `"concurrency";q=`)
+		assert.Contains(t, h.Get("RateLimit"), `"rpm";r=`)
 	} else {
 		assert.Empty(t, h.Get("X-RateLimit-Limit"), "X-RateLimit-Limit on a response that did not pass the limiter")
 	}

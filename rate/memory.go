@@ -11,16 +11,17 @@ import (
 // Memory is the in-process Store: one process's counts, which instances
 // behind a load balancer do not share. The zero value is ready to use.
 // State of an organization idle for over a minute with nothing in flight
-// is forgotten.
+// is forgotten: once a minute, a request starts a sweep of every
+// organization.
 type Memory struct {
 	shards   [64]shard
 	lastSlot atomic.Uint64
+	swept    atomic.Int64 // the second the last sweep started
 }
 
 type shard struct {
-	mu    sync.Mutex
-	orgs  map[string]*orgState
-	swept int64 // the second of the last sweep
+	mu   sync.Mutex
+	orgs map[string]*orgState
 }
 
 // orgState is an organization's state: its bucket, quota, requests in
@@ -41,14 +42,14 @@ func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 	var res Result
 	now := req.Now.UnixNano()
 	sec := req.Now.Unix()
+	if last := m.swept.Load(); sec-last >= 60 && m.swept.CompareAndSwap(last, sec) {
+		go m.sweep(sec)
+	}
 	sh := &m.shards[maphash.String(seed, req.Org)%uint64(len(m.shards))]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.orgs == nil {
 		sh.orgs = make(map[string]*orgState)
-	}
-	if sec-sh.swept >= 60 {
-		sh.sweep(sec)
 	}
 	o := sh.orgs[req.Org]
 	if o == nil {
@@ -90,6 +91,9 @@ func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 	}
 	res.InFlight = int64(len(o.slots))
 	if res.Refused != "" {
+		if okSecond { // the bucket as it is: the token was not taken
+			res.Second = bucket{perSecond: req.PerSecond, tat: o.tat}.state(now)
+		}
 		if okMinute {
 			res.Minute = o.minute.state(now, req.PerMinute)
 		}
@@ -126,14 +130,23 @@ func (m *Memory) Release(org string, slot uint64) {
 	sh.mu.Unlock()
 }
 
-// sweep forgets the organizations idle for over a minute with nothing in
-// flight: their bucket is full and their quotas empty again.
-func (sh *shard) sweep(sec int64) {
-	sh.swept = sec
-	for id, o := range sh.orgs {
-		if len(o.slots) == 0 && sec-o.seen > 61 {
-			delete(sh.orgs, id)
+// sweep forgets the organizations idle for over a minute before sec with
+// nothing in flight: their bucket is full and their quotas empty again
+// (a bucket owing more than a minute, after a plan's downgrade, is kept).
+// Each shard's map is made anew: a Go map never gives back the room of
+// deleted entries.
+func (m *Memory) sweep(sec int64) {
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		kept := make(map[string]*orgState)
+		for id, o := range sh.orgs {
+			if len(o.slots) > 0 || sec-o.seen <= 61 || o.tat > sec*int64(time.Second) {
+				kept[id] = o
+			}
 		}
+		sh.orgs = kept
+		sh.mu.Unlock()
 	}
 }
 
@@ -178,6 +191,13 @@ func rescale(tat, now, from, to int64) int64 {
 	old := interval(from)
 	missing := (tat - now + old - 1) / old
 	return now + missing*interval(to)
+}
+
+// state is the bucket's Window at now.
+func (b bucket) state(now int64) Window {
+	interval := interval(b.perSecond)
+	full := max(b.tat-now, 0)
+	return Window{Remaining: max(b.perSecond*interval-full, 0) / interval, Reset: time.Duration(full)}
 }
 
 // ring counts requests in one-second buckets over the last 60 seconds.

@@ -121,6 +121,7 @@ func TestKeyLimitIsStricterAndSpendsNothingWhenOver(t *testing.T) {
 	res := take(t, &m, req)
 	assert.Equal(t, KeyPerMinute, res.Refused)
 	assert.Equal(t, int64(97), res.Minute.Remaining, "a request the key may not make spends none of the organization's quota")
+	assert.Equal(t, int64(97), res.Second.Remaining, "nor a token of its bucket")
 	req.Key, req.KeyPerMinute = "k2", 0
 	res = take(t, &m, req)
 	assert.Equal(t, Scope(""), res.Refused, "another key of the organization goes on")
@@ -175,18 +176,17 @@ func TestIdleOrganizationsAreForgotten(t *testing.T) {
 	}
 	held, _ := m.Take(context.Background(), free(t0)) // org_a keeps a slot
 	take(t, &m, Request{Org: "late", PerSecond: 1, PerMinute: 1, Concurrency: 1, Now: t0.Add(2 * time.Minute)})
-	n := 0
-	for i := range m.shards {
-		n += len(m.shards[i].orgs)
+	count := func() (n int) {
+		for i := range m.shards {
+			m.shards[i].mu.Lock()
+			n += len(m.shards[i].orgs)
+			m.shards[i].mu.Unlock()
+		}
+		return n
 	}
-	// Each shard sweeps when it is next used; force all of them.
-	for i := range m.shards {
-		m.shards[i].sweep(t0.Add(2 * time.Minute).Unix())
-	}
-	left := 0
-	for i := range m.shards {
-		left += len(m.shards[i].orgs)
-	}
+	n := count()
+	m.sweep(t0.Add(2 * time.Minute).Unix())
+	left := count()
 	assert.Equal(t, 2, left, "only the organization with a request in flight and the one just seen stay (of %d)", n)
 	m.Release("org_a", held.Slot)
 }

@@ -86,7 +86,10 @@ if refused ~= 0 then
   if refused == 3 then kt = wait; kr = 0 end
   local mt = untilOut(msecs, 1)
   if refused == 2 then mt = wait end
-  return {refused, 0, math.max(tat - now, 0), wait, math.max(rpm - msum, 0), mt, kr, kt, inflight}
+  local full = math.max(tat - now, 0)
+  local br = 0
+  if refused ~= 1 then br = math.floor((cap - full) / iv) end
+  return {refused, br, full, wait, math.max(rpm - msum, 0), mt, kr, kt, inflight}
 end
 
 local function add(key, secs, sum)

@@ -483,7 +483,7 @@ func TestHelperProcessReserveAndHang(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/v1/enrich", nil)
 	r.Header.Set("X-Request-Id", "req-killed")
 	rec := &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: orgID, Plan: "free",
-		Limits: keyward.Limits{RequestsPerMinute: 60, MonthlyCredits: 100}}}
+		Limits: keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 60, Concurrency: 2, MonthlyCredits: 100}}}
 	h.ServeHTTP(httptest.NewRecorder(), r.WithContext(keyward.WithKey(r.Context(), rec)))
 }
 

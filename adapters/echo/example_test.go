@@ -41,7 +41,7 @@ func Example() {
 		return c.JSON(http.StatusOK, map[string]string{"org": p.Org.Name})
 	}, requireKey, perm, limit, charge)
 
-	org, _ := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free"})
+	org, _ := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme", Plan: "free", RatePerSecond: 5})
 	key, _ := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:*"}})
 	for _, target := range []string{"/v1/transactions/enrich", "/v1/transactions/enrich?bad=1"} {
 		req := httptest.NewRequest(http.MethodPost, target, nil)

@@ -74,10 +74,11 @@ func EnforcePermissions(pc *keyward.PermissionChecker) (echo.MiddlewareFunc, err
 	}, nil
 }
 
-// RateLimitByOrg returns the middleware that limits each organization to
-// its plan's rate (l.Check): it sets the rate-limit headers, then goes on,
-// or writes l's error (429, or 500/503). Use one RateLimiter for every
-// route so that they share the counters.
+// RateLimitByOrg returns the middleware that holds each organization to
+// its plan's limits (l.Check): it sets the rate-limit headers, then goes
+// on and gives the request's in-flight slot back when the rest of the
+// chain returns (or panics), or writes l's error (429, or 500/503). Use
+// one RateLimiter for every route so that they share the limits.
 func RateLimitByOrg(l *keyward.RateLimiter) (echo.MiddlewareFunc, error) {
 	if l == nil {
 		return nil, nilError("RateLimitByOrg's RateLimiter")
@@ -90,6 +91,7 @@ func RateLimitByOrg(l *keyward.RateLimiter) (echo.MiddlewareFunc, error) {
 				l.WriteError(c.Response(), c.Request(), err)
 				return nil
 			}
+			defer d.Done()
 			return next(c)
 		}
 	}, nil

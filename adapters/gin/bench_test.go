@@ -46,7 +46,8 @@ func newBenchDecisions(b testing.TB) *benchDecisions {
 	must(err)
 	b.Cleanup(cache.Close)
 	store.Watch(cache)
-	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme", Plan: "growth", RatePerMinute: keyward.MaxRatePerMinute, AllowOverage: true})
+	org, err := store.CreateOrg(ctx, manage.OrgSpec{Name: "acme", Plan: "growth", RatePerMinute: keyward.MaxRatePerMinute,
+		RatePerSecond: keyward.MaxRatePerMinute / 60, Concurrency: keyward.MaxRatePerMinute, AllowOverage: true})
 	must(err)
 	k, err := store.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production", Permissions: []string{"transactions:enrich"}})
 	must(err)

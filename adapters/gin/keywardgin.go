@@ -74,10 +74,12 @@ func EnforcePermissions(pc *keyward.PermissionChecker) (gin.HandlerFunc, error) 
 	}, nil
 }
 
-// RateLimitByOrg returns the middleware that limits each organization to
-// its plan's rate (l.Check): it sets the rate-limit headers, then goes on,
-// or writes l's error (429, or 500/503) and aborts the chain. Use one
-// RateLimiter for every route so that they share the counters.
+// RateLimitByOrg returns the middleware that holds each organization to
+// its plan's limits (l.Check): it sets the rate-limit headers, then goes
+// on and gives the request's in-flight slot back when the rest of the
+// chain returns (or panics), or writes l's error (429, or 500/503) and
+// aborts the chain. Use one RateLimiter for every route so that they
+// share the limits.
 func RateLimitByOrg(l *keyward.RateLimiter) (gin.HandlerFunc, error) {
 	if l == nil {
 		return nil, nilError("RateLimitByOrg's RateLimiter")
@@ -90,6 +92,7 @@ func RateLimitByOrg(l *keyward.RateLimiter) (gin.HandlerFunc, error) {
 			c.Abort()
 			return
 		}
+		defer d.Done()
 		c.Next()
 	}, nil
 }

@@ -50,7 +50,7 @@ func (a *app) printOrgDetail(d orgDetail, asJSON bool) error {
 	}
 	return a.table([]string{"FIELD", "VALUE"}, [][]string{
 		{"id", d.ID}, {"name", d.Name}, {"plan", d.Plan},
-		{"rate", strconv.FormatInt(d.RatePerMinute, 10) + "/min"},
+		{"rate limits", limitsText(d.RatePerSecond, d.RatePerMinute, d.Concurrency)},
 		{"credits/month", strconv.FormatInt(d.Credits, 10)},
 		{"overage", strconv.FormatBool(d.AllowOverage)},
 		{"balance", strconv.FormatInt(d.Balance, 10)},
@@ -65,7 +65,7 @@ func (a *app) orgsShowCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show ORG_ID",
-		Short: "Show an organization: plan, rate, balance, reserved, period end, key count",
+		Short: "Show an organization: plan, rate limits, balance, reserved, period end, key count",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			s, err := a.open(cmd.Context())

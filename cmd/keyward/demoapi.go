@@ -45,7 +45,7 @@ type enrichment struct {
 	EnrichedAt  time.Time `json:"enrichedAt"`
 }
 
-func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, logger *slog.Logger, loadtest bool) (http.Handler, error) {
+func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, failedAuth *rate.FailedAuth, logger *slog.Logger, loadtest bool) (http.Handler, error) {
 	api := &demoAPI{
 		store:  s,
 		ledger: ledger,
@@ -57,7 +57,8 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, 
 		return nil, err
 	}
 	s.Watch(cache)
-	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: s.Format().Prefix(), Errors: api.errors, Usage: s})
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: s.Format().Prefix(), Errors: api.errors, Usage: s,
+		FailedAuth: failedAuth})
 	if err != nil {
 		return nil, err
 	}
@@ -277,13 +278,16 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 			"status": v.Status, "lastUsedAt": v.LastUsedAt})
 	}
 	// The rate-limit headers were set by RateLimitByOrg for this very call.
-	limit, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Limit"), 10, 64)
 	remaining, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Remaining"), 10, 64)
+	inFlight, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Concurrency-Remaining"), 10, 64)
+	l := p.Org.Limits
 	writeJSON(w, http.StatusOK, api.ok(r, map[string]any{
 		"organization": map[string]any{"id": p.Org.ID, "name": p.Org.Name, "plan": p.Org.Plan, "allowOverage": p.Org.AllowOverage},
 		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
 			"reserved": bal.Reserved, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},
-		"rateLimit": map[string]any{"limit": limit, "remaining": remaining, "window": "1m"},
-		"keys":      keyList,
+		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "perMinute": l.RequestsPerMinute,
+			"concurrency": l.Concurrency, "remaining": remaining, "concurrencyRemaining": inFlight,
+			"reset": w.Header().Get("X-RateLimit-Reset")},
+		"keys": keyList,
 	}))
 }

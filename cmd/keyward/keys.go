@@ -18,7 +18,9 @@ type orgJSON struct {
 	ID            string `json:"id"`
 	Name          string `json:"name"`
 	Plan          string `json:"plan"`
+	RatePerSecond int64  `json:"ratePerSecond"`
 	RatePerMinute int64  `json:"ratePerMinute"`
+	Concurrency   int64  `json:"concurrency"`
 	Credits       int64  `json:"credits"`
 	AllowOverage  bool   `json:"allowOverage"`
 }
@@ -26,8 +28,34 @@ type orgJSON struct {
 // orgView shows o's effective limits, as the store resolved them from its
 // plan table.
 func orgView(o keyward.Organization) orgJSON {
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: o.Limits.RequestsPerMinute,
+	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerSecond: o.Limits.RequestsPerSecond,
+		RatePerMinute: o.Limits.RequestsPerMinute, Concurrency: o.Limits.Concurrency,
 		Credits: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
+}
+
+// limitsText shows an organization's (or plan's) rate limits.
+func limitsText(perSecond, perMinute, concurrency int64) string {
+	if perMinute == 0 {
+		return "custom"
+	}
+	return fmt.Sprintf("%d/s, %d/min, %d in flight", perSecond, perMinute, concurrency)
+}
+
+// limitFlags are the --rps and --concurrency flags of orgs create and
+// update and plans set: a per-second rate and an in-flight cap (0: the
+// plan's, or derived from the per-minute rate).
+type limitFlags struct{ perSecond, concurrency int64 }
+
+func (l *limitFlags) add(cmd *cobra.Command, of string) {
+	cmd.Flags().Int64Var(&l.perSecond, "rps", 0, "requests per second, the token bucket's rate and burst ("+of+"; 0: derived from the per-minute rate)")
+	cmd.Flags().Int64Var(&l.concurrency, "concurrency", 0, "requests in flight at once ("+of+"; 0: the per-second rate, at least 2)")
+}
+
+func (l limitFlags) check() error {
+	if err := keyward.CheckLimits(keyward.Limits{RequestsPerSecond: l.perSecond, Concurrency: l.concurrency}); err != nil {
+		return flagError("--rps/--concurrency", err)
+	}
+	return nil
 }
 
 // flagError is a usage error: flag's value broke keyward's rule err.
@@ -74,9 +102,10 @@ func (a *app) orgsCommand() *cobra.Command {
 		name, plan, rate string
 		credits          int64
 		overage, asJSON  bool
+		limits           limitFlags
 	)
 	create := &cobra.Command{
-		Use:   "create --name NAME [--plan PLAN] [--rate N/min] [--credits N] [--overage]",
+		Use:   "create --name NAME [--plan PLAN] [--rate N/min] [--rps N] [--concurrency N] [--credits N] [--overage]",
 		Short: "Create an organization",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -90,17 +119,22 @@ func (a *app) orgsCommand() *cobra.Command {
 			if err := checkCreditsFlag("--credits", credits); err != nil {
 				return err
 			}
+			if err := limits.check(); err != nil {
+				return err
+			}
 			s, err := a.open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer s.Close()
+			spec := manage.OrgSpec{Name: name, Plan: plan, RatePerMinute: r, RatePerSecond: limits.perSecond,
+				Concurrency: limits.concurrency, MonthlyCredits: credits, AllowOverage: overage}
 			// The store checks this too; checked here, against the
 			// database's plan table, a mistake is a usage error.
-			if err := manage.CheckOrg(keyward.Organization{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits}, s.Plans()); err != nil {
+			if _, err := manage.NewOrg("", spec, s.Plans()); err != nil {
 				return usageError{err}
 			}
-			o, err := s.CreateOrg(cmd.Context(), manage.OrgSpec{Name: name, Plan: plan, RatePerMinute: r, MonthlyCredits: credits, AllowOverage: overage})
+			o, err := s.CreateOrg(cmd.Context(), spec)
 			if err != nil {
 				return err
 			}
@@ -108,14 +142,15 @@ func (a *app) orgsCommand() *cobra.Command {
 				return a.printJSON(orgView(o))
 			}
 			v := orgView(o)
-			fmt.Fprintf(a.stdout, "created organization %s (%s): plan %s, %d requests/min, %d credits/month\n",
-				v.ID, v.Name, v.Plan, v.RatePerMinute, v.Credits)
+			fmt.Fprintf(a.stdout, "created organization %s (%s): plan %s, %s, %d credits/month\n",
+				v.ID, v.Name, v.Plan, limitsText(v.RatePerSecond, v.RatePerMinute, v.Concurrency), v.Credits)
 			return nil
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "organization name (required)")
 	create.Flags().StringVar(&plan, "plan", "free", planFlagUsage)
 	create.Flags().StringVar(&rate, "rate", "", "custom rate limit, N/min (overrides the plan's)")
+	limits.add(create, "overrides the plan's")
 	create.Flags().Int64Var(&credits, "credits", 0, "custom monthly credits (overrides the plan's)")
 	create.Flags().BoolVar(&overage, "overage", false, "let calls go on when credits run out")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -20,15 +20,16 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 		name, plan, rate string
 		credits          int64
 		overage, asJSON  bool
+		limits           limitFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "update ORG_ID [--name NAME] [--plan PLAN] [--rate N/min] [--credits N] [--overage=true|false]",
-		Short: "Change an organization's name, plan, rate, monthly credits or overage; flags not given stay as they are",
+		Use:   "update ORG_ID [--name NAME] [--plan PLAN] [--rate N/min] [--rps N] [--concurrency N] [--credits N] [--overage=true|false]",
+		Short: "Change an organization's name, plan, rate limits, monthly credits or overage; flags not given stay as they are",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			fs := cmd.Flags()
 			if fs.NFlag() == 0 || (fs.NFlag() == 1 && fs.Changed("json")) {
-				return usageError{errors.New("nothing to change: give --name, --plan, --rate, --credits or --overage")}
+				return usageError{errors.New("nothing to change: give --name, --plan, --rate, --rps, --concurrency, --credits or --overage")}
 			}
 			var r int64
 			if fs.Changed("rate") {
@@ -38,6 +39,9 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 				}
 			}
 			if err := checkCreditsFlag("--credits", credits); err != nil {
+				return err
+			}
+			if err := limits.check(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -58,6 +62,12 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 			}
 			if fs.Changed("rate") {
 				o.RatePerMinute = r
+			}
+			if fs.Changed("rps") {
+				o.RatePerSecond = limits.perSecond
+			}
+			if fs.Changed("concurrency") {
+				o.Concurrency = limits.concurrency
 			}
 			if fs.Changed("credits") {
 				o.MonthlyCredits = credits
@@ -84,6 +94,7 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&name, "name", "", "organization name")
 	cmd.Flags().StringVar(&plan, "plan", "", planFlagUsage)
 	cmd.Flags().StringVar(&rate, "rate", "", "custom rate limit, N/min (overrides the plan's)")
+	limits.add(cmd, "overrides the plan's; 0: the plan's")
 	cmd.Flags().Int64Var(&credits, "credits", 0, "custom monthly credits (overrides the plan's; 0: the plan's)")
 	cmd.Flags().BoolVar(&overage, "overage", false, "let calls go on when credits run out")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

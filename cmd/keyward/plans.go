@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/keyward/keyward"
 	"strconv"
 
 	"github.com/keyward/keyward/sqlstore"
@@ -15,22 +16,35 @@ const planFlagUsage = "plan: a name from `keyward plans list` (free, starter, gr
 // planJSON is how a plan is printed with --json.
 type planJSON struct {
 	Name          string `json:"name"`
+	RatePerSecond int64  `json:"ratePerSecond"` // 0: derived from the per-minute rate
 	RatePerMinute int64  `json:"ratePerMinute"` // 0: custom, each organization sets its own
+	Concurrency   int64  `json:"concurrency"`   // 0: derived from the per-second rate
 	Credits       int64  `json:"credits"`
+}
+
+func planView(p keyward.Plan) planJSON {
+	return planJSON{Name: p.Name, RatePerSecond: p.Limits.RequestsPerSecond, RatePerMinute: p.Limits.RequestsPerMinute,
+		Concurrency: p.Limits.Concurrency, Credits: p.Limits.MonthlyCredits}
+}
+
+// planLimitsText shows a plan's rate limits as an organization on it gets
+// them (keyward.Plans.Resolve derives what the plan leaves at zero).
+func planLimitsText(p keyward.Plan) string {
+	t, err := keyward.NewPlans(p)
+	if err != nil {
+		return "custom"
+	}
+	l, err := t.Resolve(keyward.Organization{Plan: p.Name})
+	if err != nil {
+		return "custom"
+	}
+	return limitsText(l.RequestsPerSecond, l.RequestsPerMinute, l.Concurrency)
 }
 
 // planListJSON is an element of `plans list --json`.
 type planListJSON struct {
 	planJSON
 	Orgs int `json:"orgs"` // organizations on the plan
-}
-
-// rateText shows a plan's rate, "custom" for none.
-func rateText(n int64) string {
-	if n == 0 {
-		return "custom"
-	}
-	return strconv.FormatInt(n, 10) + "/min"
 }
 
 func (a *app) plansCommand() *cobra.Command {
@@ -68,14 +82,14 @@ func (a *app) plansCommand() *cobra.Command {
 			views := make([]planListJSON, 0, len(plans))
 			rows := make([][]string, 0, len(plans))
 			for _, p := range plans {
-				v := planListJSON{planJSON{p.Name, p.Limits.RequestsPerMinute, p.Limits.MonthlyCredits}, on[p.Name]}
+				v := planListJSON{planView(p), on[p.Name]}
 				views = append(views, v)
-				rows = append(rows, []string{v.Name, rateText(v.RatePerMinute), strconv.FormatInt(v.Credits, 10), strconv.Itoa(v.Orgs)})
+				rows = append(rows, []string{v.Name, planLimitsText(p), strconv.FormatInt(v.Credits, 10), strconv.Itoa(v.Orgs)})
 			}
 			if listJSON {
 				return a.printJSON(views)
 			}
-			return a.table([]string{"NAME", "RATE", "CREDITS/MONTH", "ORGS"}, rows)
+			return a.table([]string{"NAME", "RATE LIMITS", "CREDITS/MONTH", "ORGS"}, rows)
 		},
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
@@ -84,9 +98,10 @@ func (a *app) plansCommand() *cobra.Command {
 		rate    string
 		credits int64
 		setJSON bool
+		limits  limitFlags
 	)
 	set := &cobra.Command{
-		Use:   "set NAME [--rate N/min|custom] [--credits N]",
+		Use:   "set NAME [--rate N/min|custom] [--rps N] [--concurrency N] [--credits N]",
 		Short: "Add a plan, or change one (flags not given stay as they are; a new plan needs --rate)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
@@ -99,6 +114,9 @@ func (a *app) plansCommand() *cobra.Command {
 				}
 			}
 			if err := checkCreditsFlag("--credits", credits); err != nil {
+				return err
+			}
+			if err := limits.check(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -118,21 +136,28 @@ func (a *app) plansCommand() *cobra.Command {
 			if fs.Changed("credits") {
 				p.Limits.MonthlyCredits = credits
 			}
+			if fs.Changed("rps") {
+				p.Limits.RequestsPerSecond = limits.perSecond
+			}
+			if fs.Changed("concurrency") {
+				p.Limits.Concurrency = limits.concurrency
+			}
 			if err := s.SetPlan(ctx, p); err != nil {
 				return err
 			}
 			if setJSON {
-				return a.printJSON(planJSON{Name: p.Name, RatePerMinute: p.Limits.RequestsPerMinute, Credits: p.Limits.MonthlyCredits})
+				return a.printJSON(planView(p))
 			}
 			verb := "added"
 			if found {
 				verb = "changed"
 			}
-			fmt.Fprintf(a.stdout, "%s plan %s: rate %s, %d credits/month\n", verb, p.Name, rateText(p.Limits.RequestsPerMinute), p.Limits.MonthlyCredits)
+			fmt.Fprintf(a.stdout, "%s plan %s: %s, %d credits/month\n", verb, p.Name, planLimitsText(p), p.Limits.MonthlyCredits)
 			return nil
 		},
 	}
 	set.Flags().StringVar(&rate, "rate", "", "rate limit, N/min; custom (or 0): each organization on the plan sets its own")
+	limits.add(set, "for each organization on the plan")
 	set.Flags().Int64Var(&credits, "credits", 0, "monthly credits")
 	set.Flags().BoolVar(&setJSON, "json", false, "print JSON")
 

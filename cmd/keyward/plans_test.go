@@ -29,7 +29,7 @@ func TestPlansAreData(t *testing.T) {
 
 	out, errs, code := c.run("plans", "set", "pro", "--rate", "900/min", "--credits", "50000")
 	require.Equal(t, 0, code, errs)
-	assert.Contains(t, out, "added plan pro: rate 900/min, 50000 credits/month")
+	assert.Contains(t, out, "added plan pro: 15/s, 900/min, 15 in flight, 50000 credits/month")
 
 	org := c.org("--name", "acme", "--plan", "pro")
 	var o orgShown

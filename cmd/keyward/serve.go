@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +36,11 @@ type serveFlags struct {
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
 	maxHeaderBytes                                            int
 	redisTimeout                                              time.Duration
+
+	// The throttle of failed authentication (keyward.AuthConfig.FailedAuth).
+	failedAuthPerMinute int64
+	trustedProxies      []string
+	proxies             []netip.Prefix // trustedProxies, parsed by check
 }
 
 // limitFlags adds the flags of the server's and the Redis client's bounds
@@ -49,6 +56,18 @@ func (f *serveFlags) limitFlags(cmd *cobra.Command) {
 	fs.IntVar(&f.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block, in bytes")
 	fs.DurationVar(&f.redisTimeout, "redis-timeout", redislimit.DefaultTimeout,
 		"longest wait for Redis in one rate-limit check; past it the request is served without a limit")
+	fs.Int64Var(&f.failedAuthPerMinute, "failed-auth-per-minute", rate.DefaultFailedAuthPerMinute,
+		"requests with a missing, malformed or unknown key one client may make a minute (burst 10) before it gets 429s; 0: no limit")
+	fs.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil,
+		"address or CIDR of a proxy whose X-Forwarded-For / Forwarded names the client (repeatable; none: the remote address is the client)")
+}
+
+// failedAuth is the throttle the flags describe; nil when it is off.
+func (f *serveFlags) failedAuth() *rate.FailedAuth {
+	if f.failedAuthPerMinute == 0 {
+		return nil
+	}
+	return &rate.FailedAuth{PerMinute: f.failedAuthPerMinute, TrustedProxies: f.proxies}
 }
 
 // check refuses bounds that are not bounds.
@@ -71,6 +90,20 @@ func (f *serveFlags) check() error {
 	}
 	if f.maxHeaderBytes <= 0 {
 		return usageError{errors.New("--max-header-bytes must be positive")}
+	}
+	if f.failedAuthPerMinute < 0 {
+		return usageError{errors.New("--failed-auth-per-minute must not be negative")}
+	}
+	f.proxies = f.proxies[:0]
+	for _, p := range f.trustedProxies {
+		prefix, err := netip.ParsePrefix(p)
+		if addr, err2 := netip.ParseAddr(p); err != nil && err2 == nil {
+			prefix, err = addr.Prefix(addr.BitLen())
+		}
+		if err != nil {
+			return usageError{fmt.Errorf("--trusted-proxy %q: want an IP address or a CIDR such as 10.0.0.0/8", p)}
+		}
+		f.proxies = append(f.proxies, prefix)
 	}
 	return nil
 }
@@ -133,7 +166,7 @@ func (a *app) demoCommand() *cobra.Command {
 			}
 			ready := func(addr string) {
 				base := "http://" + addr
-				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (free plan: 60 requests/min, 100 credits/month)
+				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (free plan: 1 request/s, 60/min, 2 in flight, 100 credits/month)
 database: %s (deleted on exit)
 
 Your API key (shown once):
@@ -149,6 +182,11 @@ Try it:
 
     curl -s %s/v1/usage -H 'X-API-Key: %s'
 
+Every answer carries the rate-limit headers (X-RateLimit-Limit is per
+second; -Concurrency-* the requests in flight); a second call within the
+second gets 429 with X-RateLimit-Scope: rps. Requests with a bad key are
+throttled per client (--failed-auth-per-minute).
+
 Press Ctrl-C to stop.
 `, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key)
 			}
@@ -156,7 +194,7 @@ Press Ctrl-C to stop.
 		},
 	}
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters (default: in memory)")
+	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for the rate limits (default: in memory)")
 	f.limitFlags(cmd)
 	return cmd
 }
@@ -192,7 +230,7 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	default:
 		return usageError{fmt.Errorf("--ledger %q: want db or memory", f.ledger)}
 	}
-	h, err := newDemoAPI(s, ledger, limitStore, logger, f.loadtest)
+	h, err := newDemoAPI(s, ledger, limitStore, f.failedAuth(), logger, f.loadtest)
 	if err != nil {
 		return err
 	}

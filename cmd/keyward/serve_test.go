@@ -161,7 +161,7 @@ func TestServeFrozenRedis(t *testing.T) {
 	}
 	proxy := testenv.NewProxy(t, opts.Addr)
 	c := newCLI(t)
-	org := c.org("--name", "acme", "--rate", "100000/min")
+	org := c.org("--name", "acme", "--rate", "100000/min", "--rps", "1000")
 	k := c.key(org, "--name", "production", "--permissions", "*")
 	const timeout = 200 * time.Millisecond
 	srv := c.serve("--redis", fmt.Sprintf("redis://%s/%d", proxy.Addr(), opts.DB), "--redis-timeout", timeout.String())
@@ -192,7 +192,7 @@ func TestServeFrozenRedis(t *testing.T) {
 func TestServeFrozenPostgres(t *testing.T) {
 	dsn := pgSchema(t)
 	c := &cli{t: t, db: dsn}
-	org := c.org("--name", "acme", "--credits", "1000", "--rate", "100000/min")
+	org := c.org("--name", "acme", "--credits", "1000", "--rate", "100000/min", "--rps", "1000")
 	k := c.key(org, "--name", "production", "--permissions", "*")
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)

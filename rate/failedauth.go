@@ -1,0 +1,183 @@
+package rate
+
+import (
+	"hash/maphash"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// FailedAuthScope is the X-RateLimit-Scope and details.scope of a request
+// refused by FailedAuth.
+const FailedAuthScope Scope = "auth"
+
+// Defaults of FailedAuth: a client that mistypes its key a few times is
+// not held up, one that tries keys by the thousand gets one try a second.
+const (
+	DefaultFailedAuthPerMinute = 60
+	DefaultFailedAuthBurst     = 10
+)
+
+// FailedAuth throttles, per client, requests whose API key is missing,
+// malformed or unknown (keyward.AuthConfig.FailedAuth): each counts
+// against the client's budget, a token bucket of PerMinute a minute and
+// Burst at once, and a client over it is refused before any key lookup.
+// The client is the request's remote address; behind a proxy listed in
+// TrustedProxies, the address that proxy reports (X-Forwarded-For or
+// Forwarded), which is never read otherwise. Budgets are kept in this
+// process. Make one with new or a literal, and share it between
+// authenticators to share the budgets; it is safe for concurrent use.
+type FailedAuth struct {
+	// PerMinute and Burst size each client's budget. Zero:
+	// DefaultFailedAuthPerMinute and DefaultFailedAuthBurst.
+	PerMinute, Burst int64
+	// TrustedProxies are the proxies whose word on the client's address
+	// is taken: a request from one of them is the client's that its
+	// X-Forwarded-For (or Forwarded) names, right to left, past every
+	// trusted address.
+	TrustedProxies []netip.Prefix
+
+	shards [16]clientShard
+}
+
+type clientShard struct {
+	mu    sync.Mutex
+	tat   map[string]int64 // client -> when its budget is whole again, Unix ns
+	swept int64
+}
+
+// maxClientLen bounds a client name taken from a header: hostile values
+// never become long map keys.
+const maxClientLen = 64
+
+func (f *FailedAuth) budget() (interval, capacity int64) {
+	perMinute, burst := f.PerMinute, f.Burst
+	if perMinute <= 0 {
+		perMinute = DefaultFailedAuthPerMinute
+	}
+	if burst <= 0 {
+		burst = DefaultFailedAuthBurst
+	}
+	interval = int64(time.Minute) / perMinute
+	return interval, burst * interval
+}
+
+func (f *FailedAuth) shard(client string) *clientShard {
+	return &f.shards[maphash.String(seed, client)%uint64(len(f.shards))]
+}
+
+// Wait returns how long client must wait before a request of it is
+// considered again; zero when it is within its budget.
+func (f *FailedAuth) Wait(client string, now time.Time) time.Duration {
+	interval, capacity := f.budget()
+	sh := f.shard(client)
+	sh.mu.Lock()
+	tat := sh.tat[client]
+	sh.mu.Unlock()
+	return time.Duration(max(tat+interval-capacity-now.UnixNano(), 0))
+}
+
+// Fail counts a failed authentication of client at now.
+func (f *FailedAuth) Fail(client string, now time.Time) {
+	interval, _ := f.budget()
+	ns := now.UnixNano()
+	sh := f.shard(client)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.tat == nil {
+		sh.tat = make(map[string]int64)
+	}
+	if ns-sh.swept > int64(time.Minute) {
+		sh.swept = ns
+		for c, tat := range sh.tat {
+			if tat < ns {
+				delete(sh.tat, c) // its budget is whole: nothing to keep
+			}
+		}
+	}
+	sh.tat[client] = max(sh.tat[client], ns) + interval
+}
+
+// Limit returns the budget: failures a minute.
+func (f *FailedAuth) Limit() int64 {
+	interval, _ := f.budget()
+	return int64(time.Minute) / interval
+}
+
+// Client returns the client r comes from: its remote address without the
+// port, or behind a trusted proxy the address the proxies report.
+func (f *FailedAuth) Client(r *http.Request) string {
+	client := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(client); err == nil {
+		client = host
+	}
+	if len(f.TrustedProxies) == 0 || !f.trusted(client) {
+		return bounded(client)
+	}
+	hops := forwarded(r)
+	for i := len(hops) - 1; i >= 0; i-- {
+		client = hops[i]
+		if !f.trusted(client) {
+			break
+		}
+	}
+	return bounded(client)
+}
+
+func bounded(s string) string {
+	if len(s) > maxClientLen {
+		return s[:maxClientLen]
+	}
+	return s
+}
+
+func (f *FailedAuth) trusted(addr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range f.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwarded returns the client addresses the proxies reported, first
+// hop first: Forwarded's for= parameters if there are any, else
+// X-Forwarded-For's entries.
+func forwarded(r *http.Request) []string {
+	var hops []string
+	for _, v := range r.Header.Values("Forwarded") {
+		for elem := range strings.SplitSeq(v, ",") {
+			for pair := range strings.SplitSeq(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(k, "for") {
+					hops = append(hops, nodeAddr(strings.Trim(val, `"`)))
+				}
+			}
+		}
+	}
+	if len(hops) > 0 {
+		return hops
+	}
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for a := range strings.SplitSeq(v, ",") {
+			hops = append(hops, nodeAddr(strings.TrimSpace(a)))
+		}
+	}
+	return hops
+}
+
+// nodeAddr strips a port and IPv6 brackets from a reported address.
+func nodeAddr(s string) string {
+	if host, _, err := net.SplitHostPort(s); err == nil {
+		return host
+	}
+	return strings.Trim(s, "[]")
+}
