@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/testenv"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -28,16 +29,13 @@ func TestFrozenRedisCostsAtMostTimeout(t *testing.T) {
 	for _, failClosed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failClosed=%v", failClosed), func(t *testing.T) {
 			t.Parallel()
-			keys, k := newOrgAndKey(t)
+			keys, _, k := newOrgAndKey(t, manage.OrgSpec{RatePerSecond: 1000, RatePerMinute: 1000, Concurrency: 100})
 			proxy := testenv.NewProxy(t, base.Addr)
 			opts, err := redislimit.ClientOptions(fmt.Sprintf("redis://%s/%d", proxy.Addr(), base.DB), 0)
 			require.NoError(t, err)
 			opts.PoolSize = 4 // fewer connections than concurrent requests
-			client := redis.NewClient(opts)
-			t.Cleanup(func() { _ = client.Close() })
-			prefix := testPrefix()
-			t.Cleanup(func() { cleanKeys(base, prefix) })
-			in := newInstance(t, keys, client, prefix, func() time.Time { return midWindow }, failClosed)
+			client := newClient(t, opts)
+			in := newInstance(t, keys, client, testPrefix(t, base), setup{failClosed: failClosed})
 			require.NotEmpty(t, in.call(k.Key).Header().Get("X-RateLimit-Limit"))
 
 			want := http.StatusOK
