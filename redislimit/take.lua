@@ -86,7 +86,7 @@ if refused ~= 0 then
   if refused == 3 then kt = wait; kr = 0 end
   local mt = untilOut(msecs, 1)
   if refused == 2 then mt = wait end
-  return {refused, 0, math.max(tat - now, 0), wait, math.max(rpm - msum, 0), mt, kr, kt, inflight}
+  return {refused, refused == 1 and 0 or math.floor((cap - math.max(tat - now, 0)) / iv), math.max(tat - now, 0), wait, math.max(rpm - msum, 0), mt, kr, kt, inflight}
 end
 
 local function add(key, secs, sum)
