@@ -25,10 +25,10 @@ func (d *discard) WriteHeader(int)             {}
 // own stdlib middleware over ulule's Redis store (impl=ulule: one fixed
 // window a minute, keyed by client IP) with RequireAPIKey → RateLimitByOrg
 // over this package's Store (impl=auth+limit: a cached key, and all three
-// limits of its organization). Each request is one Redis round trip in
-// both (keyward's also gives its in-flight slot back when the request
-// ends: a second, unwaited-for command). Limits are set so high that no
-// request is refused.
+// limits of its organization). Each decision is one Redis round trip in
+// both; keyward's chain also gives its in-flight slot back when the
+// request ends (Store.Release: ZREM, a second round trip). Limits are set
+// so high that no request is refused.
 func BenchmarkRedisRateLimit(b *testing.B) {
 	opts := redisOptions(b)
 	ctx := context.Background()

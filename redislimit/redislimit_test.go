@@ -249,7 +249,8 @@ func TestTwoInstancesShareOneLimit(t *testing.T) {
 		assert.Equal(t, rpm-100, second.served, "the quota counts the previous second")
 		assert.Equal(t, map[string]int{"rpm": 200 - rpm}, second.refused)
 
-		// The quota is kept per second: two seconds hold the 120.
+		// The quota is kept per second: the seconds of both bursts hold
+		// the 120.
 		client := newClient(t, opts)
 		h, err := client.HGetAll(context.Background(), orgKey(instances, org.ID)).Result()
 		require.NoError(t, err)
@@ -260,7 +261,7 @@ func TestTwoInstancesShareOneLimit(t *testing.T) {
 				seconds, sum = seconds+1, sum+n
 			}
 		}
-		assert.Equal(t, 2, seconds)
+		assert.GreaterOrEqual(t, seconds, 2)
 		assert.Equal(t, rpm, sum)
 	})
 
@@ -291,6 +292,8 @@ func TestTwoInstancesShareOneLimit(t *testing.T) {
 		// answered: exactly the cap is served.
 		g := make(chan struct{})
 		gate.Store(&g)
+		open := sync.OnceFunc(func() { close(g) })
+		defer open() // never leave a request hanging, even on a failure
 		var c tally
 		var answered sync.WaitGroup
 		answered.Go(func() { burst(t, &c, instances, k.Key, 200) })
@@ -298,7 +301,7 @@ func TestTwoInstancesShareOneLimit(t *testing.T) {
 			n, err := client.ZCard(context.Background(), inflight).Result()
 			return err == nil && n == limit && entered.Load() == limit && c.answered.Load() == 200-limit
 		}, 20*time.Second, 5*time.Millisecond, "the cap's requests run, every other one is answered")
-		close(g)
+		open()
 		answered.Wait()
 		assert.Equal(t, limit, c.served)
 		assert.Equal(t, map[string]int{"concurrency": 200 - limit}, c.refused)
@@ -431,7 +434,7 @@ func TestQuotaWithoutExpiryHeals(t *testing.T) {
 	require.Eventually(t, func() bool {
 		var err error
 		now, err = client.Time(ctx).Result()
-		return err == nil && now.Nanosecond() < 500*int(time.Millisecond)
+		return err == nil && now.Nanosecond() < 300*int(time.Millisecond)
 	}, 2*time.Second, 10*time.Millisecond)
 	stuck := strconv.FormatInt(now.Unix()-59, 10) // leaves the window at the next second
 	require.NoError(t, client.HSet(ctx, hash, stuck, 1000).Err())
@@ -478,6 +481,7 @@ func TestRedisOutage(t *testing.T) {
 
 			require.Equal(t, http.StatusOK, in.call(k.Key).Code)
 			proxy.Cut()
+			cut := time.Now()
 			for range 20 {
 				w := in.call(k.Key)
 				if failClosed {
@@ -494,7 +498,10 @@ func TestRedisOutage(t *testing.T) {
 			if failClosed {
 				assert.Zero(t, logs.n.Load(), "a 503 is the answer, not a fail-open log record")
 			} else {
-				assert.Equal(t, int64(1), logs.n.Load(), "20 failures in well under a second: logged once")
+				// At most once a second: once, unless the 20 calls took
+				// over a second.
+				assert.Positive(t, logs.n.Load(), "the outage is logged")
+				assert.LessOrEqual(t, logs.n.Load(), 1+int64(time.Since(cut)/time.Second), "20 failures flood the log")
 			}
 			proxy.Restore()
 			require.Eventually(t, func() bool {

@@ -97,7 +97,6 @@ func TestSIGKILLFreesSlotsWithinSlotTTL(t *testing.T) {
 	}, 3*slotTTL, 10*time.Millisecond, "the dead process's slots expire")
 	t.Logf("slots freed %v after SIGKILL (SlotTTL %v, renewed every %v)", freed.Round(time.Millisecond), slotTTL, slotTTL/3)
 	assert.LessOrEqual(t, freed, slotTTL+250*time.Millisecond, "within SlotTTL of the kill")
-	assert.GreaterOrEqual(t, freed, slotTTL/3, "held by their leases, not freed by the kill itself")
 	require.Eventually(t, func() bool {
 		n, err := client.ZCard(ctx, inflight).Result()
 		return err == nil && n == 0

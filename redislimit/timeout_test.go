@@ -22,8 +22,10 @@ import (
 // refused with a 503; Redis gone (connections refused) costs next to
 // nothing. Concurrent requests are bounded alike, whether they wait for an
 // answer, a connection from the pool or a new one.
+//
+// Not parallel with the package's other tests: it measures time, and
+// their bursts of hundreds of requests would be in it.
 func TestFrozenRedisCostsAtMostTimeout(t *testing.T) {
-	t.Parallel()
 	const timeout = redislimit.DefaultTimeout
 	base := redisOptions(t)
 	for _, failClosed := range []bool{false, true} {
