@@ -529,3 +529,34 @@ func TestNewRejectsAnUnreachableRedis(t *testing.T) {
 	_, err = redislimit.New(context.Background(), client, redislimit.Options{SlotTTL: -time.Second})
 	assert.ErrorAs(t, err, &ce)
 }
+
+// TestRefusalLeavesNoKeyWithoutExpiry: a request refused while its
+// organization's hash has expired (its one slot held by a request running
+// for over a minute) writes the hash again; that hash expires like the
+// others, or an organization that stops calling leaves it forever.
+func TestRefusalLeavesNoKeyWithoutExpiry(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	ctx := context.Background()
+	prefix := testPrefix(t, opts)
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
+	require.NoError(t, err)
+	org := "org_" + ids.New("")
+	req := rate.Request{Org: org, Key: "key_a", PerSecond: 10, PerMinute: 600, Concurrency: 1}
+	held, err := store.Take(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, rate.Scope(""), held.Refused)
+	defer store.Release(org, held.Slot)
+	hash := prefix + ":{" + org + "}"
+	require.NoError(t, client.Del(ctx, hash).Err(), "a minute later, the hash has expired")
+
+	res, err := store.Take(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, rate.InFlight, res.Refused)
+	ttl, err := client.PTTL(ctx, hash).Result()
+	require.NoError(t, err)
+	if ttl != -2 { // written again: then with an expiry
+		assert.Greater(t, ttl, time.Duration(0), "the organization's hash has no expiry")
+	}
+}
