@@ -80,7 +80,7 @@ elseif inflight >= conc then
 end
 
 if refused ~= 0 then
-  if rate ~= rps then redis.call('HSET', KEYS[1], 'tat', int(tat), 'rate', int(rps)) end
+  if rate ~= rps then redis.call('HSET', KEYS[1], 'tat', int(tat), 'rate', int(rps)); redis.call('PEXPIRE', KEYS[1], int(math.max(61000, math.ceil((tat - now) / 1000) + 1000))) end
   local kr, kt = 0, 0
   if krpm > 0 then kr, kt = math.max(krpm - ksum, 0), untilOut(ksecs, 1) end
   if refused == 3 then kt = wait; kr = 0 end
