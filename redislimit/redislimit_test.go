@@ -337,18 +337,22 @@ func orgKey(instances []instance, org string) string {
 	return instances[0].prefix + ":{" + org + "}"
 }
 
+// redisAndMemory returns a Redis Store of a prefix of its own and
+// rate.Memory, the reference, by name.
+func redisAndMemory(t *testing.T) map[string]rate.Store {
+	opts := redisOptions(t)
+	store, err := redislimit.New(context.Background(), newClient(t, opts), redislimit.Options{Prefix: testPrefix(t, opts)})
+	require.NoError(t, err)
+	return map[string]rate.Store{"redis": store, "memory": new(rate.Memory)}
+}
+
 // TestTakeAsMemory runs one sequence of requests on the Redis Store and on
 // rate.Memory, the reference: each decision and each count agree, and are
 // the expected ones. The sequence takes well under the bucket's 333 ms per
 // token, so both see one instant.
 func TestTakeAsMemory(t *testing.T) {
 	t.Parallel()
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	store, err := redislimit.New(context.Background(), client, redislimit.Options{Prefix: testPrefix(t, opts)})
-	require.NoError(t, err)
-	stores := map[string]rate.Store{"redis": store, "memory": new(rate.Memory)}
-	for name, s := range stores {
+	for name, s := range redisAndMemory(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			org := "org_" + ids.New("")
@@ -568,11 +572,7 @@ func TestRefusalLeavesNoKeyWithoutExpiry(t *testing.T) {
 // is the new size at once.
 func TestPlanChangeAsMemory(t *testing.T) {
 	t.Parallel()
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	store, err := redislimit.New(context.Background(), client, redislimit.Options{Prefix: testPrefix(t, opts)})
-	require.NoError(t, err)
-	for name, s := range map[string]rate.Store{"redis": store, "memory": new(rate.Memory)} {
+	for name, s := range redisAndMemory(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			org := "org_" + ids.New("")
