@@ -18,11 +18,11 @@ import (
 )
 
 // TestFrozenRedisCostsAtMostTimeout: with a client from ClientOptions and
-// the default timeouts, Redis frozen (a partition: connections stay open, nothing comes back)
-// costs each request at most the timeout, then it is served unlimited or
-// refused with a 503; Redis gone (connections refused) costs next to
-// nothing. Concurrent requests are bounded alike, whether they wait for an
-// answer, a connection from the pool or a new one.
+// the default timeouts, Redis frozen (a partition: connections stay open,
+// nothing comes back) or gone (connections refused) costs each request at
+// most the timeout, then it is served unlimited or refused with a 503.
+// Concurrent requests are bounded alike, whether they wait for an answer,
+// a connection from the pool or a new one.
 //
 // Not parallel with the package's other tests: it measures time, and
 // their bursts of hundreds of requests would be in it.
@@ -79,11 +79,9 @@ func TestFrozenRedisCostsAtMostTimeout(t *testing.T) {
 				return in.call(k.Key).Header().Get("X-RateLimit-Limit") != ""
 			}, 5*time.Second, 20*time.Millisecond, "counts again once the network heals")
 			proxy.Cut()
-			// Refused connections fail without waiting for the timeout:
-			// most calls take less (the pool's 4 connections make the 8
-			// callers queue), none more.
-			slowest, median := calls("gone")
-			assert.Less(t, median, timeout)
+			// Refused connections: no call waits longer either. (go-redis
+			// retries a failed dial 100 ms apart, within the deadline.)
+			slowest, _ = calls("gone")
 			assert.Less(t, slowest, timeout+150*time.Millisecond)
 		})
 	}
