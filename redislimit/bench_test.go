@@ -3,17 +3,16 @@ package redislimit_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward"
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/manage"
-	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
-	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/middleware/stdlib"
+	ulredis "github.com/ulule/limiter/v3/drivers/store/redis"
 )
 
 type discard struct{ h http.Header }
@@ -22,55 +21,60 @@ func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(int)             {}
 
-// BenchmarkRedisRateLimit compares, on one Redis: ulule's own stdlib
-// middleware alone (impl=ulule) and RequireAPIKey → RateLimitByOrg with a
-// cached key (impl=auth+limit). Each request is one Redis round trip in
-// both.
+// BenchmarkRedisRateLimit compares, on one Redis and one client, ulule's
+// own stdlib middleware over ulule's Redis store (impl=ulule: one fixed
+// window a minute, keyed by client IP) with RequireAPIKey → RateLimitByOrg
+// over this package's Store (impl=auth+limit: a cached key, and all three
+// limits of its organization). Each decision is one Redis round trip in
+// both; keyward's chain also gives its in-flight slot back when the
+// request ends (Store.Release: ZREM, a second round trip). Limits are set
+// so high that no request is refused.
 func BenchmarkRedisRateLimit(b *testing.B) {
-	url := testenv.RedisURL(b)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		b.Fatal(err)
-	}
+	opts := redisOptions(b)
 	ctx := context.Background()
-	client := redis.NewClient(opts)
-	defer client.Close()
-	if err := client.Ping(ctx).Err(); err != nil {
-		testenv.Unreachable(b, "Redis", err)
-	}
-	prefix := testPrefix()
+	client := newClient(b, opts)
+	prefix := testPrefix(b, opts)
 	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		keys, _ := client.Keys(ctx, prefix+":*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-	}()
-
-	keys, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	ululeStore, err := ulredis.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix + ":ulule"})
 	if err != nil {
 		b.Fatal(err)
 	}
-	org, _ := keys.CreateOrg(ctx, manage.OrgSpec{Name: "bench", Plan: "enterprise", RatePerMinute: keyward.MaxRatePerMinute})
-	k, _ := keys.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "bench"})
-	cache, _ := keyward.NewCache(keys, keyward.CacheConfig{TTL: time.Hour})
-	defer cache.Close()
-	auth, _ := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+
+	keys, _, k := newOrgAndKey(b, manage.OrgSpec{Name: "bench", Plan: "enterprise", RatePerMinute: keyward.MaxRatePerMinute,
+		RatePerSecond: keyward.MaxRatePerMinute / 60, Concurrency: keyward.MaxRatePerMinute})
+	cache, err := keyward.NewCache(keys, keyward.CacheConfig{TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cache.Close)
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	rl, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	handlers := map[string]http.Handler{
-		"ulule":      stdlib.NewMiddleware(limiter.New(store, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok),
+		"ulule":      stdlib.NewMiddleware(limiter.New(ululeStore, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok),
 		"auth+limit": auth.Middleware(rl.Middleware(ok)),
 	}
 	r, _ := http.NewRequest(http.MethodGet, "/v1/transactions", nil)
 	r.Header.Set("X-API-Key", k.Key)
 	r.RemoteAddr = "203.0.113.7:41234"
+	for impl, h := range handlers {
+		// Both limit and count: a limiter that fails open would measure
+		// nothing.
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK || w.Header().Get("X-RateLimit-Remaining") == "" {
+			b.Fatalf("%s: status %d, headers %v", impl, w.Code, w.Header())
+		}
+	}
 
 	for _, mode := range []string{"serial", "parallel"} {
 		for _, impl := range []string{"ulule", "auth+limit"} {

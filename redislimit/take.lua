@@ -80,16 +80,13 @@ elseif inflight >= conc then
 end
 
 if refused ~= 0 then
-  if rate ~= rps then redis.call('HSET', KEYS[1], 'tat', int(tat), 'rate', int(rps)) end
+  if rate ~= rps then redis.call('HSET', KEYS[1], 'tat', int(tat), 'rate', int(rps)); redis.call('PEXPIRE', KEYS[1], int(math.max(61000, math.ceil((tat - now) / 1000) + 1000))) end
   local kr, kt = 0, 0
   if krpm > 0 then kr, kt = math.max(krpm - ksum, 0), untilOut(ksecs, 1) end
   if refused == 3 then kt = wait; kr = 0 end
   local mt = untilOut(msecs, 1)
   if refused == 2 then mt = wait end
-  local full = math.max(tat - now, 0)
-  local br = 0
-  if refused ~= 1 then br = math.floor((cap - full) / iv) end
-  return {refused, br, full, wait, math.max(rpm - msum, 0), mt, kr, kt, inflight}
+  return {refused, refused == 1 and 0 or math.floor((cap - math.max(tat - now, 0)) / iv), math.max(tat - now, 0), wait, math.max(rpm - msum, 0), mt, kr, kt, inflight}
 end
 
 local function add(key, secs, sum)

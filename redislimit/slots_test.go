@@ -1,0 +1,168 @@
+package redislimit_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/rate"
+	"github.com/keyward/keyward/redislimit"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// slotTTL is the lease of the slot tests: short, so that they are quick.
+const slotTTL = time.Second
+
+// TestSIGKILLFreesSlotsWithinSlotTTL: a process takes every in-flight slot
+// of an organization and is killed (SIGKILL) while it holds them. While it
+// lives, its slots outlast SlotTTL (its Store renews them); right after
+// the kill the organization is still at its cap; within SlotTTL of the
+// kill (plus the time to notice) a request of it is served again.
+func TestSIGKILLFreesSlotsWithinSlotTTL(t *testing.T) {
+	t.Parallel()
+	const slots = 3
+	opts := redisOptions(t)
+	prefix := testPrefix(t, opts)
+	org := "org_" + ids.New("")
+	client := newClient(t, opts)
+	ctx := context.Background()
+	inflight := prefix + ":{" + org + "}:inflight"
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcessHoldSlots$", "-test.v")
+	cmd.Env = append(os.Environ(), "KEYWARD_HELPER_REDIS_URL="+testRedisURL(opts), "KEYWARD_HELPER_PREFIX="+prefix,
+		"KEYWARD_HELPER_ORG="+org, "KEYWARD_HELPER_SLOTS="+strconv.Itoa(slots))
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = cmd.Stdout
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := bufio.NewScanner(stdout)
+	var out []string
+	held := false
+	for !held && lines.Scan() {
+		out = append(out, lines.Text())
+		held = lines.Text() == "held="+strconv.Itoa(slots)
+	}
+	require.True(t, held, "the helper never held its slots: %v\n%s", lines.Err(), strings.Join(out, "\n"))
+	go func() { // keep the pipe drained
+		for lines.Scan() {
+		}
+	}()
+	require.Eventually(t, func() bool {
+		n, err := client.ZCard(ctx, inflight).Result()
+		return err == nil && n == slots
+	}, 5*time.Second, 10*time.Millisecond, "the slots are in Redis")
+
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix, SlotTTL: slotTTL})
+	require.NoError(t, err)
+	take := func() rate.Result {
+		res, err := store.Take(ctx, rate.Request{Org: org, Key: "key_survivor", PerSecond: 1000, PerMinute: 100_000, Concurrency: slots})
+		require.NoError(t, err)
+		store.Release(org, res.Slot)
+		return res
+	}
+	assert.Equal(t, rate.InFlight, take().Refused, "the helper holds the cap")
+
+	// A live process keeps its slots past their TTL.
+	time.Sleep(2 * slotTTL)
+	res := take()
+	assert.Equal(t, rate.InFlight, res.Refused, "renewed: still held after twice SlotTTL")
+	assert.Equal(t, int64(slots), res.InFlight)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	err = cmd.Wait()
+	killed := time.Now()
+	require.Error(t, err)
+	assert.Equal(t, "signal: killed", err.Error())
+	assert.Equal(t, rate.InFlight, take().Refused, "right after the kill the slots are still taken")
+
+	var freed time.Duration
+	require.Eventually(t, func() bool {
+		res := take()
+		freed = time.Since(killed)
+		return res.Refused == ""
+	}, 3*slotTTL, 10*time.Millisecond, "the dead process's slots expire")
+	t.Logf("slots freed %v after SIGKILL (SlotTTL %v, renewed every %v)", freed.Round(time.Millisecond), slotTTL, slotTTL/3)
+	assert.LessOrEqual(t, freed, slotTTL+250*time.Millisecond, "within SlotTTL of the kill")
+	require.Eventually(t, func() bool {
+		n, err := client.ZCard(ctx, inflight).Result()
+		return err == nil && n == 0
+	}, time.Second, 10*time.Millisecond, "no lease of the dead process is left")
+}
+
+// testRedisURL is the URL of opts's server and database.
+func testRedisURL(opts *redis.Options) string {
+	return fmt.Sprintf("redis://%s/%d", opts.Addr, opts.DB)
+}
+
+// TestHelperProcessHoldSlots is not a test: it is the process that
+// TestSIGKILLFreesSlotsWithinSlotTTL kills. It takes the organization's
+// slots through a Store of SlotTTL slotTTL, says so, and holds them until
+// it is killed.
+func TestHelperProcessHoldSlots(t *testing.T) {
+	url, prefix, org := os.Getenv("KEYWARD_HELPER_REDIS_URL"), os.Getenv("KEYWARD_HELPER_PREFIX"), os.Getenv("KEYWARD_HELPER_ORG")
+	if url == "" || prefix == "" || org == "" {
+		t.Skip("helper process only")
+	}
+	n, err := strconv.Atoi(os.Getenv("KEYWARD_HELPER_SLOTS"))
+	require.NoError(t, err)
+	opts, err := redislimit.ClientOptions(url, 0)
+	require.NoError(t, err)
+	store, err := redislimit.New(context.Background(), redis.NewClient(opts), redislimit.Options{Prefix: prefix, SlotTTL: slotTTL})
+	require.NoError(t, err)
+	for i := range n {
+		res, err := store.Take(context.Background(), rate.Request{Org: org, Key: "key_" + strconv.Itoa(i),
+			PerSecond: 1000, PerMinute: 100_000, Concurrency: int64(n)})
+		require.NoError(t, err)
+		require.Equal(t, rate.Scope(""), res.Refused)
+	}
+	fmt.Printf("held=%d\n", n)
+	select {} // killed here, its slots held
+}
+
+// TestSlowRequestKeepsItsSlot: a request that runs for several SlotTTLs
+// keeps its slot (the Store renews it), so the organization stays at its
+// cap; once the request ends its slot is free at once.
+func TestSlowRequestKeepsItsSlot(t *testing.T) {
+	t.Parallel()
+	const ttl = 300 * time.Millisecond
+	opts := redisOptions(t)
+	keys, _, k := newOrgAndKey(t, manage.OrgSpec{RatePerSecond: 1000, RatePerMinute: 1000, Concurrency: 1})
+	release, running := make(chan struct{}), make(chan struct{}, 1)
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") != "" {
+			running <- struct{}{}
+			<-release
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	in := newInstance(t, keys, newClient(t, opts), testPrefix(t, opts), setup{handler: slow, slotTTL: ttl})
+	call := func(query string) int {
+		r, _ := http.NewRequest(http.MethodGet, "/v1/enrich"+query, nil)
+		r.Header.Set("X-API-Key", k.Key)
+		w := httptest.NewRecorder()
+		in.h.ServeHTTP(w, r)
+		return w.Code
+	}
+	done := make(chan int)
+	go func() { done <- call("?slow=1") }()
+	<-running
+	time.Sleep(4 * ttl)
+	assert.Equal(t, http.StatusTooManyRequests, call(""), "the slow request still holds the one slot after 4 × SlotTTL")
+	close(release)
+	assert.Equal(t, http.StatusOK, <-done)
+	assert.Equal(t, http.StatusOK, call(""), "its slot is free once it ends")
+}
