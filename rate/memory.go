@@ -205,7 +205,6 @@ type ring struct {
 	counts [60]int64
 	head   int64 // the newest second counted
 	sum    int64 // of counts
-	oldest int64 // the oldest second with a count, when sum > 0
 }
 
 // advance moves the ring to second sec, emptying the buckets it leaves
@@ -224,10 +223,6 @@ func (r *ring) advance(sec int64) int64 {
 		}
 	}
 	r.head = sec
-	if r.sum > 0 && r.oldest <= sec-60 { // the oldest left: find the next, once a second at most
-		for r.oldest = sec - 59; r.counts[((r.oldest%60)+60)%60] == 0; r.oldest++ {
-		}
-	}
 	return sec
 }
 
@@ -247,20 +242,18 @@ func (r *ring) take(sec, now, limit int64, w *Window) bool {
 // leaves, and when the oldest request counted leaves the window.
 func (r *ring) add(sec, now, limit int64, w *Window) {
 	sec = r.advance(sec)
-	if r.sum == 0 {
-		r.oldest = sec
-	}
 	r.counts[sec%60]++
 	r.sum++
 	*w = r.state(now, limit)
 }
 
-// state is the ring's Window at limit: Reset is when the oldest request
-// counted leaves the window.
+// state is the ring's Window at limit: Reset is when the whole count has
+// left the window (the newest second counted, a minute on), when the quota
+// is whole again.
 func (r *ring) state(now, limit int64) Window {
 	reset := time.Minute
 	if r.sum > 0 {
-		reset = max(time.Duration((r.oldest+60)*int64(time.Second)-now), 0)
+		reset = max(time.Duration((r.head+60)*int64(time.Second)-now), 0)
 	}
 	return Window{Remaining: max(limit-r.sum, 0), Reset: reset}
 }

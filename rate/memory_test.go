@@ -212,14 +212,14 @@ func TestUluleKeepsFixedWindows(t *testing.T) {
 	var _ limiter.Store = memory.NewStore()
 }
 
-func TestQuotaResetIsWhenTheOldestLeaves(t *testing.T) {
+func TestQuotaResetIsWhenTheNewestLeaves(t *testing.T) {
 	var m Memory
 	req := Request{Org: "o", PerSecond: 10, PerMinute: 100, Concurrency: 10, Now: t0.Add(10 * time.Second)}
 	assert.Equal(t, time.Minute, take(t, &m, req).Minute.Reset)
 	req.Now = t0.Add(20*time.Second + 500*time.Millisecond)
-	assert.Equal(t, 49*time.Second+500*time.Millisecond, take(t, &m, req).Minute.Reset)
+	assert.Equal(t, 59*time.Second+500*time.Millisecond, take(t, &m, req).Minute.Reset, "second 20 leaves at 80 s")
 	req.Now = t0.Add(75 * time.Second) // the first left at 70 s
 	res := take(t, &m, req)
-	assert.Equal(t, 5*time.Second, res.Minute.Reset, "the next oldest: second 20, which leaves at 80 s")
+	assert.Equal(t, time.Minute, res.Minute.Reset)
 	assert.Equal(t, int64(98), res.Minute.Remaining)
 }

@@ -59,7 +59,7 @@ type Window struct {
 	// Remaining is how many more requests the limit would let through now.
 	Remaining int64
 	// Reset is how long until the limit is whole again: the bucket full,
-	// or the oldest request counted in the quota out of it.
+	// or every request counted in the quota out of it.
 	Reset time.Duration
 }
 

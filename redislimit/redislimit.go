@@ -108,6 +108,8 @@ type Store struct {
 	mu       sync.Mutex
 	held     map[slot]struct{} // slots to renew
 	renewing bool
+	released map[string][]string // org -> slots given back, not yet removed from Redis
+	removing bool
 }
 
 type slot struct {
@@ -124,7 +126,8 @@ var takeScript = redis.NewScript(takeLua)
 // released (or expired) meanwhile stays gone.
 const renewLua = `local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%d', ms + tonumber(ARGV[2])), ARGV[1]) == 1 then
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', string.format('%d', ms + tonumber(ARGV[2])), ARGV[1]) == 1 and
+    redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) + 1000 then
   redis.call('PEXPIRE', KEYS[1], string.format('%d', tonumber(ARGV[2]) + 1000))
 end
 return 0`
@@ -143,7 +146,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 		return nil, &keyward.ConfigError{Field: "redislimit.Options.SlotTTL", Problem: "is below 100ms"}
 	}
 	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout, slotTTL: opts.SlotTTL,
-		owner: ids.New(""), held: make(map[slot]struct{})}
+		owner: ids.New(""), held: make(map[slot]struct{}), released: make(map[string][]string)}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -174,9 +177,21 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		keys = append(keys, base+":key:"+req.Key)
 	}
 	n := s.last.Add(1)
-	v, err := takeScript.Run(ctx, s.client, keys, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute,
-		s.member(n), s.slotTTL.Milliseconds()).Int64Slice()
+	args := []any{req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.member(n), s.slotTTL.Milliseconds()}
+	s.mu.Lock()
+	given := s.released[req.Org] // removed by this round trip, before the count
+	delete(s.released, req.Org)
+	s.mu.Unlock()
+	for _, m := range given {
+		args = append(args, m)
+	}
+	v, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
+		if len(given) > 0 {
+			s.mu.Lock()
+			s.released[req.Org] = append(s.released[req.Org], given...)
+			s.mu.Unlock()
+		}
 		return rate.Result{}, err
 	}
 	if len(v) != 9 || v[0] < 0 || v[0] >= int64(len(scopes)) {
@@ -199,19 +214,56 @@ func (s *Store) member(n uint64) string {
 	return s.owner + ":" + strconv.FormatUint(n, 10)
 }
 
-// Release implements rate.Store. It does not wait for the caller's
-// request: a slot it fails to remove expires within SlotTTL.
+// Release implements rate.Store without a round trip of the request's
+// own: the slot stops being renewed at once, and is removed from Redis by
+// this Store's next Take for the organization or by a goroutine that
+// removes every slot given back in one pipeline, whichever comes first
+// (so this instance's next request never counts it). A slot whose removal
+// fails expires within SlotTTL.
 func (s *Store) Release(org string, n uint64) {
 	s.mu.Lock()
-	_, ok := s.held[slot{org, n}]
-	delete(s.held, slot{org, n})
-	s.mu.Unlock()
-	if !ok {
+	defer s.mu.Unlock()
+	if _, ok := s.held[slot{org, n}]; !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-	defer cancel()
-	s.client.ZRem(ctx, s.prefix+":{"+org+"}:inflight", s.member(n))
+	delete(s.held, slot{org, n})
+	s.released[org] = append(s.released[org], s.member(n))
+	if !s.removing {
+		s.removing = true
+		go s.remove()
+	}
+}
+
+// remove takes the slots given back out of Redis, in batches, until none
+// is left to remove.
+func (s *Store) remove() {
+	for {
+		s.mu.Lock()
+		batch := s.released
+		if len(batch) == 0 {
+			s.removing = false
+			s.mu.Unlock()
+			return
+		}
+		s.released = make(map[string][]string)
+		s.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for org, members := range batch {
+				p.ZRem(ctx, s.prefix+":{"+org+"}:inflight", stringsToAny(members)...)
+			}
+			return nil
+		})
+		cancel()
+	}
+}
+
+func stringsToAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, v := range ss {
+		out[i] = v
+	}
+	return out
 }
 
 // hold keeps a slot renewed until it is released, renewing from one

@@ -443,6 +443,7 @@ func TestQuotaWithoutExpiryHeals(t *testing.T) {
 	}, 2*time.Second, 10*time.Millisecond)
 	stuck := strconv.FormatInt(now.Unix()-59, 10) // leaves the window at the next second
 	require.NoError(t, client.HSet(ctx, hash, stuck, 1000).Err())
+	require.NoError(t, client.HIncrBy(ctx, hash, "sum", 1000).Err()) // the quota's running count
 	require.NoError(t, client.Persist(ctx, hash).Err())
 	ttl, err := client.PTTL(ctx, hash).Result()
 	require.NoError(t, err)
