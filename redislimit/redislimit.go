@@ -216,9 +216,10 @@ func (s *Store) member(n uint64) string {
 
 // Release implements rate.Store without a round trip of the request's
 // own: the slot stops being renewed at once, and is removed from Redis by
-// this Store's next Take for the organization or by a goroutine that
-// removes every slot given back in one pipeline, whichever comes first
-// (so this instance's next request never counts it). A slot whose removal
+// this Store's next Take for the organization or, within a few
+// milliseconds, by a goroutine that removes every slot given back in one
+// pipeline, whichever comes first (so this instance's next request never
+// counts it). A slot whose removal
 // fails expires within SlotTTL.
 func (s *Store) Release(org string, n uint64) {
 	s.mu.Lock()
@@ -234,10 +235,17 @@ func (s *Store) Release(org string, n uint64) {
 	}
 }
 
+// removeDelay is how long a slot given back may wait for its
+// organization's next Take to remove it: a busy organization's slots then
+// cost no round trip of their own. Other instances see it free this much
+// later at most (plus a round trip).
+const removeDelay = 5 * time.Millisecond
+
 // remove takes the slots given back out of Redis, in batches, until none
 // is left to remove.
 func (s *Store) remove() {
 	for {
+		time.Sleep(removeDelay)
 		s.mu.Lock()
 		batch := s.released
 		if len(batch) == 0 {

@@ -326,9 +326,12 @@ func TestTwoInstancesShareOneLimit(t *testing.T) {
 		assert.LessOrEqual(t, peak.Load(), int64(limit), "never more in flight than the cap")
 		assert.Greater(t, churn.served, limit, "slots are given back")
 		assert.Equal(t, 200, churn.served+churn.refused["concurrency"], "refused for the cap alone")
-		n, err := client.ZCard(context.Background(), inflight).Result()
-		require.NoError(t, err)
-		assert.Zero(t, n, "every slot given back once its request ended")
+		// A slot given back leaves Redis with the organization's next
+		// request or a few milliseconds later (Release).
+		assert.Eventually(t, func() bool {
+			n, err := client.ZCard(context.Background(), inflight).Result()
+			return err == nil && n == 0
+		}, time.Second, 5*time.Millisecond, "every slot given back once its request ended")
 	})
 }
 

@@ -26,8 +26,7 @@ local function int(x) return string.format('%d', x) end
 -- A quota's state at sec: the seconds that left the window since its
 -- newest are subtracted and deleted. Returns sum and head (a second
 -- before head, from a clock that stepped back, counts in head).
-local function quota(key)
-  local v = redis.call('HMGET', key, 'sum', 'head')
+local function quota(key, v)
   local sum, head = tonumber(v[1]) or 0, tonumber(v[2]) or sec
   if sum > 0 and sec > head then
     local left = {}
@@ -62,8 +61,8 @@ end
 
 local function interval(r) return math.ceil(1000000 / r) end
 
-local b = redis.call('HMGET', KEYS[1], 'tat', 'rate')
-local tat, rate = tonumber(b[1]) or 0, tonumber(b[2]) or 0
+local b = redis.call('HMGET', KEYS[1], 'sum', 'head', 'tat', 'rate')
+local tat, rate = tonumber(b[3]) or 0, tonumber(b[4]) or 0
 if rate ~= 0 and rate ~= rps and tat > now then
   -- A plan changed: the tokens lacking stay lacking, at the new rate.
   tat = now + math.ceil((tat - now) / interval(rate)) * interval(rps)
@@ -71,9 +70,9 @@ end
 local iv = interval(rps)
 local cap = rps * iv
 local nxt = math.max(tat, now) + iv
-local msum, mhead = quota(KEYS[1])
+local msum, mhead = quota(KEYS[1], b)
 local ksum, khead = 0, sec
-if krpm > 0 then ksum, khead = quota(KEYS[3]) end
+if krpm > 0 then ksum, khead = quota(KEYS[3], redis.call('HMGET', KEYS[3], 'sum', 'head')) end
 if #ARGV > 6 then redis.call('ZREM', KEYS[2], unpack(ARGV, 7)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(nowms))
 local inflight = redis.call('ZCARD', KEYS[2])
