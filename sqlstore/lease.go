@@ -70,6 +70,11 @@ const localBase = int64(1) << 62
 // leaseShare: a lease takes at most 1/leaseShare of the credit available.
 const leaseShare = 8
 
+// leaseWrites: a lease holds what the last leaseWrites flush intervals
+// used, so that a slow write (a SQLite checkpoint can take hundreds of
+// milliseconds) does not leave calls waiting for the database.
+const leaseWrites = 10
+
 // leaser holds the Store's leases and the reservations served from them.
 type leaser struct {
 	s        *Store
@@ -384,10 +389,10 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 			spentLease += e.amount
 		}
 	}
-	// The size: two writes' worth of recent use (a call that found the
+	// The size: leaseWrites writes' worth of recent use (a call that found the
 	// lease short doubles it; an idle lease halves), at most a share of
 	// what is available.
-	want := max(2*used, need, ol.size/2) // unused, a lease halves each write
+	want := max(leaseWrites*used, need, ol.size/2) // unused, a lease halves each write
 	if need > 0 {
 		want = max(want, 2*ol.size, 16*need)
 	}
@@ -790,9 +795,8 @@ func (l *leaser) balance(ctx context.Context, acct credit.Account) (credit.Balan
 	defer ol.sync.Unlock()
 	var out credit.Balance
 	err := l.s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
-		var leased, leases int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM keyward_reservations
-			WHERE org_id = $1 AND state = 'open' AND lease = 1`, acct.OrgID).Scan(&leased, &leases); err != nil {
+		var err error
+		if out, err = balanceIn(ctx, tx, a); err != nil {
 			return err
 		}
 		alive := false
@@ -820,11 +824,12 @@ func (l *leaser) balance(ctx context.Context, acct credit.Account) (credit.Balan
 			reserved, open = ol.reserved, int64(ol.open)
 		}
 		l.mu.Unlock()
-		out = a.balance()
+		// This instance's part of its lease: unwritten calls are spent,
+		// its calls in flight reserved.
 		out.Spent += pending
-		out.Reserved += reserved - leased
-		out.OpenReservations += int(open - leases)
-		out.Leased = leased - reserved - pendingLease
+		out.Reserved += reserved
+		out.OpenReservations += int(open)
+		out.Leased -= reserved + pendingLease
 		out.Available = out.Allocation + out.Granted - out.Spent - out.Reserved
 		return nil
 	})

@@ -428,8 +428,12 @@ func (s *Store) Grant(ctx context.Context, acct credit.Account, amount int64, no
 			RETURNING `+accountColumns, acct.OrgID, amount)); err != nil {
 			return err
 		}
-		out = a.balance()
-		return appendEntry(ctx, tx, acct.OrgID, "grant", amount, 0, "", "", "", note, a.start, now)
+		if err := appendEntry(ctx, tx, acct.OrgID, "grant", amount, 0, "", "", "", note, a.start, now); err != nil {
+			return err
+		}
+		var err error
+		out, err = balanceIn(ctx, tx, a)
+		return err
 	})
 	if err == nil && s.lease != nil {
 		return s.lease.balance(ctx, acct) // with this instance's leases
@@ -447,10 +451,27 @@ func (s *Store) Balance(ctx context.Context, acct credit.Account) (credit.Balanc
 	}
 	var out credit.Balance
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
-		out = a.balance()
-		return nil
+		var err error
+		out, err = balanceIn(ctx, tx, a)
+		return err
 	})
 	return out, err
+}
+
+// balanceIn returns a's balance with the leases (of any instance) as
+// Leased, not as Reserved: what they hold unused is available, to the
+// instance that holds it.
+func balanceIn(ctx context.Context, tx *sql.Tx, a *account) (credit.Balance, error) {
+	out := a.balance()
+	var leased, leases int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM keyward_reservations
+		WHERE org_id = $1 AND state = 'open' AND lease = 1`, a.orgID).Scan(&leased, &leases); err != nil {
+		return out, err
+	}
+	out.Reserved -= leased
+	out.OpenReservations -= int(leases)
+	out.Leased = leased
+	return out, nil
 }
 
 // LedgerEntry is one row of the append-only credit ledger.
