@@ -362,6 +362,7 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	if err != nil {
 		return nil, err
 	}
+	before := a
 	alive := false
 	if id != 0 {
 		var state string
@@ -457,9 +458,11 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	if w.id != 0 && (a.nextExpiry == 0 || a.nextExpiry > w.expires) {
 		a.nextExpiry = w.expires
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET spent = $2, reserved = $3, open_count = $4,
-		next_expiry = $5 WHERE org_id = $1`, a.orgID, a.spent, a.reserved, a.open, a.nextExpiry); err != nil {
-		return nil, err
+	if a != before {
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET spent = $2, reserved = $3, open_count = $4,
+			next_expiry = $5 WHERE org_id = $1`, a.orgID, a.spent, a.reserved, a.open, a.nextExpiry); err != nil {
+			return nil, err
+		}
 	}
 	w.a = a
 	return w, nil

@@ -256,7 +256,8 @@ func TestAbandonedReservationIsReleased(t *testing.T) {
 func rewindTo(t *testing.T, db *sql.DB, version int) {
 	t.Helper()
 	for _, q := range []string{`DROP INDEX keyward_keys_hint`,
-		`ALTER TABLE keyward_keys DROP COLUMN predecessor`, `ALTER TABLE keyward_keys DROP COLUMN successor`} {
+		`ALTER TABLE keyward_keys DROP COLUMN predecessor`, `ALTER TABLE keyward_keys DROP COLUMN successor`,
+		`ALTER TABLE keyward_reservations DROP COLUMN lease`, `ALTER TABLE keyward_credit_accounts DROP COLUMN lease_recall`} {
 		_, err := db.Exec(q)
 		require.NoError(t, err, q)
 	}
