@@ -73,7 +73,7 @@ const leaseShare = 8
 // leaseWrites: a lease holds what the last leaseWrites flush intervals
 // used, so that a slow write (a SQLite checkpoint can take hundreds of
 // milliseconds) does not leave calls waiting for the database.
-const leaseWrites = 10
+const leaseWrites = 30
 
 // leaser holds the Store's leases and the reservations served from them.
 type leaser struct {
@@ -421,7 +421,7 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	w.covered = need > 0 && w.grow+w.free >= need && w.held > 0
 
 	// Write the calls: one commit entry each; the spent of this period.
-	if err := insertCommits(ctx, tx, acct.OrgID, w.pending); err != nil {
+	if err := l.s.insertCommits(ctx, tx, acct.OrgID, w.pending); err != nil {
 		return nil, err
 	}
 	for _, e := range w.pending {
@@ -487,9 +487,26 @@ func (l *leaser) undo(w *leaseWrite) {
 	ol.free += w.give
 }
 
-// insertCommits appends one commit entry per call, in statements of up to
-// 500 rows.
-func insertCommits(ctx context.Context, tx *sql.Tx, org string, list []pendingEntry) error {
+// insertCommits appends one commit entry per call: on PostgreSQL in one
+// statement whose parameters are arrays (unnest), on SQLite in statements
+// of up to 500 rows.
+func (s *Store) insertCommits(ctx context.Context, tx *sql.Tx, org string, list []pendingEntry) error {
+	if len(list) == 0 {
+		return nil
+	}
+	if s.dialect == postgres {
+		n := len(list)
+		amount, resID, period, at := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		keyID, reqID := make([]string, n), make([]string, n)
+		for i, e := range list {
+			amount[i], resID[i], period[i], at[i], keyID[i], reqID[i] = e.amount, e.leaseID, e.period, e.at, e.keyID, e.reqID
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO keyward_ledger
+			(org_id, kind, amount, reservation_id, key_id, request_id, period_start, created_at)
+			SELECT $1, 'commit', u.* FROM unnest($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[]) AS u`,
+			org, amount, resID, keyID, reqID, period, at)
+		return err
+	}
 	const cols, chunk = 8, 500
 	for len(list) > 0 {
 		n := min(len(list), chunk)
