@@ -107,6 +107,7 @@ type orgLease struct {
 	used     int64          // reserved from the lease since the last write
 	size     int64          // the free credits the last write aimed at
 	dbAvail  int64          // the account's available credit when last written
+	gone     bool           // dropped from leaser.orgs: look it up again
 }
 
 // localRes is a reservation served from a lease.
@@ -204,18 +205,28 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 	if req.IdempotencyKey != "" {
 		need = 0 // exact, whatever the lease holds
 	}
-	err = l.refill(ctx, ol, need, func(ol *orgLease, now, start int64) bool {
-		if req.IdempotencyKey != "" {
-			return false
+	for {
+		err = l.refill(ctx, ol, need, func(ol *orgLease, now, start int64) bool {
+			if req.IdempotencyKey != "" {
+				return false
+			}
+			r, ok := l.take(ol, req, now, start)
+			if ok {
+				out = r
+			}
+			return ok
+		}, &req, &out)
+		if !errors.Is(err, errGone) {
+			return out, err
 		}
-		r, ok := l.take(ol, req, now, start)
-		if ok {
-			out = r
-		}
-		return ok
-	}, &req, &out)
-	return out, err
+		l.mu.Lock()
+		ol = l.org(req.Account)
+		l.mu.Unlock()
+	}
 }
+
+// errGone: the orgLease was dropped (idle) before the call locked it.
+var errGone = errors.New("keyward: sqlstore: lease state dropped")
 
 // errRecalled asks refill to try again once other instances returned
 // their leases.
@@ -256,6 +267,10 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 		return err
 	}
 	l.mu.Lock()
+	if ol.gone {
+		l.mu.Unlock()
+		return errGone
+	}
 	ok := fromLease(ol, now, start)
 	l.mu.Unlock()
 	if ok {
@@ -565,9 +580,16 @@ func (l *leaser) flush(ctx context.Context, closing bool) error {
 	l.sweep(l.s.now().UnixNano())
 	var list []*orgLease
 	l.closing = l.closing || closing
-	for _, ol := range l.orgs {
-		if ol.id != 0 || len(ol.pending) > 0 {
+	for org, ol := range l.orgs {
+		switch {
+		case ol.id != 0 || len(ol.pending) > 0:
 			list = append(list, ol)
+		case ol.open == 0 && ol.sync.TryLock():
+			// Idle, no lease: forget it, so that memory follows the
+			// organizations being served, not all those ever served.
+			ol.gone = true
+			delete(l.orgs, org)
+			ol.sync.Unlock()
 		}
 	}
 	l.mu.Unlock()
@@ -750,6 +772,9 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 		ok, tryErr = try(ol, now, start)
 		return ok || tryErr != nil
 	}, nil, &out)
+	if errors.Is(err, errGone) {
+		err = credit.ErrReservationExpired // its lease is gone with it
+	}
 	return out, cmp.Or(tryErr, err)
 }
 
@@ -790,6 +815,9 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 			ok, tryErr = try(ol, now, start)
 			return ok || tryErr != nil
 		}, nil, &out)
+		if errors.Is(err, errGone) {
+			err = credit.ErrReservationExpired // its lease is gone with it
+		}
 		err = cmp.Or(tryErr, err)
 		if err == nil && !ok {
 			err = credit.ErrReservationExpired
@@ -808,10 +836,22 @@ func (l *leaser) balance(ctx context.Context, acct credit.Account) (credit.Balan
 	if err := acct.Check(); err != nil {
 		return credit.Balance{}, err
 	}
-	l.mu.Lock()
-	ol := l.org(acct)
-	l.mu.Unlock()
-	ol.sync.Lock()
+	var ol *orgLease
+	for ol == nil || ol.gone {
+		if ol != nil {
+			ol.sync.Unlock()
+		}
+		l.mu.Lock()
+		ol = l.org(acct)
+		l.mu.Unlock()
+		ol.sync.Lock()
+		l.mu.Lock()
+		if !ol.gone {
+			l.mu.Unlock()
+			break
+		}
+		l.mu.Unlock()
+	}
 	defer ol.sync.Unlock()
 	var out credit.Balance
 	err := l.s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {

@@ -190,10 +190,11 @@ func TestLeasedInstanceKilledMidRun(t *testing.T) {
 		"the oldest committed %v before it; spent %d of %d", len(mine), len(helper), lost, lostCredits,
 		time.Duration(oldest), b.Spent, allocation)
 	assert.Positive(t, len(helper), "the killed instance charged")
-	// The bound: what was committed within one flush interval (plus the
-	// flush's own transaction) before the kill.
-	assert.Less(t, time.Duration(oldest), killOpts.Lease.FlushInterval+250*time.Millisecond,
-		"only the calls of the last flush interval go unwritten")
+	// The bound: what was committed within one flush interval plus the
+	// flush's own transaction before the kill (50 ms + a few ms here when
+	// the machine is quiet; the margin is for a machine that is not).
+	assert.Less(t, time.Duration(oldest), killOpts.Lease.FlushInterval+time.Second,
+		"only the calls of the last flush go unwritten")
 }
 
 // TestHelperProcessLeasedCharge is not a test: it is the instance that
