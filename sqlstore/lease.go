@@ -48,7 +48,11 @@ const (
 // but had not yet written (at most one FlushInterval of them, plus the
 // time of the write) are never charged. Grants and upgrades count in the
 // database at once and in a lease's size within one FlushInterval; a new
-// billing period ends every lease at once.
+// billing period ends every lease at once. A lease holds what the last 30
+// flush intervals used (3 s by default), so that a slow write does not
+// make calls wait. Calls committed from a lease whose row expired before
+// they were written (the database unreachable for longer than
+// ReservationTTL + TTL) are still charged when it is back.
 type LeaseOptions struct {
 	// Enabled turns leases on.
 	Enabled bool
@@ -133,8 +137,12 @@ func newLeaser(s *Store, o LeaseOptions) *leaser {
 	}
 }
 
-// clock returns now and the current period's start of org.
-func (l *leaser) clock(org string) (now, start int64, err error) {
+// clock returns now and the current period's start of org, or ctx's
+// error once it is done.
+func (l *leaser) clock(ctx context.Context, org string) (now, start int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
 	nowT := l.s.now()
 	st, end := l.s.period(org, nowT)
 	if err := credit.CheckPeriod(nowT, st, end); err != nil {
@@ -184,10 +192,7 @@ func (l *leaser) take(ol *orgLease, req credit.ReserveRequest, now, start int64)
 // reserve is Reserve with leases: from the lease when it covers the call,
 // else through the database (refill).
 func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit.Reservation, error) {
-	if err := ctx.Err(); err != nil {
-		return credit.Reservation{}, err
-	}
-	now, start, err := l.clock(req.Account.OrgID)
+	now, start, err := l.clock(ctx, req.Account.OrgID)
 	if err != nil {
 		return credit.Reservation{}, err
 	}
@@ -229,8 +234,11 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 var errGone = errors.New("keyward: sqlstore: lease state dropped")
 
 // errRecalled asks refill to try again once other instances returned
-// their leases.
-var errRecalled = errors.New("keyward: sqlstore: leases recalled")
+// their leases; errRetry, at once.
+var (
+	errRecalled = errors.New("keyward: sqlstore: leases recalled")
+	errRetry    = errors.New("keyward: sqlstore: lease taken by other calls")
+)
 
 // refill is the slow path of a call that its lease does not cover: under
 // ol.sync, it tries the lease again (fromLease), else writes ol's pending
@@ -244,6 +252,9 @@ func (l *leaser) refill(ctx context.Context, ol *orgLease, need int64, fromLease
 	deadline := time.Now().Add(3*l.every + 50*time.Millisecond)
 	for {
 		err := l.refillOnce(ctx, ol, need, fromLease, exact, out)
+		if errors.Is(err, errRetry) {
+			continue // the lease grew, but other calls took it first
+		}
 		if !errors.Is(err, errRecalled) {
 			return err
 		}
@@ -262,7 +273,7 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 	exact *credit.ReserveRequest, out *credit.Reservation) error {
 	ol.sync.Lock()
 	defer ol.sync.Unlock()
-	now, start, err := l.clock(ol.acct.OrgID)
+	now, start, err := l.clock(ctx, ol.acct.OrgID)
 	if err != nil {
 		return err
 	}
@@ -281,7 +292,7 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 	err = l.s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if w, err = l.write(ctx, tx, ol, now, start, need, exact == nil && need > 0); err != nil {
-			return err
+			return err // w, if taken, is undone below
 		}
 		if w.covered {
 			return nil
@@ -319,8 +330,13 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 		return err
 	}
 	l.apply(w)
-	if (w.covered || exact == nil) && fromLease(ol, now, start) {
-		return nil
+	if w.covered || exact == nil {
+		if fromLease(ol, now, start) {
+			return nil
+		}
+		if w.covered {
+			return errRetry
+		}
 	}
 	if exact != nil || exactErr != nil {
 		return exactErr // the exact reservation's answer, or errRecalled
@@ -362,11 +378,12 @@ type leaseWrite struct {
 }
 
 // write brings org's account to now in tx, writes ol's pending calls,
-// and resizes ol's lease: to cover need (> 0) and about two flush
+// and resizes ol's lease: to cover need (> 0) and leaseWrites flush
 // intervals of recent use, at most 1/leaseShare of what is available,
 // nothing when that is below minAvail or the leases are recalled. It takes
 // from ol under l.mu what it writes; the caller, once tx is over, gives
-// the result to apply or, if tx failed, to undo. Called with ol.sync held.
+// the result to apply or, if tx failed, to undo (w is not nil once
+// something was taken, error or not). Called with ol.sync held.
 func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start, need int64, must bool) (*leaseWrite, error) {
 	l.mu.Lock()
 	acct, id := ol.acct, ol.id
@@ -405,10 +422,13 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 			spentLease += e.amount
 		}
 	}
-	// The size: leaseWrites writes' worth of recent use (a call that found the
-	// lease short doubles it; an idle lease halves), at most a share of
+	// The size: leaseWrites writes' worth of recent use (a call that found
+	// the lease short doubles it; an idle lease halves), at most a share of
 	// what is available.
 	want := max(leaseWrites*used, need, ol.size/2) // unused, a lease halves each write
+	if need == 0 && ol.id == 0 {
+		want = 0 // a flush keeps a lease, never starts one: calls do
+	}
 	if need > 0 {
 		want = max(want, 2*ol.size, 16*need)
 	}
@@ -437,7 +457,7 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 
 	// Write the calls: one commit entry each; the spent of this period.
 	if err := l.s.insertCommits(ctx, tx, acct.OrgID, w.pending); err != nil {
-		return nil, err
+		return w, err
 	}
 	for _, e := range w.pending {
 		if e.period == a.start {
@@ -451,14 +471,14 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at, lease)
 			VALUES ($1, $2, 'open', '', '', '', '', $3, $4, $5, 1) RETURNING id`,
 			acct.OrgID, w.held, a.start, now, w.expires).Scan(&w.id); err != nil {
-			return nil, err
+			return w, err
 		}
 		a.reserved += w.held
 		a.open++
 	case w.id != 0 && w.held == 0:
 		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'released', amount = 0, settled_at = $2
 			WHERE id = $1`, w.id, now); err != nil {
-			return nil, err
+			return w, err
 		}
 		a.reserved -= ol.held
 		a.open--
@@ -466,7 +486,7 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	case w.id != 0:
 		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET amount = $2, expires_at = $3 WHERE id = $1`,
 			w.id, w.held, w.expires); err != nil {
-			return nil, err
+			return w, err
 		}
 		a.reserved += w.held - ol.held
 	}
@@ -476,7 +496,7 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	if a != before {
 		if _, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET spent = $2, reserved = $3, open_count = $4,
 			next_expiry = $5 WHERE org_id = $1`, a.orgID, a.spent, a.reserved, a.open, a.nextExpiry); err != nil {
-			return nil, err
+			return w, err
 		}
 	}
 	w.a = a
@@ -609,15 +629,17 @@ func (l *leaser) flush(ctx context.Context, closing bool) error {
 	var writes []*leaseWrite
 	err := l.s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, ol := range list {
-			now, start, err := l.clock(ol.acct.OrgID)
+			now, start, err := l.clock(ctx, ol.acct.OrgID)
 			if err != nil {
 				return err
 			}
 			w, err := l.write(ctx, tx, ol, now, start, 0, false)
+			if w != nil {
+				writes = append(writes, w) // undone below if tx fails
+			}
 			if err != nil {
 				return err
 			}
-			writes = append(writes, w)
 		}
 		return nil
 	})
@@ -684,10 +706,7 @@ func (l *leaser) open(acct credit.Account, id int64, now, start int64) (*localRe
 
 // commit is Commit of a local reservation.
 func (l *leaser) commit(ctx context.Context, acct credit.Account, id, amount int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now, start, err := l.clock(acct.OrgID)
+	now, start, err := l.clock(ctx, acct.OrgID)
 	if err != nil {
 		return err
 	}
@@ -710,10 +729,7 @@ func (l *leaser) commit(ctx context.Context, acct credit.Account, id, amount int
 
 // release is Release of a local reservation.
 func (l *leaser) release(ctx context.Context, acct credit.Account, id int64) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	now, start, err := l.clock(acct.OrgID)
+	now, start, err := l.clock(ctx, acct.OrgID)
 	if err != nil {
 		return err
 	}
@@ -749,10 +765,7 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 		out.ID, out.Amount, out.ExpiresAt, out.Available = id, amount, time.Unix(0, r.expires), r.ol.dbAvail+r.ol.free
 		return true, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return out, err
-	}
-	now, start, err := l.clock(acct.OrgID)
+	now, start, err := l.clock(ctx, acct.OrgID)
 	if err != nil {
 		return out, err
 	}
@@ -794,10 +807,7 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 		expires = r.expires
 		return true, nil
 	}
-	if err := ctx.Err(); err != nil {
-		return time.Time{}, err
-	}
-	now, start, err := l.clock(acct.OrgID)
+	now, start, err := l.clock(ctx, acct.OrgID)
 	if err != nil {
 		return time.Time{}, err
 	}

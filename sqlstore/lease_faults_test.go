@@ -24,7 +24,7 @@ import (
 // lease has run out.) When PostgreSQL is back, every call
 // served from the lease is written: none is lost.
 func TestPostgresCutUnderLeasedLoad(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its load would slow the other tests' database calls.
 	ctx := context.Background()
 	dsn := pgSchemaDSN(t, testenv.PostgresDSN(t))
 	proxy, viaProxy := proxied(t, dsn)

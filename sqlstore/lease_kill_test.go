@@ -83,7 +83,7 @@ func chargeLoop(ctx context.Context, s *sqlstore.Store, acct credit.Account, pre
 // (charged to nobody: the customer's favour) were all committed within
 // the last flush before the kill.
 func TestLeasedInstanceKilledMidRun(t *testing.T) {
-	t.Parallel()
+	// Not parallel: its load would slow the other tests' database calls.
 	ctx := context.Background()
 	dsn := newDSN(t, "postgres")
 	survivor := open(t, dsn, killOpts)
