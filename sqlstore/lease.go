@@ -90,7 +90,7 @@ type leaser struct {
 	closing bool // Close: every lease is given back
 	orgs    map[string]*orgLease
 	res     map[int64]*localRes
-	expired map[int64]int64 // id of an expired local reservation → when to forget it
+	expired map[int64]expiredRes // expired local reservations, remembered for the reservation TTL
 	next    int64
 }
 
@@ -123,6 +123,12 @@ type localRes struct {
 	keyID, reqID         string
 }
 
+// expiredRes is what is remembered of an expired local reservation.
+type expiredRes struct {
+	org   string
+	until int64 // when to forget it
+}
+
 // pendingEntry is a committed call not yet written.
 type pendingEntry struct {
 	leaseID, period, amount, at int64
@@ -133,7 +139,7 @@ func newLeaser(s *Store, o LeaseOptions) *leaser {
 	return &leaser{
 		s: s, every: cmp.Or(o.FlushInterval, DefaultLeaseFlushInterval), ttl: cmp.Or(o.TTL, DefaultLeaseTTL),
 		minAvail: cmp.Or(o.MinAvailable, DefaultLeaseMinAvailable),
-		orgs:     map[string]*orgLease{}, res: map[int64]*localRes{}, expired: map[int64]int64{}, next: localBase,
+		orgs:     map[string]*orgLease{}, res: map[int64]*localRes{}, expired: map[int64]expiredRes{}, next: localBase,
 	}
 }
 
@@ -663,8 +669,8 @@ func (l *leaser) sweep(now int64) {
 			l.expire(id, r, now)
 		}
 	}
-	for id, until := range l.expired {
-		if now >= until {
+	for id, e := range l.expired {
+		if now >= e.until {
 			delete(l.expired, id)
 		}
 	}
@@ -674,7 +680,7 @@ func (l *leaser) sweep(now int64) {
 // Called with l.mu held.
 func (l *leaser) expire(id int64, r *localRes, now int64) {
 	delete(l.res, id)
-	l.expired[id] = max(now, r.expires) + int64(l.s.resTTL)
+	l.expired[id] = expiredRes{org: r.org, until: max(now, r.expires) + int64(l.s.resTTL)}
 	l.drop(r)
 }
 
@@ -692,7 +698,7 @@ func (l *leaser) drop(r *localRes) {
 func (l *leaser) open(acct credit.Account, id int64, now, start int64) (*localRes, error) {
 	r := l.res[id]
 	if r == nil || r.org != acct.OrgID {
-		if _, ok := l.expired[id]; ok && (r == nil || r.org == acct.OrgID) {
+		if e, ok := l.expired[id]; ok && e.org == acct.OrgID {
 			return nil, credit.ErrReservationExpired
 		}
 		return nil, credit.ErrReservationNotFound
