@@ -710,6 +710,19 @@ func (l *leaser) open(acct credit.Account, id int64, now, start int64) (*localRe
 	return r, nil
 }
 
+// settled is the answer for local reservation id once its organization's
+// state was dropped (errGone), which happens only when it holds no lease
+// and no open reservation: the reservation was settled meanwhile
+// (ErrReservationNotFound) or expired with its lease.
+func (l *leaser) settled(acct credit.Account, id, now, start int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.open(acct, id, now, start); err != nil {
+		return err
+	}
+	return credit.ErrReservationExpired // not reached: a dropped state has no open reservation
+}
+
 // commit is Commit of a local reservation.
 func (l *leaser) commit(ctx context.Context, acct credit.Account, id, amount int64) error {
 	now, start, err := l.clock(ctx, acct.OrgID)
@@ -792,7 +805,7 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 		return ok || tryErr != nil
 	}, nil, &out)
 	if errors.Is(err, errGone) {
-		err = credit.ErrReservationExpired // its lease is gone with it
+		err = l.settled(acct, id, now, start)
 	}
 	return out, cmp.Or(tryErr, err)
 }
@@ -832,7 +845,7 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 			return ok || tryErr != nil
 		}, nil, &out)
 		if errors.Is(err, errGone) {
-			err = credit.ErrReservationExpired // its lease is gone with it
+			err = l.settled(acct, id, now, start)
 		}
 		err = cmp.Or(tryErr, err)
 		if err == nil && !ok {
