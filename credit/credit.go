@@ -189,6 +189,11 @@ type Balance struct {
 	Available int64
 	// OpenReservations counts the open reservations.
 	OpenReservations int
+	// Leased is the part of Available that leases hold: credits taken
+	// from the database in a block by an instance that serves calls from
+	// them in memory (sqlstore with LeaseOptions.Enabled), not yet used.
+	// Zero for a ledger without leases.
+	Leased int64
 }
 
 // Ledger holds organizations' credits: calls reserve before they run

@@ -42,29 +42,34 @@ func BenchmarkLookupUncached(b *testing.B) {
 // of concurrent callers.
 func BenchmarkReserveCommit(b *testing.B) {
 	for _, engine := range backends {
-		b.Run("engine="+engine, func(b *testing.B) {
-			s := benchStore(b, engine)
-			ctx := context.Background()
-			acct := credit.Account{OrgID: "org_hot", Allocation: 1 << 40, AllowOverage: true}
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 1, KeyID: "key_b", RequestID: "req_b"})
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := s.Commit(ctx, acct, r.ID, 1); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+		for _, mode := range []string{"exact", "leased"} {
+			b.Run("engine="+engine+"/ledger="+mode, func(b *testing.B) {
+				benchReserveCommit(b, benchStore(b, engine, sqlstore.LeaseOptions{Enabled: mode == "leased"}))
 			})
-		})
+		}
 	}
 }
 
-func benchStore(b *testing.B, engine string) *sqlstore.Store {
+func benchReserveCommit(b *testing.B, s *sqlstore.Store) {
+	ctx := context.Background()
+	acct := credit.Account{OrgID: "org_hot", Allocation: 1 << 40, AllowOverage: true}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 1, KeyID: "key_b", RequestID: "req_b"})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := s.Commit(ctx, acct, r.ID, 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func benchStore(b *testing.B, engine string, lease ...sqlstore.LeaseOptions) *sqlstore.Store {
 	b.Helper()
 	var dsn string
 	if engine == "sqlite" {
@@ -72,7 +77,11 @@ func benchStore(b *testing.B, engine string) *sqlstore.Store {
 	} else {
 		dsn = benchPGDSN(b)
 	}
-	s, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{})
+	var opts sqlstore.Options
+	if len(lease) > 0 {
+		opts.Lease = lease[0]
+	}
+	s, err := sqlstore.Open(context.Background(), dsn, opts)
 	if err != nil {
 		b.Fatal(err)
 	}

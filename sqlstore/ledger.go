@@ -26,6 +26,7 @@ type account struct {
 	start, end                                 int64
 	allocation, granted, spent, reserved, open int64
 	nextExpiry                                 int64
+	recall                                     int64 // lease_recall
 }
 
 func (a *account) available() int64 { return a.allocation + a.granted - a.spent - a.reserved }
@@ -38,10 +39,10 @@ func (a *account) balance() credit.Balance {
 	}
 }
 
-const accountColumns = `period_start, period_end, allocation, granted, spent, reserved, open_count, next_expiry`
+const accountColumns = `period_start, period_end, allocation, granted, spent, reserved, open_count, next_expiry, lease_recall`
 
 func (a *account) scan(row scanner) error {
-	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open, &a.nextExpiry)
+	return row.Scan(&a.start, &a.end, &a.allocation, &a.granted, &a.spent, &a.reserved, &a.open, &a.nextExpiry, &a.recall)
 }
 
 // credit runs f on the organization's account, brought to now (period,
@@ -60,10 +61,23 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 	}
 	now := nowT.UnixNano()
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		a, err := s.account(ctx, tx, acct, start.UnixNano(), end.UnixNano(), now)
+		if err != nil {
+			return err
+		}
+		return f(tx, &a, now)
+	})
+}
+
+// account returns the organization's account row, locked for the rest of
+// tx and brought to now: its period (start, end), its allocation, and its
+// expired reservations (leases among them) released.
+func (s *Store) account(ctx context.Context, tx *sql.Tx, acct credit.Account, startNs, endNs, now int64) (a account, err error) {
+	err = func() error {
 		// Create the account or, with a write that changes nothing, take its
 		// row lock for the rest of the transaction: one round trip. A new
 		// account has no period yet: its first one starts below.
-		a := account{orgID: acct.OrgID}
+		a = account{orgID: acct.OrgID}
 		if err := a.scan(tx.QueryRowContext(ctx, `INSERT INTO keyward_credit_accounts (org_id, period_start, period_end, allocation)
 			VALUES ($1, 0, 0, 0) ON CONFLICT (org_id) DO UPDATE SET org_id = excluded.org_id
 			RETURNING `+accountColumns, acct.OrgID)); err != nil {
@@ -72,13 +86,13 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 		before := a
 		// Periods only move forward: a clock a moment behind the period
 		// already begun (another instance's) works in that period.
-		newPeriod := start.UnixNano() > a.start
+		newPeriod := startNs > a.start
 		if newPeriod {
 			// A new period: no rollover; what was still open is expired.
 			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open'`, acct.OrgID); err != nil {
 				return err
 			}
-			a.start, a.end = start.UnixNano(), end.UnixNano()
+			a.start, a.end = startNs, endNs
 			a.granted, a.spent, a.reserved, a.open, a.nextExpiry = 0, 0, 0, 0, 0
 			a.allocation = 0
 		}
@@ -113,8 +127,9 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 				return err
 			}
 		}
-		return f(tx, &a, now)
-	})
+		return nil
+	}()
+	return a, err
 }
 
 // expireWhere expires the open reservations that cond selects (cond's
@@ -172,8 +187,26 @@ func (s *Store) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.
 	out := credit.Reservation{OrgID: acct.OrgID}
 	// The fingerprint is opaque bytes (ChargeCredits' are raw SHA-256),
 	// which PostgreSQL refuses in a TEXT column unless they are UTF-8.
+	var err error
+	if s.lease != nil {
+		out, err = s.lease.reserve(ctx, req)
+	} else {
+		err = s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+			return s.reserveIn(ctx, tx, a, now, req, &out)
+		})
+	}
+	if err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// reserveIn is Reserve in tx, on the account a (locked, brought to now):
+// the exact path, one reservation row per call.
+func (s *Store) reserveIn(ctx context.Context, tx *sql.Tx, a *account, now int64, req credit.ReserveRequest, out *credit.Reservation) error {
+	acct := req.Account
 	fingerprint := hex.EncodeToString([]byte(req.Fingerprint))
-	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
+	{
 		if req.IdempotencyKey != "" {
 			var (
 				id, charged, created int64
@@ -228,11 +261,7 @@ func (s *Store) Reserve(ctx context.Context, req credit.ReserveRequest) (credit.
 		}
 		out.Amount, out.ExpiresAt, out.Available = req.Amount, time.Unix(0, expires), a.available()
 		return nil
-	})
-	if err != nil {
-		return out, err
 	}
-	return out, nil
 }
 
 // openReservation is what settling needs of a reservation.
@@ -247,7 +276,7 @@ func lookupOpen(ctx context.Context, tx *sql.Tx, org string, id int64) (openRese
 	var r openReservation
 	var state string
 	err := tx.QueryRowContext(ctx, `SELECT amount, state, key_id, request_id, idempotency_key FROM keyward_reservations
-		WHERE id = $1 AND org_id = $2`, id, org).Scan(&r.amount, &state, &r.keyID, &r.reqID, &r.idemKy)
+		WHERE id = $1 AND org_id = $2 AND lease = 0`, id, org).Scan(&r.amount, &state, &r.keyID, &r.reqID, &r.idemKy)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return r, credit.ErrReservationNotFound
@@ -265,6 +294,9 @@ func lookupOpen(ctx context.Context, tx *sql.Tx, org string, id int64) (openRese
 func (s *Store) Adjust(ctx context.Context, acct credit.Account, id, amount int64) (credit.Reservation, error) {
 	if err := cmp.Or(acct.Check(), credit.CheckAmount(amount)); err != nil {
 		return credit.Reservation{}, err
+	}
+	if s.lease != nil && id >= localBase {
+		return s.lease.adjust(ctx, acct, id, amount)
 	}
 	out := credit.Reservation{OrgID: acct.OrgID}
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
@@ -302,6 +334,9 @@ func (s *Store) Extend(ctx context.Context, acct credit.Account, id int64) (time
 	if err := acct.Check(); err != nil {
 		return time.Time{}, err
 	}
+	if s.lease != nil && id >= localBase {
+		return s.lease.extend(ctx, acct, id)
+	}
 	var expires int64
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		if _, err := lookupOpen(ctx, tx, acct.OrgID, id); err != nil {
@@ -322,12 +357,15 @@ func (s *Store) Commit(ctx context.Context, acct credit.Account, id, amount int6
 	if err := cmp.Or(acct.Check(), credit.CheckAmount(amount)); err != nil {
 		return err
 	}
+	if s.lease != nil && id >= localBase {
+		return s.lease.commit(ctx, acct, id, amount)
+	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		// Settle only an open reservation that covers the amount: one
 		// statement decides and writes.
 		var r openReservation
 		err := tx.QueryRowContext(ctx, `UPDATE keyward_reservations SET state = 'committed', charged = $3, settled_at = $4
-			WHERE id = $1 AND org_id = $2 AND state = 'open' AND amount >= $3
+			WHERE id = $1 AND org_id = $2 AND state = 'open' AND lease = 0 AND amount >= $3
 			RETURNING amount, key_id, request_id, idempotency_key`, id, acct.OrgID, amount, now).
 			Scan(&r.amount, &r.keyID, &r.reqID, &r.idemKy)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -353,10 +391,13 @@ func (s *Store) Release(ctx context.Context, acct credit.Account, id int64) erro
 	if err := acct.Check(); err != nil {
 		return err
 	}
+	if s.lease != nil && id >= localBase {
+		return s.lease.release(ctx, acct, id)
+	}
 	return s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
 		var r openReservation
 		err := tx.QueryRowContext(ctx, `UPDATE keyward_reservations SET state = 'released', settled_at = $3
-			WHERE id = $1 AND org_id = $2 AND state = 'open'
+			WHERE id = $1 AND org_id = $2 AND state = 'open' AND lease = 0
 			RETURNING amount, key_id, request_id, idempotency_key`, id, acct.OrgID, now).
 			Scan(&r.amount, &r.keyID, &r.reqID, &r.idemKy)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -387,9 +428,16 @@ func (s *Store) Grant(ctx context.Context, acct credit.Account, amount int64, no
 			RETURNING `+accountColumns, acct.OrgID, amount)); err != nil {
 			return err
 		}
-		out = a.balance()
-		return appendEntry(ctx, tx, acct.OrgID, "grant", amount, 0, "", "", "", note, a.start, now)
+		if err := appendEntry(ctx, tx, acct.OrgID, "grant", amount, 0, "", "", "", note, a.start, now); err != nil {
+			return err
+		}
+		var err error
+		out, err = balanceIn(ctx, tx, a)
+		return err
 	})
+	if err == nil && s.lease != nil {
+		return s.lease.balance(ctx, acct) // with this instance's leases
+	}
 	return out, err
 }
 
@@ -398,12 +446,32 @@ func (s *Store) Balance(ctx context.Context, acct credit.Account) (credit.Balanc
 	if err := acct.Check(); err != nil {
 		return credit.Balance{}, err
 	}
+	if s.lease != nil {
+		return s.lease.balance(ctx, acct)
+	}
 	var out credit.Balance
 	err := s.credit(ctx, acct, func(tx *sql.Tx, a *account, now int64) error {
-		out = a.balance()
-		return nil
+		var err error
+		out, err = balanceIn(ctx, tx, a)
+		return err
 	})
 	return out, err
+}
+
+// balanceIn returns a's balance with the leases (of any instance) as
+// Leased, not as Reserved: what they hold unused is available, to the
+// instance that holds it.
+func balanceIn(ctx context.Context, tx *sql.Tx, a *account) (credit.Balance, error) {
+	out := a.balance()
+	var leased, leases int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM keyward_reservations
+		WHERE org_id = $1 AND state = 'open' AND lease = 1`, a.orgID).Scan(&leased, &leases); err != nil {
+		return out, err
+	}
+	out.Reserved -= leased
+	out.OpenReservations -= int(leases)
+	out.Leased = leased
+	return out, nil
 }
 
 // LedgerEntry is one row of the append-only credit ledger.

@@ -100,6 +100,10 @@ type Options struct {
 	// lock up to its busy timeout (10 s) instead. Zero:
 	// DefaultQueryTimeout.
 	QueryTimeout time.Duration
+	// Lease configures leased credits: calls served from a block of
+	// credits this instance holds, written in batches (see LeaseOptions).
+	// Zero: off, every call is two transactions.
+	Lease LeaseOptions
 }
 
 // DefaultQueryTimeout is the QueryTimeout of a zero Options: far above a
@@ -123,6 +127,7 @@ type Store struct {
 	resTTL  time.Duration
 	idemTTL time.Duration
 	timeout time.Duration // QueryTimeout
+	lease   *leaser       // nil: leases are off
 
 	mu        sync.Mutex
 	watchers  []keyward.Invalidator
@@ -168,7 +173,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		{"PollInterval", int64(opts.PollInterval)}, {"FlushInterval", int64(opts.FlushInterval)},
 		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
 		{"MaxConns", int64(opts.MaxConns)}, {"QueryTimeout", int64(opts.QueryTimeout)},
-		{"PlanInterval", int64(opts.PlanInterval)},
+		{"PlanInterval", int64(opts.PlanInterval)}, {"Lease.FlushInterval", int64(opts.Lease.FlushInterval)},
+		{"Lease.TTL", int64(opts.Lease.TTL)}, {"Lease.MinAvailable", opts.Lease.MinAvailable},
 	} {
 		if o.v < 0 {
 			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
@@ -262,6 +268,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s.wg.Add(1)
 	go s.flushLoop()
+	if opts.Lease.Enabled {
+		s.lease = newLeaser(s, opts.Lease)
+		s.wg.Add(1)
+		go s.lease.flushLoop()
+	}
 	return s, nil
 }
 
@@ -460,6 +471,10 @@ func (s *Store) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err = s.FlushUsage(ctx)
+		if s.lease != nil {
+			// Write what the leases spent and give them back.
+			err = errors.Join(err, s.lease.flush(ctx, true))
+		}
 		err = errors.Join(err, s.db.Close())
 	})
 	return err

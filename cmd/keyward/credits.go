@@ -18,6 +18,7 @@ type orgDetail struct {
 	orgJSON
 	Balance   int64     `json:"balance"`
 	Reserved  int64     `json:"reserved"`
+	Leased    int64     `json:"leased"`
 	Available int64     `json:"available"`
 	Granted   int64     `json:"granted"`
 	Spent     int64     `json:"spent"`
@@ -40,7 +41,7 @@ func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgD
 	}
 	return orgDetail{
 		orgJSON: orgView(o), Balance: bal.Allocation + bal.Granted - bal.Spent, Reserved: bal.Reserved,
-		Available: bal.Available, Granted: bal.Granted, Spent: bal.Spent, PeriodEnd: bal.PeriodEnd.UTC(), Keys: len(keys),
+		Leased: bal.Leased, Available: bal.Available, Granted: bal.Granted, Spent: bal.Spent, PeriodEnd: bal.PeriodEnd.UTC(), Keys: len(keys),
 	}, nil
 }
 
@@ -55,6 +56,7 @@ func (a *app) printOrgDetail(d orgDetail, asJSON bool) error {
 		{"overage", strconv.FormatBool(d.AllowOverage)},
 		{"balance", strconv.FormatInt(d.Balance, 10)},
 		{"reserved", strconv.FormatInt(d.Reserved, 10)},
+		{"leased", strconv.FormatInt(d.Leased, 10)},
 		{"available", strconv.FormatInt(d.Available, 10)},
 		{"period end", d.PeriodEnd.Format(time.RFC3339)},
 		{"keys", strconv.Itoa(d.Keys)},
@@ -65,7 +67,7 @@ func (a *app) orgsShowCommand() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "show ORG_ID",
-		Short: "Show an organization: plan, rate limits, balance, reserved, period end, key count",
+		Short: "Show an organization: plan, rate limits, balance, reserved, leased, period end, key count",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			s, err := a.open(cmd.Context())

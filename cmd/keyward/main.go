@@ -105,6 +105,7 @@ type app struct {
 	db             string
 	dbTimeout      time.Duration
 	prefix         string
+	leases         bool // serve: credits from leases (sqlstore.LeaseOptions)
 }
 
 func envOr(name, def string) string {
@@ -205,7 +206,8 @@ func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if a.dbTimeout <= 0 {
 		return nil, usageError{errors.New("--db-timeout must be positive")}
 	}
-	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout})
+	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout,
+		Lease: sqlstore.LeaseOptions{Enabled: a.leases}})
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)
 	}

@@ -118,6 +118,7 @@ func (a *app) serveCommand() *cobra.Command {
 			if err := f.check(); err != nil {
 				return err
 			}
+			a.leases = f.ledger == "db"
 			s, err := a.openOrCreate(cmd.Context())
 			if err != nil {
 				return err
@@ -128,7 +129,7 @@ func (a *app) serveCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters shared by several instances (default: in memory)")
-	cmd.Flags().StringVar(&f.ledger, "ledger", "db", "where credits are kept: db (the --db database) or memory (lost on exit; for load tests)")
+	cmd.Flags().StringVar(&f.ledger, "ledger", "db", "where credits are kept: db (the --db database, served from leases written in batches), exact (the --db database, two transactions a call) or memory (lost on exit; for load tests)")
 	cmd.Flags().BoolVar(&f.loadtest, "loadtest", false, "also serve the load-test routes (POST /loadtest/protected, /loadtest/open, GET /loadtest/stats)")
 	f.limitFlags(cmd)
 	return cmd
@@ -222,13 +223,13 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	}
 	var ledger credit.Ledger = s
 	switch f.ledger {
-	case "", "db":
+	case "", "db", "exact":
 	case "memory":
 		if ledger, err = memstore.NewLedger(memstore.LedgerOptions{}); err != nil {
 			return err
 		}
 	default:
-		return usageError{fmt.Errorf("--ledger %q: want db or memory", f.ledger)}
+		return usageError{fmt.Errorf("--ledger %q: want db, exact or memory", f.ledger)}
 	}
 	h, err := newDemoAPI(s, ledger, limitStore, f.failedAuth(), logger, f.loadtest)
 	if err != nil {
