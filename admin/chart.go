@@ -37,8 +37,8 @@ func chartSVG(days []usage.Day) template.HTML {
 	fmt.Fprintf(&b, `<svg class="chart" role="img" aria-labelledby="chart-title" viewBox="0 0 %d %d" xmlns="http://www.w3.org/2000/svg">`, chartW, chartH)
 	b.WriteString(`<title id="chart-title">Requests by outcome and credits spent, by day</title>`)
 	fmt.Fprintf(&b, `<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d"/>`, chartPad, chartH-chartPad, chartW-chartPad, chartH-chartPad)
-	fmt.Fprintf(&b, `<text class="label" x="%d" y="%d">%d requests</text>`, chartPad, chartPad-10, peak)
-	fmt.Fprintf(&b, `<text class="label credits-label" x="%d" y="%d" text-anchor="end">%d credits</text>`, chartW-chartPad, chartPad-10, peakCredits)
+	fmt.Fprintf(&b, `<text class="label" x="%d" y="%d">requests (top: %d)</text>`, chartPad, chartPad-12, peak)
+	fmt.Fprintf(&b, `<text class="label credits-label" x="%d" y="%d" text-anchor="end">credits spent (top: %d)</text>`, chartW-chartPad, chartPad-12, peakCredits)
 	var line []string
 	for i, d := range days {
 		x := float64(chartPad) + float64(i)*slot + (slot-barW)/2
@@ -67,7 +67,9 @@ func chartSVG(days []usage.Day) template.HTML {
 		b.WriteString(`</g>`)
 		cy := float64(chartH-chartPad) - float64(d.Credits)/float64(peakCredits)*plotH
 		line = append(line, fmt.Sprintf("%.1f,%.1f", x+barW/2, cy))
-		if i == 0 || i == len(days)-1 || len(days) <= 10 || i%7 == 0 {
+		last := len(days) - 1
+		if len(days) <= 10 || i == last || (i%7 == 0 && last-i >= 4) { // dates a week apart, and the last
+
 			fmt.Fprintf(&b, `<text class="label" x="%.1f" y="%d" text-anchor="middle">%s</text>`, x+barW/2, chartH-chartPad+16, d.Day.Format("Jan 2"))
 		}
 	}
