@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// keyward builds the keyward command once per test binary.
-var keyward = sync.OnceValues(func() (string, error) {
+// buildKeyward builds the keyward command once per test binary.
+var buildKeyward = sync.OnceValues(func() (string, error) {
 	dir := binDir
 	bin := filepath.Join(dir, "keyward")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/keyward/keyward/cmd/keyward").CombinedOutput()
@@ -47,7 +47,7 @@ var keyward = sync.OnceValues(func() (string, error) {
 
 func keywardBinary(t *testing.T) string {
 	t.Helper()
-	bin, err := keyward()
+	bin, err := buildKeyward()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,3 +175,5 @@ func (s *server) call(t *testing.T, method, path, key, body string) (int, string
 	_ = json.Unmarshal(raw, &env)
 	return resp.StatusCode, env.Error.Details.Reason
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
