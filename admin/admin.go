@@ -29,6 +29,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -267,7 +268,7 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 	if err != nil {
 		return errMalformed
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errMalformed

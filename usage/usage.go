@@ -150,10 +150,10 @@ func Middleware(rec Recorder, now func() time.Time) func(http.Handler) http.Hand
 				next.ServeHTTP(w, r)
 				return
 			}
-			o := &observer{}
-			sw := &statuswriter.Writer{W: w, O: o}
-			next.ServeHTTP(sw, r)
-			status := o.status
+			sw := &watched{} // one allocation for the writer and its observer
+			sw.Writer = statuswriter.Writer{W: w, O: &sw.observer}
+			next.ServeHTTP(&sw.Writer, r)
+			status := sw.status
 			if status == 0 {
 				status = http.StatusOK // a handler that wrote nothing sent a 200
 			}
@@ -164,6 +164,12 @@ func Middleware(rec Recorder, now func() time.Time) func(http.Handler) http.Hand
 			rec.RecordOutcome(k, OutcomeOf(status), credits, now())
 		})
 	}
+}
+
+// watched is a response writer that keeps the status it sends.
+type watched struct {
+	statuswriter.Writer
+	observer
 }
 
 // observer keeps the first final status a handler sends.

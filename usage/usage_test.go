@@ -19,6 +19,8 @@ import (
 var (
 	day1 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	day2 = day1.Add(24 * time.Hour)
+
+	testNowUsage = day2
 )
 
 func key(id string) *keyward.KeyRecord {
