@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -62,4 +63,53 @@ func TestAdminTokens(t *testing.T) {
 		assert.Equal(t, want, resp.StatusCode, string(body))
 	}
 	assert.False(t, strings.Contains(s.logs.String(), token), "the token is never logged")
+}
+
+// `keyward demo` prints the dashboard's one-time sign-in link and an
+// admin token beside its curl commands; both work, the link once.
+func TestDemoPrintsTheDashboard(t *testing.T) {
+	c := newCLI(t)
+	cmd := c.cmd("demo", "--addr", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	link := regexp.MustCompile(`http://127\.0\.0\.1:\d+/dashboard/login\?code=\S+`)
+	for !strings.Contains(out.String(), "Press Ctrl-C") {
+		n, err := stdout.Read(buf)
+		require.NoError(t, err, "demo stopped; it printed:\n%s", out.String())
+		out.Write(buf[:n])
+	}
+	login := link.FindString(out.String())
+	require.NotEmpty(t, login, out.String())
+	token := regexp.MustCompile(`Bearer (kwadmin_[A-Za-z0-9]+)`).FindStringSubmatch(out.String())
+	require.NotNil(t, token, out.String())
+	base, _, _ := strings.Cut(login, "/dashboard/")
+
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	browser := &http.Client{Jar: jar}
+	resp, err := browser.Get(login)
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(page), ">demo</a>", "the demo's organization is listed")
+	again, err := (&http.Client{}).Get(login)
+	require.NoError(t, err)
+	again.Body.Close()
+	assert.Equal(t, 401, again.StatusCode, "the link works once")
+
+	req, err := http.NewRequest("GET", base+"/admin/v1/orgs", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token[1])
+	api, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	api.Body.Close()
+	assert.Equal(t, 200, api.StatusCode)
 }
