@@ -102,3 +102,24 @@ func TestRemovedTokenStopsWorking(t *testing.T) {
 	require.NoError(t, writeFile(e.path, "not a token line\n"))
 	e.call("GET", "/admin/v1/orgs", "").failed(t, 401, keyward.CodeAuthentication, "invalid_admin_token")
 }
+
+// A store that fails is a 503 that says which part failed and nothing of
+// why; the page says the same.
+func TestStoreFailureIsA503(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	org := e.org("acme")
+	b := e.browser()
+	b.signIn()
+	require.NoError(t, e.store.Close())
+	for _, path := range []string{"/admin/v1/orgs", "/admin/v1/orgs/" + org.ID, "/admin/v1/orgs/" + org.ID + "/keys", "/admin/v1/orgs/" + org.ID + "/credits"} {
+		a := e.call("GET", path, "")
+		a.failed(t, 503, keyward.CodeServiceUnavailable, "")
+		assert.NotContains(t, strings.ToLower(a.raw), "sql", path)
+		assert.Equal(t, "1", a.header.Get("Retry-After"))
+	}
+	p := b.do("GET", "/dashboard/orgs/"+org.ID, nil)
+	assert.Equal(t, 503, p.status)
+	assert.Contains(t, p.body, "temporarily unavailable")
+	assert.NotContains(t, strings.ToLower(p.body), "sql")
+}
