@@ -291,3 +291,36 @@ type Ledger interface {
 	// Balance returns the account's current period.
 	Balance(ctx context.Context, acct Account) (Balance, error)
 }
+
+// Entry is one row of a ledger's append-only history (sqlstore keeps
+// one; see its Entries).
+type Entry struct {
+	// ID orders the entries.
+	ID int64
+	// Kind is allocation, grant, commit, release or expire.
+	Kind string
+	// Amount is the credits allocated (the whole allocation when the period
+	// starts, the increase when an upgrade raises it), granted, charged
+	// (commit) or given back.
+	Amount int64
+	// ReservationID links commit, release and expire entries to their
+	// reservation.
+	ReservationID int64
+	// KeyID, RequestID and IdempotencyKey are the reservation's.
+	KeyID, RequestID, IdempotencyKey string
+	// Note is a grant's note; an allocation's says why and the new
+	// allocation.
+	Note string
+	// PeriodStart is the billing period the entry belongs to.
+	PeriodStart time.Time
+	// CreatedAt is when it was written.
+	CreatedAt time.Time
+}
+
+// History is a ledger that keeps its entries and pages through them.
+type History interface {
+	// EntriesBefore returns up to limit (1 to 1000) of an organization's
+	// entries whose ID is below beforeID (≤ 0: from the newest), newest
+	// first.
+	EntriesBefore(ctx context.Context, orgID string, beforeID int64, limit int) ([]Entry, error)
+}

@@ -277,3 +277,17 @@ type KeyManager interface {
 	UpdateKey(ctx context.Context, keyID string, change KeyChange) (keyward.KeyRecord, error)
 	DeleteOrg(ctx context.Context, orgID string, force bool) error
 }
+
+// Status names what a key is at now: "revoked", "expired", "rotating"
+// (revoked at the end of a grace period still running) or "active".
+func Status(k *keyward.KeyRecord, now time.Time) string {
+	switch {
+	case k.Revoked(now):
+		return "revoked"
+	case k.Expired(now):
+		return "expired"
+	case !k.RevokedAt.IsZero():
+		return "rotating"
+	}
+	return "active"
+}

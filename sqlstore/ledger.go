@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -475,28 +477,7 @@ func balanceIn(ctx context.Context, tx *sql.Tx, a *account) (credit.Balance, err
 }
 
 // LedgerEntry is one row of the append-only credit ledger.
-type LedgerEntry struct {
-	// ID orders the entries.
-	ID int64
-	// Kind is allocation, grant, commit, release or expire.
-	Kind string
-	// Amount is the credits allocated (the whole allocation when the period
-	// starts, the increase when an upgrade raises it), granted, charged
-	// (commit) or given back.
-	Amount int64
-	// ReservationID links commit, release and expire entries to their
-	// reservation.
-	ReservationID int64
-	// KeyID, RequestID and IdempotencyKey are the reservation's.
-	KeyID, RequestID, IdempotencyKey string
-	// Note is a grant's note; an allocation's says why and the new
-	// allocation.
-	Note string
-	// PeriodStart is the billing period the entry belongs to.
-	PeriodStart time.Time
-	// CreatedAt is when it was written.
-	CreatedAt time.Time
-}
+type LedgerEntry = credit.Entry
 
 // Entries returns an organization's ledger entries of the billing period
 // that starts at periodStart, oldest first. The period's balance is
@@ -510,10 +491,14 @@ func (s *Store) Entries(ctx context.Context, orgID string, periodStart time.Time
 	if err != nil {
 		return nil, err
 	}
+	return scanEntries(rows)
+}
+
+func scanEntries(rows *sql.Rows) ([]credit.Entry, error) {
 	defer rows.Close()
-	var out []LedgerEntry
+	var out []credit.Entry
 	for rows.Next() {
-		var e LedgerEntry
+		var e credit.Entry
 		var ps, ca int64
 		if err := rows.Scan(&e.ID, &e.Kind, &e.Amount, &e.ReservationID, &e.KeyID, &e.RequestID, &e.IdempotencyKey,
 			&e.Note, &ps, &ca); err != nil {
@@ -523,4 +508,25 @@ func (s *Store) Entries(ctx context.Context, orgID string, periodStart time.Time
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// EntriesBefore returns up to limit (1 to 1000) of an organization's
+// ledger entries, of every period, whose ID is below beforeID (≤ 0: from
+// the newest), newest first: a page of its history.
+func (s *Store) EntriesBefore(ctx context.Context, orgID string, beforeID int64, limit int) ([]credit.Entry, error) {
+	if limit < 1 || limit > 1000 {
+		return nil, fmt.Errorf("keyward: sqlstore: entries: limit %d is out of range 1 to 1000", limit)
+	}
+	if beforeID <= 0 {
+		beforeID = math.MaxInt64
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.db.QueryContext(ctx, `SELECT id, kind, amount, reservation_id, key_id, request_id, idempotency_key, note,
+		period_start, created_at FROM keyward_ledger WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`,
+		orgID, beforeID, limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanEntries(rows)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/usage"
 	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
@@ -144,6 +145,9 @@ var (
 	_ keyward.KeyStore      = (*Store)(nil)
 	_ manage.KeyManager     = (*Store)(nil)
 	_ keyward.UsageRecorder = (*Store)(nil)
+	_ usage.Recorder        = (*Store)(nil)
+	_ usage.Reader          = (*Store)(nil)
+	_ credit.History        = (*Store)(nil)
 )
 
 // ErrUnknownDSN is returned by Open for a DSN that names neither SQLite nor

@@ -86,7 +86,7 @@ func TestMigrations(t *testing.T) {
 			assert.Equal(t, int64(len(files)), n, "each migration applied once")
 			last, err := strconv.ParseInt(strings.SplitN(filepath.Base(files[len(files)-1]), "_", 2)[0], 10, 64)
 			require.NoError(t, err)
-			assert.Equal(t, last, v, "up to the last")
+			assert.Equal(t, last, v, "the last migration's number")
 			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "a"})
 			require.NoError(t, err)
 			require.NoError(t, s.Close())

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/usage"
 )
 
 // usageBuffer counts requests per key in memory between flushes. A key's
 // counter is created once and then only incremented atomically: recording
 // costs a map read and an atomic add, no lock.
 type usageBuffer struct {
-	keys sync.Map // key id → *keyUsage
+	keys     sync.Map // key id → *keyUsage
+	outcomes usage.Counter
 }
 
 type keyUsage struct {
@@ -33,6 +35,13 @@ func (s *Store) RecordUse(k *keyward.KeyRecord) {
 		v, _ = s.usage.keys.LoadOrStore(k.ID, &keyUsage{orgID: k.Org.ID})
 	}
 	v.(*keyUsage).n.Add(1)
+}
+
+// RecordOutcome implements usage.Recorder: it counts one call of k by
+// t's UTC day and outcome, with the credits it spent, to be written at the
+// next flush (UsageByDay reads them).
+func (s *Store) RecordOutcome(k *keyward.KeyRecord, o usage.Outcome, credits int64, t time.Time) {
+	s.usage.outcomes.RecordOutcome(k, o, credits, t)
 }
 
 func (s *Store) flushLoop() {
@@ -65,7 +74,8 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 		}
 		return true
 	})
-	if len(batch) == 0 {
+	outcomes := s.usage.outcomes.Take()
+	if len(batch) == 0 && len(outcomes) == 0 {
 		return nil
 	}
 	now := s.now()
@@ -87,12 +97,23 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 				return err
 			}
 		}
+		for _, c := range outcomes {
+			// As above: a deleted organization's counts are dropped.
+			if _, err := tx.ExecContext(ctx, `INSERT INTO keyward_key_usage (org_id, key_id, day, outcome, requests, credits)
+				SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM keyward_orgs WHERE id = $1)
+				ON CONFLICT (key_id, day, outcome) DO UPDATE SET requests = keyward_key_usage.requests + excluded.requests,
+				credits = keyward_key_usage.credits + excluded.credits`,
+				c.OrgID, c.KeyID, c.Day, c.Outcome.String(), c.Requests, c.Credits); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		for _, t := range batch {
 			t.u.n.Add(t.n) // try again next time
 		}
+		s.usage.outcomes.Restore(outcomes)
 		return err
 	}
 	return nil
@@ -105,4 +126,39 @@ func (s *Store) Usage(ctx context.Context, orgID string, t time.Time) (int64, er
 	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(SUM(requests), 0) FROM keyward_usage WHERE org_id = $1 AND day = $2`,
 		orgID, t.UTC().Unix()/86400).Scan(&n)
 	return n, err
+}
+
+// UsageByDay implements usage.Reader: an organization's flushed counts
+// (or one key's, when keyID is not empty) for each UTC day from from's to
+// to's, oldest first.
+func (s *Store) UsageByDay(ctx context.Context, orgID, keyID string, from, to time.Time) ([]usage.Day, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	q := `SELECT day, outcome, SUM(requests), SUM(credits) FROM keyward_key_usage
+		WHERE org_id = $1 AND day BETWEEN $2 AND $3 AND ($4 = '' OR key_id = $4) GROUP BY day, outcome`
+	rows, err := s.db.QueryContext(ctx, q, orgID, usage.DayNumber(from), usage.DayNumber(to), keyID)
+	if err != nil {
+		return nil, wrap("usage", err)
+	}
+	defer rows.Close()
+	counts := map[int64]*usage.Day{}
+	for rows.Next() {
+		var day, n, credits int64
+		var outcome string
+		if err := rows.Scan(&day, &outcome, &n, &credits); err != nil {
+			return nil, wrap("usage", err)
+		}
+		o, _ := usage.ParseOutcome(outcome)
+		d := counts[day]
+		if d == nil {
+			d = &usage.Day{}
+			counts[day] = d
+		}
+		d.Requests[o] += n
+		d.Credits += credits
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("usage", err)
+	}
+	return usage.Series(from, to, counts), nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/usage"
 )
 
 // demoAPI is a miniature transaction-enrichment API: the routes of a real
@@ -66,7 +67,10 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, 
 	if err != nil {
 		return nil, err
 	}
-	requireKey, limit := auth.Middleware, api.limits.Middleware
+	// Each call's outcome is counted by key and day for the dashboard.
+	outcomes := usage.Middleware(s, nil)
+	requireKey := func(h http.Handler) http.Handler { return auth.Middleware(outcomes(h)) }
+	limit := api.limits.Middleware
 	perm := func(p string) func(http.Handler) http.Handler {
 		c, err2 := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{p}, Errors: api.errors})
 		if err = errors.Join(err, err2); err2 != nil {

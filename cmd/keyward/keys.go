@@ -214,15 +214,7 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func keyView(r keyward.KeyRecord, now time.Time) keyJSON {
-	status := "active"
-	switch {
-	case r.Revoked(now):
-		status = "revoked"
-	case r.Expired(now):
-		status = "expired"
-	case !r.RevokedAt.IsZero():
-		status = "rotating"
-	}
+	status := manage.Status(&r, now)
 	perms := r.Permissions
 	if perms == nil {
 		perms = []string{}

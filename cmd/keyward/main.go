@@ -132,7 +132,8 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
 		"key prefix (env KEYWARD_KEY_PREFIX)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.initCommand(), a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.plansCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand())
+	root.AddCommand(a.initCommand(), a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.plansCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand(),
+		a.adminCommand())
 	return root
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -30,6 +31,11 @@ type serveFlags struct {
 	redis    string
 	ledger   string
 	loadtest bool
+
+	// The admin API and dashboard: mounted when adminTokens names a token
+	// file; loginLink prints a one-time sign-in link.
+	adminTokens string
+	loginLink   bool
 
 	// The server's bounds (http.Server fields of the same names) and the
 	// Redis client's: what a slow client or a frozen Redis can cost.
@@ -131,6 +137,9 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for rate-limit counters shared by several instances (default: in memory)")
 	cmd.Flags().StringVar(&f.ledger, "ledger", "db", "where credits are kept: db (the --db database, served from leases written in batches), exact (the --db database, two transactions a call) or memory (lost on exit; for load tests)")
 	cmd.Flags().BoolVar(&f.loadtest, "loadtest", false, "also serve the load-test routes (POST /loadtest/protected, /loadtest/open, GET /loadtest/stats)")
+	cmd.Flags().StringVar(&f.adminTokens, "admin-tokens", envOr("KEYWARD_ADMIN_TOKENS", ""),
+		"admin token file (keyward admin token create): serve the admin API at /admin/v1/ and the dashboard at /dashboard/ (env KEYWARD_ADMIN_TOKENS)")
+	cmd.Flags().BoolVar(&f.loginLink, "login-link", false, "print a one-time dashboard sign-in link, valid 15 minutes (needs --admin-tokens)")
 	f.limitFlags(cmd)
 	return cmd
 }
@@ -165,7 +174,12 @@ func (a *app) demoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ready := func(addr string) {
+			f.adminTokens, f.loginLink = filepath.Join(dir, "admin-tokens"), true
+			adminToken, _, err := admin.CreateToken(f.adminTokens, "demo", time.Now())
+			if err != nil {
+				return err
+			}
+			ready := func(addr, login string) {
 				base := "http://" + addr
 				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (free plan: 1 request/s, 60/min, 2 in flight, 100 credits/month)
 database: %s (deleted on exit)
@@ -188,8 +202,16 @@ second; -Concurrency-* the requests in flight); a second call within the
 second gets 429 with X-RateLimit-Scope: rps. Requests with a bad key are
 throttled per client (--failed-auth-per-minute).
 
+The dashboard (create, rotate and revoke keys; watch usage). This sign-in link works once, for 15 minutes:
+
+    %s%s
+
+The admin API, with the demo's admin token (shown once):
+
+    curl -s %s/admin/v1/orgs -H 'Authorization: Bearer %s'
+
 Press Ctrl-C to stop.
-`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key)
+`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, base, login, base, adminToken)
 			}
 			return a.serve(ctx, s, f, ready)
 		},
@@ -203,7 +225,7 @@ Press Ctrl-C to stop.
 // serve runs the demo API until ctx is done, then shuts down gracefully:
 // requests in flight finish and settle their credits, and usage is
 // flushed when the store closes.
-func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready func(addr string)) error {
+func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready func(addr, login string)) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
 	var err error
 	var limitStore = keyward.RateLimitConfig{}.Store
@@ -235,6 +257,10 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	if err != nil {
 		return err
 	}
+	var login string
+	if h, login, err = mountAdmin(h, s, ledger, f, logger); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", f.addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%s is in use by another program; choose another address with --addr (e.g. --addr 127.0.0.1:0 for any free port): %w", f.addr, err)
@@ -254,7 +280,9 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	addr := ln.Addr().String()
 	logger.Info("keyward: serving the demo API", "addr", "http://"+addr, "db", s.Dialect())
 	if ready != nil {
-		ready(addr)
+		ready(addr, login)
+	} else if login != "" {
+		fmt.Fprintf(a.stdout, "dashboard sign-in link (works once, for 15 minutes): http://%s%s\n", addr, login)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -270,6 +298,42 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 		return err
 	}
 	return nil
+}
+
+// mountAdmin returns api with the admin API and the dashboard mounted
+// beside it when f names an admin token file, and the path of a one-time
+// sign-in link when f asks for one.
+func mountAdmin(api http.Handler, s *sqlstore.Store, ledger credit.Ledger, f serveFlags, logger *slog.Logger) (http.Handler, string, error) {
+	if f.adminTokens == "" {
+		if f.loginLink {
+			return nil, "", usageError{errors.New("--login-link needs --admin-tokens")}
+		}
+		return api, "", nil
+	}
+	tokens, err := admin.OpenTokenFile(f.adminTokens)
+	if err != nil {
+		return nil, "", fmt.Errorf("--admin-tokens: %w (create it with `keyward admin token create`)", err)
+	}
+	cfg := admin.Config{Keys: s, Ledger: ledger, Usage: s, Plans: s.Plans, Tokens: tokens, Permissions: demoPermissions,
+		Errors: &keyward.ErrorWriter{Logger: logger}, Logger: logger}
+	if ledger == credit.Ledger(s) {
+		cfg.History = s
+	}
+	adm, err := admin.New(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	mux.Handle(admin.APIPath, adm)
+	mux.Handle(admin.PagePath, adm)
+	var login string
+	if f.loginLink {
+		if login, err = adm.LoginLink(0); err != nil {
+			return nil, "", err
+		}
+	}
+	return mux, login, nil
 }
 
 // trimmed is strings.TrimSpace, for the demo's validation.

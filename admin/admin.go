@@ -1,0 +1,288 @@
+// Package admin is keyward's admin HTTP API and dashboard: one
+// http.Handler that serves a JSON API under /admin/v1/ (described by the
+// OpenAPI 3.1 document it serves at /admin/v1/openapi.json) and a
+// server-rendered web page under /dashboard/, over any store that
+// implements manage.KeyManager and credit.Ledger.
+//
+// Both let people create, rotate, revoke and change keys, see and grant
+// credits, and watch usage by day. There are two ways in:
+//
+//   - Operator mode (Config.Tokens): the API takes bearer admin tokens
+//     (stored hashed in a token file; `keyward admin token create`), the
+//     page a session opened with one of them or with a one-time login link
+//     (LoginLink). Operators see and manage every organization.
+//   - Self-service mode (Config.OrgFor): the host, which has signed its
+//     customer in, says which organization a request may manage. Every
+//     route is confined to it: another organization's ids are 404, as if
+//     they did not exist, and operators' routes (creating organizations,
+//     changing plans, granting credits) are 403.
+//
+// Failures are keyward's error envelope, written by Config.Errors. The
+// page is served with a strict Content-Security-Policy (no inline script;
+// its assets are embedded), every form carries a CSRF token, and pages
+// that show a key are never stored (Cache-Control: no-store).
+//
+// Mount the handler at both of its paths:
+//
+//	mux.Handle("/admin/v1/", h)
+//	mux.Handle("/dashboard/", h)
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/usage"
+)
+
+// Paths at which the handler serves. Mount it at both.
+const (
+	APIPath  = "/admin/v1/"
+	PagePath = "/dashboard/"
+)
+
+// DefaultMaxBody is the largest request body the API and the page read
+// when Config.MaxBody is zero: 64 KiB.
+const DefaultMaxBody = 64 << 10
+
+// Config configures New. Exactly one of Tokens and OrgFor is set.
+type Config struct {
+	// Keys manages organizations and keys. Required.
+	Keys manage.KeyManager
+	// Ledger holds organizations' credits. Required.
+	Ledger credit.Ledger
+	// Usage reads usage by key, day and outcome (sqlstore.Store does).
+	// Nil: the usage routes answer 404 not_kept and the page shows no chart.
+	Usage usage.Reader
+	// History pages through the credit ledger (sqlstore.Store does). Nil:
+	// the ledger route answers 404 not_kept.
+	History credit.History
+	// Plans returns the plan table offered when creating or changing an
+	// organization (sqlstore.Store.Plans). Nil: keyward.DefaultPlans.
+	Plans func() *keyward.Plans
+	// Permissions are the permissions a key may be given, offered as
+	// checkboxes by the page (the API takes any that keyward accepts).
+	// Nil: just "*".
+	Permissions []string
+
+	// Tokens, in operator mode, holds the admin tokens.
+	Tokens *TokenFile
+	// OrgFor, in self-service mode, returns the organization that r may
+	// manage: the host's sign-in decides. An error or an empty id answers
+	// 401 not_signed_in.
+	OrgFor func(r *http.Request) (orgID string, err error)
+
+	// Errors writes failures. Nil: a zero keyward.ErrorWriter.
+	Errors *keyward.ErrorWriter
+	// Logger receives a record of each admin change (who, what, which
+	// ids; never a key or token). Nil: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Nil: time.Now.
+	Now func() time.Time
+	// MaxBody bounds request bodies, in bytes. Zero: DefaultMaxBody.
+	MaxBody int64
+	// SessionTTL is how long a dashboard session lasts (operator mode).
+	// Zero: 12 hours.
+	SessionTTL time.Duration
+}
+
+// Handler serves the admin API and the dashboard. Make one with New.
+type Handler struct {
+	cfg      Config
+	mux      *http.ServeMux
+	errors   *keyward.ErrorWriter
+	logger   *slog.Logger
+	sessions *sessions
+	csrf     csrfKey
+	page     *page
+}
+
+// New checks cfg and returns its Handler, or every problem of cfg, joined
+// (*keyward.ConfigError).
+func New(cfg Config) (*Handler, error) {
+	var errs []error
+	bad := func(field, problem string) {
+		errs = append(errs, &keyward.ConfigError{Field: "admin.Config." + field, Problem: problem})
+	}
+	if cfg.Keys == nil {
+		bad("Keys", "is nil; a manage.KeyManager (memstore, sqlstore) is required")
+	}
+	if cfg.Ledger == nil {
+		bad("Ledger", "is nil; a credit.Ledger (memstore, sqlstore) is required")
+	}
+	if (cfg.Tokens == nil) == (cfg.OrgFor == nil) {
+		bad("Tokens", "and OrgFor: set exactly one (operator mode or self-service mode)")
+	}
+	if cfg.MaxBody < 0 {
+		bad("MaxBody", "is negative")
+	}
+	if cfg.SessionTTL < 0 {
+		bad("SessionTTL", "is negative")
+	}
+	if err := keyward.ValidatePermissions(cfg.Permissions); err != nil {
+		bad("Permissions", err.Error())
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Plans == nil {
+		cfg.Plans = keyward.DefaultPlans
+	}
+	if cfg.Permissions == nil {
+		cfg.Permissions = []string{"*"}
+	}
+	h := &Handler{cfg: cfg, errors: cfg.Errors, logger: cfg.Logger, mux: http.NewServeMux(), csrf: newCSRFKey()}
+	if h.errors == nil {
+		h.errors = &keyward.ErrorWriter{}
+	}
+	if h.logger == nil {
+		h.logger = slog.Default()
+	}
+	h.sessions = newSessions(cfg.Now, cfg.SessionTTL)
+	var err error
+	if h.page, err = newPage(); err != nil {
+		return nil, err
+	}
+	h.routes()
+	return h, nil
+}
+
+// ServeHTTP serves the API under APIPath and the page under PagePath.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		api := strings.HasPrefix(r.URL.Path, APIPath)
+		if allow := h.allowed(r); len(allow) > 0 {
+			h.fail(w, r, api, methodNotAllowed(allow))
+			return
+		}
+		h.fail(w, r, api, errRouteNotFound)
+		return
+	}
+	h.mux.ServeHTTP(w, r) // sets the path's values
+}
+
+// allowed returns the methods that r's path has routes for.
+func (h *Handler) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := h.mux.Handler(probe); p != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
+}
+
+// fail answers err: the envelope on the API, a page on the dashboard.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, api bool, err error) {
+	if api {
+		h.errors.WriteError(w, r, err)
+		return
+	}
+	h.page.fail(h, w, r, err)
+}
+
+// caller is who a request acts for.
+type caller struct {
+	operator bool
+	orgID    string // self-service: the one organization
+	who      string // for the log: a token's name, or "org ORG"
+}
+
+// mayManage reports whether c may manage organization id.
+func (c caller) mayManage(id string) bool { return c.operator || c.orgID == id }
+
+// saneID reports whether id can be an organization's or a key's id: 1 to
+// 64 letters, digits, '_' or '-' and too short a run to hold a key. Any
+// other is not found without asking the store, and is never echoed.
+func saneID(id string) bool { return ascii.Only(id, 64, "_-") && ascii.LongestAlnumRun(id) < 30 }
+
+// okEnvelope is the success envelope, the error one's sibling.
+type okEnvelope struct {
+	Success bool `json:"success"`
+	Data    any  `json:"data"`
+	Meta    meta `json:"meta"`
+}
+
+type meta struct {
+	GeneratedAt string `json:"generatedAt"`
+	RequestID   string `json:"requestId"`
+	Version     string `json:"version"`
+}
+
+// writeOK answers data in the success envelope, never cached.
+func (h *Handler) writeOK(w http.ResponseWriter, r *http.Request, status int, data any) {
+	id := h.errors.RequestIDFor(r)
+	version := h.errors.Version
+	if version == "" {
+		version = keyward.DefaultVersion
+	}
+	body, err := json.Marshal(okEnvelope{Success: true, Data: data,
+		Meta: meta{GeneratedAt: h.cfg.Now().UTC().Format(time.RFC3339), RequestID: id, Version: version}})
+	if err != nil {
+		h.errors.WriteError(w, r, err)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Request-Id", id)
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// readJSON decodes r's body, which must be application/json of at most
+// MaxBody bytes holding one object with known fields only, into v.
+func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errMediaType
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return bodyTooLarge(h.cfg.MaxBody)
+	}
+	if err != nil {
+		return errMalformed
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errMalformed
+	}
+	if dec.More() {
+		return errMalformed
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errMalformed
+	}
+	return nil
+}
+
+// audit logs one change: who made it, what, on which ids.
+func (h *Handler) audit(r *http.Request, c caller, action string, attrs ...any) {
+	h.logger.InfoContext(r.Context(), "keyward: admin: "+action, append([]any{"by", c.who}, attrs...)...)
+}

@@ -1,0 +1,241 @@
+package admin_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// browser is an HTTP client with cookies that does not follow redirects.
+type browser struct {
+	t      *testing.T
+	e      *env
+	client *http.Client
+}
+
+func (e *env) browser() *browser {
+	jar, err := cookiejar.New(nil)
+	require.NoError(e.t, err)
+	return &browser{t: e.t, e: e, client: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+type pageAnswer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (b *browser) do(method, path string, form url.Values, header ...string) pageAnswer {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.e.srv.URL+path, body)
+	require.NoError(b.t, err)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := b.client.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	return pageAnswer{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf returns the CSRF token of a page's forms.
+func (p pageAnswer) csrf(t *testing.T) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(p.body)
+	require.NotNil(t, m, "no CSRF field in %s", p.body)
+	return m[1]
+}
+
+// signIn opens a session with a one-time login link.
+func (b *browser) signIn() {
+	b.t.Helper()
+	link, err := b.e.h.LoginLink(time.Minute)
+	require.NoError(b.t, err)
+	p := b.do("GET", link, nil)
+	require.Equal(b.t, http.StatusSeeOther, p.status, p.body)
+	require.Equal(b.t, "/dashboard/", p.header.Get("Location"))
+}
+
+// Every page carries the strict headers; a login link works once; a page
+// without a session sends the browser to sign in.
+func TestPageHeadersAndSignIn(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	b := e.browser()
+	p := b.do("GET", "/dashboard/", nil)
+	require.Equal(t, http.StatusSeeOther, p.status)
+	assert.Equal(t, "/dashboard/login", p.header.Get("Location"))
+
+	link, err := e.h.LoginLink(time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSeeOther, b.do("GET", link, nil).status)
+	home := b.do("GET", "/dashboard/", nil)
+	require.Equal(t, http.StatusOK, home.status)
+	assert.Contains(t, home.body, "Organizations")
+	csp := home.header.Get("Content-Security-Policy")
+	assert.Contains(t, csp, "script-src 'self'")
+	assert.NotContains(t, csp, "unsafe-inline")
+	assert.Contains(t, csp, "frame-ancestors 'none'")
+	assert.Equal(t, "no-store", home.header.Get("Cache-Control"))
+	assert.NotRegexp(t, `<script>|<script [^>]*>[^<]|style="| on[a-z]+="`, home.body, "no inline script or style")
+
+	other := e.browser()
+	used := other.do("GET", link, nil)
+	assert.Equal(t, http.StatusUnauthorized, used.status, "a login link works once")
+	assert.Equal(t, http.StatusSeeOther, other.do("GET", "/dashboard/", nil).status)
+
+	// The admin token signs in through the form, CSRF included.
+	login := other.do("GET", "/dashboard/login", nil)
+	bad := other.do("POST", "/dashboard/login", url.Values{"csrf": {login.csrf(t)}, "token": {"kwadmin_wrong"}})
+	assert.Equal(t, http.StatusUnauthorized, bad.status)
+	good := other.do("POST", "/dashboard/login", url.Values{"csrf": {login.csrf(t)}, "token": {e.token}})
+	require.Equal(t, http.StatusSeeOther, good.status, good.body)
+	assert.NotContains(t, good.body+bad.body, e.token)
+	assert.Equal(t, http.StatusOK, other.do("GET", "/dashboard/", nil).status)
+
+	css := b.do("GET", "/dashboard/static/dashboard.css", nil)
+	assert.Equal(t, http.StatusOK, css.status)
+	assert.Contains(t, css.header.Get("Content-Type"), "text/css")
+	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/static/admin.go", nil).status)
+	escape := b.do("GET", "/dashboard/static/../../admin/admin.go", nil)
+	assert.NotEqual(t, http.StatusOK, escape.status)
+	assert.NotContains(t, escape.body, "package admin")
+}
+
+// A form without its CSRF token, with another browser's, or from another
+// site changes nothing.
+func TestFormsNeedTheirCSRFToken(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	org := e.org("acme")
+	k := e.key(org.ID, "prod")
+	b, other := e.browser(), e.browser()
+	b.signIn()
+	other.signIn()
+	theirs := other.do("GET", "/dashboard/", nil).csrf(t)
+	mine := b.do("GET", "/dashboard/orgs/"+org.ID, nil).csrf(t)
+	before := e.snapshot()
+	revoke := "/dashboard/orgs/" + org.ID + "/keys/" + k.Record.ID + "/revoke"
+	for name, c := range map[string]struct {
+		form   url.Values
+		header []string
+	}{
+		"no token":          {url.Values{}, nil},
+		"another's token":   {url.Values{"csrf": {theirs}}, nil},
+		"forged token":      {url.Values{"csrf": {strings.Repeat("A", 43)}}, nil},
+		"another origin":    {url.Values{"csrf": {mine}}, []string{"Origin", "https://evil.example"}},
+		"a cross-site form": {url.Values{"csrf": {mine}}, []string{"Sec-Fetch-Site", "cross-site"}},
+	} {
+		for _, path := range []string{revoke, "/dashboard/orgs", "/dashboard/orgs/" + org.ID + "/credits", "/dashboard/orgs/" + org.ID + "/keys"} {
+			form := url.Values{"name": {"x"}, "amount": {"5"}}
+			for k, v := range c.form {
+				form[k] = v
+			}
+			p := b.do("POST", path, form, c.header...)
+			assert.Equal(t, http.StatusForbidden, p.status, "%s %s", name, path)
+			assert.Contains(t, p.body, "not sent from this dashboard", name)
+		}
+	}
+	assert.Equal(t, before, e.snapshot(), "nothing changed")
+
+	// With its token, the same form works.
+	p := b.do("POST", revoke, url.Values{"csrf": {mine}})
+	require.Equal(t, http.StatusSeeOther, p.status, p.body)
+	info, err := e.store.Key(context.Background(), k.Record.ID)
+	require.NoError(t, err)
+	assert.False(t, info.Record.RevokedAt.IsZero())
+}
+
+// Through the page: create a key (shown once, never stored by the
+// browser), rotate it, revoke the old one; the keys list shows hints only.
+func TestPageKeyLifecycle(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	b := e.browser()
+	b.signIn()
+	home := b.do("GET", "/dashboard/", nil)
+	created := b.do("POST", "/dashboard/orgs", url.Values{"csrf": {home.csrf(t)}, "name": {"acme"}, "plan": {"starter"}})
+	require.Equal(t, http.StatusSeeOther, created.status, created.body)
+	orgPath := created.header.Get("Location")
+	orgPage := b.do("GET", orgPath, nil)
+	require.Equal(t, http.StatusOK, orgPage.status)
+	assert.Contains(t, orgPage.body, "300 requests/min")
+	assert.Contains(t, orgPage.body, `<svg class="chart"`)
+
+	made := b.do("POST", orgPath+"/keys", url.Values{"csrf": {orgPage.csrf(t)}, "name": {"prod"}, "environment": {"live"},
+		"permissions": {"transactions:enrich", "transactions:read"}, "expiresInDays": {"30"}})
+	require.Equal(t, http.StatusOK, made.status, made.body)
+	assert.Equal(t, "no-store", made.header.Get("Cache-Control"))
+	key := regexp.MustCompile(`id="new-key">(triq_[A-Za-z0-9]+)<`).FindStringSubmatch(made.body)
+	require.NotNil(t, key, made.body)
+	list := b.do("GET", orgPath, nil)
+	assert.NotContains(t, list.body, key[1], "the list shows the hint only")
+	assert.Contains(t, list.body, "transactions:enrich")
+	keyID := regexp.MustCompile(`data-key-id="([^"]+)"`).FindStringSubmatch(list.body)[1]
+
+	rot := b.do("POST", orgPath+"/keys/"+keyID+"/rotate", url.Values{"csrf": {list.csrf(t)}, "grace": {"3600"}})
+	require.Equal(t, http.StatusOK, rot.status, rot.body)
+	assert.Contains(t, rot.body, "keeps working for 1h0m0s")
+	assert.Contains(t, b.do("GET", orgPath, nil).body, "rotating until")
+	confirm := b.do("GET", orgPath+"/keys/"+keyID+"/revoke", nil)
+	require.Equal(t, http.StatusOK, confirm.status)
+	assert.Contains(t, confirm.body, "cannot be undone")
+	done := b.do("POST", orgPath+"/keys/"+keyID+"/revoke", url.Values{"csrf": {confirm.csrf(t)}})
+	require.Equal(t, http.StatusSeeOther, done.status)
+	assert.Contains(t, b.do("GET", orgPath, nil).body, `class="status-revoked">revoked`)
+
+	// A form with bad fields says so and changes nothing.
+	before := e.snapshot()
+	bad := b.do("POST", orgPath+"/keys", url.Values{"csrf": {list.csrf(t)}, "name": {""}, "expiresInDays": {"99999999999"}})
+	assert.Equal(t, http.StatusUnprocessableEntity, bad.status)
+	assert.Contains(t, bad.body, "key name is empty")
+	assert.Equal(t, before, e.snapshot())
+}
+
+// In self-service mode the page shows the host's organization only.
+func TestSelfServicePage(t *testing.T) {
+	t.Parallel()
+	e := selfServiceEnv(t)
+	mine, theirs := e.org("mine"), e.org("theirs")
+	theirKey := e.key(theirs.ID, "b")
+	b := e.browser()
+	assert.Equal(t, http.StatusUnauthorized, b.do("GET", "/dashboard/", nil).status, "not signed in by the host")
+	as := []string{"X-Test-Org", mine.ID}
+	home := b.do("GET", "/dashboard/", nil, as...)
+	require.Equal(t, http.StatusSeeOther, home.status)
+	assert.Equal(t, "/dashboard/orgs/"+mine.ID, home.header.Get("Location"))
+	page := b.do("GET", "/dashboard/orgs/"+mine.ID, nil, as...)
+	require.Equal(t, http.StatusOK, page.status)
+	assert.NotContains(t, page.body, `id="grant"`, "operators grant credits")
+	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/orgs/"+theirs.ID, nil, as...).status)
+	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/orgs/"+mine.ID+"/keys/"+theirKey.Record.ID+"/revoke", nil, as...).status)
+	before := e.snapshot()
+	p := b.do("POST", "/dashboard/orgs/"+mine.ID+"/keys/"+theirKey.Record.ID+"/revoke", url.Values{"csrf": {page.csrf(t)}}, as...)
+	assert.Equal(t, http.StatusNotFound, p.status)
+	g := b.do("POST", "/dashboard/orgs/"+mine.ID+"/credits", url.Values{"csrf": {page.csrf(t)}, "amount": {"100"}}, as...)
+	assert.Equal(t, http.StatusForbidden, g.status)
+	assert.Equal(t, before, e.snapshot())
+	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/login", nil).status, "no sign-in of its own")
+}

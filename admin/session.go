@@ -1,0 +1,214 @@
+package admin
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Dashboard sessions (operator mode) and one-time login codes live in
+// memory: a restart signs everyone out. Behind a load balancer, send a
+// browser to one instance (sticky sessions).
+
+const (
+	sessionCookie = "keyward_session"
+	csrfCookie    = "keyward_csrf"
+	// maxSessions and maxCodes bound what the maps hold; past them the
+	// oldest go first.
+	maxSessions = 10_000
+	maxCodes    = 1_000
+	// DefaultLoginLinkTTL is how long a login link works when LoginLink is
+	// given no lifetime.
+	DefaultLoginLinkTTL = 15 * time.Minute
+)
+
+type sessions struct {
+	now func() time.Time
+	ttl time.Duration
+
+	mu    sync.Mutex
+	open  map[string]session   // sha256(session id) → session
+	codes map[string]time.Time // sha256(login code) → expiry
+}
+
+type session struct {
+	who     string
+	expires time.Time
+}
+
+func newSessions(now func() time.Time, ttl time.Duration) *sessions {
+	return &sessions{now: now, ttl: ttl, open: map[string]session{}, codes: map[string]time.Time{}}
+}
+
+func randomToken() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func digest(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return string(h[:])
+}
+
+// start opens a session for who and returns its id.
+func (s *sessions) start(who string) string {
+	id := randomToken()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	evict(s.open, maxSessions, func(v session) bool { return !now.Before(v.expires) }, func(v session) time.Time { return v.expires })
+	s.open[digest(id)] = session{who: who, expires: now.Add(s.ttl)}
+	return id
+}
+
+// find returns the session of id, if it is open.
+func (s *sessions) find(id string) (session, bool) {
+	if id == "" {
+		return session{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.open[digest(id)]
+	if !ok || !s.now().Before(v.expires) {
+		return session{}, false
+	}
+	return v, true
+}
+
+func (s *sessions) end(id string) {
+	s.mu.Lock()
+	delete(s.open, digest(id))
+	s.mu.Unlock()
+}
+
+// newCode makes a one-time login code valid for ttl.
+func (s *sessions) newCode(ttl time.Duration) string {
+	code := randomToken()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	evict(s.codes, maxCodes, func(v time.Time) bool { return !now.Before(v) }, func(v time.Time) time.Time { return v })
+	s.codes[digest(code)] = now.Add(ttl)
+	return code
+}
+
+// useCode reports whether code is a login code that has not expired, and
+// makes it unusable.
+func (s *sessions) useCode(code string) bool {
+	if code == "" {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := digest(code)
+	exp, ok := s.codes[d]
+	delete(s.codes, d)
+	return ok && s.now().Before(exp)
+}
+
+// evict makes room for one more entry in m: the expired ones go, then, if
+// m is still full, the one that expires first.
+func evict[V any](m map[string]V, max int, expired func(V) bool, expiry func(V) time.Time) {
+	if len(m) < max {
+		return
+	}
+	for k, v := range m {
+		if expired(v) {
+			delete(m, k)
+		}
+	}
+	for len(m) >= max {
+		var first string
+		var at time.Time
+		for k, v := range m {
+			if first == "" || expiry(v).Before(at) {
+				first, at = k, expiry(v)
+			}
+		}
+		delete(m, first)
+	}
+}
+
+// LoginLink returns the path (under PagePath, with its query) of a
+// one-time link that opens a dashboard session, valid for ttl (≤ 0:
+// DefaultLoginLinkTTL; at most a day). Give it only to an operator: it is
+// a credential until used or expired. Operator mode only.
+func (h *Handler) LoginLink(ttl time.Duration) (string, error) {
+	if h.cfg.Tokens == nil {
+		return "", errors.New("keyward: admin: login links are for operator mode (Config.Tokens)")
+	}
+	if ttl <= 0 {
+		ttl = DefaultLoginLinkTTL
+	}
+	if ttl > 24*time.Hour {
+		return "", errors.New("keyward: admin: a login link may live at most 24h")
+	}
+	return PagePath + "login?code=" + url.QueryEscape(h.sessions.newCode(ttl)), nil
+}
+
+// csrfKey signs CSRF tokens: a form's token is the HMAC of the browser's
+// CSRF cookie, a random value the cookie alone cannot forge a form with.
+type csrfKey [32]byte
+
+func newCSRFKey() csrfKey {
+	var k csrfKey
+	_, _ = rand.Read(k[:])
+	return k
+}
+
+func (k csrfKey) sign(cookie string) string {
+	m := hmac.New(sha256.New, k[:])
+	m.Write([]byte("keyward-dashboard-csrf:" + cookie))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// csrfToken returns the CSRF token for r's forms, setting the CSRF cookie
+// if r has none.
+func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	c, err := r.Cookie(csrfCookie)
+	if err != nil || len(c.Value) != 43 {
+		c = &http.Cookie{Name: csrfCookie, Value: randomToken(), Path: PagePath, HttpOnly: true, Secure: r.TLS != nil,
+			SameSite: http.SameSiteStrictMode}
+		http.SetCookie(w, c)
+		r.AddCookie(c) // later calls for this request see it
+	}
+	return h.csrf.sign(c.Value)
+}
+
+// checkForm parses r's form (at most MaxBody bytes) and returns
+// errCrossSite unless it carries the CSRF token of r's CSRF cookie and,
+// if the browser names one, comes from this origin.
+func (h *Handler) checkForm(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return bodyTooLarge(h.cfg.MaxBody)
+		}
+		return errMalformedForm
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return errCrossSite
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
+		u, err := url.Parse(origin)
+		if err != nil || u.Host != r.Host {
+			return errCrossSite
+		}
+	}
+	c, err := r.Cookie(csrfCookie)
+	if err != nil {
+		return errCrossSite
+	}
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.csrf.sign(c.Value))) {
+		return errCrossSite
+	}
+	return nil
+}

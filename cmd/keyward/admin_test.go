@@ -1,0 +1,115 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+var adminTokenLine = regexp.MustCompile(`(?m)^    (kwadmin_[A-Za-z0-9]+)$`)
+
+// `keyward admin token create` prints a token once and keeps only its
+// hash, in a file only its owner reads; serve mounts the admin API with
+// it, and refuses what it cannot use.
+func TestAdminTokens(t *testing.T) {
+	c := newCLI(t)
+	file := filepath.Join(t.TempDir(), "admin-tokens")
+	out, errs, code := c.run("admin", "token", "create", "--admin-tokens", file, "--name", "ops team")
+	require.Equal(t, 0, code, errs)
+	m := adminTokenLine.FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	token := m[1]
+	kept, err := os.ReadFile(file)
+	require.NoError(t, err)
+	assert.NotContains(t, string(kept), token, "the file keeps a hash")
+	assert.Contains(t, string(kept), "ops team")
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	for _, bad := range [][]string{
+		{"admin", "token", "create", "--name", "x"},
+		{"admin", "token", "create", "--admin-tokens", file, "--name", ""},
+		{"admin", "token", "create", "--admin-tokens", file, "--name", "tab\there"},
+		{"admin"},
+		{"serve", "--login-link"},
+	} {
+		_, errs, code := c.run(bad...)
+		assert.Equal(t, 2, code, "keyward %v: %s", bad, errs)
+	}
+	_, errs, code = c.run("serve", "--admin-tokens", filepath.Join(t.TempDir(), "missing"))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "keyward admin token create")
+
+	s := c.serve("--admin-tokens", file)
+	for tok, want := range map[string]int{token: 200, "": 401, token + "x": 401} {
+		req, err := http.NewRequest("GET", s.base+"/admin/v1/orgs", nil)
+		require.NoError(t, err)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode, string(body))
+	}
+	assert.False(t, strings.Contains(s.logs.String(), token), "the token is never logged")
+}
+
+// `keyward demo` prints the dashboard's one-time sign-in link and an
+// admin token beside its curl commands; both work, the link once.
+func TestDemoPrintsTheDashboard(t *testing.T) {
+	c := newCLI(t)
+	cmd := c.cmd("demo", "--addr", "127.0.0.1:0")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	link := regexp.MustCompile(`http://127\.0\.0\.1:\d+/dashboard/login\?code=\S+`)
+	for !strings.Contains(out.String(), "Press Ctrl-C") {
+		n, err := stdout.Read(buf)
+		require.NoError(t, err, "demo stopped; it printed:\n%s", out.String())
+		out.Write(buf[:n])
+	}
+	login := link.FindString(out.String())
+	require.NotEmpty(t, login, out.String())
+	token := regexp.MustCompile(`Bearer (kwadmin_[A-Za-z0-9]+)`).FindStringSubmatch(out.String())
+	require.NotNil(t, token, out.String())
+	base, _, _ := strings.Cut(login, "/dashboard/")
+
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	browser := &http.Client{Jar: jar}
+	resp, err := browser.Get(login)
+	require.NoError(t, err)
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Contains(t, string(page), ">demo</a>", "the demo's organization is listed")
+	again, err := (&http.Client{}).Get(login)
+	require.NoError(t, err)
+	again.Body.Close()
+	assert.Equal(t, 401, again.StatusCode, "the link works once")
+
+	req, err := http.NewRequest("GET", base+"/admin/v1/orgs", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token[1])
+	api, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	api.Body.Close()
+	assert.Equal(t, 200, api.StatusCode)
+}

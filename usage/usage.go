@@ -1,0 +1,187 @@
+// Package usage counts what happened to the calls of each key, by UTC day
+// and outcome (served, or refused with 403, 402 or 429), and the credits
+// they spent: the figures a dashboard charts. Counting is in memory and
+// costs no I/O; a store writes the counts in batches (sqlstore does, at
+// each usage flush), never once per request.
+//
+// Put Middleware right after keyward.RequireAPIKey, in front of the
+// handlers whose refusals it should see:
+//
+//	RequireAPIKey → usage.Middleware → EnforcePermissions → RateLimitByOrg → ChargeCredits → handler
+package usage
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/statuswriter"
+)
+
+// Outcome is what became of one call.
+type Outcome uint8
+
+// The outcomes, by final status.
+const (
+	Served      Outcome = iota // 2xx: the call was served (and charged, if it costs)
+	Forbidden                  // 403: the key lacks a permission or its environment is refused
+	NoCredits                  // 402: the organization's credits ran out
+	RateLimited                // 429: over the rate limit
+	Failed                     // any other status: the request was invalid, or the service failed
+	NumOutcomes                // the number of outcomes, for arrays indexed by Outcome
+)
+
+var names = [NumOutcomes]string{"served", "forbidden", "insufficient_credits", "rate_limited", "failed"}
+
+// String returns the outcome's name as the admin API and the database
+// spell it: served, forbidden, insufficient_credits, rate_limited, failed.
+func (o Outcome) String() string {
+	if o >= NumOutcomes {
+		return "failed"
+	}
+	return names[o]
+}
+
+// ParseOutcome returns the outcome named s (see String).
+func ParseOutcome(s string) (Outcome, bool) {
+	for i, n := range names {
+		if n == s {
+			return Outcome(i), true
+		}
+	}
+	return Failed, false
+}
+
+// OutcomeOf returns the outcome of a call answered with status.
+func OutcomeOf(status int) Outcome {
+	switch {
+	case status >= 200 && status < 300:
+		return Served
+	case status == http.StatusForbidden:
+		return Forbidden
+	case status == http.StatusPaymentRequired:
+		return NoCredits
+	case status == http.StatusTooManyRequests:
+		return RateLimited
+	}
+	return Failed
+}
+
+// Recorder is told the outcome of every call Middleware sees. It runs on
+// the request path: it must not block or do I/O (Counter does neither).
+type Recorder interface {
+	RecordOutcome(k *keyward.KeyRecord, o Outcome, credits int64, t time.Time)
+}
+
+// Day is one UTC day of usage: requests by outcome, and credits spent.
+type Day struct {
+	// Day is the day's first instant, UTC.
+	Day time.Time
+	// Requests counts the day's calls by outcome.
+	Requests [NumOutcomes]int64
+	// Credits is what the day's served calls spent.
+	Credits int64
+}
+
+// Total returns the day's calls, whatever their outcome.
+func (d Day) Total() int64 {
+	var n int64
+	for _, v := range d.Requests {
+		n += v
+	}
+	return n
+}
+
+// Reader reads recorded usage (flushed counts only).
+type Reader interface {
+	// UsageByDay returns the usage of an organization, or of one of its
+	// keys when keyID is not empty, for each UTC day from the day of from
+	// to the day of to, both included, oldest first; a day without calls
+	// is there with zeros.
+	UsageByDay(ctx context.Context, orgID, keyID string, from, to time.Time) ([]Day, error)
+}
+
+// DayNumber is t's UTC day as a number: days since 1970-01-01.
+func DayNumber(t time.Time) int64 {
+	s := t.Unix()
+	d := s / 86400
+	if s%86400 < 0 {
+		d--
+	}
+	return d
+}
+
+// DayStart is the first instant of day n (see DayNumber), UTC.
+func DayStart(n int64) time.Time { return time.Unix(n*86400, 0).UTC() }
+
+// Series returns one Day for each day from the day of from to the day of
+// to, both included, filled from counts (day number → Day); a store's
+// UsageByDay uses it to include the days without calls.
+func Series(from, to time.Time, counts map[int64]*Day) []Day {
+	first, last := DayNumber(from), DayNumber(to)
+	if last < first {
+		return []Day{}
+	}
+	out := make([]Day, 0, last-first+1)
+	for n := first; n <= last; n++ {
+		d := Day{Day: DayStart(n)}
+		if c := counts[n]; c != nil {
+			d.Requests, d.Credits = c.Requests, c.Credits
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// Middleware records the outcome of each call of the handler it wraps:
+// the key (keyward.FromContext), the final status and, when a
+// keyward.ChargeCredits inside charged it, its cost. A request without a
+// key (no RequireAPIKey in front) is passed on and not recorded. now nil:
+// time.Now.
+func Middleware(rec Recorder, now func() time.Time) func(http.Handler) http.Handler {
+	if now == nil {
+		now = time.Now
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			k, ok := keyward.FromContext(r.Context())
+			if !ok || rec == nil {
+				next.ServeHTTP(w, r)
+				return
+			}
+			sw := &watched{} // one allocation for the writer and its observer
+			sw.Writer = statuswriter.Writer{W: w, O: &sw.observer}
+			next.ServeHTTP(&sw.Writer, r)
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK // a handler that wrote nothing sent a 200
+			}
+			var credits int64
+			if ch, ok := keyward.ChargeFromContext(r.Context()); ok && status >= 200 && status < 300 && !ch.Reservation().Replayed {
+				credits = ch.Cost()
+			}
+			rec.RecordOutcome(k, OutcomeOf(status), credits, now())
+		})
+	}
+}
+
+// watched is a response writer that keeps the status it sends.
+type watched struct {
+	statuswriter.Writer
+	observer
+}
+
+// observer keeps the first final status a handler sends.
+type observer struct {
+	status int
+}
+
+func (o *observer) Sending(_ http.Header, code int) {
+	if o.status == 0 && code >= 200 {
+		o.status = code
+	}
+}
+func (o *observer) Sent() bool          { return o.status != 0 }
+func (o *observer) NotSent(http.Header) { o.status = 0 }
+func (o *observer) Hijacked()           { o.status = http.StatusSwitchingProtocols }
