@@ -157,6 +157,8 @@ type orgRequest struct {
 	Name           *string `json:"name"`
 	Plan           *string `json:"plan"`
 	RatePerMinute  *int64  `json:"ratePerMinute"`
+	RatePerSecond  *int64  `json:"ratePerSecond"`
+	Concurrency    *int64  `json:"concurrency"`
 	MonthlyCredits *int64  `json:"monthlyCredits"`
 	AllowOverage   *bool   `json:"allowOverage"`
 }
@@ -170,8 +172,11 @@ func (req orgRequest) apply(o *keyward.Organization) {
 	}
 	set(&o.Name, req.Name)
 	set(&o.Plan, req.Plan)
-	if req.RatePerMinute != nil {
-		o.RatePerMinute = *req.RatePerMinute
+	for _, f := range []struct{ dst, src *int64 }{{&o.RatePerMinute, req.RatePerMinute}, {&o.RatePerSecond, req.RatePerSecond},
+		{&o.Concurrency, req.Concurrency}} {
+		if f.src != nil {
+			*f.dst = *f.src
+		}
 	}
 	if req.MonthlyCredits != nil {
 		o.MonthlyCredits = *req.MonthlyCredits
@@ -203,12 +208,12 @@ func (h *Handler) createOrg(w http.ResponseWriter, r *http.Request, c caller) {
 func (h *Handler) createOrgFrom(r *http.Request, c caller, req orgRequest) (keyward.Organization, error) {
 	var spec keyward.Organization
 	req.apply(&spec)
-	if _, err := manage.NewOrg("check", manage.OrgSpec{Name: spec.Name, Plan: spec.Plan, RatePerMinute: spec.RatePerMinute,
-		MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage}, h.cfg.Plans()); err != nil {
+	n := manage.OrgSpec{Name: spec.Name, Plan: spec.Plan, RatePerMinute: spec.RatePerMinute, RatePerSecond: spec.RatePerSecond,
+		Concurrency: spec.Concurrency, MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage}
+	if _, err := manage.NewOrg("check", n, h.cfg.Plans()); err != nil {
 		return keyward.Organization{}, invalid(err)
 	}
-	o, err := h.cfg.Keys.CreateOrg(r.Context(), manage.OrgSpec{Name: spec.Name, Plan: spec.Plan, RatePerMinute: spec.RatePerMinute,
-		MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage})
+	o, err := h.cfg.Keys.CreateOrg(r.Context(), n)
 	if err != nil {
 		return o, failureOf(err)
 	}

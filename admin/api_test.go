@@ -25,7 +25,7 @@ func TestOperatorRoutes(t *testing.T) {
 	org := o.obj(t)
 	orgID := org["id"].(string)
 	assert.Equal(t, "growth", org["plan"])
-	assert.Equal(t, map[string]any{"requestsPerMinute": 600.0, "monthlyCredits": 25000.0}, org["limits"])
+	assert.Equal(t, map[string]any{"requestsPerSecond": 10.0, "requestsPerMinute": 600.0, "concurrency": 10.0, "monthlyCredits": 25000.0}, org["limits"])
 
 	assert.Len(t, e.call("GET", "/admin/v1/orgs", "").list(t), 1)
 	assert.Equal(t, "acme", e.call("GET", "/admin/v1/orgs/"+orgID, "").obj(t)["name"])

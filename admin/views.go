@@ -25,7 +25,9 @@ type limitField struct {
 // document's Limits schema.
 func limitFields(l keyward.Limits) []limitField {
 	return []limitField{
-		{JSON: "requestsPerMinute", Label: "Rate", Value: l.RequestsPerMinute, Unit: "requests/min"},
+		{JSON: "requestsPerSecond", Label: "Per second", Value: l.RequestsPerSecond, Unit: "requests/s"},
+		{JSON: "requestsPerMinute", Label: "Per minute", Value: l.RequestsPerMinute, Unit: "requests/min"},
+		{JSON: "concurrency", Label: "In flight", Value: l.Concurrency, Unit: "requests at once"},
 		{JSON: "monthlyCredits", Label: "Credits", Value: l.MonthlyCredits, Unit: "credits/month"},
 	}
 }
@@ -35,6 +37,8 @@ type orgJSON struct {
 	Name           string           `json:"name"`
 	Plan           string           `json:"plan"`
 	RatePerMinute  int64            `json:"ratePerMinute"`
+	RatePerSecond  int64            `json:"ratePerSecond"`
+	Concurrency    int64            `json:"concurrency"`
 	MonthlyCredits int64            `json:"monthlyCredits"`
 	AllowOverage   bool             `json:"allowOverage"`
 	Limits         map[string]int64 `json:"limits"`
@@ -45,8 +49,8 @@ func orgView(o keyward.Organization) orgJSON {
 	for _, f := range limitFields(o.Limits) {
 		limits[f.JSON] = f.Value
 	}
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: o.RatePerMinute, MonthlyCredits: o.MonthlyCredits,
-		AllowOverage: o.AllowOverage, Limits: limits}
+	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: o.RatePerMinute, RatePerSecond: o.RatePerSecond,
+		Concurrency: o.Concurrency, MonthlyCredits: o.MonthlyCredits, AllowOverage: o.AllowOverage, Limits: limits}
 }
 
 type keyJSON struct {
