@@ -21,7 +21,7 @@ type requestState struct {
 	key    *KeyRecord
 	shared bool // made by WithKey: a context, perhaps of many requests
 
-	vals  [12]string // header values, claimed in order
+	vals  [9]string // header values, claimed in order
 	nvals int        // (the goroutine serving the request sets headers)
 
 	room       Charge // the first Charge of the request

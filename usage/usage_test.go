@@ -133,7 +133,7 @@ func TestMiddlewareRecordsOutcomeAndCredits(t *testing.T) {
 	var c usage.Counter
 	record := usage.Middleware(&c, func() time.Time { return day1 })
 	k := key("k")
-	k.Org.Limits = keyward.Limits{RequestsPerMinute: 60, MonthlyCredits: 3}
+	k.Org.Limits = keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 60, Concurrency: 2, MonthlyCredits: 3}
 	status := http.StatusOK
 	h := record(charger.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
