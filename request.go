@@ -22,7 +22,7 @@ type requestState struct {
 	shared bool // made by WithKey: a context, perhaps of many requests
 
 	vals  [9]string // header values, claimed in order
-	nvals int        // (the goroutine serving the request sets headers)
+	nvals int       // (the goroutine serving the request sets headers)
 
 	room       Charge // the first Charge of the request
 	roomTaken  atomic.Bool
