@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/middleware/stdlib"
+	sredis "github.com/ulule/limiter/v3/drivers/store/redis"
 )
 
 type discard struct{ h http.Header }
@@ -63,9 +64,13 @@ func BenchmarkRedisRateLimit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	ulule, err := sredis.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix + ":ulule"})
+	if err != nil {
+		b.Fatal(err)
+	}
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	handlers := map[string]http.Handler{
-		"ulule":      stdlib.NewMiddleware(limiter.New(store, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok),
+		"ulule":      stdlib.NewMiddleware(limiter.New(ulule, limiter.Rate{Period: time.Minute, Limit: 1 << 50})).Handler(ok),
 		"auth+limit": auth.Middleware(rl.Middleware(ok)),
 	}
 	r, _ := http.NewRequest(http.MethodGet, "/v1/transactions", nil)

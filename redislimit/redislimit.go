@@ -41,6 +41,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/rate"
+	"github.com/keyward/keyward/telemetry"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -174,11 +175,14 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		keys = append(keys, base+":key:"+req.Key)
 	}
 	n := s.last.Add(1)
+	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
 	v, err := takeScript.Run(ctx, s.client, keys, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute,
 		s.member(n), s.slotTTL.Milliseconds()).Int64Slice()
 	if err != nil {
+		call.End("error", err)
 		return rate.Result{}, err
 	}
+	call.End("ok", nil)
 	if len(v) != 9 || v[0] < 0 || v[0] >= int64(len(scopes)) {
 		return rate.Result{}, errors.New("keyward: redislimit: unexpected answer from the script")
 	}

@@ -101,7 +101,7 @@ func newInstruments(cfg Config) (*instruments, error) {
 	gauge, err := m.Int64Gauge(MetricFeedConnected, metric.WithUnit("{connection}"),
 		metric.WithDescription("1 while the store's change feed is connected, 0 while it is lost."))
 	in.feedConnected, errs = gauge, append(errs, err)
-	in.feedReconnects = counter(MetricFeedReconnects, "{reconnect}", "Times the change feed was lost and connected again.")
+	in.feedReconnects = counter(MetricFeedReconnects, "{reconnect}", "Times the change feed was lost, and reconnecting began.")
 	in.invalidations = counter(MetricInvalidations, "{invalidation}", "Cache invalidations received from the change feed (all: the whole cache dropped).")
 	in.usageRows = counter(MetricUsageRows, "{row}", "Rows written by usage flushes (keys' last-used times and usage counts).")
 	in.usageFailures = counter(MetricUsageFailures, "{failure}", "Usage flushes that failed (their counts are kept for the next one).")
@@ -208,20 +208,18 @@ func (c Call) EndLookup(ctx context.Context, notFound bool, err error) {
 	c.End(outcome, err)
 }
 
-// FeedConnected reports whether the change feed of kind ("listen" or
-// "poll") is connected.
-func FeedConnected(ctx context.Context, kind string, up bool) {
-	v := int64(0)
-	if up {
-		v = 1
-	}
-	get().feedConnected.Record(ctx, v, metric.WithAttributes(AttrFeed.String(kind)))
+// FeedConnected reports that the change feed of kind ("listen" on
+// PostgreSQL, "poll" on SQLite) is connected (again).
+func FeedConnected(ctx context.Context, kind string) {
+	get().feedConnected.Record(ctx, 1, metric.WithAttributes(AttrFeed.String(kind)))
 }
 
-// FeedReconnected reports a change feed of kind connected again after it
-// was lost.
-func FeedReconnected(ctx context.Context, kind string) {
-	get().feedReconnects.Add(ctx, 1, metric.WithAttributes(AttrFeed.String(kind)))
+// FeedLost reports that the change feed of kind was lost: it reconnects
+// (and then drops every cache).
+func FeedLost(ctx context.Context, kind string) {
+	in := get()
+	in.feedConnected.Record(ctx, 0, metric.WithAttributes(AttrFeed.String(kind)))
+	in.feedReconnects.Add(ctx, 1, metric.WithAttributes(AttrFeed.String(kind)))
 }
 
 // StartFeedConnect begins a change feed's connection attempt: a span of
