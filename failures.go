@@ -420,8 +420,8 @@ func observe(ctx context.Context, h telemetry.Handler, k *KeyRecord, err error) 
 	} else if err != nil {
 		outcome = CodeInternal
 	}
-	if st := stateFrom(ctx); k == nil && st != nil {
-		k = st.key
+	if k == nil && telemetry.WantsOrg() {
+		k, _ = FromContext(ctx)
 	}
 	if k != nil {
 		org = k.Org.ID

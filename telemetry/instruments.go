@@ -44,6 +44,7 @@ type instruments struct {
 
 	requests      metric.Int64Counter
 	decisions     map[decisionKey]*opts
+	ok            [numHandlers]*opts // decisions[{h, "ok", ""}]
 	lookups       metric.Int64Counter
 	lookupOpts    [numLookups]*opts
 	storeDuration metric.Float64Histogram
@@ -121,6 +122,9 @@ func newInstruments(cfg Config) (*instruments, error) {
 			in.decisions[decisionKey{h, o, ""}] = newOpts(AttrHandler.String(h.String()), AttrOutcome.String(o))
 		}
 	}
+	for h := range numHandlers {
+		in.ok[h] = in.decisions[decisionKey{h, "ok", ""}]
+	}
 	for i, name := range lookupNames {
 		in.lookupOpts[i] = newOpts(AttrResult.String(name))
 	}
@@ -189,7 +193,9 @@ func (c Call) End(outcome string, err error) {
 // ("keyward.key_store.lookup") and the timer of keyward.key.store.duration.
 func StartLookup(ctx context.Context) (context.Context, Call) {
 	ctx, c := Start(ctx, "keyward.key_store.lookup", "", "")
-	c.start = time.Now()
+	if get().storeDuration.Enabled(ctx) {
+		c.start = time.Now()
+	}
 	return ctx, c
 }
 
@@ -203,8 +209,9 @@ func (c Call) EndLookup(ctx context.Context, notFound bool, err error) {
 	case err != nil:
 		i, outcome = 2, "error"
 	}
-	in := get()
-	in.storeDuration.Record(ctx, time.Since(c.start).Seconds(), in.storeOpts[i].rec...)
+	if in := get(); !c.start.IsZero() {
+		in.storeDuration.Record(ctx, time.Since(c.start).Seconds(), in.storeOpts[i].rec...)
+	}
 	c.End(outcome, err)
 }
 

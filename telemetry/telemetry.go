@@ -177,7 +177,13 @@ func (in *instruments) with(o *opts, org string) *opts {
 // keyward's handlers call it; adapters need not.
 func Record(ctx context.Context, h Handler, org, outcome, scope string) {
 	in := get()
-	o, ok := in.decisions[decisionKey{h: h, outcome: outcome, scope: scope}]
+	var o *opts
+	ok := false
+	if outcome == "ok" && h < numHandlers { // the common case: no map lookup
+		o, ok = in.ok[h], true
+	} else {
+		o, ok = in.decisions[decisionKey{h: h, outcome: outcome, scope: scope}]
+	}
 	if !ok {
 		kvs := []attribute.KeyValue{AttrHandler.String(h.String()), AttrOutcome.String(outcome)}
 		if scope != "" {
@@ -187,6 +193,10 @@ func Record(ctx context.Context, h Handler, org, outcome, scope string) {
 	}
 	in.requests.Add(ctx, 1, in.with(o, org).add...)
 }
+
+// WantsOrg reports whether metrics carry the organization id
+// (Config.OrgAttribute): callers need not look it up otherwise.
+func WantsOrg() bool { return get().org }
 
 // Looked reports one key lookup's result.
 func Looked(ctx context.Context, r Lookup) {
