@@ -414,6 +414,9 @@ func incomingRequestID(r *http.Request) (string, bool) {
 // observe tells package telemetry of handler h's decision on a request of
 // k (nil: the request's key, if any): err is nil (ok) or the failure.
 func observe(ctx context.Context, h telemetry.Handler, k *KeyRecord, err error) {
+	if !telemetry.Metering() {
+		return
+	}
 	outcome, scope, org := "ok", "", ""
 	if e, ok := errors.AsType[*Error](err); ok {
 		outcome, scope = cmp.Or(e.Reason, e.Code), e.Header.Get("X-Ratelimit-Scope")

@@ -150,7 +150,7 @@ type Call struct {
 // one is recording) for organization org and key id key, either "" if
 // unknown. End it with End.
 func Start(ctx context.Context, name, org, key string) (context.Context, Call) {
-	if !trace.SpanFromContext(ctx).IsRecording() {
+	if !tracing() || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, Call{}
 	}
 	return startSpan(ctx, name, org, key)
@@ -193,7 +193,7 @@ func (c Call) End(outcome string, err error) {
 // ("keyward.key_store.lookup") and the timer of keyward.key.store.duration.
 func StartLookup(ctx context.Context) (context.Context, Call) {
 	ctx, c := Start(ctx, "keyward.key_store.lookup", "", "")
-	if get().storeDuration.Enabled(ctx) {
+	if Metering() && get().storeDuration.Enabled(ctx) {
 		c.start = time.Now()
 	}
 	return ctx, c
@@ -209,7 +209,8 @@ func (c Call) EndLookup(ctx context.Context, notFound bool, err error) {
 	case err != nil:
 		i, outcome = 2, "error"
 	}
-	if in := get(); !c.start.IsZero() {
+	if !c.start.IsZero() {
+		in := get()
 		in.storeDuration.Record(ctx, time.Since(c.start).Seconds(), in.storeOpts[i].rec...)
 	}
 	c.End(outcome, err)

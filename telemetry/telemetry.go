@@ -21,9 +21,11 @@ package telemetry
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -63,7 +65,38 @@ type Config struct {
 var (
 	current  atomic.Pointer[instruments]
 	initOnce sync.Once
+
+	// meters, tracers: Configure was given providers of the host's.
+	meters, tracers atomic.Bool
+	// defaultMeters and defaultTracers are the global providers as the
+	// process started, if they were OpenTelemetry's own no-op delegates:
+	// while the globals are still those and Configure was not called,
+	// nothing listens, and keyward records nothing at all.
+	defaultMeters  = delegate(otel.GetMeterProvider())
+	defaultTracers = delegate(otel.GetTracerProvider())
 )
+
+// delegate returns p if it is the OpenTelemetry API's global delegating
+// provider (no SDK installed yet), else nil.
+func delegate[P any](p P) any {
+	if t := reflect.TypeOf(p); t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global" {
+		return p
+	}
+	return nil
+}
+
+// Metering reports whether anyone may read keyward's metrics: Configure
+// was given a MeterProvider, or an SDK was installed as the global one. While
+// not, every hook returns at once: keyward's request path pays two atomic
+// loads per hook for its telemetry.
+func Metering() bool {
+	return meters.Load() || defaultMeters == nil || any(otel.GetMeterProvider()) != defaultMeters
+}
+
+// tracing is Metering for spans.
+func tracing() bool {
+	return tracers.Load() || defaultTracers == nil || any(otel.GetTracerProvider()) != defaultTracers
+}
 
 // Configure makes every keyward instrument of the process report through
 // cfg's providers from now on; call it at start-up, before serving. Its
@@ -75,6 +108,8 @@ func Configure(cfg Config) error {
 	}
 	initOnce.Do(func() {}) // the defaults are not made after this
 	current.Store(in)
+	meters.Store(cfg.MeterProvider != nil)
+	tracers.Store(cfg.TracerProvider != nil)
 	return nil
 }
 
@@ -176,6 +211,9 @@ func (in *instruments) with(o *opts, org string) *opts {
 // it has none); scope is the refusing limit of a rate_limited outcome.
 // keyward's handlers call it; adapters need not.
 func Record(ctx context.Context, h Handler, org, outcome, scope string) {
+	if !Metering() {
+		return
+	}
 	in := get()
 	var o *opts
 	ok := false
@@ -196,11 +234,11 @@ func Record(ctx context.Context, h Handler, org, outcome, scope string) {
 
 // WantsOrg reports whether metrics carry the organization id
 // (Config.OrgAttribute): callers need not look it up otherwise.
-func WantsOrg() bool { return get().org }
+func WantsOrg() bool { return Metering() && get().org }
 
 // Looked reports one key lookup's result.
 func Looked(ctx context.Context, r Lookup) {
-	if r < numLookups {
+	if r < numLookups && Metering() {
 		in := get()
 		in.lookups.Add(ctx, 1, in.lookupOpts[r].add...)
 	}
@@ -217,11 +255,19 @@ func LookedCached(ctx context.Context, negative bool) {
 }
 
 // LimiterFailed reports a rate-limit store failure.
-func LimiterFailed(ctx context.Context) { get().limiterErrors.Add(ctx, 1) }
+func LimiterFailed(ctx context.Context) {
+	if Metering() {
+		get().limiterErrors.Add(ctx, 1)
+	}
+}
 
 // FailedOpen reports a request served without a rate limit because the
 // store failed (RateLimitConfig.FailClosed unset).
-func FailedOpen(ctx context.Context) { get().failOpen.Add(ctx, 1) }
+func FailedOpen(ctx context.Context) {
+	if Metering() {
+		get().failOpen.Add(ctx, 1)
+	}
+}
 
 // Detach returns a context for work done on behalf of ctx's request but
 // outliving it (a cache fill shared by several requests): none of ctx's

@@ -26,7 +26,9 @@ import (
 	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/telemetry"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric/noop"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -509,4 +511,24 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// TestGlobalSDKPickedUp: with no Configure, keyward records nothing until
+// the host installs an SDK as the global MeterProvider, and then records
+// through it.
+func TestGlobalSDKPickedUp(t *testing.T) {
+	require.NoError(t, telemetry.Configure(telemetry.Config{}))
+	if telemetry.Metering() {
+		t.Skip("a global SDK was installed earlier in this process (go test -count > 1): the API delegates to the first one only")
+	}
+	before := otel.GetMeterProvider()
+	reader := sdkmetric.NewManualReader()
+	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	t.Cleanup(func() { otel.SetMeterProvider(noop.NewMeterProvider()) })
+	require.NotEqual(t, before, otel.GetMeterProvider())
+	require.True(t, telemetry.Metering())
+	telemetry.Record(context.Background(), telemetry.Auth, "", "ok", "")
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	require.Equal(t, map[string]int64{"keyward.handler=auth,keyward.outcome=ok": 1}, sums(t, rm, telemetry.MetricRequests))
 }
