@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -42,18 +43,18 @@ type instruments struct {
 	org    bool
 	tracer trace.Tracer
 
-	requests      metric.Int64Counter
+	requests      metric.Int64ObservableCounter
 	decisions     map[decisionKey]*opts
 	ok            [numHandlers]*opts // decisions[{h, "ok", ""}]
-	lookups       metric.Int64Counter
+	lookups       metric.Int64ObservableCounter
 	lookupOpts    [numLookups]*opts
 	storeDuration metric.Float64Histogram
 	storeOpts     [3]*opts // found, not_found, error
 	limiterErrors metric.Int64Counter
 	failOpen      metric.Int64Counter
 
-	reserved, committed, released metric.Int64Counter
-	open                          metric.Int64UpDownCounter
+	reserved, committed, released metric.Int64ObservableCounter
+	open                          metric.Int64ObservableUpDownCounter
 	none                          *opts // no attributes
 	ledgerDuration                metric.Float64Histogram
 	ledgerOpts                    [numOps][3]*opts // by operation and result: ok, refused, error
@@ -63,6 +64,14 @@ type instruments struct {
 	invalidations  metric.Int64Counter
 	usageRows      metric.Int64Counter
 	usageFailures  metric.Int64Counter
+
+	// The counters above that a request touches are observable: a
+	// measurement is an atomic add to its cell, read when a reader
+	// collects (cells.go).
+	observable [numCells]metric.Int64Observable
+	cellsMu    sync.Mutex
+	cells      []*cell
+	byOrg      sync.Map // orgKey → *opts
 }
 
 func newInstruments(cfg Config) (*instruments, error) {
@@ -81,21 +90,26 @@ func newInstruments(cfg Config) (*instruments, error) {
 		errs = append(errs, err)
 		return c
 	}
+	observable := func(name, unit, desc string) metric.Int64ObservableCounter {
+		c, err := m.Int64ObservableCounter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
 	histogram := func(name, desc string) metric.Float64Histogram {
 		h, err := m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
 			metric.WithExplicitBucketBoundaries(durationBuckets...))
 		errs = append(errs, err)
 		return h
 	}
-	in.requests = counter(MetricRequests, "{request}", "Requests decided by a keyward handler, by handler and outcome.")
-	in.lookups = counter(MetricLookups, "{lookup}", "Key lookups by result: front or cache hit, negative hit, miss (store asked), store error.")
+	in.requests = observable(MetricRequests, "{request}", "Requests decided by a keyward handler, by handler and outcome.")
+	in.lookups = observable(MetricLookups, "{lookup}", "Key lookups by result: front or cache hit, negative hit, miss (store asked), store error.")
 	in.storeDuration = histogram(MetricStoreDuration, "Duration of key store lookups behind the cache.")
 	in.limiterErrors = counter(MetricLimiterErrors, "{error}", "Rate-limit store failures.")
 	in.failOpen = counter(MetricFailOpen, "{request}", "Requests served without a rate limit because the store failed (fail open).")
-	in.reserved = counter(MetricCreditsReserved, "{credit}", "Credits reserved by calls before they ran (raises by SetCost included).")
-	in.committed = counter(MetricCreditsCommitted, "{credit}", "Credits charged to calls that completed with a 2xx.")
-	in.released = counter(MetricCreditsReleased, "{credit}", "Credits reserved and given back: failed calls, and costs lowered.")
-	open, err := m.Int64UpDownCounter(MetricOpenReservations, metric.WithUnit("{reservation}"),
+	in.reserved = observable(MetricCreditsReserved, "{credit}", "Credits reserved by calls before they ran (raises by SetCost included).")
+	in.committed = observable(MetricCreditsCommitted, "{credit}", "Credits charged to calls that completed with a 2xx.")
+	in.released = observable(MetricCreditsReleased, "{credit}", "Credits reserved and given back: failed calls, and costs lowered.")
+	open, err := m.Int64ObservableUpDownCounter(MetricOpenReservations, metric.WithUnit("{reservation}"),
 		metric.WithDescription("Reservations this process holds for calls running now."))
 	in.open, errs = open, append(errs, err)
 	in.ledgerDuration = histogram(MetricLedgerDuration, "Duration of credit ledger calls, by operation and result.")
@@ -107,6 +121,10 @@ func newInstruments(cfg Config) (*instruments, error) {
 	in.usageRows = counter(MetricUsageRows, "{row}", "Rows written by usage flushes (keys' last-used times and usage counts).")
 	in.usageFailures = counter(MetricUsageFailures, "{failure}", "Usage flushes that failed (their counts are kept for the next one).")
 	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	in.observable = [numCells]metric.Int64Observable{in.requests, in.lookups, in.reserved, in.committed, in.released, in.open}
+	if _, err := m.RegisterCallback(in.observe, in.requests, in.lookups, in.reserved, in.committed, in.released, in.open); err != nil {
 		return nil, err
 	}
 

@@ -136,10 +136,10 @@ func Reserved(ctx context.Context, org string, amount int64, open bool) {
 	in := get()
 	o := in.with(in.none, org)
 	if amount > 0 {
-		in.reserved.Add(ctx, amount, o.add...)
+		in.count(cellReserved, o, amount)
 	}
 	if open {
-		in.open.Add(ctx, 1, o.add...)
+		in.count(cellOpen, o, 1)
 	}
 }
 
@@ -160,13 +160,13 @@ func Settle(ctx context.Context, l credit.Ledger, acct credit.Account, res credi
 	}
 	in := get()
 	o := in.with(in.none, acct.OrgID)
-	in.open.Add(ctx, -1, o.add...)
+	in.count(cellOpen, o, -1)
 	if err == nil {
 		if cost > 0 {
-			in.committed.Add(ctx, cost, o.add...)
+			in.count(cellCommitted, o, cost)
 		}
 		if res.Amount > cost {
-			in.released.Add(ctx, res.Amount-cost, o.add...)
+			in.count(cellReleased, o, res.Amount-cost)
 		}
 	}
 	return err

@@ -185,11 +185,13 @@ type decisionKey struct {
 	outcome, scope string
 }
 
-// opts are the attribute options of one series, made once.
+// opts are the attribute options of one series, made once, and its
+// cells in the observable instruments.
 type opts struct {
-	set attribute.Set
-	add []metric.AddOption
-	rec []metric.RecordOption
+	set   attribute.Set
+	add   []metric.AddOption
+	rec   []metric.RecordOption
+	cells [numCells]atomic.Pointer[cell]
 }
 
 func newOpts(kvs ...attribute.KeyValue) *opts {
@@ -198,12 +200,23 @@ func newOpts(kvs ...attribute.KeyValue) *opts {
 	return &opts{set: s, add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
 }
 
-// with returns o's options with org added when the host opted in.
+// with returns o's options with org added when the host opted in: made
+// once per series and organization.
 func (in *instruments) with(o *opts, org string) *opts {
 	if !in.org || org == "" {
 		return o
 	}
-	return newOpts(append(o.set.ToSlice(), AttrOrgID.String(org))...)
+	k := orgKey{o, org}
+	if v, ok := in.byOrg.Load(k); ok {
+		return v.(*opts)
+	}
+	v, _ := in.byOrg.LoadOrStore(k, newOpts(append(o.set.ToSlice(), AttrOrgID.String(org))...))
+	return v.(*opts)
+}
+
+type orgKey struct {
+	o   *opts
+	org string
 }
 
 // Record reports that handler h decided a request of organization org
@@ -229,7 +242,7 @@ func Record(ctx context.Context, h Handler, org, outcome, scope string) {
 		}
 		o = newOpts(kvs...)
 	}
-	in.requests.Add(ctx, 1, in.with(o, org).add...)
+	in.count(cellRequests, in.with(o, org), 1)
 }
 
 // WantsOrg reports whether metrics carry the organization id
@@ -240,7 +253,7 @@ func WantsOrg() bool { return Metering() && get().org }
 func Looked(ctx context.Context, r Lookup) {
 	if r < numLookups && Metering() {
 		in := get()
-		in.lookups.Add(ctx, 1, in.lookupOpts[r].add...)
+		in.count(cellLookups, in.lookupOpts[r], 1)
 	}
 }
 
