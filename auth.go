@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/rate"
+	"github.com/keyward/keyward/telemetry"
 )
 
 // DefaultHeader is the request header that carries the key.
@@ -122,7 +123,8 @@ const maxKeyHeaderLen = 256
 // (never 401: a store outage does not make keys invalid). A key of the
 // wrong prefix, length or alphabet costs no lookup; one whose checksum
 // does not match costs a cache lookup and no store lookup.
-func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
+func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error) {
+	defer func() { observe(r.Context(), telemetry.Auth, rec, err) }()
 	if a.keys == nil {
 		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
 	}
@@ -130,7 +132,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (*KeyRecord, error) {
 		return a.authenticate(r, 0)
 	}
 	client, now := a.failed.Client(r), a.now()
-	rec, err := a.authenticate(r, a.failed.Wait(client, now))
+	rec, err = a.authenticate(r, a.failed.Wait(client, now))
 	var e *Error
 	if errors.As(err, &e) && e.Status == http.StatusUnauthorized && e.Reason != ReasonRevokedAPIKey && e.Reason != ReasonExpiredAPIKey {
 		a.failed.Fail(client, now)
@@ -216,13 +218,14 @@ func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyR
 func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) {
 	c, _ := a.keys.(*Cache) // nil: a store without a cache in front
 	if rec, ok := c.byKey(key); ok {
+		telemetry.Looked(r.Context(), telemetry.FrontHit)
 		return rec, nil
 	}
 	if !a.format.checksumOK(key) { // a key that cannot exist: no hash, no lookup
 		return nil, ErrKeyNotFound
 	}
 	h := Hash(key)
-	e, ok := c.cached(h)
+	e, ok := c.cached(r.Context(), h)
 	switch {
 	case ok:
 	case c == nil:

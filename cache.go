@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/front"
+	"github.com/keyward/keyward/telemetry"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -140,7 +141,7 @@ func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % g
 
 // LookupKey implements KeyStore.
 func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
-	e, ok := c.cached(hash)
+	e, ok := c.cached(ctx, hash)
 	if !ok {
 		var err error
 		if e, err = c.miss(ctx, hash); err != nil {
@@ -151,11 +152,12 @@ func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error)
 }
 
 // cached returns the current entry of hash, if the cache holds one.
-func (c *Cache) cached(hash KeyHash) (*cacheEntry, bool) {
+func (c *Cache) cached(ctx context.Context, hash KeyHash) (*cacheEntry, bool) {
 	if c == nil {
 		return nil, false
 	}
 	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && c.current(e) {
+		telemetry.LookedCached(ctx, e.rec == nil)
 		return e, true
 	}
 	return nil, false
@@ -196,7 +198,12 @@ func (e *cacheEntry) answer() (*KeyRecord, error) {
 // lookupStore asks store for hash, holding it to its contract: an error,
 // or the record of exactly that hash.
 func lookupStore(ctx context.Context, store KeyStore, hash KeyHash) (*KeyRecord, error) {
+	ctx, call := telemetry.StartLookup(ctx)
 	rec, err := store.LookupKey(ctx, hash)
+	if rec != nil {
+		call.Key(rec.ID, rec.Org.ID)
+	}
+	call.EndLookup(ctx, errors.Is(err, ErrKeyNotFound), err)
 	switch {
 	case err != nil:
 		return nil, err
@@ -234,7 +241,7 @@ func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 		copy(key[:], hash[:])
 		binary.LittleEndian.PutUint64(key[32:], g)
 		binary.LittleEndian.PutUint64(key[40:], s)
-		ch := c.sf.DoChan(string(key[:]), func() (any, error) { return c.fill(hash, g, s) })
+		ch := c.sf.DoChan(string(key[:]), func() (any, error) { return c.fill(ctx, hash, g, s) })
 		var res singleflight.Result
 		select {
 		case res = <-ch:
@@ -245,8 +252,10 @@ func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 			continue // invalidated while we looked: the answer may be stale
 		}
 		if res.Err != nil {
+			telemetry.Looked(ctx, telemetry.StoreError)
 			return nil, res.Err
 		}
+		telemetry.Looked(ctx, telemetry.Miss)
 		return res.Val.(*cacheEntry), nil
 	}
 	return nil, errInvalidationStorm
@@ -254,7 +263,7 @@ func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 
 // fill runs one store lookup, detached from any one request's cancellation
 // (it serves all the requests waiting on it) but bounded by LookupTimeout.
-func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
+func (c *Cache) fill(ctx context.Context, hash KeyHash, g, s uint64) (*cacheEntry, error) {
 	// A request that missed the cache just before another flight for the
 	// same hash filled it and left the group starts a flight of its own:
 	// look once more before going to the store.
@@ -262,7 +271,7 @@ func (c *Cache) fill(hash KeyHash, g, s uint64) (*cacheEntry, error) {
 		e.expires > clock.Process.UnixNano() {
 		return e, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.lookupTimeout)
+	ctx, cancel := context.WithTimeout(telemetry.Detach(ctx), c.lookupTimeout) // the request's span, nothing else
 	defer cancel()
 	c.storeCalls.Add(1)
 	rec, err := lookupStore(ctx, c.store, hash)

@@ -74,15 +74,15 @@ func TestCacheComparesTheWholeHash(t *testing.T) {
 	// unknown hash still miss.
 	require.Eventually(t, func() bool {
 		_, _ = c.LookupKey(ctx, a)
-		_, hit := c.cached(a)
+		_, hit := c.cached(context.Background(), a)
 		return hit
 	}, 5*time.Second, time.Millisecond)
-	e, _ := c.cached(a)
+	e, _ := c.cached(context.Background(), a)
 	rec, err := e.answer()
 	require.NoError(t, err)
 	assert.Equal(t, "key_a", rec.ID)
 	for _, h := range []KeyHash{b, unknown} {
-		_, hit := c.cached(h)
+		_, hit := c.cached(context.Background(), h)
 		assert.False(t, hit, "a's entry answered for %x", h[28:])
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/keepalive"
 	"github.com/keyward/keyward/internal/statuswriter"
+	"github.com/keyward/keyward/telemetry"
 )
 
 // Headers that ChargeCredits reads and writes.
@@ -109,7 +110,7 @@ func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Charger{ledger: cfg.Ledger, cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20),
+	c := &Charger{ledger: telemetry.Ledger(cfg.Ledger), cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20),
 		errors: cfg.Errors}
 	if c.cost == nil {
 		cost := cmp.Or(cfg.Cost, 1)
@@ -150,7 +151,8 @@ var errCostOutOfRange = misconfigured("the cost of the call is negative or above
 // ch.SetResponseHeaders before a 2xx, then ch.Settle or ch.Release). With
 // an idempotency key Begin reads r's body (at most MaxIdempotentBody
 // bytes) to fingerprint the call and replaces r.Body with a copy.
-func (c *Charger) Begin(r *http.Request) (*Charge, error) {
+func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
+	defer func() { observe(r.Context(), telemetry.Credits, nil, err) }()
 	if c.ledger == nil {
 		return nil, misconfigured("a Charger must be made by ChargeCredits")
 	}
@@ -188,12 +190,13 @@ func (c *Charger) Begin(r *http.Request) (*Charge, error) {
 		}
 		return nil, ledgerFailure(cost, res, err)
 	}
-	ch := st.newCharge()
-	ch.c, ch.st, ch.detached, ch.acct, ch.cost = c, st, detach.Context{Parent: r.Context()}, req.Account, cost
+	ch = st.newCharge()
+	ch.c, ch.st, ch.detached, ch.acct, ch.cost, ch.reqID = c, st, detach.Context{Parent: r.Context()}, req.Account, cost, req.RequestID
 	ch.res = res
 	if res.Replayed {
 		ch.cost = res.Charged
 	} else {
+		telemetry.Reserved(r.Context(), req.Account.OrgID, cost, true)
 		c.running.Add(&ch.alive, (*chargeRenewer)(ch), renewAt(res.ExpiresAt))
 	}
 	return ch, nil
@@ -218,6 +221,7 @@ type Charge struct {
 	detached detach.Context // the request's context (Parent) without its cancellation, for settling
 	acct     credit.Account
 	res      credit.Reservation
+	reqID    string // the request's incoming X-Request-Id, for the log
 	alive    keepalive.Node
 
 	// w, status, hijacked and returned belong to the goroutine serving the
@@ -279,6 +283,7 @@ func (ch *Charge) SetCost(credits int64) error {
 		if err != nil {
 			return ledgerFailure(credits-ch.res.Amount, res, err)
 		}
+		telemetry.Reserved(ch.detached.Parent, ch.acct.OrgID, res.Amount-ch.res.Amount, false)
 		ch.res.Amount, ch.res.Available = res.Amount, res.Available
 	}
 	ch.cost = credits
@@ -349,11 +354,7 @@ func (ch *Charge) Settle(status int) error {
 	if ch.res.Replayed {
 		return nil
 	}
-	ctx := &ch.detached
-	if status >= 200 && status <= 299 {
-		return ch.c.ledger.Commit(ctx, ch.acct, ch.res.ID, cost)
-	}
-	return ch.c.ledger.Release(ctx, ch.acct, ch.res.ID)
+	return telemetry.Settle(&ch.detached, ch.c.ledger, ch.acct, ch.res, cost, status >= 200 && status <= 299)
 }
 
 // Release ends the call without charging it: Settle with no status.
@@ -429,6 +430,7 @@ func (ch *Charge) finish(commit func()) {
 			level = slog.LevelWarn
 		}
 		ch.c.errors.logger().LogAttrs(&ch.detached, level, "keyward: settling credits failed; the call is not charged",
+			slog.String("requestId", ch.reqID),
 			slog.String("orgId", ch.acct.OrgID),
 			slog.Int64("reservationId", ch.res.ID),
 			slog.Int("status", status),
@@ -489,6 +491,6 @@ func (r *chargeRenewer) Renew(ctx context.Context) (int64, bool) {
 		return 0, false
 	}
 	ch.c.errors.logger().LogAttrs(&ch.detached, slog.LevelWarn, "keyward: renewing a running call's reservation failed; retrying",
-		slog.String("orgId", ch.acct.OrgID), slog.Int64("reservationId", ch.res.ID), slog.Any("error", err))
+		slog.String("requestId", ch.reqID), slog.String("orgId", ch.acct.OrgID), slog.Int64("reservationId", ch.res.ID), slog.Any("error", err))
 	return clock.Process.UnixNano() + int64(time.Second), true
 }

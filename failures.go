@@ -1,6 +1,7 @@
 package keyward
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keyward/keyward/credit"
@@ -16,6 +16,7 @@ import (
 	"github.com/keyward/keyward/internal/envelope"
 	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/telemetry"
 )
 
 // This file is the one catalogue of failures: every code, reason, status
@@ -268,13 +269,7 @@ func (f creditFailures) of(err error) *Error {
 	return f.badKey
 }
 
-func quoteList(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
-}
+func quoteList(ss []string) string { return ascii.QuoteList(ss) }
 
 // ErrorWriter writes every failure in one envelope:
 //
@@ -414,6 +409,27 @@ func incomingRequestID(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return ids[0], true
+}
+
+// observe tells package telemetry of handler h's decision on a request of
+// k (nil: the request's key, if any): err is nil (ok) or the failure.
+func observe(ctx context.Context, h telemetry.Handler, k *KeyRecord, err error) {
+	if !telemetry.Metering() {
+		return
+	}
+	outcome, scope, org := "ok", "", ""
+	if e, ok := errors.AsType[*Error](err); ok {
+		outcome, scope = cmp.Or(e.Reason, e.Code), e.Header.Get("X-Ratelimit-Scope")
+	} else if err != nil {
+		outcome = CodeInternal
+	}
+	if k == nil && telemetry.WantsOrg() {
+		k, _ = FromContext(ctx)
+	}
+	if k != nil {
+		org = k.Org.ID
+	}
+	telemetry.Record(ctx, h, org, outcome, scope)
 }
 
 // ConfigError is one problem in a configuration, found at construction.

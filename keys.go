@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/base62"
+	"github.com/keyward/keyward/internal/strsum"
 )
 
 // Key layout, after the prefix: a base62 body of bodyLen characters drawn
@@ -136,26 +137,11 @@ func (f KeyFormat) shaped(key string) bool {
 func (f KeyFormat) checksumOK(key string) bool {
 	n := len(f.keyPrefix(key)) + bodyLen
 	want, _ := base62.Decode(key[n:])
-	// CRC32 (IEEE) over the string itself, byte by byte from the standard
-	// table: crc32.ChecksumIEEE would need a []byte that escapes.
-	crc := ^uint32(0)
-	for i := 0; i < n; i++ {
-		crc = crc32.IEEETable[byte(crc)^key[i]] ^ crc>>8
-	}
-	return want <= 0xffffffff && uint32(want) == ^crc
+	return want <= 0xffffffff && uint32(want) == strsum.CRC32(key[:n])
 }
 
 // Hash returns the SHA-256 of key. Stores keep only this.
-func Hash(key string) KeyHash {
-	// Copied into a buffer on the stack: []byte(key) would be a heap
-	// allocation on every request.
-	var buf [maxPrefixLen + len("test_") + bodyLen + checksumLen]byte
-	if len(key) > len(buf) {
-		return sha256.Sum256([]byte(key))
-	}
-	n := copy(buf[:], key)
-	return sha256.Sum256(buf[:n])
-}
+func Hash(key string) KeyHash { return strsum.SHA256(key) }
 
 // Hint returns a display hint for a key: the prefix, the first four and the
 // last four characters after it, for example "triq_AbCd…wXyZ". It reveals 8

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward/internal/perm"
+	"github.com/keyward/keyward/telemetry"
 )
 
 // validatePermission checks one permission: "resource:action",
@@ -73,7 +74,8 @@ func EnforcePermissions(cfg PermissionConfig) (*PermissionChecker, error) {
 // permission; otherwise an *Error: 403 authorization_error with
 // details.required and details.missing, or 500 internal_error when there is
 // no key (RequireAPIKey not in front).
-func (c *PermissionChecker) Check(r *http.Request) error {
+func (c *PermissionChecker) Check(r *http.Request) (err error) {
+	defer func() { observe(r.Context(), telemetry.Permissions, nil, err) }()
 	_, k, err := callerOf(r.Context(), "EnforcePermissions")
 	if err != nil {
 		return err

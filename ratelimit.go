@@ -13,6 +13,7 @@ import (
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/policy"
 	"github.com/keyward/keyward/rate"
+	"github.com/keyward/keyward/telemetry"
 )
 
 // RateLimitConfig configures RateLimitByOrg. Every zero value means the
@@ -124,6 +125,7 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 	res, err := store.Take(ctx, rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond,
 		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now})
 	if err != nil {
+		telemetry.LimiterFailed(ctx)
 		return RateDecision{}, ServiceUnavailable("rate limiter", err)
 	}
 	d := RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limits.RequestsPerSecond,
@@ -154,7 +156,8 @@ func (d *RateDecision) Done() {
 // error: 429 over a limit, 500 without RequireAPIKey in front or for an
 // organization without limits, 503 when the store failed and FailClosed
 // is set.
-func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
+func (l *RateLimiter) Check(r *http.Request) (d RateDecision, err error) {
+	defer func() { observe(r.Context(), telemetry.RateLimit, nil, err) }()
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
 	if err != nil {
 		return RateDecision{}, err
@@ -163,11 +166,12 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 	if l.now != nil {
 		now = l.now
 	}
-	d, err := l.Allow(r.Context(), k, now())
+	d, err = l.Allow(r.Context(), k, now())
 	d.st = st
 	if err != nil {
 		var e *Error
 		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
+			telemetry.FailedOpen(r.Context())
 			l.logFailOpen(r, k, e.Cause)
 			return RateDecision{Allowed: true}, nil
 		}
@@ -266,8 +270,9 @@ func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
 	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
 		return
 	}
+	id, _ := incomingRequestID(r)
 	l.logger.LogAttrs(r.Context(), slog.LevelWarn, "keyward: rate limiter store failed; request served without a limit (fail open)",
-		slog.String("org", k.Org.ID), slog.Any("error", cause))
+		slog.String("requestId", id), slog.String("org", k.Org.ID), slog.Any("error", cause))
 }
 
 // processLimits are the default store: one per process.

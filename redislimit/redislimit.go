@@ -41,6 +41,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/rate"
+	"github.com/keyward/keyward/telemetry"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -185,8 +186,10 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	for _, m := range given {
 		args = append(args, m)
 	}
+	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
 	v, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
+		call.End("error", err)
 		if len(given) > 0 {
 			s.mu.Lock()
 			s.released[req.Org] = append(s.released[req.Org], given...)
@@ -194,6 +197,7 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		}
 		return rate.Result{}, err
 	}
+	call.End("ok", nil)
 	if len(v) != 9 || v[0] < 0 || v[0] >= int64(len(scopes)) {
 		return rate.Result{}, errors.New("keyward: redislimit: unexpected answer from the script")
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/telemetry"
 )
 
 // notifyChannel is the PostgreSQL channel key changes are announced on.
@@ -72,6 +73,7 @@ func (s *Store) notifyLocal(hashes ...string) {
 }
 
 func (s *Store) invalidateAll() {
+	telemetry.Invalidated(context.Background(), 1, true)
 	for _, w := range s.invalidators() {
 		w.InvalidateAll()
 	}
@@ -118,6 +120,7 @@ func (s *Store) listen() {
 			return
 		default:
 		}
+		telemetry.FeedLost(ctx, "listen")
 		s.logger.Warn("keyward: sqlstore: change feed lost; reconnecting", "error", err)
 		if !s.sleep(backoff) {
 			return
@@ -127,14 +130,19 @@ func (s *Store) listen() {
 }
 
 func (s *Store) listenOnce(ctx context.Context) error {
+	_, call := telemetry.StartFeedConnect(ctx, "listen")
 	conn, err := pgx.Connect(ctx, s.dsn)
 	if err != nil {
+		call.End("error", err)
 		return err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		call.End("error", err)
 		return err
 	}
+	call.End("ok", nil)
+	telemetry.FeedConnected(ctx, "listen")
 	s.invalidateAll()
 	lastPrune := time.Now()
 	for {
@@ -154,6 +162,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		if n.Payload == planFeedMarker {
 			s.planChanged(ctx)
 		} else if kh, ok := parseHash(n.Payload); ok {
+			telemetry.Invalidated(ctx, 1, false)
 			for _, w := range s.invalidators() {
 				w.Invalidate(kh)
 			}
@@ -187,6 +196,7 @@ func (s *Store) pollChanges() {
 			return
 		}
 	}
+	telemetry.FeedConnected(ctx, "poll")
 	s.invalidateAll()
 	lastPrune := time.Now()
 	failing := false
@@ -194,6 +204,7 @@ func (s *Store) pollChanges() {
 		next, err := s.pollOnce(ctx, last)
 		if err != nil {
 			if !failing {
+				telemetry.FeedLost(ctx, "poll")
 				s.logger.Warn("keyward: sqlstore: change feed poll failed", "error", err)
 			}
 			failing = true
@@ -201,6 +212,7 @@ func (s *Store) pollChanges() {
 		}
 		if failing {
 			// Changes may have been missed while polls failed.
+			telemetry.FeedConnected(ctx, "poll")
 			s.invalidateAll()
 			failing = false
 		}
@@ -225,6 +237,7 @@ func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
 		if h == planFeedMarker {
 			plans = true
 		} else if kh, ok := parseHash(h); ok {
+			telemetry.Invalidated(ctx, 1, false)
 			for _, w := range ws {
 				w.Invalidate(kh)
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/telemetry"
 	"github.com/keyward/keyward/usage"
 )
 
@@ -109,6 +110,7 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 		}
 		return nil
 	})
+	telemetry.UsageFlushed(ctx, len(byKey)+len(byOrg), err)
 	if err != nil {
 		for _, t := range batch {
 			t.u.n.Add(t.n) // try again next time

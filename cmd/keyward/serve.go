@@ -197,6 +197,8 @@ Try it:
 
     curl -s %s/v1/usage -H 'X-API-Key: %s'
 
+Metrics (Prometheus text format): curl -s %s/metrics
+
 Every answer carries the rate-limit headers (X-RateLimit-Limit is per
 second; -Concurrency-* the requests in flight); a second call within the
 second gets 429 with X-RateLimit-Scope: rps. Requests with a bad key are
@@ -211,7 +213,7 @@ The admin API, with the demo's admin token (shown once):
     curl -s %s/admin/v1/orgs -H 'Authorization: Bearer %s'
 
 Press Ctrl-C to stop.
-`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, base, login, base, adminToken)
+`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, base, base, login, base, adminToken)
 			}
 			return a.serve(ctx, s, f, ready)
 		},
@@ -261,6 +263,12 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	if h, login, err = mountAdmin(h, s, ledger, f, logger); err != nil {
 		return err
 	}
+	// Telemetry (telemetry.go): GET /metrics, and OTLP export when OTEL_* says so.
+	h, stopTelemetry, err := serveTelemetry(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTelemetry(context.Background()) }()
 	ln, err := net.Listen("tcp", f.addr)
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%s is in use by another program; choose another address with --addr (e.g. --addr 127.0.0.1:0 for any free port): %w", f.addr, err)
@@ -278,7 +286,7 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
-	logger.Info("keyward: serving the demo API", "addr", "http://"+addr, "db", s.Dialect())
+	logger.Info("keyward: serving the demo API", "addr", "http://"+addr, "db", s.Dialect(), "metrics", "http://"+addr+"/metrics")
 	if ready != nil {
 		ready(addr, login)
 	} else if login != "" {

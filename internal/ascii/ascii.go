@@ -1,8 +1,21 @@
 // Package ascii is keyward's one rule for "s is made only of these
-// characters": header names, permissions, idempotency keys, request ids.
+// characters": header names, permissions, idempotency keys, request ids;
+// and how messages quote a list of such names.
 package ascii
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
+
+// QuoteList returns ss quoted and joined with ", ": "a", "b".
+func QuoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
 
 // IsAlnum reports whether c is an ASCII letter or digit.
 func IsAlnum(c byte) bool {

@@ -31,8 +31,13 @@ func (c *Context) Value(key any) any {
 	if c.Parent == nil {
 		return nil
 	}
-	// WithoutCancel also hides the parent's cancellation cause.
-	return context.WithoutCancel(c.Parent).Value(key)
+	if _, ok := key.(*int); ok {
+		// The context package finds a cancellation cause by a key of type
+		// *int; WithoutCancel hides it (and costs an allocation, which
+		// other keys, looked up on every ledger call, do not pay).
+		return context.WithoutCancel(c.Parent).Value(key)
+	}
+	return c.Parent.Value(key)
 }
 
 // String names the context, for debugging.

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/keyward/keyward/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+)
+
+// serveTelemetry installs the OpenTelemetry SDK for `keyward serve` and
+// returns api with GET /metrics beside it: the Prometheus text format of a
+// Prometheus reader. When the standard OTEL_EXPORTER_OTLP_ENDPOINT (or its
+// _METRICS_ / _TRACES_ variant) is set, OTLP/HTTP exporters send metrics
+// and traces too, configured by the other OTEL_* variables as the
+// exporters read them; with traces, every request of api gets a server
+// span (otelhttp, W3C trace context), under which keyward's spans go.
+// OTEL_SDK_DISABLED=true installs nothing (and /metrics is empty). The
+// returned function flushes and stops the exporters.
+func serveTelemetry(ctx context.Context, api http.Handler) (http.Handler, func(context.Context) error, error) {
+	reg := prometheus.NewRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", api)
+	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+		return mux, func(context.Context) error { return nil }, nil
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName("keyward")))
+	if err != nil {
+		return nil, nil, err
+	}
+	if env, err := resource.New(ctx, resource.WithFromEnv()); err == nil { // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES win
+		res, _ = resource.Merge(res, env)
+	}
+	prom, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom)}
+	var shutdown []func(context.Context) error
+	if otlpSet("METRICS") {
+		exp, err := otlpmetrichttp.New(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
+	shutdown = append(shutdown, mp.Shutdown)
+	cfg := telemetry.Config{MeterProvider: mp}
+	if otlpSet("TRACES") {
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithBatcher(exp))
+		shutdown = append(shutdown, tp.Shutdown)
+		cfg.TracerProvider = tp
+		otel.SetTracerProvider(tp)
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+		mux = http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.Handle("/", otelhttp.NewHandler(api, "keyward", otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp)))
+	}
+	if err := telemetry.Configure(cfg); err != nil {
+		return nil, nil, err
+	}
+	return mux, func(ctx context.Context) error {
+		var errs []error
+		for _, f := range shutdown {
+			errs = append(errs, f(ctx))
+		}
+		return errors.Join(errs...)
+	}, nil
+}
+
+// otlpSet reports whether an OTLP endpoint is set for signal (METRICS or
+// TRACES), by its own variable or the common one.
+func otlpSet(signal string) bool {
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_ENDPOINT") != ""
+}
