@@ -89,6 +89,9 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 			errs = append(errs, &ConfigError{Field: "AuthConfig.Environments", Problem: "has " + quoteList([]string{string(e)}) + "; want \"live\" or \"test\""})
 		}
 	}
+	if err := cfg.FailedAuth.Check(); err != nil {
+		errs = append(errs, &ConfigError{Field: "AuthConfig.FailedAuth", Problem: err.Error()})
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

@@ -80,6 +80,15 @@ func TestFailedAuthThrottle(t *testing.T) {
 	assert.Equal(t, http.StatusOK, f.serve(fromClient("198.51.100.7:1000", valid.Key)).Code, "the budget refills")
 }
 
+func TestFailedAuthOutOfRangeIsAConfigError(t *testing.T) {
+	t.Parallel()
+	_, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: keyStoreFunc(nil), Prefix: "triq_",
+		FailedAuth: &rate.FailedAuth{PerMinute: -5}})
+	var ce *keyward.ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "AuthConfig.FailedAuth", ce.Field)
+}
+
 func TestFailedAuthClientBehindTrustedProxies(t *testing.T) {
 	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}

@@ -66,8 +66,7 @@ type RateLimiter struct {
 // RateLimitByOrg returns the RateLimiter cfg describes.
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
 	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors,
-		logger: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now}
-	l.reset.Unix = cfg.UnixReset
+		logger: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now, reset: policy.Reset{Unix: cfg.UnixReset}}
 	if l.store == nil && l.now != nil {
 		l.store = new(rate.Memory)
 	}
@@ -229,15 +228,8 @@ func appendReset(b []byte, reset time.Duration) []byte {
 
 // refusal is the 429 of a refused decision.
 func (d *RateDecision) refusal() *Error {
-	limit := d.Limit
-	switch d.Scope {
-	case rate.PerMinute:
-		limit = d.limits.RequestsPerMinute
-	case rate.KeyPerMinute:
-		limit = d.keyLimit
-	case rate.InFlight:
-		limit = d.Concurrency
-	}
+	limit := map[rate.Scope]int64{rate.PerSecond: d.Limit, rate.PerMinute: d.limits.RequestsPerMinute,
+		rate.KeyPerMinute: d.keyLimit, rate.InFlight: d.Concurrency}[d.Scope]
 	return rateLimited(d.Scope, limit, d.Reset, d.RetryAfter)
 }
 

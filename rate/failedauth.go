@@ -1,6 +1,7 @@
 package rate
 
 import (
+	"errors"
 	"hash/maphash"
 	"net"
 	"net/http"
@@ -52,6 +53,18 @@ type clientShard struct {
 // maxClientLen bounds a client name taken from a header: hostile values
 // never become long map keys.
 const maxClientLen = 64
+
+// maxFailedAuth bounds PerMinute and Burst: a token every 60 ns at most.
+const maxFailedAuth = 1_000_000_000
+
+// Check returns an error unless f's budget is in range: PerMinute and
+// Burst in 0…10^9 (0: the defaults). A nil f (no throttle) is fine.
+func (f *FailedAuth) Check() error {
+	if f != nil && (f.PerMinute < 0 || f.PerMinute > maxFailedAuth || f.Burst < 0 || f.Burst > maxFailedAuth) {
+		return errors.New("PerMinute and Burst must be 0 (the defaults) to 1000000000")
+	}
+	return nil
+}
 
 func (f *FailedAuth) budget() (interval, capacity int64) {
 	perMinute, burst := f.PerMinute, f.Burst

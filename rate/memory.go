@@ -40,6 +40,9 @@ var seed = maphash.MakeSeed()
 // Take implements Store.
 func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 	var res Result
+	if err := req.Check(); err != nil {
+		return res, err
+	}
 	now := req.Now.UnixNano()
 	sec := req.Now.Unix()
 	if last := m.swept.Load(); sec-last >= 60 && m.swept.CompareAndSwap(last, sec) {

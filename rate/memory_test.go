@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/store/memory"
 )
 
@@ -209,7 +208,24 @@ func TestUluleKeepsFixedWindows(t *testing.T) {
 	req.PerSecond, req.Now = 1, t0.Add(3*time.Minute)
 	assert.Equal(t, Scope(""), take(t, s, req).Refused)
 	assert.Equal(t, PerSecond, take(t, s, req).Refused, "the bucket is kept in process")
-	var _ limiter.Store = memory.NewStore()
+}
+
+// A request whose limits are out of range is an error, never a panic
+// (a zero rate would divide by zero).
+func TestBadRequestIsAnError(t *testing.T) {
+	for _, s := range []Store{new(Memory), Ulule(memory.NewStore())} {
+		for _, req := range []Request{{Org: "o", PerMinute: 1, Concurrency: 1}, {Org: "o", PerSecond: 1, Concurrency: 1},
+			{Org: "o", PerSecond: 1, PerMinute: 1}, {Org: "o", PerSecond: 1, PerMinute: 1, Concurrency: 1, KeyPerMinute: -1}} {
+			req.Now = t0
+			_, err := s.Take(context.Background(), req)
+			assert.ErrorIs(t, err, ErrBadRequest, "%+v", req)
+		}
+	}
+	var f *FailedAuth
+	assert.NoError(t, f.Check())
+	assert.Error(t, (&FailedAuth{PerMinute: -1}).Check())
+	assert.Error(t, (&FailedAuth{Burst: 2_000_000_000}).Check(), "a budget so large its interval rounds to zero")
+	assert.NoError(t, (&FailedAuth{PerMinute: 1_000_000_000}).Check())
 }
 
 func TestQuotaResetIsWhenTheNewestLeaves(t *testing.T) {

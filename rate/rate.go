@@ -17,6 +17,7 @@ package rate
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -52,6 +53,18 @@ type Request struct {
 	// Now is the time of the request. Stores with a clock of their own
 	// (Redis's) ignore it.
 	Now time.Time
+}
+
+// ErrBadRequest is what a Store answers a Request whose limits are out of
+// range: PerSecond, PerMinute or Concurrency ≤ 0, or KeyPerMinute < 0.
+var ErrBadRequest = errors.New("keyward: rate: a request's limits must be positive (KeyPerMinute: 0 for none)")
+
+// Check returns ErrBadRequest unless r's limits are in range.
+func (r Request) Check() error {
+	if r.PerSecond <= 0 || r.PerMinute <= 0 || r.Concurrency <= 0 || r.KeyPerMinute < 0 {
+		return ErrBadRequest
+	}
+	return nil
 }
 
 // Window is the state of a rate after a request.

@@ -31,6 +31,9 @@ type ulule struct {
 // Take implements Store.
 func (u *ulule) Take(ctx context.Context, req Request) (Result, error) {
 	var res Result
+	if err := req.Check(); err != nil {
+		return res, err
+	}
 	win := req.Now.Unix() / 60
 	reset := time.Unix((win+1)*60, 0).Sub(req.Now)
 	suffix := ":" + strconv.FormatInt(win, 10)

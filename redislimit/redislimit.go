@@ -170,6 +170,9 @@ var scopes = [...]rate.Scope{"", rate.PerSecond, rate.PerMinute, rate.KeyPerMinu
 
 // Take implements rate.Store: one round trip.
 func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error) {
+	if err := req.Check(); err != nil {
+		return rate.Result{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	base := s.prefix + ":{" + req.Org + "}"
