@@ -95,18 +95,9 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	a := &Authenticator{
-		keys:   cfg.Keys,
-		format: format,
-		header: textproto.CanonicalMIMEHeaderKey(header),
-		bearer: cfg.Bearer,
-		envs:   slices.Clone(cfg.Environments),
-		errors: cfg.Errors,
-		now:    cfg.Now,
-		usage:  cfg.Usage,
-		fail:   newAuthFailures(header, format.Prefix(), cfg.Bearer),
-		failed: cfg.FailedAuth,
-	}
+	a := &Authenticator{keys: cfg.Keys, format: format, header: textproto.CanonicalMIMEHeaderKey(header), bearer: cfg.Bearer,
+		envs: slices.Clone(cfg.Environments), errors: cfg.Errors, now: cfg.Now, usage: cfg.Usage,
+		fail: newAuthFailures(header, format.Prefix(), cfg.Bearer), failed: cfg.FailedAuth}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -127,7 +118,7 @@ const maxKeyHeaderLen = 256
 // wrong prefix, length or alphabet costs no lookup; one whose checksum
 // does not match costs a cache lookup and no store lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error) {
-	defer func() { observe(r.Context(), telemetry.Auth, rec, err) }()
+	defer func() { observe(r.Context(), nil, telemetry.Auth, rec, err) }()
 	if a.keys == nil {
 		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
 	}

@@ -69,12 +69,13 @@ type CreditConfig struct {
 // other routers call Begin, the Charge's methods and WriteError. It is
 // immutable and safe for concurrent use.
 type Charger struct {
-	ledger  credit.Ledger
-	cost    CostFunc
-	maxBody int64
-	errors  *ErrorWriter
-	fail    creditFailures
-	running keepalive.Set // the reservations of calls running now, renewed
+	ledger   credit.Ledger // observed: through telemetry, for watched requests
+	observed credit.Ledger
+	cost     CostFunc
+	maxBody  int64
+	errors   *ErrorWriter
+	fail     creditFailures
+	running  keepalive.Set // the reservations of calls running now, renewed
 }
 
 // ChargeCredits checks cfg and returns the Charger it describes, or every
@@ -110,7 +111,7 @@ func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Charger{ledger: telemetry.Ledger(cfg.Ledger), cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20),
+	c := &Charger{ledger: cfg.Ledger, observed: telemetry.Ledger(cfg.Ledger), cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20),
 		errors: cfg.Errors}
 	if c.cost == nil {
 		cost := cmp.Or(cfg.Cost, 1)
@@ -152,12 +153,12 @@ var errCostOutOfRange = misconfigured("the cost of the call is negative or above
 // an idempotency key Begin reads r's body (at most MaxIdempotentBody
 // bytes) to fingerprint the call and replaces r.Body with a copy.
 func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
-	defer func() { observe(r.Context(), telemetry.Credits, nil, err) }()
-	if c.ledger == nil {
-		return nil, misconfigured("a Charger must be made by ChargeCredits")
-	}
 	st, k, err := callerOf(r.Context(), "ChargeCredits")
-	if err != nil {
+	defer func() { observe(r.Context(), st, telemetry.Credits, nil, err) }()
+	switch {
+	case c.ledger == nil:
+		return nil, misconfigured("a Charger must be made by ChargeCredits")
+	case err != nil:
 		return nil, err
 	}
 	if _, err := limitsOf(k); err != nil {
@@ -180,7 +181,7 @@ func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
 			return nil, c.fail.of(err)
 		}
 	}
-	res, err := c.ledger.Reserve(r.Context(), req)
+	res, err := c.ledgerFor(st.watched).Reserve(r.Context(), req)
 	if err != nil {
 		switch {
 		case errors.Is(err, credit.ErrIdempotencyKeyInUse):
@@ -192,11 +193,11 @@ func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
 	}
 	ch = st.newCharge()
 	ch.c, ch.st, ch.detached, ch.acct, ch.cost, ch.reqID = c, st, detach.Context{Parent: r.Context()}, req.Account, cost, req.RequestID
-	ch.res = res
+	ch.res, ch.watched = res, st.watched
 	if res.Replayed {
 		ch.cost = res.Charged
 	} else {
-		telemetry.Reserved(r.Context(), req.Account.OrgID, cost, true)
+		ch.counted = st.watched && telemetry.Reserved(r.Context(), req.Account.OrgID, cost, true)
 		c.running.Add(&ch.alive, (*chargeRenewer)(ch), renewAt(res.ExpiresAt))
 	}
 	return ch, nil
@@ -234,7 +235,20 @@ type Charge struct {
 	mu      sync.Mutex
 	cost    int64
 	settled bool
+	watched bool // the request was: the Charger's observed ledger
+	counted bool // telemetry counted the reservation open
 	st      *requestState
+}
+
+func (ch *Charge) ledger() credit.Ledger { return ch.c.ledgerFor(ch.watched) }
+
+// ledgerFor returns c's ledger: observed (through telemetry) for a watched
+// request.
+func (c *Charger) ledgerFor(watched bool) credit.Ledger {
+	if watched {
+		return c.observed
+	}
+	return c.ledger
 }
 
 // ChargeFromContext returns the Charge of the call ctx belongs to: the
@@ -279,11 +293,13 @@ func (ch *Charge) SetCost(credits int64) error {
 		return nil
 	}
 	if credits > ch.res.Amount {
-		res, err := ch.c.ledger.Adjust(ch.detached.Parent, ch.acct, ch.res.ID, credits)
+		res, err := ch.ledger().Adjust(ch.detached.Parent, ch.acct, ch.res.ID, credits)
 		if err != nil {
 			return ledgerFailure(credits-ch.res.Amount, res, err)
 		}
-		telemetry.Reserved(ch.detached.Parent, ch.acct.OrgID, res.Amount-ch.res.Amount, false)
+		if ch.counted {
+			telemetry.Reserved(ch.detached.Parent, ch.acct.OrgID, res.Amount-ch.res.Amount, false)
+		}
 		ch.res.Amount, ch.res.Available = res.Amount, res.Available
 	}
 	ch.cost = credits
@@ -354,7 +370,7 @@ func (ch *Charge) Settle(status int) error {
 	if ch.res.Replayed {
 		return nil
 	}
-	return telemetry.Settle(&ch.detached, ch.c.ledger, ch.acct, ch.res, cost, status >= 200 && status <= 299)
+	return telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, status >= 200 && status <= 299, ch.counted)
 }
 
 // Release ends the call without charging it: Settle with no status.
@@ -429,13 +445,8 @@ func (ch *Charge) finish(commit func()) {
 		if errors.Is(err, credit.ErrReservationExpired) {
 			level = slog.LevelWarn
 		}
-		ch.c.errors.logger().LogAttrs(&ch.detached, level, "keyward: settling credits failed; the call is not charged",
-			slog.String("requestId", ch.reqID),
-			slog.String("orgId", ch.acct.OrgID),
-			slog.Int64("reservationId", ch.res.ID),
-			slog.Int("status", status),
-			slog.Any("error", err),
-		)
+		ch.c.errors.logger().LogAttrs(&ch.detached, level, "keyward: settling credits failed; the call is not charged", slog.String("requestId", ch.reqID),
+			slog.String("orgId", ch.acct.OrgID), slog.Int64("reservationId", ch.res.ID), slog.Int("status", status), slog.Any("error", err))
 	}
 }
 
@@ -482,7 +493,7 @@ type chargeRenewer Charge
 // a call up after a day (a Charge an adapter began and never settled).
 func (r *chargeRenewer) Renew(ctx context.Context) (int64, bool) {
 	ch := (*Charge)(r)
-	expires, err := ch.c.ledger.Extend(ctx, ch.acct, ch.res.ID)
+	expires, err := ch.ledger().Extend(ctx, ch.acct, ch.res.ID)
 	switch {
 	case err == nil:
 		return renewAt(expires), true

@@ -412,9 +412,10 @@ func incomingRequestID(r *http.Request) (string, bool) {
 }
 
 // observe tells package telemetry of handler h's decision on a request of
-// k (nil: the request's key, if any): err is nil (ok) or the failure.
-func observe(ctx context.Context, h telemetry.Handler, k *KeyRecord, err error) {
-	if !telemetry.Metering() {
+// state st (nil: none) and key k (nil: st's): err is nil (ok) or the
+// failure. A state says whether anything listens; without one it asks.
+func observe(ctx context.Context, st *requestState, h telemetry.Handler, k *KeyRecord, err error) {
+	if st != nil && !st.watched || st == nil && !telemetry.Metering() {
 		return
 	}
 	outcome, scope, org := "ok", "", ""
@@ -423,8 +424,8 @@ func observe(ctx context.Context, h telemetry.Handler, k *KeyRecord, err error) 
 	} else if err != nil {
 		outcome = CodeInternal
 	}
-	if k == nil && telemetry.WantsOrg() {
-		k, _ = FromContext(ctx)
+	if k == nil && st != nil {
+		k = st.key
 	}
 	if k != nil {
 		org = k.Org.ID

@@ -75,8 +75,8 @@ func EnforcePermissions(cfg PermissionConfig) (*PermissionChecker, error) {
 // details.required and details.missing, or 500 internal_error when there is
 // no key (RequireAPIKey not in front).
 func (c *PermissionChecker) Check(r *http.Request) (err error) {
-	defer func() { observe(r.Context(), telemetry.Permissions, nil, err) }()
-	_, k, err := callerOf(r.Context(), "EnforcePermissions")
+	st, k, err := callerOf(r.Context(), "EnforcePermissions")
+	defer func() { observe(r.Context(), st, telemetry.Permissions, nil, err) }()
 	if err != nil {
 		return err
 	}

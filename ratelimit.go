@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +60,7 @@ type RateLimiter struct {
 	now        func() time.Time // nil: clock.Process
 	lastLog    atomic.Int64     // Unix nanoseconds of the last fail-open log record
 	reset      policy.Reset
+	policies   policy.Last
 }
 
 // RateLimitByOrg returns the RateLimiter cfg describes.
@@ -109,12 +109,20 @@ type RateDecision struct {
 // store's failure as a 503 (Check serves the request anyway in fail-open
 // mode).
 func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (RateDecision, error) {
+	var d RateDecision
+	err := l.allow(ctx, k, now, &d)
+	return d, err
+}
+
+// allow is Allow into d (left zero on an error): a decision is large, and
+// Middleware's is never copied.
+func (l *RateLimiter) allow(ctx context.Context, k *KeyRecord, now time.Time, d *RateDecision) error {
 	if k == nil {
-		return RateDecision{}, misconfigured("RateLimiter.Allow was given no key")
+		return misconfigured("RateLimiter.Allow was given no key")
 	}
 	limits, err := limitsOf(k)
 	if err != nil {
-		return RateDecision{}, err
+		return err
 	}
 	org, _ := k.budget() // a test key counts apart from live ones
 	store := l.store
@@ -125,16 +133,16 @@ func (l *RateLimiter) Allow(ctx context.Context, k *KeyRecord, now time.Time) (R
 		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now})
 	if err != nil {
 		telemetry.LimiterFailed(ctx)
-		return RateDecision{}, ServiceUnavailable("rate limiter", err)
+		return ServiceUnavailable("rate limiter", err)
 	}
-	d := RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limits.RequestsPerSecond,
+	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limits.RequestsPerSecond,
 		Remaining: res.Second.Remaining, Reset: now.Add(res.Second.Reset), RetryAfter: res.Wait,
 		Concurrency: limits.Concurrency, InFlight: res.InFlight,
 		limits: limits, keyLimit: k.RatePerMinute, res: res, org: org, l: l}
 	if res.Slot != 0 {
 		d.store = store
 	}
-	return d, nil
+	return nil
 }
 
 // Done gives the decision's in-flight slot back: call it once the request
@@ -155,31 +163,37 @@ func (d *RateDecision) Done() {
 // error: 429 over a limit, 500 without RequireAPIKey in front or for an
 // organization without limits, 503 when the store failed and FailClosed
 // is set.
-func (l *RateLimiter) Check(r *http.Request) (d RateDecision, err error) {
-	defer func() { observe(r.Context(), telemetry.RateLimit, nil, err) }()
+func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
+	var d RateDecision
+	err := l.check(r, &d)
+	return d, err
+}
+
+// check is Check into d.
+func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
+	defer func() { observe(r.Context(), st, telemetry.RateLimit, nil, err) }()
 	if err != nil {
-		return RateDecision{}, err
+		return err
 	}
 	now := clock.Process.Now // the system clock, read every 10 ms (a zero RateLimiter too)
 	if l.now != nil {
 		now = l.now
 	}
-	d, err = l.Allow(r.Context(), k, now())
-	d.st = st
-	if err != nil {
+	if err = l.allow(r.Context(), k, now(), d); err != nil {
 		var e *Error
 		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
 			telemetry.FailedOpen(r.Context())
 			l.logFailOpen(r, k, e.Cause)
-			return RateDecision{Allowed: true}, nil
+			*d = RateDecision{Allowed: true}
+			return nil
 		}
-		return RateDecision{}, err
+		return err
 	}
-	if !d.Allowed {
-		return d, d.refusal()
+	if d.st = st; !d.Allowed {
+		return d.refusal()
 	}
-	return d, nil
+	return nil
 }
 
 // WriteHeaders sets (never adds) the rate-limit headers of d on h, as
@@ -193,37 +207,16 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	if d.l == nil {
 		return
 	}
-	sec, min, key := d.res.Second, d.res.Minute, d.res.Key
-	flight := max(d.Concurrency-d.InFlight, 0)
-	var buf [160]byte
-	b := append(buf[:0], `"rps";r=`...)
-	from := len(b)
-	b = strconv.AppendInt(b, sec.Remaining, 10)
-	to := len(b)
-	b = appendReset(b, sec.Reset)
-	b = appendReset(strconv.AppendInt(append(b, `, "rpm";r=`...), min.Remaining, 10), min.Reset)
-	if d.keyLimit > 0 {
-		b = appendReset(strconv.AppendInt(append(b, `, "key";r=`...), key.Remaining, 10), key.Reset)
-	}
-	b = append(b, `, "concurrency";r=`...)
-	cfrom := len(b)
-	b = strconv.AppendInt(b, flight, 10)
-	rateLimit := string(b)
-	strs := policy.Of(policy.Limits{PerSecond: d.Limit, PerMinute: d.limits.RequestsPerMinute,
+	strs := d.l.policies.Of(policy.Limits{PerSecond: d.Limit, PerMinute: d.limits.RequestsPerMinute,
 		KeyPerMinute: d.keyLimit, Concurrency: d.Concurrency})
+	now := policy.CurrentOf(d.res.Second, d.res.Minute, d.res.Key, d.keyLimit > 0, max(d.Concurrency-d.InFlight, 0))
 	h["X-Ratelimit-Limit"] = d.st.headerValue(strs.PerSecond)
-	h["X-Ratelimit-Remaining"] = d.st.headerValue(rateLimit[from:to])
+	h["X-Ratelimit-Remaining"] = d.st.headerValue(now.Remaining)
 	h["X-Ratelimit-Reset"] = d.st.headerValue(d.l.reset.Text(d.Reset))
 	h["X-Ratelimit-Concurrency-Limit"] = d.st.headerValue(strs.Concurrency)
-	h["X-Ratelimit-Concurrency-Remaining"] = d.st.headerValue(rateLimit[cfrom:])
+	h["X-Ratelimit-Concurrency-Remaining"] = d.st.headerValue(now.InFlight)
 	h["Ratelimit-Policy"] = d.st.headerValue(strs.Policy)
-	h["Ratelimit"] = d.st.headerValue(rateLimit)
-}
-
-// appendReset appends a RateLimit item's ";t=" parameter: whole seconds,
-// rounded up.
-func appendReset(b []byte, reset time.Duration) []byte {
-	return strconv.AppendInt(append(b, ";t="...), int64((reset+time.Second-1)/time.Second), 10)
+	h["Ratelimit"] = d.st.headerValue(now.Field)
 }
 
 // refusal is the 429 of a refused decision.
@@ -243,7 +236,8 @@ func (l *RateLimiter) WriteError(w http.ResponseWriter, r *http.Request, err err
 // writes the error (429, 500, 503).
 func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d, err := l.Check(r)
+		var d RateDecision
+		err := l.check(r, &d)
 		d.WriteHeaders(w.Header())
 		if err != nil {
 			l.errors.WriteError(w, r, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"sync/atomic"
+
+	"github.com/keyward/keyward/telemetry"
 )
 
 // requestState is what keyward keeps for one request between its
@@ -17,16 +19,18 @@ import (
 // (room for the call's Charge, which SetCost finds). Its parts are claimed
 // once and never reused.
 type requestState struct {
-	req    http.Request // the request RequireAPIKey passes on
-	key    *KeyRecord
-	shared bool // made by WithKey: a context, perhaps of many requests
+	req  http.Request // the request RequireAPIKey passes on
+	key  *KeyRecord
+	vals [9]string // header values, claimed in order (nvals so far) by the goroutine serving the request
 
-	vals  [9]string // header values, claimed in order
-	nvals int       // (the goroutine serving the request sets headers)
-
-	room       Charge // the first Charge of the request
-	roomTaken  atomic.Bool
+	room       Charge                 // the first Charge of the request
 	lastCharge atomic.Pointer[Charge] // the innermost ChargeCredits' Charge
+	roomTaken  atomic.Bool
+	nvals      uint8
+	shared     bool // made by WithKey: a context, perhaps of many requests
+	// watched: telemetry.Watched() as the state was made; while false the
+	// request calls no other telemetry hook.
+	watched bool
 }
 
 type stateKey struct{}
@@ -35,7 +39,7 @@ type stateKey struct{}
 // RequireAPIKey passes the request on (FromContext finds k). Adapters for
 // other routers call it after Authenticator.Authenticate.
 func AttachKey(r *http.Request, k *KeyRecord) *http.Request {
-	st := &requestState{key: k}
+	st := &requestState{key: k, watched: telemetry.Watched()}
 	// The copy is made into the state: one allocation for both.
 	st.req = *r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	return &st.req
@@ -46,7 +50,7 @@ func AttachKey(r *http.Request, k *KeyRecord) *http.Request {
 // share such a context share nothing else: ChargeCredits' middleware gives
 // each its own state (through an adapter, SetCost then needs AttachKey).
 func WithKey(ctx context.Context, k *KeyRecord) context.Context {
-	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true})
+	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true, watched: telemetry.Watched()})
 }
 
 // FromContext returns the key RequireAPIKey authenticated for the request,
@@ -83,7 +87,7 @@ func callerOf(ctx context.Context, handler string) (*requestState, *KeyRecord, e
 // state's room while it lasts (st may be nil). Call it from the goroutine
 // serving the request, as for the header map it goes into.
 func (st *requestState) headerValue(v string) []string {
-	if st != nil && !st.shared && st.nvals < len(st.vals) {
+	if st != nil && !st.shared && int(st.nvals) < len(st.vals) {
 		i := st.nvals
 		st.nvals++
 		st.vals[i] = v

@@ -128,10 +128,12 @@ func (l ledger) Balance(ctx context.Context, acct credit.Account) (credit.Balanc
 
 // Reserved reports credits reserved for a call of organization org: a new
 // reservation of amount (open: it is now one of the open reservations),
-// or a raise of one by amount.
-func Reserved(ctx context.Context, org string, amount int64, open bool) {
+// or a raise of one by amount. It reports whether it counted: pass that to
+// Settle, so that a reservation counted open is counted closed, and no
+// other.
+func Reserved(ctx context.Context, org string, amount int64, open bool) bool {
 	if !Metering() {
-		return
+		return false
 	}
 	in := get()
 	o := in.with(in.none, org)
@@ -141,21 +143,23 @@ func Reserved(ctx context.Context, org string, amount int64, open bool) {
 	if open {
 		in.count(cellOpen, o, 1)
 	}
+	return true
 }
 
 // Settle settles the reservation res of a call through l: it commits cost
-// when commit is set and releases res otherwise, and reports what it did:
-// the reservation is no longer open; on success cost is committed (when
-// commit) and the rest of res.Amount released. A settle that fails counts
-// as neither (the reservation expires in the ledger).
-func Settle(ctx context.Context, l credit.Ledger, acct credit.Account, res credit.Reservation, cost int64, commit bool) error {
+// when commit is set and releases res otherwise, and, if Reserved counted
+// res (counted), reports what it did: the reservation is no longer open;
+// on success cost is committed (when commit) and the rest of res.Amount
+// released. A settle that fails counts as neither (the reservation expires
+// in the ledger).
+func Settle(ctx context.Context, l credit.Ledger, acct credit.Account, res credit.Reservation, cost int64, commit, counted bool) error {
 	var err error
 	if commit {
 		err = l.Commit(ctx, acct, res.ID, cost)
 	} else {
 		cost, err = 0, l.Release(ctx, acct, res.ID)
 	}
-	if !Metering() {
+	if !counted {
 		return err
 	}
 	in := get()

@@ -93,6 +93,11 @@ func Metering() bool {
 	return meters.Load() || defaultMeters == nil || any(otel.GetMeterProvider()) != defaultMeters
 }
 
+// Watched reports whether anything listens now, to metrics or to spans:
+// keyward's handlers ask once per request and, while nothing does, call no
+// other hook for that request.
+func Watched() bool { return Metering() || tracing() }
+
 // tracing is Metering for spans.
 func tracing() bool {
 	return tracers.Load() || defaultTracers == nil || any(otel.GetTracerProvider()) != defaultTracers

@@ -532,3 +532,50 @@ func TestGlobalSDKPickedUp(t *testing.T) {
 	require.NoError(t, reader.Collect(context.Background(), &rm))
 	require.Equal(t, map[string]int64{"keyward.handler=auth,keyward.outcome=ok": 1}, sums(t, rm, telemetry.MetricRequests))
 }
+
+// TestReservationBegunUnwatched: a request decides once, as it is
+// authenticated, whether anything listens. A host that installs an SDK
+// while such a request runs sees nothing of it: its reservation, never
+// counted open, is not counted closed either (the open count never goes
+// below zero); the next request is counted whole.
+func TestReservationBegunUnwatched(t *testing.T) {
+	require.NoError(t, telemetry.Configure(telemetry.Config{}))
+	if telemetry.Watched() {
+		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
+	}
+	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	require.NoError(t, err)
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_"})
+	require.NoError(t, err)
+	ledger, err := memstore.NewLedger(memstore.LedgerOptions{})
+	require.NoError(t, err)
+	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger})
+	require.NoError(t, err)
+	var rg *rig
+	h := auth.Middleware(charge.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		if rg == nil {
+			rg = newRig(t, telemetry.Config{}) // the SDK arrives while the first request runs
+		}
+	})))
+	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "o", Plan: "free"})
+	require.NoError(t, err)
+	k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k", Permissions: []string{"*"}})
+	require.NoError(t, err)
+	serve := func() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/transactions/enrich", nil)
+		r.Header.Set("X-API-Key", k.Key)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		require.Equal(t, http.StatusOK, w.Code)
+	}
+	serve()
+	rm := rg.collect(t)
+	require.Empty(t, sums(t, rm, telemetry.MetricOpenReservations), "closed without having been counted open")
+	require.Empty(t, sums(t, rm, telemetry.MetricCreditsCommitted))
+	serve()
+	rm = rg.collect(t)
+	require.Empty(t, sums(t, rm, telemetry.MetricOpenReservations), "opened and closed")
+	require.Equal(t, map[string]int64{"": 1}, sums(t, rm, telemetry.MetricCreditsCommitted))
+	require.Equal(t, map[string]int64{"keyward.handler=auth,keyward.outcome=ok": 1, "keyward.handler=credits,keyward.outcome=ok": 1},
+		sums(t, rm, telemetry.MetricRequests), "the second request only")
+}

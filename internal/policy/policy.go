@@ -1,8 +1,9 @@
-// Package policy formats the rate-limit header values that change only
-// with an organization's limits (the IETF RateLimit-Policy field, and the
-// per-second and in-flight limits in decimal), once per set of limits:
-// every request of an organization sends the same values, and formatting
-// them each time would cost allocations per request.
+// Package policy formats the rate-limit header values: those that change
+// only with an organization's limits (the IETF RateLimit-Policy field, and
+// the per-second and in-flight limits in decimal) once per set of limits,
+// since every request of an organization sends the same values and
+// formatting them each time would cost allocations per request; and those
+// of one decision (the RateLimit field) in one allocation.
 package policy
 
 import (
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyward/keyward/rate"
 )
 
 // Limits are the numbers the field names.
@@ -30,12 +33,30 @@ type Strings struct {
 	Policy string
 	// PerSecond and Concurrency are the limits in decimal.
 	PerSecond, Concurrency string
+
+	limits Limits
 }
 
 var cache = struct {
 	sync.RWMutex
 	m map[Limits]*Strings
 }{m: make(map[Limits]*Strings)}
+
+// Last remembers the limits asked for last, in front of Of: an API whose
+// requests mostly carry the same limits finds their values with one atomic
+// load and no lock. The zero value is ready; it is safe for concurrent
+// use.
+type Last struct{ p atomic.Pointer[Strings] }
+
+// Of returns Of(l), from memory when l were the limits asked for last.
+func (c *Last) Of(l Limits) *Strings {
+	if s := c.p.Load(); s != nil && s.limits == l {
+		return s
+	}
+	s := Of(l)
+	c.p.Store(s)
+	return s
+}
 
 // Of returns the header values of l, formatted once.
 func Of(l Limits) *Strings {
@@ -50,7 +71,7 @@ func Of(l Limits) *Strings {
 		s += `, "key";q=` + strconv.FormatInt(l.KeyPerMinute, 10) + ";w=60"
 	}
 	s += `, "concurrency";q=` + strconv.FormatInt(l.Concurrency, 10) + `;qu="concurrent-requests"`
-	v = &Strings{Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
+	v = &Strings{limits: l, Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
 	cache.Lock()
 	if len(cache.m) >= maxCached {
 		clear(cache.m)
@@ -89,4 +110,43 @@ func (r *Reset) Text(t time.Time) string {
 	}
 	r.last.Store(c)
 	return c.text
+}
+
+// Current is the IETF RateLimit field of one decision, and the values
+// X-RateLimit-Remaining and X-RateLimit-Concurrency-Remaining repeat from
+// it.
+type Current struct {
+	// Field lists, for "rps", "rpm", "key" (when the key has a quota of
+	// its own) and "concurrency", the requests remaining (r) and, but for
+	// "concurrency", the seconds until the limit is whole again (t,
+	// rounded up).
+	Field string
+	// Remaining and InFlight are the r of "rps" and of "concurrency".
+	Remaining, InFlight string
+}
+
+// CurrentOf formats the RateLimit field of a decision: the windows of the
+// bucket, the quota and (withKey) the key's quota, and the in-flight slots
+// left.
+func CurrentOf(sec, min, key rate.Window, withKey bool, inFlight int64) Current {
+	var buf [160]byte
+	b := append(buf[:0], `"rps";r=`...)
+	from := len(b)
+	b = strconv.AppendInt(b, sec.Remaining, 10)
+	to := len(b)
+	b = appendReset(b, sec.Reset)
+	b = appendReset(strconv.AppendInt(append(b, `, "rpm";r=`...), min.Remaining, 10), min.Reset)
+	if withKey {
+		b = appendReset(strconv.AppendInt(append(b, `, "key";r=`...), key.Remaining, 10), key.Reset)
+	}
+	b = append(b, `, "concurrency";r=`...)
+	cfrom := len(b)
+	field := string(strconv.AppendInt(b, inFlight, 10))
+	return Current{Field: field, Remaining: field[from:to], InFlight: field[cfrom:]}
+}
+
+// appendReset appends a RateLimit item's ";t=" parameter: whole seconds,
+// rounded up.
+func appendReset(b []byte, reset time.Duration) []byte {
+	return strconv.AppendInt(append(b, ";t="...), int64((reset+time.Second-1)/time.Second), 10)
 }

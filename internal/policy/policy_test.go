@@ -4,16 +4,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 )
 
 func TestOf(t *testing.T) {
-	assert.Equal(t, &Strings{Policy: `"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`,
+	assert.Equal(t, &Strings{limits: Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}, Policy: `"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`,
 		PerSecond: "1", Concurrency: "2"}, Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}))
 	assert.Equal(t, `"rps";q=10;w=1, "rpm";q=600;w=60, "key";q=30;w=60, "concurrency";q=10;qu="concurrent-requests"`,
 		Of(Limits{PerSecond: 10, PerMinute: 600, KeyPerMinute: 30, Concurrency: 10}).Policy)
 	assert.Zero(t, testing.AllocsPerRun(100, func() { Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}) }),
 		"a policy seen before costs no allocation")
+}
+
+func TestLastAnswersForTheLimitsAsked(t *testing.T) {
+	var last Last
+	a, b := Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}, Limits{PerSecond: 1, PerMinute: 60, KeyPerMinute: 7, Concurrency: 2}
+	for range 3 { // a, b, a, b…: each answer is for its own limits, never the last one's
+		assert.Same(t, Of(a), last.Of(a))
+		assert.Same(t, Of(b), last.Of(b))
+	}
+	assert.Contains(t, last.Of(b).Policy, `"key";q=7`)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { last.Of(b) }))
 }
 
 func TestCacheIsBounded(t *testing.T) {
@@ -36,4 +48,14 @@ func TestReset(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(100, func() { iso.Text(at.Add(time.Millisecond)) }), "once a second")
 	unix := Reset{Unix: true}
 	assert.Equal(t, "1768818601", unix.Text(at.Add(500*time.Millisecond)))
+}
+
+func TestCurrentOf(t *testing.T) {
+	sec, min := rate.Window{Remaining: 9, Reset: 100 * time.Millisecond}, rate.Window{Remaining: 590, Reset: 59*time.Second + time.Nanosecond}
+	c := CurrentOf(sec, min, rate.Window{Remaining: 1, Reset: 2 * time.Second}, false, 7)
+	assert.Equal(t, Current{Field: `"rps";r=9;t=1, "rpm";r=590;t=60, "concurrency";r=7`, Remaining: "9", InFlight: "7"}, c,
+		"resets rounded up to the second; no key item without a key quota")
+	c = CurrentOf(sec, min, rate.Window{Remaining: 0, Reset: 2 * time.Second}, true, 0)
+	assert.Equal(t, `"rps";r=9;t=1, "rpm";r=590;t=60, "key";r=0;t=2, "concurrency";r=0`, c.Field)
+	assert.Equal(t, float64(1), testing.AllocsPerRun(100, func() { CurrentOf(sec, min, sec, true, 12345) }), "one string a decision")
 }
