@@ -2,8 +2,11 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +16,12 @@ import (
 
 // notifyChannel is the PostgreSQL channel key changes are announced on.
 const notifyChannel = "keyward_keys"
+
+// feedHeartbeat is how often the PostgreSQL feed sends itself a
+// notification, on a channel of its own, behind any other: its round trip
+// is the feed's lag (keyward.feed.lag) on this process's clock, and it
+// checks a quiet connection.
+const feedHeartbeat = 10 * time.Second
 
 // changeRetention is how long rows of keyward_key_changes are kept: far
 // longer than any poll interval.
@@ -137,47 +146,60 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		call.End("error", err)
-		return err
+	heartbeats := "keyward_feed_" + strings.ToLower(rand.Text())
+	for _, ch := range []string{notifyChannel, heartbeats} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			call.End("error", err)
+			return err
+		}
 	}
 	call.End("ok", nil)
 	telemetry.FeedConnected(ctx, "listen")
 	s.invalidateAll()
-	lastPrune := time.Now()
+	lastPrune, lastBeat := time.Now(), time.Time{}
 	for {
-		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if time.Since(lastBeat) >= feedHeartbeat {
+			if err := s.heartbeat(ctx, conn, heartbeats); err != nil {
+				return err
+			}
+			lastBeat = time.Now()
+		}
+		wctx, cancel := context.WithTimeout(ctx, feedHeartbeat)
 		n, err := conn.WaitForNotification(wctx)
 		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if wctx.Err() != nil && s.ping(ctx, conn) == nil {
-				s.prune(ctx, &lastPrune)
-				continue // a quiet minute
-			}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && wctx.Err() == nil:
 			return err
-		}
-		if n.Payload == planFeedMarker {
+		case err != nil: // a quiet while: the heartbeat checks the connection
+		case n.Channel == heartbeats:
+			if sent, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+				telemetry.FeedLag(ctx, "listen", time.Since(time.Unix(0, sent)))
+			}
+		case n.Payload == planFeedMarker:
 			s.planChanged(ctx)
-		} else if kh, ok := parseHash(n.Payload); ok {
-			telemetry.Invalidated(ctx, 1, false)
-			for _, w := range s.invalidators() {
-				w.Invalidate(kh)
+		default:
+			if kh, ok := parseHash(n.Payload); ok {
+				telemetry.Invalidated(ctx, 1, false)
+				for _, w := range s.invalidators() {
+					w.Invalidate(kh)
+				}
 			}
 		}
 		s.prune(ctx, &lastPrune)
 	}
 }
 
-// ping checks the listening connection after a quiet minute, bounded so
-// that a black-holed server is noticed (and the feed reconnects, dropping
-// the caches) instead of waiting on TCP for many minutes.
-func (s *Store) ping(ctx context.Context, conn *pgx.Conn) error {
+// heartbeat sends the feed a notification on its channel heartbeats,
+// bounded so that a black-holed server is noticed (and the feed
+// reconnects, dropping the caches) instead of waiting on TCP for many
+// minutes.
+func (s *Store) heartbeat(ctx context.Context, conn *pgx.Conn, heartbeats string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return conn.Ping(ctx)
+	_, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, heartbeats, strconv.FormatInt(time.Now().UnixNano(), 10))
+	return err
 }
 
 // pollChanges is the SQLite change feed: read keyward_key_changes every
@@ -222,7 +244,7 @@ func (s *Store) pollChanges() {
 }
 
 func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, hash FROM keyward_key_changes WHERE id > $1 ORDER BY id LIMIT 1000`, after)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, hash, changed_at FROM keyward_key_changes WHERE id > $1 ORDER BY id LIMIT 1000`, after)
 	if err != nil {
 		return after, err
 	}
@@ -231,9 +253,11 @@ func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
 	plans := false
 	for rows.Next() {
 		var h string
-		if err := rows.Scan(&after, &h); err != nil {
+		var at int64 // the writer's clock: on SQLite, a process of this machine
+		if err := rows.Scan(&after, &h, &at); err != nil {
 			return after, err
 		}
+		telemetry.FeedLag(ctx, "poll", time.Since(time.Unix(0, at)))
 		if h == planFeedMarker {
 			plans = true
 		} else if kh, ok := parseHash(h); ok {

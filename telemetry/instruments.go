@@ -28,6 +28,7 @@ const (
 	MetricFeedConnected    = "keyward.feed.connected"
 	MetricFeedReconnects   = "keyward.feed.reconnects"
 	MetricInvalidations    = "keyward.feed.invalidations"
+	MetricFeedLag          = "keyward.feed.lag"
 	MetricUsageRows        = "keyward.usage.rows"
 	MetricUsageFailures    = "keyward.usage.flush.failures"
 )
@@ -62,6 +63,7 @@ type instruments struct {
 	feedConnected  metric.Int64Gauge
 	feedReconnects metric.Int64Counter
 	invalidations  metric.Int64Counter
+	feedLag        metric.Float64Histogram
 	usageRows      metric.Int64Counter
 	usageFailures  metric.Int64Counter
 
@@ -118,6 +120,7 @@ func newInstruments(cfg Config) (*instruments, error) {
 	in.feedConnected, errs = gauge, append(errs, err)
 	in.feedReconnects = counter(MetricFeedReconnects, "{reconnect}", "Times the change feed was lost, and reconnecting began.")
 	in.invalidations = counter(MetricInvalidations, "{invalidation}", "Cache invalidations received from the change feed (all: the whole cache dropped).")
+	in.feedLag = histogram(MetricFeedLag, "How long a key change took to reach this process through the change feed.")
 	in.usageRows = counter(MetricUsageRows, "{row}", "Rows written by usage flushes (keys' last-used times and usage counts).")
 	in.usageFailures = counter(MetricUsageFailures, "{failure}", "Usage flushes that failed (their counts are kept for the next one).")
 	if err := errors.Join(errs...); err != nil {
@@ -263,6 +266,13 @@ func Invalidated(ctx context.Context, n int, all bool) {
 	if n > 0 {
 		get().invalidations.Add(ctx, int64(n), metric.WithAttributes(AttrScopeAll.Bool(all)))
 	}
+}
+
+// FeedLag reports how long a change took to reach this process through
+// the change feed of kind (a negative lag, from clocks apart, counts as
+// none).
+func FeedLag(ctx context.Context, kind string, lag time.Duration) {
+	get().feedLag.Record(ctx, max(lag, 0).Seconds(), metric.WithAttributes(AttrFeed.String(kind)))
 }
 
 // UsageFlushed reports a usage flush: rows written, or its failure.
