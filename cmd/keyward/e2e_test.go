@@ -48,8 +48,9 @@ func TestMain(m *testing.M) {
 
 // cli runs the keyward command against one database.
 type cli struct {
-	t  *testing.T
-	db string
+	t   *testing.T
+	db  string
+	env []string // besides the test's own environment
 }
 
 // newCLI returns a cli on a new database, made by `keyward init`.
@@ -63,7 +64,7 @@ func newCLI(t *testing.T) *cli {
 
 func (c *cli) cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "KEYWARD_DB="+c.db, "KEYWARD_KEY_PREFIX=triq_")
+	cmd.Env = append(append(os.Environ(), "KEYWARD_DB="+c.db, "KEYWARD_KEY_PREFIX=triq_"), c.env...)
 	return cmd
 }
 

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -12,7 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -25,8 +30,9 @@ import (
 // serveTelemetry installs the OpenTelemetry SDK for `keyward serve` and
 // returns api with GET /metrics beside it: the Prometheus text format of a
 // Prometheus reader. When the standard OTEL_EXPORTER_OTLP_ENDPOINT (or its
-// _METRICS_ / _TRACES_ variant) is set, OTLP/HTTP exporters send metrics
-// and traces too, configured by the other OTEL_* variables as the
+// _METRICS_ / _TRACES_ variant) is set, OTLP exporters send metrics and
+// traces too, over gRPC or HTTP as OTEL_EXPORTER_OTLP_PROTOCOL says
+// (otlpProtocol), configured by the other OTEL_* variables as the
 // exporters read them; with traces, every request of api gets a server
 // span (otelhttp, W3C trace context), under which keyward's spans go.
 // OTEL_SDK_DISABLED=true installs nothing (and /metrics is empty). The
@@ -53,7 +59,7 @@ func serveTelemetry(ctx context.Context, api http.Handler) (http.Handler, func(c
 	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(prom)}
 	var shutdown []func(context.Context) error
 	if otlpSet("METRICS") {
-		exp, err := otlpmetrichttp.New(ctx)
+		exp, err := metricExporter(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -63,7 +69,7 @@ func serveTelemetry(ctx context.Context, api http.Handler) (http.Handler, func(c
 	shutdown = append(shutdown, mp.Shutdown)
 	cfg := telemetry.Config{MeterProvider: mp}
 	if otlpSet("TRACES") {
-		exp, err := otlptracehttp.New(ctx)
+		exp, err := traceExporter(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -86,6 +92,38 @@ func serveTelemetry(ctx context.Context, api http.Handler) (http.Handler, func(c
 		}
 		return errors.Join(errs...)
 	}, nil
+}
+
+// otlpProtocol returns the OTLP protocol of signal (METRICS or TRACES):
+// its own OTEL_EXPORTER_OTLP_<signal>_PROTOCOL, else
+// OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf, the specification's
+// default. http/json, which Go's exporters do not speak, is an error.
+func otlpProtocol(signal string) (string, error) {
+	p := cmp.Or(os.Getenv("OTEL_EXPORTER_OTLP_"+signal+"_PROTOCOL"), os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf")
+	if p != "grpc" && p != "http/protobuf" {
+		return "", fmt.Errorf("OTLP protocol %q (OTEL_EXPORTER_OTLP_PROTOCOL or OTEL_EXPORTER_OTLP_%s_PROTOCOL): keyward serve speaks grpc and http/protobuf", p, signal)
+	}
+	return p, nil
+}
+
+func metricExporter(ctx context.Context) (sdkmetric.Exporter, error) {
+	switch p, err := otlpProtocol("METRICS"); {
+	case err != nil:
+		return nil, err
+	case p == "grpc":
+		return otlpmetricgrpc.New(ctx)
+	}
+	return otlpmetrichttp.New(ctx)
+}
+
+func traceExporter(ctx context.Context) (*otlptrace.Exporter, error) {
+	switch p, err := otlpProtocol("TRACES"); {
+	case err != nil:
+		return nil, err
+	case p == "grpc":
+		return otlptracegrpc.New(ctx)
+	}
+	return otlptracehttp.New(ctx)
 }
 
 // otlpSet reports whether an OTLP endpoint is set for signal (METRICS or
