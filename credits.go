@@ -69,8 +69,8 @@ type CreditConfig struct {
 // other routers call Begin, the Charge's methods and WriteError. It is
 // immutable and safe for concurrent use.
 type Charger struct {
-	ledger   credit.Ledger // observed: through telemetry, for watched requests
-	observed credit.Ledger
+	ledger   credit.Ledger
+	observed credit.Ledger // ledger through telemetry, for watched requests
 	cost     CostFunc
 	maxBody  int64
 	errors   *ErrorWriter
