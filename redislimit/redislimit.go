@@ -109,7 +109,7 @@ type Store struct {
 	mu       sync.Mutex
 	held     map[slot]struct{} // slots to renew
 	renewing bool
-	released map[string][]string // org -> slots given back, not yet removed from Redis
+	released map[string][]uint64 // org -> slots given back, not yet removed from Redis
 	removing bool
 }
 
@@ -147,7 +147,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 		return nil, &keyward.ConfigError{Field: "redislimit.Options.SlotTTL", Problem: "is below 100ms"}
 	}
 	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout, slotTTL: opts.SlotTTL,
-		owner: ids.New(""), held: make(map[slot]struct{}), released: make(map[string][]string)}
+		owner: ids.New(""), held: make(map[slot]struct{}), released: make(map[string][]uint64)}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -181,13 +181,13 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		keys = append(keys, base+":key:"+req.Key)
 	}
 	n := s.last.Add(1)
-	args := []any{req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.member(n), s.slotTTL.Milliseconds()}
+	args := []any{req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.owner, n, s.slotTTL.Milliseconds()}
 	s.mu.Lock()
 	given := s.released[req.Org] // removed by this round trip, before the count
 	delete(s.released, req.Org)
 	s.mu.Unlock()
-	for _, m := range given {
-		args = append(args, m)
+	for _, g := range given {
+		args = append(args, g)
 	}
 	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
 	v, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
@@ -235,7 +235,7 @@ func (s *Store) Release(org string, n uint64) {
 		return
 	}
 	delete(s.held, slot{org, n})
-	s.released[org] = append(s.released[org], s.member(n))
+	s.released[org] = append(s.released[org], n)
 	if !s.removing {
 		s.removing = true
 		go s.remove()
@@ -260,25 +260,21 @@ func (s *Store) remove() {
 			s.mu.Unlock()
 			return
 		}
-		s.released = make(map[string][]string)
+		s.released = make(map[string][]uint64)
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for org, members := range batch {
-				p.ZRem(ctx, s.prefix+":{"+org+"}:inflight", stringsToAny(members)...)
+			for org, ns := range batch {
+				members := make([]any, len(ns))
+				for i, n := range ns {
+					members[i] = s.member(n)
+				}
+				p.ZRem(ctx, s.prefix+":{"+org+"}:inflight", members...)
 			}
 			return nil
 		})
 		cancel()
 	}
-}
-
-func stringsToAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, v := range ss {
-		out[i] = v
-	}
-	return out
 }
 
 // hold keeps a slot renewed until it is released, renewing from one
