@@ -105,6 +105,8 @@ type Store struct {
 	slotTTL time.Duration
 	owner   string // this Store's part of every slot it takes
 	last    atomic.Uint64
+	// The script's arguments that never change, boxed once.
+	ownerArg, ttlArg any
 
 	mu       sync.Mutex
 	held     map[slot]struct{} // slots to renew
@@ -122,6 +124,9 @@ type slot struct {
 var takeLua string
 
 var takeScript = redis.NewScript(takeLua)
+
+// The script's name and source as EVALSHA and EVAL take them, boxed once.
+var takeSHA, takeSource any = takeScript.Hash(), takeLua
 
 // renewLua moves a held slot's expiry SlotTTL past Redis's now; a slot
 // released (or expired) meanwhile stays gone.
@@ -157,6 +162,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 	if s.slotTTL == 0 {
 		s.slotTTL = DefaultSlotTTL
 	}
+	s.ownerArg, s.ttlArg = s.owner, s.slotTTL.Milliseconds()
 	loadCtx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := takeScript.Load(loadCtx, client).Err(); err != nil {
@@ -175,22 +181,26 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	base := s.prefix + ":{" + req.Org + "}"
-	keys := []string{base, base + ":inflight"}
-	if req.KeyPerMinute > 0 {
-		keys = append(keys, base+":key:"+req.Key)
-	}
 	n := s.last.Add(1)
-	args := []any{req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.owner, n, s.slotTTL.Milliseconds()}
 	s.mu.Lock()
 	given := s.released[req.Org] // removed by this round trip, before the count
 	delete(s.released, req.Org)
 	s.mu.Unlock()
+	inflight := s.prefix + ":{" + req.Org + "}:inflight"
+	hash := inflight[:len(inflight)-len(":inflight")]
+	// EVALSHA sha numkeys KEYS... ARGV..., as take.lua reads them.
+	args := make([]any, 0, 13+len(given))
+	args = append(args, "evalsha", takeSHA, 2, hash, inflight)
+	if req.KeyPerMinute > 0 {
+		args[2] = 3
+		args = append(args, hash+":key:"+req.Key)
+	}
+	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, n, s.ttlArg)
 	for _, g := range given {
 		args = append(args, g)
 	}
 	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
-	v, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
+	v, err := s.run(ctx, args)
 	if err != nil {
 		call.End("error", err)
 		if len(given) > 0 {
@@ -215,6 +225,20 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		s.hold(slot{req.Org, n})
 	}
 	return res, nil
+}
+
+// run sends take.lua's EVALSHA (args) and reads its answer as integers,
+// loading the script with EVAL if Redis does not know it (restarted or
+// flushed), as redis.Script.Run does.
+func (s *Store) run(ctx context.Context, args []any) ([]int64, error) {
+	cmd := redis.NewIntSliceCmd(ctx, args...)
+	if err := s.client.Process(ctx, cmd); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return cmd.Result()
+	}
+	args[0], args[1] = "eval", takeSource
+	cmd = redis.NewIntSliceCmd(ctx, args...)
+	_ = s.client.Process(ctx, cmd)
+	return cmd.Result()
 }
 
 func (s *Store) member(n uint64) string {
