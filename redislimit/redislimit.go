@@ -109,9 +109,9 @@ type Store struct {
 	ownerArg, ttlArg any
 
 	mu       sync.Mutex
-	held     map[slot]struct{} // slots to renew
+	held     map[slot]uint64 // slots to renew -> their names
 	renewing bool
-	released map[string][]uint64 // org -> slots given back, not yet removed from Redis
+	released map[string][]uint64 // org -> names of slots given back, not yet removed from Redis
 	removing bool
 }
 
@@ -152,7 +152,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 		return nil, &keyward.ConfigError{Field: "redislimit.Options.SlotTTL", Problem: "is below 100ms"}
 	}
 	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout, slotTTL: opts.SlotTTL,
-		owner: ids.New(""), held: make(map[slot]struct{}), released: make(map[string][]uint64)}
+		owner: ids.New(""), held: make(map[slot]uint64), released: make(map[string][]uint64)}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -186,6 +186,13 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	given := s.released[req.Org] // removed by this round trip, before the count
 	delete(s.released, req.Org)
 	s.mu.Unlock()
+	// A slot is named OWNER:NAME in Redis. A new one takes the name of the
+	// first slot given back, if any: the script then moves that lease on
+	// for it rather than remove one and add the other.
+	name := n
+	if len(given) > 0 {
+		name = given[0]
+	}
 	inflight := s.prefix + ":{" + req.Org + "}:inflight"
 	hash := inflight[:len(inflight)-len(":inflight")]
 	// EVALSHA sha numkeys KEYS... ARGV..., as take.lua reads them.
@@ -195,7 +202,7 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		args[2] = 3
 		args = append(args, hash+":key:"+req.Key)
 	}
-	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, n, s.ttlArg)
+	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, name, s.ttlArg)
 	for _, g := range given {
 		args = append(args, g)
 	}
@@ -222,7 +229,7 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		InFlight: v[8]}
 	if res.Refused == "" {
 		res.Slot = n
-		s.hold(slot{req.Org, n})
+		s.hold(slot{req.Org, n}, name)
 	}
 	return res, nil
 }
@@ -241,8 +248,9 @@ func (s *Store) run(ctx context.Context, args []any) ([]int64, error) {
 	return cmd.Result()
 }
 
-func (s *Store) member(n uint64) string {
-	return s.owner + ":" + strconv.FormatUint(n, 10)
+// member is the Redis member of this Store's slot of that name.
+func (s *Store) member(name uint64) string {
+	return s.owner + ":" + strconv.FormatUint(name, 10)
 }
 
 // Release implements rate.Store without a round trip of the request's
@@ -255,11 +263,12 @@ func (s *Store) member(n uint64) string {
 func (s *Store) Release(org string, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.held[slot{org, n}]; !ok {
+	name, ok := s.held[slot{org, n}]
+	if !ok {
 		return
 	}
 	delete(s.held, slot{org, n})
-	s.released[org] = append(s.released[org], n)
+	s.released[org] = append(s.released[org], name)
 	if !s.removing {
 		s.removing = true
 		go s.remove()
@@ -288,10 +297,10 @@ func (s *Store) remove() {
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for org, ns := range batch {
-				members := make([]any, len(ns))
-				for i, n := range ns {
-					members[i] = s.member(n)
+			for org, names := range batch {
+				members := make([]any, len(names))
+				for i, name := range names {
+					members[i] = s.member(name)
 				}
 				p.ZRem(ctx, s.prefix+":{"+org+"}:inflight", members...)
 			}
@@ -303,9 +312,9 @@ func (s *Store) remove() {
 
 // hold keeps a slot renewed until it is released, renewing from one
 // goroutine while any is held.
-func (s *Store) hold(sl slot) {
+func (s *Store) hold(sl slot, name uint64) {
 	s.mu.Lock()
-	s.held[sl] = struct{}{}
+	s.held[sl] = name
 	start := !s.renewing
 	s.renewing = true
 	s.mu.Unlock()
@@ -325,15 +334,19 @@ func (s *Store) renew() {
 			s.mu.Unlock()
 			return
 		}
-		held := make([]slot, 0, len(s.held))
-		for sl := range s.held {
-			held = append(held, sl)
+		type lease struct {
+			org  string
+			name uint64
+		}
+		held := make([]lease, 0, len(s.held))
+		for sl, name := range s.held {
+			held = append(held, lease{sl.org, name})
 		}
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, sl := range held {
-				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + sl.org + "}:inflight"}, s.member(sl.n), s.slotTTL.Milliseconds())
+			for _, l := range held {
+				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + l.org + "}:inflight"}, s.member(l.name), s.slotTTL.Milliseconds())
 			}
 			return nil
 		})

@@ -7,21 +7,23 @@
 -- its in-flight sorted set (slot -> expiry in ms), and the key's hash
 -- ("sum", "head" and the seconds) when the key has a quota of its own.
 -- ARGV: per-second rate, per-minute quota, in-flight cap, the key's quota
--- (0: none), the Store's name, the slot's number, the slot TTL in ms, then
--- the numbers of this Store's slots of this organization given back since
--- (removed first). A slot is named STORE:NUMBER in the set. Times are in
--- microseconds. A request reads and writes a few fields, whatever the
--- traffic; only a refusal by a quota reads its 60 seconds.
+-- (0: none), the Store's name, the slot's name, the slot TTL in ms, then
+-- the names of this Store's slots of this organization given back since
+-- (removed first; the first may be the new slot's). A slot is STORE:NAME
+-- in the set. Times are in microseconds. A request reads and writes a few
+-- fields, whatever the traffic; only a refusal by a quota reads its 60
+-- seconds.
 --
--- An admitted request runs TIME, HMGET, ZADD, ZCARD and HSET (and ZREM
--- when slots were given back). The upkeep runs once a second, on the
--- request that moves the organization's quota to a new second (or changes
--- its bucket's rate): it deletes the seconds that left the window, purges
--- the expired slots and moves the hash's expiry on (a minute past that
--- second, or past the bucket's debt). The set's expiry moves at most once
--- a second, when "zx" says it might not outlive the new slot. Between two
--- purges the in-flight count may include slots that expired meanwhile;
--- at the cap they are purged first, so no decision counts them.
+-- An admitted request runs TIME, HMGET, ZADD, ZCARD and HSET (and ZREM of
+-- the slots given back, but for the one whose name it takes). The upkeep
+-- runs once a second, on the request that moves the organization's quota
+-- to a new second (or changes its bucket's rate): it deletes the seconds
+-- that left the window, purges the expired slots and moves the hash's
+-- expiry on (a minute past that second, or past the bucket's debt). The
+-- set's expiry moves at most once a second, when "zx" says it might not
+-- outlive the new slot. Between two purges the in-flight count may include
+-- slots that expired meanwhile; at the cap they are purged first, so no
+-- decision counts them.
 -- Returns {refused (0 none, 1 rps, 2 rpm, 3 key, 4 concurrency),
 -- bucket remaining, bucket reset, wait, quota remaining, quota reset,
 -- key remaining, key reset, in flight}.
@@ -110,22 +112,23 @@ end
 -- The in-flight cap. A request the other limits let through takes its
 -- slot first, and gives it back if the cap refuses it: so the slots given
 -- back, removed next, never empty the set it joins, which keeps its
--- expiry.
+-- expiry. A slot named as the first one given back is that lease, moved
+-- on for the new request.
 local member = owner .. ':' .. ARGV[6]
-local mine = 0
+local added, first = 0, 8
 if refused == 0 then
-  redis.call('ZADD', KEYS[2], int(nowms + ttl), member)
-  mine = 1
+  added = redis.call('ZADD', KEYS[2], int(nowms + ttl), member)
+  if ARGV[8] == ARGV[6] then first = 9 end
 end
 local removed = 0
-if #ARGV > 7 then
+if #ARGV >= first then
   local given = {}
-  for i = 8, #ARGV do given[#given + 1] = owner .. ':' .. ARGV[i] end
+  for i = first, #ARGV do given[#given + 1] = owner .. ':' .. ARGV[i] end
   removed = redis.call('ZREM', KEYS[2], unpack(given))
 end
 local inflight = redis.call('ZCARD', KEYS[2])
-local existed = inflight - mine + removed > 0
-inflight = inflight - mine
+local existed = inflight - added + removed > 0
+if refused == 0 then inflight = inflight - 1 end
 if inflight >= conc or upkeep then
   inflight = inflight - redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(nowms))
 end
