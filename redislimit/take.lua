@@ -27,11 +27,13 @@
 -- Returns {refused (0 none, 1 rps, 2 rpm, 3 key, 4 concurrency),
 -- bucket remaining, bucket reset, wait, quota remaining, quota reset,
 -- key remaining, key reset, in flight}.
-local rps, rpm, conc, krpm = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local owner, ttl = ARGV[5], tonumber(ARGV[7])
+-- Strings of digits become numbers in arithmetic (x + 0), at half the
+-- cost of tonumber; a field that does not exist is false: (x or 0) + 0.
+local rps, rpm, conc, krpm = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
+local owner, ttl = ARGV[5], ARGV[7] + 0
 local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local now = sec * 1000000 + tonumber(t[2])
+local sec = t[1] + 0
+local now = sec * 1000000 + t[2]
 local nowms = math.floor(now / 1000)
 
 -- Numbers go to Redis as integers, never in exponent form.
@@ -43,8 +45,8 @@ local function int(x) return string.format('%d', x) end
 -- counts in head), and whether head moved on (or the quota is new): the
 -- state must then be written, and the key's expiry moved on.
 local function quota(key, v)
-  local sum, head = tonumber(v[1]) or 0, tonumber(v[2])
-  local moved = head == nil or sec > head
+  local sum, head = (v[1] or 0) + 0, v[2] and v[2] + 0
+  local moved = not head or sec > head
   head = head or sec
   if sum > 0 and sec > head then
     local left = {}
@@ -82,7 +84,7 @@ local function interval(r) return math.ceil(1000000 / r) end
 -- The current second's count (field t[1]) is read here and written with
 -- the state, unless a clock that stepped back counts in a later head.
 local b = redis.call('HMGET', KEYS[1], 'sum', 'head', 'tat', 'rate', t[1], 'zx')
-local tat, rate = tonumber(b[3]) or 0, tonumber(b[4]) or 0
+local tat, rate = (b[3] or 0) + 0, (b[4] or 0) + 0
 if rate ~= 0 and rate ~= rps and tat > now then
   -- A plan changed: the tokens lacking stay lacking, at the new rate.
   tat = now + math.ceil((tat - now) / interval(rate)) * interval(rps)
@@ -169,7 +171,7 @@ local function count(key, sum, head, moved, current, fields)
   fields[#fields + 1], fields[#fields + 2] = 'sum', int(sum + 1)
   if moved then fields[#fields + 1], fields[#fields + 2] = 'head', int(head) end
   if head == sec then
-    fields[#fields + 1], fields[#fields + 2] = t[1], int((tonumber(current) or 0) + 1)
+    fields[#fields + 1], fields[#fields + 2] = t[1], int((current or 0) + 1)
   else
     redis.call('HINCRBY', key, int(head), 1)
   end
@@ -183,7 +185,7 @@ end
 -- than needed, so that this runs at most once a second.
 local fields = {'tat', int(nxt)}
 if upkeep then fields[3], fields[4] = 'rate', ARGV[1] end
-local zx = tonumber(b[6]) or 0
+local zx = (b[6] or 0) + 0
 if not existed or zx < nowms + ttl + 1000 then
   local left = -1
   if existed then left = redis.call('PTTL', KEYS[2]) end
