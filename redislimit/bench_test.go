@@ -27,8 +27,9 @@ func (d *discard) WriteHeader(int)             {}
 // over this package's Store (impl=auth+limit: a cached key, and all three
 // limits of its organization). Each decision is one Redis round trip in
 // both; keyward's chain also gives its in-flight slot back when the
-// request ends (Store.Release: ZREM, a second round trip). Limits are set
-// so high that no request is refused.
+// request ends (Store.Release: the next request's script reuses or
+// removes it, no round trip of its own). Limits are set so high that no
+// request is refused.
 func BenchmarkRedisRateLimit(b *testing.B) {
 	opts := redisOptions(b)
 	ctx := context.Background()

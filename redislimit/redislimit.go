@@ -105,11 +105,13 @@ type Store struct {
 	slotTTL time.Duration
 	owner   string // this Store's part of every slot it takes
 	last    atomic.Uint64
+	// The script's arguments that never change, boxed once.
+	ownerArg, ttlArg any
 
 	mu       sync.Mutex
-	held     map[slot]struct{} // slots to renew
+	held     map[slot]uint64 // slots to renew -> their names
 	renewing bool
-	released map[string][]string // org -> slots given back, not yet removed from Redis
+	released map[string][]uint64 // org -> names of slots given back, not yet removed from Redis
 	removing bool
 }
 
@@ -122,6 +124,9 @@ type slot struct {
 var takeLua string
 
 var takeScript = redis.NewScript(takeLua)
+
+// The script's name and source as EVALSHA and EVAL take them, boxed once.
+var takeSHA, takeSource any = takeScript.Hash(), takeLua
 
 // renewLua moves a held slot's expiry SlotTTL past Redis's now; a slot
 // released (or expired) meanwhile stays gone.
@@ -147,7 +152,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 		return nil, &keyward.ConfigError{Field: "redislimit.Options.SlotTTL", Problem: "is below 100ms"}
 	}
 	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout, slotTTL: opts.SlotTTL,
-		owner: ids.New(""), held: make(map[slot]struct{}), released: make(map[string][]string)}
+		owner: ids.New(""), held: make(map[slot]uint64), released: make(map[string][]uint64)}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -157,6 +162,7 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 	if s.slotTTL == 0 {
 		s.slotTTL = DefaultSlotTTL
 	}
+	s.ownerArg, s.ttlArg = s.owner, s.slotTTL.Milliseconds()
 	loadCtx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	if err := takeScript.Load(loadCtx, client).Err(); err != nil {
@@ -175,22 +181,33 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	base := s.prefix + ":{" + req.Org + "}"
-	keys := []string{base, base + ":inflight"}
-	if req.KeyPerMinute > 0 {
-		keys = append(keys, base+":key:"+req.Key)
-	}
 	n := s.last.Add(1)
-	args := []any{req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.member(n), s.slotTTL.Milliseconds()}
 	s.mu.Lock()
 	given := s.released[req.Org] // removed by this round trip, before the count
 	delete(s.released, req.Org)
 	s.mu.Unlock()
-	for _, m := range given {
-		args = append(args, m)
+	// A slot is named OWNER:NAME in Redis. A new one takes the name of the
+	// first slot given back, if any: the script then moves that lease on
+	// for it rather than remove one and add the other.
+	name := n
+	if len(given) > 0 {
+		name = given[0]
+	}
+	inflight := s.prefix + ":{" + req.Org + "}:inflight"
+	hash := inflight[:len(inflight)-len(":inflight")]
+	// EVALSHA sha numkeys KEYS... ARGV..., as take.lua reads them.
+	args := make([]any, 0, 13+len(given))
+	args = append(args, "evalsha", takeSHA, 2, hash, inflight)
+	if req.KeyPerMinute > 0 {
+		args[2] = 3
+		args = append(args, hash+":key:"+req.Key)
+	}
+	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, name, s.ttlArg)
+	for _, g := range given {
+		args = append(args, g)
 	}
 	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
-	v, err := takeScript.Run(ctx, s.client, keys, args...).Int64Slice()
+	v, err := s.run(ctx, args)
 	if err != nil {
 		call.End("error", err)
 		if len(given) > 0 {
@@ -212,13 +229,28 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 		InFlight: v[8]}
 	if res.Refused == "" {
 		res.Slot = n
-		s.hold(slot{req.Org, n})
+		s.hold(slot{req.Org, n}, name)
 	}
 	return res, nil
 }
 
-func (s *Store) member(n uint64) string {
-	return s.owner + ":" + strconv.FormatUint(n, 10)
+// run sends take.lua's EVALSHA (args) and reads its answer as integers,
+// loading the script with EVAL if Redis does not know it (restarted or
+// flushed), as redis.Script.Run does.
+func (s *Store) run(ctx context.Context, args []any) ([]int64, error) {
+	cmd := redis.NewIntSliceCmd(ctx, args...)
+	if err := s.client.Process(ctx, cmd); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
+		return cmd.Result()
+	}
+	args[0], args[1] = "eval", takeSource
+	cmd = redis.NewIntSliceCmd(ctx, args...)
+	_ = s.client.Process(ctx, cmd)
+	return cmd.Result()
+}
+
+// member is the Redis member of this Store's slot of that name.
+func (s *Store) member(name uint64) string {
+	return s.owner + ":" + strconv.FormatUint(name, 10)
 }
 
 // Release implements rate.Store without a round trip of the request's
@@ -231,11 +263,12 @@ func (s *Store) member(n uint64) string {
 func (s *Store) Release(org string, n uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.held[slot{org, n}]; !ok {
+	name, ok := s.held[slot{org, n}]
+	if !ok {
 		return
 	}
 	delete(s.held, slot{org, n})
-	s.released[org] = append(s.released[org], s.member(n))
+	s.released[org] = append(s.released[org], name)
 	if !s.removing {
 		s.removing = true
 		go s.remove()
@@ -260,12 +293,16 @@ func (s *Store) remove() {
 			s.mu.Unlock()
 			return
 		}
-		s.released = make(map[string][]string)
+		s.released = make(map[string][]uint64)
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for org, members := range batch {
-				p.ZRem(ctx, s.prefix+":{"+org+"}:inflight", stringsToAny(members)...)
+			for org, names := range batch {
+				members := make([]any, len(names))
+				for i, name := range names {
+					members[i] = s.member(name)
+				}
+				p.ZRem(ctx, s.prefix+":{"+org+"}:inflight", members...)
 			}
 			return nil
 		})
@@ -273,19 +310,11 @@ func (s *Store) remove() {
 	}
 }
 
-func stringsToAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, v := range ss {
-		out[i] = v
-	}
-	return out
-}
-
 // hold keeps a slot renewed until it is released, renewing from one
 // goroutine while any is held.
-func (s *Store) hold(sl slot) {
+func (s *Store) hold(sl slot, name uint64) {
 	s.mu.Lock()
-	s.held[sl] = struct{}{}
+	s.held[sl] = name
 	start := !s.renewing
 	s.renewing = true
 	s.mu.Unlock()
@@ -305,15 +334,19 @@ func (s *Store) renew() {
 			s.mu.Unlock()
 			return
 		}
-		held := make([]slot, 0, len(s.held))
-		for sl := range s.held {
-			held = append(held, sl)
+		type lease struct {
+			org  string
+			name uint64
+		}
+		held := make([]lease, 0, len(s.held))
+		for sl, name := range s.held {
+			held = append(held, lease{sl.org, name})
 		}
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, sl := range held {
-				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + sl.org + "}:inflight"}, s.member(sl.n), s.slotTTL.Milliseconds())
+			for _, l := range held {
+				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + l.org + "}:inflight"}, s.member(l.name), s.slotTTL.Milliseconds())
 			}
 			return nil
 		})

@@ -607,3 +607,21 @@ func TestPlanChangeAsMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeAfterScriptFlush: Redis forgot the script (restarted, or SCRIPT
+// FLUSH): the next Take sends it again and decides as usual.
+func TestTakeAfterScriptFlush(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	ctx := context.Background()
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: testPrefix(t, opts)})
+	require.NoError(t, err)
+	require.NoError(t, client.ScriptFlush(ctx).Err())
+	org := "org_" + ids.New("")
+	res, err := store.Take(ctx, rate.Request{Org: org, Key: "key_a", PerSecond: 1, PerMinute: 10, Concurrency: 1})
+	require.NoError(t, err)
+	assert.Equal(t, rate.Scope(""), res.Refused)
+	assert.Equal(t, int64(9), res.Minute.Remaining)
+	store.Release(org, res.Slot)
+}

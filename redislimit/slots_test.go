@@ -166,3 +166,43 @@ func TestSlowRequestKeepsItsSlot(t *testing.T) {
 	assert.Equal(t, http.StatusOK, <-done)
 	assert.Equal(t, http.StatusOK, call(""), "its slot is free once it ends")
 }
+
+// TestSlotTakesTheNameOfOneGivenBack: a slot taken right after another was
+// given back takes that one's name in Redis (its lease is moved on for the
+// new request). The set holds one lease; the old slot, given back again, is
+// still ignored; the new one is held, and renewed, until it is given back.
+func TestSlotTakesTheNameOfOneGivenBack(t *testing.T) {
+	t.Parallel()
+	const ttl = 300 * time.Millisecond
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	ctx := context.Background()
+	prefix := testPrefix(t, opts)
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix, SlotTTL: ttl})
+	require.NoError(t, err)
+	org := "org_" + ids.New("")
+	set := prefix + ":{" + org + "}:inflight"
+	take := func() rate.Result {
+		res, err := store.Take(ctx, rate.Request{Org: org, Key: "key_a", PerSecond: 1000, PerMinute: 100_000, Concurrency: 1})
+		require.NoError(t, err)
+		return res
+	}
+	a := take()
+	require.Equal(t, rate.Scope(""), a.Refused)
+	store.Release(org, a.Slot)
+	b := take()
+	require.Equal(t, rate.Scope(""), b.Refused, "a's slot is free")
+	assert.NotEqual(t, a.Slot, b.Slot)
+	assert.Equal(t, int64(1), client.ZCard(ctx, set).Val(), "one lease: b's")
+	store.Release(org, a.Slot) // given back already: ignored
+	time.Sleep(20 * time.Millisecond)
+	assert.Equal(t, rate.InFlight, take().Refused, "b holds the one slot")
+	time.Sleep(3 * ttl)
+	assert.Equal(t, rate.InFlight, take().Refused, "b's lease is renewed")
+	store.Release(org, b.Slot)
+	c := take()
+	assert.Equal(t, rate.Scope(""), c.Refused)
+	store.Release(org, c.Slot)
+	assert.Eventually(t, func() bool { return client.ZCard(ctx, set).Val() == 0 }, time.Second, 5*time.Millisecond,
+		"every slot given back leaves Redis")
+}
