@@ -43,7 +43,7 @@ var spanNames = [numOps]string{"keyward.ledger.reserve", "keyward.ledger.adjust"
 func startLedger(ctx context.Context, op ledgerOp, org, key string) (context.Context, Call) {
 	ctx, c := Start(ctx, spanNames[op], org, key)
 	if Metering() && get().ledgerDuration.Enabled(ctx) { // not timed while nothing listens
-		c.start = time.Now()
+		c.began()
 	}
 	return ctx, c
 }
@@ -64,10 +64,8 @@ func (c Call) endLedger(ctx context.Context, op ledgerOp, err error) {
 			}
 		}
 	}
-	if !c.start.IsZero() {
-		in := get()
-		in.ledgerDuration.Record(ctx, time.Since(c.start).Seconds(), in.ledgerOpts[op][i].rec...)
-	}
+	in := get()
+	c.record(ctx, in.ledgerDuration, in.ledgerOpts[op][i].rec)
 	c.End(outcome, err)
 }
 
