@@ -296,7 +296,12 @@ func (s *Store) remove() {
 		s.released = make(map[string][]uint64)
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		n := 0
+		for _, names := range batch {
+			n += len(names)
+		}
+		ctx, call := telemetry.StartBackground(ctx, "keyward.redis.release", n)
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for org, names := range batch {
 				members := make([]any, len(names))
 				for i, name := range names {
@@ -306,8 +311,19 @@ func (s *Store) remove() {
 			}
 			return nil
 		})
+		endBackground(call, err)
 		cancel()
 	}
+}
+
+// endBackground ends the span of a background pipeline: a slot whose
+// renewal or removal failed expires within SlotTTL.
+func endBackground(call telemetry.Call, err error) {
+	if err != nil {
+		call.End("error", err)
+		return
+	}
+	call.End("ok", nil)
 }
 
 // hold keeps a slot renewed until it is released, renewing from one
@@ -344,12 +360,14 @@ func (s *Store) renew() {
 		}
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		_, _ = s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ctx, call := telemetry.StartBackground(ctx, "keyward.redis.renew", len(held))
+		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, l := range held {
 				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + l.org + "}:inflight"}, s.member(l.name), s.slotTTL.Milliseconds())
 			}
 			return nil
 		})
+		endBackground(call, err)
 		cancel()
 	}
 }

@@ -280,6 +280,19 @@ func StartFeedConnect(ctx context.Context, kind string) (context.Context, Call) 
 	return ctx, c
 }
 
+// StartBackground begins a call keyward makes on its own rather than for
+// one request (redislimit's renewal of the in-flight slots held, and its
+// removal of slots given back, each a pipeline for n slots): a root span
+// named name, made only while a TracerProvider listens. End it with End.
+func StartBackground(ctx context.Context, name string, n int) (context.Context, Call) {
+	if !tracing() {
+		return ctx, Call{}
+	}
+	ctx, c := startSpan(ctx, name, "", "")
+	c.span.SetAttributes(AttrSlots.Int(n))
+	return ctx, c
+}
+
 // Invalidated reports invalidations received from a change feed: n keys,
 // or (all) the whole cache.
 func Invalidated(ctx context.Context, n int, all bool) {

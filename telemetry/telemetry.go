@@ -46,6 +46,7 @@ const (
 	AttrOperation = attribute.Key("keyward.ledger.operation") // reserve, adjust, extend, commit, release, grant, balance
 	AttrFeed      = attribute.Key("keyward.feed.kind")        // listen (PostgreSQL) or poll (SQLite)
 	AttrScopeAll  = attribute.Key("keyward.invalidation.all") // true: the whole cache dropped
+	AttrSlots     = attribute.Key("keyward.redis.slots")      // in-flight slots a background Redis call renews or removes
 )
 
 // Config chooses where keyward reports. Every zero value means the
