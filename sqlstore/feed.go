@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -166,11 +167,12 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		}
 		wctx, cancel := context.WithTimeout(ctx, feedHeartbeat)
 		n, err := conn.WaitForNotification(wctx)
+		quiet := errors.Is(wctx.Err(), context.DeadlineExceeded)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case err != nil && wctx.Err() == nil:
+		case err != nil && !quiet:
 			return err
 		case err != nil: // a quiet while: the heartbeat checks the connection
 		case n.Channel == heartbeats:

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,17 +220,9 @@ func (c *counter) InvalidateAll()             { c.all.Add(1) }
 // changes.
 func TestFeedReconnectDropsTheCache(t *testing.T) {
 	t.Parallel()
-	base := testenv.PostgresDSN(t)
-	dsn := pgSchemaDSN(t, base)
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	host := u.Host
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		host = net.JoinHostPort(host, "5432")
-	}
-	proxy := testenv.NewProxy(t, host)
-	u.Host = proxy.Addr()
-	s := open(t, u.String(), sqlstore.Options{})
+	dsn := pgSchemaDSN(t, testenv.PostgresDSN(t))
+	proxy, viaProxy := proxied(t, dsn)
+	s := open(t, viaProxy, sqlstore.Options{})
 	c := &counter{}
 	s.Watch(c)
 	require.Eventually(t, func() bool { return c.all.Load() == 1 }, 5*time.Second, 10*time.Millisecond, "the first LISTEN drops the cache once")

@@ -2,12 +2,9 @@ package sqlstore_test
 
 import (
 	"context"
-	"net"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/keyward/keyward/telemetry"
@@ -79,17 +76,9 @@ func TestFeedTelemetry(t *testing.T) {
 	})
 
 	t.Run("postgres", func(t *testing.T) {
-		dsn := newDSN(t, "postgres")
-		u, err := url.Parse(dsn)
-		require.NoError(t, err)
-		host := u.Host
-		if _, _, err := net.SplitHostPort(host); err != nil {
-			host = net.JoinHostPort(host, "5432")
-		}
-		proxy := testenv.NewProxy(t, host)
-		u.Host = proxy.Addr()
+		proxy, dsn := proxied(t, newDSN(t, "postgres"))
 		_, reconnects, lags, _ := feedPoints(t, reader, "listen")
-		s := open(t, u.String(), sqlstore.Options{Logger: quiet})
+		s := open(t, dsn, sqlstore.Options{Logger: quiet})
 		s.Watch(&counter{})
 		require.Eventually(t, func() bool {
 			c, _, n, _ := feedPoints(t, reader, "listen")
@@ -100,7 +89,7 @@ func TestFeedTelemetry(t *testing.T) {
 
 		proxy.Cut()
 		require.Eventually(t, func() bool { c, r, _, _ := feedPoints(t, reader, "listen"); return c == 0 && r > reconnects },
-			20*time.Second, 20*time.Millisecond, "the feed is lost: the gauge at 0, a reconnect counted")
+			3*time.Second, 20*time.Millisecond, "the feed is lost at once (not at the next heartbeat): the gauge at 0, a reconnect counted")
 		proxy.Restore()
 		require.Eventually(t, func() bool { c, _, _, _ := feedPoints(t, reader, "listen"); return c == 1 }, 20*time.Second, 20*time.Millisecond)
 	})
