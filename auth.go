@@ -166,7 +166,9 @@ func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyR
 	case len(key) > maxKeyHeaderLen:
 		return nil, a.fail.invalid
 	}
-	key = strings.TrimFunc(key, isSpaceOrTab)
+	if key != "" && (isSpaceOrTab(rune(key[0])) || isSpaceOrTab(rune(key[len(key)-1]))) { // most keys come trimmed
+		key = strings.TrimFunc(key, isSpaceOrTab)
+	}
 	if key == "" {
 		return nil, a.fail.missing
 	}

@@ -14,14 +14,17 @@ import (
 // is forgotten: once a minute, a request starts a sweep of every
 // organization.
 type Memory struct {
-	shards   [64]shard
-	lastSlot atomic.Uint64
-	swept    atomic.Int64 // the second the last sweep started
+	shards [numShards]shard
+	swept  atomic.Int64 // the second the last sweep started
 }
 
+// numShards is a power of two: a slot's low bits are its shard's index.
+const numShards = 64
+
 type shard struct {
-	mu   sync.Mutex
-	orgs map[string]*orgState
+	mu       sync.Mutex
+	orgs     map[string]*orgState
+	lastSlot uint64 // the last slot taken here, above the shard's index
 }
 
 // orgState is an organization's state: its bucket, quota, requests in
@@ -48,7 +51,8 @@ func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 	if last := m.swept.Load(); sec-last >= 60 && m.swept.CompareAndSwap(last, sec) {
 		go m.sweep(sec)
 	}
-	sh := &m.shards[maphash.String(seed, req.Org)%uint64(len(m.shards))]
+	i := maphash.String(seed, req.Org) % numShards
+	sh := &m.shards[i]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.orgs == nil {
@@ -111,7 +115,8 @@ func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 	if key != nil {
 		key.add(sec, now, req.KeyPerMinute, &res.Key)
 	}
-	res.Slot = m.lastSlot.Add(1)
+	sh.lastSlot++
+	res.Slot = sh.lastSlot*numShards + i // unique, never 0, and Release finds the shard without hashing
 	if o.slots == nil {
 		o.slots = make(map[uint64]struct{})
 	}
@@ -125,7 +130,7 @@ func (m *Memory) Release(org string, slot uint64) {
 	if slot == 0 {
 		return
 	}
-	sh := &m.shards[maphash.String(seed, org)%uint64(len(m.shards))]
+	sh := &m.shards[slot%numShards] // a foreign slot's shard lacks it: nothing is freed
 	sh.mu.Lock()
 	if o := sh.orgs[org]; o != nil {
 		delete(o.slots, slot)
