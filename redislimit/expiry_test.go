@@ -74,9 +74,7 @@ func TestExpiriesCoverEveryRequest(t *testing.T) {
 		res, err := s.Take(ctx, req)
 		require.NoError(t, err)
 		require.Equal(t, rate.Scope(""), res.Refused)
-		if s == short {
-			s.Release(org, res.Slot) // the set may empty, and be made anew
-		} else {
+		if s == long {
 			longSlot = before // held to the end: renewed
 		}
 		now, at := expiries(t, client, hash, keyHash, set)
@@ -88,8 +86,21 @@ func TestExpiriesCoverEveryRequest(t *testing.T) {
 		if !longSlot.IsZero() {
 			assert.False(t, at[2].Before(longSlot.Add(11*time.Second)), "request %d: the set outlives the long slot", i)
 		}
+		if s == short {
+			s.Release(org, res.Slot) // (after the expiries are read: the set may empty, and be made anew)
+		}
 		time.Sleep(150 * time.Millisecond)
 	}
+
+	// Without "zx" (the hash expired meanwhile, or a script that does not
+	// write it), the short Store reads the set's expiry, and keeps the
+	// longer one.
+	require.NoError(t, client.HDel(ctx, hash, "zx").Err())
+	res, err := short.Take(ctx, req)
+	require.NoError(t, err)
+	_, at := expiries(t, client, hash, keyHash, set)
+	assert.False(t, at[2].Before(longSlot.Add(11*time.Second)), "the set's expiry is never shortened")
+	short.Release(org, res.Slot)
 }
 
 // TestRefusalMakesNoKeyHash: a request refused before its key's quota

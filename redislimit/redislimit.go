@@ -112,6 +112,10 @@ type Store struct {
 	held     map[slot]uint64 // slots to renew -> their names
 	renewing bool
 	released map[string][]uint64 // org -> names of slots given back, not yet removed from Redis
+	// orphans are names of slots given back that a failed Take carried:
+	// that round trip may yet run in Redis, so they are removed, never
+	// reused.
+	orphans  map[string][]uint64
 	removing bool
 }
 
@@ -152,7 +156,8 @@ func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Stor
 		return nil, &keyward.ConfigError{Field: "redislimit.Options.SlotTTL", Problem: "is below 100ms"}
 	}
 	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout, slotTTL: opts.SlotTTL,
-		owner: ids.New(""), held: make(map[slot]uint64), released: make(map[string][]uint64)}
+		owner: ids.New(""), held: make(map[slot]uint64),
+		released: make(map[string][]uint64), orphans: make(map[string][]uint64)}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
 	}
@@ -183,8 +188,9 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	defer cancel()
 	n := s.last.Add(1)
 	s.mu.Lock()
-	given := s.released[req.Org] // removed by this round trip, before the count
+	given, orphans := s.released[req.Org], s.orphans[req.Org] // removed by this round trip, before the count
 	delete(s.released, req.Org)
+	delete(s.orphans, req.Org)
 	s.mu.Unlock()
 	// A slot is named OWNER:NAME in Redis. A new one takes the name of the
 	// first slot given back, if any: the script then moves that lease on
@@ -196,7 +202,7 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	inflight := s.prefix + ":{" + req.Org + "}:inflight"
 	hash := inflight[:len(inflight)-len(":inflight")]
 	// EVALSHA sha numkeys KEYS... ARGV..., as take.lua reads them.
-	args := make([]any, 0, 13+len(given))
+	args := make([]any, 0, 13+len(given)+len(orphans))
 	args = append(args, "evalsha", takeSHA, 2, hash, inflight)
 	if req.KeyPerMinute > 0 {
 		args[2] = 3
@@ -206,14 +212,22 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	for _, g := range given {
 		args = append(args, g)
 	}
+	for _, g := range orphans {
+		args = append(args, g)
+	}
 	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
 	v, err := s.run(ctx, args)
 	if err != nil {
 		call.End("error", err)
-		if len(given) > 0 {
+		if len(given)+len(orphans) > 0 {
 			s.mu.Lock()
-			s.released[req.Org] = append(s.released[req.Org], given...)
+			s.orphans[req.Org] = append(append(s.orphans[req.Org], given...), orphans...)
+			start := !s.removing
+			s.removing = true
 			s.mu.Unlock()
+			if start {
+				go s.remove()
+			}
 		}
 		return rate.Result{}, err
 	}
@@ -288,12 +302,15 @@ func (s *Store) remove() {
 		time.Sleep(removeDelay)
 		s.mu.Lock()
 		batch := s.released
+		for org, names := range s.orphans {
+			batch[org] = append(batch[org], names...)
+		}
 		if len(batch) == 0 {
 			s.removing = false
 			s.mu.Unlock()
 			return
 		}
-		s.released = make(map[string][]uint64)
+		s.released, s.orphans = make(map[string][]uint64), make(map[string][]uint64)
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 		n := 0

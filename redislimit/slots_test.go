@@ -97,10 +97,12 @@ func TestSIGKILLFreesSlotsWithinSlotTTL(t *testing.T) {
 	}, 3*slotTTL, 10*time.Millisecond, "the dead process's slots expire")
 	t.Logf("slots freed %v after SIGKILL (SlotTTL %v, renewed every %v)", freed.Round(time.Millisecond), slotTTL, slotTTL/3)
 	assert.LessOrEqual(t, freed, slotTTL+250*time.Millisecond, "within SlotTTL of the kill")
+	time.Sleep(time.Second)
+	take() // the first request of a second purges the expired leases
 	require.Eventually(t, func() bool {
 		n, err := client.ZCard(ctx, inflight).Result()
 		return err == nil && n == 0
-	}, time.Second, 10*time.Millisecond, "no lease of the dead process is left")
+	}, time.Second, 10*time.Millisecond, "no lease of the dead process is left (and this one's, given back, removed)")
 }
 
 // testRedisURL is the URL of opts's server and database.
@@ -189,11 +191,13 @@ func TestSlotTakesTheNameOfOneGivenBack(t *testing.T) {
 	}
 	a := take()
 	require.Equal(t, rate.Scope(""), a.Refused)
+	leaseA := client.ZRange(ctx, set, 0, -1).Val()
+	require.Len(t, leaseA, 1)
 	store.Release(org, a.Slot)
 	b := take()
 	require.Equal(t, rate.Scope(""), b.Refused, "a's slot is free")
 	assert.NotEqual(t, a.Slot, b.Slot)
-	assert.Equal(t, int64(1), client.ZCard(ctx, set).Val(), "one lease: b's")
+	assert.Equal(t, leaseA, client.ZRange(ctx, set, 0, -1).Val(), "one lease, b's, under a's name")
 	store.Release(org, a.Slot) // given back already: ignored
 	time.Sleep(20 * time.Millisecond)
 	assert.Equal(t, rate.InFlight, take().Refused, "b holds the one slot")
@@ -205,4 +209,71 @@ func TestSlotTakesTheNameOfOneGivenBack(t *testing.T) {
 	store.Release(org, c.Slot)
 	assert.Eventually(t, func() bool { return client.ZCard(ctx, set).Val() == 0 }, time.Second, 5*time.Millisecond,
 		"every slot given back leaves Redis")
+}
+
+// TestExpiredLeasesCountForNothing: a lease past its expiry (its process
+// died) is not in flight, even before a purge removes it: the count
+// reported (X-RateLimit-Concurrency-Remaining) and the cap see live leases
+// only.
+func TestExpiredLeasesCountForNothing(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	prefix := testPrefix(t, opts)
+	ctx := context.Background()
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
+	require.NoError(t, err)
+	org := "org_" + ids.New("")
+	req := rate.Request{Org: org, Key: "key_a", PerSecond: 1000, PerMinute: 100_000, Concurrency: 10}
+	first, err := store.Take(ctx, req) // the organization's upkeep (a purge) runs now, not again this second
+	require.NoError(t, err)
+	now, err := client.Time(ctx).Result()
+	require.NoError(t, err)
+	past := float64(now.Add(-time.Second).UnixMilli())
+	for i := range 3 {
+		require.NoError(t, client.ZAdd(ctx, prefix+":{"+org+"}:inflight", redis.Z{Score: past, Member: "dead:" + strconv.Itoa(i)}).Err())
+	}
+	second, err := store.Take(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), second.InFlight, "in flight: the two live requests, not the three expired leases")
+	req.Concurrency = 2
+	third, err := store.Take(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, rate.InFlight, third.Refused, "a cap of two: full with the two live ones")
+	assert.Equal(t, int64(2), third.InFlight)
+	store.Release(org, first.Slot)
+	store.Release(org, second.Slot)
+}
+
+// TestFailedTakeReusesNoName: the slots given back that a failed Take
+// carried are removed by a later round trip but their names are never
+// taken again (the failed one may yet run in Redis, and its script would
+// remove a lease of that name).
+func TestFailedTakeReusesNoName(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	ctx := context.Background()
+	prefix := testPrefix(t, opts)
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
+	require.NoError(t, err)
+	org := "org_" + ids.New("")
+	set := prefix + ":{" + org + "}:inflight"
+	req := rate.Request{Org: org, Key: "key_a", PerSecond: 1000, PerMinute: 100_000, Concurrency: 5}
+	a, err := store.Take(ctx, req)
+	require.NoError(t, err)
+	leaseA := client.ZRange(ctx, set, 0, -1).Val()
+	require.Len(t, leaseA, 1)
+	store.Release(org, a.Slot)
+	failed, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = store.Take(failed, req) // carries a's name, and fails
+	require.Error(t, err)
+	b, err := store.Take(ctx, req)
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool {
+		leases := client.ZRange(ctx, set, 0, -1).Val()
+		return len(leases) == 1 && leases[0] != leaseA[0]
+	}, time.Second, 5*time.Millisecond, "a's lease removed; b's under a name of its own")
+	store.Release(org, b.Slot)
 }

@@ -14,16 +14,17 @@
 -- fields, whatever the traffic; only a refusal by a quota reads its 60
 -- seconds.
 --
--- An admitted request runs TIME, HMGET, ZADD, ZCARD and HSET (and ZREM of
--- the slots given back, but for the one whose name it takes). The upkeep
--- runs once a second, on the request that moves the organization's quota
--- to a new second (or changes its bucket's rate): it deletes the seconds
--- that left the window, purges the expired slots and moves the hash's
--- expiry on (a minute past that second, or past the bucket's debt). The
--- set's expiry moves at most once a second, when "zx" says it might not
--- outlive the new slot. Between two purges the in-flight count may include
--- slots that expired meanwhile; at the cap they are purged first, so no
--- decision counts them.
+-- An admitted request runs TIME, HMGET, ZADD, ZCOUNT and HSET (and ZREM
+-- of the slots given back, but for the one whose name it takes; with a
+-- key quota, HMGET and HSET of the key's hash too). The upkeep runs once a
+-- second, on the request that moves the organization's quota to a new
+-- second (or changes its bucket's rate): it deletes the seconds that left
+-- the window, purges the expired slots and moves the hash's expiry on (a
+-- minute past that second, or past the bucket's debt; a key's hash
+-- likewise, on the request that moves its quota). The set's expiry moves
+-- at most once a second, when "zx" says it might not outlive the new slot.
+-- Only live leases are counted in flight: one expired and not yet purged
+-- counts for nothing.
 -- Returns {refused (0 none, 1 rps, 2 rpm, 3 key, 4 concurrency),
 -- bucket remaining, bucket reset, wait, quota remaining, quota reset,
 -- key remaining, key reset, in flight}.
@@ -128,12 +129,13 @@ if #ARGV >= first then
   for i = first, #ARGV do given[#given + 1] = owner .. ':' .. ARGV[i] end
   removed = redis.call('ZREM', KEYS[2], unpack(given))
 end
-local inflight = redis.call('ZCARD', KEYS[2])
+-- Only live leases count: one that expired (its process died) is no one's.
+-- The set existed before this script if it holds a live lease that is not
+-- the one just added, or a slot given back was in it.
+local inflight = redis.call('ZCOUNT', KEYS[2], '(' .. int(nowms), '+inf')
 local existed = inflight - added + removed > 0
 if refused == 0 then inflight = inflight - 1 end
-if inflight >= conc or upkeep then
-  inflight = inflight - redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(nowms))
-end
+if upkeep then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', int(nowms)) end
 if refused == 0 and inflight >= conc then
   refused, wait = 4, 1000000
   redis.call('ZREM', KEYS[2], member)
