@@ -317,7 +317,7 @@ func (s *Store) remove() {
 		for _, names := range batch {
 			n += len(names)
 		}
-		ctx, call := telemetry.StartBackground(ctx, "keyward.redis.release", n)
+		start := time.Now()
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for org, names := range batch {
 				members := make([]any, len(names))
@@ -328,19 +328,17 @@ func (s *Store) remove() {
 			}
 			return nil
 		})
-		endBackground(call, err)
+		endBackground("keyward.redis.release", n, start, err)
 		cancel()
 	}
 }
 
-// endBackground ends the span of a background pipeline: a slot whose
-// renewal or removal failed expires within SlotTTL.
-func endBackground(call telemetry.Call, err error) {
+// endBackground reports a background pipeline's failure (a slot whose
+// renewal or removal failed expires within SlotTTL).
+func endBackground(name string, n int, start time.Time, err error) {
 	if err != nil {
-		call.End("error", err)
-		return
+		telemetry.BackgroundFailed(context.Background(), name, n, start, err)
 	}
-	call.End("ok", nil)
 }
 
 // hold keeps a slot renewed until it is released, renewing from one
@@ -377,14 +375,14 @@ func (s *Store) renew() {
 		}
 		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
-		ctx, call := telemetry.StartBackground(ctx, "keyward.redis.renew", len(held))
+		start := time.Now()
 		_, err := s.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, l := range held {
 				p.Eval(ctx, renewLua, []string{s.prefix + ":{" + l.org + "}:inflight"}, s.member(l.name), s.slotTTL.Milliseconds())
 			}
 			return nil
 		})
-		endBackground(call, err)
+		endBackground("keyward.redis.renew", len(held), start, err)
 		cancel()
 	}
 }

@@ -280,17 +280,18 @@ func StartFeedConnect(ctx context.Context, kind string) (context.Context, Call) 
 	return ctx, c
 }
 
-// StartBackground begins a call keyward makes on its own rather than for
-// one request (redislimit's renewal of the in-flight slots held, and its
-// removal of slots given back, each a pipeline for n slots): a root span
-// named name, made only while a TracerProvider listens. End it with End.
-func StartBackground(ctx context.Context, name string, n int) (context.Context, Call) {
+// BackgroundFailed reports a call keyward made on its own, for no one
+// request, that failed (redislimit's renewal of the in-flight slots it
+// holds, or its removal of slots given back, each a pipeline for n slots,
+// begun at start): a root span named name, with the error. Such calls run
+// up to hundreds of times a second, so one that succeeds makes no span.
+func BackgroundFailed(ctx context.Context, name string, n int, start time.Time, err error) {
 	if !tracing() {
-		return ctx, Call{}
+		return
 	}
-	ctx, c := startSpan(ctx, name, "", "")
-	c.span.SetAttributes(AttrSlots.Int(n))
-	return ctx, c
+	_, span := get().tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start),
+		trace.WithAttributes(AttrSlots.Int(n)))
+	Call{span: span}.End("error", err)
 }
 
 // Invalidated reports invalidations received from a change feed: n keys,
