@@ -29,7 +29,8 @@ type requestState struct {
 	nvals      uint8
 	shared     bool // made by WithKey: a context, perhaps of many requests
 	// watched: telemetry.Watched() as the state was made; while false the
-	// request calls no other telemetry hook.
+	// request calls no other telemetry hook. A shared state, which may
+	// outlive an SDK's installation, is always watched: each hook asks.
 	watched bool
 }
 
@@ -50,7 +51,7 @@ func AttachKey(r *http.Request, k *KeyRecord) *http.Request {
 // share such a context share nothing else: ChargeCredits' middleware gives
 // each its own state (through an adapter, SetCost then needs AttachKey).
 func WithKey(ctx context.Context, k *KeyRecord) context.Context {
-	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true, watched: telemetry.Watched()})
+	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true, watched: true})
 }
 
 // FromContext returns the key RequireAPIKey authenticated for the request,

@@ -165,7 +165,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 			}
 			lastBeat = time.Now()
 		}
-		wctx, cancel := context.WithTimeout(ctx, feedHeartbeat)
+		wctx, cancel := context.WithTimeout(ctx, feedHeartbeat-time.Since(lastBeat))
 		n, err := conn.WaitForNotification(wctx)
 		quiet := errors.Is(wctx.Err(), context.DeadlineExceeded)
 		cancel()

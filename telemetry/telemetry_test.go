@@ -579,3 +579,20 @@ func TestReservationBegunUnwatched(t *testing.T) {
 	require.Equal(t, map[string]int64{"keyward.handler=auth,keyward.outcome=ok": 1, "keyward.handler=credits,keyward.outcome=ok": 1},
 		sums(t, rm, telemetry.MetricRequests), "the second request only")
 }
+
+// TestSharedStateAsksEachTime: a WithKey context (a job's, say) may be
+// made before the host installs an SDK and used after: its decisions are
+// counted then.
+func TestSharedStateAsksEachTime(t *testing.T) {
+	require.NoError(t, telemetry.Configure(telemetry.Config{}))
+	if telemetry.Watched() {
+		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
+	}
+	ctx := keyward.WithKey(context.Background(), &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: "org_1"},
+		Permissions: []string{"*"}})
+	rg := newRig(t, telemetry.Config{})
+	perm, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}})
+	require.NoError(t, err)
+	require.NoError(t, perm.Check(httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/transactions/enrich", nil)))
+	require.Equal(t, map[string]int64{"keyward.handler=permissions,keyward.outcome=ok": 1}, sums(t, rg.collect(t), telemetry.MetricRequests))
+}
