@@ -148,8 +148,8 @@ func TestInFlightCap(t *testing.T) {
 	other.Org = "org_other"
 	o, _ := m.Take(ctx, other)
 	require.NotZero(t, o.Slot)
-	m.Release(req.Org, o.Slot)           // another organization's: ignored
-	m.Release(req.Org, b.Slot+numShards) // of b's shard, never taken: ignored
+	m.Release(req.Org, o.Slot)               // another organization's: ignored
+	m.Release(req.Org, b.Slot+100*numShards) // a number never taken: ignored
 	d, _ := m.Take(ctx, req)
 	assert.Equal(t, Scope(""), d.Refused, "a slot given back is free")
 	e, _ := m.Take(ctx, req)

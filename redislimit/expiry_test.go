@@ -76,6 +76,7 @@ func TestExpiriesCoverEveryRequest(t *testing.T) {
 		require.Equal(t, rate.Scope(""), res.Refused)
 		if s == long {
 			longSlot = before // held to the end: renewed
+			t.Cleanup(func() { long.Release(org, res.Slot) })
 		}
 		now, at := expiries(t, client, hash, keyHash, set)
 		for j, name := range []string{"the organization's hash", "the key's hash"} {

@@ -112,9 +112,8 @@ type Store struct {
 	held     map[slot]uint64 // slots to renew -> their names
 	renewing bool
 	released map[string][]uint64 // org -> names of slots given back, not yet removed from Redis
-	// orphans are names of slots given back that a failed Take carried:
-	// that round trip may yet run in Redis, so they are removed, never
-	// reused.
+	// orphans are the names a failed Take used or carried: that round trip
+	// may yet run in Redis, so they are removed, never reused.
 	orphans  map[string][]uint64
 	removing bool
 }
@@ -219,15 +218,19 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	v, err := s.run(ctx, args)
 	if err != nil {
 		call.End("error", err)
-		if len(given)+len(orphans) > 0 {
-			s.mu.Lock()
-			s.orphans[req.Org] = append(append(s.orphans[req.Org], given...), orphans...)
-			start := !s.removing
-			s.removing = true
-			s.mu.Unlock()
-			if start {
-				go s.remove()
-			}
+		// The round trip may yet have run in Redis: its lease, under its
+		// name, and the names it carried are removed, never reused.
+		lost := append(append([]uint64(nil), given...), orphans...)
+		if len(given) == 0 {
+			lost = append(lost, name)
+		}
+		s.mu.Lock()
+		s.orphans[req.Org] = append(s.orphans[req.Org], lost...)
+		start := !s.removing
+		s.removing = true
+		s.mu.Unlock()
+		if start {
+			go s.remove()
 		}
 		return rate.Result{}, err
 	}

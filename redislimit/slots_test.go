@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -276,4 +277,73 @@ func TestFailedTakeReusesNoName(t *testing.T) {
 		return len(leases) == 1 && leases[0] != leaseA[0]
 	}, time.Second, 5*time.Millisecond, "a's lease removed; b's under a name of its own")
 	store.Release(org, b.Slot)
+}
+
+// commands records the commands a client sends (or tries to).
+type commands struct {
+	mu   sync.Mutex
+	args [][]any
+}
+
+func (c *commands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.add(cmd)
+		return next(ctx, cmd)
+	}
+}
+func (c *commands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			c.add(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (c *commands) add(cmd redis.Cmder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.args = append(c.args, cmd.Args())
+}
+func (c *commands) find(name string) [][]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var found [][]any
+	for _, a := range c.args {
+		if len(a) > 0 && strings.EqualFold(fmt.Sprint(a[0]), name) {
+			found = append(found, a)
+		}
+	}
+	return found
+}
+
+// TestFailedTakeLeavesNoLease: a Take whose round trip failed on the
+// client's side may still have run in Redis and taken a lease under its
+// new slot's name; that name is removed soon after, not left to expire.
+func TestFailedTakeLeavesNoLease(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	sent := &commands{}
+	client.AddHook(sent)
+	ctx := context.Background()
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: testPrefix(t, opts)})
+	require.NoError(t, err)
+	failed, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = store.Take(failed, rate.Request{Org: "org_" + ids.New(""), Key: "key_a", PerSecond: 10, PerMinute: 600, Concurrency: 5})
+	require.Error(t, err)
+	evals := sent.find("evalsha")
+	require.Len(t, evals, 1)
+	lease := fmt.Sprint(evals[0][9]) + ":" + fmt.Sprint(evals[0][10]) // the Store's name and the slot's (take.lua's ARGV[5] and ARGV[6])
+	assert.Eventually(t, func() bool {
+		for _, zrem := range sent.find("zrem") {
+			for _, m := range zrem[2:] {
+				if m == lease {
+					return true
+				}
+			}
+		}
+		return false
+	}, time.Second, 5*time.Millisecond, "the failed Take's lease, %s, is removed", lease)
 }

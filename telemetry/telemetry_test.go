@@ -13,6 +13,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -516,10 +518,22 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 // TestGlobalSDKPickedUp: with no Configure, keyward records nothing until
 // the host installs an SDK as the global MeterProvider, and then records
 // through it.
+//
+// Installing a global SDK cannot be undone (the API delegates to the first
+// one for good), and other tests need a process where nothing listens: so
+// this one runs in a process of its own.
 func TestGlobalSDKPickedUp(t *testing.T) {
+	if os.Getenv("KEYWARD_TEST_GLOBAL_SDK") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestGlobalSDKPickedUp$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "KEYWARD_TEST_GLOBAL_SDK=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "--- PASS: TestGlobalSDKPickedUp", "%s", out)
+		return
+	}
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
 	if telemetry.Metering() {
-		t.Skip("a global SDK was installed earlier in this process (go test -count > 1): the API delegates to the first one only")
+		t.Skip("a global SDK was installed before this test")
 	}
 	before := otel.GetMeterProvider()
 	reader := sdkmetric.NewManualReader()
