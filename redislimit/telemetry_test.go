@@ -2,12 +2,11 @@ package redislimit_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/keyward/keyward/telemetry"
@@ -26,12 +25,7 @@ import (
 // Another test's Store may still renew slots (on a client its test has
 // closed): this one runs in a process of its own.
 func TestBackgroundFailureSpans(t *testing.T) {
-	if os.Getenv("KEYWARD_TEST_BACKGROUND_SPANS") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestBackgroundFailureSpans$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "KEYWARD_TEST_BACKGROUND_SPANS=1")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		require.Contains(t, string(out), "--- PASS: TestBackgroundFailureSpans", "%s", out)
+	if !testenv.Alone(t) {
 		return
 	}
 	spans := tracetest.NewSpanRecorder()

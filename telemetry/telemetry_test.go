@@ -13,8 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -23,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/rate"
@@ -523,12 +522,7 @@ func mapsKeys[V any](m map[string]V) func(func(string) bool) {
 // one for good), and other tests need a process where nothing listens: so
 // this one runs in a process of its own.
 func TestGlobalSDKPickedUp(t *testing.T) {
-	if os.Getenv("KEYWARD_TEST_GLOBAL_SDK") == "" {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestGlobalSDKPickedUp$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "KEYWARD_TEST_GLOBAL_SDK=1")
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "%s", out)
-		require.Contains(t, string(out), "--- PASS: TestGlobalSDKPickedUp", "%s", out)
+	if !testenv.Alone(t) {
 		return
 	}
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))

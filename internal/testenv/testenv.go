@@ -5,6 +5,9 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -44,4 +47,26 @@ func Unreachable(t testing.TB, what string, err error) {
 		t.Fatalf("%s unreachable in CI: %v", what, err)
 	}
 	t.Skipf("%s unreachable: %v", what, err)
+}
+
+// alone names the test a process was started to run by itself.
+const alone = "KEYWARD_TEST_ALONE"
+
+// Alone reports whether t runs in a process of its own. If not, it runs
+// t there (the test binary again, that test only) and fails t with the
+// output unless it passed; the caller then returns. For a test that
+// changes what cannot be changed back (a global OpenTelemetry SDK), or
+// that must not see other tests' goroutines.
+func Alone(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(alone) == t.Name() {
+		return true
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(t.Name())+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), alone+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("%s, in a process of its own: %v\n%s", t.Name(), err, out)
+	}
+	return false
 }
