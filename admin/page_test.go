@@ -88,6 +88,10 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, p.status)
 	assert.Equal(t, "/dashboard/login", p.header.Get("Location"))
 
+	for _, bad := range []time.Duration{-time.Minute, 25 * time.Hour} {
+		_, err := e.h.LoginLink(bad)
+		require.Error(t, err, "a lifetime of %v", bad)
+	}
 	link, err := e.h.LoginLink(time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSeeOther, b.do("GET", link, nil).status)

@@ -137,18 +137,18 @@ func evict[V any](m map[string]V, max int, expired func(V) bool, expiry func(V) 
 }
 
 // LoginLink returns the path (under PagePath, with its query) of a
-// one-time link that opens a dashboard session, valid for ttl (≤ 0:
+// one-time link that opens a dashboard session, valid for ttl (zero:
 // DefaultLoginLinkTTL; at most a day). Give it only to an operator: it is
 // a credential until used or expired. Operator mode only.
 func (h *Handler) LoginLink(ttl time.Duration) (string, error) {
 	if h.cfg.Tokens == nil {
 		return "", errors.New("keyward: admin: login links are for operator mode (Config.Tokens)")
 	}
-	if ttl <= 0 {
+	if ttl == 0 {
 		ttl = DefaultLoginLinkTTL
 	}
-	if ttl > 24*time.Hour {
-		return "", errors.New("keyward: admin: a login link may live at most 24h")
+	if ttl < 0 || ttl > 24*time.Hour {
+		return "", errors.New("keyward: admin: a login link lives more than 0 and at most 24h")
 	}
 	return PagePath + "login?code=" + url.QueryEscape(h.sessions.newCode(ttl)), nil
 }
