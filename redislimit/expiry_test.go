@@ -108,13 +108,8 @@ func TestExpiriesCoverEveryRequest(t *testing.T) {
 // counts it does not make that key's hash, which would have no expiry.
 func TestRefusalMakesNoKeyHash(t *testing.T) {
 	t.Parallel()
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	ctx := context.Background()
-	prefix := testPrefix(t, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	require.NoError(t, err)
-	org := "org_" + ids.New("")
+	r := newStoreRig(t, redislimit.Options{})
+	ctx, store, client, prefix, org := context.Background(), r.store, r.client, r.prefix, r.org
 	req := rate.Request{Org: org, Key: "key_a", PerSecond: 1, PerMinute: 100, Concurrency: 10}
 	res, err := store.Take(ctx, req)
 	require.NoError(t, err)
@@ -139,13 +134,8 @@ func TestPreviousScriptSharesItsState(t *testing.T) {
 	src, err := os.ReadFile("testdata/take_previous.lua")
 	require.NoError(t, err)
 	previous := redis.NewScript(string(src))
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	ctx := context.Background()
-	prefix := testPrefix(t, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	require.NoError(t, err)
-	org := "org_" + ids.New("")
+	r := newStoreRig(t, redislimit.Options{})
+	ctx, store, client, prefix, org := context.Background(), r.store, r.client, r.prefix, r.org
 	hash := prefix + ":{" + org + "}"
 	set := hash + ":inflight"
 	const rpm, keyRPM, conc = 10, 8, 3

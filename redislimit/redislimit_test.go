@@ -56,6 +56,24 @@ func testPrefix(t testing.TB, opts *redis.Options) string {
 	return prefix
 }
 
+// storeRig is a Store on a client and key prefix of one test's own, and
+// an organization id of its own.
+type storeRig struct {
+	store       *redislimit.Store
+	client      *redis.Client
+	prefix, org string
+}
+
+func newStoreRig(t *testing.T, o redislimit.Options) storeRig {
+	t.Helper()
+	opts := redisOptions(t)
+	client := newClient(t, opts)
+	o.Prefix = testPrefix(t, opts)
+	s, err := redislimit.New(context.Background(), client, o)
+	require.NoError(t, err)
+	return storeRig{store: s, client: client, prefix: o.Prefix, org: "org_" + ids.New("")}
+}
+
 // cleanKeys deletes a test's keys with a client of its own (the test's
 // client may be closed or cut off by then).
 func cleanKeys(opts *redis.Options, prefix string) {
@@ -546,13 +564,8 @@ func TestNewRejectsAnUnreachableRedis(t *testing.T) {
 // others, or an organization that stops calling leaves it forever.
 func TestRefusalLeavesNoKeyWithoutExpiry(t *testing.T) {
 	t.Parallel()
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	ctx := context.Background()
-	prefix := testPrefix(t, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	require.NoError(t, err)
-	org := "org_" + ids.New("")
+	r := newStoreRig(t, redislimit.Options{})
+	ctx, store, client, prefix, org := context.Background(), r.store, r.client, r.prefix, r.org
 	req := rate.Request{Org: org, Key: "key_a", PerSecond: 10, PerMinute: 600, Concurrency: 1}
 	held, err := store.Take(ctx, req)
 	require.NoError(t, err)

@@ -177,13 +177,8 @@ func TestSlowRequestKeepsItsSlot(t *testing.T) {
 func TestSlotTakesTheNameOfOneGivenBack(t *testing.T) {
 	t.Parallel()
 	const ttl = 300 * time.Millisecond
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	ctx := context.Background()
-	prefix := testPrefix(t, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix, SlotTTL: ttl})
-	require.NoError(t, err)
-	org := "org_" + ids.New("")
+	r := newStoreRig(t, redislimit.Options{SlotTTL: ttl})
+	ctx, store, client, prefix, org := context.Background(), r.store, r.client, r.prefix, r.org
 	set := prefix + ":{" + org + "}:inflight"
 	take := func() rate.Result {
 		res, err := store.Take(ctx, rate.Request{Org: org, Key: "key_a", PerSecond: 1000, PerMinute: 100_000, Concurrency: 1})
@@ -218,13 +213,8 @@ func TestSlotTakesTheNameOfOneGivenBack(t *testing.T) {
 // only.
 func TestExpiredLeasesCountForNothing(t *testing.T) {
 	t.Parallel()
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	prefix := testPrefix(t, opts)
-	ctx := context.Background()
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	require.NoError(t, err)
-	org := "org_" + ids.New("")
+	r := newStoreRig(t, redislimit.Options{})
+	ctx, store, client, prefix, org := context.Background(), r.store, r.client, r.prefix, r.org
 	req := rate.Request{Org: org, Key: "key_a", PerSecond: 1000, PerMinute: 100_000, Concurrency: 10}
 	first, err := store.Take(ctx, req) // the organization's upkeep (a purge) runs now, not again this second
 	require.NoError(t, err)
@@ -252,13 +242,8 @@ func TestExpiredLeasesCountForNothing(t *testing.T) {
 // remove a lease of that name).
 func TestFailedTakeReusesNoName(t *testing.T) {
 	t.Parallel()
-	opts := redisOptions(t)
-	client := newClient(t, opts)
-	ctx := context.Background()
-	prefix := testPrefix(t, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	require.NoError(t, err)
-	org := "org_" + ids.New("")
+	r := newStoreRig(t, redislimit.Options{})
+	ctx, store, client, prefix, org := context.Background(), r.store, r.client, r.prefix, r.org
 	set := prefix + ":{" + org + "}:inflight"
 	req := rate.Request{Org: org, Key: "key_a", PerSecond: 1000, PerMinute: 100_000, Concurrency: 5}
 	a, err := store.Take(ctx, req)
