@@ -9,7 +9,9 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/redislimit"
+	"github.com/redis/go-redis/v9"
 	"github.com/ulule/limiter/v3"
 	"github.com/ulule/limiter/v3/drivers/middleware/stdlib"
 	ulredis "github.com/ulule/limiter/v3/drivers/store/redis"
@@ -98,4 +100,60 @@ func BenchmarkRedisRateLimit(b *testing.B) {
 			})
 		}
 	}
+}
+
+// floorScript is the least a script can do that answers as take.lua
+// does: read Redis's clock and return nine numbers.
+var floorScript = redis.NewScript(`redis.call('TIME') return {0, 0, 0, 0, 0, 0, 0, 0, 0}`)
+
+// BenchmarkRedisStore compares the stores alone, serially, without any
+// middleware: ulule's Redis store counting one request in its fixed
+// window (impl=ulule: INCRBY and PTTL in one script), this package's
+// Store deciding all three limits and giving the slot back (impl=keyward:
+// take.lua), and a script that only reads Redis's clock and answers nine
+// numbers (impl=floor): what any one-script decision costs at least on
+// this client and server. Read Redis's own time per call with
+// INFO commandstats (EVALSHA's usec_per_call) after each.
+func BenchmarkRedisStore(b *testing.B) {
+	opts := redisOptions(b)
+	ctx := context.Background()
+	client := newClient(b, opts)
+	prefix := testPrefix(b, opts)
+	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ululeStore, err := ulredis.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix + ":ulule"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := floorScript.Load(ctx, client).Err(); err != nil {
+		b.Fatal(err)
+	}
+	req := rate.Request{Org: "org_bench", Key: "key_bench", PerSecond: keyward.MaxRatePerMinute / 60,
+		PerMinute: keyward.MaxRatePerMinute, Concurrency: keyward.MaxRatePerMinute}
+	ululeRate := limiter.Rate{Period: time.Minute, Limit: 1 << 50}
+	b.Run("impl=ulule", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := ululeStore.Get(ctx, "203.0.113.7", ululeRate); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("impl=keyward", func(b *testing.B) {
+		for b.Loop() {
+			res, err := store.Take(ctx, req)
+			if err != nil || res.Refused != "" {
+				b.Fatal(err, res.Refused)
+			}
+			store.Release(req.Org, res.Slot)
+		}
+	})
+	b.Run("impl=floor", func(b *testing.B) {
+		for b.Loop() {
+			if err := floorScript.EvalSha(ctx, client, nil).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
