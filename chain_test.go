@@ -3,6 +3,7 @@ package keyward_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -77,10 +78,20 @@ func TestHandlersRefuseAnUnusableKey(t *testing.T) {
 		return k
 	}
 	noLimits := rec(func(k *keyward.KeyRecord) { k.Org.Limits = keyward.Limits{} })
+	// A KeyStore of the host's may resolve limits no plan table allows:
+	// out of range is misconfigured, never a panic nor served unlimited.
+	huge := rec(func(k *keyward.KeyRecord) {
+		k.Org.Limits = keyward.Limits{RequestsPerSecond: math.MaxInt64, RequestsPerMinute: math.MaxInt64, Concurrency: math.MaxInt64, MonthlyCredits: 100}
+	})
+	hugeKey := rec(func(k *keyward.KeyRecord) {
+		k.Org.Limits = keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 60, Concurrency: 1, MonthlyCredits: 100}
+		k.RatePerMinute = keyward.MaxRatePerMinute + 1
+	})
 	const (
 		noKey    = "needs RequireAPIKey in front of it"
 		noIDs    = "without a key id or an organization id"
 		noRate   = "has no limits"
+		outRange = "at most rate.MaxPerMinute a minute"
 		unpriced = "names the organization" // a 500 that names the organization
 		served   = ""                       // the handler has nothing to object to
 		internal = "internal_error"
@@ -107,6 +118,10 @@ func TestHandlersRefuseAnUnusableKey(t *testing.T) {
 			perms: noIDs, limiter: noIDs, charger: noIDs},
 		{name: "no limits", ctx: func(c context.Context) context.Context { return keyward.WithKey(c, noLimits) },
 			perms: served, limiter: noRate, charger: unpriced, org: noLimits.Org.ID},
+		{name: "limits out of range", ctx: func(c context.Context) context.Context { return keyward.WithKey(c, huge) },
+			perms: served, limiter: outRange, charger: served, org: huge.Org.ID},
+		{name: "key's limit out of range", ctx: func(c context.Context) context.Context { return keyward.WithKey(c, hugeKey) },
+			perms: served, limiter: outRange, charger: served, org: hugeKey.Org.ID},
 		{name: "record under a foreign context key", ctx: func(c context.Context) context.Context {
 			return context.WithValue(c, foreignKey{}, rec(func(*keyward.KeyRecord) {}))
 		}, perms: noKey, limiter: noKey, charger: noKey},
@@ -144,7 +159,7 @@ func TestHandlersRefuseAnUnusableKey(t *testing.T) {
 					logged := logLine(t, f.logs.String(), env.Meta.RequestID)
 					switch h.want {
 					case unpriced: // the organization is named below
-					case noRate:
+					case noRate, outRange:
 						assert.Contains(t, logged, h.want)
 					default:
 						assert.Contains(t, logged, h.want)

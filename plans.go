@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/rate"
 )
 
 // Limits are what an organization may do: its request rates, how many of
@@ -27,12 +28,9 @@ type Limits struct {
 	MonthlyCredits int64
 }
 
-// MaxRatePerMinute bounds every request rate: a plan's, an organization's
-// and a key's. One billion a minute is over 16 million requests a second;
-// the bound keeps the RateLimit-Policy quota within a structured-field
-// integer (15 digits) and every rate exact in JSON (below 2^53). Credits
-// are bounded by credit.MaxCredits.
-const MaxRatePerMinute = 1_000_000_000
+// MaxRatePerMinute bounds every request rate, a plan's, an organization's
+// and a key's, and every in-flight cap (credits: credit.MaxCredits).
+const MaxRatePerMinute = rate.MaxPerMinute
 
 // CheckLimits returns an error unless each limit is in range: rates in
 // 0…MaxRatePerMinute a minute (a per-second rate in 0…MaxRatePerMinute/60),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -131,7 +132,9 @@ func (l *RateLimiter) allow(ctx context.Context, k *KeyRecord, now time.Time, d 
 	}
 	res, err := store.Take(ctx, rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond,
 		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now})
-	if err != nil {
+	if errors.Is(err, rate.ErrBadRequest) { // limits a KeyStore resolved out of range
+		return misconfigured("organization " + strconv.Quote(k.Org.ID) + ": " + err.Error())
+	} else if err != nil {
 		telemetry.LimiterFailed(ctx)
 		return ServiceUnavailable("rate limiter", err)
 	}

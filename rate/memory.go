@@ -42,10 +42,16 @@ var seed = maphash.MakeSeed()
 
 // Take implements Store.
 func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
-	var res Result
 	if err := req.Check(); err != nil {
-		return res, err
+		return Result{}, err
 	}
+	return m.take(req), nil
+}
+
+// take is Take of a request already checked (rate.Ulule's, whose quota is
+// ulule's: its own is math.MaxInt64, never reached).
+func (m *Memory) take(req Request) Result {
+	var res Result
 	now := req.Now.UnixNano()
 	sec := req.Now.Unix()
 	if last := m.swept.Load(); sec-last >= 60 && m.swept.CompareAndSwap(last, sec) {
@@ -107,7 +113,7 @@ func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 		if key != nil && okKey {
 			res.Key = key.state(now, req.KeyPerMinute)
 		}
-		return res, nil
+		return res
 	}
 	res.Wait = 0
 	o.tat = b.tat
@@ -122,7 +128,7 @@ func (m *Memory) Take(_ context.Context, req Request) (Result, error) {
 	}
 	o.slots[res.Slot] = struct{}{}
 	res.InFlight = int64(len(o.slots))
-	return res, nil
+	return res
 }
 
 // Release implements Store.
@@ -183,9 +189,9 @@ func (b *bucket) take(now int64, w *Window, wait *time.Duration) bool {
 }
 
 // interval is the time a token of the bucket takes to come back, rounded
-// up: the rate is never above perSecond.
+// up: the rate is never above perSecond (≥ 1).
 func interval(perSecond int64) int64 {
-	return (int64(time.Second) + perSecond - 1) / perSecond
+	return (int64(time.Second)-1)/perSecond + 1
 }
 
 // rescale moves a bucket's tat from one rate to another: the tokens it

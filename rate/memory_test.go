@@ -2,6 +2,7 @@ package rate
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestMinuteQuotaSlides(t *testing.T) {
 func TestNoSixtySecondsServeMoreThanDocumented(t *testing.T) {
 	for _, tc := range []struct{ perSecond, perMinute int64 }{{1, 60}, {10, 600}, {20, 1200}, {10, 100}, {5, 30}} {
 		var m Memory
-		req := Request{Org: "o", PerSecond: tc.perSecond, PerMinute: tc.perMinute, Concurrency: 1 << 40}
+		req := Request{Org: "o", PerSecond: tc.perSecond, PerMinute: tc.perMinute, Concurrency: MaxPerMinute}
 		rng := rand.New(rand.NewPCG(1, uint64(tc.perMinute)))
 		var served []time.Time
 		now := t0
@@ -221,11 +222,23 @@ func TestUluleKeepsFixedWindows(t *testing.T) {
 func TestBadRequestIsAnError(t *testing.T) {
 	for _, s := range []Store{new(Memory), Ulule(memory.NewStore())} {
 		for _, req := range []Request{{Org: "o", PerMinute: 1, Concurrency: 1}, {Org: "o", PerSecond: 1, Concurrency: 1},
-			{Org: "o", PerSecond: 1, PerMinute: 1}, {Org: "o", PerSecond: 1, PerMinute: 1, Concurrency: 1, KeyPerMinute: -1}} {
+			{Org: "o", PerSecond: 1, PerMinute: 1}, {Org: "o", PerSecond: 1, PerMinute: 1, Concurrency: 1, KeyPerMinute: -1},
+			// Above the bounds: a bucket's interval would overflow to zero.
+			{Org: "o", PerSecond: math.MaxInt64, PerMinute: 1, Concurrency: 1},
+			{Org: "o", PerSecond: MaxPerMinute/60 + 1, PerMinute: 1, Concurrency: 1},
+			{Org: "o", PerSecond: 1, PerMinute: MaxPerMinute + 1, Concurrency: 1},
+			{Org: "o", PerSecond: 1, PerMinute: 1, Concurrency: MaxPerMinute + 1},
+			{Org: "o", PerSecond: 1, PerMinute: 1, Concurrency: 1, KeyPerMinute: MaxPerMinute + 1}} {
 			req.Now = t0
 			_, err := s.Take(context.Background(), req)
 			assert.ErrorIs(t, err, ErrBadRequest, "%+v", req)
 		}
+	}
+	top := Request{Org: "o", PerSecond: MaxPerMinute / 60, PerMinute: MaxPerMinute, Concurrency: MaxPerMinute, KeyPerMinute: MaxPerMinute, Now: t0}
+	for _, s := range []Store{new(Memory), Ulule(memory.NewStore())} {
+		res, err := s.Take(context.Background(), top)
+		require.NoError(t, err, "the bounds themselves are in range")
+		assert.Equal(t, Scope(""), res.Refused)
 	}
 	var f *FailedAuth
 	assert.NoError(t, f.Check())
@@ -244,4 +257,16 @@ func TestQuotaResetIsWhenTheNewestLeaves(t *testing.T) {
 	res := take(t, &m, req)
 	assert.Equal(t, time.Minute, res.Minute.Reset)
 	assert.Equal(t, int64(98), res.Minute.Remaining)
+}
+
+// A token's interval is 1s ÷ rate rounded up, over the whole range.
+func TestIntervalRoundsUp(t *testing.T) {
+	for _, r := range []int64{1, 2, 3, 7, 10, 1000, 999_983, 1_000_000_000, MaxPerMinute / 60, math.MaxInt64} {
+		want := int64(time.Second) / r
+		if int64(time.Second)%r != 0 {
+			want++
+		}
+		assert.Equal(t, want, interval(r), "rate %d", r)
+		assert.Positive(t, interval(r))
+	}
 }

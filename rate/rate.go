@@ -55,13 +55,23 @@ type Request struct {
 	Now time.Time
 }
 
+// MaxPerMinute bounds every limit of a Request: PerMinute, KeyPerMinute
+// and Concurrency at most MaxPerMinute, PerSecond at most MaxPerMinute/60
+// (keyward.MaxRatePerMinute is this bound). One billion a minute is over
+// 16 million requests a second; the bound keeps the RateLimit-Policy quota
+// within a structured-field integer (15 digits), every rate exact in JSON
+// (below 2^53), and every computation of the limits clear of overflow.
+const MaxPerMinute = 1_000_000_000
+
 // ErrBadRequest is what a Store answers a Request whose limits are out of
-// range: PerSecond, PerMinute or Concurrency ≤ 0, or KeyPerMinute < 0.
-var ErrBadRequest = errors.New("keyward: rate: a request's limits must be positive (KeyPerMinute: 0 for none)")
+// range: PerSecond, PerMinute or Concurrency ≤ 0, KeyPerMinute < 0, or any
+// above MaxPerMinute (PerSecond above MaxPerMinute/60).
+var ErrBadRequest = errors.New("keyward: rate: a request's limits must be positive (KeyPerMinute: 0 for none) and at most rate.MaxPerMinute a minute")
 
 // Check returns ErrBadRequest unless r's limits are in range.
 func (r Request) Check() error {
-	if r.PerSecond <= 0 || r.PerMinute <= 0 || r.Concurrency <= 0 || r.KeyPerMinute < 0 {
+	if r.PerSecond <= 0 || r.PerMinute <= 0 || r.Concurrency <= 0 || r.KeyPerMinute < 0 ||
+		r.PerSecond > MaxPerMinute/60 || r.PerMinute > MaxPerMinute || r.Concurrency > MaxPerMinute || r.KeyPerMinute > MaxPerMinute {
 		return ErrBadRequest
 	}
 	return nil

@@ -60,10 +60,7 @@ func (u *ulule) Take(ctx context.Context, req Request) (Result, error) {
 	} else {
 		inner := req
 		inner.PerMinute, inner.KeyPerMinute = math.MaxInt64, 0
-		var err error
-		if res, err = u.mem.Take(ctx, inner); err != nil {
-			return Result{}, err
-		}
+		res = u.mem.take(inner)
 	}
 	res.Minute, res.Key = Window{max(org.Remaining, 0), reset}, Window{max(key.Remaining, 0), reset}
 	if req.KeyPerMinute == 0 {
