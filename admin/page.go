@@ -194,6 +194,12 @@ func (h *Handler) pageSession(r *http.Request) (caller, bool) {
 	if !ok {
 		return caller{}, false
 	}
+	if s.token != (keyward.KeyHash{}) {
+		if _, ok := h.cfg.Tokens.find(s.token); !ok { // the token was revoked since
+			h.sessions.end(ck.Value)
+			return caller{}, false
+		}
+	}
 	return caller{operator: true, who: s.who}, true
 }
 
@@ -213,7 +219,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 				Error: "This login link was used already or has expired. Ask for a new one, or sign in with an admin token."})
 			return
 		}
-		h.startSession(w, r, "login link")
+		h.startSession(w, r, "login link", keyward.KeyHash{})
 		return
 	}
 	h.page.render(w, http.StatusOK, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r)})
@@ -228,18 +234,20 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.page.fail(h, w, r, err)
 		return
 	}
-	name, ok := h.cfg.Tokens.Verify(r.PostForm.Get("token"))
+	token := r.PostForm.Get("token")
+	name, ok := h.cfg.Tokens.Verify(token)
 	if !ok {
 		h.page.render(w, http.StatusUnauthorized, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r),
 			Error: "That admin token is not valid."})
 		return
 	}
-	h.startSession(w, r, "token "+name)
+	h.startSession(w, r, "token "+name, keyward.Hash(token))
 }
 
-// startSession opens a session and sends the browser to the dashboard.
-func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, who string) {
-	id := h.sessions.start(who)
+// startSession opens a session for who, opened by the admin token of hash
+// token (zero: a login link), and sends the browser to the dashboard.
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, who string, token keyward.KeyHash) {
+	id := h.sessions.start(who, token)
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: PagePath, HttpOnly: true, Secure: r.TLS != nil,
 		SameSite: http.SameSiteStrictMode, MaxAge: int(h.cfg.SessionTTL / time.Second)})
 	h.logger.InfoContext(r.Context(), "keyward: admin: dashboard session opened", "by", who)

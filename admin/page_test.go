@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -126,6 +127,39 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	escape := b.do("GET", "/dashboard/static/../../admin/admin.go", nil)
 	assert.NotEqual(t, http.StatusOK, escape.status)
 	assert.NotContains(t, escape.body, "package admin")
+}
+
+// A dashboard session lives no longer than the admin token that opened
+// it: once the token's line is deleted, the session's next page or form is
+// refused and changes nothing, and the session stays ended if the line
+// comes back. A session from a login link is not tied to a token.
+func TestRevokedTokenEndsItsSessions(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	org := e.org("acme")
+	byToken, byLink := e.browser(), e.browser()
+	login := byToken.do("GET", "/dashboard/login", nil)
+	require.Equal(t, http.StatusSeeOther, byToken.do("POST", "/dashboard/login", url.Values{"csrf": {login.csrf(t)}, "token": {e.token}}).status)
+	link, err := e.h.LoginLink(0)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSeeOther, byLink.do("GET", link, nil).status)
+	orgPage := byToken.do("GET", "/dashboard/orgs/"+org.ID, nil)
+	require.Equal(t, http.StatusOK, orgPage.status)
+
+	saved, err := os.ReadFile(e.path)
+	require.NoError(t, err)
+	require.NoError(t, writeFile(e.path, "# every token removed\n"))
+	assert.Equal(t, http.StatusUnauthorized, e.call("GET", "/admin/v1/orgs", "").status)
+	before := e.snapshot()
+	made := byToken.do("POST", "/dashboard/orgs/"+org.ID+"/keys", url.Values{"csrf": {orgPage.csrf(t)}, "name": {"backdoor"}, "permissions": {"*"}})
+	assert.NotEqual(t, http.StatusOK, made.status, made.body)
+	assert.NotContains(t, made.body, "triq_")
+	assert.Equal(t, before, e.snapshot(), "nothing changed")
+	assert.Equal(t, http.StatusSeeOther, byToken.do("GET", "/dashboard/", nil).status, "sent to sign in")
+	assert.Equal(t, http.StatusOK, byLink.do("GET", "/dashboard/", nil).status, "a login link's session is not a token's")
+
+	require.NoError(t, writeFile(e.path, string(saved)))
+	assert.Equal(t, http.StatusSeeOther, byToken.do("GET", "/dashboard/", nil).status, "the ended session stays ended")
 }
 
 // A form without its CSRF token, with another browser's, or from another

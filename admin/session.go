@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/keyward/keyward"
 )
 
 // Dashboard sessions (operator mode) and one-time login codes live in
@@ -40,6 +42,9 @@ type sessions struct {
 type session struct {
 	who     string
 	expires time.Time
+	// token is the hash of the admin token that opened the session (zero:
+	// a login link): the session ends when the token is revoked.
+	token keyward.KeyHash
 }
 
 func newSessions(now func() time.Time, ttl time.Duration) *sessions {
@@ -57,14 +62,15 @@ func digest(s string) string {
 	return string(h[:])
 }
 
-// start opens a session for who and returns its id.
-func (s *sessions) start(who string) string {
+// start opens a session for who, opened by the admin token of hash token
+// (zero: a login link), and returns its id.
+func (s *sessions) start(who string, token keyward.KeyHash) string {
 	id := randomToken()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
 	evict(s.open, maxSessions, func(v session) bool { return !now.Before(v.expires) }, func(v session) time.Time { return v.expires })
-	s.open[digest(id)] = session{who: who, expires: now.Add(s.ttl)}
+	s.open[digest(id)] = session{who: who, expires: now.Add(s.ttl), token: token}
 	return id
 }
 

@@ -26,7 +26,8 @@ var tokenFormat, _ = keyward.NewKeyFormat(TokenPrefix)
 // TokenFile is the file of admin tokens: one line per token holding its
 // SHA-256, its hint, its name and when it was made; never the token. A
 // token is removed (revoked) by deleting its line; the file is read again
-// when it changes. It is safe for concurrent use.
+// when it changes, and the dashboard sessions the token opened end. It is
+// safe for concurrent use.
 type TokenFile struct {
 	path string
 
@@ -113,7 +114,12 @@ func (f *TokenFile) Verify(token string) (name string, ok bool) {
 	if f == nil || !tokenFormat.Valid(token) {
 		return "", false
 	}
-	h := keyward.Hash(token)
+	return f.find(keyward.Hash(token))
+}
+
+// find returns the name of the token whose hash is h, and whether the file
+// (read again if it changed) still holds it.
+func (f *TokenFile) find(h keyward.KeyHash) (name string, ok bool) {
 	f.mu.Lock()
 	_ = f.reload() // a file that cannot be read has no valid token
 	tokens := f.tokens
