@@ -25,7 +25,6 @@ func OpenAPI() []byte { return append([]byte(nil), openAPI...) }
 const (
 	maxUsageDays  = 366
 	maxLedgerPage = 200
-	maxNoteLen    = 500
 )
 
 func (h *Handler) routes() {
@@ -498,8 +497,8 @@ func (h *Handler) grant(w http.ResponseWriter, r *http.Request, c caller) {
 
 // grantTo checks and makes a grant.
 func (h *Handler) grantTo(r *http.Request, c caller, o keyward.Organization, req grantRequest) (balanceJSON, error) {
-	if len(req.Note) > maxNoteLen {
-		return balanceJSON{}, invalid(errors.New("note is longer than 500 bytes"))
+	if err := manage.CheckText("note", req.Note, manage.MaxNoteLen); err != nil {
+		return balanceJSON{}, invalid(err)
 	}
 	b, err := h.cfg.Ledger.Grant(r.Context(), o.Account(), req.Amount, req.Note)
 	if err != nil {

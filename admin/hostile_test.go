@@ -49,6 +49,14 @@ func TestHostileInput(t *testing.T) {
 		{"no content type", "POST", keyPath + "/rotate", `{}`, []string{"Content-Type", ""}, 415, keyward.CodeValidation, "unsupported_media_type"},
 		{"text content type", "PATCH", orgPath, `{"plan":"enterprise"}`, []string{"Content-Type", "text/plain"}, 415, keyward.CodeValidation, "unsupported_media_type"},
 		{"empty name", "POST", "/admin/v1/orgs", `{"name":""}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
+		// Names a database may refuse, or a dashboard show as other text:
+		// the client's mistake (422) on every store, never a 503.
+		{"NUL in an org name", "POST", "/admin/v1/orgs", `{"name":"a\u0000b"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
+		{"NUL in a key name", "POST", orgPath + "/keys", `{"name":"a\u0000b"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
+		{"control character in a new name", "PATCH", keyPath, `{"name":"a\u001bb"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
+		{"bidirectional override", "PATCH", orgPath, `{"name":"acme\u202egpj.exe"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
+		{"name too long", "POST", "/admin/v1/orgs", `{"name":"` + strings.Repeat("é", 101) + `"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
+		{"NUL in a note", "POST", orgPath + "/credits/grants", `{"amount":5,"note":"a\u0000b"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
 		{"unknown plan", "POST", "/admin/v1/orgs", `{"name":"x","plan":"platinum"}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
 		{"negative rate", "PATCH", orgPath, `{"ratePerMinute":-1}`, nil, 422, keyward.CodeValidation, "invalid_fields"},
 		{"bad permission", "POST", orgPath + "/keys", `{"name":"x","permissions":["no spaces allowed"]}`, nil, 422, keyward.CodeValidation, "invalid_fields"},

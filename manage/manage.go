@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 )
@@ -49,14 +51,49 @@ type OrgSpec struct {
 	AllowOverage bool
 }
 
+// MaxNameLen bounds an organization's and a key's name, and MaxNoteLen a
+// credit grant's note, in bytes.
+const (
+	MaxNameLen = 200
+	MaxNoteLen = 500
+)
+
+// CheckText returns an error naming field unless s is valid UTF-8 of at
+// most max bytes without control characters or bidirectional formatting
+// characters (which make a dashboard show text other than what is
+// stored): the rule for names, and for notes of credit grants.
+func CheckText(field, s string, max int) error {
+	switch {
+	case len(s) > max:
+		return fmt.Errorf("keyward: %s is longer than %d bytes", field, max)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("keyward: %s is not valid UTF-8", field)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("keyward: %s has a control or bidirectional formatting character (%U)", field, r)
+		}
+	}
+	return nil
+}
+
+// checkName is the rule for the name of what (an organization, a key).
+func checkName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("keyward: %s name is empty", what)
+	}
+	return CheckText(what+" name", name, MaxNameLen)
+}
+
 // CheckOrg returns every problem of o against the plan table
-// (nil: DefaultPlans), joined: an empty name, and what keyward.Plans.Resolve
+// (nil: DefaultPlans), joined: a name that is empty or breaks CheckText
+// (at most MaxNameLen bytes), and what keyward.Plans.Resolve
 // refuses. KeyManager implementations call it before storing an
 // organization.
 func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
 	var errs []error
-	if o.Name == "" {
-		errs = append(errs, errors.New("keyward: organization name is empty"))
+	if err := checkName("organization", o.Name); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := plans.Resolve(o); err != nil {
 		errs = append(errs, err)
@@ -135,14 +172,15 @@ func CheckRatePerMinute(rate int64) error {
 }
 
 // Check fills n's defaults (environment live) and returns every problem
-// of it, joined: an empty name, an unknown environment, an expiry or rate
+// of it, joined: a name that is empty or breaks CheckText (at most
+// MaxNameLen bytes), an unknown environment, an expiry or rate
 // out of range (CheckKeyLifetime, CheckRatePerMinute), malformed
 // permissions. KeyManager implementations call it
 // before making a key.
 func (n *KeySpec) Check() error {
 	var errs []error
-	if n.Name == "" {
-		errs = append(errs, errors.New("keyward: key name is empty"))
+	if err := checkName("key", n.Name); err != nil {
+		errs = append(errs, err)
 	}
 	if n.Environment == "" {
 		n.Environment = keyward.EnvLive
@@ -204,8 +242,10 @@ type KeyChange struct {
 // KeyManager implementations call it before changing a key.
 func (c KeyChange) Check() error {
 	var errs []error
-	if c.Name != nil && *c.Name == "" {
-		errs = append(errs, errors.New("keyward: key name is empty"))
+	if c.Name != nil {
+		if err := checkName("key", *c.Name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.ExpiresIn != nil {
 		if err := CheckKeyLifetime(*c.ExpiresIn); err != nil {

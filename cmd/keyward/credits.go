@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
 )
@@ -120,6 +121,9 @@ func (a *app) creditsCommand() *cobra.Command {
 			}
 			if err != nil || n < 1 || n > credit.MaxCredits {
 				return usageError{fmt.Errorf("N must be a whole number from 1 to %d (credit.MaxCredits), not %q", credit.MaxCredits, argv[1])}
+			}
+			if err := manage.CheckText("--note", note, manage.MaxNoteLen); err != nil {
+				return usageError{err}
 			}
 			ctx := cmd.Context()
 			s, err := a.open(ctx)
