@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/manage"
 )
 
@@ -77,8 +78,11 @@ func New(opts Options) (*Store, error) {
 
 // Watch makes the store tell inv of every change to a key or an
 // organization, before the changing call returns. Pass the *keyward.Cache
-// in front of this store.
+// in front of this store; a nil inv is ignored.
 func (s *Store) Watch(inv keyward.Invalidator) {
+	if nilness.Is(inv) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.watchers = append(s.watchers, inv)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/telemetry"
 )
 
@@ -49,8 +50,12 @@ func (s *Store) recordChanges(ctx context.Context, tx *sql.Tx, hashes ...string)
 // Watch makes the store tell inv of every key change: at once (before the
 // changing call returns) for changes made through this Store, and through
 // the change feed for changes made by other instances. The first call
-// starts the feed. Pass the *keyward.Cache in front of this store.
+// starts the feed. Pass the *keyward.Cache in front of this store; a nil
+// inv is ignored.
 func (s *Store) Watch(inv keyward.Invalidator) {
+	if nilness.Is(inv) {
+		return
+	}
 	s.mu.Lock()
 	s.watchers = append(s.watchers, inv)
 	s.mu.Unlock()
