@@ -66,8 +66,10 @@ func (f *FailedAuth) Check() error {
 	return nil
 }
 
+// budget is f's, by the defaults where zero, and held within Check's
+// bounds where f was changed past them (so that interval is never zero).
 func (f *FailedAuth) budget() (interval, capacity int64) {
-	perMinute, burst := f.PerMinute, f.Burst
+	perMinute, burst := min(f.PerMinute, maxFailedAuth), min(f.Burst, maxFailedAuth)
 	if perMinute <= 0 {
 		perMinute = DefaultFailedAuthPerMinute
 	}

@@ -245,6 +245,11 @@ func TestBadRequestIsAnError(t *testing.T) {
 	assert.Error(t, (&FailedAuth{PerMinute: -1}).Check())
 	assert.Error(t, (&FailedAuth{Burst: 2_000_000_000}).Check(), "a budget so large its interval rounds to zero")
 	assert.NoError(t, (&FailedAuth{PerMinute: 1_000_000_000}).Check())
+	// Used without Check (its fields are exported): held within the bounds.
+	over := &FailedAuth{PerMinute: 100_000_000_000, Burst: 1 << 62}
+	assert.Equal(t, int64(1_000_000_000), over.Limit())
+	over.Fail("203.0.113.7", t0)
+	assert.Zero(t, over.Wait("203.0.113.7", t0))
 }
 
 func TestQuotaResetIsWhenTheNewestLeaves(t *testing.T) {
