@@ -82,36 +82,44 @@ func TestFailedAuthThrottle(t *testing.T) {
 
 func TestFailedAuthOutOfRangeIsAConfigError(t *testing.T) {
 	t.Parallel()
-	_, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: keyStoreFunc(nil), Prefix: "triq_",
-		FailedAuth: &rate.FailedAuth{PerMinute: -5}})
-	var ce *keyward.ConfigError
-	require.ErrorAs(t, err, &ce)
-	assert.Equal(t, "AuthConfig.FailedAuth", ce.Field)
+	for _, f := range []*rate.FailedAuth{{PerMinute: -5}, {ForwardedHeader: "X-Real-IP"}} {
+		_, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: keyStoreFunc(nil), Prefix: "triq_", FailedAuth: f})
+		var ce *keyward.ConfigError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, "AuthConfig.FailedAuth", ce.Field)
+	}
 }
 
 func TestFailedAuthClientBehindTrustedProxies(t *testing.T) {
 	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
-	f := &rate.FailedAuth{TrustedProxies: trusted}
+	xff := &rate.FailedAuth{TrustedProxies: trusted}
+	rfc := &rate.FailedAuth{TrustedProxies: trusted, ForwardedHeader: "Forwarded"}
 	for _, tc := range []struct {
+		f      *rate.FailedAuth
 		remote string
 		header map[string]string
 		want   string
 	}{
-		{"198.51.100.7:1000", nil, "198.51.100.7"},
-		{"198.51.100.7:1000", map[string]string{"X-Forwarded-For": "1.2.3.4"}, "198.51.100.7"}, // not a trusted proxy: never read
-		{"10.0.0.2:80", map[string]string{"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"},
-		{"10.0.0.2:80", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.1.1.1"}, "203.0.113.9"}, // two proxies
-		{"10.0.0.2:80", map[string]string{"Forwarded": `for=6.6.6.6, for="[2001:db8::1]:4711";proto=https, for=192.0.2.60`}, "192.0.2.60"},
-		{"[2001:db8::5]:443", map[string]string{"Forwarded": `for="[2001:db9::1]:4711"`}, "2001:db9::1"},
-		{"10.0.0.2:80", nil, "10.0.0.2"},
-		{"10.0.0.2:80", map[string]string{"X-Forwarded-For": "x" + string(make([]byte, 500))}, ("x" + string(make([]byte, 500)))[:64]},
+		{xff, "198.51.100.7:1000", nil, "198.51.100.7"},
+		{xff, "198.51.100.7:1000", map[string]string{"X-Forwarded-For": "1.2.3.4"}, "198.51.100.7"}, // not a trusted proxy: never read
+		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"},
+		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.1.1.1"}, "203.0.113.9"}, // two proxies
+		{rfc, "10.0.0.2:80", map[string]string{"Forwarded": `for=6.6.6.6, for="[2001:db8::1]:4711";proto=https, for=192.0.2.60`}, "192.0.2.60"},
+		{rfc, "[2001:db8::5]:443", map[string]string{"Forwarded": `for="[2001:db9::1]:4711"`}, "2001:db9::1"},
+		{xff, "10.0.0.2:80", nil, "10.0.0.2"},
+		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "x" + string(make([]byte, 500))}, ("x" + string(make([]byte, 500)))[:64]},
+		// A proxy appends to its header and passes the other on as the
+		// client sent it: only the configured one is read.
+		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=198.51.100.99"}, "203.0.113.9"},
+		{rfc, "10.0.0.2:80", map[string]string{"Forwarded": "for=203.0.113.9", "X-Forwarded-For": "198.51.100.99"}, "203.0.113.9"},
+		{rfc, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "198.51.100.99"}, "10.0.0.2"},
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = tc.remote
 		for k, v := range tc.header {
 			r.Header.Set(k, v)
 		}
-		assert.Equal(t, tc.want, f.Client(r), "%s %v", tc.remote, tc.header)
+		assert.Equal(t, tc.want, tc.f.Client(r), "%s %s %v", tc.f.ForwardedHeader, tc.remote, tc.header)
 	}
 }

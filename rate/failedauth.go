@@ -27,8 +27,8 @@ const (
 // against the client's budget, a token bucket of PerMinute a minute and
 // Burst at once, and a client over it is refused before any key lookup.
 // The client is the request's remote address; behind a proxy listed in
-// TrustedProxies, the address that proxy reports (X-Forwarded-For or
-// Forwarded), which is never read otherwise. Budgets are kept in this
+// TrustedProxies, the address that proxy reports in ForwardedHeader, which
+// is never read otherwise. Budgets are kept in this
 // process. Make one with new or a literal, and share it between
 // authenticators to share the budgets; it is safe for concurrent use.
 type FailedAuth struct {
@@ -37,9 +37,14 @@ type FailedAuth struct {
 	PerMinute, Burst int64
 	// TrustedProxies are the proxies whose word on the client's address
 	// is taken: a request from one of them is the client's that its
-	// X-Forwarded-For (or Forwarded) names, right to left, past every
-	// trusted address.
+	// ForwardedHeader names, right to left, past every trusted address.
 	TrustedProxies []netip.Prefix
+	// ForwardedHeader is the header your proxies write the client's
+	// address to: "X-Forwarded-For" or "Forwarded" (RFC 7239). Zero:
+	// "X-Forwarded-For". Only that one is read: a proxy that appends to
+	// one passes the other on as the client sent it, and a client could
+	// then name itself anew on each request.
+	ForwardedHeader string
 
 	shards [16]clientShard
 }
@@ -57,14 +62,25 @@ const maxClientLen = 64
 // maxFailedAuth bounds PerMinute and Burst: a token every 60 ns at most.
 const maxFailedAuth = 1_000_000_000
 
-// Check returns an error unless f's budget is in range: PerMinute and
-// Burst in 0…10^9 (0: the defaults). A nil f (no throttle) is fine.
+// Check returns an error unless f's budget is in range, PerMinute and
+// Burst in 0…10^9 (0: the defaults), and ForwardedHeader is one of the
+// two. A nil f (no throttle) is fine.
 func (f *FailedAuth) Check() error {
-	if f != nil && (f.PerMinute < 0 || f.PerMinute > maxFailedAuth || f.Burst < 0 || f.Burst > maxFailedAuth) {
+	switch {
+	case f == nil:
+	case f.PerMinute < 0 || f.PerMinute > maxFailedAuth || f.Burst < 0 || f.Burst > maxFailedAuth:
 		return errors.New("PerMinute and Burst must be 0 (the defaults) to 1000000000")
+	case f.ForwardedHeader != "" && f.ForwardedHeader != xForwardedFor && f.ForwardedHeader != forwardedRFC:
+		return errors.New(`ForwardedHeader must be "X-Forwarded-For" (the default) or "Forwarded"`)
 	}
 	return nil
 }
+
+// The headers a proxy may report the client's address in.
+const (
+	xForwardedFor = "X-Forwarded-For"
+	forwardedRFC  = "Forwarded"
+)
 
 // budget is f's, by the defaults where zero, and held within Check's
 // bounds where f was changed past them (so that interval is never zero).
@@ -132,7 +148,7 @@ func (f *FailedAuth) Client(r *http.Request) string {
 	if len(f.TrustedProxies) == 0 || !f.trusted(client) {
 		return bounded(client)
 	}
-	hops := forwarded(r)
+	hops := f.forwarded(r)
 	for i := len(hops) - 1; i >= 0; i-- {
 		client = hops[i]
 		if !f.trusted(client) {
@@ -163,25 +179,25 @@ func (f *FailedAuth) trusted(addr string) bool {
 	return false
 }
 
-// forwarded returns the client addresses the proxies reported, first
-// hop first: Forwarded's for= parameters if there are any, else
+// forwarded returns the client addresses the proxies reported in f's
+// ForwardedHeader, first hop first: Forwarded's for= parameters, or
 // X-Forwarded-For's entries.
-func forwarded(r *http.Request) []string {
+func (f *FailedAuth) forwarded(r *http.Request) []string {
 	var hops []string
-	for _, v := range r.Header.Values("Forwarded") {
-		for elem := range strings.SplitSeq(v, ",") {
-			for pair := range strings.SplitSeq(elem, ";") {
-				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-				if ok && strings.EqualFold(k, "for") {
-					hops = append(hops, nodeAddr(strings.Trim(val, `"`)))
+	if f.ForwardedHeader == forwardedRFC {
+		for _, v := range r.Header.Values(forwardedRFC) {
+			for elem := range strings.SplitSeq(v, ",") {
+				for pair := range strings.SplitSeq(elem, ";") {
+					k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+					if ok && strings.EqualFold(k, "for") {
+						hops = append(hops, nodeAddr(strings.Trim(val, `"`)))
+					}
 				}
 			}
 		}
-	}
-	if len(hops) > 0 {
 		return hops
 	}
-	for _, v := range r.Header.Values("X-Forwarded-For") {
+	for _, v := range r.Header.Values(xForwardedFor) {
 		for a := range strings.SplitSeq(v, ",") {
 			hops = append(hops, nodeAddr(strings.TrimSpace(a)))
 		}

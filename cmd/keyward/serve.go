@@ -47,6 +47,7 @@ type serveFlags struct {
 	failedAuthPerMinute int64
 	trustedProxies      []string
 	proxies             []netip.Prefix // trustedProxies, parsed by check
+	forwardedHeader     string
 }
 
 // limitFlags adds the flags of the server's and the Redis client's bounds
@@ -65,7 +66,9 @@ func (f *serveFlags) limitFlags(cmd *cobra.Command) {
 	fs.Int64Var(&f.failedAuthPerMinute, "failed-auth-per-minute", rate.DefaultFailedAuthPerMinute,
 		"requests with a missing, malformed or unknown key one client may make a minute (burst 10) before it gets 429s; 0: no limit")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil,
-		"address or CIDR of a proxy whose X-Forwarded-For / Forwarded names the client (repeatable; none: the remote address is the client)")
+		"address or CIDR of a proxy whose --forwarded-header names the client (repeatable; none: the remote address is the client)")
+	fs.StringVar(&f.forwardedHeader, "forwarded-header", "X-Forwarded-For",
+		"the header the trusted proxies write the client's address to: X-Forwarded-For or Forwarded (only that one is read)")
 }
 
 // failedAuth is the throttle the flags describe; nil when it is off.
@@ -73,7 +76,7 @@ func (f *serveFlags) failedAuth() *rate.FailedAuth {
 	if f.failedAuthPerMinute == 0 {
 		return nil
 	}
-	return &rate.FailedAuth{PerMinute: f.failedAuthPerMinute, TrustedProxies: f.proxies}
+	return &rate.FailedAuth{PerMinute: f.failedAuthPerMinute, TrustedProxies: f.proxies, ForwardedHeader: f.forwardedHeader}
 }
 
 // check refuses bounds that are not bounds.
@@ -99,6 +102,9 @@ func (f *serveFlags) check() error {
 	}
 	if f.failedAuthPerMinute < 0 {
 		return usageError{errors.New("--failed-auth-per-minute must not be negative")}
+	}
+	if err := (&rate.FailedAuth{ForwardedHeader: f.forwardedHeader}).Check(); err != nil {
+		return usageError{fmt.Errorf("--forwarded-header %q: want X-Forwarded-For or Forwarded", f.forwardedHeader)}
 	}
 	f.proxies = f.proxies[:0]
 	for _, p := range f.trustedProxies {

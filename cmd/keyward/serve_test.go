@@ -252,6 +252,8 @@ func TestServeBoundsMustBeBounds(t *testing.T) {
 		{"serve", "--redis-timeout", "0"},
 		{"serve", "--write-timeout", "5m"},
 		{"serve", "--max-header-bytes", "0"},
+		{"serve", "--forwarded-header", "X-Real-IP"},
+		{"serve", "--trusted-proxy", "proxy.internal"},
 		{"orgs", "list", "--db-timeout", "0"},
 	} {
 		_, errs, code := c.run(args...)
