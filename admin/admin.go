@@ -95,6 +95,11 @@ type Config struct {
 	// SessionTTL is how long a dashboard session lasts (operator mode).
 	// Zero: 12 hours.
 	SessionTTL time.Duration
+	// SecureCookies marks the session and CSRF cookies Secure on every
+	// request: set it when a proxy in front terminates TLS, so that a
+	// browser never sends them over plain HTTP. Zero: Secure on a TLS
+	// request only.
+	SecureCookies bool
 }
 
 // Handler serves the admin API and the dashboard. Make one with New.

@@ -248,7 +248,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 // token (zero: a login link), and sends the browser to the dashboard.
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, who string, token keyward.KeyHash) {
 	id := h.sessions.start(who, token)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: PagePath, HttpOnly: true, Secure: r.TLS != nil,
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: PagePath, HttpOnly: true, Secure: h.secure(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: int(h.cfg.SessionTTL / time.Second)})
 	h.logger.InfoContext(r.Context(), "keyward: admin: dashboard session opened", "by", who)
 	http.Redirect(w, r, PagePath, http.StatusSeeOther)
@@ -262,7 +262,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	if ck, err := r.Cookie(sessionCookie); err == nil {
 		h.sessions.end(ck.Value)
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: PagePath, HttpOnly: true, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: PagePath, HttpOnly: true, Secure: h.secure(r),
+		SameSite: http.SameSiteStrictMode, MaxAge: -1})
 	http.Redirect(w, r, PagePath+"login", http.StatusSeeOther)
 }
 

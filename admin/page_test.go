@@ -7,11 +7,13 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/admin"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -127,6 +129,30 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	escape := b.do("GET", "/dashboard/static/../../admin/admin.go", nil)
 	assert.NotEqual(t, http.StatusOK, escape.status)
 	assert.NotContains(t, escape.body, "package admin")
+}
+
+// The cookies are Secure on every request with SecureCookies (TLS ended
+// by a proxy in front), and only on TLS requests without it.
+func TestSecureCookies(t *testing.T) {
+	t.Parallel()
+	for _, secure := range []bool{false, true} {
+		e := &env{t: t, store: newStore(t)}
+		e.path = filepath.Join(t.TempDir(), "admin-tokens")
+		_, _, err := admin.CreateToken(e.path, "ops", time.Now())
+		require.NoError(t, err)
+		tokens, err := admin.OpenTokenFile(e.path)
+		require.NoError(t, err)
+		e.serve(admin.Config{Tokens: tokens, SecureCookies: secure})
+		resp, err := http.Get(e.srv.URL + "/dashboard/login") // plain HTTP
+		require.NoError(t, err)
+		resp.Body.Close()
+		cookies := resp.Cookies()
+		require.NotEmpty(t, cookies)
+		for _, c := range cookies {
+			assert.Equal(t, secure, c.Secure, "SecureCookies %v: %s", secure, c.Name)
+			assert.True(t, c.HttpOnly)
+		}
+	}
 }
 
 // A dashboard session lives no longer than the admin token that opened

@@ -175,12 +175,15 @@ func (k csrfKey) sign(cookie string) string {
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
+// secure reports whether the cookies set in answer to r are Secure.
+func (h *Handler) secure(r *http.Request) bool { return r.TLS != nil || h.cfg.SecureCookies }
+
 // csrfToken returns the CSRF token for r's forms, setting the CSRF cookie
 // if r has none.
 func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 	c, err := r.Cookie(csrfCookie)
 	if err != nil || len(c.Value) != 43 {
-		c = &http.Cookie{Name: csrfCookie, Value: randomToken(), Path: PagePath, HttpOnly: true, Secure: r.TLS != nil,
+		c = &http.Cookie{Name: csrfCookie, Value: randomToken(), Path: PagePath, HttpOnly: true, Secure: h.secure(r),
 			SameSite: http.SameSiteStrictMode}
 		http.SetCookie(w, c)
 		r.AddCookie(c) // later calls for this request see it

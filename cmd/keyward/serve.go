@@ -48,6 +48,7 @@ type serveFlags struct {
 	trustedProxies      []string
 	proxies             []netip.Prefix // trustedProxies, parsed by check
 	forwardedHeader     string
+	secureCookies       bool
 }
 
 // limitFlags adds the flags of the server's and the Redis client's bounds
@@ -67,6 +68,8 @@ func (f *serveFlags) limitFlags(cmd *cobra.Command) {
 		"requests with a missing, malformed or unknown key one client may make a minute (burst 10) before it gets 429s; 0: no limit")
 	fs.StringSliceVar(&f.trustedProxies, "trusted-proxy", nil,
 		"address or CIDR of a proxy whose --forwarded-header names the client (repeatable; none: the remote address is the client)")
+	fs.BoolVar(&f.secureCookies, "secure-cookies", false,
+		"mark the dashboard's cookies Secure on every request: behind a proxy that terminates TLS (default: on TLS requests only)")
 	fs.StringVar(&f.forwardedHeader, "forwarded-header", "X-Forwarded-For",
 		"the header the trusted proxies write the client's address to: X-Forwarded-For or Forwarded (only that one is read)")
 }
@@ -329,7 +332,7 @@ func mountAdmin(api http.Handler, s *sqlstore.Store, ledger credit.Ledger, f ser
 		return nil, "", fmt.Errorf("--admin-tokens: %w (create it with `keyward admin token create`)", err)
 	}
 	cfg := admin.Config{Keys: s, Ledger: ledger, Usage: s, Plans: s.Plans, Tokens: tokens, Permissions: demoPermissions,
-		Errors: &keyward.ErrorWriter{Logger: logger}, Logger: logger}
+		Errors: &keyward.ErrorWriter{Logger: logger}, Logger: logger, SecureCookies: f.secureCookies}
 	if ledger == credit.Ledger(s) {
 		cfg.History = s
 	}
