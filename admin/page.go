@@ -138,12 +138,18 @@ func (p *page) fail(h *Handler, w http.ResponseWriter, r *http.Request, err erro
 
 func (h *Handler) pageRoutes() {
 	static, _ := fs.Sub(staticFS, "static")
-	files := http.StripPrefix(PagePath+"static/", http.FileServerFS(static))
-	h.mux.Handle("GET "+PagePath+"static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h.mux.HandleFunc("GET "+PagePath+"static/{name}", func(w http.ResponseWriter, r *http.Request) {
+		// The page's files only: no directory listing, and a name that is
+		// not one of them gets the dashboard's 404.
+		name := r.PathValue("name")
+		if st, err := fs.Stat(static, name); err != nil || !st.Mode().IsRegular() {
+			h.page.fail(h, w, r, errRouteNotFound)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		files.ServeHTTP(w, r)
-	}))
+		http.ServeFileFS(w, r, static, name)
+	})
 	h.mux.HandleFunc("GET "+PagePath+"login", h.loginPage)
 	h.mux.HandleFunc("POST "+PagePath+"login", h.login)
 	h.mux.HandleFunc("POST "+PagePath+"logout", h.logout)

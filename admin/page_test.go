@@ -126,6 +126,12 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	assert.Equal(t, http.StatusOK, css.status)
 	assert.Contains(t, css.header.Get("Content-Type"), "text/css")
 	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/static/admin.go", nil).status)
+	for _, path := range []string{"/dashboard/static/", "/dashboard/static/nope.js"} {
+		missing := b.do("GET", path, nil)
+		assert.Equal(t, http.StatusNotFound, missing.status, path)
+		assert.NotContains(t, missing.body, `<a href="dashboard.css">`, "%s: no directory listing", path)
+		assert.Contains(t, missing.body, "<!doctype html>", "%s: the dashboard's own 404 page", path)
+	}
 	escape := b.do("GET", "/dashboard/static/../../admin/admin.go", nil)
 	assert.NotEqual(t, http.StatusOK, escape.status)
 	assert.NotContains(t, escape.body, "package admin")

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
@@ -107,6 +108,27 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, 
 			writeJSON(w, http.StatusOK, map[string]any{"storeLookups": cache.StoreCalls()})
 		})
 	}
+	// Any other path or method gets the error envelope too, not net/http's
+	// plain text.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, p := mux.Handler(probe); p != "/" {
+				allow = append(allow, m)
+			}
+		}
+		// The admin API's codes and reasons for the same two answers.
+		if len(allow) > 0 {
+			api.errors.WriteError(w, r, &keyward.Error{Status: http.StatusMethodNotAllowed, Code: keyward.CodeValidation,
+				Reason: admin.ReasonMethodNotAllowed, Message: "Method not allowed here. Allowed: " + strings.Join(allow, ", ") + ".",
+				Header: http.Header{"Allow": {strings.Join(allow, ", ")}}})
+			return
+		}
+		api.errors.WriteError(w, r, &keyward.Error{Status: http.StatusNotFound, Code: admin.CodeNotFound,
+			Reason: admin.ReasonRouteNotFound, Message: "No such route."})
+	})
 	return mux, nil
 }
 

@@ -225,6 +225,16 @@ func TestDemoAPIEndToEnd(t *testing.T) {
 		r := srv.do(t, http.MethodGet, "/health", "", "")
 		assert.Equal(t, http.StatusOK, r.status)
 	})
+	t.Run("unknown routes and methods get the envelope", func(t *testing.T) {
+		r := srv.do(t, http.MethodGet, "/v1/nope", "", "")
+		require.Equal(t, http.StatusNotFound, r.status, r.raw)
+		assert.Equal(t, "route_not_found", r.reason(t))
+		r = srv.do(t, http.MethodDelete, "/v1/categories", full.Key, "")
+		require.Equal(t, http.StatusMethodNotAllowed, r.status, r.raw)
+		assert.Equal(t, "method_not_allowed", r.reason(t))
+		assert.Equal(t, "GET", r.header.Get("Allow"))
+		assert.Contains(t, r.header.Get("Content-Type"), "application/json")
+	})
 	t.Run("missing and malformed keys", func(t *testing.T) {
 		r := srv.do(t, http.MethodGet, "/v1/categories", "", "")
 		require.Equal(t, http.StatusUnauthorized, r.status)
