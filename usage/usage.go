@@ -97,8 +97,8 @@ func (d Day) Total() int64 {
 type Reader interface {
 	// UsageByDay returns the usage of an organization, or of one of its
 	// keys when keyID is not empty, for each UTC day from the day of from
-	// to the day of to, both included, oldest first; a day without calls
-	// is there with zeros.
+	// to the day of to, both included, oldest first (at most MaxDays, the
+	// newest); a day without calls is there with zeros.
 	UsageByDay(ctx context.Context, orgID, keyID string, from, to time.Time) ([]Day, error)
 }
 
@@ -112,17 +112,22 @@ func DayNumber(t time.Time) int64 {
 	return d
 }
 
-// DayStart is the first instant of day n (see DayNumber), UTC.
+// DayStart is the first instant of day n (a DayNumber), UTC.
 func DayStart(n int64) time.Time { return time.Unix(n*86400, 0).UTC() }
+
+// MaxDays bounds a series: ten years of days.
+const MaxDays = 3660
 
 // Series returns one Day for each day from the day of from to the day of
 // to, both included, filled from counts (day number → Day); a store's
-// UsageByDay uses it to include the days without calls.
+// UsageByDay uses it to include the days without calls. A longer range
+// than MaxDays days gives its newest MaxDays.
 func Series(from, to time.Time, counts map[int64]*Day) []Day {
 	first, last := DayNumber(from), DayNumber(to)
 	if last < first {
 		return []Day{}
 	}
+	first = max(first, last-MaxDays+1)
 	out := make([]Day, 0, last-first+1)
 	for n := first; n <= last; n++ {
 		d := Day{Day: DayStart(n)}

@@ -1,6 +1,7 @@
 package usage_test
 
 import (
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -163,4 +164,16 @@ func TestMiddlewareRecordsOutcomeAndCredits(t *testing.T) {
 	bal, err := ledger.Balance(t.Context(), credit.Account{OrgID: "org_k", Allocation: 3})
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), bal.Spent, "what the chart says was spent, was")
+}
+
+// A series is at most MaxDays long, the newest days, whatever the range
+// asked: never a slice sized by a caller's dates.
+func TestSeriesIsBounded(t *testing.T) {
+	to := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	days := usage.Series(time.Time{}, to, nil)
+	require.Len(t, days, usage.MaxDays)
+	assert.Equal(t, usage.DayStart(usage.DayNumber(to)), days[len(days)-1].Day, "ends with to's day")
+	assert.Len(t, usage.Series(time.Unix(math.MinInt64/4, 0), time.Unix(math.MaxInt64/4, 0), nil), usage.MaxDays)
+	assert.Len(t, usage.Series(to.AddDate(0, 0, -6), to, nil), 7)
+	assert.Empty(t, usage.Series(to, to.AddDate(0, 0, -1), nil))
 }
