@@ -3,9 +3,12 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/telemetry"
@@ -31,6 +34,9 @@ func (u *usageBuffer) init() {}
 // k, to be written at the next flush (the key's last-used time becomes
 // the flush time; the organization's request count for the UTC day grows).
 func (s *Store) RecordUse(k *keyward.KeyRecord) {
+	if k == nil {
+		return
+	}
 	v, ok := s.usage.keys.Load(k.ID)
 	if !ok {
 		v, _ = s.usage.keys.LoadOrStore(k.ID, &keyUsage{orgID: k.Org.ID})
@@ -66,8 +72,14 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 	var batch []taken
 	byKey := map[string]int64{}
 	byOrg := map[string]int64{}
+	var dropped int64
 	s.usage.keys.Range(func(k, v any) bool {
 		u := v.(*keyUsage)
+		if !storable(k.(string)) || !storable(u.orgID) {
+			s.usage.keys.Delete(k)
+			dropped += u.n.Swap(0)
+			return true
+		}
 		if n := u.n.Swap(0); n > 0 {
 			batch = append(batch, taken{u, n})
 			byKey[k.(string)] = n
@@ -76,6 +88,18 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 		return true
 	})
 	outcomes := s.usage.outcomes.Take()
+	outcomes = slices.DeleteFunc(outcomes, func(c usage.Count) bool {
+		if storable(c.KeyID) && storable(c.OrgID) {
+			return false
+		}
+		dropped += c.Requests
+		return true
+	})
+	if dropped > 0 {
+		// Counts of records no store made (a hand-made KeyRecord): no row
+		// can hold them, and kept they would fail every flush after this.
+		s.logger.Warn("keyward: sqlstore: usage of ids no key or organization can have was dropped", "requests", dropped)
+	}
 	if len(batch) == 0 && len(outcomes) == 0 {
 		return nil
 	}
@@ -120,6 +144,11 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 	}
 	return nil
 }
+
+// storable reports whether id can be written to the database at all
+// (PostgreSQL refuses text with NUL or invalid UTF-8): an id this store
+// made always can.
+func storable(id string) bool { return utf8.ValidString(id) && !strings.ContainsRune(id, 0) }
 
 // Usage returns an organization's recorded request count for the UTC day
 // that contains t (flushed counts only).

@@ -51,6 +51,9 @@ type dayCounts struct {
 // RecordOutcome implements Recorder: it counts one call of k, on t's UTC
 // day. An outcome out of range counts as Failed; negative credits as 0.
 func (c *Counter) RecordOutcome(k *keyward.KeyRecord, o Outcome, credits int64, t time.Time) {
+	if k == nil {
+		return
+	}
 	c.add(k.ID, k.Org.ID, DayNumber(t), o, 1, credits)
 }
 
