@@ -3,8 +3,10 @@ package keywardtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/keyward/keyward"
@@ -64,9 +66,40 @@ type Route struct {
 // keyward.
 type Builder func(Stack) (http.Handler, error)
 
+// Check returns every problem of s's routes, joined: a method or path
+// that is empty, has a space or (the path) does not start with "/"; a
+// method and path served twice; no Handler and no NativeFailure; Auth or
+// Limit without Stack.Auth or Stack.Limiter. Builders call it first.
+func (s Stack) Check() error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, rt := range s.Routes {
+		bad := func(problem string) {
+			errs = append(errs, fmt.Errorf("keywardtest: route %d (%s %s): %s", i, rt.Method, rt.Path, problem))
+		}
+		if rt.Method == "" || strings.ContainsAny(rt.Method, " \t") || !strings.HasPrefix(rt.Path, "/") || strings.ContainsAny(rt.Path, " \t{}") {
+			bad("want a method and a fixed path starting with /")
+		}
+		if seen[rt.Method+" "+rt.Path] {
+			bad("served twice")
+		}
+		seen[rt.Method+" "+rt.Path] = true
+		if rt.Handler == nil && rt.NativeFailure == 0 {
+			bad("has neither a Handler nor a NativeFailure")
+		}
+		if rt.Auth && s.Auth == nil || rt.Limit && s.Limiter == nil {
+			bad("asks for Auth or Limit, which the Stack lacks")
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // NetHTTP is the reference Builder: the routes on an http.ServeMux, each
 // behind the core's net/http middleware.
 func NetHTTP(s Stack) (http.Handler, error) {
+	if err := s.Check(); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	for _, rt := range s.Routes {
 		h := rt.Handler
