@@ -172,8 +172,14 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// ServeHTTP serves the API under APIPath and the page under PagePath.
+// ServeHTTP serves the API under APIPath and the page under PagePath. A
+// Handler not made by New answers every request with a 500.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h == nil || h.mux == nil {
+		(&keyward.ErrorWriter{}).WriteError(w, r, &keyward.Error{Status: http.StatusInternalServerError, Code: keyward.CodeInternal,
+			Message: "Internal error.", Cause: errors.New("keyward: admin: a Handler not made by admin.New")})
+		return
+	}
 	if _, pattern := h.mux.Handler(r); pattern == "" {
 		api := strings.HasPrefix(r.URL.Path, APIPath)
 		if allow := h.allowed(r); len(allow) > 0 {

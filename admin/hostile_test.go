@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -130,4 +131,14 @@ func TestStoreFailureIsA503(t *testing.T) {
 	assert.Equal(t, 503, p.status)
 	assert.Contains(t, p.body, "temporarily unavailable")
 	assert.NotContains(t, strings.ToLower(p.body), "sql")
+}
+
+// A Handler not made by New answers with keyward's 500, not a panic.
+func TestZeroHandler(t *testing.T) {
+	for _, h := range []*admin.Handler{{}, nil} {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/admin/v1/orgs", nil))
+		assert.Equal(t, http.StatusInternalServerError, w.Code)
+		assert.Contains(t, w.Body.String(), `"internal_error"`)
+	}
 }

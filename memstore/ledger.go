@@ -50,7 +50,8 @@ const DefaultMaxIdempotencyKeys = 100_000
 // reservations are released lazily, when their organization is next
 // touched (or by Sweep). Grants keep only their sum (the note is dropped),
 // reservations only what settling needs (not the key and request ids).
-// Nothing survives a restart.
+// Nothing survives a restart. Make one with NewLedger (the zero value is
+// not usable).
 //
 // Reservation ids are unique within the ledger for its first 2^43
 // reservations; an organization holds at most 2^20 open (or recently

@@ -29,8 +29,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Store is an in-memory keyward.KeyStore and manage.KeyManager. It is safe
-// for concurrent use.
+// Store is an in-memory keyward.KeyStore and manage.KeyManager. Make one
+// with New (the zero value is not usable). It is safe for concurrent use.
 type Store struct {
 	format keyward.KeyFormat
 	plans  *keyward.Plans

@@ -97,7 +97,8 @@ func ClientOptions(url string, timeout time.Duration) (*redis.Options, error) {
 // process that died stay taken.
 const DefaultSlotTTL = 15 * time.Second
 
-// Store is the Redis rate.Store. It is safe for concurrent use.
+// Store is the Redis rate.Store. Make one with New (the zero value is not
+// usable). It is safe for concurrent use.
 type Store struct {
 	client  redis.UniversalClient
 	prefix  string

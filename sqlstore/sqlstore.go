@@ -113,7 +113,8 @@ type Options struct {
 const DefaultQueryTimeout = 5 * time.Second
 
 // Store is a keyward.KeyStore and manage.KeyManager on SQLite or
-// PostgreSQL. It is safe for concurrent use; Close it when done.
+// PostgreSQL. Make one with Open (the zero value is not usable). It is
+// safe for concurrent use; Close it when done.
 type Store struct {
 	db      *sql.DB
 	dialect dialect
