@@ -219,7 +219,9 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 		h.page.fail(h, w, r, errRouteNotFound)
 		return
 	}
-	if code := r.URL.Query().Get("code"); code != "" {
+	// A login link is used by a GET only: a HEAD (a link preview, a
+	// prefetch) sees the page and leaves the link usable.
+	if code := r.URL.Query().Get("code"); code != "" && r.Method == http.MethodGet {
 		if !h.sessions.useCode(code) {
 			h.page.render(w, http.StatusUnauthorized, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r),
 				Error: "This login link was used already or has expired. Ask for a new one, or sign in with an admin token."})

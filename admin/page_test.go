@@ -97,7 +97,8 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	}
 	link, err := e.h.LoginLink(time.Minute)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusSeeOther, b.do("GET", link, nil).status)
+	assert.Equal(t, http.StatusOK, b.do("HEAD", link, nil).status, "a HEAD (a link preview) shows the page")
+	require.Equal(t, http.StatusSeeOther, b.do("GET", link, nil).status, "and leaves the link usable")
 	home := b.do("GET", "/dashboard/", nil)
 	require.Equal(t, http.StatusOK, home.status)
 	assert.Contains(t, home.body, "Organizations")
