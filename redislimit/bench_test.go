@@ -23,6 +23,23 @@ func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discard) WriteHeader(int)             {}
 
+// benchStores returns a client, this package's Store and ulule's Redis
+// store on it, each under the benchmark's own prefix.
+func benchStores(b *testing.B) (*redis.Client, *redislimit.Store, limiter.Store) {
+	opts := redisOptions(b)
+	client := newClient(b, opts)
+	prefix := testPrefix(b, opts)
+	store, err := redislimit.New(context.Background(), client, redislimit.Options{Prefix: prefix})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ululeStore, err := ulredis.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix + ":ulule"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return client, store, ululeStore
+}
+
 // BenchmarkRedisRateLimit compares, on one Redis and one client, ulule's
 // own stdlib middleware over ulule's Redis store (impl=ulule: one fixed
 // window a minute, keyed by client IP) with RequireAPIKey → RateLimitByOrg
@@ -33,19 +50,7 @@ func (d *discard) WriteHeader(int)             {}
 // removes it, no round trip of its own). Limits are set so high that no
 // request is refused.
 func BenchmarkRedisRateLimit(b *testing.B) {
-	opts := redisOptions(b)
-	ctx := context.Background()
-	client := newClient(b, opts)
-	prefix := testPrefix(b, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ululeStore, err := ulredis.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix + ":ulule"})
-	if err != nil {
-		b.Fatal(err)
-	}
-
+	_, store, ululeStore := benchStores(b)
 	keys, _, k := newOrgAndKey(b, manage.OrgSpec{Name: "bench", Plan: "enterprise", RatePerMinute: keyward.MaxRatePerMinute,
 		RatePerSecond: keyward.MaxRatePerMinute / 60, Concurrency: keyward.MaxRatePerMinute})
 	cache, err := keyward.NewCache(keys, keyward.CacheConfig{TTL: time.Hour})
@@ -115,18 +120,8 @@ var floorScript = redis.NewScript(`redis.call('TIME') return {0, 0, 0, 0, 0, 0, 
 // this client and server. Read Redis's own time per call with
 // INFO commandstats (EVALSHA's usec_per_call) after each.
 func BenchmarkRedisStore(b *testing.B) {
-	opts := redisOptions(b)
 	ctx := context.Background()
-	client := newClient(b, opts)
-	prefix := testPrefix(b, opts)
-	store, err := redislimit.New(ctx, client, redislimit.Options{Prefix: prefix})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ululeStore, err := ulredis.NewStoreWithOptions(client, limiter.StoreOptions{Prefix: prefix + ":ulule"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	client, store, ululeStore := benchStores(b)
 	if err := floorScript.Load(ctx, client).Err(); err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,37 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// Misuse of the exported API by a host: each is ignored or refused, and
+// nothing panics or stops working.
+
+// storeWithKey opens a store of engine with an organization and a key.
+func storeWithKey(t *testing.T, engine string) (*sqlstore.Store, keyward.Organization, *keyward.KeyRecord) {
+	t.Helper()
+	ctx := context.Background()
+	s := open(t, newDSN(t, engine), sqlstore.Options{})
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+	k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "prod"})
+	require.NoError(t, err)
+	return s, org, &k.Record
+}
+
+// A nil Invalidator, typed or not (a *keyward.Cache whose NewCache failed),
+// is ignored: the change feed starts and runs, changes go on, and nothing
+// panics on the feed's goroutine (which would end the process).
+func TestWatchIgnoresNil(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			s, _, k := storeWithKey(t, engine)
+			var cache *keyward.Cache
+			s.Watch(nil)
+			s.Watch(cache)
+			require.NoError(t, s.RevokeKey(context.Background(), k.ID))
+			time.Sleep(200 * time.Millisecond) // a few polls (50 ms) of the feed
+		})
+	}
+}
+
 // Usage recorded for ids no store made (a hand-made KeyRecord) that the
 // database cannot hold is dropped at the flush; it never blocks the other
 // counts, then or at any later flush. A nil record is ignored.
@@ -20,12 +51,7 @@ func TestUsageOfUnstorableIDsIsDropped(t *testing.T) {
 	for _, engine := range backends {
 		t.Run(engine, func(t *testing.T) {
 			ctx := context.Background()
-			s := open(t, newDSN(t, engine), sqlstore.Options{})
-			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
-			require.NoError(t, err)
-			k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "prod"})
-			require.NoError(t, err)
-			good := &k.Record
+			s, org, good := storeWithKey(t, engine)
 			now := time.Now()
 			for _, bad := range []*keyward.KeyRecord{
 				{ID: "key_\x00", Org: keyward.Organization{ID: org.ID}},
