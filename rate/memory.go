@@ -36,7 +36,6 @@ type orgState struct {
 	slots  map[uint64]struct{} // in flight
 	keys   map[string]*ring
 	seen   int64 // the last second a request was taken
-	last   int64 // the latest time of a request, Unix ns
 }
 
 var seed = maphash.MakeSeed()
@@ -82,19 +81,6 @@ func (m *Memory) take(req Request) Result {
 		}
 	}
 
-	// A clock stepped back by more than a second (more than requests
-	// merely decided out of order) moves the bucket back with it, which
-	// would otherwise owe the whole step.
-	if step := o.last - now; step > int64(time.Second) {
-		o.tat = o.tat - step
-		secs := o.last/int64(time.Second) - sec
-		o.minute.back(secs)
-		for _, k := range o.keys {
-			k.back(secs)
-		}
-		o.last = now
-	}
-	o.last = max(o.last, now)
 	o.tat, o.rate = rescale(o.tat, now, o.rate, req.PerSecond), req.PerSecond
 	b := bucket{perSecond: req.PerSecond, tat: o.tat}
 	okSecond := b.take(now, &res.Second, &res.Wait)
@@ -252,16 +238,6 @@ func (r *ring) advance(sec int64) int64 {
 	}
 	r.head = sec
 	return sec
-}
-
-// back moves the ring d seconds back, with a clock that stepped back:
-// what it counted stays counted, as many seconds ago as before.
-func (r *ring) back(d int64) {
-	var moved [60]int64
-	for i, n := range r.counts {
-		moved[(int64(i)-d%60+60)%60] = n
-	}
-	r.counts, r.head = moved, r.head-d
 }
 
 // take says whether one more request fits limit at second sec (now in

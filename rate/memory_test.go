@@ -52,39 +52,6 @@ func TestBucketBurstThenRefill(t *testing.T) {
 	assert.Equal(t, int64(9), take(t, &m, req).Second.Remaining, "a full bucket after a pause, never more")
 }
 
-// A wall clock stepped back (NTP) leaves the bucket empty, not owed for
-// the whole step: an organization waits a token's interval, not minutes.
-func TestClockSteppedBack(t *testing.T) {
-	var m Memory
-	req := Request{Org: "o", PerSecond: 10, PerMinute: 6000, Concurrency: 100, Now: t0.Add(10 * time.Minute)}
-	for range 10 {
-		require.Equal(t, Scope(""), take(t, &m, req).Refused)
-	}
-	req.Now = t0 // ten minutes back
-	res := take(t, &m, req)
-	assert.Equal(t, PerSecond, res.Refused, "the burst was spent")
-	assert.Equal(t, 100*time.Millisecond, res.Wait, "a token's interval, not ten minutes")
-	assert.LessOrEqual(t, res.Second.Reset, time.Second)
-	req.Now = t0.Add(100 * time.Millisecond)
-	assert.Equal(t, Scope(""), take(t, &m, req).Refused)
-
-	// The quotas, the organization's and a key's, keep what they counted,
-	// as many seconds ago as before the step, and slide on from there.
-	for _, q := range []Request{{Org: "p", PerSecond: 100, PerMinute: 60, Concurrency: 100},
-		{Org: "q", Key: "k", PerSecond: 100, PerMinute: 600, Concurrency: 100, KeyPerMinute: 60}} {
-		q.Now = t0.Add(10*time.Minute + 37*time.Second) // a step of 607 s: the ring turns
-		for range 60 {
-			require.Equal(t, Scope(""), take(t, &m, q).Refused)
-		}
-		q.Now = t0.Add(30 * time.Second) // ten minutes back
-		res := take(t, &m, q)
-		require.NotEqual(t, Scope(""), res.Refused, "%s: the quota was spent", q.Org)
-		assert.Equal(t, time.Minute, res.Wait, "%s: until those 60 leave the window, not eleven minutes", q.Org)
-		q.Now = t0.Add(90 * time.Second)
-		assert.Equal(t, Scope(""), take(t, &m, q).Refused, q.Org)
-	}
-}
-
 func TestMinuteQuotaSlides(t *testing.T) {
 	var m Memory
 	// A quota below 60 × the rate: the quota binds, not the bucket.
