@@ -12,7 +12,9 @@ import (
 // behind a load balancer do not share. The zero value is ready to use.
 // State of an organization idle for over a minute with nothing in flight
 // is forgotten: once a minute, a request starts a sweep of every
-// organization.
+// organization. Requests are decided at their Request.Now, a wall time: a
+// clock stepped back by minutes (a large NTP step) refuses organizations
+// active just before the step until it catches up.
 type Memory struct {
 	shards [numShards]shard
 	swept  atomic.Int64 // the second the last sweep started
