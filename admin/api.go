@@ -243,7 +243,11 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		return
 	}
 	req.apply(&o)
-	if err := manage.CheckOrg(o, h.cfg.Plans()); err != nil {
+	err = manage.CheckOrg(o, h.cfg.Plans())
+	if req.Name != nil && err == nil {
+		err = manage.CheckOrgName(*req.Name)
+	}
+	if err != nil {
 		h.errors.WriteError(w, r, invalid(err))
 		return
 	}

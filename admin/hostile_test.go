@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -131,6 +132,20 @@ func TestStoreFailureIsA503(t *testing.T) {
 	assert.Equal(t, 503, p.status)
 	assert.Contains(t, p.body, "temporarily unavailable")
 	assert.NotContains(t, strings.ToLower(p.body), "sql")
+}
+
+// An organization stored with a name the rule now refuses (before it
+// existed) can still be updated; only a new name is judged.
+func TestStoredNameIsNotJudgedAgain(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	org := e.org("acme")
+	org.Name = strings.Repeat("long ", 60) // 300 bytes, stored as an older version allowed
+	require.NoError(t, e.store.UpdateOrg(context.Background(), org))
+	orgPath := "/admin/v1/orgs/" + org.ID
+	assert.Equal(t, http.StatusOK, e.call("PATCH", orgPath, `{"plan":"growth"}`).status)
+	assert.Equal(t, http.StatusUnprocessableEntity, e.call("PATCH", orgPath, `{"name":"`+strings.Repeat("x", 201)+`"}`).status)
+	assert.Equal(t, http.StatusOK, e.call("PATCH", orgPath, `{"name":"acme"}`).status)
 }
 
 // A Handler not made by New answers with keyward's 500, not a panic.

@@ -85,15 +85,22 @@ func checkName(what, name string) error {
 	return CheckText(what+" name", name, MaxNameLen)
 }
 
+// CheckOrgName returns an error unless name may be given to an
+// organization: not empty, and by CheckText at most MaxNameLen bytes.
+// NewOrg checks it; a caller renaming an organization checks the new name.
+// CheckOrg does not, so that an organization stored before this rule can
+// still be updated without a rename.
+func CheckOrgName(name string) error { return checkName("organization", name) }
+
 // CheckOrg returns every problem of o against the plan table
-// (nil: DefaultPlans), joined: a name that is empty or breaks CheckText
-// (at most MaxNameLen bytes), and what keyward.Plans.Resolve
+// (nil: DefaultPlans), joined: an empty name (see CheckOrgName for a new
+// one), and what keyward.Plans.Resolve
 // refuses. KeyManager implementations call it before storing an
 // organization.
 func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
 	var errs []error
-	if err := checkName("organization", o.Name); err != nil {
-		errs = append(errs, err)
+	if o.Name == "" {
+		errs = append(errs, errors.New("keyward: organization name is empty"))
 	}
 	if _, err := plans.Resolve(o); err != nil {
 		errs = append(errs, err)
@@ -102,8 +109,8 @@ func CheckOrg(o keyward.Organization, plans *keyward.Plans) error {
 }
 
 // NewOrg returns the organization n describes, with id, the
-// default plan ("free") and its Limits filled in, or every problem of it
-// (see CheckOrg).
+// default plan ("free") and its Limits filled in, or the problems of it
+// (CheckOrg, then CheckOrgName).
 func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, error) {
 	if n.Plan == "" {
 		n.Plan = "free"
@@ -111,6 +118,9 @@ func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, e
 	o := keyward.Organization{ID: id, Name: n.Name, Plan: n.Plan, RatePerMinute: n.RatePerMinute,
 		RatePerSecond: n.RatePerSecond, Concurrency: n.Concurrency, MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
 	if err := CheckOrg(o, plans); err != nil {
+		return keyward.Organization{}, err
+	}
+	if err := CheckOrgName(o.Name); err != nil {
 		return keyward.Organization{}, err
 	}
 	o.Limits, _ = plans.Resolve(o)

@@ -37,11 +37,15 @@ func TestCheckText(t *testing.T) {
 	}
 }
 
-// Every check of a name applies it: an organization's, a new key's and a
-// key's new name.
+// Every check of a new name applies it: a new organization's, a new
+// name of one, a new key's and a key's new name. CheckOrg, run on every
+// update, does not judge a stored name again.
 func TestNamesAreChecked(t *testing.T) {
 	bad := "a\x00b"
-	assert.ErrorContains(t, manage.CheckOrg(keyward.Organization{Name: bad}, nil), "organization name")
+	_, err := manage.NewOrg("org_1", manage.OrgSpec{Name: bad}, nil)
+	assert.ErrorContains(t, err, "organization name")
+	assert.ErrorContains(t, manage.CheckOrgName(bad), "organization name")
+	assert.NoError(t, manage.CheckOrg(keyward.Organization{Name: strings.Repeat("a", 300), Plan: "free"}, nil))
 	spec := manage.KeySpec{Name: bad}
 	assert.ErrorContains(t, spec.Check(), "key name")
 	assert.ErrorContains(t, manage.KeyChange{Name: &bad}.Check(), "key name")

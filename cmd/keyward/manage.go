@@ -75,7 +75,11 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 			if fs.Changed("overage") {
 				o.AllowOverage = overage
 			}
-			if err := manage.CheckOrg(o, s.Plans()); err != nil {
+			err = manage.CheckOrg(o, s.Plans())
+			if fs.Changed("name") && err == nil {
+				err = manage.CheckOrgName(name)
+			}
+			if err != nil {
 				return usageError{err}
 			}
 			if err := s.UpdateOrg(ctx, o); err != nil {
