@@ -94,7 +94,7 @@ func TestFailedAuthClientBehindTrustedProxies(t *testing.T) {
 	t.Parallel()
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
 	xff := &rate.FailedAuth{TrustedProxies: trusted}
-	rfc := &rate.FailedAuth{TrustedProxies: trusted, ForwardedHeader: "Forwarded"}
+	rfc := &rate.FailedAuth{TrustedProxies: trusted, ForwardedHeader: "forwarded"} // any case
 	for _, tc := range []struct {
 		f      *rate.FailedAuth
 		remote string

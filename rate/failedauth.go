@@ -40,10 +40,12 @@ type FailedAuth struct {
 	// ForwardedHeader names, right to left, past every trusted address.
 	TrustedProxies []netip.Prefix
 	// ForwardedHeader is the header your proxies write the client's
-	// address to: "X-Forwarded-For" or "Forwarded" (RFC 7239). Zero:
-	// "X-Forwarded-For". Only that one is read: a proxy that appends to
-	// one passes the other on as the client sent it, and a client could
-	// then name itself anew on each request.
+	// address to: "X-Forwarded-For" or "Forwarded" (RFC 7239), in any
+	// case. Zero: "X-Forwarded-For". Only that one is read: a proxy that
+	// appends to one passes the other on as the client sent it, and a
+	// client could then name itself anew on each request. Behind proxies
+	// that write only Forwarded, set it: otherwise every client is the
+	// proxy, and shares one budget.
 	ForwardedHeader string
 
 	shards [16]clientShard
@@ -70,7 +72,7 @@ func (f *FailedAuth) Check() error {
 	case f == nil:
 	case f.PerMinute < 0 || f.PerMinute > maxFailedAuth || f.Burst < 0 || f.Burst > maxFailedAuth:
 		return errors.New("PerMinute and Burst must be 0 (the defaults) to 1000000000")
-	case f.ForwardedHeader != "" && f.ForwardedHeader != xForwardedFor && f.ForwardedHeader != forwardedRFC:
+	case f.ForwardedHeader != "" && !strings.EqualFold(f.ForwardedHeader, xForwardedFor) && !strings.EqualFold(f.ForwardedHeader, forwardedRFC):
 		return errors.New(`ForwardedHeader must be "X-Forwarded-For" (the default) or "Forwarded"`)
 	}
 	return nil
@@ -184,7 +186,7 @@ func (f *FailedAuth) trusted(addr string) bool {
 // X-Forwarded-For's entries.
 func (f *FailedAuth) forwarded(r *http.Request) []string {
 	var hops []string
-	if f.ForwardedHeader == forwardedRFC {
+	if strings.EqualFold(f.ForwardedHeader, forwardedRFC) {
 		for _, v := range r.Header.Values(forwardedRFC) {
 			for elem := range strings.SplitSeq(v, ",") {
 				for pair := range strings.SplitSeq(elem, ";") {
