@@ -176,33 +176,34 @@ func New(cfg Config) (*Handler, error) {
 // Handler not made by New answers every request with a 500.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h == nil || h.mux == nil {
-		(&keyward.ErrorWriter{}).WriteError(w, r, &keyward.Error{Status: http.StatusInternalServerError, Code: keyward.CodeInternal,
-			Message: "Internal error.", Cause: errors.New("keyward: admin: a Handler not made by admin.New")})
+		(&keyward.ErrorWriter{}).WriteError(w, r, errors.New("keyward: admin: a Handler not made by admin.New"))
 		return
 	}
 	if _, pattern := h.mux.Handler(r); pattern == "" {
-		api := strings.HasPrefix(r.URL.Path, APIPath)
-		if allow := h.allowed(r); len(allow) > 0 {
-			h.fail(w, r, api, methodNotAllowed(allow))
-			return
-		}
-		h.fail(w, r, api, errRouteNotFound)
+		h.fail(w, r, strings.HasPrefix(r.URL.Path, APIPath), NoRoute(h.mux, r))
 		return
 	}
 	h.mux.ServeHTTP(w, r) // sets the path's values
 }
 
-// allowed returns the methods that r's path has routes for.
-func (h *Handler) allowed(r *http.Request) []string {
+// NoRoute is the answer to a request that mux has no route for: 405
+// method_not_allowed, with Allow, when routes of its path take other
+// methods; else 404 route_not_found. A match of the pattern "/" (a
+// catch-all that answers with NoRoute) counts as none. The admin API
+// answers so; a host's mux beside it can too.
+func NoRoute(mux *http.ServeMux, r *http.Request) *keyward.Error {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		probe := r.Clone(r.Context())
 		probe.Method = m
-		if _, p := h.mux.Handler(probe); p != "" {
+		if _, p := mux.Handler(probe); p != "" && p != "/" {
 			allow = append(allow, m)
 		}
 	}
-	return allow
+	if len(allow) > 0 {
+		return methodNotAllowed(allow)
+	}
+	return errRouteNotFound
 }
 
 // fail answers err: the envelope on the API, a page on the dashboard.

@@ -62,7 +62,7 @@ var (
 		"The form was not sent from this dashboard, or it expired. Reload the page and try again.")
 	errOrgNotFound   = failure(http.StatusNotFound, CodeNotFound, ReasonOrgNotFound, "Organization not found.")
 	errKeyNotFound   = failure(http.StatusNotFound, CodeNotFound, ReasonKeyNotFound, "Key not found.")
-	errRouteNotFound = failure(http.StatusNotFound, CodeNotFound, ReasonRouteNotFound, "No such route. See the API's OpenAPI document, openapi.json.")
+	errRouteNotFound = failure(http.StatusNotFound, CodeNotFound, ReasonRouteNotFound, "No such route.")
 	errUsageNotKept  = failure(http.StatusNotFound, CodeNotFound, ReasonNotKept, "This service keeps no usage by day.")
 	errLedgerNotKept = failure(http.StatusNotFound, CodeNotFound, ReasonNotKept, "This service keeps no credit ledger history.")
 	errMediaType     = failure(http.StatusUnsupportedMediaType, keyward.CodeValidation, ReasonUnsupportedMediaType,

@@ -148,6 +148,7 @@ func (h *Handler) pageRoutes() {
 		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		r.Header.Del("Range") // small files, whole: a bad range would be net/http's plain 416
 		http.ServeFileFS(w, r, static, name)
 	})
 	h.mux.HandleFunc("GET "+PagePath+"login", h.loginPage)

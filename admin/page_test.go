@@ -127,6 +127,8 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	assert.Equal(t, http.StatusOK, css.status)
 	assert.Contains(t, css.header.Get("Content-Type"), "text/css")
 	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/static/admin.go", nil).status)
+	ranged := b.do("GET", "/dashboard/static/dashboard.css", nil, "Range", "bytes=999999-")
+	assert.Equal(t, http.StatusOK, ranged.status, "a range is ignored: the whole file")
 	for _, path := range []string{"/dashboard/static/", "/dashboard/static/nope.js"} {
 		missing := b.do("GET", path, nil)
 		assert.Equal(t, http.StatusNotFound, missing.status, path)

@@ -69,7 +69,7 @@ type Builder func(Stack) (http.Handler, error)
 // Check returns every problem of s's routes, joined: a method or path
 // that is empty, has a space or (the path) does not start with "/"; a
 // method and path served twice; no Handler and no NativeFailure; Auth or
-// Limit without Stack.Auth or Stack.Limiter. Builders call it first.
+// Limit without Stack.Auth or Stack.Limiter. NetHTTP calls it first.
 func (s Stack) Check() error {
 	var errs []error
 	seen := map[string]bool{}
@@ -96,10 +96,15 @@ func (s Stack) Check() error {
 
 // NetHTTP is the reference Builder: the routes on an http.ServeMux, each
 // behind the core's net/http middleware.
-func NetHTTP(s Stack) (http.Handler, error) {
+func NetHTTP(s Stack) (_ http.Handler, err error) {
 	if err := s.Check(); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if p := recover(); p != nil { // a pattern the mux refuses, past Check's rules
+			err = fmt.Errorf("keywardtest: %v", p)
+		}
+	}()
 	mux := http.NewServeMux()
 	for _, rt := range s.Routes {
 		h := rt.Handler

@@ -24,13 +24,15 @@ func TestConformanceNetHTTP(t *testing.T) {
 func TestStackCheck(t *testing.T) {
 	ok := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 	for name, routes := range map[string][]keywardtest.Route{
-		"no handler":        {{Method: "GET", Path: "/a"}},
-		"no method":         {{Path: "/a", Handler: ok}},
-		"relative path":     {{Method: "GET", Path: "a", Handler: ok}},
-		"path with a wild":  {{Method: "GET", Path: "/a/{id}", Handler: ok}},
-		"served twice":      {{Method: "GET", Path: "/a", Handler: ok}, {Method: "GET", Path: "/a", Handler: ok}},
-		"auth without one":  {{Method: "GET", Path: "/a", Handler: ok, Auth: true}},
-		"limit without one": {{Method: "GET", Path: "/a", Handler: ok, Limit: true}},
+		"no handler":           {{Method: "GET", Path: "/a"}},
+		"no method":            {{Path: "/a", Handler: ok}},
+		"relative path":        {{Method: "GET", Path: "a", Handler: ok}},
+		"path with a wild":     {{Method: "GET", Path: "/a/{id}", Handler: ok}},
+		"served twice":         {{Method: "GET", Path: "/a", Handler: ok}, {Method: "GET", Path: "/a", Handler: ok}},
+		"auth without one":     {{Method: "GET", Path: "/a", Handler: ok, Auth: true}},
+		"limit without one":    {{Method: "GET", Path: "/a", Handler: ok, Limit: true}},
+		"a method not a token": {{Method: "G(T", Path: "/a", Handler: ok}},
+		"an unclean path":      {{Method: "GET", Path: "//a", Handler: ok}, {Method: "GET", Path: "/a/../b", Handler: ok}},
 	} {
 		_, err := keywardtest.NetHTTP(keywardtest.Stack{Routes: routes})
 		assert.Error(t, err, name)

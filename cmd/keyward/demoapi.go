@@ -109,25 +109,9 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, 
 		})
 	}
 	// Any other path or method gets the error envelope too, not net/http's
-	// plain text.
+	// plain text: the admin API's answers.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		var allow []string
-		for _, m := range []string{http.MethodGet, http.MethodPost} {
-			probe := r.Clone(r.Context())
-			probe.Method = m
-			if _, p := mux.Handler(probe); p != "/" {
-				allow = append(allow, m)
-			}
-		}
-		// The admin API's codes and reasons for the same two answers.
-		if len(allow) > 0 {
-			api.errors.WriteError(w, r, &keyward.Error{Status: http.StatusMethodNotAllowed, Code: keyward.CodeValidation,
-				Reason: admin.ReasonMethodNotAllowed, Message: "Method not allowed here. Allowed: " + strings.Join(allow, ", ") + ".",
-				Header: http.Header{"Allow": {strings.Join(allow, ", ")}}})
-			return
-		}
-		api.errors.WriteError(w, r, &keyward.Error{Status: http.StatusNotFound, Code: admin.CodeNotFound,
-			Reason: admin.ReasonRouteNotFound, Message: "No such route."})
+		api.errors.WriteError(w, r, admin.NoRoute(mux, r))
 	})
 	return mux, nil
 }
