@@ -29,17 +29,30 @@ func storeWithKey(t *testing.T, engine string) (*sqlstore.Store, keyward.Organiz
 }
 
 // A nil Invalidator, typed or not (a *keyward.Cache whose NewCache failed),
-// is ignored: the change feed starts and runs, changes go on, and nothing
-// panics on the feed's goroutine (which would end the process).
+// is ignored: the change feed runs, tells the real watcher of another
+// instance's change, and nothing panics on its goroutine (which would end
+// the process) or in the changing call.
 func TestWatchIgnoresNil(t *testing.T) {
 	for _, engine := range backends {
 		t.Run(engine, func(t *testing.T) {
-			s, _, k := storeWithKey(t, engine)
+			dsn := newDSN(t, engine)
+			s := open(t, dsn, sqlstore.Options{})
 			var cache *keyward.Cache
 			s.Watch(nil)
 			s.Watch(cache)
-			require.NoError(t, s.RevokeKey(context.Background(), k.ID))
-			time.Sleep(200 * time.Millisecond) // a few polls (50 ms) of the feed
+			watcher := &counter{}
+			s.Watch(watcher)
+			other := open(t, dsn, sqlstore.Options{})
+			org, err := other.CreateOrg(context.Background(), manage.OrgSpec{Name: "acme"})
+			require.NoError(t, err)
+			k, err := other.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "prod"})
+			require.NoError(t, err)
+			require.NoError(t, other.RevokeKey(context.Background(), k.Record.ID))
+			require.Eventually(t, func() bool { return watcher.one.Load() > 0 }, 5*time.Second, 10*time.Millisecond,
+				"the feed told the real watcher of the other instance's change")
+			s2, _, k2 := storeWithKey(t, engine)
+			s2.Watch(nil)
+			require.NoError(t, s2.RevokeKey(context.Background(), k2.ID), "a change of its own tells no nil watcher")
 		})
 	}
 }
