@@ -189,9 +189,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // NoRoute is the answer to a request that mux has no route for: 405
 // method_not_allowed, with Allow, when routes of its path take other
 // methods; else 404 route_not_found. A match of the pattern "/" (a
-// catch-all that answers with NoRoute) counts as none. The admin API
+// catch-all that answers with NoRoute) counts as none, and a nil mux has
+// no routes. The admin API
 // answers so; a host's mux beside it can too.
 func NoRoute(mux *http.ServeMux, r *http.Request) *keyward.Error {
+	if mux == nil {
+		return errRouteNotFound
+	}
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		probe := r.Clone(r.Context())

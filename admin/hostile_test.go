@@ -150,6 +150,7 @@ func TestStoredNameIsNotJudgedAgain(t *testing.T) {
 
 // A Handler not made by New answers with keyward's 500, not a panic.
 func TestZeroHandler(t *testing.T) {
+	assert.Equal(t, http.StatusNotFound, admin.NoRoute(nil, httptest.NewRequest(http.MethodGet, "/x", nil)).Status)
 	for _, h := range []*admin.Handler{{}, nil} {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/admin/v1/orgs", nil))

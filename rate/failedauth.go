@@ -33,7 +33,8 @@ const (
 // authenticators to share the budgets; it is safe for concurrent use.
 type FailedAuth struct {
 	// PerMinute and Burst size each client's budget. Zero:
-	// DefaultFailedAuthPerMinute and DefaultFailedAuthBurst.
+	// DefaultFailedAuthPerMinute and DefaultFailedAuthBurst. Check refuses
+	// either above 10^9; changed past that after Check, they count as 10^9.
 	PerMinute, Burst int64
 	// TrustedProxies are the proxies whose word on the client's address
 	// is taken: a request from one of them is the client's that its

@@ -40,6 +40,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
+	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/telemetry"
 	"github.com/redis/go-redis/v9"
@@ -146,7 +147,7 @@ return 0`
 // now (within opts.Timeout); later outages are answered per request as
 // keyward.RateLimitConfig.FailClosed says.
 func New(ctx context.Context, client redis.UniversalClient, opts Options) (*Store, error) {
-	if c, ok := client.(*redis.Client); client == nil || ok && c == nil {
+	if nilness.Is(client) {
 		return nil, &keyward.ConfigError{Field: "redislimit client", Problem: "is nil"}
 	}
 	if opts.Timeout < 0 {

@@ -552,6 +552,9 @@ func TestNewRejectsAnUnreachableRedis(t *testing.T) {
 	var none *redis.Client // a typed nil: refused, not a panic in Ping
 	_, err = redislimit.New(context.Background(), none, redislimit.Options{})
 	assert.ErrorAs(t, err, &ce)
+	var cluster *redis.ClusterClient // any client type's typed nil
+	_, err = redislimit.New(context.Background(), cluster, redislimit.Options{})
+	assert.ErrorAs(t, err, &ce)
 	_, err = redislimit.New(context.Background(), client, redislimit.Options{SlotTTL: 50 * time.Millisecond})
 	assert.ErrorContains(t, err, "SlotTTL is below 100ms")
 	_, err = redislimit.New(context.Background(), client, redislimit.Options{SlotTTL: -time.Second})
