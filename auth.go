@@ -1,11 +1,14 @@
 package keyward
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/textproto"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyward/keyward/internal/ascii"
@@ -55,7 +58,8 @@ type AuthConfig struct {
 // Authenticate, AttachKey and WriteError. It is immutable and safe for
 // concurrent use.
 type Authenticator struct {
-	keys   KeyStore
+	keys   keyFinder
+	known  *knownKeys // keys found recently (with a FailedAuth; else nil)
 	format KeyFormat
 	header string
 	bearer bool
@@ -95,11 +99,18 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	a := &Authenticator{keys: cfg.Keys, format: format, header: textproto.CanonicalMIMEHeaderKey(header), bearer: cfg.Bearer,
+	keys, ok := cfg.Keys.(keyFinder)
+	if !ok {
+		keys = storeFinder{cfg.Keys}
+	}
+	a := &Authenticator{keys: keys, format: format, header: textproto.CanonicalMIMEHeaderKey(header), bearer: cfg.Bearer,
 		envs: slices.Clone(cfg.Environments), errors: cfg.Errors, now: cfg.Now, usage: cfg.Usage,
 		fail: newAuthFailures(header, format.Prefix(), cfg.Bearer), failed: cfg.FailedAuth}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	if a.failed != nil {
+		a.known = new(knownKeys)
 	}
 	return a, nil
 }
@@ -135,61 +146,29 @@ func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error
 }
 
 // authenticate is Authenticate for a client that must wait this long
-// (> 0: over its FailedAuth budget) before anything but a key the cache
-// holds as valid is looked at.
+// (> 0: over its FailedAuth budget) before a key is looked up, unless the
+// key was found recently (knownKeys).
 func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyRecord, error) {
-	if wait > 0 {
-		c, _ := a.keys.(*Cache)
-		key := strings.TrimFunc(r.Header.Get(a.header), isSpaceOrTab)
-		if rec, ok := c.byKey(key); !ok || rec == nil || len(r.Header.Values(a.header)) != 1 {
-			return nil, rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
-		}
-	}
-	// 1. Exactly one key, of a sane length, white space trimmed.
-	vals, key := r.Header[a.header], ""
-	n := len(vals)
-	if n == 1 {
-		key = vals[0]
-	}
-	if a.bearer {
-		for _, v := range r.Header["Authorization"] {
-			if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
-				n, key = n+1, token
-			}
-		}
-	}
-	switch {
-	case n == 0:
-		return nil, a.fail.missing
-	case n > 1:
-		return nil, a.fail.multiple
-	case len(key) > maxKeyHeaderLen:
-		return nil, a.fail.invalid
-	}
-	if key != "" && (isSpaceOrTab(rune(key[0])) || isSpaceOrTab(rune(key[len(key)-1]))) { // most keys come trimmed
-		key = strings.TrimFunc(key, isSpaceOrTab)
-	}
-	if key == "" {
-		return nil, a.fail.missing
-	}
-	// 2. The key's shape, without I/O.
-	if !a.format.hasPrefix(key) {
-		return nil, a.fail.format
-	}
-	if !a.format.shaped(key) {
-		return nil, a.fail.invalid
-	}
-	// 3. The stored record of exactly this key: the cache (if Keys is one)
-	// answers for keys it holds by their SHA-256; a miss checks the
-	// checksum before any store lookup.
-	rec, err := a.lookup(r, key)
+	// 1. Exactly one key, of the right shape: no I/O.
+	key, err := a.presentedKey(r)
 	if err != nil {
-		if errors.Is(err, ErrKeyNotFound) {
-			return nil, a.fail.invalid
+		if wait > 0 {
+			return nil, a.overBudget(wait)
 		}
+		return nil, err
+	}
+	// 2. The stored record of exactly this key. Over its budget, a client
+	// has only a key found recently looked up.
+	rec, err := a.lookup(r.Context(), key, wait > 0)
+	switch {
+	case errors.Is(err, errOverBudget):
+		return nil, a.overBudget(wait)
+	case errors.Is(err, ErrKeyNotFound):
+		return nil, a.fail.invalid
+	case err != nil:
 		return nil, ServiceUnavailable("key store", err)
 	}
-	// 4. The record's own state.
+	// 3. The record's own state.
 	if !rec.RevokedAt.IsZero() || !rec.ExpiresAt.IsZero() {
 		now := a.now()
 		if rec.Revoked(now) {
@@ -211,29 +190,104 @@ func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyR
 	return rec, nil
 }
 
-func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) {
-	c, _ := a.keys.(*Cache) // nil: a store without a cache in front
-	if rec, ok := c.byKey(key); ok {
-		telemetry.Looked(r.Context(), telemetry.FrontHit)
+// presentedKey returns the one key r presents, in the key header or (with
+// Bearer) as Authorization: Bearer, white space trimmed and of the right
+// shape; or the 401 that says what is wrong with it. Every path reads the
+// key here.
+func (a *Authenticator) presentedKey(r *http.Request) (string, error) {
+	vals, key := r.Header[a.header], ""
+	n := len(vals)
+	if n == 1 {
+		key = vals[0]
+	}
+	if a.bearer {
+		for _, v := range r.Header["Authorization"] {
+			if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
+				n, key = n+1, token
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		return "", a.fail.missing
+	case n > 1:
+		return "", a.fail.multiple
+	case len(key) > maxKeyHeaderLen:
+		return "", a.fail.invalid
+	}
+	if key != "" && (isSpaceOrTab(rune(key[0])) || isSpaceOrTab(rune(key[len(key)-1]))) { // most keys come trimmed
+		key = strings.TrimFunc(key, isSpaceOrTab)
+	}
+	switch {
+	case key == "":
+		return "", a.fail.missing
+	case !a.format.hasPrefix(key):
+		return "", a.fail.format
+	case !a.format.shaped(key):
+		return "", a.fail.invalid
+	}
+	return key, nil
+}
+
+// overBudget is the 429 of a client that must wait this long.
+func (a *Authenticator) overBudget(wait time.Duration) *Error {
+	return rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
+}
+
+// errOverBudget is lookup's answer for a key it may not look up: its
+// client is over its FailedAuth budget and the key was not found recently.
+var errOverBudget = errors.New("keyward: over the failed-auth budget")
+
+// lookup returns the record of exactly key: a Cache answers for a key it
+// found recently by the key itself; any other key is looked up by its
+// SHA-256 once its checksum matched (a key that cannot exist costs no
+// hash). With over, only a key found within knownKeysFor is looked up.
+func (a *Authenticator) lookup(ctx context.Context, key string, over bool) (*KeyRecord, error) {
+	if rec, ok := a.keys.byKey(key); ok {
+		telemetry.Looked(ctx, telemetry.FrontHit)
 		return rec, nil
 	}
-	if !a.format.checksumOK(key) { // a key that cannot exist: no hash, no lookup
+	if !a.format.checksumOK(key) {
+		if over {
+			return nil, errOverBudget
+		}
 		return nil, ErrKeyNotFound
 	}
 	h := Hash(key)
-	e, ok := c.cached(r.Context(), h)
-	switch {
-	case ok:
-	case c == nil:
-		return lookupStore(r.Context(), a.keys, h)
-	default:
-		var err error
-		if e, err = c.miss(r.Context(), h); err != nil {
-			return nil, err
-		}
+	if over && !a.known.has(&h, a.now()) {
+		return nil, errOverBudget
 	}
-	c.remember(key, e)
-	return e.answer()
+	rec, err := a.keys.find(ctx, key, h)
+	switch {
+	case err == nil:
+		a.known.add(&h, a.now())
+	case errors.Is(err, ErrKeyNotFound):
+		a.known.forget(&h)
+	}
+	return rec, err
+}
+
+// keyFinder is what an Authenticator asks of its KeyStore. A Cache is
+// one: it answers for keys it found recently by the key itself. Any other
+// KeyStore is asked by hash (storeFinder).
+type keyFinder interface {
+	// byKey returns the record of exactly key if it is known by the key
+	// itself, without I/O.
+	byKey(key string) (*KeyRecord, bool)
+	// find returns the record of exactly key, whose SHA-256 is h, or an
+	// error (ErrKeyNotFound for no such key).
+	find(ctx context.Context, key string, h KeyHash) (*KeyRecord, error)
+}
+
+var _ keyFinder = (*Cache)(nil)
+
+// storeFinder is the keyFinder of a KeyStore without a Cache in front.
+type storeFinder struct{ store KeyStore }
+
+func (storeFinder) byKey(string) (*KeyRecord, bool) { return nil, false }
+
+func (s storeFinder) find(ctx context.Context, _ string, h KeyHash) (*KeyRecord, error) {
+	return lookupStore(ctx, s.store, h)
 }
 
 // WriteError writes an error of Authenticate with a's ErrorWriter.
@@ -253,4 +307,89 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, AttachKey(r, rec))
 	})
+}
+
+// What an Authenticator with a FailedAuth throttle remembers of the keys
+// it found, so that a client over its budget still has them looked up: a
+// valid key is not held up by the failures of others at its address
+// (behind a proxy that is not trusted, every client's). A key found within
+// knownKeysFor is looked up; up to maxKnownKeys are kept.
+const (
+	knownKeysFor = 7 * 24 * time.Hour // a key used daily or weekly stays known
+	maxKnownKeys = 1 << 17            // 131,072 keys: about 3 MB
+)
+
+// knownKeys is the set of keys found recently, by the first 8 bytes of
+// their SHA-256 (a key that collides with a known one gets a store lookup,
+// nothing more), with when each was last found. A nil *knownKeys knows
+// nothing. It is safe for concurrent use.
+type knownKeys struct {
+	shards [16]knownShard
+}
+
+type knownShard struct {
+	mu    sync.Mutex
+	found map[uint64]int64 // hash's first 8 bytes -> when last found, Unix ns
+	swept int64
+}
+
+func (k *knownKeys) shard(h *KeyHash) (*knownShard, uint64) {
+	id := binary.LittleEndian.Uint64(h[:8])
+	return &k.shards[id%uint64(len(k.shards))], id
+}
+
+// has reports whether the key of h was found within knownKeysFor of now.
+func (k *knownKeys) has(h *KeyHash, now time.Time) bool {
+	if k == nil {
+		return false
+	}
+	sh, id := k.shard(h)
+	sh.mu.Lock()
+	at, ok := sh.found[id]
+	sh.mu.Unlock()
+	return ok && now.UnixNano()-at <= int64(knownKeysFor)
+}
+
+// add notes that the key of h was found at now. A full shard first drops
+// the keys not found within knownKeysFor (at most once a minute), then, if
+// it is still full, any one key.
+func (k *knownKeys) add(h *KeyHash, now time.Time) {
+	if k == nil {
+		return
+	}
+	sh, id := k.shard(h)
+	ns := now.UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.found == nil {
+		sh.found = make(map[uint64]int64)
+	}
+	if _, ok := sh.found[id]; !ok && len(sh.found) >= maxKnownKeys/len(k.shards) {
+		if ns-sh.swept > int64(time.Minute) {
+			sh.swept = ns
+			for old, at := range sh.found {
+				if ns-at > int64(knownKeysFor) {
+					delete(sh.found, old)
+				}
+			}
+		}
+		for old := range sh.found {
+			if len(sh.found) < maxKnownKeys/len(k.shards) {
+				break
+			}
+			delete(sh.found, old)
+		}
+	}
+	sh.found[id] = ns
+}
+
+// forget drops the key of h: the store no longer has it.
+func (k *knownKeys) forget(h *KeyHash) {
+	if k == nil {
+		return
+	}
+	sh, id := k.shard(h)
+	sh.mu.Lock()
+	delete(sh.found, id)
+	sh.mu.Unlock()
 }

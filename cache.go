@@ -151,6 +151,20 @@ func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error)
 	return e.answer()
 }
 
+// find returns the record of exactly key, whose SHA-256 is hash, as
+// LookupKey does, and keeps a key found in the front.
+func (c *Cache) find(ctx context.Context, key string, hash KeyHash) (*KeyRecord, error) {
+	e, ok := c.cached(ctx, hash)
+	if !ok {
+		var err error
+		if e, err = c.miss(ctx, hash); err != nil {
+			return nil, err
+		}
+	}
+	c.remember(key, e)
+	return e.answer()
+}
+
 // cached returns the current entry of hash, if the cache holds one.
 func (c *Cache) cached(ctx context.Context, hash KeyHash) (*cacheEntry, bool) {
 	if c == nil {
