@@ -8,10 +8,10 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/recent"
 	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/telemetry"
 )
@@ -59,7 +59,7 @@ type AuthConfig struct {
 // concurrent use.
 type Authenticator struct {
 	keys   keyFinder
-	known  *knownKeys // keys found recently (with a FailedAuth; else nil)
+	known  *recent.Set // keys found recently, by their hash's first 8 bytes (with a FailedAuth)
 	format KeyFormat
 	header string
 	bearer bool
@@ -110,7 +110,7 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 		a.now = time.Now
 	}
 	if a.failed != nil {
-		a.known = new(knownKeys)
+		a.known = recent.New(knownKeysFor, maxKnownKeys)
 	}
 	return a, nil
 }
@@ -146,8 +146,8 @@ func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error
 }
 
 // authenticate is Authenticate for a client that must wait this long
-// (> 0: over its FailedAuth budget) before a key is looked up, unless the
-// key was found recently (knownKeys).
+// (> 0: over its FailedAuth budget) before any key but one found recently
+// is looked up.
 func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyRecord, error) {
 	// 1. Exactly one key, of the right shape: no I/O.
 	key, err := a.presentedKey(r)
@@ -254,18 +254,25 @@ func (a *Authenticator) lookup(ctx context.Context, key string, over bool) (*Key
 		return nil, ErrKeyNotFound
 	}
 	h := Hash(key)
-	if over && !a.known.has(&h, a.now()) {
+	id := binary.LittleEndian.Uint64(h[:8]) // a key colliding with a known one gets a lookup, nothing more
+	if over && !a.known.Has(id, a.now()) {
 		return nil, errOverBudget
 	}
 	rec, err := a.keys.find(ctx, key, h)
 	switch {
 	case err == nil:
-		a.known.add(&h, a.now())
+		a.known.Add(id, a.now())
 	case errors.Is(err, ErrKeyNotFound):
-		a.known.forget(&h)
+		a.known.Forget(id)
 	}
 	return rec, err
 }
+
+// With a FailedAuth, a key the store found within knownKeysFor is looked
+// up even while its client is over budget: a valid key is not held up by
+// the failures of others at its address (behind a proxy that is not
+// trusted, every client's). Up to maxKnownKeys are kept (≈ 3 MB).
+const knownKeysFor, maxKnownKeys = 7 * 24 * time.Hour, 1 << 17
 
 // keyFinder is what an Authenticator asks of its KeyStore. A Cache is
 // one: it answers for keys it found recently by the key itself. Any other
@@ -307,89 +314,4 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, AttachKey(r, rec))
 	})
-}
-
-// What an Authenticator with a FailedAuth throttle remembers of the keys
-// it found, so that a client over its budget still has them looked up: a
-// valid key is not held up by the failures of others at its address
-// (behind a proxy that is not trusted, every client's). A key found within
-// knownKeysFor is looked up; up to maxKnownKeys are kept.
-const (
-	knownKeysFor = 7 * 24 * time.Hour // a key used daily or weekly stays known
-	maxKnownKeys = 1 << 17            // 131,072 keys: about 3 MB
-)
-
-// knownKeys is the set of keys found recently, by the first 8 bytes of
-// their SHA-256 (a key that collides with a known one gets a store lookup,
-// nothing more), with when each was last found. A nil *knownKeys knows
-// nothing. It is safe for concurrent use.
-type knownKeys struct {
-	shards [16]knownShard
-}
-
-type knownShard struct {
-	mu    sync.Mutex
-	found map[uint64]int64 // hash's first 8 bytes -> when last found, Unix ns
-	swept int64
-}
-
-func (k *knownKeys) shard(h *KeyHash) (*knownShard, uint64) {
-	id := binary.LittleEndian.Uint64(h[:8])
-	return &k.shards[id%uint64(len(k.shards))], id
-}
-
-// has reports whether the key of h was found within knownKeysFor of now.
-func (k *knownKeys) has(h *KeyHash, now time.Time) bool {
-	if k == nil {
-		return false
-	}
-	sh, id := k.shard(h)
-	sh.mu.Lock()
-	at, ok := sh.found[id]
-	sh.mu.Unlock()
-	return ok && now.UnixNano()-at <= int64(knownKeysFor)
-}
-
-// add notes that the key of h was found at now. A full shard first drops
-// the keys not found within knownKeysFor (at most once a minute), then, if
-// it is still full, any one key.
-func (k *knownKeys) add(h *KeyHash, now time.Time) {
-	if k == nil {
-		return
-	}
-	sh, id := k.shard(h)
-	ns := now.UnixNano()
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.found == nil {
-		sh.found = make(map[uint64]int64)
-	}
-	if _, ok := sh.found[id]; !ok && len(sh.found) >= maxKnownKeys/len(k.shards) {
-		if ns-sh.swept > int64(time.Minute) {
-			sh.swept = ns
-			for old, at := range sh.found {
-				if ns-at > int64(knownKeysFor) {
-					delete(sh.found, old)
-				}
-			}
-		}
-		for old := range sh.found {
-			if len(sh.found) < maxKnownKeys/len(k.shards) {
-				break
-			}
-			delete(sh.found, old)
-		}
-	}
-	sh.found[id] = ns
-}
-
-// forget drops the key of h: the store no longer has it.
-func (k *knownKeys) forget(h *KeyHash) {
-	if k == nil {
-		return
-	}
-	sh, id := k.shard(h)
-	sh.mu.Lock()
-	delete(sh.found, id)
-	sh.mu.Unlock()
 }

@@ -141,18 +141,11 @@ func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % g
 
 // LookupKey implements KeyStore.
 func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
-	e, ok := c.cached(ctx, hash)
-	if !ok {
-		var err error
-		if e, err = c.miss(ctx, hash); err != nil {
-			return nil, err
-		}
-	}
-	return e.answer()
+	return c.find(ctx, "", hash)
 }
 
-// find returns the record of exactly key, whose SHA-256 is hash, as
-// LookupKey does, and keeps a key found in the front.
+// find returns the record of exactly key, whose SHA-256 is hash, and
+// keeps a key found in the front (key "": the hash alone is known).
 func (c *Cache) find(ctx context.Context, key string, hash KeyHash) (*KeyRecord, error) {
 	e, ok := c.cached(ctx, hash)
 	if !ok {
@@ -192,7 +185,7 @@ func (c *Cache) byKey(key string) (*KeyRecord, bool) {
 
 // remember puts e, the entry of a key found, in the front under key.
 func (c *Cache) remember(key string, e *cacheEntry) {
-	if c == nil || c.front == nil || e.rec == nil {
+	if c == nil || c.front == nil || e.rec == nil || key == "" {
 		return
 	}
 	c.closeMu.RLock() // Close clears the front: nothing goes in after it
