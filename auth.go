@@ -48,8 +48,9 @@ type AuthConfig struct {
 	Usage UsageRecorder
 	// FailedAuth throttles each client's requests with a missing,
 	// malformed or unknown key; over its budget a client is refused (429,
-	// scope "auth") before any store lookup, except with a key the cache
-	// already holds as valid, so valid keys are never slowed. Nil: off.
+	// scope "auth") before any store lookup, except with a key the store
+	// found within the last week, so valid keys in use are never slowed.
+	// Nil: off.
 	FailedAuth *rate.FailedAuth
 }
 
@@ -59,7 +60,7 @@ type AuthConfig struct {
 // concurrent use.
 type Authenticator struct {
 	keys   keyFinder
-	known  *recent.Set // keys found recently, by their hash's first 8 bytes (with a FailedAuth)
+	known  *recent.Set // keys found recently, by knownID (with a FailedAuth)
 	format KeyFormat
 	header string
 	bearer bool
@@ -149,23 +150,20 @@ func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error
 // (> 0: over its FailedAuth budget) before any key but one found recently
 // is looked up.
 func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyRecord, error) {
-	// 1. Exactly one key, of the right shape: no I/O.
+	// 1. Exactly one key, of the right shape: no I/O. Over its budget, a
+	// client waits unless the key was found recently.
 	key, err := a.presentedKey(r)
+	if wait > 0 && (err != nil || !a.knownKey(key)) {
+		return nil, rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
+	}
 	if err != nil {
-		if wait > 0 {
-			return nil, a.overBudget(wait)
-		}
 		return nil, err
 	}
-	// 2. The stored record of exactly this key. Over its budget, a client
-	// has only a key found recently looked up.
-	rec, err := a.lookup(r.Context(), key, wait > 0)
-	switch {
-	case errors.Is(err, errOverBudget):
-		return nil, a.overBudget(wait)
-	case errors.Is(err, ErrKeyNotFound):
+	// 2. The stored record of exactly this key.
+	rec, err := a.lookup(r.Context(), key)
+	if errors.Is(err, ErrKeyNotFound) {
 		return nil, a.fail.invalid
-	case err != nil:
+	} else if err != nil {
 		return nil, ServiceUnavailable("key store", err)
 	}
 	// 3. The record's own state.
@@ -229,44 +227,40 @@ func (a *Authenticator) presentedKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
-// overBudget is the 429 of a client that must wait this long.
-func (a *Authenticator) overBudget(wait time.Duration) *Error {
-	return rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
-}
-
-// errOverBudget is lookup's answer for a key it may not look up: its
-// client is over its FailedAuth budget and the key was not found recently.
-var errOverBudget = errors.New("keyward: over the failed-auth budget")
-
 // lookup returns the record of exactly key: a Cache answers for a key it
 // found recently by the key itself; any other key is looked up by its
 // SHA-256 once its checksum matched (a key that cannot exist costs no
-// hash). With over, only a key found within knownKeysFor is looked up.
-func (a *Authenticator) lookup(ctx context.Context, key string, over bool) (*KeyRecord, error) {
+// hash).
+func (a *Authenticator) lookup(ctx context.Context, key string) (*KeyRecord, error) {
 	if rec, ok := a.keys.byKey(key); ok {
 		telemetry.Looked(ctx, telemetry.FrontHit)
 		return rec, nil
 	}
 	if !a.format.checksumOK(key) {
-		if over {
-			return nil, errOverBudget
-		}
 		return nil, ErrKeyNotFound
 	}
 	h := Hash(key)
-	id := binary.LittleEndian.Uint64(h[:8]) // a key colliding with a known one gets a lookup, nothing more
-	if over && !a.known.Has(id, a.now()) {
-		return nil, errOverBudget
-	}
 	rec, err := a.keys.find(ctx, key, h)
-	switch {
-	case err == nil:
-		a.known.Add(id, a.now())
-	case errors.Is(err, ErrKeyNotFound):
-		a.known.Forget(id)
+	if err == nil {
+		a.known.Add(knownID(h), a.now())
+	} else if errors.Is(err, ErrKeyNotFound) {
+		a.known.Forget(knownID(h))
 	}
 	return rec, err
 }
+
+// knownKey reports whether key was found within knownKeysFor.
+func (a *Authenticator) knownKey(key string) bool {
+	if _, ok := a.keys.byKey(key); ok {
+		return true
+	}
+	return a.format.checksumOK(key) && a.known.Has(knownID(Hash(key)), a.now())
+}
+
+// knownID is what the set of keys found recently keeps of a key: its
+// hash's first 8 bytes (a key colliding with a known one gets a store
+// lookup, nothing more).
+func knownID(h KeyHash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
 
 // With a FailedAuth, a key the store found within knownKeysFor is looked
 // up even while its client is over budget: a valid key is not held up by
