@@ -162,6 +162,14 @@ func (a answer) list(t *testing.T) []any {
 	return l
 }
 
+// keys returns a key listing's keys.
+func (a answer) keys(t *testing.T) []any {
+	t.Helper()
+	l, ok := a.obj(t)["keys"].([]any)
+	require.True(t, ok, "data has no list of keys: %s", a.raw)
+	return l
+}
+
 // failed checks a is keyward's error envelope with this status, code and
 // reason.
 func (a answer) failed(t *testing.T, status int, code, reason string) {
@@ -193,7 +201,7 @@ func (e *env) snapshot() string {
 	for _, o := range orgs {
 		bal, err := e.store.Balance(ctx, o.Account())
 		require.NoError(e.t, err)
-		keys, err := e.store.ListKeys(ctx, o.ID)
+		keys, err := e.store.ListKeys(ctx, o.ID, manage.KeyQuery{})
 		require.NoError(e.t, err)
 		j, _ := json.Marshal([]any{o, bal.Allocation, bal.Granted, bal.Spent, keys})
 		b.Write(j)

@@ -75,6 +75,7 @@ type pageData struct {
 	Days         []usage.Day
 	Chart        template.HTML
 	Keys         []keyJSON
+	NextAfter    string // the id after which the next page of keys starts
 	Permissions  []string
 
 	NewKey keyJSON
@@ -319,16 +320,17 @@ func (h *Handler) orgPage(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err != nil {
 		return keyward.ServiceUnavailable("credit ledger", err)
 	}
-	keys, err := h.cfg.Keys.ListKeys(r.Context(), o.ID)
+	keys, err := h.keyPage(r, o.ID)
 	if err != nil {
-		return failureOf(err)
+		return err
 	}
 	d := h.data(w, r, c, o.Name)
+	d.NextAfter = keys.next
 	d.Org, d.Limits, d.Balance = orgView(o), limitFields(o.Limits), balanceView(b)
 	d.CreditsTotal = b.Allocation + b.Granted
 	d.CreditsUsed = min(max(b.Spent+b.Reserved, 0), d.CreditsTotal)
 	now := h.cfg.Now()
-	for _, k := range keys {
+	for _, k := range keys.keys {
 		d.Keys = append(d.Keys, keyView(k, now))
 	}
 	if h.cfg.Usage != nil {

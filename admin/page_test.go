@@ -236,7 +236,7 @@ func TestFormsNeedTheirCSRFToken(t *testing.T) {
 	// With its token, the same form works.
 	p := b.do("POST", revoke, url.Values{"csrf": {mine}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
-	info, err := e.store.Key(context.Background(), k.Record.ID)
+	info, err := e.store.Key(context.Background(), "", k.Record.ID)
 	require.NoError(t, err)
 	assert.False(t, info.Record.RevokedAt.IsZero())
 }
