@@ -135,7 +135,7 @@ type Store struct {
 	idemTTL time.Duration
 	timeout time.Duration // QueryTimeout
 	maxKeys int
-	lease   *leaser       // nil: leases are off
+	lease   *leaser // nil: leases are off
 
 	mu        sync.Mutex
 	watchers  []keyward.Invalidator
