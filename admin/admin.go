@@ -14,8 +14,13 @@
 //   - Self-service mode (Config.OrgFor): the host, which has signed its
 //     customer in, says which organization a request may manage. Every
 //     route is confined to it: another organization's ids are 404, as if
-//     they did not exist, and operators' routes (creating organizations,
-//     changing plans, granting credits) are 403.
+//     they did not exist, operators' routes (creating organizations,
+//     changing plans, granting credits) are 403, and a key gets only
+//     permissions that Config.Permissions offers.
+//
+// An organization has at most as many working keys as its store allows
+// (manage.DefaultMaxKeys unless configured): past it, creating a key is
+// 409 too_many_keys. Key listings come a page at a time (limit, after).
 //
 // Failures are keyward's error envelope, written by Config.Errors. The
 // page is served with a strict Content-Security-Policy (no inline script;
@@ -71,9 +76,13 @@ type Config struct {
 	// Plans returns the plan table offered when creating or changing an
 	// organization (sqlstore.Store.Plans). Nil: keyward.DefaultPlans.
 	Plans func() *keyward.Plans
-	// Permissions are the permissions a key may be given, offered as
-	// checkboxes by the page (the API takes any that keyward accepts).
-	// Nil: just "*".
+	// Permissions are the permissions offered for keys: the page's
+	// checkboxes, and in self-service mode the most a customer may give a
+	// key, by the API or the page (each of a key's permissions must be
+	// covered by one of these, as a route's are by a key's: an offered
+	// "transactions:*" covers "transactions:read"; the others are refused
+	// with a 422 naming them). Operators may give any. Nil: just "*",
+	// which offers everything.
 	Permissions []string
 
 	// Tokens, in operator mode, holds the admin tokens.
