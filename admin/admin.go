@@ -41,6 +41,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -173,6 +174,7 @@ func New(cfg Config) (*Handler, error) {
 		h.logger = slog.Default()
 	}
 	h.sessions = newSessions(cfg.Now, cfg.SessionTTL)
+	cfg.Tokens.logTo(h.logger)
 	var err error
 	if h.page, err = newPage(); err != nil {
 		return nil, err
@@ -233,6 +235,10 @@ type caller struct {
 	operator bool
 	orgID    string // self-service: the one organization
 	who      string // for the log: a token's name, or "org ORG"
+	// csrfBind is what the dashboard's CSRF tokens of this caller are
+	// bound to: the session's id, or "org ORG" (self-service); "" for
+	// nobody signed in (the sign-in form).
+	csrfBind string
 }
 
 // mayManage reports whether c may manage organization id.
@@ -293,6 +299,9 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 	if err != nil {
 		return errMalformed
 	}
+	if !exactMembers(body, v) {
+		return errMalformed
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -305,6 +314,41 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 		return errMalformed
 	}
 	return nil
+}
+
+// exactMembers reports whether body, if it is an object, names each of
+// its members once and in the case of a json tag of *v, a struct:
+// encoding/json alone matches names in any case and keeps the last of
+// two, and the API's document allows no other members.
+func exactMembers(body []byte, v any) bool {
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return true
+	}
+	t = t.Elem()
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return true // not an object: Decode says so
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, ok := tok.(string)
+		if err != nil || !ok || !known[name] || seen[name] {
+			return false
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // audit logs one change: who made it, what, on which ids.

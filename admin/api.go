@@ -91,7 +91,7 @@ func (h *Handler) selfService(r *http.Request) (caller, error) {
 	if err != nil || id == "" {
 		return caller{}, errNotSignedIn
 	}
-	return caller{orgID: id, who: "org " + id}, nil
+	return caller{orgID: id, who: "org " + id, csrfBind: "org " + id}, nil
 }
 
 // org returns the organization of r's {org}, if c may manage it: another
