@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net/http"
@@ -10,11 +11,14 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/admin"
+	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/sqlstore"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -214,3 +218,49 @@ func (b *syncBuf) lock() {
 	b.mu <- struct{}{}
 }
 func (b *syncBuf) unlock() { <-b.mu }
+
+// loads is a key store that remembers the organizations of the keys it
+// loaded for the handler.
+type loads struct {
+	*sqlstore.Store
+	mu   sync.Mutex
+	orgs []string
+}
+
+func (l *loads) Key(ctx context.Context, orgID, keyID string) (manage.KeyInfo, error) {
+	info, err := l.Store.Key(ctx, orgID, keyID)
+	if err == nil {
+		l.mu.Lock()
+		l.orgs = append(l.orgs, info.Record.Org.ID)
+		l.mu.Unlock()
+	}
+	return info, err
+}
+
+// Another organization's key id is not found by the same path as an
+// absent one: the organization is part of the lookup, so the store never
+// loads the other's key (whose loading made its answer ≈ 140 µs slower, a
+// way to learn which ids exist).
+func TestOtherOrganizationsKeyIsNeverLoaded(t *testing.T) {
+	t.Parallel()
+	e := &env{t: t, store: newStore(t)}
+	l := &loads{Store: e.store}
+	mine, theirs := e.org("mine"), e.org("theirs")
+	theirKey := e.key(theirs.ID, "b")
+	e.serve(admin.Config{OrgFor: func(r *http.Request) (string, error) { return mine.ID, nil }})
+	h, err := admin.New(admin.Config{Keys: l, Ledger: e.store, OrgFor: func(r *http.Request) (string, error) { return mine.ID, nil },
+		Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	e.srv.Config.Handler = h
+	for _, path := range []string{"", "/usage", "/rotate", "/revoke"} {
+		method, body := "GET", ""
+		if path == "/rotate" || path == "/revoke" {
+			method, body = "POST", "{}"
+		}
+		for _, id := range []string{theirKey.Record.ID, "key_0123456789abcdef01234567"} {
+			a := e.call(method, "/admin/v1/orgs/"+mine.ID+"/keys/"+id+path, body)
+			a.failed(t, http.StatusNotFound, admin.CodeNotFound, admin.ReasonKeyNotFound)
+		}
+	}
+	assert.Empty(t, l.orgs, "no key was loaded")
+}
