@@ -122,6 +122,7 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	assert.NotContains(t, csp, "unsafe-inline")
 	assert.Contains(t, csp, "frame-ancestors 'none'")
 	assert.Equal(t, "no-store", home.header.Get("Cache-Control"))
+	assert.Equal(t, "same-origin", home.header.Get("Referrer-Policy"), "no URL of the dashboard to another site, and its forms' Origin is not null")
 	assert.NotRegexp(t, `<script>|<script [^>]*>[^<]|style="| on[a-z]+="`, home.body, "no inline script or style")
 
 	other := e.browser()
