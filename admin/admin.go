@@ -14,8 +14,13 @@
 //   - Self-service mode (Config.OrgFor): the host, which has signed its
 //     customer in, says which organization a request may manage. Every
 //     route is confined to it: another organization's ids are 404, as if
-//     they did not exist, and operators' routes (creating organizations,
-//     changing plans, granting credits) are 403.
+//     they did not exist, operators' routes (creating organizations,
+//     changing plans, granting credits) are 403, and a key gets only
+//     permissions that Config.Permissions offers.
+//
+// An organization has at most as many working keys as its store allows
+// (manage.DefaultMaxKeys unless configured): past it, creating a key is
+// 409 too_many_keys. Key listings come a page at a time (limit, after).
 //
 // Failures are keyward's error envelope, written by Config.Errors. The
 // page is served with a strict Content-Security-Policy (no inline script;
@@ -36,6 +41,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -71,9 +77,13 @@ type Config struct {
 	// Plans returns the plan table offered when creating or changing an
 	// organization (sqlstore.Store.Plans). Nil: keyward.DefaultPlans.
 	Plans func() *keyward.Plans
-	// Permissions are the permissions a key may be given, offered as
-	// checkboxes by the page (the API takes any that keyward accepts).
-	// Nil: just "*".
+	// Permissions are the permissions offered for keys: the page's
+	// checkboxes, and in self-service mode the most a customer may give a
+	// key, by the API or the page (each of a key's permissions must be
+	// covered by one of these, as a route's are by a key's: an offered
+	// "transactions:*" covers "transactions:read"; the others are refused
+	// with a 422 naming them). Operators may give any. Nil: just "*",
+	// which offers everything.
 	Permissions []string
 
 	// Tokens, in operator mode, holds the admin tokens.
@@ -164,6 +174,7 @@ func New(cfg Config) (*Handler, error) {
 		h.logger = slog.Default()
 	}
 	h.sessions = newSessions(cfg.Now, cfg.SessionTTL)
+	cfg.Tokens.logTo(h.logger)
 	var err error
 	if h.page, err = newPage(); err != nil {
 		return nil, err
@@ -224,6 +235,10 @@ type caller struct {
 	operator bool
 	orgID    string // self-service: the one organization
 	who      string // for the log: a token's name, or "org ORG"
+	// csrfBind is what the dashboard's CSRF tokens of this caller are
+	// bound to: the session's id, or "org ORG" (self-service); "" for
+	// nobody signed in (the sign-in form).
+	csrfBind string
 }
 
 // mayManage reports whether c may manage organization id.
@@ -284,6 +299,9 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 	if err != nil {
 		return errMalformed
 	}
+	if !exactMembers(body, v) {
+		return errMalformed
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -296,6 +314,41 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 		return errMalformed
 	}
 	return nil
+}
+
+// exactMembers reports whether body, if it is an object, names each of
+// its members once and in the case of a json tag of *v, a struct:
+// encoding/json alone matches names in any case and keeps the last of
+// two, and the API's document allows no other members.
+func exactMembers(body []byte, v any) bool {
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return true
+	}
+	t = t.Elem()
+	known := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return true // not an object: Decode says so
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		name, ok := tok.(string)
+		if err != nil || !ok || !known[name] || seen[name] {
+			return false
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // audit logs one change: who made it, what, on which ids.

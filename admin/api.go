@@ -3,6 +3,7 @@ package admin
 import (
 	_ "embed"
 	"errors"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/perm"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/usage"
 )
@@ -89,7 +91,7 @@ func (h *Handler) selfService(r *http.Request) (caller, error) {
 	if err != nil || id == "" {
 		return caller{}, errNotSignedIn
 	}
-	return caller{orgID: id, who: "org " + id}, nil
+	return caller{orgID: id, who: "org " + id, csrfBind: "org " + id}, nil
 }
 
 // org returns the organization of r's {org}, if c may manage it: another
@@ -116,7 +118,7 @@ func (h *Handler) key(r *http.Request, c caller) (keyward.Organization, manage.K
 	if !saneID(id) {
 		return o, manage.KeyInfo{}, errKeyNotFound
 	}
-	k, err := h.cfg.Keys.Key(r.Context(), id)
+	k, err := h.cfg.Keys.Key(r.Context(), o.ID, id)
 	if err != nil {
 		return o, manage.KeyInfo{}, failureOf(err)
 	}
@@ -265,21 +267,74 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c caller) {
 	o, err := h.org(r, c)
+	var page keyPage
+	if err == nil {
+		page, err = h.keyPage(r, o.ID)
+	}
 	if err != nil {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	keys, err := h.cfg.Keys.ListKeys(r.Context(), o.ID)
-	if err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
-	}
 	now := h.cfg.Now()
-	out := make([]keyJSON, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, keyView(k, now))
+	out := struct {
+		Keys      []keyJSON `json:"keys"`
+		NextAfter *string   `json:"nextAfter"`
+	}{Keys: make([]keyJSON, 0, len(page.keys))}
+	for _, k := range page.keys {
+		out.Keys = append(out.Keys, keyView(k, now))
+	}
+	if page.next != "" {
+		out.NextAfter = &page.next
 	}
 	h.writeOK(w, r, http.StatusOK, out)
+}
+
+// keyPage is a page of an organization's keys, and the id to continue
+// after ("" on the last page).
+type keyPage struct {
+	keys []keyward.KeyRecord
+	next string
+}
+
+func (h *Handler) keyPage(r *http.Request, orgID string) (keyPage, error) {
+	keys, next, err := ListKeys(r, h.cfg.Keys, orgID)
+	return keyPage{keys, next}, err
+}
+
+// ListKeys answers a listing of organization orgID's keys as the admin
+// API does, by r's query: limit (1 to manage.MaxKeyPage; absent:
+// manage.DefaultKeyPage) and after (the nextAfter of the page before). It
+// returns the page, newest first, and the id the next page starts after
+// ("" on the last page), or a *keyward.Error to write: 400
+// invalid_parameter naming a bad parameter, or the store's failure. A
+// host's own route listing keys (as `keyward demo`'s /v1/usage) pages
+// them with it.
+func ListKeys(r *http.Request, keys manage.KeyManager, orgID string) (page []keyward.KeyRecord, nextAfter string, err error) {
+	limit, err := intParam(r, "limit", manage.DefaultKeyPage, 1, manage.MaxKeyPage, "1 to 200")
+	if err != nil {
+		return nil, "", err
+	}
+	const afterWant = "the id of a key of this organization (a page's nextAfter)"
+	after, ok := r.URL.Query()["after"]
+	if ok && (len(after) != 1 || !saneID(after[0])) {
+		return nil, "", badParameter("after", afterWant)
+	}
+	q := manage.KeyQuery{Limit: int(limit) + 1} // one more: is there a next page?
+	if ok {
+		q.After = after[0]
+	}
+	page, err = keys.ListKeys(r.Context(), orgID, q)
+	if errors.Is(err, keyward.ErrKeyNotFound) {
+		return nil, "", badParameter("after", afterWant)
+	}
+	if err != nil {
+		return nil, "", failureOf(err)
+	}
+	if len(page) > int(limit) {
+		page = page[:limit]
+		nextAfter = page[len(page)-1].ID
+	}
+	return page, nextAfter, nil
 }
 
 // keyRequest is the body of POST /orgs/{org}/keys and PATCH …/keys/{key}.
@@ -340,9 +395,14 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c caller) {
 	h.writeOK(w, r, http.StatusCreated, v)
 }
 
-// createKeyFrom checks spec by manage's rules and creates the key.
+// createKeyFrom checks spec by manage's rules and what c may give, and
+// creates the key.
 func (h *Handler) createKeyFrom(r *http.Request, c caller, spec manage.KeySpec) (manage.CreatedKey, error) {
-	if err := spec.Check(); err != nil {
+	err := spec.Check()
+	if err == nil {
+		err = h.offered(c, spec.Permissions)
+	}
+	if err != nil {
 		return manage.CreatedKey{}, invalid(err)
 	}
 	ck, err := h.cfg.Keys.CreateKey(r.Context(), spec)
@@ -351,6 +411,26 @@ func (h *Handler) createKeyFrom(r *http.Request, c caller, spec manage.KeySpec) 
 	}
 	h.audit(r, c, "key created", "org", spec.OrgID, "key", ck.Record.ID, "hint", ck.Record.Hint)
 	return ck, nil
+}
+
+// offered returns an error naming the permissions of perms, well formed
+// (KeySpec.Check), that a self-service caller may not give a key: those
+// that no permission of Config.Permissions covers (by the rule keys are
+// judged by, so an offered wildcard covers its expansions). An operator
+// may give any.
+func (h *Handler) offered(c caller, perms []string) error {
+	if c.operator {
+		return nil
+	}
+	missing := perm.Missing(h.cfg.Permissions, perms)
+	if len(missing) == 0 {
+		return nil
+	}
+	quoted := make([]string, len(missing))
+	for i, p := range missing {
+		quoted[i] = strconv.Quote(p)
+	}
+	return fmt.Errorf("keyward: permissions not offered here: %s", strings.Join(quoted, ", "))
 }
 
 func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, c caller) {
@@ -382,7 +462,11 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, c caller) {
 		d := seconds(*req.ExpiresInSeconds)
 		change.ExpiresIn = &d
 	}
-	if err := change.Check(); err != nil {
+	err = change.Check()
+	if err == nil && change.Permissions != nil {
+		err = h.offered(c, *change.Permissions)
+	}
+	if err != nil {
 		h.errors.WriteError(w, r, invalid(err))
 		return
 	}
@@ -444,7 +528,7 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	k, err = h.cfg.Keys.Key(r.Context(), k.Record.ID)
+	k, err = h.cfg.Keys.Key(r.Context(), k.Record.Org.ID, k.Record.ID)
 	if err != nil {
 		h.errors.WriteError(w, r, failureOf(err))
 		return

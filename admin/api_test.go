@@ -46,10 +46,10 @@ func TestOperatorRoutes(t *testing.T) {
 	assert.NotNil(t, key["expiresAt"])
 
 	list := e.call("GET", "/admin/v1/orgs/"+orgID+"/keys", "")
-	require.Len(t, list.list(t), 1)
+	require.Len(t, list.keys(t), 1)
 	assert.NotContains(t, list.raw, plaintext, "a listing shows hints only")
 	assert.NotContains(t, list.raw, keyward.Hash(plaintext).String(), "never a hash")
-	assert.NotContains(t, list.list(t)[0].(map[string]any), "key")
+	assert.NotContains(t, list.keys(t)[0].(map[string]any), "key")
 
 	got := e.call("GET", "/admin/v1/orgs/"+orgID+"/keys/"+keyID, "")
 	assert.Equal(t, "production", got.obj(t)["name"])
@@ -142,7 +142,7 @@ func TestSelfServiceIsConfinedToItsOrganization(t *testing.T) {
 	orgs := e.call("GET", "/admin/v1/orgs", "", as...).list(t)
 	require.Len(t, orgs, 1)
 	assert.Equal(t, mine.ID, orgs[0].(map[string]any)["id"])
-	assert.Len(t, e.call("GET", "/admin/v1/orgs/"+mine.ID+"/keys", "", as...).list(t), 1)
+	assert.Len(t, e.call("GET", "/admin/v1/orgs/"+mine.ID+"/keys", "", as...).keys(t), 1)
 
 	for _, c := range []struct{ method, path, body string }{
 		{"GET", "/admin/v1/orgs/" + theirs.ID, ""},

@@ -37,6 +37,7 @@ const (
 	ReasonKeyRevoked           = "key_revoked"            // 409
 	ReasonKeyRotated           = "key_rotated"            // 409
 	ReasonKeyExpired           = "key_expired"            // 409
+	ReasonTooManyKeys          = "too_many_keys"          // 409: the organization's cap on working keys
 )
 
 // CodeNotFound is error.code of a 404: the admin API's only code that
@@ -74,6 +75,8 @@ var (
 		"The key was rotated already: rotate its successor instead.")
 	errKeyExpired = failure(http.StatusConflict, keyward.CodeValidation, ReasonKeyExpired,
 		"The key has expired; create a new one.")
+	errTooManyKeys = failure(http.StatusConflict, keyward.CodeValidation, ReasonTooManyKeys,
+		"The organization has as many working keys as it may have. Revoke one it no longer needs, then try again.")
 )
 
 func methodNotAllowed(allow []string) *keyward.Error {
@@ -129,6 +132,8 @@ func failureOf(err error) error {
 		return errKeyRotated
 	case errors.Is(err, manage.ErrKeyExpired):
 		return errKeyExpired
+	case errors.Is(err, manage.ErrTooManyKeys):
+		return errTooManyKeys
 	case errors.Is(err, credit.ErrInvalidAmount):
 		return invalid(errors.New("amount is out of range: a grant is 1 or more credits, and a period's allocation and grants are at most credit.MaxCredits"))
 	}

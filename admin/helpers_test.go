@@ -47,10 +47,10 @@ func operatorEnv(t *testing.T) *env {
 
 // selfServiceEnv serves the handler in self-service mode: the org of a
 // request is its X-Test-Org header (the host's sign-in, in a test).
-func selfServiceEnv(t *testing.T) *env {
+func selfServiceEnv(t *testing.T, offered ...string) *env {
 	t.Helper()
 	e := &env{t: t, store: newStore(t)}
-	e.serve(admin.Config{OrgFor: func(r *http.Request) (string, error) {
+	e.serve(admin.Config{Permissions: offered, OrgFor: func(r *http.Request) (string, error) {
 		if id := r.Header.Get("X-Test-Org"); id != "" {
 			return id, nil
 		}
@@ -62,9 +62,11 @@ func selfServiceEnv(t *testing.T) *env {
 	return e
 }
 
-func newStore(t *testing.T) *sqlstore.Store {
+func newStore(t *testing.T) *sqlstore.Store { return newStoreWith(t, sqlstore.Options{}) }
+
+func newStoreWith(t *testing.T, opts sqlstore.Options) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "keyward.db"), sqlstore.Options{})
+	s, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "keyward.db"), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -72,7 +74,9 @@ func newStore(t *testing.T) *sqlstore.Store {
 
 func (e *env) serve(cfg admin.Config) {
 	cfg.Keys, cfg.Ledger, cfg.Usage, cfg.History, cfg.Plans = e.store, e.store, e.store, e.store, e.store.Plans
-	cfg.Permissions = []string{"transactions:enrich", "transactions:read", "*"}
+	if cfg.Permissions == nil {
+		cfg.Permissions = []string{"transactions:enrich", "transactions:read", "*"}
+	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	cfg.Errors = &keyward.ErrorWriter{Logger: cfg.Logger}
 	h, err := admin.New(cfg)
@@ -162,6 +166,14 @@ func (a answer) list(t *testing.T) []any {
 	return l
 }
 
+// keys returns a key listing's keys.
+func (a answer) keys(t *testing.T) []any {
+	t.Helper()
+	l, ok := a.obj(t)["keys"].([]any)
+	require.True(t, ok, "data has no list of keys: %s", a.raw)
+	return l
+}
+
 // failed checks a is keyward's error envelope with this status, code and
 // reason.
 func (a answer) failed(t *testing.T, status int, code, reason string) {
@@ -193,7 +205,7 @@ func (e *env) snapshot() string {
 	for _, o := range orgs {
 		bal, err := e.store.Balance(ctx, o.Account())
 		require.NoError(e.t, err)
-		keys, err := e.store.ListKeys(ctx, o.ID)
+		keys, err := e.store.ListKeys(ctx, o.ID, manage.KeyQuery{})
 		require.NoError(e.t, err)
 		j, _ := json.Marshal([]any{o, bal.Allocation, bal.Granted, bal.Spent, keys})
 		b.Write(j)

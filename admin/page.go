@@ -75,8 +75,10 @@ type pageData struct {
 	Days         []usage.Day
 	Chart        template.HTML
 	Keys         []keyJSON
+	NextAfter    string // the id after which the next page of keys starts
 	Permissions  []string
 
+	Code   string // a login link's, for the form that uses it
 	NewKey keyJSON
 	Grace  string
 	Key    keyJSON
@@ -102,7 +104,10 @@ func (p *page) render(w http.ResponseWriter, status int, view string, d *pageDat
 	h.Set("Content-Security-Policy", contentSecurityPolicy)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer a browser sends
+	// "Origin: null" with the page's own forms, which checkForm refuses.
+	// No URL of the dashboard goes to another site either way.
+	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -132,7 +137,10 @@ func (p *page) fail(h *Handler, w http.ResponseWriter, r *http.Request, err erro
 		}
 	}
 	c, _ := h.pageSession(r)
-	p.render(w, e.Status, "error", &pageData{Title: http.StatusText(e.Status), Error: msg, CSRF: h.csrfToken(w, r),
+	for k, v := range e.Header { // Allow on a 405, Retry-After on a 503
+		w.Header()[k] = v
+	}
+	p.render(w, e.Status, "error", &pageData{Title: http.StatusText(e.Status), Error: msg, CSRF: h.csrfToken(w, r, c),
 		Operator: c.operator, Session: c.operator})
 }
 
@@ -166,7 +174,7 @@ func (h *Handler) pageRoutes() {
 				return
 			}
 			if r.Method == http.MethodPost {
-				if err := h.checkForm(w, r); err != nil {
+				if err := h.checkForm(w, r, c); err != nil {
 					h.page.fail(h, w, r, err)
 					return
 				}
@@ -193,60 +201,70 @@ func (h *Handler) pageSession(r *http.Request) (caller, bool) {
 		c, err := h.selfService(r)
 		return c, err == nil
 	}
-	ck, err := r.Cookie(sessionCookie)
-	if err != nil {
+	id, ok := h.readCookie(r, sessionCookie)
+	if !ok {
 		return caller{}, false
 	}
-	s, ok := h.sessions.find(ck.Value)
+	s, ok := h.sessions.find(id)
 	if !ok {
 		return caller{}, false
 	}
 	if s.token != (keyward.KeyHash{}) {
 		if _, ok := h.cfg.Tokens.find(s.token); !ok { // the token was revoked since
-			h.sessions.end(ck.Value)
+			h.sessions.end(id)
 			return caller{}, false
 		}
 	}
-	return caller{operator: true, who: s.who}, true
+	return caller{operator: true, who: s.who, csrfBind: "session " + id}, true
 }
 
 func (h *Handler) data(w http.ResponseWriter, r *http.Request, c caller, title string) *pageData {
-	return &pageData{Title: title, CSRF: h.csrfToken(w, r), Operator: c.operator, Session: c.operator && h.cfg.OrgFor == nil,
+	return &pageData{Title: title, CSRF: h.csrfToken(w, r, c), Operator: c.operator, Session: c.operator && h.cfg.OrgFor == nil,
 		Permissions: h.cfg.Permissions}
 }
 
+// loginPage is the sign-in form; with a login link's code, a page whose
+// form uses the code (dashboard.js sends it at once). The link is used by
+// that form, not by this GET: a link opened from another site is a
+// cross-site navigation, on which the browser would not send a
+// SameSite=Strict session cookie set now, so the dashboard is reached
+// from this page, the same site; and a link preview or prefetch does not
+// use the link up.
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.OrgFor != nil {
 		h.page.fail(h, w, r, errRouteNotFound)
 		return
 	}
-	// A login link is used by a GET only: a HEAD (a link preview, a
-	// prefetch) sees the page and leaves the link usable.
-	if code := r.URL.Query().Get("code"); code != "" && r.Method == http.MethodGet {
+	d := &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r, caller{})}
+	if code := r.URL.Query().Get("code"); code != "" {
+		d.Code = code
+	}
+	h.page.render(w, http.StatusOK, "login", d)
+}
+
+// login opens a session with a login link's code or an admin token.
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.OrgFor != nil {
+		h.page.fail(h, w, r, errRouteNotFound)
+		return
+	}
+	if err := h.checkForm(w, r, caller{}); err != nil {
+		h.page.fail(h, w, r, err)
+		return
+	}
+	if code := r.PostForm.Get("code"); code != "" {
 		if !h.sessions.useCode(code) {
-			h.page.render(w, http.StatusUnauthorized, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r),
+			h.page.render(w, http.StatusUnauthorized, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r, caller{}),
 				Error: "This login link was used already or has expired. Ask for a new one, or sign in with an admin token."})
 			return
 		}
 		h.startSession(w, r, "login link", keyward.KeyHash{})
 		return
 	}
-	h.page.render(w, http.StatusOK, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r)})
-}
-
-func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.OrgFor != nil {
-		h.page.fail(h, w, r, errRouteNotFound)
-		return
-	}
-	if err := h.checkForm(w, r); err != nil {
-		h.page.fail(h, w, r, err)
-		return
-	}
 	token := r.PostForm.Get("token")
 	name, ok := h.cfg.Tokens.Verify(token)
 	if !ok {
-		h.page.render(w, http.StatusUnauthorized, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r),
+		h.page.render(w, http.StatusUnauthorized, "login", &pageData{Title: "Sign in", CSRF: h.csrfToken(w, r, caller{}),
 			Error: "That admin token is not valid."})
 		return
 	}
@@ -257,22 +275,21 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 // token (zero: a login link), and sends the browser to the dashboard.
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, who string, token keyward.KeyHash) {
 	id := h.sessions.start(who, token)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: PagePath, HttpOnly: true, Secure: h.secure(r),
-		SameSite: http.SameSiteStrictMode, MaxAge: int(h.cfg.SessionTTL / time.Second)})
+	h.setCookie(w, r, sessionCookie, id, int(h.cfg.SessionTTL/time.Second))
 	h.logger.InfoContext(r.Context(), "keyward: admin: dashboard session opened", "by", who)
 	http.Redirect(w, r, PagePath, http.StatusSeeOther)
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
-	if err := h.checkForm(w, r); err != nil {
+	c, _ := h.pageSession(r)
+	if err := h.checkForm(w, r, c); err != nil {
 		h.page.fail(h, w, r, err)
 		return
 	}
-	if ck, err := r.Cookie(sessionCookie); err == nil {
-		h.sessions.end(ck.Value)
+	if id, ok := h.readCookie(r, sessionCookie); ok {
+		h.sessions.end(id)
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: PagePath, HttpOnly: true, Secure: h.secure(r),
-		SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	h.setCookie(w, r, sessionCookie, "", -1)
 	http.Redirect(w, r, PagePath+"login", http.StatusSeeOther)
 }
 
@@ -319,16 +336,17 @@ func (h *Handler) orgPage(w http.ResponseWriter, r *http.Request, c caller) erro
 	if err != nil {
 		return keyward.ServiceUnavailable("credit ledger", err)
 	}
-	keys, err := h.cfg.Keys.ListKeys(r.Context(), o.ID)
+	keys, err := h.keyPage(r, o.ID)
 	if err != nil {
-		return failureOf(err)
+		return err
 	}
 	d := h.data(w, r, c, o.Name)
+	d.NextAfter = keys.next
 	d.Org, d.Limits, d.Balance = orgView(o), limitFields(o.Limits), balanceView(b)
 	d.CreditsTotal = b.Allocation + b.Granted
 	d.CreditsUsed = min(max(b.Spent+b.Reserved, 0), d.CreditsTotal)
 	now := h.cfg.Now()
-	for _, k := range keys {
+	for _, k := range keys.keys {
 		d.Keys = append(d.Keys, keyView(k, now))
 	}
 	if h.cfg.Usage != nil {

@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -71,12 +72,25 @@ func (p pageAnswer) csrf(t *testing.T) string {
 	return m[1]
 }
 
+var codeField = regexp.MustCompile(`name="code" value="([^"]+)"`)
+
+// openLink opens a login link as a browser does: the link's page, then
+// its form (which dashboard.js sends at once).
+func (b *browser) openLink(link string) pageAnswer {
+	b.t.Helper()
+	p := b.do("GET", link, nil)
+	require.Equal(b.t, http.StatusOK, p.status, p.body)
+	m := codeField.FindStringSubmatch(p.body)
+	require.NotNil(b.t, m, "no login link form in %s", p.body)
+	return b.do("POST", "/dashboard/login", url.Values{"csrf": {p.csrf(b.t)}, "code": {html.UnescapeString(m[1])}})
+}
+
 // signIn opens a session with a one-time login link.
 func (b *browser) signIn() {
 	b.t.Helper()
 	link, err := b.e.h.LoginLink(time.Minute)
 	require.NoError(b.t, err)
-	p := b.do("GET", link, nil)
+	p := b.openLink(link)
 	require.Equal(b.t, http.StatusSeeOther, p.status, p.body)
 	require.Equal(b.t, "/dashboard/", p.header.Get("Location"))
 }
@@ -98,7 +112,8 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	link, err := e.h.LoginLink(time.Minute)
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, b.do("HEAD", link, nil).status, "a HEAD (a link preview) shows the page")
-	require.Equal(t, http.StatusSeeOther, b.do("GET", link, nil).status, "and leaves the link usable")
+	assert.Equal(t, http.StatusOK, e.browser().do("GET", link, nil).status, "so does a GET (a prefetch)")
+	require.Equal(t, http.StatusSeeOther, b.openLink(link).status, "and leaves the link usable")
 	home := b.do("GET", "/dashboard/", nil)
 	require.Equal(t, http.StatusOK, home.status)
 	assert.Contains(t, home.body, "Organizations")
@@ -107,10 +122,11 @@ func TestPageHeadersAndSignIn(t *testing.T) {
 	assert.NotContains(t, csp, "unsafe-inline")
 	assert.Contains(t, csp, "frame-ancestors 'none'")
 	assert.Equal(t, "no-store", home.header.Get("Cache-Control"))
+	assert.Equal(t, "same-origin", home.header.Get("Referrer-Policy"), "no URL of the dashboard to another site, and its forms' Origin is not null")
 	assert.NotRegexp(t, `<script>|<script [^>]*>[^<]|style="| on[a-z]+="`, home.body, "no inline script or style")
 
 	other := e.browser()
-	used := other.do("GET", link, nil)
+	used := other.openLink(link)
 	assert.Equal(t, http.StatusUnauthorized, used.status, "a login link works once")
 	assert.Equal(t, http.StatusSeeOther, other.do("GET", "/dashboard/", nil).status)
 
@@ -177,7 +193,7 @@ func TestRevokedTokenEndsItsSessions(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, byToken.do("POST", "/dashboard/login", url.Values{"csrf": {login.csrf(t)}, "token": {e.token}}).status)
 	link, err := e.h.LoginLink(0)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusSeeOther, byLink.do("GET", link, nil).status)
+	require.Equal(t, http.StatusSeeOther, byLink.openLink(link).status)
 	orgPage := byToken.do("GET", "/dashboard/orgs/"+org.ID, nil)
 	require.Equal(t, http.StatusOK, orgPage.status)
 
@@ -236,7 +252,7 @@ func TestFormsNeedTheirCSRFToken(t *testing.T) {
 	// With its token, the same form works.
 	p := b.do("POST", revoke, url.Values{"csrf": {mine}})
 	require.Equal(t, http.StatusSeeOther, p.status, p.body)
-	info, err := e.store.Key(context.Background(), k.Record.ID)
+	info, err := e.store.Key(context.Background(), "", k.Record.ID)
 	require.NoError(t, err)
 	assert.False(t, info.Record.RevokedAt.IsZero())
 }

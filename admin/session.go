@@ -160,7 +160,9 @@ func (h *Handler) LoginLink(ttl time.Duration) (string, error) {
 }
 
 // csrfKey signs CSRF tokens: a form's token is the HMAC of the browser's
-// CSRF cookie, a random value the cookie alone cannot forge a form with.
+// CSRF cookie and of who the form acts for (caller.csrfBind), a value that
+// neither the cookie alone nor a pair taken by someone else can forge a
+// form with.
 type csrfKey [32]byte
 
 func newCSRFKey() csrfKey {
@@ -169,32 +171,64 @@ func newCSRFKey() csrfKey {
 	return k
 }
 
-func (k csrfKey) sign(cookie string) string {
+func (k csrfKey) sign(cookie, bind string) string {
 	m := hmac.New(sha256.New, k[:])
-	m.Write([]byte("keyward-dashboard-csrf:" + cookie))
+	m.Write([]byte("keyward-dashboard-csrf:" + cookie + "\x00" + bind))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // secure reports whether the cookies set in answer to r are Secure.
 func (h *Handler) secure(r *http.Request) bool { return r.TLS != nil || h.cfg.SecureCookies }
 
-// csrfToken returns the CSRF token for r's forms, setting the CSRF cookie
-// if r has none.
-func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
-	c, err := r.Cookie(csrfCookie)
-	if err != nil || len(c.Value) != 43 {
-		c = &http.Cookie{Name: csrfCookie, Value: randomToken(), Path: PagePath, HttpOnly: true, Secure: h.secure(r),
-			SameSite: http.SameSiteStrictMode}
-		http.SetCookie(w, c)
-		r.AddCookie(c) // later calls for this request see it
+// cookie returns the name and path of the dashboard's cookie base for r:
+// over TLS "__Host-" + base at "/", a name browsers take only from this
+// host over HTTPS (never from a sibling subdomain, never with a Domain),
+// so that nobody else can plant it; else base at PagePath.
+func (h *Handler) cookie(r *http.Request, base string) (name, path string) {
+	if h.secure(r) {
+		return "__Host-" + base, "/"
 	}
-	return h.csrf.sign(c.Value)
+	return base, PagePath
+}
+
+// setCookie sets the dashboard's cookie base to value, for maxAge seconds
+// (0: the browser's session; < 0: delete it).
+func (h *Handler) setCookie(w http.ResponseWriter, r *http.Request, base, value string, maxAge int) *http.Cookie {
+	name, path := h.cookie(r, base)
+	c := &http.Cookie{Name: name, Value: value, Path: path, HttpOnly: true, Secure: h.secure(r),
+		SameSite: http.SameSiteStrictMode, MaxAge: maxAge}
+	http.SetCookie(w, c)
+	return c
+}
+
+// readCookie returns the value of r's dashboard cookie base.
+func (h *Handler) readCookie(r *http.Request, base string) (string, bool) {
+	name, _ := h.cookie(r, base)
+	c, err := r.Cookie(name)
+	if err != nil {
+		return "", false
+	}
+	return c.Value, true
+}
+
+// csrfToken returns the CSRF token of r's forms acting for c, setting the
+// CSRF cookie if r has none.
+func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request, c caller) string {
+	v, ok := h.readCookie(r, csrfCookie)
+	if !ok || len(v) != 43 {
+		ck := h.setCookie(w, r, csrfCookie, randomToken(), 0)
+		r.AddCookie(ck) // later calls for this request see it
+		v = ck.Value
+	}
+	return h.csrf.sign(v, c.csrfBind)
 }
 
 // checkForm parses r's form (at most MaxBody bytes) and returns
-// errCrossSite unless it carries the CSRF token of r's CSRF cookie and,
-// if the browser names one, comes from this origin.
-func (h *Handler) checkForm(w http.ResponseWriter, r *http.Request) error {
+// errCrossSite unless it carries the CSRF token of r's CSRF cookie for c
+// and, if the browser names one, comes from this origin: this host, over
+// the scheme the dashboard is served with (an opaque "null" origin is
+// refused).
+func (h *Handler) checkForm(w http.ResponseWriter, r *http.Request, c caller) error {
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
 	if err := r.ParseForm(); err != nil {
 		var tooLarge *http.MaxBytesError
@@ -206,17 +240,21 @@ func (h *Handler) checkForm(w http.ResponseWriter, r *http.Request) error {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return errCrossSite
 	}
-	if origin := r.Header.Get("Origin"); origin != "" && origin != "null" {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		scheme := "http"
+		if h.secure(r) {
+			scheme = "https"
+		}
 		u, err := url.Parse(origin)
-		if err != nil || u.Host != r.Host {
+		if err != nil || u.Scheme != scheme || u.Host != r.Host || u.Path != "" {
 			return errCrossSite
 		}
 	}
-	c, err := r.Cookie(csrfCookie)
-	if err != nil {
+	v, ok := h.readCookie(r, csrfCookie)
+	if !ok {
 		return errCrossSite
 	}
-	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.csrf.sign(c.Value))) {
+	if !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(h.csrf.sign(v, c.csrfBind))) {
 		return errCrossSite
 	}
 	return nil

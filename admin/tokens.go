@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ type TokenFile struct {
 	stamp  fileStamp
 	tokens []storedToken
 	err    error // the last read's, if it failed: no token is valid then
+	logger *slog.Logger
+	logged string // the failure logged last, so that it is logged once
 }
 
 type fileStamp struct {
@@ -53,15 +56,46 @@ func OpenTokenFile(path string) (*TokenFile, error) {
 	f := &TokenFile{path: path}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.reload(); err != nil {
+	if err := f.read(); err != nil { // returned, not logged
 		return nil, err
 	}
 	return f, nil
 }
 
-// reload reads the file again if it changed since it was last read.
+// logTo makes f log to logger when the file cannot be used (a nil f is
+// left alone).
+func (f *TokenFile) logTo(logger *slog.Logger) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	f.logger = logger
+	f.mu.Unlock()
+}
+
+// reload reads the file again if it changed since it was last read, and
+// logs a failure to read it (once for each different failure), and that
+// it is readable again: while it cannot be read, no token works.
 // Called with f.mu held.
 func (f *TokenFile) reload() error {
+	err := f.read()
+	logger := f.logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	switch {
+	case err != nil && err.Error() != f.logged:
+		logger.Error("keyward: admin: the admin token file cannot be used; no admin token works until it is fixed", "error", err)
+		f.logged = err.Error()
+	case err == nil && f.logged != "":
+		logger.Info("keyward: admin: the admin token file is readable again", "path", f.path)
+		f.logged = ""
+	}
+	return err
+}
+
+// read does reload's reading. Called with f.mu held.
+func (f *TokenFile) read() error {
 	st, err := os.Stat(f.path)
 	if err != nil {
 		f.tokens, f.err = nil, fmt.Errorf("keyward: admin token file: %w", err)

@@ -52,7 +52,8 @@ func (c *Clock) Set(t time.Time) { c.t.Store(&t) }
 func (c *Clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // NewKeyBackend makes a fresh, empty store for one test, whose clock is
-// now and whose key prefix is "triq_". It registers its own cleanup.
+// now, whose key prefix is "triq_" and whose cap on each organization's
+// working keys is its default, manage.DefaultMaxKeys. It registers its own cleanup.
 type NewKeyBackend func(t *testing.T, now func() time.Time) KeyBackend
 
 type recorder struct {
@@ -98,6 +99,193 @@ func TestKeyBackend(t *testing.T, newBackend NewKeyBackend) {
 	t.Run("RotationChain", func(t *testing.T) { t.Parallel(); testRotationChain(t, newBackend) })
 	t.Run("UpdateKey", func(t *testing.T) { t.Parallel(); testUpdateKey(t, newBackend) })
 	t.Run("DeleteOrg", func(t *testing.T) { t.Parallel(); testDeleteOrg(t, newBackend) })
+	t.Run("KeyCap", func(t *testing.T) { t.Parallel(); testKeyCap(t, newBackend) })
+	t.Run("KeyCapRacing", func(t *testing.T) { t.Parallel(); testKeyCapRacing(t, newBackend) })
+	t.Run("KeyPages", func(t *testing.T) { t.Parallel(); testKeyPages(t, newBackend) })
+	t.Run("KeyOfOrg", func(t *testing.T) { t.Parallel(); testKeyOfOrg(t, newBackend) })
+}
+
+// working counts org's keys that work at now.
+func working(t *testing.T, s KeyBackend, orgID string, now time.Time) int {
+	t.Helper()
+	keys, err := s.ListKeys(context.Background(), orgID, manage.KeyQuery{})
+	require.NoError(t, err)
+	n := 0
+	for _, k := range keys {
+		if !k.Revoked(now) && !k.Expired(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// testKeyCap: an organization has at most manage.DefaultMaxKeys working
+// keys; revoked and expired keys make room, a rotation with a grace needs
+// room and one without does not, and another organization is not
+// affected.
+func testKeyCap(t *testing.T, newBackend NewKeyBackend) {
+	ctx := context.Background()
+	clock := NewClock(start)
+	s := newBackend(t, clock.Now)
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+	other, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "other"})
+	require.NoError(t, err)
+	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "short", ExpiresIn: time.Hour})
+	require.NoError(t, err)
+	var last manage.CreatedKey
+	for range manage.DefaultMaxKeys - 1 {
+		last, err = s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
+		require.NoError(t, err)
+	}
+	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "one too many"})
+	require.ErrorIs(t, err, manage.ErrTooManyKeys)
+	_, err = s.RotateKey(ctx, last.Record.ID, time.Hour)
+	require.ErrorIs(t, err, manage.ErrTooManyKeys, "the old key would work beside the new one")
+	info, err := s.Key(ctx, "", last.Record.ID)
+	require.NoError(t, err)
+	assert.Empty(t, info.Successor, "the refused rotation changed nothing")
+	assert.True(t, info.Record.RevokedAt.IsZero(), "the refused rotation changed nothing")
+	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: other.ID, Name: "k"})
+	require.NoError(t, err, "the cap is each organization's")
+
+	next, err := s.RotateKey(ctx, last.Record.ID, 0)
+	require.NoError(t, err, "a rotation without grace replaces a key")
+	clock.Advance(time.Hour) // short expires
+	k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "in the expired key's place"})
+	require.NoError(t, err)
+	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "one too many"})
+	require.ErrorIs(t, err, manage.ErrTooManyKeys)
+	require.NoError(t, s.RevokeKey(ctx, k.Record.ID))
+	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "in the revoked key's place"})
+	require.NoError(t, err)
+	assert.Equal(t, manage.DefaultMaxKeys, working(t, s, org.ID, clock.Now()))
+	_, err = s.RotateKey(ctx, next.Record.ID, time.Hour)
+	require.ErrorIs(t, err, manage.ErrTooManyKeys)
+}
+
+// testKeyCapRacing: creations and rotations with a grace racing for the
+// last places of an organization take exactly those places.
+func testKeyCapRacing(t *testing.T, newBackend NewKeyBackend) {
+	ctx := context.Background()
+	s := newBackend(t, time.Now)
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+	const free, racers = 6, 12
+	var keys []manage.CreatedKey
+	for range manage.DefaultMaxKeys - free {
+		k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
+		require.NoError(t, err)
+		keys = append(keys, k)
+	}
+	var wg sync.WaitGroup
+	var won, refused atomic.Int32
+	errs := make(chan error, 2*racers)
+	for i := range racers {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "racer"})
+			tally(err, &won, &refused, errs)
+		}()
+		go func() {
+			defer wg.Done()
+			_, err := s.RotateKey(ctx, keys[i].Record.ID, time.Hour)
+			tally(err, &won, &refused, errs)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.EqualValues(t, free, won.Load(), "exactly the free places are taken")
+	assert.EqualValues(t, 2*racers-free, refused.Load())
+	assert.Equal(t, manage.DefaultMaxKeys, working(t, s, org.ID, time.Now()), "never more than the cap")
+}
+
+func tally(err error, won, refused *atomic.Int32, errs chan<- error) {
+	switch {
+	case err == nil:
+		won.Add(1)
+	case errors.Is(err, manage.ErrTooManyKeys):
+		refused.Add(1)
+	default:
+		errs <- err
+	}
+}
+
+// testKeyPages: ListKeys pages newest first, then by id, continuing after
+// a key of the organization; another's key or an unknown one is
+// ErrKeyNotFound.
+func testKeyPages(t *testing.T, newBackend NewKeyBackend) {
+	ctx := context.Background()
+	clock := NewClock(start)
+	s := newBackend(t, clock.Now)
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+	other, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "other"})
+	require.NoError(t, err)
+	for i := range 8 {
+		_, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: fmt.Sprint("k", i)})
+		require.NoError(t, err)
+		if i%3 == 0 { // some keys share a creation time: the id orders them
+			clock.Advance(time.Second)
+		}
+	}
+	theirs, err := s.CreateKey(ctx, manage.KeySpec{OrgID: other.ID, Name: "theirs"})
+	require.NoError(t, err)
+	all, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{})
+	require.NoError(t, err)
+	require.Len(t, all, 8)
+	var paged []string
+	after := ""
+	for range 10 {
+		page, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{Limit: 3, After: after})
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(page), 3)
+		for _, k := range page {
+			paged = append(paged, k.ID)
+		}
+		if len(page) < 3 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	var want []string
+	for i, k := range all {
+		want = append(want, k.ID)
+		if i > 0 {
+			prev := all[i-1]
+			assert.True(t, prev.CreatedAt.After(k.CreatedAt) || (prev.CreatedAt.Equal(k.CreatedAt) && prev.ID < k.ID),
+				"newest first, then by id")
+		}
+	}
+	assert.Equal(t, want, paged, "the pages are the listing, each key once")
+	_, err = s.ListKeys(ctx, org.ID, manage.KeyQuery{After: theirs.Record.ID})
+	require.ErrorIs(t, err, keyward.ErrKeyNotFound, "another organization's key is no place to continue")
+	_, err = s.ListKeys(ctx, org.ID, manage.KeyQuery{After: "key_nope"})
+	require.ErrorIs(t, err, keyward.ErrKeyNotFound)
+}
+
+// testKeyOfOrg: Key given an organization finds only its keys.
+func testKeyOfOrg(t *testing.T, newBackend NewKeyBackend) {
+	ctx := context.Background()
+	s := newBackend(t, time.Now)
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+	other, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "other"})
+	require.NoError(t, err)
+	k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "k"})
+	require.NoError(t, err)
+	got, err := s.Key(ctx, org.ID, k.Record.ID)
+	require.NoError(t, err)
+	assert.Equal(t, k.Record.ID, got.Record.ID)
+	got, err = s.Key(ctx, "", k.Record.ID)
+	require.NoError(t, err, "no organization: any")
+	assert.Equal(t, k.Record.ID, got.Record.ID)
+	_, err = s.Key(ctx, other.ID, k.Record.ID)
+	require.ErrorIs(t, err, keyward.ErrKeyNotFound, "another organization's key is not found")
 }
 
 // testRotationChain: a key has at most one successor, even when
@@ -111,7 +299,7 @@ func testRotationChain(t *testing.T, newBackend NewKeyBackend) {
 	require.NoError(t, err)
 	k, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "production"})
 	require.NoError(t, err)
-	info, err := s.Key(ctx, k.Record.ID)
+	info, err := s.Key(ctx, "", k.Record.ID)
 	require.NoError(t, err)
 	assert.Equal(t, k.Record.ID, info.Record.ID)
 	assert.Equal(t, k.Record.Hint, info.Record.Hint)
@@ -124,16 +312,16 @@ func testRotationChain(t *testing.T, newBackend NewKeyBackend) {
 	_, err = s.RotateKey(ctx, k.Record.ID, time.Hour)
 	require.ErrorIs(t, err, manage.ErrKeyRotated, "a key in its grace period is not rotated again")
 	assert.ErrorContains(t, err, r.Record.ID, "the error names the successor")
-	old, err := s.Key(ctx, k.Record.ID)
+	old, err := s.Key(ctx, "", k.Record.ID)
 	require.NoError(t, err)
 	assert.Equal(t, r.Record.ID, old.Successor)
 	assert.Empty(t, old.Predecessor)
 	assert.True(t, start.Add(time.Hour).Equal(old.Record.RevokedAt), "the refused rotation left the grace alone")
-	next, err := s.Key(ctx, r.Record.ID)
+	next, err := s.Key(ctx, "", r.Record.ID)
 	require.NoError(t, err)
 	assert.Equal(t, k.Record.ID, next.Predecessor)
 	assert.Empty(t, next.Successor)
-	keys, err := s.ListKeys(ctx, org.ID)
+	keys, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	assert.Len(t, keys, 2, "the refused rotation made no key")
 
@@ -163,7 +351,7 @@ func testRotationChain(t *testing.T, newBackend NewKeyBackend) {
 		t.Errorf("racing rotation: %v", err)
 	}
 	assert.Equal(t, int32(1), won.Load(), "one successor")
-	keys, err = s.ListKeys(ctx, org.ID)
+	keys, err = s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	assert.Len(t, keys, 4)
 
@@ -174,7 +362,7 @@ func testRotationChain(t *testing.T, newBackend NewKeyBackend) {
 	// The successor rotates on.
 	r2, err := s.RotateKey(ctx, r.Record.ID, 0)
 	require.NoError(t, err)
-	mid, err := s.Key(ctx, r.Record.ID)
+	mid, err := s.Key(ctx, "", r.Record.ID)
 	require.NoError(t, err)
 	assert.Equal(t, k.Record.ID, mid.Predecessor)
 	assert.Equal(t, r2.Record.ID, mid.Successor)
@@ -187,7 +375,7 @@ func testRotationChain(t *testing.T, newBackend NewKeyBackend) {
 	found, err = s.KeysByHint(ctx, "triq_none…none")
 	require.NoError(t, err)
 	assert.Empty(t, found)
-	_, err = s.Key(ctx, "key_nope")
+	_, err = s.Key(ctx, "", "key_nope")
 	assert.ErrorIs(t, err, keyward.ErrKeyNotFound)
 }
 
@@ -260,7 +448,7 @@ func testUpdateKey(t *testing.T, newBackend NewKeyBackend) {
 	// Nor by a rotation, which changes nothing.
 	_, err = s.RotateKey(ctx, r.Record.ID, 0)
 	assert.ErrorIs(t, err, manage.ErrKeyExpired)
-	info, err := s.Key(ctx, r.Record.ID)
+	info, err := s.Key(ctx, "", r.Record.ID)
 	require.NoError(t, err)
 	assert.Empty(t, info.Successor, "a refused rotation leaves no successor")
 	assert.True(t, info.Record.RevokedAt.IsZero(), "nor revokes the key")
@@ -305,7 +493,7 @@ func testDeleteOrg(t *testing.T, newBackend NewKeyBackend) {
 		assert.ErrorIs(t, err, keyward.ErrKeyNotFound)
 		assert.True(t, rec.has(h), "deleting invalidates the organization's keys")
 	}
-	_, err = s.Key(ctx, k.Record.ID)
+	_, err = s.Key(ctx, "", k.Record.ID)
 	assert.ErrorIs(t, err, keyward.ErrKeyNotFound)
 	_, err = s.LookupKey(ctx, ko.Record.Hash)
 	assert.NoError(t, err, "other organizations are left alone")
@@ -376,7 +564,7 @@ func testBounds(t *testing.T, newBackend NewKeyBackend) {
 	old, err := s.LookupKey(ctx, k.Record.Hash)
 	require.NoError(t, err)
 	assert.True(t, old.RevokedAt.IsZero(), "a refused rotation leaves the old key alone")
-	keys, err := s.ListKeys(ctx, org.ID)
+	keys, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	assert.Len(t, keys, 2, "a refused rotation makes no key")
 
@@ -427,7 +615,7 @@ func testLifecycle(t *testing.T, newBackend NewKeyBackend) {
 	assert.False(t, rec1.Expired(clock.Now()))
 	assert.True(t, rec1.Expired(start.Add(48*time.Hour)))
 
-	list, err := s.ListKeys(ctx, org.ID)
+	list, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	assert.NotContains(t, fmt.Sprintf("%+v", list), k.Key[5:], "the plaintext is kept nowhere")
@@ -472,7 +660,7 @@ func testLifecycle(t *testing.T, newBackend NewKeyBackend) {
 	require.NoError(t, err)
 	assert.True(t, gone.Revoked(clock.Now()))
 
-	list, err = s.ListKeys(ctx, org.ID)
+	list, err = s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	require.Len(t, list, 3)
 	assert.Equal(t, r2.Record.ID, list[0].ID, "newest first")
@@ -503,7 +691,7 @@ func testErrors(t *testing.T, newBackend NewKeyBackend) {
 	assert.ErrorIs(t, err, keyward.ErrKeyNotFound)
 	_, err = s.Org(ctx, "org_nope")
 	assert.ErrorIs(t, err, manage.ErrOrgNotFound)
-	_, err = s.ListKeys(ctx, "org_nope")
+	_, err = s.ListKeys(ctx, "org_nope", manage.KeyQuery{})
 	assert.ErrorIs(t, err, manage.ErrOrgNotFound)
 	assert.ErrorIs(t, s.UpdateOrg(ctx, keyward.Organization{ID: "org_nope", Name: "x", Plan: "free"}), manage.ErrOrgNotFound)
 
@@ -528,7 +716,7 @@ func testErrors(t *testing.T, newBackend NewKeyBackend) {
 	assert.Contains(t, err.Error(), "bad perm")
 	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: ""})
 	assert.ErrorContains(t, err, "name")
-	keys, err := s.ListKeys(ctx, org.ID)
+	keys, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	assert.Empty(t, keys, "a refused key is not stored")
 }
@@ -616,13 +804,16 @@ func testConcurrent(t *testing.T, newBackend NewKeyBackend) {
 				if _, err := s.LookupKey(ctx, k.Record.Hash); err != nil {
 					errs <- err
 				}
-				if _, err := s.RotateKey(ctx, k.Record.ID, time.Minute); err != nil {
+				next, err := s.RotateKey(ctx, k.Record.ID, time.Minute)
+				if err != nil {
 					errs <- err
 				}
-				if err := s.RevokeKey(ctx, k.Record.ID); err != nil {
-					errs <- err
+				for _, id := range []string{k.Record.ID, next.Record.ID} {
+					if err := s.RevokeKey(ctx, id); err != nil {
+						errs <- err
+					}
 				}
-				if _, err := s.ListKeys(ctx, org.ID); err != nil {
+				if _, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{}); err != nil {
 					errs <- err
 				}
 			}
@@ -635,7 +826,7 @@ func testConcurrent(t *testing.T, newBackend NewKeyBackend) {
 		all = append(all, err)
 	}
 	require.NoError(t, errors.Join(all...))
-	keys, err := s.ListKeys(ctx, org.ID)
+	keys, err := s.ListKeys(ctx, org.ID, manage.KeyQuery{})
 	require.NoError(t, err)
 	assert.Len(t, keys, 2*workers*each)
 }

@@ -31,6 +31,24 @@ var ErrKeyRotated = errors.New("keyward: key is rotated already")
 // expired: an expired key is not brought back; make a new one.
 var ErrKeyExpired = errors.New("keyward: key has expired")
 
+// ErrTooManyKeys is what CreateKey returns, and RotateKey with a grace
+// period, when the organization has as many working keys (neither revoked
+// nor expired; a key in its rotation grace works) as its store allows
+// (DefaultMaxKeys unless the store is told otherwise). The error wraps it
+// with the number.
+var ErrTooManyKeys = errors.New("keyward: the organization has the most working keys it may have")
+
+// DefaultMaxKeys is how many working keys an organization may have when a
+// store is given no other cap: enough for every environment, service and
+// person of a large customer, few enough that a listing of them stays
+// small.
+const DefaultMaxKeys = 100
+
+// TooManyKeys is ErrTooManyKeys naming the cap, max.
+func TooManyKeys(max int) error {
+	return fmt.Errorf("%w: %d; revoke one first", ErrTooManyKeys, max)
+}
+
 // ErrOrgHasLiveKeys is what a KeyManager returns when asked to delete,
 // without force, an organization some of whose keys still work.
 var ErrOrgHasLiveKeys = errors.New("keyward: organization has keys that still work")
@@ -282,6 +300,28 @@ type KeyInfo struct {
 	Successor string
 }
 
+// MaxKeyPage bounds KeyQuery.Limit where a listing is answered to people
+// (the admin API, a demo's usage route); DefaultKeyPage is their page when
+// none is asked for.
+const (
+	MaxKeyPage     = 200
+	DefaultKeyPage = 50
+)
+
+// KeyQuery selects a page of an organization's keys for ListKeys, newest
+// first (then by id). Its zero value is every key. A page is continued by
+// passing the id of its last key as After. Filters that a later listing
+// needs (a search, a status) are added here as fields whose zero value
+// selects every key.
+type KeyQuery struct {
+	// Limit is the most keys returned. Zero (or less): no limit.
+	Limit int
+	// After is the id of a key of the organization: only keys listed
+	// after it are returned. Zero: from the newest. A key that is not
+	// the organization's is keyward.ErrKeyNotFound.
+	After string
+}
+
 // KeyManager creates and changes organizations and keys. memstore and
 // sqlstore implement it with one contract:
 //   - CreateKey and RotateKey return the plaintext once; only its hash and
@@ -297,7 +337,17 @@ type KeyInfo struct {
 //     the successor) and changes nothing, even when two rotations race:
 //     a key has at most one successor. The new key records the old one
 //     as its Predecessor, the old one the new one as its Successor.
-//   - Key returns a key by id with its predecessor and successor;
+//   - CreateKey, and RotateKey with a grace > 0, are refused with
+//     ErrTooManyKeys (wrapped) when the organization has as many working
+//     keys as the store's cap (DefaultMaxKeys unless configured), exactly,
+//     even when creations race.
+//   - ListKeys returns the organization's keys that q selects, newest
+//     first (then by id), at most q.Limit of them.
+//   - Key returns a key by id with its predecessor and successor. An
+//     orgID that is not empty confines it to that organization's keys:
+//     another's key is ErrKeyNotFound, found as an absent one is (the
+//     organization is part of the query, so that how long the lookup
+//     takes tells nothing); an empty orgID finds any organization's key.
 //     KeysByHint returns the keys, of every organization, whose hint is
 //     the one given (newest first; none is no error).
 //   - UpdateKey applies a KeyChange (checked by KeyChange.Check, which
@@ -319,10 +369,10 @@ type KeyManager interface {
 	ListOrgs(ctx context.Context) ([]keyward.Organization, error)
 	UpdateOrg(ctx context.Context, org keyward.Organization) error
 	CreateKey(ctx context.Context, key KeySpec) (CreatedKey, error)
-	ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error)
+	ListKeys(ctx context.Context, orgID string, q KeyQuery) ([]keyward.KeyRecord, error)
 	RevokeKey(ctx context.Context, keyID string) error
 	RotateKey(ctx context.Context, keyID string, grace time.Duration) (CreatedKey, error)
-	Key(ctx context.Context, keyID string) (KeyInfo, error)
+	Key(ctx context.Context, orgID, keyID string) (KeyInfo, error)
 	KeysByHint(ctx context.Context, hint string) ([]keyward.KeyRecord, error)
 	UpdateKey(ctx context.Context, keyID string, change KeyChange) (keyward.KeyRecord, error)
 	DeleteOrg(ctx context.Context, orgID string, force bool) error

@@ -27,14 +27,19 @@ type Options struct {
 	Plans *keyward.Plans
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
+	// MaxKeys caps each organization's working keys (CreateKey, and
+	// RotateKey with a grace, are refused at it with
+	// manage.ErrTooManyKeys). Zero: manage.DefaultMaxKeys.
+	MaxKeys int
 }
 
 // Store is an in-memory keyward.KeyStore and manage.KeyManager. Make one
 // with New (the zero value is not usable). It is safe for concurrent use.
 type Store struct {
-	format keyward.KeyFormat
-	plans  *keyward.Plans
-	now    func() time.Time
+	format  keyward.KeyFormat
+	plans   *keyward.Plans
+	now     func() time.Time
+	maxKeys int
 
 	mu       sync.RWMutex
 	orgs     map[string]*keyward.Organization
@@ -56,6 +61,12 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.MaxKeys < 0 {
+		return nil, &keyward.ConfigError{Field: "memstore.Options.MaxKeys", Problem: "is negative"}
+	}
+	if opts.MaxKeys == 0 {
+		opts.MaxKeys = manage.DefaultMaxKeys
+	}
 	plans := opts.Plans
 	if plans == nil {
 		plans = keyward.DefaultPlans()
@@ -65,14 +76,15 @@ func New(opts Options) (*Store, error) {
 		now = time.Now
 	}
 	return &Store{
-		format: format,
-		plans:  plans,
-		now:    now,
-		orgs:   make(map[string]*keyward.Organization),
-		keys:   make(map[string]*keyward.KeyRecord),
-		byHash: make(map[keyward.KeyHash]*keyward.KeyRecord),
-		pred:   make(map[string]string),
-		succ:   make(map[string]string),
+		format:  format,
+		plans:   plans,
+		now:     now,
+		maxKeys: opts.MaxKeys,
+		orgs:    make(map[string]*keyward.Organization),
+		keys:    make(map[string]*keyward.KeyRecord),
+		byHash:  make(map[keyward.KeyHash]*keyward.KeyRecord),
+		pred:    make(map[string]string),
+		succ:    make(map[string]string),
 	}, nil
 }
 
@@ -206,11 +218,34 @@ func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.Created
 		return manage.CreatedKey{}, manage.ErrOrgNotFound
 	}
 	now := s.now()
+	if err := s.checkRoom(n.OrgID, now); err != nil {
+		return manage.CreatedKey{}, err
+	}
 	var expires time.Time
 	if n.ExpiresIn > 0 {
 		expires = now.Add(n.ExpiresIn)
 	}
 	return s.insert(n.OrgID, n.Name, n.Environment, n.Permissions, now, expires, n.RatePerMinute)
+}
+
+// working reports whether k works at now: neither revoked nor expired (a
+// key in its rotation grace works).
+func working(k *keyward.KeyRecord, now time.Time) bool { return !k.Revoked(now) && !k.Expired(now) }
+
+// checkRoom returns manage.ErrTooManyKeys if organization orgID has as
+// many working keys as the cap; s.mu is held (for writing), so that the
+// count and the insert that follows are one step.
+func (s *Store) checkRoom(orgID string, now time.Time) error {
+	n := 0
+	for _, k := range s.keys {
+		if k.Org.ID == orgID && working(k, now) {
+			n++
+		}
+	}
+	if n >= s.maxKeys {
+		return manage.TooManyKeys(s.maxKeys)
+	}
+	return nil
 }
 
 // insert makes and stores a new key; s.mu is held.
@@ -240,30 +275,46 @@ func (s *Store) insert(orgID, name string, env keyward.Environment, perms []stri
 }
 
 // ListKeys implements manage.KeyManager, newest first.
-func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
+func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) ([]keyward.KeyRecord, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if _, ok := s.orgs[orgID]; !ok {
 		return nil, manage.ErrOrgNotFound
 	}
-	var out []keyward.KeyRecord
-	for _, k := range s.keys {
-		if k.Org.ID == orgID {
-			out = append(out, s.joined(k))
+	var after *keyward.KeyRecord
+	if q.After != "" {
+		if after = s.keys[q.After]; after == nil || after.Org.ID != orgID {
+			return nil, keyward.ErrKeyNotFound
 		}
 	}
-	sortNewestFirst(out)
+	var page []*keyward.KeyRecord
+	for _, k := range s.keys {
+		if k.Org.ID == orgID && (after == nil || newerFirst(after, k) < 0) {
+			page = append(page, k)
+		}
+	}
+	slices.SortFunc(page, newerFirst)
+	if q.Limit > 0 && len(page) > q.Limit {
+		page = page[:q.Limit]
+	}
+	out := make([]keyward.KeyRecord, 0, len(page))
+	for _, k := range page {
+		out = append(out, s.joined(k))
+	}
 	return out, nil
+}
+
+// newerFirst orders keys as listings do: newest first, then by id.
+func newerFirst(a, b *keyward.KeyRecord) int {
+	if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+		return c
+	}
+	return compare(a.ID, b.ID)
 }
 
 // sortNewestFirst sorts keys newest first, then by id.
 func sortNewestFirst(keys []keyward.KeyRecord) {
-	slices.SortFunc(keys, func(a, b keyward.KeyRecord) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return compare(a.ID, b.ID)
-	})
+	slices.SortFunc(keys, func(a, b keyward.KeyRecord) int { return newerFirst(&a, &b) })
 }
 
 // RevokeKey implements manage.KeyManager.
@@ -303,6 +354,11 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	if next, ok := s.succ[keyID]; ok {
 		return manage.CreatedKey{}, rotatedInto(next)
 	}
+	if grace > 0 { // the old key keeps working beside the new one
+		if err := s.checkRoom(old.Org.ID, now); err != nil {
+			return manage.CreatedKey{}, err
+		}
+	}
 	ck, err := s.insert(old.Org.ID, old.Name, old.Environment, old.Permissions, now, manage.SuccessorExpiry(old, now), old.RatePerMinute)
 	if err != nil {
 		return manage.CreatedKey{}, err
@@ -325,11 +381,11 @@ func rotatedInto(next string) error {
 }
 
 // Key implements manage.KeyManager.
-func (s *Store) Key(ctx context.Context, keyID string) (manage.KeyInfo, error) {
+func (s *Store) Key(ctx context.Context, orgID, keyID string) (manage.KeyInfo, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, ok := s.keys[keyID]
-	if !ok {
+	if !ok || (orgID != "" && k.Org.ID != orgID) {
 		return manage.KeyInfo{}, keyward.ErrKeyNotFound
 	}
 	return manage.KeyInfo{Record: s.joined(k), Predecessor: s.pred[keyID], Successor: s.succ[keyID]}, nil
@@ -396,7 +452,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
 	for _, k := range s.keys {
 		if k.Org.ID == orgID {
 			keys = append(keys, k)
-			if !k.Revoked(now) && !k.Expired(now) {
+			if working(k, now) {
 				live++
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/keyward/keyward"
@@ -240,11 +241,14 @@ func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.Created
 	}
 	var ck manage.CreatedKey
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		org, err := s.scanOrg(tx.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, n.OrgID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return manage.ErrOrgNotFound
+		if err := s.lockOrg(ctx, tx, n.OrgID); err != nil {
+			return err
 		}
+		org, err := s.scanOrg(tx.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, n.OrgID))
 		if err != nil {
+			return err
+		}
+		if err := s.checkRoom(ctx, tx, n.OrgID, now); err != nil {
 			return err
 		}
 		ck, err = s.insertKey(ctx, tx, org, n.Name, n.Environment, n.Permissions, now, expires, n.RatePerMinute)
@@ -255,6 +259,47 @@ func (s *Store) CreateKey(ctx context.Context, n manage.KeySpec) (manage.Created
 	}
 	s.notifyLocal(ck.Record.Hash.String())
 	return ck, nil
+}
+
+// workingKey is the condition, at time $2, of a key that works: neither
+// revoked nor expired (a key in its rotation grace works).
+const workingKey = `(revoked_at = 0 OR revoked_at > $2) AND (expires_at = 0 OR expires_at > $2)`
+
+// lockOrg locks organization orgID's row until tx ends, or returns
+// manage.ErrOrgNotFound: on PostgreSQL FOR UPDATE, which waits for (and
+// then blocks) another transaction that locked it, and a key being
+// created for it (its foreign-key check holds FOR KEY SHARE, which an
+// UPDATE's lock would not conflict with); on SQLite an update, which
+// takes the database's write lock and so serialises every writer, of
+// every process, from here on.
+func (s *Store) lockOrg(ctx context.Context, tx *sql.Tx, orgID string) error {
+	lock := `UPDATE keyward_orgs SET name = name WHERE id = $1 RETURNING id`
+	if s.dialect == postgres {
+		lock = `SELECT id FROM keyward_orgs WHERE id = $1 FOR UPDATE`
+	}
+	var id string
+	if err := tx.QueryRowContext(ctx, lock, orgID).Scan(&id); errors.Is(err, sql.ErrNoRows) {
+		return manage.ErrOrgNotFound
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkRoom returns manage.ErrTooManyKeys if organization orgID, whose
+// row tx has locked (lockOrg), has as many working keys as the cap: the
+// lock makes the count and the insert after it one step, whatever other
+// transactions do.
+func (s *Store) checkRoom(ctx context.Context, tx *sql.Tx, orgID string, now time.Time) error {
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM keyward_keys WHERE org_id = $1 AND `+workingKey,
+		orgID, nanos(now)).Scan(&n); err != nil {
+		return err
+	}
+	if n >= int64(s.maxKeys) {
+		return manage.TooManyKeys(s.maxKeys)
+	}
+	return nil
 }
 
 func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organization, name string, env keyward.Environment,
@@ -298,13 +343,30 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, org keyward.Organizat
 }
 
 // ListKeys implements manage.KeyManager, newest first.
-func (s *Store) ListKeys(ctx context.Context, orgID string) ([]keyward.KeyRecord, error) {
+func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) ([]keyward.KeyRecord, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	if _, err := s.Org(ctx, orgID); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.org_id = $1 ORDER BY k.created_at DESC, k.id`, orgID)
+	where, args := `WHERE k.org_id = $1`, []any{orgID}
+	if q.After != "" {
+		var created int64
+		err := s.db.QueryRowContext(ctx, `SELECT created_at FROM keyward_keys WHERE id = $1 AND org_id = $2`, q.After, orgID).Scan(&created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, keyward.ErrKeyNotFound
+		}
+		if err != nil {
+			return nil, fmt.Errorf("keyward: sqlstore: list keys: %w", err)
+		}
+		where += ` AND (k.created_at < $2 OR (k.created_at = $2 AND k.id > $3))`
+		args = append(args, created, q.After)
+	}
+	query := `SELECT ` + keyColumns + keyJoin + where + ` ORDER BY k.created_at DESC, k.id`
+	if q.Limit > 0 {
+		query += ` LIMIT ` + strconv.Itoa(q.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: list keys: %w", err)
 	}
@@ -364,6 +426,19 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 	var ck manage.CreatedKey
 	var oldHash string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var orgID string
+		if grace > 0 { // the old key keeps working beside the new one: the cap's lock, first
+			err := tx.QueryRowContext(ctx, `SELECT org_id FROM keyward_keys WHERE id = $1`, keyID).Scan(&orgID)
+			if errors.Is(err, sql.ErrNoRows) {
+				return keyward.ErrKeyNotFound
+			}
+			if err == nil {
+				err = s.lockOrg(ctx, tx, orgID)
+			}
+			if err != nil {
+				return err
+			}
+		}
 		// One conditional update decides: the key exists, is not revoked
 		// and has no successor. It also locks the row for the rest of the
 		// transaction, so a racing rotation waits and then finds the
@@ -385,6 +460,11 @@ func (s *Store) RotateKey(ctx context.Context, keyID string, grace time.Duration
 		}
 		if old.Expired(now) {
 			return manage.ErrKeyExpired // and the update above is rolled back
+		}
+		if orgID != "" {
+			if err := s.checkRoom(ctx, tx, orgID, now); err != nil {
+				return err
+			}
 		}
 		ck, err = s.insertKey(ctx, tx, old.Org, old.Name, old.Environment, old.Permissions, now, manage.SuccessorExpiry(old, now), old.RatePerMinute)
 		if err != nil {
@@ -426,12 +506,15 @@ func (s *Store) whyNotRotated(ctx context.Context, tx *sql.Tx, keyID string, now
 }
 
 // Key implements manage.KeyManager.
-func (s *Store) Key(ctx context.Context, keyID string) (manage.KeyInfo, error) {
+func (s *Store) Key(ctx context.Context, orgID, keyID string) (manage.KeyInfo, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	var info manage.KeyInfo
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rec, err := s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1`, keyID))
+		// The organization is in the query: another's key is not found as
+		// fast as an absent one, never loaded and then refused.
+		rec, err := s.scanKey(tx.QueryRowContext(ctx, `SELECT `+keyColumns+keyJoin+`WHERE k.id = $1 AND ($2 = '' OR k.org_id = $2)`,
+			keyID, orgID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return keyward.ErrKeyNotFound
 		}
@@ -546,24 +629,14 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
 	now := nanos(s.now())
 	var hashes []string
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// Lock the organization's row while its keys are counted: on
-		// PostgreSQL FOR UPDATE, which waits for (and then blocks) a key
-		// being created for it (its foreign-key check holds FOR KEY SHARE,
-		// which an UPDATE's lock would not conflict with); SQLite's write
-		// lock serialises everything.
-		lock := `UPDATE keyward_orgs SET name = name WHERE id = $1 RETURNING id`
-		if s.dialect == postgres {
-			lock = `SELECT id FROM keyward_orgs WHERE id = $1 FOR UPDATE`
-		}
-		var id string
-		if err := tx.QueryRowContext(ctx, lock, orgID).Scan(&id); errors.Is(err, sql.ErrNoRows) {
-			return manage.ErrOrgNotFound
-		} else if err != nil {
+		// Lock the organization's row while its keys are counted, so that
+		// no key is created for it meanwhile.
+		if err := s.lockOrg(ctx, tx, orgID); err != nil {
 			return err
 		}
 		var live int64
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM keyward_keys WHERE org_id = $1
-			AND (revoked_at = 0 OR revoked_at > $2) AND (expires_at = 0 OR expires_at > $2)`, orgID, now).Scan(&live); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM keyward_keys WHERE org_id = $1 AND `+workingKey,
+			orgID, now).Scan(&live); err != nil {
 			return err
 		}
 		if live > 0 && !force {
@@ -625,7 +698,8 @@ func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
 func wrap(op string, err error) error {
 	switch {
 	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, manage.ErrOrgNotFound), errors.Is(err, manage.ErrKeyRevoked),
-		errors.Is(err, manage.ErrKeyRotated), errors.Is(err, manage.ErrOrgHasLiveKeys), errors.Is(err, manage.ErrKeyExpired):
+		errors.Is(err, manage.ErrKeyRotated), errors.Is(err, manage.ErrOrgHasLiveKeys), errors.Is(err, manage.ErrKeyExpired),
+		errors.Is(err, manage.ErrTooManyKeys):
 		return err
 	}
 	return fmt.Errorf("keyward: sqlstore: %s: %w", op, err)

@@ -243,13 +243,22 @@ func (s *Store) ListPlans(ctx context.Context) ([]keyward.Plan, error) {
 }
 
 // SetPlan adds p to the database's plan table or changes the plan of that
-// name, and announces the change to every instance. The table must stay
-// valid (keyward.NewPlans: a name, limits in range), and every
+// name, and announces the change to every instance. A new plan's name
+// follows the rule of names (manage.CheckText, at most manage.MaxNameLen
+// bytes). The table must stay valid (keyward.NewPlans: a name, limits in
+// range), and every
 // organization on the plan must still resolve (keyward.Plans.Resolve: a
 // plan made custom needs each of them to set its own rate). It fails with
 // ErrPlansFromCode when Options.Plans is set.
 func (s *Store) SetPlan(ctx context.Context, p keyward.Plan) error {
 	return s.changePlans(ctx, "set plan", func(tx *sql.Tx, rows []keyward.Plan) error {
+		if !slices.ContainsFunc(rows, func(r keyward.Plan) bool { return r.Name == p.Name }) && p.Name != "" {
+			// A new name, by the rule of names (a stored one is not judged
+			// again, so that it can still be changed).
+			if err := manage.CheckText("plan name", p.Name, manage.MaxNameLen); err != nil {
+				return refusal{err}
+			}
+		}
 		rows = slices.DeleteFunc(rows, func(r keyward.Plan) bool { return r.Name == p.Name })
 		t, err := keyward.NewPlans(append(rows, p)...)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -171,6 +172,35 @@ func TestPlanChangesRefused(t *testing.T) {
 			}
 			err = s.DeletePlan(ctx, "business")
 			assert.ErrorContains(t, err, "last")
+		})
+	}
+}
+
+// TestPlanNamesFollowTheRuleOfNames: a new plan's name is judged as an
+// organization's (manage.CheckText): no control characters (a terminal
+// escape), at most manage.MaxNameLen bytes. A plan stored before the rule
+// can still be changed.
+func TestPlanNamesFollowTheRuleOfNames(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s := open(t, newDSN(t, engine), sqlstore.Options{})
+			for _, name := range []string{"\x1b[2J\x1b[31mfree", strings.Repeat("p", 5000), "pro\u202e", "a\xffb"} {
+				bad := pro
+				bad.Name = name
+				assert.Error(t, s.SetPlan(ctx, bad), "%q", name)
+			}
+			rows, err := s.ListPlans(ctx)
+			require.NoError(t, err)
+			assert.Len(t, rows, 5, "nothing changed")
+			long := strings.Repeat("p", 300)
+			_, err = s.DB().ExecContext(ctx, `INSERT INTO keyward_plans (name, requests_per_second, requests_per_minute, concurrency, monthly_credits)
+				VALUES ($1, 1, 60, 2, 10)`, long)
+			require.NoError(t, err)
+			old := pro
+			old.Name = long
+			require.NoError(t, s.SetPlan(ctx, old), "a stored name is not judged again")
 		})
 	}
 }

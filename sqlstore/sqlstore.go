@@ -105,6 +105,11 @@ type Options struct {
 	// credits this instance holds, written in batches (see LeaseOptions).
 	// Zero: off, every call is two transactions.
 	Lease LeaseOptions
+	// MaxKeys caps each organization's working keys (CreateKey, and
+	// RotateKey with a grace, are refused at it with
+	// manage.ErrTooManyKeys). Every instance and process on one database
+	// should use the same cap. Zero: manage.DefaultMaxKeys.
+	MaxKeys int
 }
 
 // DefaultQueryTimeout is the QueryTimeout of a zero Options: far above a
@@ -129,7 +134,8 @@ type Store struct {
 	resTTL  time.Duration
 	idemTTL time.Duration
 	timeout time.Duration // QueryTimeout
-	lease   *leaser       // nil: leases are off
+	maxKeys int
+	lease   *leaser // nil: leases are off
 
 	mu        sync.Mutex
 	watchers  []keyward.Invalidator
@@ -179,7 +185,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
 		{"MaxConns", int64(opts.MaxConns)}, {"QueryTimeout", int64(opts.QueryTimeout)},
 		{"PlanInterval", int64(opts.PlanInterval)}, {"Lease.FlushInterval", int64(opts.Lease.FlushInterval)},
-		{"Lease.TTL", int64(opts.Lease.TTL)}, {"Lease.MinAvailable", opts.Lease.MinAvailable},
+		{"Lease.TTL", int64(opts.Lease.TTL)}, {"Lease.MinAvailable", opts.Lease.MinAvailable}, {"MaxKeys", int64(opts.MaxKeys)},
 	} {
 		if o.v < 0 {
 			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
@@ -222,6 +228,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s.timeout = opts.QueryTimeout
 	if s.timeout <= 0 {
 		s.timeout = DefaultQueryTimeout
+	}
+	s.maxKeys = opts.MaxKeys
+	if s.maxKeys == 0 {
+		s.maxKeys = manage.DefaultMaxKeys
 	}
 	s.usage.init()
 

@@ -1,6 +1,13 @@
-// keyward dashboard: the copy button of a new key. Everything else works
-// without JavaScript.
+// keyward dashboard: the copy button of a new key, and the login link's
+// form sent at once. Everything else works without JavaScript (the form
+// has its button).
 "use strict";
+(function () {
+  var form = document.getElementById("login-link");
+  if (form) {
+    form.submit();
+  }
+})();
 document.addEventListener("click", function (event) {
   var button = event.target.closest("button[data-copy]");
   if (!button) {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -108,17 +110,31 @@ func TestDemoPrintsTheDashboard(t *testing.T) {
 
 	jar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	browser := &http.Client{Jar: jar}
-	resp, err := browser.Get(login)
+	// A browser opens the link's page, whose script sends its form.
+	useLink := func(browser *http.Client) (int, string) {
+		resp, err := browser.Get(login)
+		require.NoError(t, err)
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+		field := func(name string) string {
+			m := regexp.MustCompile(`name="` + name + `" value="([^"]+)"`).FindStringSubmatch(string(page))
+			require.NotNil(t, m, "no %s in %s", name, page)
+			return html.UnescapeString(m[1])
+		}
+		resp, err = browser.PostForm(base+"/dashboard/login", url.Values{"csrf": {field("csrf")}, "code": {field("code")}})
+		require.NoError(t, err)
+		page, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(page)
+	}
+	status, page := useLink(&http.Client{Jar: jar})
+	assert.Equal(t, 200, status)
+	assert.Contains(t, page, ">demo</a>", "the demo's organization is listed")
+	otherJar, err := cookiejar.New(nil)
 	require.NoError(t, err)
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, 200, resp.StatusCode)
-	assert.Contains(t, string(page), ">demo</a>", "the demo's organization is listed")
-	again, err := (&http.Client{}).Get(login)
-	require.NoError(t, err)
-	again.Body.Close()
-	assert.Equal(t, 401, again.StatusCode, "the link works once")
+	status, _ = useLink(&http.Client{Jar: otherJar})
+	assert.Equal(t, 401, status, "the link works once")
 
 	req, err := http.NewRequest("GET", base+"/admin/v1/orgs", nil)
 	require.NoError(t, err)

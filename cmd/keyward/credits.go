@@ -36,7 +36,7 @@ func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgD
 	if err != nil {
 		return orgDetail{}, err
 	}
-	keys, err := s.ListKeys(ctx, id)
+	keys, err := s.ListKeys(ctx, id, manage.KeyQuery{})
 	if err != nil {
 		return orgDetail{}, err
 	}

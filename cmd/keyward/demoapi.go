@@ -275,9 +275,9 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 		api.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
 		return
 	}
-	keys, err := api.store.ListKeys(ctx, p.Org.ID)
+	keys, nextAfter, err := admin.ListKeys(r, api.store, p.Org.ID) // ?limit= and ?after=, as the admin API's
 	if err != nil {
-		api.errors.WriteError(w, r, keyward.ServiceUnavailable("key store", err))
+		api.errors.WriteError(w, r, err)
 		return
 	}
 	now := time.Now()
@@ -298,6 +298,15 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "perMinute": l.RequestsPerMinute,
 			"concurrency": l.Concurrency, "remaining": remaining, "concurrencyRemaining": inFlight,
 			"reset": w.Header().Get("X-RateLimit-Reset")},
-		"keys": keyList,
+		"keys":          keyList,
+		"keysNextAfter": nilIfEmpty(nextAfter),
 	}))
+}
+
+// nilIfEmpty is s, or JSON's null for "".
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

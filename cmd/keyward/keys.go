@@ -295,7 +295,7 @@ func (a *app) keysCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			keys, err := s.ListKeys(cmd.Context(), listOrg)
+			keys, err := s.ListKeys(cmd.Context(), listOrg, manage.KeyQuery{})
 			if err != nil {
 				return a.notFound(err, listOrg)
 			}

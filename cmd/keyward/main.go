@@ -105,6 +105,7 @@ type app struct {
 	db             string
 	dbTimeout      time.Duration
 	prefix         string
+	maxKeys        int
 	leases         bool // serve: credits from leases (sqlstore.LeaseOptions)
 }
 
@@ -131,6 +132,8 @@ func (a *app) rootCommand() *cobra.Command {
 		"longest wait for one PostgreSQL call or transaction; past it the call fails (a charged request: 503)")
 	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
 		"key prefix (env KEYWARD_KEY_PREFIX)")
+	root.PersistentFlags().IntVar(&a.maxKeys, "max-keys", manage.DefaultMaxKeys,
+		"most working keys an organization may have (every process on one database should agree)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.initCommand(), a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.plansCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand(),
 		a.adminCommand())
@@ -207,7 +210,10 @@ func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if a.dbTimeout <= 0 {
 		return nil, usageError{errors.New("--db-timeout must be positive")}
 	}
-	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout,
+	if a.maxKeys < 1 {
+		return nil, usageError{errors.New("--max-keys must be 1 or more")}
+	}
+	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout, MaxKeys: a.maxKeys,
 		Lease: sqlstore.LeaseOptions{Enabled: a.leases}})
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)

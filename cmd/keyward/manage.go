@@ -158,7 +158,7 @@ func (a *app) keysShowCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			info, err := s.Key(cmd.Context(), argv[0])
+			info, err := s.Key(cmd.Context(), "", argv[0])
 			if err != nil {
 				return a.notFound(err, argv[0])
 			}

@@ -20,8 +20,10 @@ func Valid(p string) bool {
 
 func word(s string) bool { return ascii.Only(s, 64, "_.-") }
 
-// Grants reports whether a held permission covers the required one, which
-// is of the form resource:action.
+// Grants reports whether a held permission covers the required one: a
+// route's resource:action, or any permission a key may hold (a
+// self-service customer's request is judged against what the operator
+// offers), which a wildcard covers only if it is as wide or wider.
 func Grants(held, required string) bool {
 	if held == required || held == "*" {
 		return true

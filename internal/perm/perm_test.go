@@ -33,3 +33,18 @@ func TestMissing(t *testing.T) {
 		t.Fatal("wildcards match wrongly")
 	}
 }
+
+// A wildcard is covered by one as wide or wider only: what a self-service
+// customer asks for is judged against what the operator offers by Missing.
+func TestMissingWildcards(t *testing.T) {
+	offered := []string{"transactions:*", "categories:read"}
+	if m := perm.Missing(offered, []string{"transactions:*", "transactions:read", "categories:read"}); m != nil {
+		t.Fatalf("missing %v", m)
+	}
+	if m := perm.Missing(offered, []string{"*", "categories:*", "transaction:*", "transactionsx:*"}); !slices.Equal(m, []string{"*", "categories:*", "transaction:*", "transactionsx:*"}) {
+		t.Fatalf("missing %v", m)
+	}
+	if m := perm.Missing([]string{"*"}, []string{"*", "a:*", "a:b"}); m != nil {
+		t.Fatalf("missing %v", m)
+	}
+}
