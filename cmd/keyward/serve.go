@@ -255,7 +255,7 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 		defer client.Close()
 		rs, err := redislimit.New(ctx, client, redislimit.Options{Timeout: f.redisTimeout})
 		if err != nil {
-			return err
+			return fmt.Errorf("--redis %s: %w", redactDSN(f.redis), err)
 		}
 		limitStore = rs
 	}
