@@ -178,7 +178,9 @@ func (a *app) demoCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "demo", Plan: "free"})
+			// The starter plan (5 requests/s): the three curl commands
+			// below, pasted as one block, all answer 200.
+			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "demo", Plan: "starter"})
 			if err != nil {
 				return err
 			}
@@ -193,7 +195,8 @@ func (a *app) demoCommand() *cobra.Command {
 			}
 			ready := func(addr, metrics, login string) {
 				base := "http://" + addr
-				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (free plan: 1 request/s, 60/min, 2 in flight, 100 credits/month)
+				l := org.Limits
+				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (%s plan: %d requests/s, %d/min, %d in flight, %d credits/month)
 database: %s (deleted on exit)
 
 Your API key (shown once):
@@ -212,9 +215,9 @@ Try it:
 Metrics (Prometheus text format): curl -s %s
 
 Every answer carries the rate-limit headers (X-RateLimit-Limit is per
-second; -Concurrency-* the requests in flight); a second call within the
-second gets 429 with X-RateLimit-Scope: rps. Requests with a bad key are
-throttled per client (--failed-auth-per-minute).
+second; -Concurrency-* the requests in flight); past %d calls within a
+second, the next gets 429 with X-RateLimit-Scope: rps. Requests with a bad
+key are throttled per client (--failed-auth-per-minute).
 
 The dashboard (create, rotate and revoke keys; watch usage). This sign-in link works once, for 15 minutes:
 
@@ -225,7 +228,8 @@ The admin API, with the demo's admin token (shown once):
     curl -s %s/admin/v1/orgs -H 'Authorization: Bearer %s'
 
 Press Ctrl-C to stop.
-`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, metrics, base, login, base, adminToken)
+`, org.Plan, l.RequestsPerSecond, l.RequestsPerMinute, l.Concurrency, l.MonthlyCredits,
+					a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, metrics, l.RequestsPerSecond, base, login, base, adminToken)
 			}
 			return a.serve(ctx, s, f, ready)
 		},
