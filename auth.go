@@ -1,6 +1,8 @@
 package keyward
 
 import (
+	"context"
+	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/textproto"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/recent"
 	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/telemetry"
 )
@@ -45,8 +48,9 @@ type AuthConfig struct {
 	Usage UsageRecorder
 	// FailedAuth throttles each client's requests with a missing,
 	// malformed or unknown key; over its budget a client is refused (429,
-	// scope "auth") before any store lookup, except with a key the cache
-	// already holds as valid, so valid keys are never slowed. Nil: off.
+	// scope "auth") before any store lookup, except with a key the store
+	// found within the last week, so valid keys in use are never slowed.
+	// Nil: off.
 	FailedAuth *rate.FailedAuth
 }
 
@@ -55,7 +59,8 @@ type AuthConfig struct {
 // Authenticate, AttachKey and WriteError. It is immutable and safe for
 // concurrent use.
 type Authenticator struct {
-	keys   KeyStore
+	keys   keyFinder
+	known  *recent.Set // keys found recently, by knownID (with a FailedAuth)
 	format KeyFormat
 	header string
 	bearer bool
@@ -95,11 +100,18 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	a := &Authenticator{keys: cfg.Keys, format: format, header: textproto.CanonicalMIMEHeaderKey(header), bearer: cfg.Bearer,
+	keys, ok := cfg.Keys.(keyFinder)
+	if !ok {
+		keys = storeFinder{cfg.Keys}
+	}
+	a := &Authenticator{keys: keys, format: format, header: textproto.CanonicalMIMEHeaderKey(header), bearer: cfg.Bearer,
 		envs: slices.Clone(cfg.Environments), errors: cfg.Errors, now: cfg.Now, usage: cfg.Usage,
 		fail: newAuthFailures(header, format.Prefix(), cfg.Bearer), failed: cfg.FailedAuth}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	if a.failed != nil {
+		a.known = recent.New(knownKeysFor, maxKnownKeys)
 	}
 	return a, nil
 }
@@ -135,61 +147,26 @@ func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error
 }
 
 // authenticate is Authenticate for a client that must wait this long
-// (> 0: over its FailedAuth budget) before anything but a key the cache
-// holds as valid is looked at.
+// (> 0: over its FailedAuth budget) before any key but one found recently
+// is looked up.
 func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyRecord, error) {
-	if wait > 0 {
-		c, _ := a.keys.(*Cache)
-		key := strings.TrimFunc(r.Header.Get(a.header), isSpaceOrTab)
-		if rec, ok := c.byKey(key); !ok || rec == nil || len(r.Header.Values(a.header)) != 1 {
-			return nil, rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
-		}
+	// 1. Exactly one key, of the right shape: no I/O. Over its budget, a
+	// client waits unless the key was found recently.
+	key, err := a.presentedKey(r)
+	if wait > 0 && (err != nil || !a.knownKey(key)) {
+		return nil, rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
 	}
-	// 1. Exactly one key, of a sane length, white space trimmed.
-	vals, key := r.Header[a.header], ""
-	n := len(vals)
-	if n == 1 {
-		key = vals[0]
-	}
-	if a.bearer {
-		for _, v := range r.Header["Authorization"] {
-			if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
-				n, key = n+1, token
-			}
-		}
-	}
-	switch {
-	case n == 0:
-		return nil, a.fail.missing
-	case n > 1:
-		return nil, a.fail.multiple
-	case len(key) > maxKeyHeaderLen:
-		return nil, a.fail.invalid
-	}
-	if key != "" && (isSpaceOrTab(rune(key[0])) || isSpaceOrTab(rune(key[len(key)-1]))) { // most keys come trimmed
-		key = strings.TrimFunc(key, isSpaceOrTab)
-	}
-	if key == "" {
-		return nil, a.fail.missing
-	}
-	// 2. The key's shape, without I/O.
-	if !a.format.hasPrefix(key) {
-		return nil, a.fail.format
-	}
-	if !a.format.shaped(key) {
-		return nil, a.fail.invalid
-	}
-	// 3. The stored record of exactly this key: the cache (if Keys is one)
-	// answers for keys it holds by their SHA-256; a miss checks the
-	// checksum before any store lookup.
-	rec, err := a.lookup(r, key)
 	if err != nil {
-		if errors.Is(err, ErrKeyNotFound) {
-			return nil, a.fail.invalid
-		}
+		return nil, err
+	}
+	// 2. The stored record of exactly this key.
+	rec, err := a.lookup(r.Context(), key)
+	if errors.Is(err, ErrKeyNotFound) {
+		return nil, a.fail.invalid
+	} else if err != nil {
 		return nil, ServiceUnavailable("key store", err)
 	}
-	// 4. The record's own state.
+	// 3. The record's own state.
 	if !rec.RevokedAt.IsZero() || !rec.ExpiresAt.IsZero() {
 		now := a.now()
 		if rec.Revoked(now) {
@@ -211,29 +188,107 @@ func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyR
 	return rec, nil
 }
 
-func (a *Authenticator) lookup(r *http.Request, key string) (*KeyRecord, error) {
-	c, _ := a.keys.(*Cache) // nil: a store without a cache in front
-	if rec, ok := c.byKey(key); ok {
-		telemetry.Looked(r.Context(), telemetry.FrontHit)
+// presentedKey returns the one key r presents, in the key header or (with
+// Bearer) as Authorization: Bearer, white space trimmed and of the right
+// shape; or the 401 that says what is wrong with it. Every path reads the
+// key here.
+func (a *Authenticator) presentedKey(r *http.Request) (string, error) {
+	vals, key := r.Header[a.header], ""
+	n := len(vals)
+	if n == 1 {
+		key = vals[0]
+	}
+	if a.bearer {
+		for _, v := range r.Header["Authorization"] {
+			if scheme, token, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
+				n, key = n+1, token
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		return "", a.fail.missing
+	case n > 1:
+		return "", a.fail.multiple
+	case len(key) > maxKeyHeaderLen:
+		return "", a.fail.invalid
+	}
+	if key != "" && (isSpaceOrTab(rune(key[0])) || isSpaceOrTab(rune(key[len(key)-1]))) { // most keys come trimmed
+		key = strings.TrimFunc(key, isSpaceOrTab)
+	}
+	switch {
+	case key == "":
+		return "", a.fail.missing
+	case !a.format.hasPrefix(key):
+		return "", a.fail.format
+	case !a.format.shaped(key):
+		return "", a.fail.invalid
+	}
+	return key, nil
+}
+
+// lookup returns the record of exactly key: a Cache answers for a key it
+// found recently by the key itself; any other key is looked up by its
+// SHA-256 once its checksum matched (a key that cannot exist costs no
+// hash).
+func (a *Authenticator) lookup(ctx context.Context, key string) (*KeyRecord, error) {
+	if rec, ok := a.keys.byKey(key); ok {
+		telemetry.Looked(ctx, telemetry.FrontHit)
 		return rec, nil
 	}
-	if !a.format.checksumOK(key) { // a key that cannot exist: no hash, no lookup
+	if !a.format.checksumOK(key) {
 		return nil, ErrKeyNotFound
 	}
 	h := Hash(key)
-	e, ok := c.cached(r.Context(), h)
-	switch {
-	case ok:
-	case c == nil:
-		return lookupStore(r.Context(), a.keys, h)
-	default:
-		var err error
-		if e, err = c.miss(r.Context(), h); err != nil {
-			return nil, err
-		}
+	rec, err := a.keys.find(ctx, key, h)
+	if err == nil {
+		a.known.Add(knownID(h), a.now())
+	} else if errors.Is(err, ErrKeyNotFound) {
+		a.known.Forget(knownID(h))
 	}
-	c.remember(key, e)
-	return e.answer()
+	return rec, err
+}
+
+// knownKey reports whether key was found within knownKeysFor.
+func (a *Authenticator) knownKey(key string) bool {
+	if _, ok := a.keys.byKey(key); ok {
+		return true
+	}
+	return a.format.checksumOK(key) && a.known.Has(knownID(Hash(key)), a.now())
+}
+
+// knownID is what the set of keys found recently keeps of a key: its
+// hash's first 8 bytes (a key colliding with a known one gets a store
+// lookup, nothing more).
+func knownID(h KeyHash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
+
+// With a FailedAuth, a key the store found within knownKeysFor is looked
+// up even while its client is over budget: a valid key is not held up by
+// the failures of others at its address (behind a proxy that is not
+// trusted, every client's). Up to maxKnownKeys are kept (≈ 3 MB).
+const knownKeysFor, maxKnownKeys = 7 * 24 * time.Hour, 1 << 17
+
+// keyFinder is what an Authenticator asks of its KeyStore. A Cache is
+// one: it answers for keys it found recently by the key itself. Any other
+// KeyStore is asked by hash (storeFinder).
+type keyFinder interface {
+	// byKey returns the record of exactly key if it is known by the key
+	// itself, without I/O.
+	byKey(key string) (*KeyRecord, bool)
+	// find returns the record of exactly key, whose SHA-256 is h, or an
+	// error (ErrKeyNotFound for no such key).
+	find(ctx context.Context, key string, h KeyHash) (*KeyRecord, error)
+}
+
+var _ keyFinder = (*Cache)(nil)
+
+// storeFinder is the keyFinder of a KeyStore without a Cache in front.
+type storeFinder struct{ store KeyStore }
+
+func (storeFinder) byKey(string) (*KeyRecord, bool) { return nil, false }
+
+func (s storeFinder) find(ctx context.Context, _ string, h KeyHash) (*KeyRecord, error) {
+	return lookupStore(ctx, s.store, h)
 }
 
 // WriteError writes an error of Authenticate with a's ErrorWriter.

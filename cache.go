@@ -141,6 +141,12 @@ func stripeOf(h *KeyHash) int { return int(binary.LittleEndian.Uint16(h[8:]) % g
 
 // LookupKey implements KeyStore.
 func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error) {
+	return c.find(ctx, "", hash)
+}
+
+// find returns the record of exactly key, whose SHA-256 is hash, and
+// keeps a key found in the front (key "": the hash alone is known).
+func (c *Cache) find(ctx context.Context, key string, hash KeyHash) (*KeyRecord, error) {
 	e, ok := c.cached(ctx, hash)
 	if !ok {
 		var err error
@@ -148,6 +154,7 @@ func (c *Cache) LookupKey(ctx context.Context, hash KeyHash) (*KeyRecord, error)
 			return nil, err
 		}
 	}
+	c.remember(key, e)
 	return e.answer()
 }
 
@@ -178,7 +185,7 @@ func (c *Cache) byKey(key string) (*KeyRecord, bool) {
 
 // remember puts e, the entry of a key found, in the front under key.
 func (c *Cache) remember(key string, e *cacheEntry) {
-	if c == nil || c.front == nil || e.rec == nil {
+	if c == nil || c.front == nil || e.rec == nil || key == "" {
 		return
 	}
 	c.closeMu.RLock() // Close clears the front: nothing goes in after it

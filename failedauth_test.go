@@ -1,9 +1,11 @@
 package keyward_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -73,16 +75,19 @@ func TestFailedAuthThrottle(t *testing.T) {
 	assert.Equal(t, http.StatusOK, f.serve(fromClient("203.0.113.9:5", valid.Key)).Code, "another client is not affected")
 	assert.Equal(t, http.StatusOK, f.serve(fromClient("198.51.100.7:1000", valid.Key)).Code, "a valid key the cache holds is never slowed")
 	f.cache.InvalidateAll()
-	assert.Equal(t, http.StatusTooManyRequests, f.serve(fromClient("198.51.100.7:1000", valid.Key)).Code,
-		"a key the cache does not hold would cost a lookup: over budget, the client waits (documented)")
+	assert.Equal(t, http.StatusOK, f.serve(fromClient("198.51.100.7:1000", valid.Key)).Code,
+		"a key the cache no longer holds, found recently, is looked up")
+	fresh := f.newKey(t)
+	assert.Equal(t, http.StatusTooManyRequests, f.serve(fromClient("198.51.100.7:1000", fresh.Key)).Code,
+		"a key never found would cost a lookup like an invented one: over budget, the client waits (documented)")
 
 	f.now.Advance(time.Minute)
-	assert.Equal(t, http.StatusOK, f.serve(fromClient("198.51.100.7:1000", valid.Key)).Code, "the budget refills")
+	assert.Equal(t, http.StatusOK, f.serve(fromClient("198.51.100.7:1000", fresh.Key)).Code, "the budget refills")
 }
 
 func TestFailedAuthOutOfRangeIsAConfigError(t *testing.T) {
 	t.Parallel()
-	for _, f := range []*rate.FailedAuth{{PerMinute: -5}, {ForwardedHeader: "X-Real-IP"}} {
+	for _, f := range []*rate.FailedAuth{{PerMinute: -5}, {ForwardedHeader: "X-Real-IP"}, {IPv6Prefix: 129}, {IPv6Prefix: -1}} {
 		_, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: keyStoreFunc(nil), Prefix: "triq_", FailedAuth: f})
 		var ce *keyward.ConfigError
 		require.ErrorAs(t, err, &ce)
@@ -106,7 +111,13 @@ func TestFailedAuthClientBehindTrustedProxies(t *testing.T) {
 		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "6.6.6.6, 203.0.113.9"}, "203.0.113.9"},
 		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.1.1.1"}, "203.0.113.9"}, // two proxies
 		{rfc, "10.0.0.2:80", map[string]string{"Forwarded": `for=6.6.6.6, for="[2001:db8::1]:4711";proto=https, for=192.0.2.60`}, "192.0.2.60"},
-		{rfc, "[2001:db8::5]:443", map[string]string{"Forwarded": `for="[2001:db9::1]:4711"`}, "2001:db9::1"},
+		{rfc, "[2001:db8::5]:443", map[string]string{"Forwarded": `for="[2001:db9::1]:4711"`}, "2001:db9::/64"},
+		// IPv6 clients by network: a /64, or IPv6Prefix bits; an IPv4
+		// address mapped to IPv6 is that IPv4 address.
+		{xff, "[2001:db9:0:7:abcd::1]:443", nil, "2001:db9:0:7::/64"},
+		{&rate.FailedAuth{IPv6Prefix: 128}, "[2001:db9:0:7:abcd::1]:443", nil, "2001:db9:0:7:abcd::1/128"},
+		{&rate.FailedAuth{IPv6Prefix: 48}, "[2001:db9:0:7:abcd::1]:443", nil, "2001:db9::/48"},
+		{xff, "[::ffff:198.51.100.7]:443", nil, "198.51.100.7"},
 		{xff, "10.0.0.2:80", nil, "10.0.0.2"},
 		{xff, "10.0.0.2:80", map[string]string{"X-Forwarded-For": "x" + string(make([]byte, 500))}, ("x" + string(make([]byte, 500)))[:64]},
 		// A proxy appends to its header and passes the other on as the
@@ -122,4 +133,136 @@ func TestFailedAuthClientBehindTrustedProxies(t *testing.T) {
 		}
 		assert.Equal(t, tc.want, tc.f.Client(r), "%s %s %v", tc.f.ForwardedHeader, tc.remote, tc.header)
 	}
+}
+
+// shortLivedChain is RequireAPIKey with a FailedAuth throttle over a Cache
+// whose entries live a few milliseconds, so that a test sees every cached
+// answer age out without waiting for the default TTLs.
+func shortLivedChain(t *testing.T, mutate ...func(*keyward.AuthConfig)) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	cache, err := keyward.NewCache(f.probe, keyward.CacheConfig{TTL: 2 * time.Millisecond, NegativeTTL: time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(cache.Close)
+	f.store.Watch(cache)
+	f.cache = cache
+	cfg := keyward.AuthConfig{Keys: cache, Prefix: "triq_", Errors: f.errors, Now: f.now.Now,
+		FailedAuth: &rate.FailedAuth{}}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	f.auth, err = keyward.RequireAPIKey(cfg)
+	require.NoError(t, err)
+	f.handler = f.auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	return f
+}
+
+// A victim sharing its address with an attacker (behind a proxy that is
+// not trusted, every client shares one) is never refused by the throttle:
+// its key, found valid recently, is looked up even while the address is
+// over budget, long after the cache forgot it. Invented keys still wait.
+func TestFailedAuthNeverRefusesAValidKey(t *testing.T) {
+	t.Parallel()
+	for _, attackPerSecond := range []int{5, 50} {
+		t.Run(strconv.Itoa(attackPerSecond)+" invented keys a second", func(t *testing.T) {
+			t.Parallel()
+			f := shortLivedChain(t)
+			victim := f.newKey(t)
+			format, err := keyward.NewKeyFormat("triq_")
+			require.NoError(t, err)
+			const addr = "198.51.100.7:"
+			// The victim's key is in use: found by the store once, a while ago.
+			require.Equal(t, http.StatusOK, f.serve(fromClient(addr+"1", victim.Key)).Code)
+			f.now.Advance(time.Hour)
+
+			victimCodes, attackCodes := map[int]int{}, map[int]int{}
+			victimLookups := int64(0)
+			for range 60 { // a minute: the cache forgets every answer each second
+				time.Sleep(15 * time.Millisecond) // longer than both of the cache's TTLs
+				for i := range attackPerSecond {
+					invented, err := format.Generate()
+					require.NoError(t, err)
+					attackCodes[f.serve(fromClient(addr+"3", invented)).Code]++
+					if i == 0 { // the victim's second begins with the one try the budget gained
+						before := f.probe.calls.Load()
+						victimCodes[f.serve(fromClient(addr+"2", victim.Key)).Code]++
+						victimLookups += f.probe.calls.Load() - before
+					}
+					f.now.Advance(time.Second / time.Duration(attackPerSecond))
+				}
+			}
+			assert.Equal(t, map[int]int{http.StatusOK: 60}, victimCodes, "the victim: never 429 auth")
+			assert.Greater(t, victimLookups, int64(30), "the victim's key was not served from the cache: the store was asked")
+			assert.Greater(t, attackCodes[http.StatusTooManyRequests], attackPerSecond*60*2/3, "the attacker is throttled: %v", attackCodes)
+			assert.LessOrEqual(t, attackCodes[http.StatusUnauthorized], 10+60, "the burst, then one a second")
+		})
+	}
+}
+
+// With Bearer on, a throttled client's key is read from where it was
+// sent, as on every other path: a key that would pass in X-API-Key passes
+// as Authorization: Bearer.
+func TestFailedAuthReadsBearerKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.Bearer = true; c.FailedAuth = &rate.FailedAuth{} })
+	k := f.newKey(t)
+	const addr = "198.51.100.7:1"
+	require.Equal(t, http.StatusOK, f.serve(fromClient(addr, k.Key)).Code)
+	for range 20 {
+		f.serve(fromClient(addr, "triq_nonsense"))
+	}
+	require.Equal(t, http.StatusTooManyRequests, f.serve(fromClient(addr, "triq_nonsense")).Code, "over budget")
+	bearer := fromClient(addr, "")
+	bearer.Header.Set("Authorization", "Bearer "+k.Key)
+	assert.Equal(t, http.StatusOK, f.serve(bearer).Code, "Authorization: Bearer")
+	assert.Equal(t, http.StatusOK, f.serve(fromClient(addr, k.Key)).Code, "X-API-Key")
+	both := fromClient(addr, k.Key)
+	both.Header.Set("Authorization", "Bearer "+k.Key)
+	assert.Equal(t, http.StatusTooManyRequests, f.serve(both).Code, "two keys are no key: over budget, it waits")
+}
+
+// The addresses of one IPv6 /64, which one subscriber typically holds,
+// share one budget: 60 of them sending invented keys are throttled as one
+// client. Another /64 is another client.
+func TestFailedAuthGroupsIPv6By64(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.FailedAuth = &rate.FailedAuth{} })
+	format, err := keyward.NewKeyFormat("triq_")
+	require.NoError(t, err)
+	codes := map[int]int{}
+	for i := range 60 {
+		invented, err := format.Generate()
+		require.NoError(t, err)
+		codes[f.serve(fromClient(fmt.Sprintf("[2001:db8:1:2:%x::%x]:443", i, i+1), invented)).Code]++
+	}
+	assert.Equal(t, map[int]int{http.StatusUnauthorized: 10, http.StatusTooManyRequests: 50}, codes)
+	invented, err := format.Generate()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusUnauthorized, f.serve(fromClient("[2001:db8:1:3::1]:443", invented)).Code, "the next /64")
+}
+
+// A key is known for a week after the store last found it: then, over
+// budget, its client waits as for any key.
+func TestFailedAuthKnowsKeysForAWeek(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.FailedAuth = &rate.FailedAuth{} })
+	k := f.newKey(t)
+	const addr = "198.51.100.7:1"
+	overBudget := func() {
+		t.Helper()
+		f.cache.InvalidateAll() // the cache forgot the key
+		for range 20 {
+			f.serve(fromClient(addr, "triq_nonsense"))
+		}
+		require.Equal(t, http.StatusTooManyRequests, f.serve(fromClient(addr, "triq_nonsense")).Code)
+	}
+	require.Equal(t, http.StatusOK, f.serve(fromClient(addr, k.Key)).Code)
+	f.now.Advance(7*24*time.Hour - time.Minute)
+	overBudget()
+	assert.Equal(t, http.StatusOK, f.serve(fromClient(addr, k.Key)).Code, "found within the week: looked up, and found again")
+	f.now.Advance(7*24*time.Hour + time.Minute)
+	overBudget()
+	assert.Equal(t, http.StatusTooManyRequests, f.serve(fromClient(addr, k.Key)).Code, "not found for over a week: it waits")
 }

@@ -306,13 +306,12 @@ type ErrorWriter struct {
 
 // WriteError writes err as the envelope. An error that is not an *Error
 // (nor wraps one) is written as a 500 internal_error whose message reveals
-// nothing of it; the error itself is logged. When r's context was
-// cancelled (the client went away) nothing is written: nobody is there to
-// answer. A request whose deadline passed still gets its answer.
+// nothing of it; the error itself is logged. A request whose context was
+// cancelled is answered too, and its 5xx is not logged: net/http cancels
+// it when the client went away, where the answer goes nowhere, but also
+// when the request's body could not be read (ReadTimeout), where a handler
+// that wrote nothing would be answered net/http's empty 200.
 func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	if clientGone(r.Context()) {
-		return
-	}
 	var e *Error
 	if !errors.As(err, &e) || e == nil || e.Status < 400 || e.Status > 599 { // a status no error has: a 500, logged
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "An internal error occurred.", Cause: err}
@@ -337,7 +336,7 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Cause: fmt.Errorf("%w (details not encodable)", err)}
 		body, _ = envelope.Encode(CodeInternal, "An internal error occurred.", nil, meta)
 	}
-	if e.Status >= 500 {
+	if e.Status >= 500 && !clientGone(r.Context()) {
 		ew.logger().LogAttrs(r.Context(), slog.LevelError, "keyward: request failed",
 			slog.Int("status", e.Status),
 			slog.String("code", e.Code),

@@ -22,14 +22,19 @@ const (
 	DefaultFailedAuthBurst     = 10
 )
 
+// DefaultIPv6Prefix is FailedAuth.IPv6Prefix's default: the clients of
+// one /64 share a budget.
+const DefaultIPv6Prefix = 64
+
 // FailedAuth throttles, per client, requests whose API key is missing,
 // malformed or unknown (keyward.AuthConfig.FailedAuth): each counts
 // against the client's budget, a token bucket of PerMinute a minute and
 // Burst at once, and a client over it is refused before any key lookup.
 // The client is the request's remote address; behind a proxy listed in
 // TrustedProxies, the address that proxy reports in ForwardedHeader, which
-// is never read otherwise. Budgets are kept in this
-// process. Make one with new or a literal, and share it between
+// is never read otherwise. The addresses of one IPv6 network (a /64 by
+// default, IPv6Prefix) are one client: one subscriber typically holds a
+// whole /64. Budgets are kept in this process. Make one with new or a literal, and share it between
 // authenticators to share the budgets; it is safe for concurrent use.
 type FailedAuth struct {
 	// PerMinute and Burst size each client's budget. Zero:
@@ -48,6 +53,10 @@ type FailedAuth struct {
 	// that write only Forwarded, set it: otherwise every client is the
 	// proxy, and shares one budget.
 	ForwardedHeader string
+	// IPv6Prefix is the length of the IPv6 networks that are each one
+	// client, 1 to 128 (128: every address its own). Zero:
+	// DefaultIPv6Prefix.
+	IPv6Prefix int
 
 	shards [16]clientShard
 }
@@ -66,8 +75,8 @@ const maxClientLen = 64
 const maxFailedAuth = 1_000_000_000
 
 // Check returns an error unless f's budget is in range, PerMinute and
-// Burst in 0…10^9 (0: the defaults), and ForwardedHeader is one of the
-// two. A nil f (no throttle) is fine.
+// Burst in 0…10^9 (0: the defaults), ForwardedHeader is one of the two
+// and IPv6Prefix is 0…128 (0: the default). A nil f (no throttle) is fine.
 func (f *FailedAuth) Check() error {
 	switch {
 	case f == nil:
@@ -75,6 +84,8 @@ func (f *FailedAuth) Check() error {
 		return errors.New("PerMinute and Burst must be 0 (the defaults) to 1000000000")
 	case f.ForwardedHeader != "" && !strings.EqualFold(f.ForwardedHeader, xForwardedFor) && !strings.EqualFold(f.ForwardedHeader, forwardedRFC):
 		return errors.New(`ForwardedHeader must be "X-Forwarded-For" (the default) or "Forwarded"`)
+	case f.IPv6Prefix < 0 || f.IPv6Prefix > 128:
+		return errors.New("IPv6Prefix must be 0 (the default, 64) to 128")
 	}
 	return nil
 }
@@ -142,14 +153,15 @@ func (f *FailedAuth) Limit() int64 {
 }
 
 // Client returns the client r comes from: its remote address without the
-// port, or behind a trusted proxy the address the proxies report.
+// port, or behind a trusted proxy the address the proxies report; for an
+// IPv6 address, its network of IPv6Prefix bits ("2001:db8:1:2::/64").
 func (f *FailedAuth) Client(r *http.Request) string {
 	client := r.RemoteAddr
 	if host, _, err := net.SplitHostPort(client); err == nil {
 		client = host
 	}
 	if len(f.TrustedProxies) == 0 || !f.trusted(client) {
-		return bounded(client)
+		return f.name(client)
 	}
 	hops := f.forwarded(r)
 	for i := len(hops) - 1; i >= 0; i-- {
@@ -158,14 +170,31 @@ func (f *FailedAuth) Client(r *http.Request) string {
 			break
 		}
 	}
-	return bounded(client)
+	return f.name(client)
 }
 
-func bounded(s string) string {
-	if len(s) > maxClientLen {
-		return s[:maxClientLen]
+// name is the client of addr: an IPv6 address's network of IPv6Prefix
+// bits, an IPv4 address (mapped to IPv6 or not) itself, anything else its
+// first maxClientLen bytes.
+func (f *FailedAuth) name(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	switch {
+	case err != nil:
+		if len(addr) > maxClientLen {
+			return addr[:maxClientLen]
+		}
+		return addr
+	case a.Is4():
+		return addr
+	case a.Is4In6():
+		return a.Unmap().String()
 	}
-	return s
+	bits := min(f.IPv6Prefix, 128)
+	if bits <= 0 {
+		bits = DefaultIPv6Prefix
+	}
+	p, _ := a.Prefix(bits) // bits is in range: no error
+	return p.String()
 }
 
 func (f *FailedAuth) trusted(addr string) bool {

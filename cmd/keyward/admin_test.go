@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -101,17 +102,31 @@ func TestDemoPrintsTheDashboard(t *testing.T) {
 	assert.Equal(t, 200, api.StatusCode)
 }
 
-// startDemo runs `keyward demo` on a free port until the test ends and
-// returns what it printed before serving.
+// startDemo runs `keyward demo` on a free port until the test ends (then
+// stops it with SIGINT) and returns what it printed before serving.
 func startDemo(t *testing.T) string {
 	t.Helper()
 	cmd := newCLI(t).cmd("demo", "--addr", "127.0.0.1:0")
+	tmp := t.TempDir()
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
+	// Stopped as a user stops it (Ctrl-C), so that it removes its
+	// temporary directory: a kill would leave one behind at every run.
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Error("keyward demo did not stop within 10 s of SIGINT")
+		}
+		left, _ := filepath.Glob(filepath.Join(tmp, "keyward-demo-*"))
+		assert.Empty(t, left, "the demo removes its directory when stopped")
 	})
 	var out strings.Builder
 	buf := make([]byte, 4096)
