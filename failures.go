@@ -182,6 +182,15 @@ func permissionDenied(required, missing []string) *Error {
 	}
 }
 
+// plural is n and unit, in the plural unless n is 1: "1 request",
+// "2 requests".
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strconv.FormatInt(n, 10) + " " + unit + "s"
+}
+
 // rateLimited is the 429 of a request the limit of scope refused, as
 // Triqai words it: the limit, and the precise wait in the message and in
 // details (retryAfterMs), rounded up to whole seconds (at least 1) in
@@ -189,25 +198,22 @@ func permissionDenied(required, missing []string) *Error {
 func rateLimited(scope rate.Scope, limit int64, reset time.Time, wait time.Duration) *Error {
 	secs := max(int64((wait+time.Second-1)/time.Second), 1)
 	ms := max(int64((wait+time.Millisecond-1)/time.Millisecond), 1)
-	s, l := strconv.FormatInt(secs, 10), strconv.FormatInt(limit, 10)
-	after := s + " seconds."
-	if secs == 1 && ms >= 1000 {
-		after = "1 second."
-	} else if ms < 1000 {
-		after = strconv.FormatInt(ms, 10) + " milliseconds."
+	after := plural(secs, "second")
+	if ms < 1000 {
+		after = plural(ms, "millisecond")
 	}
 	what := map[rate.Scope]string{
-		rate.PerSecond:    "Rate limit exceeded. Maximum " + l + " requests per second.",
-		rate.PerMinute:    "Rate limit exceeded. Maximum " + l + " requests per minute.",
-		rate.KeyPerMinute: "Rate limit exceeded. Maximum " + l + " requests per minute for this API key.",
-		rate.InFlight:     "Too many requests in flight. Maximum " + l + " concurrent requests.",
-		rate.FailedAuthScope: "Too many requests with a missing or invalid API key. Maximum " + l +
+		rate.PerSecond:    "Rate limit exceeded. Maximum " + plural(limit, "request") + " per second.",
+		rate.PerMinute:    "Rate limit exceeded. Maximum " + plural(limit, "request") + " per minute.",
+		rate.KeyPerMinute: "Rate limit exceeded. Maximum " + plural(limit, "request") + " per minute for this API key.",
+		rate.InFlight:     "Too many requests in flight. Maximum " + plural(limit, "concurrent request") + ".",
+		rate.FailedAuthScope: "Too many requests with a missing or invalid API key. Maximum " + strconv.FormatInt(limit, 10) +
 			" a minute from one client.",
 	}[scope]
 	return &Error{
 		Status:  http.StatusTooManyRequests,
 		Code:    CodeRateLimited,
-		Message: what + " Retry after " + after,
+		Message: what + " Retry after " + after + ".",
 		Details: map[string]any{
 			"scope":        string(scope),
 			"limit":        limit,
@@ -216,7 +222,7 @@ func rateLimited(scope rate.Scope, limit int64, reset time.Time, wait time.Durat
 			"retryAfter":   secs,
 			"retryAfterMs": ms,
 		},
-		Header: http.Header{"Retry-After": {s}, "X-Ratelimit-Scope": {string(scope)}},
+		Header: http.Header{"Retry-After": {strconv.FormatInt(secs, 10)}, "X-Ratelimit-Scope": {string(scope)}},
 	}
 }
 

@@ -101,7 +101,7 @@ func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 			require.Equal(t, http.StatusTooManyRequests, w.Code)
 			env := decodeEnvelope(t, w)
 			assert.Equal(t, "rate_limited", env.Error.Code)
-			assert.Equal(t, "Rate limit exceeded. Maximum 1 requests per second. Retry after 234 milliseconds.", env.Error.Message)
+			assert.Equal(t, "Rate limit exceeded. Maximum 1 request per second. Retry after 234 milliseconds.", env.Error.Message)
 			assert.Equal(t, map[string]any{"scope": "rps", "limit": 1.0, "remaining": 0.0, "resetAt": "2036-01-19T10:30:19Z",
 				"retryAfter": 1.0, "retryAfterMs": 234.0}, env.Error.Details)
 			assert.Equal(t, []string{"1"}, w.Header().Values("Retry-After"), "whole seconds, at least 1")

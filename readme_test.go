@@ -3,6 +3,7 @@ package keyward_test
 import (
 	"bufio"
 	"fmt"
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -264,5 +265,58 @@ func TestREADMESnippetsCompile(t *testing.T) {
 				t.Errorf("README.md:%d: the ```go block does not build as pasted (go vet: %v):\n%s", s.line, err, msg)
 			}
 		})
+	}
+}
+
+// TestREADMEProgramsShutDown: a README program that defers a call never
+// serves through log.Fatal or os.Exit, which skip the deferred calls (a
+// store's Close flushes usage counters and returns leased credits), and
+// one program shows the shutdown itself: signal.NotifyContext, then
+// Server.Shutdown.
+func TestREADMEProgramsShutDown(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippets, err := readmeSnippets(string(readme))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := false
+	for _, s := range snippets {
+		f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, 0)
+		if err != nil {
+			t.Fatalf("README.md:%d: %v", s.line, err)
+		}
+		deferred, calls := false, map[string]bool{}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.DeferStmt:
+				deferred = true
+			case *ast.CallExpr:
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				if !ok {
+					return true
+				}
+				calls[sel.Sel.Name] = true
+				pkg, _ := sel.X.(*ast.Ident)
+				if pkg == nil || !(pkg.Name == "log" && strings.HasPrefix(sel.Sel.Name, "Fatal") || pkg.Name == "os" && sel.Sel.Name == "Exit") {
+					return true
+				}
+				ast.Inspect(n, func(m ast.Node) bool {
+					if c, ok := m.(*ast.CallExpr); ok {
+						if sel, ok := c.Fun.(*ast.SelectorExpr); ok && strings.HasPrefix(sel.Sel.Name, "ListenAndServe") && deferred {
+							t.Errorf("README.md:%d: %s.%s(…%s…) skips the deferred calls above it", s.line, pkg.Name, n.Fun.(*ast.SelectorExpr).Sel.Name, sel.Sel.Name)
+						}
+					}
+					return true
+				})
+			}
+			return true
+		})
+		shown = shown || calls["NotifyContext"] && calls["Shutdown"]
+	}
+	if !shown {
+		t.Error("no README program shows a shutdown (signal.NotifyContext, Server.Shutdown)")
 	}
 }

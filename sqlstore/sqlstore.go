@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/credit"
@@ -57,7 +58,13 @@ func (d dialect) String() string {
 // Options configure Open. Every zero value means the default said beside
 // it.
 type Options struct {
-	// Prefix of the keys the store makes. Zero: "triq_".
+	// Prefix of the keys the store makes and finds. The database keeps
+	// the prefix it was created with, and Open refuses a different one
+	// (ErrPrefixMismatch): a key made with another prefix would be refused
+	// by every service that reads it. Zero: the database's, or for a new
+	// database DefaultPrefix. A database made before the prefix was kept
+	// takes Prefix on its first Open, or when Prefix is zero the prefix of
+	// its newest key (DefaultPrefix when it holds none).
 	Prefix string
 	// Plans is the plan table organizations may name. Nil: the
 	// database's (keyward_plans, seeded with keyward.DefaultPlans() and
@@ -111,6 +118,14 @@ type Options struct {
 	// should use the same cap. Zero: manage.DefaultMaxKeys.
 	MaxKeys int
 }
+
+// DefaultPrefix is the key prefix of a new database opened with a zero
+// Options.Prefix: Triqai's.
+const DefaultPrefix = "triq_"
+
+// ErrPrefixMismatch is returned by Open when Options.Prefix is not the
+// prefix the database keeps.
+var ErrPrefixMismatch = errors.New("keyward: sqlstore: the database keeps keys of another prefix")
 
 // DefaultQueryTimeout is the QueryTimeout of a zero Options: far above a
 // healthy database's milliseconds, far below the 5 minutes a credit
@@ -168,14 +183,11 @@ var ErrUnknownDSN = errors.New("keyward: sqlstore: unknown DSN scheme; use postg
 // file:PATH or a plain file path for SQLite (created if missing; WAL, busy
 // timeout and foreign keys on).
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	prefix := opts.Prefix
-	if prefix == "" {
-		prefix = "triq_"
-	}
-	format, err := keyward.NewKeyFormat(prefix)
 	var errs []error
-	if err != nil {
-		errs = append(errs, err)
+	if opts.Prefix != "" {
+		if _, err := keyward.NewKeyFormat(opts.Prefix); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, o := range []struct {
 		name string
@@ -196,7 +208,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		dsn:    dsn,
-		format: format,
 		now:    opts.Now,
 		poll:   opts.PollInterval,
 		flush:  opts.FlushInterval,
@@ -235,6 +246,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s.usage.init()
 
+	var err error
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s.dialect = postgres
@@ -271,9 +283,20 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	if err := s.firstPing(ctx); err != nil {
 		_ = s.db.Close()
+		var pgErr *pgconn.PgError
+		switch {
+		case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
+			return nil, fmt.Errorf("keyward: sqlstore: postgres has no such database (create it first, e.g. with createdb): %w", err)
+		case pgErr != nil:
+			return nil, fmt.Errorf("keyward: sqlstore: postgres refused the connection: %w", err)
+		}
 		return nil, fmt.Errorf("keyward: sqlstore: %s does not answer: %w", s.dialect, err)
 	}
 	if err := s.migrate(ctx); err != nil {
+		_ = s.db.Close()
+		return nil, err
+	}
+	if s.format, err = s.keyPrefix(ctx, opts.Prefix); err != nil {
 		_ = s.db.Close()
 		return nil, err
 	}
@@ -289,6 +312,45 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		go s.lease.flushLoop()
 	}
 	return s, nil
+}
+
+// keyPrefix returns the format of the database's keys: its stored prefix,
+// which want (Options.Prefix) must equal unless it is empty. A database
+// that keeps none yet (new, or made before the prefix was kept) stores
+// want; or, when want is empty, the prefix of its newest key, else
+// DefaultPrefix. The first process to store one wins: the others read it.
+func (s *Store) keyPrefix(ctx context.Context, want string) (keyward.KeyFormat, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	adopt := want
+	if adopt == "" {
+		var hint string
+		err := s.db.QueryRowContext(ctx, `SELECT hint FROM keyward_keys ORDER BY created_at DESC, id DESC LIMIT 1`).Scan(&hint)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return keyward.KeyFormat{}, fmt.Errorf("keyward: sqlstore: key prefix: %w", err)
+		}
+		// A hint starts with the prefix, whose only underscore ends it.
+		adopt = DefaultPrefix
+		if i := strings.IndexByte(hint, '_'); i > 0 {
+			adopt = hint[:i+1]
+		}
+	}
+	var stored string
+	_, err := s.db.ExecContext(ctx, `INSERT INTO keyward_settings (name, value) VALUES ('key_prefix', $1) ON CONFLICT (name) DO NOTHING`, adopt)
+	if err == nil {
+		err = s.db.QueryRowContext(ctx, `SELECT value FROM keyward_settings WHERE name = 'key_prefix'`).Scan(&stored)
+	}
+	if err != nil {
+		return keyward.KeyFormat{}, fmt.Errorf("keyward: sqlstore: key prefix: %w", err)
+	}
+	if want != "" && want != stored {
+		return keyward.KeyFormat{}, fmt.Errorf("%w: its keys start with %q, not %q (Options.Prefix); leave Prefix empty to use the database's", ErrPrefixMismatch, stored, want)
+	}
+	f, err := keyward.NewKeyFormat(stored)
+	if err != nil {
+		return keyward.KeyFormat{}, fmt.Errorf("keyward: sqlstore: the database's key prefix %q: %w", stored, err)
+	}
+	return f, nil
 }
 
 // bound gives ctx the store's QueryTimeout on PostgreSQL, unless its

@@ -10,7 +10,8 @@ import (
 )
 
 // demoPermissions are the permissions of the demo API's routes, offered
-// by the dashboard when it makes a key.
+// by the dashboard when it makes a key: the two its routes require, then
+// the wildcards that grant them.
 var demoPermissions = []string{"transactions:enrich", "transactions:read", "transactions:*", "*"}
 
 // adminCommand is `keyward admin`: the admin API's and dashboard's tokens.

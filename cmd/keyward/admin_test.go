@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -71,41 +73,12 @@ func TestAdminTokens(t *testing.T) {
 // `keyward demo` prints the dashboard's one-time sign-in link and an
 // admin token beside its curl commands; both work, the link once.
 func TestDemoPrintsTheDashboard(t *testing.T) {
-	c := newCLI(t)
-	cmd := c.cmd("demo", "--addr", "127.0.0.1:0")
-	tmp := t.TempDir()
-	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	// Stopped as a user stops it (Ctrl-C), so that it removes its
-	// temporary directory: a kill would leave one behind at every run.
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Error("keyward demo did not stop within 10 s of SIGINT")
-		}
-		left, _ := filepath.Glob(filepath.Join(tmp, "keyward-demo-*"))
-		assert.Empty(t, left, "the demo removes its directory when stopped")
-	})
-	var out strings.Builder
-	buf := make([]byte, 4096)
+	out := startDemo(t)
 	link := regexp.MustCompile(`http://127\.0\.0\.1:\d+/dashboard/login\?code=\S+`)
-	for !strings.Contains(out.String(), "Press Ctrl-C") {
-		n, err := stdout.Read(buf)
-		require.NoError(t, err, "demo stopped; it printed:\n%s", out.String())
-		out.Write(buf[:n])
-	}
-	login := link.FindString(out.String())
-	require.NotEmpty(t, login, out.String())
-	token := regexp.MustCompile(`Bearer (kwadmin_[A-Za-z0-9]+)`).FindStringSubmatch(out.String())
-	require.NotNil(t, token, out.String())
+	login := link.FindString(out)
+	require.NotEmpty(t, login, out)
+	token := regexp.MustCompile(`Bearer (kwadmin_[A-Za-z0-9]+)`).FindStringSubmatch(out)
+	require.NotNil(t, token, out)
 	base, _, _ := strings.Cut(login, "/dashboard/")
 
 	jar, err := cookiejar.New(nil)
@@ -143,4 +116,68 @@ func TestDemoPrintsTheDashboard(t *testing.T) {
 	require.NoError(t, err)
 	api.Body.Close()
 	assert.Equal(t, 200, api.StatusCode)
+}
+
+// startDemo runs `keyward demo` on a free port until the test ends (then
+// stops it with SIGINT) and returns what it printed before serving.
+func startDemo(t *testing.T) string {
+	t.Helper()
+	cmd := newCLI(t).cmd("demo", "--addr", "127.0.0.1:0")
+	tmp := t.TempDir()
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	// Stopped as a user stops it (Ctrl-C), so that it removes its
+	// temporary directory: a kill would leave one behind at every run.
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Error("keyward demo did not stop within 10 s of SIGINT")
+		}
+		left, _ := filepath.Glob(filepath.Join(tmp, "keyward-demo-*"))
+		assert.Empty(t, left, "the demo removes its directory when stopped")
+	})
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), "Press Ctrl-C") {
+		n, err := stdout.Read(buf)
+		require.NoError(t, err, "demo stopped; it printed:\n%s", out.String())
+		out.Write(buf[:n])
+	}
+	return out.String()
+}
+
+// TestDemoCurlBlock: the demo's three curl commands, pasted as one block
+// into a shell, all succeed, and each answer is a line of JSON. On the
+// free plan (1 request/s) the second and third got 429.
+func TestDemoCurlBlock(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	out := startDemo(t)
+	_, block, ok := strings.Cut(out, "Try it:")
+	require.True(t, ok, out)
+	block, _, ok = strings.Cut(block, "Metrics")
+	require.True(t, ok, out)
+	require.Equal(t, 3, strings.Count(block, "curl -s"), block)
+	sh := exec.Command("sh", "-c", strings.ReplaceAll(block, "curl -s", curl+" -s"))
+	answers, err := sh.Output()
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSuffix(string(answers), "\n"), "\n")
+	require.Len(t, lines, 3, "each body ends with a newline:\n%s", answers)
+	for _, line := range lines {
+		var body struct {
+			Success bool `json:"success"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &body), line)
+		assert.True(t, body.Success, line)
+	}
 }

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/keyward/keyward/sqlstore"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -79,4 +84,31 @@ func TestDatabaseNameHidesThePassword(t *testing.T) {
 	assert.NotContains(t, a.dbName(), "s3cret")
 	assert.NotContains(t, a.dbName(), "hunter2")
 	assert.Contains(t, a.dbName(), "sslmode=require")
+}
+
+// TestPrefixKeptWithTheDatabase: the CLI pointed at the database of a
+// service built with Prefix "wx_" makes wx_ keys, which the service
+// accepts, and refuses another --prefix. It made triq_ keys, exit 0, that
+// the service refused with 401 invalid_api_key_format.
+func TestPrefixKeptWithTheDatabase(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "service.db")
+	s, err := sqlstore.Open(context.Background(), db, sqlstore.Options{Prefix: "wx_"})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	c := &cli{t: t, db: db, env: []string{"KEYWARD_KEY_PREFIX="}}
+	org := c.org("--name", "acme")
+	var k createdKey
+	c.json(&k, "keys", "create", "--json", "--org", org, "--name", "k", "--permissions", "*")
+	require.True(t, strings.HasPrefix(k.Key, "wx_"), "the database's prefix: %s", k.Hint)
+	srv := c.serve()
+	assert.Equal(t, http.StatusOK, srv.do(t, http.MethodGet, "/v1/categories", k.Key, "").status)
+
+	_, errs, code := c.run("--prefix", "triq_", "keys", "create", "--org", org, "--name", "k2")
+	assert.Equal(t, 1, code, errs)
+	assert.Contains(t, errs, `"wx_"`)
+	assert.Contains(t, errs, "--prefix")
+	c.env = []string{"KEYWARD_KEY_PREFIX=triq_"}
+	_, errs, code = c.run("keys", "list", "--org", org)
+	assert.Equal(t, 1, code, "the environment's prefix is refused too: %s", errs)
 }

@@ -116,12 +116,13 @@ func (c *cli) key(org string, args ...string) createdKey {
 
 // server is `keyward serve` running on a free loopback port.
 type server struct {
-	cmd  *exec.Cmd
-	base string
-	logs *bytes.Buffer
+	cmd     *exec.Cmd
+	base    string
+	metrics string // the URL of /metrics
+	logs    *bytes.Buffer
 }
 
-var addrLine = regexp.MustCompile(`addr=(http://127\.0\.0\.1:\d+)`)
+var addrLine = regexp.MustCompile(`addr=(http://127\.0\.0\.1:\d+).* metrics=(http://\S+)`)
 
 // serve starts `keyward serve` with the flags given besides --addr.
 func (c *cli) serve(flags ...string) *server {
@@ -135,14 +136,14 @@ func (c *cli) serve(flags ...string) *server {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	found := make(chan string, 1)
+	found := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
 			s.logs.WriteString(sc.Text() + "\n")
 			if m := addrLine.FindStringSubmatch(sc.Text()); m != nil && !sent {
-				found <- m[1]
+				found <- m[1:]
 				sent = true
 			}
 		}
@@ -151,9 +152,9 @@ func (c *cli) serve(flags ...string) *server {
 		}
 	}()
 	select {
-	case base, ok := <-found:
+	case m, ok := <-found:
 		require.True(c.t, ok, "serve exited before listening")
-		s.base = base
+		s.base, s.metrics = m[0], m[1]
 	case <-time.After(30 * time.Second):
 		c.t.Fatal("serve did not start")
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,6 +74,18 @@ func splitPermissions(s string) []string {
 		}
 	}
 	return out
+}
+
+// warnUnknownPermissions warns on stderr of each permission that no route
+// of the demo API (keyward serve) requires: most likely a typo, harmless
+// if the key is for a service of your own that requires it.
+func (a *app) warnUnknownPermissions(perms []string) {
+	for _, p := range perms {
+		if !slices.Contains(demoPermissions, p) {
+			fmt.Fprintf(a.stderr, "keyward: warning: no route of keyward serve's demo API requires %q (they require %s); a service of your own may\n",
+				p, strings.Join(demoPermissions[:2], " or "))
+		}
+	}
 }
 
 // parseRate reads "600/min", "600" or "600/m".
@@ -269,6 +282,7 @@ func (a *app) keysCommand() *cobra.Command {
 			if err != nil {
 				return a.notFound(err, org)
 			}
+			a.warnUnknownPermissions(permissions)
 			return a.printNewKey(ck, asJSON, "created")
 		},
 	}
@@ -377,9 +391,9 @@ func (a *app) keysCommand() *cobra.Command {
 		Short: "Print N well-formed keys that are stored nowhere (for load tests and scanner checks)",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			format, err := keyward.NewKeyFormat(a.prefix)
+			format, err := a.keyFormat()
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			if count < 1 || count > 1_000_000 {
 				return usageError{errors.New("--count must be 1 to 1,000,000")}

@@ -7,11 +7,13 @@
 //	keyward demo
 //
 // Global flags: --db (env KEYWARD_DB, default ./keyward.db, a SQLite file;
-// postgres://… accepted) and --prefix (env KEYWARD_KEY_PREFIX, default
-// triq_). Exit status: 0 ok, 1 failure (or, for scan, keys found), 2 usage.
+// postgres://… accepted) and --prefix (env KEYWARD_KEY_PREFIX; default the
+// database's, which keeps the prefix it was created with, triq_ for a new
+// one). Exit status: 0 ok, 1 failure (or, for scan, keys found), 2 usage.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -33,6 +35,7 @@ import (
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -75,13 +78,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // printError writes err on stderr, each line once prefixed "keyward: "
-// (keyward's own errors carry the prefix already, and joined errors hold
-// one per line), with the names of Go fields replaced by the flags that
-// set them.
+// (keyward's own errors carry the prefix already, also when one wraps
+// another, and joined errors hold one per line), with the names of Go
+// fields replaced by the flags that set them.
 func printError(stderr io.Writer, err error) {
 	msg := flagNames.Replace(err.Error())
 	for _, line := range strings.Split(msg, "\n") {
-		fmt.Fprintln(stderr, "keyward: "+strings.TrimPrefix(line, "keyward: "))
+		line = strings.ReplaceAll(line, ": keyward: ", ": ")
+		for strings.HasPrefix(line, "keyward: ") {
+			line = strings.TrimPrefix(line, "keyward: ")
+		}
+		fmt.Fprintln(stderr, "keyward: "+line)
 	}
 }
 
@@ -91,6 +98,7 @@ var flagNames = strings.NewReplacer(
 	"set the organization's RatePerMinute", "give the organization a rate (orgs create/update --rate)",
 	"the organization's rate", "--rate: rate",
 	"the organization's credits", "--credits: credits",
+	"(Options.Prefix); leave Prefix empty to use the database's", "(--prefix, env KEYWARD_KEY_PREFIX); leave --prefix out to use the database's",
 )
 
 // isCobraUsage recognises cobra's own errors for unknown commands.
@@ -130,14 +138,58 @@ func (a *app) rootCommand() *cobra.Command {
 	root.PersistentFlags().Lookup("db").DefValue = redactDSN(root.PersistentFlags().Lookup("db").DefValue) // help shows no password
 	root.PersistentFlags().DurationVar(&a.dbTimeout, "db-timeout", sqlstore.DefaultQueryTimeout,
 		"longest wait for one PostgreSQL call or transaction; past it the call fails (a charged request: 503)")
-	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", "triq_"),
-		"key prefix (env KEYWARD_KEY_PREFIX)")
+	root.PersistentFlags().StringVar(&a.prefix, "prefix", envOr("KEYWARD_KEY_PREFIX", ""),
+		"key prefix (env KEYWARD_KEY_PREFIX; default: the database's, kept since it was created, "+sqlstore.DefaultPrefix+" for a new one; another is refused)")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{suggestFlag(cmd, err)} })
 	root.PersistentFlags().IntVar(&a.maxKeys, "max-keys", manage.DefaultMaxKeys,
 		"most working keys an organization may have (every process on one database should agree)")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(a.initCommand(), a.orgsCommand(), a.keysCommand(), a.creditsCommand(), a.plansCommand(), a.scanCommand(), a.serveCommand(), a.demoCommand(),
 		a.adminCommand())
 	return root
+}
+
+// suggestFlag adds to cobra's "unknown flag: --nmae" the flags of cmd
+// whose names are close ("did you mean --name?").
+func suggestFlag(cmd *cobra.Command, err error) error {
+	name, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
+	if !ok {
+		return err
+	}
+	var close []string
+	seen := map[string]bool{}
+	visit := func(f *pflag.Flag) {
+		if !seen[f.Name] && !f.Hidden && (editDistance(name, f.Name) <= 2 || strings.HasPrefix(f.Name, name)) {
+			close = append(close, "--"+f.Name)
+		}
+		seen[f.Name] = true
+	}
+	cmd.LocalFlags().VisitAll(visit)
+	cmd.InheritedFlags().VisitAll(visit)
+	if len(close) == 0 {
+		return fmt.Errorf("%w (see %s --help)", err, cmd.CommandPath())
+	}
+	return fmt.Errorf("%w; did you mean %s?", err, strings.Join(close, " or "))
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // group makes cmd, a command of commands, a usage error (exit 2) when
@@ -218,7 +270,18 @@ func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)
 	}
+	a.prefix = s.Format().Prefix()
 	return s, nil
+}
+
+// keyFormat is the format of --prefix's keys, for the commands that open
+// no database (scan, keys sample): sqlstore.DefaultPrefix without one.
+func (a *app) keyFormat() (keyward.KeyFormat, error) {
+	f, err := keyward.NewKeyFormat(cmp.Or(a.prefix, sqlstore.DefaultPrefix))
+	if err != nil {
+		return f, usageError{fmt.Errorf("--prefix: %w", err)}
+	}
+	return f, nil
 }
 
 // sqlitePath returns the file of a SQLite DSN (see sqlstore.Open), and
@@ -273,7 +336,7 @@ func (a *app) notFound(err error, id string) error {
 // given where an id was expected, a key mistyped) is shown as its hint,
 // never whole.
 func (a *app) shown(s string) string {
-	f, err := keyward.NewKeyFormat(a.prefix)
+	f, err := a.keyFormat()
 	if err == nil && strings.HasPrefix(s, f.Prefix()) && len(s) >= len(f.Prefix())+30 {
 		return f.Hint(s) + " (a key, not an id: find its id with keys whois -)"
 	}

@@ -247,6 +247,9 @@ func (a *app) keysUpdateCommand() *cobra.Command {
 			if err != nil {
 				return a.notFound(err, argv[0])
 			}
+			if c.Permissions != nil {
+				a.warnUnknownPermissions(*c.Permissions)
+			}
 			v := keyView(rec, time.Now())
 			if asJSON {
 				return a.printJSON(v)
@@ -269,10 +272,6 @@ func (a *app) keysWhoisCommand() *cobra.Command {
 		Short: "Find a key by its hint (triq_AbCd…wXyZ) or by the key itself (hashed, never printed; - reads it from stdin)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			format, err := keyward.NewKeyFormat(a.prefix)
-			if err != nil {
-				return usageError{err}
-			}
 			q := argv[0]
 			if q == "-" {
 				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
@@ -288,7 +287,7 @@ func (a *app) keysWhoisCommand() *cobra.Command {
 			defer s.Close()
 			var found []keyward.KeyRecord
 			what := a.shown(q) // a key, even a mistyped one, is never printed
-			if format.Valid(q) {
+			if s.Format().Valid(q) {
 				rec, err := s.LookupKey(cmd.Context(), keyward.Hash(q))
 				if err != nil && !errors.Is(err, keyward.ErrKeyNotFound) {
 					return err

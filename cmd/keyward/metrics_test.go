@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -27,7 +28,7 @@ var (
 // scrape reads the server's /metrics.
 func (s *server) scrape(t *testing.T) (string, []sample) {
 	t.Helper()
-	resp, err := http.Get(s.base + "/metrics")
+	resp, err := http.Get(s.metrics)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -121,4 +122,47 @@ func TestServeMetrics(t *testing.T) {
 	for _, k := range []createdKey{keyA, readOnly, keyB} {
 		require.NotContains(t, srv.logs.String(), k.Key)
 	}
+}
+
+// TestMetricsCannotBeInflated: with traces on (otelhttp around the API),
+// 1,000 requests with distinct Host headers and paths add no series to
+// /metrics. otelhttp put the Host header on its metrics
+// (server.address, server.port): each new value was a new series.
+func TestMetricsCannotBeInflated(t *testing.T) {
+	c := newCLI(t)
+	c.env = []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=" + newCollector().serveHTTP(t) + "/v1/traces"}
+	srv := c.serve()
+	get := func(host, path string) {
+		req, err := http.NewRequest(http.MethodGet, srv.base+path, nil)
+		require.NoError(t, err)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	}
+	get(strings.TrimPrefix(srv.base, "http://"), "/first") // the series a request of this kind makes
+	body, before := srv.scrape(t)
+	require.Contains(t, body, "http_server_request_duration_seconds", "otelhttp's metrics are on")
+	const n = 1000
+	for i := range n {
+		get(fmt.Sprintf("h%d.example:%d", i, 1024+i), fmt.Sprintf("/p/%d", i))
+	}
+	body, after := srv.scrape(t)
+	require.Equal(t, len(before), len(after), "no series made by the requests' Host or path:\n%s", body)
+	require.Equal(t, float64(n+1), value(after, "http_server_request_duration_seconds_count", nil), body)
+	require.NotContains(t, body, "h1.example")
+}
+
+// TestServeMetricsAddr: --metrics-addr serves /metrics on a listener of
+// its own, and the API's listener no longer does.
+func TestServeMetricsAddr(t *testing.T) {
+	c := newCLI(t)
+	srv := c.serve("--metrics-addr", "127.0.0.1:0")
+	require.NotEqual(t, srv.base+"/metrics", srv.metrics)
+	body, _ := srv.scrape(t)
+	require.Contains(t, body, "target_info")
+	r := srv.do(t, http.MethodGet, "/metrics", "", "")
+	require.Equal(t, http.StatusNotFound, r.status, r.raw)
 }

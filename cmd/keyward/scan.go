@@ -38,9 +38,9 @@ file in the index that differs from HEAD (git diff --cached), not the file in
 the working tree, so a key removed from the file but still staged is found.
 Paths are reported as git names them, relative to the repository's top.`,
 		RunE: func(cmd *cobra.Command, paths []string) error {
-			format, err := keyward.NewKeyFormat(a.prefix)
+			format, err := a.keyFormat()
 			if err != nil {
-				return usageError{err}
+				return err
 			}
 			s := &scanner{format: format, stdout: a.stdout, stderr: a.stderr}
 			switch {

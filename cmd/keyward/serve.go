@@ -27,10 +27,11 @@ import (
 )
 
 type serveFlags struct {
-	addr     string
-	redis    string
-	ledger   string
-	loadtest bool
+	addr        string
+	metricsAddr string // "": /metrics on addr
+	redis       string
+	ledger      string
+	loadtest    bool
 
 	// The admin API and dashboard: mounted when adminTokens names a token
 	// file; loginLink prints a one-time sign-in link.
@@ -150,6 +151,8 @@ func (a *app) serveCommand() *cobra.Command {
 		"admin token file (keyward admin token create): serve the admin API at /admin/v1/ and the dashboard at /dashboard/ (env KEYWARD_ADMIN_TOKENS)")
 	cmd.Flags().BoolVar(&f.loginLink, "login-link", false, "print a one-time dashboard sign-in link, valid 15 minutes (needs --admin-tokens)")
 	f.limitFlags(cmd)
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "",
+		"serve GET /metrics on this address of its own instead of --addr's (e.g. 127.0.0.1:9464 when --addr is public)")
 	return cmd
 }
 
@@ -175,7 +178,9 @@ func (a *app) demoCommand() *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "demo", Plan: "free"})
+			// The starter plan (5 requests/s): the three curl commands
+			// below, pasted as one block, all answer 200.
+			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "demo", Plan: "starter"})
 			if err != nil {
 				return err
 			}
@@ -188,9 +193,10 @@ func (a *app) demoCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ready := func(addr, login string) {
+			ready := func(addr, metrics, login string) {
 				base := "http://" + addr
-				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (free plan: 1 request/s, 60/min, 2 in flight, 100 credits/month)
+				l := org.Limits
+				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (%s plan: %d requests/s, %d/min, %d in flight, %d credits/month)
 database: %s (deleted on exit)
 
 Your API key (shown once):
@@ -206,12 +212,12 @@ Try it:
 
     curl -s %s/v1/usage -H 'X-API-Key: %s'
 
-Metrics (Prometheus text format): curl -s %s/metrics
+Metrics (Prometheus text format): curl -s %s
 
 Every answer carries the rate-limit headers (X-RateLimit-Limit is per
-second; -Concurrency-* the requests in flight); a second call within the
-second gets 429 with X-RateLimit-Scope: rps. Requests with a bad key are
-throttled per client (--failed-auth-per-minute).
+second; -Concurrency-* the requests in flight); past %d calls within a
+second, the next gets 429 with X-RateLimit-Scope: rps. Requests with a bad
+key are throttled per client (--failed-auth-per-minute).
 
 The dashboard (create, rotate and revoke keys; watch usage). This sign-in link works once, for 15 minutes:
 
@@ -222,7 +228,8 @@ The admin API, with the demo's admin token (shown once):
     curl -s %s/admin/v1/orgs -H 'Authorization: Bearer %s'
 
 Press Ctrl-C to stop.
-`, a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, base, base, login, base, adminToken)
+`, org.Plan, l.RequestsPerSecond, l.RequestsPerMinute, l.Concurrency, l.MonthlyCredits,
+					a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, metrics, l.RequestsPerSecond, base, login, base, adminToken)
 			}
 			return a.serve(ctx, s, f, ready)
 		},
@@ -230,13 +237,15 @@ Press Ctrl-C to stop.
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for the rate limits (default: in memory)")
 	f.limitFlags(cmd)
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "",
+		"serve GET /metrics on this address of its own instead of --addr's (e.g. 127.0.0.1:9464 when --addr is public)")
 	return cmd
 }
 
 // serve runs the demo API until ctx is done, then shuts down gracefully:
 // requests in flight finish and settle their credits, and usage is
 // flushed when the store closes.
-func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready func(addr, login string)) error {
+func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready func(addr, metrics, login string)) error {
 	logger := slog.New(slog.NewTextHandler(a.stderr, nil))
 	var err error
 	var limitStore = keyward.RateLimitConfig{}.Store
@@ -250,7 +259,7 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 		defer client.Close()
 		rs, err := redislimit.New(ctx, client, redislimit.Options{Timeout: f.redisTimeout})
 		if err != nil {
-			return err
+			return fmt.Errorf("--redis %s: %w", redactDSN(f.redis), err)
 		}
 		limitStore = rs
 	}
@@ -272,32 +281,38 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	if h, login, err = mountAdmin(h, s, ledger, f, logger); err != nil {
 		return err
 	}
+	ln, err := listen(f.addr, "--addr")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
 	// Telemetry (telemetry.go): GET /metrics, and OTLP export when OTEL_* says so.
-	h, stopTelemetry, err := serveTelemetry(ctx, h)
+	h, metrics, stopTelemetry, err := serveTelemetry(ctx, h, addr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = stopTelemetry(context.Background()) }()
-	ln, err := net.Listen("tcp", f.addr)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%s is in use by another program; choose another address with --addr (e.g. --addr 127.0.0.1:0 for any free port): %w", f.addr, err)
+	// /metrics beside the API, or alone on a listener of its own.
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	srv, metricsURL := f.server(logger, mux), "http://"+addr+"/metrics"
+	var msrv *http.Server
+	if f.metricsAddr == "" {
+		mux.Handle("/", h)
+	} else {
+		mln, err := listen(f.metricsAddr, "--metrics-addr")
+		if err != nil {
+			return err
+		}
+		defer mln.Close()
+		srv, msrv = f.server(logger, h), srv
+		metricsURL = "http://" + mln.Addr().String() + "/metrics"
+		go func() { _ = msrv.Serve(mln) }()
 	}
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s (--addr): %w", f.addr, err)
-	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: f.readHeaderTimeout,
-		ReadTimeout:       f.readTimeout,
-		WriteTimeout:      f.writeTimeout,
-		IdleTimeout:       f.idleTimeout,
-		MaxHeaderBytes:    f.maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	addr := ln.Addr().String()
-	logger.Info("keyward: serving the demo API", "addr", "http://"+addr, "db", s.Dialect(), "metrics", "http://"+addr+"/metrics")
+	logger.Info("keyward: serving the demo API", "addr", "http://"+addr, "db", s.Dialect(), "metrics", metricsURL)
 	if ready != nil {
-		ready(addr, login)
+		ready(addr, metricsURL, login)
 	} else if login != "" {
 		fmt.Fprintf(a.stdout, "dashboard sign-in link (works once, for 15 minutes): http://%s%s\n", addr, login)
 	}
@@ -311,10 +326,39 @@ func (a *app) serve(ctx context.Context, s *sqlstore.Store, f serveFlags, ready 
 	logger.Info("keyward: shutting down; letting requests in flight finish")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if msrv != nil {
+		_ = msrv.Shutdown(shutdownCtx)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
+}
+
+// listen listens on addr, the value of flag, with an error that says what
+// to do when the address is taken.
+func listen(addr, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s is in use by another program; choose another address with %s (e.g. %s 127.0.0.1:0 for any free port): %w", addr, flag, flag, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s (%s): %w", addr, flag, err)
+	}
+	return ln, nil
+}
+
+// server is an http.Server of h with the bounds f gives.
+func (f *serveFlags) server(logger *slog.Logger, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: f.readHeaderTimeout,
+		ReadTimeout:       f.readTimeout,
+		WriteTimeout:      f.writeTimeout,
+		IdleTimeout:       f.idleTimeout,
+		MaxHeaderBytes:    f.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // mountAdmin returns api with the admin API and the dashboard mounted
