@@ -58,7 +58,7 @@ func TestStalledBodyIsNotDoneOnTheAPI(t *testing.T) {
 		})
 	}
 	t.Cleanup(func() {
-		info, err := e.store.Key(context.Background(), k.Record.ID)
+		info, err := e.store.Key(context.Background(), "", k.Record.ID)
 		require.NoError(t, err)
 		assert.True(t, info.Record.RevokedAt.IsZero(), "the key was not revoked")
 	})
