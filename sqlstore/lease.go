@@ -19,9 +19,9 @@ const (
 	// DefaultLeaseFlushInterval is how often an instance writes what its
 	// leases spent and resizes them.
 	DefaultLeaseFlushInterval = 100 * time.Millisecond
-	// DefaultLeaseTTL is how long a lease stays usable for new calls
-	// after the instance last reached the database.
-	DefaultLeaseTTL = 30 * time.Second
+	// DefaultLeaseTTL is how long a lease outlives its holder's last
+	// write: 20 flush intervals.
+	DefaultLeaseTTL = 2 * time.Second
 	// DefaultLeaseMinAvailable is the available credit below which no
 	// lease is taken: every call of the organization reserves exactly.
 	DefaultLeaseMinAvailable = 1000
@@ -42,30 +42,58 @@ const (
 // recalled: in both cases every call reserves exactly, as without leases,
 // so the last credits can be spent from any instance.
 //
-// Bounds. A lease is usable for new calls up to TTL after the instance last
-// reached the database; its row expires ReservationTTL + TTL after that,
-// so an instance that dies gives its lease back by then. Calls it committed
-// but had not yet written (at most one FlushInterval of them, plus the
-// time of the write) are never charged. Grants and upgrades count in the
-// database at once and in a lease's size within one FlushInterval; a new
-// billing period ends every lease at once. A lease holds what the last 30
-// flush intervals used (3 s by default), so that a slow write does not
-// make calls wait. Calls committed from a lease whose row expired before
-// they were written (the database unreachable for longer than
-// ReservationTTL + TTL) are still charged when it is back.
+// Bounds. A holder renews its leases at every write; a lease not renewed
+// for TTL (2 s by default) is returned to the organization by the next
+// transaction of any instance on it, so an instance that dies strands its
+// lease's credits for at most TTL. Calls it committed but had not yet
+// written (at most one FlushInterval of them, plus the time of the write)
+// are never charged. The holder serves new calls from a lease for TTL/2
+// after its last write: while the database is unreachable, that long (then
+// calls answer an error), and a lease is never used when another instance
+// may already have returned it. Its calls in flight when a lease was
+// returned are not charged, and calls it committed but could not write in
+// time are charged as far as the organization's credits allow (never
+// overspent; the rest is logged and not charged). Grants and upgrades
+// count in the database at once and in a lease's size within one
+// FlushInterval; a new billing period ends every lease at once. A lease
+// holds what the last 30 flush intervals used (3 s by default), so that a
+// slow write does not make calls wait.
+//
+// Waiting. A call that its lease does not cover reserves exactly; when
+// too few credits are left but other instances' leases hold enough, it
+// recalls them (live holders give them back at their next flush) and
+// tries again, for at most 800 ms in all, whatever happens meanwhile;
+// then it fails with ErrCreditsLeased (keyward answers 503, Retry-After:
+// 1). With too few credits even counting every lease it fails at once with
+// credit.ErrInsufficientCredits.
 type LeaseOptions struct {
 	// Enabled turns leases on.
 	Enabled bool
 	// FlushInterval is how often spent credits are written and leases
 	// resized. Zero: DefaultLeaseFlushInterval.
 	FlushInterval time.Duration
-	// TTL is how long a lease serves new calls without reaching the
-	// database. Zero: DefaultLeaseTTL.
+	// TTL is how long a lease outlives its holder's last write before any
+	// instance returns it to the organization; the holder serves new calls
+	// from it for TTL/2 after that write. Keep it several FlushIntervals.
+	// Zero: DefaultLeaseTTL.
 	TTL time.Duration
 	// MinAvailable is the available credit below which an organization's
 	// calls reserve exactly. Zero: DefaultLeaseMinAvailable.
 	MinAvailable int64
 }
+
+// leaseWait is the longest a call waits, from its first try, for credits
+// that other instances' leases hold (see LeaseOptions): with a transaction
+// of a few milliseconds after it, a call is answered within a second.
+const leaseWait = 800 * time.Millisecond
+
+// ErrCreditsLeased: the credits a call needs exist but other instances'
+// leases hold them, and were not given back within 800 ms (their
+// holders are busy with calls of their own, or one died and its lease is
+// returned at most LeaseOptions.TTL after its last write). Not an answer of
+// the credit contract: keyward answers it as a ledger failure (503 with
+// Retry-After). A retry shortly after succeeds.
+var ErrCreditsLeased = errors.New("keyward: sqlstore: the credits are held by other instances' leases; retry shortly")
 
 // localBase is the first id of a reservation served from a lease: far
 // above any database id, so that settling knows where to look.
@@ -172,10 +200,21 @@ func (l *leaser) org(acct credit.Account) *orgLease {
 	return ol
 }
 
-// usable reports whether ol's lease may serve a new reservation now (its
-// row outlives the reservation) in the period that starts at start.
+// leaseID returns this instance's lease of org (0: none).
+func (l *leaser) leaseID(org string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ol := l.orgs[org]; ol != nil {
+		return ol.id
+	}
+	return 0
+}
+
+// usable reports whether ol's lease may serve a call now in the period
+// that starts at start: within TTL/2 of its last write, so that no other
+// instance can have returned it yet (it does so TTL after that write).
 func (l *leaser) usable(ol *orgLease, now, start int64) bool {
-	return ol.id != 0 && ol.period == start && now+int64(l.s.resTTL) <= ol.expires
+	return ol.id != 0 && ol.period == start && now+int64(l.ttl/2) <= ol.expires
 }
 
 // take reserves amount from ol's lease, if it can. Called with l.mu held.
@@ -194,6 +233,10 @@ func (l *leaser) take(ol *orgLease, req credit.ReserveRequest, now, start int64)
 	return credit.Reservation{ID: l.next, OrgID: r.org, Amount: r.amount, ExpiresAt: time.Unix(0, r.expires),
 		Available: ol.dbAvail + ol.free}, true
 }
+
+// callDeadline is when a call that starts now stops waiting for leased
+// credits: one deadline for the whole call, whatever is tried again inside.
+func callDeadline() time.Time { return time.Now().Add(leaseWait) }
 
 // reserve is Reserve with leases: from the lease when it covers the call,
 // else through the database (refill).
@@ -216,8 +259,9 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 	if req.IdempotencyKey != "" {
 		need = 0 // exact, whatever the lease holds
 	}
+	deadline := callDeadline()
 	for {
-		err = l.refill(ctx, ol, need, func(ol *orgLease, now, start int64) bool {
+		err = l.refill(ctx, deadline, ol, need, func(ol *orgLease, now, start int64) bool {
 			if req.IdempotencyKey != "" {
 				return false
 			}
@@ -230,6 +274,8 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 		if !errors.Is(err, errGone) {
 			return out, err
 		}
+		// Dropped while the call waited (the flush forgets an idle
+		// organization): the same call goes on, with the same deadline.
 		l.mu.Lock()
 		ol = l.org(req.Account)
 		l.mu.Unlock()
@@ -240,7 +286,7 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 var errGone = errors.New("keyward: sqlstore: lease state dropped")
 
 // errRecalled asks refill to try again once other instances returned
-// their leases; errRetry, at once.
+// their leases (they hold enough for the call); errRetry, at once.
 var (
 	errRecalled = errors.New("keyward: sqlstore: leases recalled")
 	errRetry    = errors.New("keyward: sqlstore: lease taken by other calls")
@@ -250,12 +296,11 @@ var (
 // ol.sync, it tries the lease again (fromLease), else writes ol's pending
 // calls and resizes the lease to cover need in one transaction and tries
 // again, else (exact != nil) reserves exactly in the same transaction,
-// into out. When the exact reservation finds too few credits while other
-// instances hold leases, it recalls them and tries again, for up to three
-// flush intervals.
-func (l *leaser) refill(ctx context.Context, ol *orgLease, need int64, fromLease func(ol *orgLease, now, start int64) bool,
-	exact *credit.ReserveRequest, out *credit.Reservation) error {
-	deadline := time.Now().Add(3*l.every + 50*time.Millisecond)
+// into out. When too few credits are left but other instances' leases
+// hold enough, it recalls them and tries again every half flush interval
+// until deadline, then answers ErrCreditsLeased.
+func (l *leaser) refill(ctx context.Context, deadline time.Time, ol *orgLease, need int64,
+	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) error {
 	for {
 		err := l.refillOnce(ctx, ol, need, fromLease, exact, out)
 		if errors.Is(err, errRetry) {
@@ -264,13 +309,14 @@ func (l *leaser) refill(ctx context.Context, ol *orgLease, need int64, fromLease
 		if !errors.Is(err, errRecalled) {
 			return err
 		}
-		if time.Now().After(deadline) {
-			return credit.ErrInsufficientCredits
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return ErrCreditsLeased
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(l.every / 2):
+		case <-time.After(min(l.every/2, wait)):
 		}
 	}
 }
@@ -303,26 +349,27 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 		if w.covered {
 			return nil
 		}
-		insufficient := need > 0
+		insufficient, amount := need > 0, need
 		if exact != nil {
 			// Too little for a lease: reserve this call exactly.
+			amount = exact.Amount
 			exactErr = l.s.reserveIn(ctx, tx, &w.a, now, *exact, out)
 			if exactErr != nil && !isLedgerAnswer(exactErr) {
 				return exactErr
 			}
-			out.Available += w.free
+			out.Available += w.free + w.others // as Balance counts it
 			insufficient = errors.Is(exactErr, credit.ErrInsufficientCredits)
 		}
-		if !insufficient {
+		if !insufficient || w.others == 0 {
 			return nil
 		}
-		others, err := l.othersLeased(ctx, tx, w.a.orgID, w.id)
-		if err != nil || others == 0 {
-			return err
+		// Other instances hold credits: recall them and, if with them there
+		// is enough, try again once they have given them back (a live one
+		// at its next flush, a dead one's once it is returned).
+		out.Available = max(w.a.available()+w.free+w.others, 0)
+		if out.Available >= amount {
+			exactErr = errRecalled
 		}
-		// Other instances hold credits: recall them, and try again once
-		// they have given them back (at their next flush).
-		exactErr = errRecalled
 		_, err = tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET lease_recall = $2 WHERE org_id = $1`,
 			w.a.orgID, now+int64(4*l.every))
 		return err
@@ -347,7 +394,7 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 	if exact != nil || exactErr != nil {
 		return exactErr // the exact reservation's answer, or errRecalled
 	}
-	out.Available = max(w.a.available()+ol.free, 0)
+	out.Available = max(w.a.available()+ol.free+w.others, 0)
 	return credit.ErrInsufficientCredits
 }
 
@@ -372,13 +419,16 @@ func (l *leaser) othersLeased(ctx context.Context, tx *sql.Tx, org string, own i
 type leaseWrite struct {
 	ol      *orgLease
 	a       account
-	pending []pendingEntry
-	give    int64 // taken from free, given back
-	grow    int64 // added to the lease
-	id      int64 // the lease row after the write (0: none)
+	pending []pendingEntry // taken from ol (given back to it if tx fails)
+	commits []pendingEntry // what of pending is charged: written to the ledger
+	dropped int64          // what of pending was not: credits
+	give    int64          // taken from free, given back
+	grow    int64          // added to the lease
+	id      int64          // the lease row after the write (0: none)
 	held    int64
 	expires int64
 	free    int64 // ol.free right after the take (for Available)
+	others  int64 // what other instances' leases hold
 	covered bool  // the lease now covers need
 	lost    bool  // the lease row was gone (expired or a new period)
 }
@@ -396,7 +446,7 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	l.mu.Unlock()
 	period := l.s.period
 	_, end := period(acct.OrgID, time.Unix(0, now))
-	a, err := l.s.account(ctx, tx, acct, start, end.UnixNano(), now)
+	a, err := l.s.account(ctx, tx, acct, start, end.UnixNano(), now, id)
 	if err != nil {
 		return nil, err
 	}
@@ -422,11 +472,23 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	}
 	used := ol.used
 	ol.used = 0
+	// Calls of the live lease were held by it; calls of a lease that was
+	// returned meanwhile (its holder could not write for TTL) are charged
+	// as far as the credits allow, since another instance may have spent
+	// what the lease held: never overspent.
 	var spentLease int64
 	for _, e := range w.pending {
-		if e.leaseID == ol.id && ol.id != 0 {
+		switch {
+		case e.leaseID == ol.id && ol.id != 0:
 			spentLease += e.amount
+		case e.period != a.start: // written to the period it was made in
+		case a.available()-e.amount >= acct.MinAvailable():
+			a.spent += e.amount
+		default:
+			w.dropped += e.amount
+			continue
 		}
+		w.commits = append(w.commits, e)
 	}
 	// The size: leaseWrites writes' worth of recent use (a call that found
 	// the lease short doubles it; an idle lease halves), at most a share of
@@ -462,15 +524,11 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	w.covered = need > 0 && w.grow+w.free >= need && w.held > 0
 
 	// Write the calls: one commit entry each; the spent of this period.
-	if err := l.s.insertCommits(ctx, tx, acct.OrgID, w.pending); err != nil {
+	if err := l.s.insertCommits(ctx, tx, acct.OrgID, w.commits); err != nil {
 		return w, err
 	}
-	for _, e := range w.pending {
-		if e.period == a.start {
-			a.spent += e.amount
-		}
-	}
-	w.id, w.expires = ol.id, now+int64(l.s.resTTL)+int64(l.ttl)
+	a.spent += spentLease
+	w.id, w.expires = ol.id, now+int64(l.ttl)
 	switch {
 	case w.id == 0 && w.held > 0:
 		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
@@ -506,7 +564,8 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 		}
 	}
 	w.a = a
-	return w, nil
+	w.others, err = l.othersLeased(ctx, tx, a.orgID, w.id)
+	return w, err
 }
 
 // apply records in ol what w wrote. Called with l.mu held.
@@ -517,7 +576,14 @@ func (l *leaser) apply(w *leaseWrite) {
 	}
 	ol.id, ol.held, ol.expires = w.id, w.held, w.expires
 	ol.free += w.grow
-	ol.dbAvail = w.a.available()
+	// What Balance counts available, but for this instance's lease: other
+	// leases are available (to their holders), this one's unused part is
+	// ol.free.
+	ol.dbAvail = w.a.available() + w.others
+	if w.dropped > 0 {
+		l.s.logger.Warn("keyward: sqlstore: calls committed from a lease returned before they were written exceed the credits left; not charged",
+			"orgId", w.a.orgID, "credits", w.dropped)
+	}
 }
 
 // undo gives back to ol what w took, its transaction having failed.
@@ -800,7 +866,7 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 		return out, err
 	}
 	var tryErr error
-	err = l.refill(ctx, ol, need, func(ol *orgLease, now, start int64) bool {
+	err = l.refill(ctx, callDeadline(), ol, need, func(ol *orgLease, now, start int64) bool {
 		ok, tryErr = try(ol, now, start)
 		return ok || tryErr != nil
 	}, nil, &out)
@@ -810,8 +876,8 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 	return out, cmp.Or(tryErr, err)
 }
 
-// extend is Extend of a local reservation: the lease's row is extended
-// first when it would expire before the reservation.
+// extend is Extend of a local reservation: its lease is renewed first
+// when it was not written for TTL/2 (not usable).
 func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (time.Time, error) {
 	var expires int64
 	try := func(_ *orgLease, now, start int64) (bool, error) {
@@ -819,7 +885,7 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 		if err != nil {
 			return false, err
 		}
-		if now+int64(l.s.resTTL) > r.ol.expires {
+		if !l.usable(r.ol, now, start) {
 			return false, nil
 		}
 		r.expires = now + int64(l.s.resTTL)
@@ -840,7 +906,7 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 	if !ok && err == nil {
 		var tryErr error
 		var out credit.Reservation
-		err = l.refill(ctx, ol, 0, func(ol *orgLease, now, start int64) bool {
+		err = l.refill(ctx, callDeadline(), ol, 0, func(ol *orgLease, now, start int64) bool {
 			ok, tryErr = try(ol, now, start)
 			return ok || tryErr != nil
 		}, nil, &out)
