@@ -20,7 +20,7 @@ const (
 	// leases spent and resizes them.
 	DefaultLeaseFlushInterval = 100 * time.Millisecond
 	// DefaultLeaseTTL is how long a lease outlives its holder's last
-	// write: 20 flush intervals.
+	// write: 20 default flush intervals.
 	DefaultLeaseTTL = 2 * time.Second
 	// DefaultLeaseMinAvailable is the available credit below which no
 	// lease is taken: every call of the organization reserves exactly.
@@ -44,7 +44,7 @@ const (
 //
 // Bounds. A holder renews its leases at every write; a lease not renewed
 // for TTL (2 s by default) is returned to the organization by the next
-// transaction of any instance on it, so an instance that dies strands its
+// transaction of any other instance on it, so an instance that dies strands its
 // lease's credits for at most TTL. Calls it committed but had not yet
 // written (at most one FlushInterval of them, plus the time of the write)
 // are never charged. The holder serves new calls from a lease for TTL/2
@@ -66,6 +66,12 @@ const (
 // then it fails with ErrCreditsLeased (keyward answers 503, Retry-After:
 // 1). With too few credits even counting every lease it fails at once with
 // credit.ErrInsufficientCredits.
+//
+// Available. A reservation's Available (keyward's X-Credits-Remaining) is
+// what Balance on the same instance counts: other instances' leases are
+// available, their calls not yet written are not spent; the database's
+// part is as of this instance's last write (at most one FlushInterval
+// old, as long as it can reach the database).
 type LeaseOptions struct {
 	// Enabled turns leases on.
 	Enabled bool
@@ -140,6 +146,14 @@ type orgLease struct {
 	size     int64          // the free credits the last write aimed at
 	dbAvail  int64          // the account's available credit when last written
 	gone     bool           // dropped from leaser.orgs: look it up again
+	short    shortState     // the last call that recalled the leases
+}
+
+// shortState is what the last call that recalled an organization's leases
+// found: until when other calls wait with it, what an exact reservation
+// could take, and the organization's Available.
+type shortState struct {
+	until, exact, available int64
 }
 
 // localRes is a reservation served from a lease.
@@ -234,9 +248,18 @@ func (l *leaser) take(ol *orgLease, req credit.ReserveRequest, now, start int64)
 		Available: ol.dbAvail + ol.free}, true
 }
 
-// callDeadline is when a call that starts now stops waiting for leased
-// credits: one deadline for the whole call, whatever is tried again inside.
-func callDeadline() time.Time { return time.Now().Add(leaseWait) }
+// callWait is a call's one deadline, whatever is tried again inside: it
+// stops waiting for leased credits at until. since is when it began, on
+// the Store's clock (as leases' renewed_at).
+type callWait struct {
+	since int64
+	until time.Time
+}
+
+// startWait starts a call's wait.
+func (l *leaser) startWait() callWait {
+	return callWait{since: l.s.now().UnixNano(), until: time.Now().Add(leaseWait)}
+}
 
 // reserve is Reserve with leases: from the lease when it covers the call,
 // else through the database (refill).
@@ -259,9 +282,9 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 	if req.IdempotencyKey != "" {
 		need = 0 // exact, whatever the lease holds
 	}
-	deadline := callDeadline()
+	cw := l.startWait()
 	for {
-		err = l.refill(ctx, deadline, ol, need, func(ol *orgLease, now, start int64) bool {
+		err = l.refill(ctx, cw, ol, need, func(ol *orgLease, now, start int64) bool {
 			if req.IdempotencyKey != "" {
 				return false
 			}
@@ -298,31 +321,34 @@ var (
 // again, else (exact != nil) reserves exactly in the same transaction,
 // into out. When too few credits are left but other instances' leases
 // hold enough, it recalls them and tries again every half flush interval
-// until deadline, then answers ErrCreditsLeased.
-func (l *leaser) refill(ctx context.Context, deadline time.Time, ol *orgLease, need int64,
+// until cw's deadline; the last try answers ErrCreditsLeased if a holder
+// that did not write since the call began holds enough (it may be dead:
+// its lease comes back at its expiry), else the exact answer (what live
+// holders still hold is in flight).
+func (l *leaser) refill(ctx context.Context, cw callWait, ol *orgLease, need int64,
 	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) error {
 	for {
-		err := l.refillOnce(ctx, ol, need, fromLease, exact, out)
+		last := !time.Now().Before(cw.until)
+		err := l.refillOnce(ctx, cw, last, ol, need, fromLease, exact, out)
 		if errors.Is(err, errRetry) {
 			continue // the lease grew, but other calls took it first
 		}
 		if !errors.Is(err, errRecalled) {
 			return err
 		}
-		wait := time.Until(deadline)
-		if wait <= 0 {
+		if last {
 			return ErrCreditsLeased
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(min(l.every/2, wait)):
+		case <-time.After(min(l.every/2, time.Until(cw.until))):
 		}
 	}
 }
 
-func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromLease func(ol *orgLease, now, start int64) bool,
-	exact *credit.ReserveRequest, out *credit.Reservation) error {
+func (l *leaser) refillOnce(ctx context.Context, cw callWait, last bool, ol *orgLease, need int64,
+	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) error {
 	ol.sync.Lock()
 	defer ol.sync.Unlock()
 	now, start, err := l.clock(ctx, ol.acct.OrgID)
@@ -335,9 +361,19 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 		return errGone
 	}
 	ok := fromLease(ol, now, start)
+	// Another call of this instance found the organization short and
+	// recalled its leases a moment ago: this one, which needs more than
+	// it found, waits with it instead of asking the database again.
+	short := !ok && !last && exact != nil && exact.IdempotencyKey == "" && now < ol.short.until && exact.Amount > ol.short.exact
+	if short {
+		out.Available = ol.short.available
+	}
 	l.mu.Unlock()
-	if ok {
+	switch {
+	case ok:
 		return nil
+	case short:
+		return errRecalled
 	}
 	var w *leaseWrite
 	exactErr := error(nil)
@@ -363,15 +399,10 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 		if !insufficient || w.others == 0 {
 			return nil
 		}
-		// Other instances hold credits: recall them and, if with them there
-		// is enough, try again once they have given them back (a live one
-		// at its next flush, a dead one's once it is returned).
-		out.Available = max(w.a.available()+w.free+w.others, 0)
-		if out.Available >= amount {
+		recalled, err := l.recall(ctx, tx, w, now, amount, cw, last, out)
+		if recalled {
 			exactErr = errRecalled
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET lease_recall = $2 WHERE org_id = $1`,
-			w.a.orgID, now+int64(4*l.every))
 		return err
 	})
 	l.mu.Lock()
@@ -383,6 +414,9 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 		return err
 	}
 	l.apply(w)
+	if errors.Is(exactErr, errRecalled) && exact != nil {
+		ol.short = shortState{until: now + int64(l.every/2), exact: w.a.available() + w.free, available: out.Available}
+	}
 	if w.covered || exact == nil {
 		if fromLease(ol, now, start) {
 			return nil
@@ -396,6 +430,29 @@ func (l *leaser) refillOnce(ctx context.Context, ol *orgLease, need int64, fromL
 	}
 	out.Available = max(w.a.available()+ol.free+w.others, 0)
 	return credit.ErrInsufficientCredits
+}
+
+// recall is refillOnce's answer to a call that found too few credits
+// while other instances' leases hold some (w.others > 0): it recalls them
+// (no lease of the organization is taken, and each holder gives back what
+// its lease holds unused at its next flush) and reports whether the call
+// should wait for them: whether, with them, there is amount. On the last
+// try only the leases of holders silent since the call began count.
+// out.Available is set as Balance counts it.
+func (l *leaser) recall(ctx context.Context, tx *sql.Tx, w *leaseWrite, now, amount int64, cw callWait, last bool,
+	out *credit.Reservation) (bool, error) {
+	out.Available = max(w.a.available()+w.free+w.others, 0)
+	held := w.others
+	if last {
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount), 0) FROM keyward_reservations
+			WHERE org_id = $1 AND state = 'open' AND lease = 1 AND id <> $2 AND renewed_at < $3`,
+			w.a.orgID, w.id, cw.since).Scan(&held); err != nil {
+			return false, err
+		}
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE keyward_credit_accounts SET lease_recall = $2 WHERE org_id = $1`,
+		w.a.orgID, now+int64(4*l.every))
+	return w.a.available()+w.free+held >= amount, err
 }
 
 // isLedgerAnswer reports whether err is one of the answers of the credit
@@ -532,8 +589,8 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	switch {
 	case w.id == 0 && w.held > 0:
 		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
-			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at, lease)
-			VALUES ($1, $2, 'open', '', '', '', '', $3, $4, $5, 1) RETURNING id`,
+			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at, lease, renewed_at)
+			VALUES ($1, $2, 'open', '', '', '', '', $3, $4, $5, 1, $4) RETURNING id`,
 			acct.OrgID, w.held, a.start, now, w.expires).Scan(&w.id); err != nil {
 			return w, err
 		}
@@ -548,8 +605,8 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 		a.open--
 		w.id = 0
 	case w.id != 0:
-		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET amount = $2, expires_at = $3 WHERE id = $1`,
-			w.id, w.held, w.expires); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET amount = $2, expires_at = $3, renewed_at = $4 WHERE id = $1`,
+			w.id, w.held, w.expires, now); err != nil {
 			return w, err
 		}
 		a.reserved += w.held - ol.held
@@ -866,7 +923,7 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 		return out, err
 	}
 	var tryErr error
-	err = l.refill(ctx, callDeadline(), ol, need, func(ol *orgLease, now, start int64) bool {
+	err = l.refill(ctx, l.startWait(), ol, need, func(ol *orgLease, now, start int64) bool {
 		ok, tryErr = try(ol, now, start)
 		return ok || tryErr != nil
 	}, nil, &out)
@@ -906,7 +963,7 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 	if !ok && err == nil {
 		var tryErr error
 		var out credit.Reservation
-		err = l.refill(ctx, callDeadline(), ol, 0, func(ol *orgLease, now, start int64) bool {
+		err = l.refill(ctx, l.startWait(), ol, 0, func(ol *orgLease, now, start int64) bool {
 			ok, tryErr = try(ol, now, start)
 			return ok || tryErr != nil
 		}, nil, &out)
