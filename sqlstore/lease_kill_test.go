@@ -48,8 +48,8 @@ func chargeLoop(ctx context.Context, s *sqlstore.Store, acct credit.Account, pre
 				req := fmt.Sprintf("%s-%d-%d", prefix, w, i)
 				cost := 1 + rng.Int64N(3)
 				r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: cost, KeyID: "key_k", RequestID: req})
-				if errors.Is(err, credit.ErrInsufficientCredits) {
-					continue
+				if errors.Is(err, credit.ErrInsufficientCredits) || errors.Is(err, sqlstore.ErrCreditsLeased) {
+					continue // spent, or the last credits are in the killed instance's lease
 				}
 				if err != nil {
 					errs <- err
