@@ -26,8 +26,8 @@ const (
 	HeaderIdempotencyKey = idempotency.Header
 	// HeaderXIdempotencyKey is accepted in place of Idempotency-Key.
 	HeaderXIdempotencyKey = idempotency.XHeader
-	// HeaderCreditsRemaining, on every 2xx of a charged call, is the
-	// organization's available credits once this call is charged.
+	// HeaderCreditsRemaining, on every 2xx of a charged call: Available as the ledger's
+	// Balance where the call was served counts it, once the call is charged (Charge.Remaining).
 	HeaderCreditsRemaining = "X-Credits-Remaining"
 	// HeaderIdempotentReplayed is "true" on a 2xx of a retry of a call
 	// already charged: this response was not charged again.
