@@ -238,6 +238,8 @@ type Charge struct {
 	watched bool // the request was: the Charger's observed ledger
 	counted bool // telemetry counted the reservation open
 	st      *requestState
+	result  Settlement // once done (the ledger answered Settle)
+	done    bool
 }
 
 func (ch *Charge) ledger() credit.Ledger { return ch.c.ledgerFor(ch.watched) }
@@ -367,10 +369,36 @@ func (ch *Charge) Settle(status int) error {
 	cost := ch.cost
 	ch.mu.Unlock()
 	ch.c.running.Remove(&ch.alive)
-	if ch.res.Replayed {
-		return nil
+	commit, credits := status >= 200 && status <= 299, int64(0)
+	var err error
+	if !ch.res.Replayed {
+		err = telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, commit, ch.counted)
+		if commit && err == nil {
+			credits = cost
+		}
 	}
-	return telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, status >= 200 && status <= 299, ch.counted)
+	ch.mu.Lock()
+	ch.result, ch.done = Settlement{Status: status, Credits: credits, Err: err}, true
+	ch.mu.Unlock()
+	return err
+}
+
+// Settlement is how a call's Charge ended: the Status it settled on (a 2xx
+// commits; 0: none was sent), the Credits the ledger committed (0 when
+// released, for a replay, or when settling failed), and Err, the ledger's
+// error when settling failed (the reservation then expires uncharged).
+type Settlement struct {
+	Status  int
+	Credits int64
+	Err     error
+}
+
+// Settled returns how the call ended, once it has (ok): what a usage
+// chart shows of a charged call.
+func (ch *Charge) Settled() (s Settlement, ok bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.result, ch.done
 }
 
 // Release ends the call without charging it: Settle with no status.
@@ -426,7 +454,7 @@ func (ch *Charge) finish(commit func()) {
 		return
 	case !ch.returned || ch.hijacked: // a panic, runtime.Goexit, or a hijack
 		status = 0
-	case status == 0 && clientGone(ch.detached.Parent): // nothing written, client gone
+	case status == 0 && detach.ClientGone(ch.detached.Parent): // nothing written, client gone
 	case status == 0: // nothing written: the framework answers now
 		if commit != nil {
 			commit()
@@ -453,7 +481,7 @@ func (ch *Charge) finish(commit func()) {
 // sawStatus records the first final status the handler sends and, for a
 // 2xx, sets the credit headers in h (when not nil) before it goes out.
 func (ch *Charge) sawStatus(h http.Header, code int) {
-	if ch.status != 0 || code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+	if ch.status != 0 || !statuswriter.Final(code) {
 		return
 	}
 	ch.status = code
