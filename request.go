@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sync/atomic"
 
+	"github.com/keyward/keyward/internal/statuswriter"
 	"github.com/keyward/keyward/telemetry"
 )
 
@@ -24,6 +25,7 @@ type requestState struct {
 	vals [9]string // header values, claimed in order (nvals so far) by the goroutine serving the request
 
 	room       Charge                 // the first Charge of the request
+	call       statuswriter.Watch     // what RequireAPIKey passed on sent, for a CallRecorder
 	lastCharge atomic.Pointer[Charge] // the innermost ChargeCredits' Charge
 	roomTaken  atomic.Bool
 	nvals      uint8
