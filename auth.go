@@ -254,6 +254,6 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			a.errors.WriteError(w, r, err)
 			return
 		}
-		a.serve(next, w, AttachKey(r, rec), rec)
+		a.serve(next, w, r, rec)
 	})
 }

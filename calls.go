@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/keyward/keyward/internal/statuswriter"
 )
 
 // CallRecorder is an AuthConfig.Usage told of each call RequireAPIKey let
@@ -15,16 +17,22 @@ type CallRecorder interface {
 	RecordCall(ctx context.Context, k *KeyRecord, sent int, t time.Time)
 }
 
-// serve passes r, which carries k, on to next and, for a CallRecorder,
-// watches what next sends (in r's state) and then tells it of the call.
+// serve passes r on to next with k attached and, for a CallRecorder,
+// watches what next sends and then tells it of the call. The watch is
+// made with the request's state, in one allocation.
 func (a *Authenticator) serve(next http.Handler, w http.ResponseWriter, r *http.Request, k *KeyRecord) {
 	if a.calls == nil {
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, AttachKey(r, k))
 		return
 	}
-	st := stateFrom(r.Context())
-	next.ServeHTTP(st.call.Watch(w), r)
-	a.calls.RecordCall(r.Context(), k, st.call.Status, a.now())
+	rs := &struct {
+		st   requestState
+		call statuswriter.Watch
+	}{st: requestState{key: k}}
+	rs.st.calls = true
+	r = attach(r, &rs.st)
+	next.ServeHTTP(rs.call.Watch(w), r)
+	a.calls.RecordCall(r.Context(), k, rs.call.Status, a.now())
 }
 
 // RecordsCalls reports whether the RequireAPIKey in front of ctx's call
@@ -32,5 +40,5 @@ func (a *Authenticator) serve(next http.Handler, w http.ResponseWriter, r *http.
 // records calls (usage.Middleware) then does not, so none counts twice.
 func RecordsCalls(ctx context.Context) bool {
 	st := stateFrom(ctx)
-	return st != nil && st.call.W != nil
+	return st != nil && st.calls
 }

@@ -233,13 +233,15 @@ type Charge struct {
 	returned bool
 
 	mu      sync.Mutex
+	endedOn int32 // the status Settle settled on; with done, charged and failed, in padding (the state keeps its size class)
 	cost    int64
 	settled bool
 	watched bool // the request was: the Charger's observed ledger
 	counted bool // telemetry counted the reservation open
+	done    bool // Settle had the ledger's answer: charged (cost committed), or failed
+	charged bool
+	failed  bool
 	st      *requestState
-	result  Settlement // once done (the ledger answered Settle)
-	done    bool
 }
 
 func (ch *Charge) ledger() credit.Ledger { return ch.c.ledgerFor(ch.watched) }
@@ -369,28 +371,26 @@ func (ch *Charge) Settle(status int) error {
 	cost := ch.cost
 	ch.mu.Unlock()
 	ch.c.running.Remove(&ch.alive)
-	commit, credits := status >= 200 && status <= 299, int64(0)
+	commit := status >= 200 && status <= 299
 	var err error
 	if !ch.res.Replayed {
 		err = telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, commit, ch.counted)
-		if commit && err == nil {
-			credits = cost
-		}
 	}
 	ch.mu.Lock()
-	ch.result, ch.done = Settlement{Status: status, Credits: credits, Err: err}, true
+	ch.endedOn, ch.done, ch.failed = int32(status), true, err != nil
+	ch.charged = commit && err == nil && !ch.res.Replayed
 	ch.mu.Unlock()
 	return err
 }
 
 // Settlement is how a call's Charge ended: the Status it settled on (a 2xx
 // commits; 0: none was sent), the Credits the ledger committed (0 when
-// released, for a replay, or when settling failed), and Err, the ledger's
-// error when settling failed (the reservation then expires uncharged).
+// released, for a replay, or when settling Failed: the ledger's error,
+// which Settle returned, and the reservation expires uncharged).
 type Settlement struct {
 	Status  int
 	Credits int64
-	Err     error
+	Failed  bool
 }
 
 // Settled returns how the call ended, once it has (ok): what a usage
@@ -398,7 +398,11 @@ type Settlement struct {
 func (ch *Charge) Settled() (s Settlement, ok bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.result, ch.done
+	if ch.charged {
+		s.Credits = ch.cost
+	}
+	s.Status, s.Failed = int(ch.endedOn), ch.failed
+	return s, ch.done
 }
 
 // Release ends the call without charging it: Settle with no status.

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/keyward/keyward/internal/statuswriter"
 	"github.com/keyward/keyward/telemetry"
 )
 
@@ -25,7 +24,6 @@ type requestState struct {
 	vals [9]string // header values, claimed in order (nvals so far) by the goroutine serving the request
 
 	room       Charge                 // the first Charge of the request
-	call       statuswriter.Watch     // what RequireAPIKey passed on sent, for a CallRecorder
 	lastCharge atomic.Pointer[Charge] // the innermost ChargeCredits' Charge
 	roomTaken  atomic.Bool
 	nvals      uint8
@@ -34,6 +32,7 @@ type requestState struct {
 	// request calls no other telemetry hook. A shared state, which may
 	// outlive an SDK's installation, is always watched: each hook asks.
 	watched bool
+	calls   bool // RequireAPIKey records the call for a CallRecorder (RecordsCalls)
 }
 
 type stateKey struct{}
@@ -41,8 +40,11 @@ type stateKey struct{}
 // AttachKey returns a shallow copy of r whose context carries k, as
 // RequireAPIKey passes the request on (FromContext finds k). Adapters for
 // other routers call it after Authenticator.Authenticate.
-func AttachKey(r *http.Request, k *KeyRecord) *http.Request {
-	st := &requestState{key: k, watched: telemetry.Watched()}
+func AttachKey(r *http.Request, k *KeyRecord) *http.Request { return attach(r, &requestState{key: k}) }
+
+// attach is AttachKey with the state st, made for k.
+func attach(r *http.Request, st *requestState) *http.Request {
+	st.watched = telemetry.Watched()
 	// The copy is made into the state: one allocation for both.
 	st.req = *r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	return &st.req
