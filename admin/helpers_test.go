@@ -17,6 +17,7 @@ import (
 	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,7 +67,7 @@ func newStore(t *testing.T) *sqlstore.Store { return newStoreWith(t, sqlstore.Op
 
 func newStoreWith(t *testing.T, opts sqlstore.Options) *sqlstore.Store {
 	t.Helper()
-	s, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "keyward.db"), opts)
+	s, err := sqlstore.Open(context.Background(), sqlite.DSN(filepath.Join(t.TempDir(), "keyward.db")), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s

@@ -12,6 +12,8 @@ import (
 	"github.com/keyward/keyward/rate"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/postgres"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -88,7 +90,7 @@ func redisCounters(b *testing.B) rate.Store {
 
 func openStore(b *testing.B, engine string) *sqlstore.Store {
 	ctx := context.Background()
-	dsn := "sqlite:" + filepath.Join(b.TempDir(), "bench.db")
+	var eng sqlstore.Engine = sqlite.DSN(filepath.Join(b.TempDir(), "bench.db"))
 	if engine == "postgres" {
 		base := os.Getenv("KEYWARD_TEST_POSTGRES_DSN")
 		if base == "" {
@@ -110,9 +112,9 @@ func openStore(b *testing.B, engine string) *sqlstore.Store {
 		q := u.Query()
 		q.Set("search_path", schema)
 		u.RawQuery = q.Encode()
-		dsn = u.String()
+		eng = postgres.DSN(u.String())
 	}
-	s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Prefix: "triq_", Plans: Unlimited})
+	s, err := sqlstore.Open(ctx, eng, sqlstore.Options{Prefix: "triq_", Plans: Unlimited})
 	if err != nil {
 		b.Fatal(err)
 	}

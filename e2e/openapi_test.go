@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/keyward/keyward/usage"
 )
 
@@ -123,7 +124,7 @@ func decodeJSON(b []byte) (any, error) {
 // document answered with success at least once.
 func TestAdminAPIMatchesItsOpenAPIDocument(t *testing.T) {
 	ctx := context.Background()
-	store, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "keyward.db"), sqlstore.Options{})
+	store, err := sqlstore.Open(ctx, sqlite.DSN(filepath.Join(t.TempDir(), "keyward.db")), sqlstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -81,7 +81,7 @@ func benchStore(b *testing.B, engine string, lease ...sqlstore.LeaseOptions) *sq
 	if len(lease) > 0 {
 		opts.Lease = lease[0]
 	}
-	s, err := sqlstore.Open(context.Background(), dsn, opts)
+	s, err := sqlstore.Open(context.Background(), engineOf(dsn), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -215,7 +215,7 @@ func TestPostgresCutDuringChargedLoad(t *testing.T) {
 	require.NoError(t, err)
 
 	before := runtime.NumGoroutine()
-	s, err := sqlstore.Open(ctx, viaProxy, opts)
+	s, err := sqlstore.Open(ctx, engineOf(viaProxy), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	a := newAPI(t, s, 0)
@@ -471,7 +471,7 @@ func TestHelperProcessReserveAndHang(t *testing.T) {
 	ns, err := strconv.ParseInt(os.Getenv("KEYWARD_HELPER_NOW"), 10, 64)
 	require.NoError(t, err)
 	now := time.Unix(0, ns)
-	s, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{Now: func() time.Time { return now }})
+	s, err := sqlstore.Open(context.Background(), engineOf(dsn), sqlstore.Options{Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: s, Cost: 5})
 	require.NoError(t, err)
@@ -654,7 +654,7 @@ func TestHelperProcessChargeLoop(t *testing.T) {
 	require.NoError(t, err)
 	now := time.Unix(0, ns)
 	ctx := context.Background()
-	s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Now: func() time.Time { return now }})
+	s, err := sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	acct := credit.Account{OrgID: orgID, Allocation: 1_000_000}
 	fmt.Println("charging")

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/telemetry"
@@ -146,19 +145,13 @@ func (s *Store) listen() {
 
 func (s *Store) listenOnce(ctx context.Context) error {
 	_, call := telemetry.StartFeedConnect(ctx, "listen")
-	conn, err := pgx.Connect(ctx, s.dsn)
+	heartbeats := "keyward_feed_" + strings.ToLower(rand.Text())
+	conn, err := s.engine.Listen(ctx, notifyChannel, heartbeats)
 	if err != nil {
 		call.End("error", err)
 		return err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	heartbeats := "keyward_feed_" + strings.ToLower(rand.Text())
-	for _, ch := range []string{notifyChannel, heartbeats} {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
-			call.End("error", err)
-			return err
-		}
-	}
 	call.End("ok", nil)
 	telemetry.FeedConnected(ctx, "listen")
 	s.invalidateAll()
@@ -171,7 +164,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 			lastBeat = time.Now()
 		}
 		wctx, cancel := context.WithTimeout(ctx, feedHeartbeat-time.Since(lastBeat))
-		n, err := conn.WaitForNotification(wctx)
+		channel, payload, err := conn.Wait(wctx)
 		quiet := errors.Is(wctx.Err(), context.DeadlineExceeded)
 		cancel()
 		switch {
@@ -180,14 +173,14 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		case err != nil && !quiet:
 			return err
 		case err != nil: // a quiet while: the heartbeat checks the connection
-		case n.Channel == heartbeats:
-			if sent, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
+		case channel == heartbeats:
+			if sent, err := strconv.ParseInt(payload, 10, 64); err == nil {
 				telemetry.FeedLag(ctx, "listen", time.Since(time.Unix(0, sent)))
 			}
-		case n.Payload == planFeedMarker:
+		case payload == planFeedMarker:
 			s.planChanged(ctx)
 		default:
-			if kh, ok := parseHash(n.Payload); ok {
+			if kh, ok := parseHash(payload); ok {
 				telemetry.Invalidated(ctx, 1, false)
 				for _, w := range s.invalidators() {
 					w.Invalidate(kh)
@@ -202,11 +195,10 @@ func (s *Store) listenOnce(ctx context.Context) error {
 // bounded so that a black-holed server is noticed (and the feed
 // reconnects, dropping the caches) instead of waiting on TCP for many
 // minutes.
-func (s *Store) heartbeat(ctx context.Context, conn *pgx.Conn, heartbeats string) error {
+func (s *Store) heartbeat(ctx context.Context, conn Listener, heartbeats string) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := conn.Exec(ctx, `SELECT pg_notify($1, $2)`, heartbeats, strconv.FormatInt(time.Now().UnixNano(), 10))
-	return err
+	return conn.Notify(ctx, heartbeats, strconv.FormatInt(time.Now().UnixNano(), 10))
 }
 
 // pollChanges is the SQLite change feed: read keyward_key_changes every

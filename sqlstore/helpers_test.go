@@ -5,12 +5,15 @@ import (
 	"database/sql"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/postgres"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/stretchr/testify/require"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -55,13 +58,23 @@ func pgSchemaDSN(t testing.TB, base string) string {
 	return u.String()
 }
 
+// engineOf returns the engine of a DSN made by newDSN (or a copy of one
+// routed through a fault proxy): PostgreSQL for postgres://, SQLite
+// otherwise.
+func engineOf(dsn string) sqlstore.Engine {
+	if strings.HasPrefix(dsn, "postgres://") {
+		return postgres.DSN(dsn)
+	}
+	return sqlite.DSN(dsn)
+}
+
 // open opens a Store on dsn and closes it when the test ends.
 func open(t *testing.T, dsn string, opts sqlstore.Options) *sqlstore.Store {
 	t.Helper()
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 50 * time.Millisecond
 	}
-	s, err := sqlstore.Open(context.Background(), dsn, opts)
+	s, err := sqlstore.Open(context.Background(), engineOf(dsn), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s

@@ -41,7 +41,7 @@ func TestPostgresCutUnderLeasedLoad(t *testing.T) {
 	poorKey, err := direct.CreateKey(ctx, manage.KeySpec{OrgID: poor.ID, Name: "poor"})
 	require.NoError(t, err)
 
-	s, err := sqlstore.Open(ctx, viaProxy, sqlstore.Options{Logger: quiet, ReservationTTL: 2 * time.Second,
+	s, err := sqlstore.Open(ctx, engineOf(viaProxy), sqlstore.Options{Logger: quiet, ReservationTTL: 2 * time.Second,
 		Lease: sqlstore.LeaseOptions{Enabled: true}})
 	require.NoError(t, err)
 	a := newAPI(t, s, 0)

@@ -207,7 +207,7 @@ func TestHelperProcessLeasedCharge(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	ctx := context.Background()
-	s, err := sqlstore.Open(ctx, dsn, killOpts)
+	s, err := sqlstore.Open(ctx, engineOf(dsn), killOpts)
 	require.NoError(t, err)
 	acct := credit.Account{OrgID: orgID, Allocation: 25_000}
 	out := bufio.NewWriter(os.Stdout)

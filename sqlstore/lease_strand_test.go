@@ -271,7 +271,7 @@ func TestHelperProcessHoldLease(t *testing.T) {
 		t.Skip("helper process only")
 	}
 	ctx := context.Background()
-	s, err := sqlstore.Open(ctx, dsn, strandOpts)
+	s, err := sqlstore.Open(ctx, engineOf(dsn), strandOpts)
 	require.NoError(t, err)
 	acct := credit.Account{OrgID: orgID, Allocation: allocation}
 	err = chargeLoop(ctx, s, acct, "a", make(chan struct{}), func(string, int64) {})

@@ -76,7 +76,7 @@ func TestLeaseServesCallsAndWritesEachOnce(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			dsn := newDSN(t, engine)
-			s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Lease: sqlstore.LeaseOptions{Enabled: true, FlushInterval: time.Hour}})
+			s, err := sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{Lease: sqlstore.LeaseOptions{Enabled: true, FlushInterval: time.Hour}})
 			require.NoError(t, err)
 			acct := credit.Account{OrgID: "org_lease", Allocation: 100_000}
 			const calls = 400

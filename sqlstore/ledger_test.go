@@ -223,7 +223,7 @@ func TestAbandonedReservationIsReleased(t *testing.T) {
 			dsn := newDSN(t, engine)
 			clock := keywardtest.NewClock(time.Date(2026, 3, 10, 9, 0, 0, 0, time.UTC))
 			acct := credit.Account{OrgID: "org_a", Allocation: 10}
-			dying, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Now: clock.Now})
+			dying, err := sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{Now: clock.Now})
 			require.NoError(t, err)
 			r, err := dying.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 7, KeyID: "key_1", RequestID: "req_1"})
 			require.NoError(t, err)

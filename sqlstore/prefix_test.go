@@ -21,7 +21,7 @@ func TestPrefixIsKeptWithTheDatabase(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			dsn := newDSN(t, engine)
-			s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{Prefix: "wx_"})
+			s, err := sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{Prefix: "wx_"})
 			require.NoError(t, err)
 			require.Equal(t, "wx_", s.Format().Prefix())
 			require.NoError(t, s.Close())
@@ -34,7 +34,7 @@ func TestPrefixIsKeptWithTheDatabase(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, strings.HasPrefix(k.Key, "wx_"), k.Key)
 
-			_, err = sqlstore.Open(ctx, dsn, sqlstore.Options{Prefix: "triq_"})
+			_, err = sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{Prefix: "triq_"})
 			require.ErrorIs(t, err, sqlstore.ErrPrefixMismatch)
 			assert.Contains(t, err.Error(), `"wx_"`)
 			assert.Contains(t, err.Error(), `"triq_"`)
@@ -65,7 +65,7 @@ func TestPrefixOfAnOlderDatabase(t *testing.T) {
 			require.NoError(t, err)
 			forget(s)
 			assert.Equal(t, "wx_", open(t, dsn, sqlstore.Options{}).Format().Prefix(), "the keys' prefix")
-			_, err = sqlstore.Open(ctx, dsn, sqlstore.Options{Prefix: "triq_"})
+			_, err = sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{Prefix: "triq_"})
 			require.ErrorIs(t, err, sqlstore.ErrPrefixMismatch, "and kept from then on")
 
 			dsn = newDSN(t, engine)

@@ -1,7 +1,11 @@
 // Package sqlstore keeps organizations, keys and credits in SQL: SQLite
 // (modernc.org/sqlite, pure Go, nothing to install) for one machine, and
 // PostgreSQL (pgx v5) when several instances serve one API. One schema and
-// one set of queries serve both.
+// one set of queries serve both. Each engine's driver is a package of its
+// own, sqlstore/sqlite and sqlstore/postgres, so that a program compiles
+// only the engine it imports:
+//
+//	store, err := sqlstore.Open(ctx, postgres.DSN(dsn), sqlstore.Options{})
 //
 // A Store is a keyward.KeyStore and manage.KeyManager with the same
 // contract as memstore (proven by the keywardtest suites). Its change feed
@@ -13,6 +17,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -20,7 +25,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -28,14 +32,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/usage"
-	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 //go:embed migrations/*.sql
@@ -138,7 +139,7 @@ const DefaultQueryTimeout = 5 * time.Second
 type Store struct {
 	db      *sql.DB
 	dialect dialect
-	dsn     string // for the PostgreSQL listener connection
+	engine  Engine
 	format  keyward.KeyFormat
 	plans   planState
 	now     func() time.Time
@@ -173,125 +174,25 @@ var (
 	_ credit.History        = (*Store)(nil)
 )
 
-// ErrUnknownDSN is returned by Open for a DSN that names neither SQLite nor
-// PostgreSQL.
-var ErrUnknownDSN = errors.New("keyward: sqlstore: unknown DSN scheme; use postgres://…, postgresql://…, sqlite:PATH or a file path")
-
-// Open connects to the database that dsn names, applies the schema's
+// Open connects to the database of engine e, applies the schema's
 // migrations (under a lock: processes opening one database at once all
-// succeed) and returns the Store. dsn is postgres://… or postgresql://…
-// for PostgreSQL (pgx syntax, search_path accepted), or sqlite:PATH,
-// file:PATH or a plain file path for SQLite (created if missing; WAL, busy
-// timeout and foreign keys on).
-func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	var errs []error
-	if opts.Prefix != "" {
-		if _, err := keyward.NewKeyFormat(opts.Prefix); err != nil {
-			errs = append(errs, err)
-		}
+// succeed) and returns the Store. e is sqlite.DSN (package
+// github.com/keyward/keyward/sqlstore/sqlite) for SQLite: sqlite:PATH,
+// file:PATH or a plain file path, created if missing; or postgres.DSN
+// (package github.com/keyward/keyward/sqlstore/postgres) for PostgreSQL:
+// postgres://… or postgresql://… (search_path accepted).
+func Open(ctx context.Context, e Engine, opts Options) (*Store, error) {
+	if err := checkOptions(e, opts); err != nil {
+		return nil, err
 	}
-	for _, o := range []struct {
-		name string
-		v    int64
-	}{
-		{"PollInterval", int64(opts.PollInterval)}, {"FlushInterval", int64(opts.FlushInterval)},
-		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
-		{"MaxConns", int64(opts.MaxConns)}, {"QueryTimeout", int64(opts.QueryTimeout)},
-		{"PlanInterval", int64(opts.PlanInterval)}, {"Lease.FlushInterval", int64(opts.Lease.FlushInterval)},
-		{"Lease.TTL", int64(opts.Lease.TTL)}, {"Lease.MinAvailable", opts.Lease.MinAvailable}, {"MaxKeys", int64(opts.MaxKeys)},
-	} {
-		if o.v < 0 {
-			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
-		}
+	s := newStore(e, opts)
+	n := opts.MaxConns
+	if n <= 0 {
+		n = 16
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	s := &Store{
-		dsn:    dsn,
-		now:    opts.Now,
-		poll:   opts.PollInterval,
-		flush:  opts.FlushInterval,
-		logger: opts.Logger,
-		stop:   make(chan struct{}),
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.poll <= 0 {
-		s.poll = 250 * time.Millisecond
-	}
-	if s.flush <= 0 {
-		s.flush = 5 * time.Second
-	}
-	if s.logger == nil {
-		s.logger = slog.Default()
-	}
-	s.period, s.resTTL, s.idemTTL = opts.Period, opts.ReservationTTL, opts.IdempotencyTTL
-	if s.period == nil {
-		s.period = credit.MonthlyUTC
-	}
-	if s.resTTL <= 0 {
-		s.resTTL = credit.DefaultReservationTTL
-	}
-	if s.idemTTL <= 0 {
-		s.idemTTL = credit.DefaultIdempotencyTTL
-	}
-	s.timeout = opts.QueryTimeout
-	if s.timeout <= 0 {
-		s.timeout = DefaultQueryTimeout
-	}
-	s.maxKeys = opts.MaxKeys
-	if s.maxKeys == 0 {
-		s.maxKeys = manage.DefaultMaxKeys
-	}
-	s.usage.init()
-
 	var err error
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		s.dialect = postgres
-		var cfg *pgx.ConnConfig
-		cfg, err = pgx.ParseConfig(dsn)
-		if err == nil {
-			if cfg.ConnectTimeout == 0 {
-				cfg.ConnectTimeout = s.timeout
-			}
-			cfg.Tracer = statementTimeout(s.timeout)
-			s.db = stdlib.OpenDB(*cfg)
-			n := opts.MaxConns
-			if n <= 0 {
-				n = 16
-			}
-			s.db.SetMaxOpenConns(n)
-			s.db.SetMaxIdleConns(n)
-		}
-	case strings.Contains(dsn, "://"):
-		return nil, ErrUnknownDSN
-	default:
-		s.dialect = sqlite
-		s.db, err = sql.Open("sqlite", sqliteDSN(dsn))
-		if err == nil {
-			// One connection: this process's writers queue in the pool
-			// instead of spinning in SQLite's busy handler (which sleeps up
-			// to 100 ms a try and starves under contention). Other
-			// processes still wait up to the busy timeout.
-			s.db.SetMaxOpenConns(1)
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("keyward: sqlstore: open %s: %w", s.dialect, err)
-	}
-	if err := s.firstPing(ctx); err != nil {
-		_ = s.db.Close()
-		var pgErr *pgconn.PgError
-		switch {
-		case errors.As(err, &pgErr) && pgErr.Code == "3D000": // invalid_catalog_name
-			return nil, fmt.Errorf("keyward: sqlstore: postgres has no such database (create it first, e.g. with createdb): %w", err)
-		case pgErr != nil:
-			return nil, fmt.Errorf("keyward: sqlstore: postgres refused the connection: %w", err)
-		}
-		return nil, fmt.Errorf("keyward: sqlstore: %s does not answer: %w", s.dialect, err)
+	if s.db, err = e.Open(ctx, Pool{QueryTimeout: s.timeout, MaxConns: n}); err != nil {
+		return nil, err
 	}
 	if err := s.migrate(ctx); err != nil {
 		_ = s.db.Close()
@@ -313,6 +214,66 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		go s.lease.flushLoop()
 	}
 	return s, nil
+}
+
+// checkOptions returns every problem of Open's arguments at once.
+func checkOptions(e Engine, opts Options) error {
+	var errs []error
+	if nilness.Is(e) {
+		errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Open's engine", Problem: "is nil (use sqlite.DSN or postgres.DSN)"})
+	} else if d := e.Dialect(); d != sqlite.String() && d != postgres.String() {
+		errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Open's engine", Problem: fmt.Sprintf("speaks %q, neither sqlite nor postgres", d)})
+	}
+	if opts.Prefix != "" {
+		if _, err := keyward.NewKeyFormat(opts.Prefix); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, o := range []struct {
+		name string
+		v    int64
+	}{
+		{"PollInterval", int64(opts.PollInterval)}, {"FlushInterval", int64(opts.FlushInterval)},
+		{"ReservationTTL", int64(opts.ReservationTTL)}, {"IdempotencyTTL", int64(opts.IdempotencyTTL)},
+		{"MaxConns", int64(opts.MaxConns)}, {"QueryTimeout", int64(opts.QueryTimeout)},
+		{"PlanInterval", int64(opts.PlanInterval)}, {"Lease.FlushInterval", int64(opts.Lease.FlushInterval)},
+		{"Lease.TTL", int64(opts.Lease.TTL)}, {"Lease.MinAvailable", opts.Lease.MinAvailable}, {"MaxKeys", int64(opts.MaxKeys)},
+	} {
+		if o.v < 0 {
+			errs = append(errs, &keyward.ConfigError{Field: "sqlstore.Options." + o.name, Problem: "is negative"})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// newStore returns the Store of a valid engine and opts, every default
+// applied and no database opened yet.
+func newStore(e Engine, opts Options) *Store {
+	s := &Store{
+		engine:  e,
+		dialect: sqlite,
+		now:     opts.Now,
+		poll:    cmp.Or(opts.PollInterval, 250*time.Millisecond),
+		flush:   cmp.Or(opts.FlushInterval, 5*time.Second),
+		logger:  cmp.Or(opts.Logger, slog.Default()),
+		period:  opts.Period,
+		resTTL:  cmp.Or(opts.ReservationTTL, credit.DefaultReservationTTL),
+		idemTTL: cmp.Or(opts.IdempotencyTTL, credit.DefaultIdempotencyTTL),
+		timeout: cmp.Or(opts.QueryTimeout, DefaultQueryTimeout),
+		maxKeys: cmp.Or(opts.MaxKeys, manage.DefaultMaxKeys),
+		stop:    make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.period == nil {
+		s.period = credit.MonthlyUTC
+	}
+	if e.Dialect() == postgres.String() {
+		s.dialect = postgres
+	}
+	s.usage.init()
+	return s
 }
 
 // keyPrefix returns the format of the database's keys: its stored prefix,
@@ -364,80 +325,6 @@ func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc)
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, s.timeout)
-}
-
-// statementTimeout is a pgx tracer that gives every PostgreSQL statement a
-// deadline of d, unless its context's is earlier. A transaction's own
-// deadline (bound, in inTx) cannot interrupt a statement run with another
-// context: database/sql waits for the statement before rolling back, so
-// without this a statement of the ledger's settle path, whose context has
-// no deadline, would wait on a frozen server for good.
-type statementTimeout time.Duration
-
-// cancelKey holds the context.CancelFunc of a statement's deadline.
-type cancelKey struct{}
-
-// TraceQueryStart implements pgx.QueryTracer.
-func (d statementTimeout) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(d))
-	return context.WithValue(ctx, cancelKey{}, cancel)
-}
-
-// TraceQueryEnd implements pgx.QueryTracer: the statement (or the reading
-// of its rows) is over.
-func (statementTimeout) TraceQueryEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryEndData) {
-	if cancel, ok := ctx.Value(cancelKey{}).(context.CancelFunc); ok {
-		cancel()
-	}
-}
-
-// firstPing opens the first connection. On SQLite, switching a new database to
-// WAL takes an exclusive lock, and SQLite answers SQLITE_BUSY at once,
-// without its busy handler, to a connection that would otherwise deadlock
-// with another one doing the same (several processes opening a new
-// database together): such a ping is tried again, for up to the busy
-// timeout.
-func (s *Store) firstPing(ctx context.Context) error {
-	deadline := time.Now().Add(sqliteBusyTimeout)
-	wait := 5 * time.Millisecond
-	for {
-		err := s.db.PingContext(ctx)
-		var se *msqlite.Error
-		if err == nil || s.dialect != sqlite || !errors.As(err, &se) || se.Code()&0xff != sqliteBusy || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 200*time.Millisecond)
-	}
-}
-
-// sqliteBusy is SQLITE_BUSY, the primary result code of a locked database.
-const sqliteBusy = 5
-
-// sqliteBusyTimeout is how long SQLite waits for a lock (busy_timeout).
-const sqliteBusyTimeout = 10 * time.Second
-
-// sqliteDSN turns sqlite:PATH, file:PATH or PATH into a modernc DSN with
-// the pragmas keyward needs. _txlock=immediate makes every transaction
-// take the write lock when it begins, so that read-then-write transactions
-// never fail to upgrade under concurrency.
-func sqliteDSN(dsn string) string {
-	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "file:")
-	query := ""
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path, query = path[:i], path[i+1:]
-	}
-	v, _ := url.ParseQuery(query)
-	v.Add("_pragma", "busy_timeout("+strconv.FormatInt(sqliteBusyTimeout.Milliseconds(), 10)+")")
-	v.Add("_pragma", "journal_mode(WAL)")
-	v.Add("_pragma", "foreign_keys(1)")
-	v.Add("_pragma", "synchronous(NORMAL)")
-	v.Set("_txlock", "immediate")
-	return "file:" + path + "?" + v.Encode()
 }
 
 // Dialect returns "sqlite" or "postgres".

@@ -21,6 +21,8 @@ import (
 	"github.com/keyward/keyward/keywardtest"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/postgres"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -39,18 +41,41 @@ func TestKeyBackend(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, err := sqlstore.Open(ctx, "mysql://root@127.0.0.1/test", sqlstore.Options{})
+	_, err := sqlstore.Open(ctx, sqlite.DSN("mysql://root@127.0.0.1/test"), sqlstore.Options{})
 	assert.ErrorIs(t, err, sqlstore.ErrUnknownDSN)
-	_, err = sqlstore.Open(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=1", sqlstore.Options{})
+	_, err = sqlstore.Open(ctx, postgres.DSN("postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=1"), sqlstore.Options{})
 	assert.ErrorContains(t, err, "postgres does not answer")
-	_, err = sqlstore.Open(ctx, "sqlite:/nonexistent-dir/x/keyward.db", sqlstore.Options{})
+	_, err = sqlstore.Open(ctx, sqlite.DSN("sqlite:/nonexistent-dir/x/keyward.db"), sqlstore.Options{})
 	assert.Error(t, err)
-	_, err = sqlstore.Open(ctx, "sqlite:"+t.TempDir()+"/k.db", sqlstore.Options{Prefix: "TRIQ"})
+	_, err = sqlstore.Open(ctx, sqlite.DSN("sqlite:"+t.TempDir()+"/k.db"), sqlstore.Options{Prefix: "TRIQ"})
 	assert.Error(t, err)
-	_, err = sqlstore.Open(ctx, "sqlite:"+t.TempDir()+"/k.db", sqlstore.Options{PollInterval: -1, MaxConns: -2})
+	_, err = sqlstore.Open(ctx, sqlite.DSN("sqlite:"+t.TempDir()+"/k.db"), sqlstore.Options{PollInterval: -1, MaxConns: -2})
 	require.Error(t, err, "negative settings are refused, not replaced by defaults")
 	assert.Contains(t, err.Error(), "PollInterval")
 	assert.Contains(t, err.Error(), "MaxConns")
+}
+
+// mysqlEngine is an engine of a dialect sqlstore does not speak.
+type mysqlEngine struct{ sqlite.DSN }
+
+func (mysqlEngine) Dialect() string { return "mysql" }
+
+// TestOpenRefusesMisusedEngines: a nil engine, or one whose SQL is
+// neither SQLite's nor PostgreSQL's, is a configuration error returned
+// with every other problem, never a panic and never a database opened.
+func TestOpenRefusesMisusedEngines(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, err := sqlstore.Open(ctx, nil, sqlstore.Options{MaxConns: -1})
+	var ce *keyward.ConfigError
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, err.Error(), "engine")
+	assert.Contains(t, err.Error(), "MaxConns")
+	path := filepath.Join(t.TempDir(), "k.db")
+	_, err = sqlstore.Open(ctx, mysqlEngine{sqlite.DSN(path)}, sqlstore.Options{})
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, err.Error(), `"mysql"`)
+	assert.NoFileExists(t, path)
 }
 
 func TestMigrations(t *testing.T) {
@@ -66,7 +91,7 @@ func TestMigrations(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{})
+					s, err := sqlstore.Open(ctx, engineOf(dsn), sqlstore.Options{})
 					if err == nil {
 						err = s.Close()
 					}
@@ -201,7 +226,7 @@ func TestHelperProcessRevoke(t *testing.T) {
 	if dsn == "" {
 		t.Skip("helper process only")
 	}
-	s, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{})
+	s, err := sqlstore.Open(context.Background(), engineOf(dsn), sqlstore.Options{})
 	require.NoError(t, err)
 	require.NoError(t, s.RevokeKey(context.Background(), keyID))
 	fmt.Printf("committed-at=%d\n", time.Now().UnixNano())
@@ -336,7 +361,7 @@ func newRequest(key string) *http.Request {
 
 func TestLookupAfterClose(t *testing.T) {
 	t.Parallel()
-	s, err := sqlstore.Open(context.Background(), newDSN(t, "sqlite"), sqlstore.Options{})
+	s, err := sqlstore.Open(context.Background(), engineOf(newDSN(t, "sqlite")), sqlstore.Options{})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 	require.NoError(t, s.Close())

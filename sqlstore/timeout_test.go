@@ -77,6 +77,6 @@ func TestFrozenPostgresCostsAtMostQueryTimeout(t *testing.T) {
 // TestQueryTimeoutMustNotBeNegative: a negative QueryTimeout is a
 // configuration error, like every other negative option.
 func TestQueryTimeoutMustNotBeNegative(t *testing.T) {
-	_, err := sqlstore.Open(context.Background(), "sqlite:"+t.TempDir()+"/k.db", sqlstore.Options{QueryTimeout: -time.Second})
+	_, err := sqlstore.Open(context.Background(), engineOf("sqlite:"+t.TempDir()+"/k.db"), sqlstore.Options{QueryTimeout: -time.Second})
 	assert.ErrorContains(t, err, "sqlstore.Options.QueryTimeout is negative")
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -92,7 +93,7 @@ func TestDatabaseNameHidesThePassword(t *testing.T) {
 // the service refused with 401 invalid_api_key_format.
 func TestPrefixKeptWithTheDatabase(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "service.db")
-	s, err := sqlstore.Open(context.Background(), db, sqlstore.Options{Prefix: "wx_"})
+	s, err := sqlstore.Open(context.Background(), sqlite.DSN(db), sqlstore.Options{Prefix: "wx_"})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 

@@ -34,6 +34,8 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/postgres"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -265,7 +267,7 @@ func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if a.maxKeys < 1 {
 		return nil, usageError{errors.New("--max-keys must be 1 or more")}
 	}
-	s, err := sqlstore.Open(ctx, a.db, sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout, MaxKeys: a.maxKeys,
+	s, err := sqlstore.Open(ctx, engine(a.db), sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout, MaxKeys: a.maxKeys,
 		Lease: sqlstore.LeaseOptions{Enabled: a.leases}})
 	if err != nil {
 		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)
@@ -284,7 +286,17 @@ func (a *app) keyFormat() (keyward.KeyFormat, error) {
 	return f, nil
 }
 
-// sqlitePath returns the file of a SQLite DSN (see sqlstore.Open), and
+// engine returns the engine of a --db DSN: PostgreSQL for postgres://… and
+// postgresql://…, SQLite otherwise (which refuses a URL of another scheme
+// with sqlstore.ErrUnknownDSN). The command keeps both engines.
+func engine(dsn string) sqlstore.Engine {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return postgres.DSN(dsn)
+	}
+	return sqlite.DSN(dsn)
+}
+
+// sqlitePath returns the file of a SQLite DSN (see sqlite.DSN), and
 // false for PostgreSQL and in-memory databases.
 func sqlitePath(dsn string) (string, bool) {
 	if strings.Contains(dsn, "://") {

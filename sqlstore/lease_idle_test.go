@@ -1,4 +1,4 @@
-package sqlstore
+package sqlstore_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
+	"github.com/keyward/keyward/sqlstore"
+	"github.com/keyward/keyward/sqlstore/sqlite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -18,8 +20,8 @@ import (
 func TestIdleLeaseIsForgotten(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"),
-		Options{Lease: LeaseOptions{Enabled: true, FlushInterval: 10 * time.Millisecond}})
+	s, err := sqlstore.Open(ctx, sqlite.DSN(filepath.Join(t.TempDir(), "k.db")),
+		sqlstore.Options{Lease: sqlstore.LeaseOptions{Enabled: true, FlushInterval: 10 * time.Millisecond}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	acct := credit.Account{OrgID: "org_idle", Allocation: 1_000_000}
@@ -30,11 +32,7 @@ func TestIdleLeaseIsForgotten(t *testing.T) {
 			require.NoError(t, s.Commit(ctx, acct, r.ID, 1))
 		}
 	}
-	orgs := func() int {
-		s.lease.mu.Lock()
-		defer s.lease.mu.Unlock()
-		return len(s.lease.orgs)
-	}
+	orgs := func() int { return sqlstore.LeasedOrgs(s) }
 	charge()
 	assert.Equal(t, 1, orgs())
 	require.Eventually(t, func() bool { return orgs() == 0 }, 10*time.Second, 5*time.Millisecond, "forgotten once idle")
