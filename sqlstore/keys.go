@@ -676,31 +676,3 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
 	s.notifyLocal(hashes...)
 	return nil
 }
-
-// inTx runs f in a transaction, committing if it returns nil. On
-// PostgreSQL the transaction is bounded by the store's QueryTimeout (see
-// bound): past it, it is rolled back and f's next statement fails.
-func (s *Store) inTx(ctx context.Context, f func(*sql.Tx) error) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-// wrap leaves keyward's sentinels as they are and prefixes anything else.
-func wrap(op string, err error) error {
-	switch {
-	case errors.Is(err, keyward.ErrKeyNotFound), errors.Is(err, manage.ErrOrgNotFound), errors.Is(err, manage.ErrKeyRevoked),
-		errors.Is(err, manage.ErrKeyRotated), errors.Is(err, manage.ErrOrgHasLiveKeys), errors.Is(err, manage.ErrKeyExpired),
-		errors.Is(err, manage.ErrTooManyKeys):
-		return err
-	}
-	return fmt.Errorf("keyward: sqlstore: %s: %w", op, err)
-}

@@ -102,14 +102,6 @@ var ErrCreditsLeased = errors.New("keyward: sqlstore: the credits are held by ot
 // above any database id, so that settling knows where to look.
 const localBase = int64(1) << 62
 
-// leaseShare: a lease takes at most 1/leaseShare of the credit available.
-const leaseShare = 8
-
-// leaseWrites: a lease holds what the last leaseWrites flush intervals
-// used, so that a slow write (a SQLite checkpoint can take hundreds of
-// milliseconds) does not leave calls waiting for the database.
-const leaseWrites = 30
-
 // leaser holds the Store's leases and the reservations served from them.
 type leaser struct {
 	s        *Store
@@ -281,7 +273,7 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 	}
 	cw := l.startWait()
 	for {
-		err = l.refill(ctx, cw, ol, need, func(ol *orgLease, now, start int64) bool {
+		res, err := l.refill(ctx, cw, ol, need, func(ol *orgLease, now, start int64) bool {
 			if req.IdempotencyKey != "" {
 				return false
 			}
@@ -291,7 +283,7 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 			}
 			return ok
 		}, &req, &out)
-		if !errors.Is(err, errGone) {
+		if res != refillGone {
 			return out, err
 		}
 		// Dropped while the call waited (the flush forgets an idle
@@ -302,14 +294,21 @@ func (l *leaser) reserve(ctx context.Context, req credit.ReserveRequest) (credit
 	}
 }
 
-// errGone: the orgLease was dropped (idle) before the call locked it.
-var errGone = errors.New("keyward: sqlstore: lease state dropped")
+// refillResult is what a try of refill came to, its error aside.
+type refillResult int
 
-// errRecalled asks refill to try again once other instances returned
-// their leases (they hold enough for the call); errRetry, at once.
-var (
-	errRecalled = errors.New("keyward: sqlstore: leases recalled")
-	errRetry    = errors.New("keyward: sqlstore: lease taken by other calls")
+const (
+	// refillDone: the call is served (into out), or answered by the error.
+	refillDone refillResult = iota
+	// refillGone: the orgLease was dropped (the flush forgets an idle
+	// organization) before the call locked it: look it up again.
+	refillGone
+	// refillRecalled: other instances' leases hold enough for the call
+	// and were recalled: try again once they are given back.
+	refillRecalled
+	// refillRetry: the lease grew, but other calls took it first: try
+	// again at once.
+	refillRetry
 )
 
 // refill is the slow path of a call that its lease does not cover: under
@@ -321,41 +320,41 @@ var (
 // until cw's deadline; the last try answers ErrCreditsLeased if a holder
 // that did not write since the call began holds enough (it may be dead:
 // its lease comes back at its expiry), else the exact answer (what live
-// holders still hold is in flight).
+// holders still hold is in flight). It returns refillDone or refillGone.
 func (l *leaser) refill(ctx context.Context, cw callWait, ol *orgLease, need int64,
-	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) error {
+	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) (refillResult, error) {
 	for {
 		last := !time.Now().Before(cw.until)
-		err := l.refillOnce(ctx, cw, last, ol, need, fromLease, exact, out)
-		if errors.Is(err, errRetry) {
-			continue // the lease grew, but other calls took it first
-		}
-		if !errors.Is(err, errRecalled) {
-			return err
-		}
-		if last {
-			return ErrCreditsLeased
+		res, err := l.refillOnce(ctx, cw, last, ol, need, fromLease, exact, out)
+		switch {
+		case res == refillRetry:
+			continue
+		case res != refillRecalled:
+			return res, err
+		case last:
+			return refillDone, ErrCreditsLeased
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return refillDone, ctx.Err()
 		case <-time.After(min(l.every/2, time.Until(cw.until))):
 		}
 	}
 }
 
+// refillOnce is one try of refill.
 func (l *leaser) refillOnce(ctx context.Context, cw callWait, last bool, ol *orgLease, need int64,
-	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) error {
+	fromLease func(ol *orgLease, now, start int64) bool, exact *credit.ReserveRequest, out *credit.Reservation) (refillResult, error) {
 	ol.sync.Lock()
 	defer ol.sync.Unlock()
 	now, start, err := l.clock(ctx, ol.acct.OrgID)
 	if err != nil {
-		return err
+		return refillDone, err
 	}
 	l.mu.Lock()
 	if ol.gone {
 		l.mu.Unlock()
-		return errGone
+		return refillGone, nil
 	}
 	ok := fromLease(ol, now, start)
 	// Another call of this instance found the organization short and
@@ -368,16 +367,52 @@ func (l *leaser) refillOnce(ctx context.Context, cw callWait, last bool, ol *org
 	l.mu.Unlock()
 	switch {
 	case ok:
-		return nil
+		return refillDone, nil
 	case short:
-		return errRecalled
+		return refillRecalled, nil
 	}
-	var w *leaseWrite
-	exactErr := error(nil)
+	w, answer, recalled, err := l.refillTx(ctx, cw, last, ol, now, start, need, exact, out)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if w != nil {
+			l.undo(w)
+		}
+		return refillDone, err
+	}
+	l.apply(w)
+	if recalled && exact != nil {
+		ol.short = shortState{until: now + int64(l.every/2), exact: w.a.available() + w.free, available: out.Available}
+	}
+	if w.covered || exact == nil {
+		if fromLease(ol, now, start) {
+			return refillDone, nil
+		}
+		if w.covered {
+			return refillRetry, nil
+		}
+	}
+	switch {
+	case recalled:
+		return refillRecalled, nil
+	case exact != nil:
+		return refillDone, answer // the exact reservation's
+	}
+	out.Available = max(w.a.available()+ol.free+w.others, 0)
+	return refillDone, credit.ErrInsufficientCredits
+}
+
+// refillTx is refillOnce's transaction: it writes ol's lease (w, to
+// apply, or to undo when err is not nil), reserves exact when the lease
+// does not cover need and exact is set (answer: the credit contract's
+// answer to it), and recalls other instances' leases when too few
+// credits are left but they hold some.
+func (l *leaser) refillTx(ctx context.Context, cw callWait, last bool, ol *orgLease, now, start, need int64,
+	exact *credit.ReserveRequest, out *credit.Reservation) (w *leaseWrite, answer error, recalled bool, err error) {
 	err = l.s.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if w, err = l.write(ctx, tx, ol, now, start, need, exact == nil && need > 0); err != nil {
-			return err // w, if taken, is undone below
+			return err // w, if taken, is undone by the caller
 		}
 		if w.covered {
 			return nil
@@ -386,47 +421,20 @@ func (l *leaser) refillOnce(ctx context.Context, cw callWait, last bool, ol *org
 		if exact != nil {
 			// Too little for a lease: reserve this call exactly.
 			amount = exact.Amount
-			exactErr = l.s.reserveIn(ctx, tx, &w.a, now, *exact, out)
-			if exactErr != nil && !isLedgerAnswer(exactErr) {
-				return exactErr
+			answer = l.s.reserveIn(ctx, tx, &w.a, now, *exact, out)
+			if answer != nil && !isLedgerAnswer(answer) {
+				return answer
 			}
 			out.Available += w.free + w.others // as Balance counts it
-			insufficient = errors.Is(exactErr, credit.ErrInsufficientCredits)
+			insufficient = errors.Is(answer, credit.ErrInsufficientCredits)
 		}
 		if !insufficient || w.others == 0 {
 			return nil
 		}
-		recalled, err := l.recall(ctx, tx, w, now, amount, cw, last, out)
-		if recalled {
-			exactErr = errRecalled
-		}
+		recalled, err = l.recall(ctx, tx, w, now, amount, cw, last, out)
 		return err
 	})
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if err != nil {
-		if w != nil {
-			l.undo(w)
-		}
-		return err
-	}
-	l.apply(w)
-	if errors.Is(exactErr, errRecalled) && exact != nil {
-		ol.short = shortState{until: now + int64(l.every/2), exact: w.a.available() + w.free, available: out.Available}
-	}
-	if w.covered || exact == nil {
-		if fromLease(ol, now, start) {
-			return nil
-		}
-		if w.covered {
-			return errRetry
-		}
-	}
-	if exact != nil || exactErr != nil {
-		return exactErr // the exact reservation's answer, or errRecalled
-	}
-	out.Available = max(w.a.available()+ol.free+w.others, 0)
-	return credit.ErrInsufficientCredits
+	return w, answer, recalled, err
 }
 
 // recall is refillOnce's answer to a call that found too few credits

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"cmp"
 	"context"
-	"errors"
 	"time"
 
 	"github.com/keyward/keyward/credit"
@@ -62,7 +61,7 @@ func (l *leaser) open(acct credit.Account, id int64, now, start int64) (*localRe
 }
 
 // settled is the answer for local reservation id once its organization's
-// state was dropped (errGone), which happens only when it holds no lease
+// state was dropped (refillGone), which happens only when it holds no lease
 // and no open reservation: the reservation was settled meanwhile
 // (ErrReservationNotFound) or expired with its lease.
 func (l *leaser) settled(acct credit.Account, id, now, start int64) error {
@@ -151,11 +150,11 @@ func (l *leaser) adjust(ctx context.Context, acct credit.Account, id, amount int
 		return out, err
 	}
 	var tryErr error
-	err = l.refill(ctx, l.startWait(), ol, need, func(ol *orgLease, now, start int64) bool {
+	res, err := l.refill(ctx, l.startWait(), ol, need, func(ol *orgLease, now, start int64) bool {
 		ok, tryErr = try(ol, now, start)
 		return ok || tryErr != nil
 	}, nil, &out)
-	if errors.Is(err, errGone) {
+	if res == refillGone {
 		err = l.settled(acct, id, now, start)
 	}
 	return out, cmp.Or(tryErr, err)
@@ -191,11 +190,12 @@ func (l *leaser) extend(ctx context.Context, acct credit.Account, id int64) (tim
 	if !ok && err == nil {
 		var tryErr error
 		var out credit.Reservation
-		err = l.refill(ctx, l.startWait(), ol, 0, func(ol *orgLease, now, start int64) bool {
+		var res refillResult
+		res, err = l.refill(ctx, l.startWait(), ol, 0, func(ol *orgLease, now, start int64) bool {
 			ok, tryErr = try(ol, now, start)
 			return ok || tryErr != nil
 		}, nil, &out)
-		if errors.Is(err, errGone) {
+		if res == refillGone {
 			err = l.settled(acct, id, now, start)
 		}
 		err = cmp.Or(tryErr, err)

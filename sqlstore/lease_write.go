@@ -34,9 +34,7 @@ type leaseWrite struct {
 }
 
 // write brings org's account to now in tx, writes ol's pending calls,
-// and resizes ol's lease: to cover need (> 0) and leaseWrites flush
-// intervals of recent use, at most 1/leaseShare of what is available,
-// nothing when that is below minAvail or the leases are recalled. It takes
+// and resizes ol's lease to cover need (> 0), as leaseSize says. It takes
 // from ol under l.mu what it writes; the caller, once tx is over, gives
 // the result to apply or, if tx failed, to undo (w is not nil once
 // something was taken, error or not). Called with ol.sync held.
@@ -73,24 +71,9 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	used := ol.used
 	ol.used = 0
 	spentLease := w.charge(&a, ol.id, acct.MinAvailable())
-	// The size: leaseWrites writes' worth of recent use (a call that found
-	// the lease short doubles it; an idle lease halves), at most a share of
-	// what is available.
-	want := max(leaseWrites*used, need, ol.size/2) // unused, a lease halves each write
-	if need == 0 && ol.id == 0 {
-		want = 0 // a flush keeps a lease, never starts one: calls do
-	}
-	if need > 0 {
-		want = max(want, 2*ol.size, 16*need)
-	}
-	pool := a.available() + ol.free // what this instance could hold
-	want = min(want, pool/leaseShare)
-	if want < need || pool < l.minAvail || a.recall > now || a.start != start || l.closing {
-		want = 0
-	}
-	if must && want < need && a.recall <= now && a.start == start && pool-need >= acct.MinAvailable() {
-		want = need // an Adjust: exactly what it needs, as a reservation would
-	}
+	want := leaseSize(leaseDemand{used: used, need: need, size: ol.size, leased: ol.id != 0,
+		pool: a.available() + ol.free, minAvail: l.minAvail, floor: acct.MinAvailable(),
+		recalled: a.recall > now, newPeriod: a.start != start, closing: l.closing, must: must})
 	ol.size = want
 	if want > ol.free {
 		w.grow = want - ol.free
@@ -112,30 +95,8 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	}
 	a.spent += spentLease
 	w.id, w.expires = ol.id, now+int64(l.ttl)
-	switch {
-	case w.id == 0 && w.held > 0:
-		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
-			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at, lease, renewed_at)
-			VALUES ($1, $2, 'open', '', '', '', '', $3, $4, $5, 1, $4) RETURNING id`,
-			acct.OrgID, w.held, a.start, now, w.expires).Scan(&w.id); err != nil {
-			return w, err
-		}
-		a.reserved += w.held
-		a.open++
-	case w.id != 0 && w.held == 0:
-		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'released', amount = 0, settled_at = $2
-			WHERE id = $1`, w.id, now); err != nil {
-			return w, err
-		}
-		a.reserved -= ol.held
-		a.open--
-		w.id = 0
-	case w.id != 0:
-		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET amount = $2, expires_at = $3, renewed_at = $4 WHERE id = $1`,
-			w.id, w.held, w.expires, now); err != nil {
-			return w, err
-		}
-		a.reserved += w.held - ol.held
+	if err := writeLeaseRow(ctx, tx, w, &a, ol.held, now); err != nil {
+		return w, err
 	}
 	if w.id != 0 && (a.nextExpiry == 0 || a.nextExpiry > w.expires) {
 		a.nextExpiry = w.expires
@@ -149,6 +110,38 @@ func (l *leaser) write(ctx context.Context, tx *sql.Tx, ol *orgLease, now, start
 	w.a = a
 	w.others, err = l.othersLeased(ctx, tx, a.orgID, w.id)
 	return w, err
+}
+
+// writeLeaseRow writes w's lease row, which held held before: inserted
+// for a new lease, released when it holds nothing, else resized and
+// renewed; a is the account's counters, brought up to date.
+func writeLeaseRow(ctx context.Context, tx *sql.Tx, w *leaseWrite, a *account, held, now int64) error {
+	switch {
+	case w.id == 0 && w.held > 0:
+		if err := tx.QueryRowContext(ctx, `INSERT INTO keyward_reservations
+			(org_id, amount, state, key_id, request_id, idempotency_key, fingerprint, period_start, created_at, expires_at, lease, renewed_at)
+			VALUES ($1, $2, 'open', '', '', '', '', $3, $4, $5, 1, $4) RETURNING id`,
+			a.orgID, w.held, a.start, now, w.expires).Scan(&w.id); err != nil {
+			return err
+		}
+		a.reserved += w.held
+		a.open++
+	case w.id != 0 && w.held == 0:
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET state = 'released', amount = 0, settled_at = $2
+			WHERE id = $1`, w.id, now); err != nil {
+			return err
+		}
+		a.reserved -= held
+		a.open--
+		w.id = 0
+	case w.id != 0:
+		if _, err := tx.ExecContext(ctx, `UPDATE keyward_reservations SET amount = $2, expires_at = $3, renewed_at = $4 WHERE id = $1`,
+			w.id, w.held, w.expires, now); err != nil {
+			return err
+		}
+		a.reserved += w.held - held
+	}
+	return nil
 }
 
 // charge chooses what of w.pending is written (w.commits) and returns
