@@ -213,30 +213,6 @@ func (l *leaser) leaseID(org string) int64 {
 	return 0
 }
 
-// usable reports whether ol's lease may serve a call now in the period
-// that starts at start: within TTL/2 of its last write, so that no other
-// instance can have returned it yet (it does so TTL after that write).
-func (l *leaser) usable(ol *orgLease, now, start int64) bool {
-	return ol.id != 0 && ol.period == start && now+int64(l.ttl/2) <= ol.expires
-}
-
-// take reserves amount from ol's lease, if it can. Called with l.mu held.
-func (l *leaser) take(ol *orgLease, req credit.ReserveRequest, now, start int64) (credit.Reservation, bool) {
-	if !l.usable(ol, now, start) || ol.free < req.Amount {
-		return credit.Reservation{}, false
-	}
-	ol.free -= req.Amount
-	ol.reserved += req.Amount
-	ol.open++
-	ol.used += req.Amount
-	l.next++
-	r := &localRes{ol: ol, org: req.Account.OrgID, leaseID: ol.id, amount: req.Amount, expires: now + int64(l.s.resTTL),
-		per: start, keyID: req.KeyID, reqID: req.RequestID}
-	l.res[l.next] = r
-	return credit.Reservation{ID: l.next, OrgID: r.org, Amount: r.amount, ExpiresAt: time.Unix(0, r.expires),
-		Available: ol.dbAvail + ol.free}, true
-}
-
 // callWait is a call's one deadline, whatever is tried again inside: it
 // stops waiting for leased credits at until. since is when it began, on
 // the Store's clock (as leases' renewed_at).

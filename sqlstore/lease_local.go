@@ -8,8 +8,32 @@ import (
 	"github.com/keyward/keyward/credit"
 )
 
-// Reservations served from a lease: settled, adjusted and extended in
-// memory, expired by the flush's sweep.
+// The in-memory book: reservations served from a lease, taken, settled,
+// adjusted and extended in memory, expired by the flush's sweep.
+
+// usable reports whether ol's lease may serve a call now in the period
+// that starts at start: within TTL/2 of its last write, so that no other
+// instance can have returned it yet (it does so TTL after that write).
+func (l *leaser) usable(ol *orgLease, now, start int64) bool {
+	return ol.id != 0 && ol.period == start && now+int64(l.ttl/2) <= ol.expires
+}
+
+// take reserves amount from ol's lease, if it can. Called with l.mu held.
+func (l *leaser) take(ol *orgLease, req credit.ReserveRequest, now, start int64) (credit.Reservation, bool) {
+	if !l.usable(ol, now, start) || ol.free < req.Amount {
+		return credit.Reservation{}, false
+	}
+	ol.free -= req.Amount
+	ol.reserved += req.Amount
+	ol.open++
+	ol.used += req.Amount
+	l.next++
+	r := &localRes{ol: ol, org: req.Account.OrgID, leaseID: ol.id, amount: req.Amount, expires: now + int64(l.s.resTTL),
+		per: start, keyID: req.KeyID, reqID: req.RequestID}
+	l.res[l.next] = r
+	return credit.Reservation{ID: l.next, OrgID: r.org, Amount: r.amount, ExpiresAt: time.Unix(0, r.expires),
+		Available: ol.dbAvail + ol.free}, true
+}
 
 // sweep expires the local reservations whose time is up and forgets the
 // expired ones after the reservation TTL. Called with l.mu held.
