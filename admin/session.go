@@ -38,7 +38,7 @@ type sessions struct {
 	now func() time.Time
 	ttl time.Duration
 
-	mu    sync.Mutex
+	mu      sync.Mutex
 	open    map[string]session   // sha256(session id) → session
 	codes   map[string]time.Time // sha256(login code) → expiry
 	reveals map[string]reveal    // sha256(reveal id) → a new key to show once
