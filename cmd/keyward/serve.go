@@ -209,8 +209,9 @@ Try it:
 Metrics (Prometheus text format): curl -s %s/metrics
 
 Every answer carries the rate-limit headers (X-RateLimit-Limit is per
-second; -Concurrency-* the requests in flight); a second call within the
-second gets 429 with X-RateLimit-Scope: rps. Requests with a bad key are
+second; -Concurrency-* the requests in flight); the free plan lets 2
+calls start at once (its burst), and a third within the second gets 429
+with X-RateLimit-Scope: rps. Requests with a bad key are
 throttled per client (--failed-auth-per-minute).
 
 The dashboard (create, rotate and revoke keys; watch usage). This sign-in link works once, for 15 minutes:
