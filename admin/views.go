@@ -26,6 +26,7 @@ type limitField struct {
 func limitFields(l keyward.Limits) []limitField {
 	return []limitField{
 		{JSON: "requestsPerSecond", Label: "Per second", Value: l.RequestsPerSecond, Unit: "requests/s"},
+		{JSON: "burst", Label: "Burst", Value: l.Burst, Unit: "requests at the same instant"},
 		{JSON: "requestsPerMinute", Label: "Per minute", Value: l.RequestsPerMinute, Unit: "requests/min"},
 		{JSON: "concurrency", Label: "In flight", Value: l.Concurrency, Unit: "requests at once"},
 		{JSON: "monthlyCredits", Label: "Credits", Value: l.MonthlyCredits, Unit: "credits/month"},
@@ -38,6 +39,7 @@ type orgJSON struct {
 	Plan           string           `json:"plan"`
 	RatePerMinute  int64            `json:"ratePerMinute"`
 	RatePerSecond  int64            `json:"ratePerSecond"`
+	Burst          int64            `json:"burst"`
 	Concurrency    int64            `json:"concurrency"`
 	MonthlyCredits int64            `json:"monthlyCredits"`
 	AllowOverage   bool             `json:"allowOverage"`
@@ -50,7 +52,7 @@ func orgView(o keyward.Organization) orgJSON {
 		limits[f.JSON] = f.Value
 	}
 	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: o.RatePerMinute, RatePerSecond: o.RatePerSecond,
-		Concurrency: o.Concurrency, MonthlyCredits: o.MonthlyCredits, AllowOverage: o.AllowOverage, Limits: limits}
+		Burst: o.Burst, Concurrency: o.Concurrency, MonthlyCredits: o.MonthlyCredits, AllowOverage: o.AllowOverage, Limits: limits}
 }
 
 type keyJSON struct {

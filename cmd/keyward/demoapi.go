@@ -294,7 +294,7 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 		"organization": map[string]any{"id": p.Org.ID, "name": p.Org.Name, "plan": p.Org.Plan, "allowOverage": p.Org.AllowOverage},
 		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
 			"reserved": bal.Reserved, "leased": bal.Leased, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},
-		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "perMinute": l.RequestsPerMinute,
+		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "burst": l.Burst, "perMinute": l.RequestsPerMinute,
 			"concurrency": l.Concurrency, "remaining": remaining, "concurrencyRemaining": inFlight,
 			"reset": w.Header().Get("X-RateLimit-Reset")},
 		"keys":          keyList,
