@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/usage"
 	"github.com/stretchr/testify/require"
 )
 
@@ -70,4 +71,27 @@ func TestFullChainHotPathAllocations(t *testing.T) {
 	if got > 4 {
 		t.Fatalf("allocs per request = %v, want ≤ 4", got)
 	}
+}
+
+// The whole chain with each call recorded for the usage chart
+// (AuthConfig.Usage records calls): the recording costs no allocation (it
+// lives in the request state), so the budget is the full chain's.
+func TestFullChainRecordedHotPathAllocations(t *testing.T) {
+	rec := &callCounter{}
+	h, r := fullChainRecorded(t, rec)
+	w := &discard{h: http.Header{}}
+	h.ServeHTTP(w, r)
+	require.NotEmpty(t, w.h.Get(keyward.HeaderCreditsRemaining), "the charge ran")
+	got := testing.AllocsPerRun(1000, func() { clear(w.h); h.ServeHTTP(w, r) })
+	t.Logf("full chain, recorded: %v allocs per request", got)
+	if got > 4 {
+		t.Fatalf("allocs per request = %v, want ≤ 4", got)
+	}
+	var calls, credits int64
+	for _, n := range rec.Take() {
+		require.Equal(t, usage.Served, n.Outcome)
+		calls, credits = calls+n.Requests, credits+n.Credits
+	}
+	require.Equal(t, int64(1002), calls, "every call was recorded, once")
+	require.Equal(t, calls, credits, "each at its cost")
 }

@@ -41,10 +41,11 @@ type AuthConfig struct {
 	Environments []Environment
 	// Errors writes every failure. Nil: the defaults of ErrorWriter.
 	Errors *ErrorWriter
-	// Now is the clock for revocation and expiry. Nil: time.Now.
+	// Now is the clock of revocation, expiry and recorded calls. Nil: time.Now.
 	Now func() time.Time
 	// Usage is told of every request let through (last-used times, usage
-	// counters). Nil: nothing is recorded.
+	// counters) and, if a CallRecorder (sqlstore.Store is), of what became
+	// of it, for the usage chart. Nil: nothing is recorded.
 	Usage UsageRecorder
 	// FailedAuth throttles each client's requests with a missing,
 	// malformed or unknown key; over its budget a client is refused (429,
@@ -68,6 +69,7 @@ type Authenticator struct {
 	errors *ErrorWriter
 	now    func() time.Time
 	usage  UsageRecorder
+	calls  CallRecorder // usage, if it records calls
 	fail   authFailures
 	failed *rate.FailedAuth
 }
@@ -113,6 +115,7 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	if a.failed != nil {
 		a.known = recent.New(knownKeysFor, maxKnownKeys)
 	}
+	a.calls, _ = cfg.Usage.(CallRecorder)
 	return a, nil
 }
 
@@ -297,8 +300,8 @@ func (a *Authenticator) WriteError(w http.ResponseWriter, r *http.Request, err e
 }
 
 // Middleware runs Authenticate; on success it calls next with the key in
-// the request context (FromContext), on failure it writes the error and
-// stops.
+// the request context (FromContext) and tells a CallRecorder in Usage of
+// the call, on failure it writes the error and stops.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec, err := a.Authenticate(r)
@@ -306,6 +309,6 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			a.errors.WriteError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, AttachKey(r, rec))
+		a.serve(next, w, r, rec)
 	})
 }

@@ -341,10 +341,11 @@ func TestRateLimitersShareTheProcessCounters(t *testing.T) {
 	w := call("/a")
 	require.Equal(t, http.StatusOK, w.Code)
 	assert.Equal(t, "1", w.Header().Get("X-RateLimit-Limit"))
+	require.Equal(t, http.StatusOK, call("/a").Code, "free: a burst of 2")
 	w = call("/b")
-	require.Equal(t, http.StatusTooManyRequests, w.Code, "the token /a took is the organization's")
+	require.Equal(t, http.StatusTooManyRequests, w.Code, "the tokens /a took are the organization's")
 	assert.Equal(t, "rps", w.Header().Get("X-RateLimit-Scope"))
-	assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=59;`)
+	assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=58;`)
 }
 
 // A nil plan table is DefaultPlans() everywhere: in Plans' methods, in
@@ -355,28 +356,29 @@ func TestNilPlansAreTheDefaults(t *testing.T) {
 	growth := keyward.Organization{ID: "o", Name: "g", Plan: "growth"}
 	l, err := nilPlans.Resolve(growth)
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, l)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Burst: 10, Concurrency: 10, MonthlyCredits: 25_000}, l)
 	p, ok := nilPlans.Plan("business")
 	assert.True(t, ok)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 20, RequestsPerMinute: 1_200, Concurrency: 20, MonthlyCredits: 100_000}, p.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 20, RequestsPerMinute: 1_200, Concurrency: 20, MonthlyCredits: 100_000}, p.Limits,
+		"the burst is the default")
 	_, err = nilPlans.Resolve(keyward.Organization{Plan: "platinum"})
 	assert.Error(t, err)
 
 	o, err := manage.NewOrg("org_1", manage.OrgSpec{Name: "g", Plan: "growth"}, nil)
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, o.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Burst: 10, Concurrency: 10, MonthlyCredits: 25_000}, o.Limits)
 	assert.NoError(t, manage.CheckOrg(growth, nil))
 
 	store, err := memstore.New(memstore.Options{Prefix: "triq_", Plans: nil})
 	require.NoError(t, err)
 	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "g", Plan: "growth"})
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, org.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Burst: 10, Concurrency: 10, MonthlyCredits: 25_000}, org.Limits)
 	key, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
 	require.NoError(t, err)
 	rec, err := store.LookupKey(context.Background(), key.Record.Hash)
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, rec.Org.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Burst: 10, Concurrency: 10, MonthlyCredits: 25_000}, rec.Org.Limits)
 	assert.Equal(t, int64(25_000), rec.Org.Account().Allocation)
 
 	// And the handlers enforce them.
@@ -422,6 +424,7 @@ func TestPlansResolve(t *testing.T) {
 		keyward.Plan{Name: "pro", Limits: keyward.Limits{RequestsPerMinute: 10, MonthlyCredits: 50}},
 		keyward.Plan{Name: "custom"},
 		keyward.Plan{Name: "basic", Limits: keyward.Limits{RequestsPerMinute: 1}},
+		keyward.Plan{Name: "steady", Limits: keyward.Limits{RequestsPerSecond: 4, RequestsPerMinute: 240, Burst: 1, Concurrency: 3}},
 	)
 	require.NoError(t, err)
 	for _, tc := range []struct {
@@ -429,14 +432,22 @@ func TestPlansResolve(t *testing.T) {
 		want keyward.Limits
 		err  string
 	}{
-		// A per-second rate and in-flight cap not given are derived: the
-		// minute spread over 60 s, rounded up; that, at least 2.
-		{keyward.Organization{Plan: "pro"}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerMinute: 99}, keyward.Limits{RequestsPerSecond: 2, RequestsPerMinute: 99, Concurrency: 2, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerMinute: 6000}, keyward.Limits{RequestsPerSecond: 100, RequestsPerMinute: 6000, Concurrency: 100, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerSecond: 7, Concurrency: 3}, keyward.Limits{RequestsPerSecond: 7, RequestsPerMinute: 10, Concurrency: 3, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", MonthlyCredits: 7}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 7}, ""},
-		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 5, Concurrency: 2}, ""},
+		// A per-second rate, in-flight cap and burst not given are derived:
+		// the minute spread over 60 s, rounded up; that, at least 2; the
+		// larger of the two (what may be in flight may start together).
+		{keyward.Organization{Plan: "pro"}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Burst: 2, Concurrency: 2, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerMinute: 99}, keyward.Limits{RequestsPerSecond: 2, RequestsPerMinute: 99, Burst: 2, Concurrency: 2, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerMinute: 6000}, keyward.Limits{RequestsPerSecond: 100, RequestsPerMinute: 6000, Burst: 100, Concurrency: 100, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerSecond: 7, Concurrency: 3}, keyward.Limits{RequestsPerSecond: 7, RequestsPerMinute: 10, Burst: 7, Concurrency: 3, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", RatePerSecond: 1, Concurrency: 5}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Burst: 5, Concurrency: 5, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", Burst: 9}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Burst: 9, Concurrency: 2, MonthlyCredits: 50}, ""},
+		{keyward.Organization{Plan: "pro", MonthlyCredits: 7}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Burst: 2, Concurrency: 2, MonthlyCredits: 7}, ""},
+		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 5, Burst: 2, Concurrency: 2}, ""},
+		// A plan's burst holds, whatever its rate; an organization's override wins.
+		{keyward.Organization{Plan: "steady"}, keyward.Limits{RequestsPerSecond: 4, RequestsPerMinute: 240, Burst: 1, Concurrency: 3}, ""},
+		{keyward.Organization{Plan: "steady", Burst: 6}, keyward.Limits{RequestsPerSecond: 4, RequestsPerMinute: 240, Burst: 6, Concurrency: 3}, ""},
+		{keyward.Organization{Plan: "pro", Burst: -1}, keyward.Limits{}, "burst -1 is out of range"},
+		{keyward.Organization{Plan: "pro", Burst: keyward.MaxRatePerMinute + 1}, keyward.Limits{}, "burst 1000000001 is out of range"},
 		{keyward.Organization{Plan: "pro", RatePerSecond: -1}, keyward.Limits{}, "rate -1/s is out of range"},
 		{keyward.Organization{Plan: "pro", RatePerSecond: keyward.MaxRatePerMinute/60 + 1}, keyward.Limits{}, "out of range"},
 		{keyward.Organization{Plan: "pro", Concurrency: -1}, keyward.Limits{}, "in-flight cap -1 is out of range"},
@@ -460,6 +471,6 @@ func TestPlansResolve(t *testing.T) {
 	assert.ErrorContains(t, err, `"free"`)
 	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "a", Plan: "pro", MonthlyCredits: 7})
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 7}, org.Limits)
+	assert.Equal(t, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Burst: 2, Concurrency: 2, MonthlyCredits: 7}, org.Limits)
 	assert.True(t, strings.HasPrefix(org.ID, "org_"))
 }

@@ -26,8 +26,8 @@ const (
 	HeaderIdempotencyKey = idempotency.Header
 	// HeaderXIdempotencyKey is accepted in place of Idempotency-Key.
 	HeaderXIdempotencyKey = idempotency.XHeader
-	// HeaderCreditsRemaining, on every 2xx of a charged call, is the
-	// organization's available credits once this call is charged.
+	// HeaderCreditsRemaining, on every 2xx of a charged call: Available as the ledger's
+	// Balance where the call was served counts it, once the call is charged (Charge.Remaining).
 	HeaderCreditsRemaining = "X-Credits-Remaining"
 	// HeaderIdempotentReplayed is "true" on a 2xx of a retry of a call
 	// already charged: this response was not charged again.
@@ -233,10 +233,14 @@ type Charge struct {
 	returned bool
 
 	mu      sync.Mutex
+	endedOn int32 // the status Settle settled on; with done, charged and failed, in padding (the state keeps its size class)
 	cost    int64
 	settled bool
 	watched bool // the request was: the Charger's observed ledger
 	counted bool // telemetry counted the reservation open
+	done    bool // Settle had the ledger's answer: charged (cost committed), or failed
+	charged bool
+	failed  bool
 	st      *requestState
 }
 
@@ -367,10 +371,38 @@ func (ch *Charge) Settle(status int) error {
 	cost := ch.cost
 	ch.mu.Unlock()
 	ch.c.running.Remove(&ch.alive)
-	if ch.res.Replayed {
-		return nil
+	commit := status >= 200 && status <= 299
+	var err error
+	if !ch.res.Replayed {
+		err = telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, commit, ch.counted)
 	}
-	return telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, status >= 200 && status <= 299, ch.counted)
+	ch.mu.Lock()
+	ch.endedOn, ch.done, ch.failed = int32(status), true, err != nil
+	ch.charged = commit && err == nil && !ch.res.Replayed
+	ch.mu.Unlock()
+	return err
+}
+
+// Settlement is how a call's Charge ended: the Status it settled on (a 2xx
+// commits; 0: none was sent), the Credits the ledger committed (0 when
+// released, for a replay, or when settling Failed: the ledger's error,
+// which Settle returned, and the reservation expires uncharged).
+type Settlement struct {
+	Status  int
+	Credits int64
+	Failed  bool
+}
+
+// Settled returns how the call ended, once it has (ok): what a usage
+// chart shows of a charged call.
+func (ch *Charge) Settled() (s Settlement, ok bool) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.charged {
+		s.Credits = ch.cost
+	}
+	s.Status, s.Failed = int(ch.endedOn), ch.failed
+	return s, ch.done
 }
 
 // Release ends the call without charging it: Settle with no status.
@@ -426,7 +458,7 @@ func (ch *Charge) finish(commit func()) {
 		return
 	case !ch.returned || ch.hijacked: // a panic, runtime.Goexit, or a hijack
 		status = 0
-	case status == 0 && clientGone(ch.detached.Parent): // nothing written, client gone
+	case status == 0 && detach.ClientGone(ch.detached.Parent): // nothing written, client gone
 	case status == 0: // nothing written: the framework answers now
 		if commit != nil {
 			commit()
@@ -453,7 +485,7 @@ func (ch *Charge) finish(commit func()) {
 // sawStatus records the first final status the handler sends and, for a
 // 2xx, sets the credit headers in h (when not nil) before it goes out.
 func (ch *Charge) sawStatus(h http.Header, code int) {
-	if ch.status != 0 || code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
+	if ch.status != 0 || !statuswriter.Final(code) {
 		return
 	}
 	ch.status = code

@@ -35,6 +35,7 @@
 //	permissions.go  EnforcePermissions
 //	ratelimit.go    RateLimitByOrg: which limit refused, and the headers
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
+//	calls.go        what RequireAPIKey tells a CallRecorder of each call
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
 //	                store that cannot be reached is a 503, never a 401)

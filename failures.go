@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/envelope"
 	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/ids"
@@ -336,7 +337,7 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Cause: fmt.Errorf("%w (details not encodable)", err)}
 		body, _ = envelope.Encode(CodeInternal, "An internal error occurred.", nil, meta)
 	}
-	if e.Status >= 500 && !clientGone(r.Context()) {
+	if e.Status >= 500 && !detach.ClientGone(r.Context()) {
 		ew.logger().LogAttrs(r.Context(), slog.LevelError, "keyward: request failed",
 			slog.Int("status", e.Status),
 			slog.String("code", e.Code),
@@ -399,11 +400,6 @@ func (ew *ErrorWriter) RequestIDFor(r *http.Request) string {
 // reveal a key. Ids in common use (UUIDs, ULIDs, prefixed ids) have
 // shorter runs; a 32-digit hex trace id has not, and is not echoed.
 func mayHoldKey(s string) bool { return ascii.LongestAlnumRun(s) >= bodyLen }
-
-// clientGone reports whether the client of a request went away: its
-// context was cancelled. A request whose deadline passed still has its
-// client waiting, so it is answered (and a call that answered is charged).
-func clientGone(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }
 
 // incomingRequestID returns r's X-Request-Id when there is exactly one and
 // it may be echoed and stored: 1 to 128 letters, digits and ._-, and

@@ -180,9 +180,9 @@ type Organization struct {
 	Name string
 	// Plan names the organization's plan ("free", "starter", …).
 	Plan string
-	// RatePerMinute, RatePerSecond and Concurrency override the plan's
-	// limits (Limits) each when > 0 (custom enterprise limits).
-	RatePerMinute, RatePerSecond, Concurrency int64
+	// RatePerMinute, RatePerSecond, Burst and Concurrency override the
+	// plan's limits (Limits) each when > 0 (custom enterprise limits).
+	RatePerMinute, RatePerSecond, Burst, Concurrency int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
 	// AllowOverage lets calls go on when credits run out.

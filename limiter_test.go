@@ -66,8 +66,8 @@ func (l *limited) call(key string) *httptest.ResponseRecorder {
 // minute.
 var limitedNow = time.Date(2036, 1, 19, 10, 30, 18, 0, time.UTC)
 
-// The free plan: one request a second, 60 a minute, two in flight; the
-// headers as Triqai's clients read them.
+// The free plan: one request a second, a burst of 2, 60 a minute, two in
+// flight; the headers as Triqai's clients read them.
 func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 	t.Parallel()
 	for _, store := range []string{"default", "ulule"} {
@@ -84,17 +84,21 @@ func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 			require.Equal(t, http.StatusOK, w.Code)
 			h := w.Header()
 			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Limit"), "requests per second, as Triqai's client paces itself")
-			assert.Equal(t, []string{"0"}, h.Values("X-RateLimit-Remaining"))
+			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Remaining"), "the burst is 2")
 			assert.Equal(t, []string{"2036-01-19T10:30:19Z"}, h.Values("X-RateLimit-Reset"), "ISO-8601: when the bucket is full")
 			assert.Equal(t, []string{"2"}, h.Values("X-RateLimit-Concurrency-Limit"))
 			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Concurrency-Remaining"), "this request holds one slot")
 			assert.Empty(t, h.Values("X-RateLimit-Scope"), "no limit refused")
 			assert.Equal(t, []string{`"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`}, h.Values("RateLimit-Policy"))
 			if store == "default" {
-				assert.Equal(t, []string{`"rps";r=0;t=1, "rpm";r=59;t=60, "concurrency";r=1`}, h.Values("RateLimit"))
+				assert.Equal(t, []string{`"rps";r=1;t=1, "rpm";r=59;t=60, "concurrency";r=1`}, h.Values("RateLimit"))
 			} else {
-				assert.Equal(t, []string{`"rps";r=0;t=1, "rpm";r=59;t=42, "concurrency";r=1`}, h.Values("RateLimit"), "ulule's fixed window ends at the minute")
+				assert.Equal(t, []string{`"rps";r=1;t=1, "rpm";r=59;t=42, "concurrency";r=1`}, h.Values("RateLimit"), "ulule's fixed window ends at the minute")
 			}
+			w = l.call(k.Key)
+			require.Equal(t, http.StatusOK, w.Code, "the two requests a free plan may have in flight may start together")
+			assert.Equal(t, []string{"0"}, w.Header().Values("X-RateLimit-Remaining"))
+			assert.Equal(t, []string{"2036-01-19T10:30:20Z"}, w.Header().Values("X-RateLimit-Reset"), "two tokens take two seconds")
 
 			l.now.Advance(766 * time.Millisecond)
 			w = l.call(k.Key)
@@ -107,6 +111,7 @@ func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 			assert.Equal(t, []string{"1"}, w.Header().Values("Retry-After"), "whole seconds, at least 1")
 			assert.Equal(t, []string{"rps"}, w.Header().Values("X-RateLimit-Scope"))
 			assert.Equal(t, []string{"0"}, w.Header().Values("X-RateLimit-Remaining"))
+			assert.Equal(t, []string{"2036-01-19T10:30:19Z"}, w.Header().Values("X-RateLimit-Reset"), "when a token is back")
 			assert.Equal(t, []string{"2"}, w.Header().Values("X-RateLimit-Concurrency-Remaining"), "nothing in flight")
 
 			l.now.Advance(234 * time.Millisecond)
@@ -267,6 +272,7 @@ func TestPlanChangeTakesEffect(t *testing.T) {
 	l := newLimited(t)
 	k := l.newKey(t)
 	require.Equal(t, http.StatusOK, l.call(k.Key).Code)
+	require.Equal(t, http.StatusOK, l.call(k.Key).Code, "free: a burst of 2")
 	require.Equal(t, http.StatusTooManyRequests, l.call(k.Key).Code)
 	org := l.org
 	org.Plan = "growth"
@@ -274,7 +280,7 @@ func TestPlanChangeTakesEffect(t *testing.T) {
 	w := l.call(k.Key)
 	require.Equal(t, http.StatusOK, w.Code, "the upgrade applies at once on this instance")
 	assert.Equal(t, "10", w.Header().Get("X-RateLimit-Limit"))
-	assert.Equal(t, "8", w.Header().Get("X-RateLimit-Remaining"), "the token spent on free is one of growth's")
+	assert.Equal(t, "7", w.Header().Get("X-RateLimit-Remaining"), "the two tokens spent on free are two of growth's")
 	assert.Equal(t, "10", w.Header().Get("X-RateLimit-Concurrency-Limit"))
 }
 
@@ -353,7 +359,7 @@ func TestRateLimitStoreFailure(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(l.logs.String(), "fail open"), "logged at most once a second")
 		l.counters.fail.Store(false)
 		w := l.call(k.Key)
-		assert.Equal(t, "0", w.Header().Get("X-RateLimit-Remaining"))
+		assert.Equal(t, "1", w.Header().Get("X-RateLimit-Remaining"), "free: a burst of 2")
 		assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=59;`, "nothing was counted while the store failed")
 	})
 	t.Run("fail closed", func(t *testing.T) {

@@ -46,7 +46,7 @@ type RateLimitConfig struct {
 
 // RateLimiter holds each organization, across all of its keys, to the
 // three limits of its plan (Organization.Limits): a token bucket of
-// RequestsPerSecond (one second of burst), RequestsPerMinute over any 60
+// RequestsPerSecond holding Burst requests, RequestsPerMinute over any 60
 // seconds, and Concurrency requests in flight; and each key with a limit
 // of its own to that many requests a minute: RateLimitByOrg. A request is
 // refused (429) by the first limit it would break, in that order, and then
@@ -82,9 +82,9 @@ type RateDecision struct {
 	// rate.PerMinute ("rpm"), rate.KeyPerMinute ("key") or rate.InFlight
 	// ("concurrency"); "" when allowed.
 	Scope rate.Scope
-	// Limit, Remaining and Reset describe the per-second bucket, as
-	// X-RateLimit-Limit, -Remaining and -Reset do: its rate, the requests
-	// it would let through now, and when it is full again.
+	// Limit, Remaining and Reset are X-RateLimit-Limit, -Remaining and
+	// -Reset: the per-second bucket's (rate.Request.Headline), or when
+	// refused the refusing limit's (Scope), 0, and when it admits again.
 	Limit, Remaining int64
 	Reset            time.Time
 	// RetryAfter is, when refused, the wait until the same request would
@@ -130,16 +130,18 @@ func (l *RateLimiter) allow(ctx context.Context, k *KeyRecord, now time.Time, d 
 	if store == nil {
 		store = &processLimits
 	}
-	res, err := store.Take(ctx, rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond,
-		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now})
+	req := rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond, Burst: limits.Burst,
+		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now}
+	res, err := store.Take(ctx, req)
+	limit, remaining, reset := req.Headline(res)
 	if errors.Is(err, rate.ErrBadRequest) { // limits a KeyStore resolved out of range
 		return misconfigured("organization " + strconv.Quote(k.Org.ID) + ": " + err.Error())
 	} else if err != nil {
 		telemetry.LimiterFailed(ctx)
 		return ServiceUnavailable("rate limiter", err)
 	}
-	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limits.RequestsPerSecond,
-		Remaining: res.Second.Remaining, Reset: now.Add(res.Second.Reset), RetryAfter: res.Wait,
+	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limit,
+		Remaining: remaining, Reset: now.Add(reset), RetryAfter: res.Wait,
 		Concurrency: limits.Concurrency, InFlight: res.InFlight,
 		limits: limits, keyLimit: k.RatePerMinute, res: res, org: org, l: l}
 	if res.Slot != 0 {
@@ -200,8 +202,8 @@ func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 }
 
 // WriteHeaders sets (never adds) the rate-limit headers of d on h, as
-// Triqai's clients read them: X-RateLimit-Limit, -Remaining and -Reset for
-// the per-second bucket, X-RateLimit-Concurrency-Limit and -Remaining;
+// Triqai's clients read them: X-RateLimit-Limit, -Remaining and -Reset
+// (RateDecision.Limit), X-RateLimit-Concurrency-Limit and -Remaining;
 // and the IETF draft fields RateLimit-Policy and RateLimit for every
 // limit ("rps", "rpm", "key" when the key has its own, "concurrency").
 // A decision without limits (none made, or the store failed open) sets
@@ -210,11 +212,12 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	if d.l == nil {
 		return
 	}
-	strs := d.l.policies.Of(policy.Limits{PerSecond: d.Limit, PerMinute: d.limits.RequestsPerMinute,
+	strs := d.l.policies.Of(policy.Limits{PerSecond: d.limits.RequestsPerSecond, PerMinute: d.limits.RequestsPerMinute,
 		KeyPerMinute: d.keyLimit, Concurrency: d.Concurrency})
 	now := policy.CurrentOf(d.res.Second, d.res.Minute, d.res.Key, d.keyLimit > 0, max(d.Concurrency-d.InFlight, 0))
-	h["X-Ratelimit-Limit"] = d.st.headerValue(strs.PerSecond)
-	h["X-Ratelimit-Remaining"] = d.st.headerValue(now.Remaining)
+	limit, remaining := strs.Headline(d.Scope, now)
+	h["X-Ratelimit-Limit"] = d.st.headerValue(limit)
+	h["X-Ratelimit-Remaining"] = d.st.headerValue(remaining)
 	h["X-Ratelimit-Reset"] = d.st.headerValue(d.l.reset.Text(d.Reset))
 	h["X-Ratelimit-Concurrency-Limit"] = d.st.headerValue(strs.Concurrency)
 	h["X-Ratelimit-Concurrency-Remaining"] = d.st.headerValue(now.InFlight)
@@ -224,9 +227,7 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 
 // refusal is the 429 of a refused decision.
 func (d *RateDecision) refusal() *Error {
-	limit := map[rate.Scope]int64{rate.PerSecond: d.Limit, rate.PerMinute: d.limits.RequestsPerMinute,
-		rate.KeyPerMinute: d.keyLimit, rate.InFlight: d.Concurrency}[d.Scope]
-	return rateLimited(d.Scope, limit, d.Reset, d.RetryAfter)
+	return rateLimited(d.Scope, d.Limit, d.Reset, d.RetryAfter)
 }
 
 // WriteError writes an error of Check with l's ErrorWriter.
@@ -254,8 +255,7 @@ func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 // logFailOpen logs a store failure at most once a second, so that an
 // outage under load does not flood the log.
 func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
-	now := time.Now().UnixNano()
-	last := l.lastLog.Load()
+	now, last := time.Now().UnixNano(), l.lastLog.Load()
 	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
 		return
 	}

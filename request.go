@@ -32,6 +32,7 @@ type requestState struct {
 	// request calls no other telemetry hook. A shared state, which may
 	// outlive an SDK's installation, is always watched: each hook asks.
 	watched bool
+	calls   bool // RequireAPIKey records the call for a CallRecorder (RecordsCalls)
 }
 
 type stateKey struct{}
@@ -39,8 +40,11 @@ type stateKey struct{}
 // AttachKey returns a shallow copy of r whose context carries k, as
 // RequireAPIKey passes the request on (FromContext finds k). Adapters for
 // other routers call it after Authenticator.Authenticate.
-func AttachKey(r *http.Request, k *KeyRecord) *http.Request {
-	st := &requestState{key: k, watched: telemetry.Watched()}
+func AttachKey(r *http.Request, k *KeyRecord) *http.Request { return attach(r, &requestState{key: k}) }
+
+// attach is AttachKey with the state st, made for k.
+func attach(r *http.Request, st *requestState) *http.Request {
+	st.watched = telemetry.Watched()
 	// The copy is made into the state: one allocation for both.
 	st.req = *r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	return &st.req

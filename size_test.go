@@ -16,7 +16,7 @@ import (
 // than claimed. Mechanisms go to internal/, concepts to their own package
 // (credit, manage, rate) before the root outgrows them.
 const (
-	maxRootLines    = 2675 // lines of the non-test Go files, as wc -l counts them
+	maxRootLines    = 2750 // lines of the non-test Go files, as wc -l counts them
 	maxRootExported = 90   // exported top-level identifiers
 )
 

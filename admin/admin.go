@@ -77,7 +77,9 @@ type Config struct {
 	Keys manage.KeyManager
 	// Ledger holds organizations' credits. Required.
 	Ledger credit.Ledger
-	// Usage reads usage by key, day and outcome (sqlstore.Store does).
+	// Usage reads usage by key, day and outcome (sqlstore.Store does). The
+	// chart fills with the calls of a RequireAPIKey whose AuthConfig.Usage
+	// records calls (keyward.CallRecorder) into the same store.
 	// Nil: the usage routes answer 404 not_kept and the page shows no chart.
 	Usage usage.Reader
 	// History pages through the credit ledger (sqlstore.Store does). Nil:

@@ -166,6 +166,7 @@ type orgRequest struct {
 	Plan           *string `json:"plan"`
 	RatePerMinute  *int64  `json:"ratePerMinute"`
 	RatePerSecond  *int64  `json:"ratePerSecond"`
+	Burst          *int64  `json:"burst"`
 	Concurrency    *int64  `json:"concurrency"`
 	MonthlyCredits *int64  `json:"monthlyCredits"`
 	AllowOverage   *bool   `json:"allowOverage"`
@@ -181,7 +182,7 @@ func (req orgRequest) apply(o *keyward.Organization) {
 	set(&o.Name, req.Name)
 	set(&o.Plan, req.Plan)
 	for _, f := range []struct{ dst, src *int64 }{{&o.RatePerMinute, req.RatePerMinute}, {&o.RatePerSecond, req.RatePerSecond},
-		{&o.Concurrency, req.Concurrency}} {
+		{&o.Burst, req.Burst}, {&o.Concurrency, req.Concurrency}} {
 		if f.src != nil {
 			*f.dst = *f.src
 		}
@@ -217,7 +218,7 @@ func (h *Handler) createOrgFrom(r *http.Request, c caller, req orgRequest) (keyw
 	var spec keyward.Organization
 	req.apply(&spec)
 	n := manage.OrgSpec{Name: spec.Name, Plan: spec.Plan, RatePerMinute: spec.RatePerMinute, RatePerSecond: spec.RatePerSecond,
-		Concurrency: spec.Concurrency, MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage}
+		Burst: spec.Burst, Concurrency: spec.Concurrency, MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage}
 	if _, err := manage.NewOrg("check", n, h.cfg.Plans()); err != nil {
 		return keyward.Organization{}, invalid(err)
 	}

@@ -100,6 +100,7 @@ func orgForm(r *http.Request) (orgRequest, error) {
 		field, label string
 		dst          **int64
 	}{{"ratePerMinute", "requests per minute", &req.RatePerMinute}, {"ratePerSecond", "requests per second", &req.RatePerSecond},
+		{"burst", "burst", &req.Burst},
 		{"concurrency", "requests at once", &req.Concurrency}, {"monthlyCredits", "credits per month", &req.MonthlyCredits}} {
 		v := strings.TrimSpace(f.Get(l.field))
 		if v == "" {

@@ -33,6 +33,8 @@ func limitFields(l keyward.Limits) []limitField {
 	return []limitField{
 		{JSON: "requestsPerSecond", Label: "Per second", Value: l.RequestsPerSecond, Unit: "requests/s",
 			One: "request", Many: "requests", Per: " per second"},
+		{JSON: "burst", Label: "Burst", Value: l.Burst, Unit: "requests at the same instant",
+			One: "request", Many: "requests", Per: " at the same instant"},
 		{JSON: "requestsPerMinute", Label: "Per minute", Value: l.RequestsPerMinute, Unit: "requests/min",
 			One: "request", Many: "requests", Per: " per minute"},
 		{JSON: "concurrency", Label: "At once", Value: l.Concurrency, Unit: "requests in flight",
@@ -48,6 +50,7 @@ type orgJSON struct {
 	Plan           string           `json:"plan"`
 	RatePerMinute  int64            `json:"ratePerMinute"`
 	RatePerSecond  int64            `json:"ratePerSecond"`
+	Burst          int64            `json:"burst"`
 	Concurrency    int64            `json:"concurrency"`
 	MonthlyCredits int64            `json:"monthlyCredits"`
 	AllowOverage   bool             `json:"allowOverage"`
@@ -60,7 +63,7 @@ func orgView(o keyward.Organization) orgJSON {
 		limits[f.JSON] = f.Value
 	}
 	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerMinute: o.RatePerMinute, RatePerSecond: o.RatePerSecond,
-		Concurrency: o.Concurrency, MonthlyCredits: o.MonthlyCredits, AllowOverage: o.AllowOverage, Limits: limits}
+		Burst: o.Burst, Concurrency: o.Concurrency, MonthlyCredits: o.MonthlyCredits, AllowOverage: o.AllowOverage, Limits: limits}
 }
 
 type keyJSON struct {

@@ -61,10 +61,10 @@ type OrgSpec struct {
 	Name string
 	// Plan names a plan of the plan table. Zero: "free".
 	Plan string
-	// RatePerMinute, RatePerSecond and Concurrency override the plan's
-	// limits each when > 0 (keyward.Limits; in range of
+	// RatePerMinute, RatePerSecond, Burst and Concurrency override the
+	// plan's limits each when > 0 (keyward.Limits; in range of
 	// keyward.CheckLimits).
-	RatePerMinute, RatePerSecond, Concurrency int64
+	RatePerMinute, RatePerSecond, Burst, Concurrency int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
 	// AllowOverage lets calls go on when credits run out.
@@ -136,7 +136,7 @@ func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, e
 		n.Plan = "free"
 	}
 	o := keyward.Organization{ID: id, Name: n.Name, Plan: n.Plan, RatePerMinute: n.RatePerMinute,
-		RatePerSecond: n.RatePerSecond, Concurrency: n.Concurrency, MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
+		RatePerSecond: n.RatePerSecond, Concurrency: n.Concurrency, Burst: n.Burst, MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
 	if err := CheckOrg(o, plans); err != nil {
 		return keyward.Organization{}, err
 	}

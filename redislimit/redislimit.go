@@ -203,13 +203,13 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	inflight := s.prefix + ":{" + req.Org + "}:inflight"
 	hash := inflight[:len(inflight)-len(":inflight")]
 	// EVALSHA sha numkeys KEYS... ARGV..., as take.lua reads them.
-	args := make([]any, 0, 13+len(given)+len(orphans))
+	args := make([]any, 0, 14+len(given)+len(orphans))
 	args = append(args, "evalsha", takeSHA, 2, hash, inflight)
 	if req.KeyPerMinute > 0 {
 		args[2] = 3
 		args = append(args, hash+":key:"+req.Key)
 	}
-	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, name, s.ttlArg)
+	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, name, s.ttlArg, req.Capacity())
 	for _, g := range given {
 		args = append(args, g)
 	}

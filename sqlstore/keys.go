@@ -40,7 +40,7 @@ func boolInt(b bool) int64 {
 
 const keyColumns = `k.id, k.hash, k.hint, k.name, k.environment, k.permissions, k.rate_per_minute,
 	k.created_at, k.expires_at, k.revoked_at, k.last_used_at,
-	o.id, o.name, o.plan, o.rate_per_minute, o.rate_per_second, o.concurrency, o.monthly_credits, o.allow_overage`
+	o.id, o.name, o.plan, o.rate_per_minute, o.rate_per_second, o.concurrency, o.monthly_credits, o.allow_overage, o.burst`
 
 const keyJoin = ` FROM keyward_keys k JOIN keyward_orgs o ON o.id = k.org_id `
 
@@ -55,7 +55,7 @@ func (s *Store) scanKey(row scanner) (*keyward.KeyRecord, error) {
 	err := row.Scan(&rec.ID, &hash, &rec.Hint, &rec.Name, &env, &perms, &rec.RatePerMinute,
 		&created, &expires, &revoked, &used,
 		&rec.Org.ID, &rec.Org.Name, &rec.Org.Plan, &rec.Org.RatePerMinute, &rec.Org.RatePerSecond, &rec.Org.Concurrency,
-		&rec.Org.MonthlyCredits, &over)
+		&rec.Org.MonthlyCredits, &over, &rec.Org.Burst)
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +107,9 @@ func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organi
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO keyward_orgs
-			(id, name, plan, rate_per_minute, rate_per_second, concurrency, monthly_credits, allow_overage, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			o.ID, o.Name, o.Plan, o.RatePerMinute, o.RatePerSecond, o.Concurrency, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()))
+			(id, name, plan, rate_per_minute, rate_per_second, concurrency, monthly_credits, allow_overage, created_at, burst)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			o.ID, o.Name, o.Plan, o.RatePerMinute, o.RatePerSecond, o.Concurrency, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()), o.Burst)
 		return err
 	})
 	var r refusal
@@ -122,12 +122,12 @@ func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organi
 	return o, nil
 }
 
-const orgColumns = `id, name, plan, rate_per_minute, rate_per_second, concurrency, monthly_credits, allow_overage`
+const orgColumns = `id, name, plan, rate_per_minute, rate_per_second, concurrency, monthly_credits, allow_overage, burst`
 
 func (s *Store) scanOrg(row scanner) (keyward.Organization, error) {
 	var o keyward.Organization
 	var over int64
-	err := row.Scan(&o.ID, &o.Name, &o.Plan, &o.RatePerMinute, &o.RatePerSecond, &o.Concurrency, &o.MonthlyCredits, &over)
+	err := row.Scan(&o.ID, &o.Name, &o.Plan, &o.RatePerMinute, &o.RatePerSecond, &o.Concurrency, &o.MonthlyCredits, &over, &o.Burst)
 	o.AllowOverage = over != 0
 	o.Limits, _ = s.Plans().Resolve(o)
 	return o, err
@@ -191,8 +191,8 @@ func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE keyward_orgs SET name = $2, plan = $3, rate_per_minute = $4,
-			rate_per_second = $5, concurrency = $6, monthly_credits = $7, allow_overage = $8 WHERE id = $1`,
-			o.ID, o.Name, o.Plan, o.RatePerMinute, o.RatePerSecond, o.Concurrency, o.MonthlyCredits, boolInt(o.AllowOverage))
+			rate_per_second = $5, concurrency = $6, monthly_credits = $7, allow_overage = $8, burst = $9 WHERE id = $1`,
+			o.ID, o.Name, o.Plan, o.RatePerMinute, o.RatePerSecond, o.Concurrency, o.MonthlyCredits, boolInt(o.AllowOverage), o.Burst)
 		if err != nil {
 			return err
 		}

@@ -18,8 +18,8 @@ import (
 
 // TestPostgresCutUnderLeasedLoad cuts PostgreSQL off for 5 s under a
 // charged load with leases, through a proxy. An organization with a lease
-// keeps being served from it until what it holds runs out, then answers
-// 503; an organization too low for a lease (exact calls) answers 503 at
+// keeps being served from it for up to LeaseOptions.TTL/2 or until what
+// it holds runs out, then answers 503; an organization too low for a lease (exact calls) answers 503 at
 // once; neither ever answers 402. (The cut lasts 5 s, or longer until the
 // lease has run out.) When PostgreSQL is back, every call
 // served from the lease is written: none is lost.
@@ -95,7 +95,7 @@ func TestPostgresCutUnderLeasedLoad(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // calls in flight at the cut finish
 	cut.Store(true)
 	time.Sleep(5 * time.Second)
-	// However slow the machine, the cut lasts until the lease ran out.
+	// However slow the machine, the cut lasts until the lease stopped serving.
 	require.Eventually(t, func() bool { return richN.unavailableDuringCut.Load() > 0 }, 30*time.Second,
 		10*time.Millisecond, "what the lease holds runs out")
 	cut.Store(false)

@@ -260,3 +260,79 @@ func TestGrantsAndPeriodsReachLeasedOrgs(t *testing.T) {
 		})
 	}
 }
+
+// TestCreditsRemainingIsTheInstancesBalance: calls alternating between
+// two leased instances each report, as Reservation.Available (from which
+// ChargeCredits writes X-Credits-Remaining), what Balance on the same
+// instance says once the call is charged: other instances' leases count
+// as available there, as they do in Balance.
+func TestCreditsRemainingIsTheInstancesBalance(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			dsn := newDSN(t, engine)
+			opts := sqlstore.Options{Lease: sqlstore.LeaseOptions{Enabled: true, FlushInterval: time.Hour}}
+			a, b := open(t, dsn, opts), open(t, dsn, opts)
+			acct := credit.Account{OrgID: "org_remaining", Allocation: 4_000}
+			call := func(s *sqlstore.Store, i int) {
+				t.Helper()
+				r, err := s.Reserve(ctx, credit.ReserveRequest{Account: acct, Amount: 3, RequestID: fmt.Sprint(i)})
+				require.NoError(t, err)
+				require.NoError(t, s.Commit(ctx, acct, r.ID, 1))
+				bal, err := s.Balance(ctx, acct)
+				require.NoError(t, err)
+				assert.Equal(t, bal.Available, r.Available+r.Amount-1, "call %d: the remaining credits are the instance's balance", i)
+			}
+			for i := range 6 {
+				call([]*sqlstore.Store{a, b}[i%2], i)
+			}
+			leases, _ := openRows(t, a, acct.OrgID)
+			require.Equal(t, 2, leases, "both instances hold a lease")
+			// Each instance's writes bring the others' calls in.
+			require.NoError(t, a.FlushLeases(ctx))
+			require.NoError(t, b.FlushLeases(ctx))
+			require.NoError(t, a.FlushLeases(ctx))
+			for i := 6; i < 10; i++ {
+				call([]*sqlstore.Store{a, b}[i%2], i)
+			}
+		})
+	}
+}
+
+// TestReturnedLeaseNeverOverspends: instance A's lease is returned by
+// instance B once A has not written it for TTL, and B spends what it
+// held; the calls A committed from it meanwhile are then charged only as
+// far as credits remain: never overspent, and the ledger adds up.
+func TestReturnedLeaseNeverOverspends(t *testing.T) {
+	for _, engine := range backends {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			clock := keywardtest.NewClock(keywardtest.LedgerStart)
+			dsn := newDSN(t, engine)
+			opts := sqlstore.Options{Now: clock.Now, Logger: quiet,
+				Lease: sqlstore.LeaseOptions{Enabled: true, FlushInterval: time.Hour, MinAvailable: 1}}
+			a, b := open(t, dsn, opts), open(t, dsn, opts)
+			acct := credit.Account{OrgID: "org_returned", Allocation: 1_000}
+			for i := range 20 {
+				require.NoError(t, charge(ctx, a, acct, 1, fmt.Sprint("a", i)))
+			}
+			leases, _ := openRows(t, b, acct.OrgID)
+			require.Equal(t, 1, leases, "A serves from a lease")
+			for i := 20; i < 40; i++ { // committed, not written
+				require.NoError(t, charge(ctx, a, acct, 1, fmt.Sprint("a", i)))
+			}
+			clock.Advance(credit.DefaultReservationTTL + time.Minute) // A writes nothing all along
+			bal, err := b.Balance(ctx, acct)
+			require.NoError(t, err)
+			assert.Zero(t, bal.Leased, "A's lease was returned")
+			require.NoError(t, charge(ctx, b, acct, bal.Available, "b"), "B spends all that is left")
+			require.NoError(t, a.FlushLeases(ctx))
+			final, err := b.Balance(ctx, acct)
+			require.NoError(t, err)
+			assert.Equal(t, final.Allocation, final.Spent, "never overspent")
+			assert.Equal(t, final.Allocation+final.Granted-final.Spent, rebuild(t, b, final), "Σ commits = spent")
+		})
+	}
+}

@@ -62,8 +62,12 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 		return err
 	}
 	now := nowT.UnixNano()
+	own := int64(0)
+	if s.lease != nil {
+		own = s.lease.leaseID(acct.OrgID)
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		a, err := s.account(ctx, tx, acct, start.UnixNano(), end.UnixNano(), now)
+		a, err := s.account(ctx, tx, acct, start.UnixNano(), end.UnixNano(), now, own)
 		if err != nil {
 			return err
 		}
@@ -73,8 +77,12 @@ func (s *Store) credit(ctx context.Context, acct credit.Account, f func(tx *sql.
 
 // account returns the organization's account row, locked for the rest of
 // tx and brought to now: its period (start, end), its allocation, and its
-// expired reservations (leases among them) released.
-func (s *Store) account(ctx context.Context, tx *sql.Tx, acct credit.Account, startNs, endNs, now int64) (a account, err error) {
+// expired reservations released, leases among them: other instances'
+// leases not renewed in time are returned here, by any instance. own, this
+// instance's lease of the organization (0: none), is renewed by its
+// writes, never returned here, though it may be late (a frozen clock, a
+// write held up).
+func (s *Store) account(ctx context.Context, tx *sql.Tx, acct credit.Account, startNs, endNs, now, own int64) (a account, err error) {
 	err = func() error {
 		// Create the account or, with a write that changes nothing, take its
 		// row lock for the rest of the transaction: one round trip. A new
@@ -114,7 +122,8 @@ func (s *Store) account(ctx context.Context, tx *sql.Tx, acct credit.Account, st
 			a.allocation = acct.Allocation
 		}
 		if a.open > 0 && a.nextExpiry != 0 && now >= a.nextExpiry {
-			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2`, acct.OrgID, now); err != nil {
+			if err := s.expireWhere(ctx, tx, &a, now, `org_id = $1 AND state = 'open' AND expires_at <= $2 AND id <> $3`,
+				acct.OrgID, now, own); err != nil {
 				return err
 			}
 			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MIN(expires_at), 0) FROM keyward_reservations

@@ -167,6 +167,7 @@ var (
 	_ keyward.KeyStore      = (*Store)(nil)
 	_ manage.KeyManager     = (*Store)(nil)
 	_ keyward.UsageRecorder = (*Store)(nil)
+	_ keyward.CallRecorder  = (*Store)(nil)
 	_ usage.Recorder        = (*Store)(nil)
 	_ usage.Reader          = (*Store)(nil)
 	_ credit.History        = (*Store)(nil)

@@ -51,6 +51,13 @@ func (s *Store) RecordOutcome(k *keyward.KeyRecord, o usage.Outcome, credits int
 	s.usage.outcomes.RecordOutcome(k, o, credits, t)
 }
 
+// RecordCall implements keyward.CallRecorder, so that RequireAPIKey
+// records each call with the store as its AuthConfig.Usage: RecordOutcome
+// as usage.OutcomeOfCall counts the call.
+func (s *Store) RecordCall(ctx context.Context, k *keyward.KeyRecord, sent int, t time.Time) {
+	s.usage.outcomes.RecordCall(ctx, k, sent, t)
+}
+
 func (s *Store) flushLoop() {
 	defer s.wg.Done()
 	for s.sleep(s.flush) {

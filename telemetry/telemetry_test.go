@@ -240,7 +240,7 @@ func TestEveryOutcomeCountsOnce(t *testing.T) {
 	rg := newRig(t, telemetry.Config{})
 	c := newChain(t, rg.logger)
 	ctx := context.Background()
-	a := c.org(t, manage.OrgSpec{Name: "a", Plan: "free"}) // 1 request/s
+	a := c.org(t, manage.OrgSpec{Name: "a", Plan: "free", Burst: 1}) // 1 request/s, one at a time
 	b := c.org(t, manage.OrgSpec{Name: "b", Plan: "free", RatePerSecond: 1000, RatePerMinute: 60000, MonthlyCredits: 1})
 	cc := c.org(t, manage.OrgSpec{Name: "c", Plan: "starter", RatePerSecond: 1000, RatePerMinute: 60000})
 	keyA := c.key(t, a, keyward.EnvLive, "*")

@@ -1,11 +1,17 @@
 package usage
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/keyward/keyward"
+)
+
+var (
+	_ Recorder             = (*Counter)(nil)
+	_ keyward.CallRecorder = (*Counter)(nil)
 )
 
 // Count is one batch figure of a Counter: the calls of one key on one day
@@ -55,6 +61,13 @@ func (c *Counter) RecordOutcome(k *keyward.KeyRecord, o Outcome, credits int64, 
 		return
 	}
 	c.add(k.ID, k.Org.ID, DayNumber(t), o, 1, credits)
+}
+
+// RecordCall implements keyward.CallRecorder: it counts one call of k as
+// OutcomeOfCall(ctx, sent) counts it, on t's UTC day.
+func (c *Counter) RecordCall(ctx context.Context, k *keyward.KeyRecord, sent int, t time.Time) {
+	o, credits := OutcomeOfCall(ctx, sent)
+	c.RecordOutcome(k, o, credits, t)
 }
 
 func (c *Counter) add(keyID, orgID string, day int64, o Outcome, n, credits int64) {

@@ -1,13 +1,14 @@
 // Package usage counts what happened to the calls of each key, by UTC day
 // and outcome (served, or refused with 403, 402 or 429), and the credits
-// they spent: the figures a dashboard charts. Counting is in memory and
-// costs no I/O; a store writes the counts in batches (sqlstore does, at
-// each usage flush), never once per request.
+// the ledger took for them: the figures a dashboard charts. Counting is in
+// memory and costs no I/O; a store writes the counts in batches (sqlstore
+// does, at each usage flush), never once per request.
 //
-// Put Middleware right after keyward.RequireAPIKey, in front of the
-// handlers whose refusals it should see:
-//
-//	RequireAPIKey → usage.Middleware → EnforcePermissions → RateLimitByOrg → ChargeCredits → handler
+// keyward.RequireAPIKey records the calls it lets through when its
+// AuthConfig.Usage is a keyward.CallRecorder (sqlstore.Store is; so is a
+// Counter), whatever handlers follow it, as OutcomeOfCall counts them: a
+// charged call by its Charge's settlement, so that the chart shows what
+// the ledger charged.
 package usage
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/statuswriter"
 )
 
@@ -28,7 +30,7 @@ const (
 	Forbidden                  // 403: the key lacks a permission or its environment is refused
 	NoCredits                  // 402: the organization's credits ran out
 	RateLimited                // 429: over the rate limit
-	Failed                     // any other status: the request was invalid, or the service failed
+	Failed                     // any other status, or none: the request was invalid, the service failed, or the client left before an answer
 	NumOutcomes                // the number of outcomes, for arrays indexed by Outcome
 )
 
@@ -53,7 +55,8 @@ func ParseOutcome(s string) (Outcome, bool) {
 	return Failed, false
 }
 
-// OutcomeOf returns the outcome of a call answered with status.
+// OutcomeOf returns the outcome of a call answered with status (0: none
+// was: Failed).
 func OutcomeOf(status int) Outcome {
 	switch {
 	case status >= 200 && status < 300:
@@ -68,8 +71,9 @@ func OutcomeOf(status int) Outcome {
 	return Failed
 }
 
-// Recorder is told the outcome of every call Middleware sees. It runs on
-// the request path: it must not block or do I/O (Counter does neither).
+// Recorder counts calls by outcome (Counter does, and sqlstore.Store). It
+// runs on the request path: it must not block or do I/O (Counter does
+// neither).
 type Recorder interface {
 	RecordOutcome(k *keyward.KeyRecord, o Outcome, credits int64, t time.Time)
 }
@@ -196,11 +200,38 @@ func Series(from, to time.Time, counts map[int64]*Day) []Day {
 	return out
 }
 
-// Middleware records the outcome of each call of the handler it wraps:
-// the key (keyward.FromContext), the final status and, when a
-// keyward.ChargeCredits inside charged it, its cost. A request without a
-// key (no RequireAPIKey in front) is passed on and not recorded. now nil:
-// time.Now.
+// OutcomeOfCall returns how a call counts, by one rule: its outcome and
+// the credits the ledger took for it. ctx is the call's, sent the first
+// final status its handlers sent (0: none).
+//
+//   - A call a keyward.ChargeCredits charged counts as its Charge settled
+//     (keyward.Settlement): by the status it settled on (none, for a call
+//     released because its client left, or that panicked or hijacked the
+//     connection: Failed), with the credits the ledger committed.
+//   - Any other call spent nothing and counts by the status sent; nothing
+//     sent is net/http's 200, or no answer (Failed) if the client left
+//     first.
+func OutcomeOfCall(ctx context.Context, sent int) (Outcome, int64) {
+	if ch, ok := keyward.ChargeFromContext(ctx); ok {
+		if s, ok := ch.Settled(); ok {
+			return OutcomeOf(s.Status), s.Credits
+		}
+	}
+	if sent == 0 && !detach.ClientGone(ctx) {
+		sent = http.StatusOK
+	}
+	return OutcomeOf(sent), 0
+}
+
+// Middleware records each call of the handler it wraps for its key
+// (keyward.FromContext), as OutcomeOfCall counts it. A request without a
+// key (no RequireAPIKey in front) is passed on and not recorded, and so is
+// one whose RequireAPIKey records it (keyward.RecordsCalls): none counts
+// twice. now nil: time.Now.
+//
+// Deprecated: give keyward.AuthConfig.Usage a keyward.CallRecorder
+// (sqlstore.Store is one): RequireAPIKey then records every call it lets
+// through, by the same rule, with no middleware of its own.
 func Middleware(rec Recorder, now func() time.Time) func(http.Handler) http.Handler {
 	if now == nil {
 		now = time.Now
@@ -208,42 +239,14 @@ func Middleware(rec Recorder, now func() time.Time) func(http.Handler) http.Hand
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			k, ok := keyward.FromContext(r.Context())
-			if !ok || rec == nil {
+			if !ok || rec == nil || keyward.RecordsCalls(r.Context()) {
 				next.ServeHTTP(w, r)
 				return
 			}
-			sw := &watched{} // one allocation for the writer and its observer
-			sw.Writer = statuswriter.Writer{W: w, O: &sw.observer}
-			next.ServeHTTP(&sw.Writer, r)
-			status := sw.status
-			if status == 0 {
-				status = http.StatusOK // a handler that wrote nothing sent a 200
-			}
-			var credits int64
-			if ch, ok := keyward.ChargeFromContext(r.Context()); ok && status >= 200 && status < 300 && !ch.Reservation().Replayed {
-				credits = ch.Cost()
-			}
-			rec.RecordOutcome(k, OutcomeOf(status), credits, now())
+			sw := &statuswriter.Watch{} // one allocation for the writer and its observer
+			next.ServeHTTP(sw.Watch(w), r)
+			o, credits := OutcomeOfCall(r.Context(), sw.Status)
+			rec.RecordOutcome(k, o, credits, now())
 		})
 	}
 }
-
-// watched is a response writer that keeps the status it sends.
-type watched struct {
-	statuswriter.Writer
-	observer
-}
-
-// observer keeps the first final status a handler sends.
-type observer struct {
-	status int
-}
-
-func (o *observer) Sending(_ http.Header, code int) {
-	if o.status == 0 && code >= 200 {
-		o.status = code
-	}
-}
-func (o *observer) Sent() bool          { return o.status != 0 }
-func (o *observer) NotSent(http.Header) { o.status = 0 }
-func (o *observer) Hijacked()           { o.status = http.StatusSwitchingProtocols }

@@ -52,7 +52,7 @@ func (a *app) printOrgDetail(d orgDetail, asJSON bool) error {
 	}
 	return a.table([]string{"FIELD", "VALUE"}, [][]string{
 		{"id", d.ID}, {"name", d.Name}, {"plan", d.Plan},
-		{"rate limits", limitsText(d.RatePerSecond, d.RatePerMinute, d.Concurrency)},
+		{"rate limits", limitsText(d.RatePerSecond, d.Burst, d.RatePerMinute, d.Concurrency)},
 		{"credits/month", strconv.FormatInt(d.Credits, 10)},
 		{"overage", strconv.FormatBool(d.AllowOverage)},
 		{"balance", strconv.FormatInt(d.Balance, 10)},

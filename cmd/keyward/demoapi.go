@@ -17,7 +17,6 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
-	"github.com/keyward/keyward/usage"
 )
 
 // demoAPI is a miniature transaction-enrichment API: the routes of a real
@@ -68,9 +67,9 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, 
 	if err != nil {
 		return nil, err
 	}
-	// Each call's outcome is counted by key and day for the dashboard.
-	outcomes := usage.Middleware(s, nil)
-	requireKey := func(h http.Handler) http.Handler { return auth.Middleware(outcomes(h)) }
+	// auth counts each call's outcome by key and day for the dashboard
+	// (Usage: s records calls).
+	requireKey := auth.Middleware
 	limit := api.limits.Middleware
 	perm := func(p string) func(http.Handler) http.Handler {
 		c, err2 := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{p}, Errors: api.errors})
@@ -295,7 +294,7 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 		"organization": map[string]any{"id": p.Org.ID, "name": p.Org.Name, "plan": p.Org.Plan, "allowOverage": p.Org.AllowOverage},
 		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
 			"reserved": bal.Reserved, "leased": bal.Leased, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},
-		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "perMinute": l.RequestsPerMinute,
+		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "burst": l.Burst, "perMinute": l.RequestsPerMinute,
 			"concurrency": l.Concurrency, "remaining": remaining, "concurrencyRemaining": inFlight,
 			"reset": w.Header().Get("X-RateLimit-Reset")},
 		"keys":          keyList,

@@ -20,6 +20,7 @@ type orgJSON struct {
 	Name          string `json:"name"`
 	Plan          string `json:"plan"`
 	RatePerSecond int64  `json:"ratePerSecond"`
+	Burst         int64  `json:"burst"`
 	RatePerMinute int64  `json:"ratePerMinute"`
 	Concurrency   int64  `json:"concurrency"`
 	Credits       int64  `json:"credits"`
@@ -29,32 +30,33 @@ type orgJSON struct {
 // orgView shows o's effective limits, as the store resolved them from its
 // plan table.
 func orgView(o keyward.Organization) orgJSON {
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerSecond: o.Limits.RequestsPerSecond,
+	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerSecond: o.Limits.RequestsPerSecond, Burst: o.Limits.Burst,
 		RatePerMinute: o.Limits.RequestsPerMinute, Concurrency: o.Limits.Concurrency,
 		Credits: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
 }
 
 // limitsText shows an organization's (or plan's) rate limits.
-func limitsText(perSecond, perMinute, concurrency int64) string {
+func limitsText(perSecond, burst, perMinute, concurrency int64) string {
 	if perMinute == 0 {
 		return "custom"
 	}
-	return fmt.Sprintf("%d/s, %d/min, %d in flight", perSecond, perMinute, concurrency)
+	return fmt.Sprintf("%d/s (burst %d), %d/min, %d in flight", perSecond, burst, perMinute, concurrency)
 }
 
-// limitFlags are the --rps and --concurrency flags of orgs create and
-// update and plans set: a per-second rate and an in-flight cap (0: the
-// plan's, or derived from the per-minute rate).
-type limitFlags struct{ perSecond, concurrency int64 }
+// limitFlags are the --rps, --burst and --concurrency flags of orgs create
+// and update and plans set: a per-second rate, the bucket's capacity and
+// an in-flight cap (0: the plan's, or derived).
+type limitFlags struct{ perSecond, burst, concurrency int64 }
 
 func (l *limitFlags) add(cmd *cobra.Command, of string) {
-	cmd.Flags().Int64Var(&l.perSecond, "rps", 0, "requests per second, the token bucket's rate and burst ("+of+"; 0: derived from the per-minute rate)")
+	cmd.Flags().Int64Var(&l.perSecond, "rps", 0, "requests per second, the token bucket's sustained rate ("+of+"; 0: derived from the per-minute rate)")
+	cmd.Flags().Int64Var(&l.burst, "burst", 0, "requests that may start at once, the token bucket's capacity ("+of+"; 0: the larger of the per-second rate and the in-flight cap)")
 	cmd.Flags().Int64Var(&l.concurrency, "concurrency", 0, "requests in flight at once ("+of+"; 0: the per-second rate, at least 2)")
 }
 
 func (l limitFlags) check() error {
-	if err := keyward.CheckLimits(keyward.Limits{RequestsPerSecond: l.perSecond, Concurrency: l.concurrency}); err != nil {
-		return flagError("--rps/--concurrency", err)
+	if err := keyward.CheckLimits(keyward.Limits{RequestsPerSecond: l.perSecond, Burst: l.burst, Concurrency: l.concurrency}); err != nil {
+		return flagError("--rps/--burst/--concurrency", err)
 	}
 	return nil
 }
@@ -118,7 +120,7 @@ func (a *app) orgsCommand() *cobra.Command {
 		limits           limitFlags
 	)
 	create := &cobra.Command{
-		Use:   "create --name NAME [--plan PLAN] [--rate N/min] [--rps N] [--concurrency N] [--credits N] [--overage]",
+		Use:   "create --name NAME [--plan PLAN] [--rate N/min] [--rps N] [--burst N] [--concurrency N] [--credits N] [--overage]",
 		Short: "Create an organization",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -141,7 +143,7 @@ func (a *app) orgsCommand() *cobra.Command {
 			}
 			defer s.Close()
 			spec := manage.OrgSpec{Name: name, Plan: plan, RatePerMinute: r, RatePerSecond: limits.perSecond,
-				Concurrency: limits.concurrency, MonthlyCredits: credits, AllowOverage: overage}
+				Burst: limits.burst, Concurrency: limits.concurrency, MonthlyCredits: credits, AllowOverage: overage}
 			// The store checks this too; checked here, against the
 			// database's plan table, a mistake is a usage error.
 			if _, err := manage.NewOrg("", spec, s.Plans()); err != nil {
@@ -156,7 +158,7 @@ func (a *app) orgsCommand() *cobra.Command {
 			}
 			v := orgView(o)
 			fmt.Fprintf(a.stdout, "created organization %s (%s): plan %s, %s, %d credits/month\n",
-				v.ID, v.Name, v.Plan, limitsText(v.RatePerSecond, v.RatePerMinute, v.Concurrency), v.Credits)
+				v.ID, v.Name, v.Plan, limitsText(v.RatePerSecond, v.Burst, v.RatePerMinute, v.Concurrency), v.Credits)
 			return nil
 		},
 	}

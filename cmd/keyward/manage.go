@@ -23,13 +23,13 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 		limits           limitFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "update ORG_ID [--name NAME] [--plan PLAN] [--rate N/min] [--rps N] [--concurrency N] [--credits N] [--overage=true|false]",
+		Use:   "update ORG_ID [--name NAME] [--plan PLAN] [--rate N/min] [--rps N] [--burst N] [--concurrency N] [--credits N] [--overage=true|false]",
 		Short: "Change an organization's name, plan, rate limits, monthly credits or overage; flags not given stay as they are",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			fs := cmd.Flags()
 			if fs.NFlag() == 0 || (fs.NFlag() == 1 && fs.Changed("json")) {
-				return usageError{errors.New("nothing to change: give --name, --plan, --rate, --rps, --concurrency, --credits or --overage")}
+				return usageError{errors.New("nothing to change: give --name, --plan, --rate, --rps, --burst, --concurrency, --credits or --overage")}
 			}
 			var r int64
 			if fs.Changed("rate") {
@@ -65,6 +65,9 @@ func (a *app) orgsUpdateCommand() *cobra.Command {
 			}
 			if fs.Changed("rps") {
 				o.RatePerSecond = limits.perSecond
+			}
+			if fs.Changed("burst") {
+				o.Burst = limits.burst
 			}
 			if fs.Changed("concurrency") {
 				o.Concurrency = limits.concurrency

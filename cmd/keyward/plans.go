@@ -17,13 +17,14 @@ const planFlagUsage = "plan: a name from `keyward plans list` (free, starter, gr
 type planJSON struct {
 	Name          string `json:"name"`
 	RatePerSecond int64  `json:"ratePerSecond"` // 0: derived from the per-minute rate
+	Burst         int64  `json:"burst"`         // 0: derived from the per-second rate and the in-flight cap
 	RatePerMinute int64  `json:"ratePerMinute"` // 0: custom, each organization sets its own
 	Concurrency   int64  `json:"concurrency"`   // 0: derived from the per-second rate
 	Credits       int64  `json:"credits"`
 }
 
 func planView(p keyward.Plan) planJSON {
-	return planJSON{Name: p.Name, RatePerSecond: p.Limits.RequestsPerSecond, RatePerMinute: p.Limits.RequestsPerMinute,
+	return planJSON{Name: p.Name, RatePerSecond: p.Limits.RequestsPerSecond, Burst: p.Limits.Burst, RatePerMinute: p.Limits.RequestsPerMinute,
 		Concurrency: p.Limits.Concurrency, Credits: p.Limits.MonthlyCredits}
 }
 
@@ -38,7 +39,7 @@ func planLimitsText(p keyward.Plan) string {
 	if err != nil {
 		return "custom"
 	}
-	return limitsText(l.RequestsPerSecond, l.RequestsPerMinute, l.Concurrency)
+	return limitsText(l.RequestsPerSecond, l.Burst, l.RequestsPerMinute, l.Concurrency)
 }
 
 // planListJSON is an element of `plans list --json`.
@@ -101,7 +102,7 @@ func (a *app) plansCommand() *cobra.Command {
 		limits  limitFlags
 	)
 	set := &cobra.Command{
-		Use:   "set NAME [--rate N/min|custom] [--rps N] [--concurrency N] [--credits N]",
+		Use:   "set NAME [--rate N/min|custom] [--rps N] [--burst N] [--concurrency N] [--credits N]",
 		Short: "Add a plan, or change one (flags not given stay as they are; a new plan needs --rate)",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
@@ -138,6 +139,9 @@ func (a *app) plansCommand() *cobra.Command {
 			}
 			if fs.Changed("rps") {
 				p.Limits.RequestsPerSecond = limits.perSecond
+			}
+			if fs.Changed("burst") {
+				p.Limits.Burst = limits.burst
 			}
 			if fs.Changed("concurrency") {
 				p.Limits.Concurrency = limits.concurrency

@@ -215,9 +215,10 @@ Try it:
 Metrics (Prometheus text format): curl -s %s
 
 Every answer carries the rate-limit headers (X-RateLimit-Limit is per
-second; -Concurrency-* the requests in flight); past %d calls within a
-second, the next gets 429 with X-RateLimit-Scope: rps. Requests with a bad
-key are throttled per client (--failed-auth-per-minute).
+second; -Concurrency-* the requests in flight); %d calls may start at once
+(the plan's burst), and past that, the next within the second gets 429
+with X-RateLimit-Scope: rps. Requests with a bad key are throttled per
+client (--failed-auth-per-minute).
 
 The dashboard (create, rotate and revoke keys; watch usage). This sign-in link works once, for 15 minutes:
 
@@ -229,7 +230,7 @@ The admin API, with the demo's admin token (shown once):
 
 Press Ctrl-C to stop.
 `, org.Plan, l.RequestsPerSecond, l.RequestsPerMinute, l.Concurrency, l.MonthlyCredits,
-					a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, metrics, l.RequestsPerSecond, base, login, base, adminToken)
+					a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, metrics, l.Burst, base, login, base, adminToken)
 			}
 			return a.serve(ctx, s, f, ready)
 		},

@@ -5,6 +5,7 @@ package detach
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -42,3 +43,9 @@ func (c *Context) Value(key any) any {
 
 // String names the context, for debugging.
 func (c *Context) String() string { return "detach.Context" }
+
+// ClientGone reports whether the client of a request whose context is ctx
+// went away: ctx was cancelled. A request whose deadline passed still has
+// its client waiting, so it is answered (and a call that answered is
+// charged).
+func ClientGone(ctx context.Context) bool { return errors.Is(ctx.Err(), context.Canceled) }

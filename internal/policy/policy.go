@@ -31,8 +31,9 @@ type Strings struct {
 	// "key" when KeyPerMinute > 0, and "concurrency" (Concurrency
 	// concurrent requests).
 	Policy string
-	// PerSecond and Concurrency are the limits in decimal.
-	PerSecond, Concurrency string
+	// PerSecond, PerMinute, KeyPerMinute and Concurrency are the limits
+	// in decimal.
+	PerSecond, PerMinute, KeyPerMinute, Concurrency string
 
 	limits Limits
 }
@@ -71,7 +72,8 @@ func Of(l Limits) *Strings {
 		s += `, "key";q=` + strconv.FormatInt(l.KeyPerMinute, 10) + ";w=60"
 	}
 	s += `, "concurrency";q=` + strconv.FormatInt(l.Concurrency, 10) + `;qu="concurrent-requests"`
-	v = &Strings{limits: l, Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
+	v = &Strings{limits: l, Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), PerMinute: strconv.FormatInt(l.PerMinute, 10),
+		KeyPerMinute: strconv.FormatInt(l.KeyPerMinute, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
 	cache.Lock()
 	if len(cache.m) >= maxCached {
 		clear(cache.m)
@@ -79,6 +81,30 @@ func Of(l Limits) *Strings {
 	cache.m[l] = v
 	cache.Unlock()
 	return v
+}
+
+// Of returns the decimal limit of scope (the per-second rate for any
+// other).
+func (s *Strings) Of(scope rate.Scope) string {
+	switch scope {
+	case rate.PerMinute:
+		return s.PerMinute
+	case rate.KeyPerMinute:
+		return s.KeyPerMinute
+	case rate.InFlight:
+		return s.Concurrency
+	}
+	return s.PerSecond
+}
+
+// Headline returns X-RateLimit-Limit and -Remaining of a decision
+// (rate.Request.Headline): the per-second bucket's of cur when scope (the
+// limit that refused) is "", else the refusing limit and 0.
+func (s *Strings) Headline(scope rate.Scope, cur Current) (limit, remaining string) {
+	if scope == "" {
+		return s.PerSecond, cur.Remaining
+	}
+	return s.Of(scope), "0"
 }
 
 // Reset formats X-RateLimit-Reset: an ISO-8601 time (RFC 3339, UTC), or

@@ -10,7 +10,7 @@ import (
 
 func TestOf(t *testing.T) {
 	assert.Equal(t, &Strings{limits: Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}, Policy: `"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`,
-		PerSecond: "1", Concurrency: "2"}, Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}))
+		PerSecond: "1", PerMinute: "60", KeyPerMinute: "0", Concurrency: "2"}, Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}))
 	assert.Equal(t, `"rps";q=10;w=1, "rpm";q=600;w=60, "key";q=30;w=60, "concurrency";q=10;qu="concurrent-requests"`,
 		Of(Limits{PerSecond: 10, PerMinute: 600, KeyPerMinute: 30, Concurrency: 10}).Policy)
 	assert.Zero(t, testing.AllocsPerRun(100, func() { Of(Limits{PerSecond: 1, PerMinute: 60, Concurrency: 2}) }),

@@ -93,3 +93,41 @@ func (w *Writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap returns W, for http.ResponseController.
 func (w *Writer) Unwrap() http.ResponseWriter { return w.W }
+
+// Final reports whether code ends a response: any status but the 1xx
+// interim ones, except 101 Switching Protocols, after which the
+// connection is no longer HTTP. An Observer keeps the first final status.
+func Final(code int) bool { return code >= 200 || code == http.StatusSwitchingProtocols }
+
+// First is an Observer that keeps the first final status sent: Status, 0
+// while none was, 101 after a hijack.
+type First struct{ Status int }
+
+// Sending keeps code if it is the first final status.
+func (f *First) Sending(_ http.Header, code int) {
+	if f.Status == 0 && Final(code) {
+		f.Status = code
+	}
+}
+
+// Sent reports whether a final status was sent.
+func (f *First) Sent() bool { return f.Status != 0 }
+
+// NotSent forgets the status: nothing went out.
+func (f *First) NotSent(http.Header) { f.Status = 0 }
+
+// Hijacked keeps 101: the connection is no longer HTTP.
+func (f *First) Hijacked() { f.Status = http.StatusSwitchingProtocols }
+
+// Watch is a Writer that keeps the first final status it sends (First):
+// embed it (no allocation) and write through Watch.
+type Watch struct {
+	Writer
+	First
+}
+
+// Watch returns w seen through the Watch, its status not yet sent.
+func (v *Watch) Watch(w http.ResponseWriter) http.ResponseWriter {
+	v.First, v.Writer = First{}, Writer{W: w, O: &v.First}
+	return &v.Writer
+}

@@ -80,3 +80,29 @@ func TestHijackIsObserved(t *testing.T) {
 		t.Fatal("Unwrap returned nil")
 	}
 }
+
+// A Watch keeps the first final status: not an interim 1xx, 101 after a
+// hijack, and nothing after a flush that sent nothing.
+func TestWatchKeepsTheFirstFinalStatus(t *testing.T) {
+	var v statuswriter.Watch
+	w := v.Watch(httptest.NewRecorder())
+	w.WriteHeader(http.StatusEarlyHints)
+	w.WriteHeader(http.StatusCreated)
+	w.WriteHeader(http.StatusTeapot)
+	if v.Status != http.StatusCreated {
+		t.Fatalf("status %d, want 201", v.Status)
+	}
+	if w = v.Watch(noFlush{httptest.NewRecorder()}); v.Status != 0 {
+		t.Fatalf("a new watch starts at %d", v.Status)
+	}
+	if err := http.NewResponseController(w).Flush(); err == nil || v.Status != 0 {
+		t.Fatalf("a failed flush: %v, status %d", err, v.Status)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w = v.Watch(hijacker{httptest.NewRecorder(), a})
+	if _, _, err := http.NewResponseController(w).Hijack(); err != nil || v.Status != http.StatusSwitchingProtocols {
+		t.Fatalf("Hijack: %v, status %d", err, v.Status)
+	}
+}
