@@ -177,7 +177,7 @@ func TestHostedDashboard(t *testing.T) {
 	if got := b.eval(`Array.from(document.querySelectorAll("#keys a.key-link")).map(a => a.textContent).join("|")`); got != "service 417" {
 		t.Errorf("a search for SERVICE 417 lists %q", got)
 	}
-	b.do(chromedp.Navigate(orgURL+"?after="+b.eval(`document.querySelector("#keys tr[data-key-id]")?.dataset.keyId || ""`)))
+	b.do(chromedp.Navigate(orgURL + "?after=" + b.eval(`document.querySelector("#keys tr[data-key-id]")?.dataset.keyId || ""`)))
 
 	// Create a key through the page: "Create key" is at the top.
 	b.do(chromedp.Navigate(orgURL), chromedp.Click(chromedp.CSS("#create-key-link")), chromedp.WaitVisible(chromedp.CSS("#create-key")))
