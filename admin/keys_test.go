@@ -136,3 +136,34 @@ func TestKeyListingsArePaged(t *testing.T) {
 	assert.NotContains(t, rest.body, `id="next-keys"`)
 	assert.Contains(t, rest.body, `id="first-keys"`)
 }
+
+// The API's key listing searches and filters by status; revoked keys are
+// left out unless asked for; a whole key is never searched for.
+func TestKeyListSearchAndStatus(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	o := e.org("acme")
+	prod, staging := e.key(o.ID, "Production"), e.key(o.ID, "staging")
+	require.NoError(t, e.store.RevokeKey(context.Background(), staging.Record.ID))
+	keys := "/admin/v1/orgs/" + o.ID + "/keys"
+	ids := func(q string) []string {
+		t.Helper()
+		var out []string
+		for _, k := range e.call("GET", keys+q, "").keys(t) {
+			out = append(out, k.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	assert.Equal(t, []string{prod.Record.ID}, ids(""), "revoked keys are hidden by default")
+	assert.Equal(t, []string{staging.Record.ID}, ids("?status=revoked"))
+	assert.Len(t, ids("?status=all"), 2)
+	assert.Len(t, ids("?status=active,revoked"), 2)
+	assert.Equal(t, []string{prod.Record.ID}, ids("?search=PRODUCT"))
+	assert.Equal(t, []string{prod.Record.ID}, ids("?search="+url.QueryEscape(prod.Record.Hint[:8])))
+	assert.Empty(t, ids("?search=staging"))
+	for _, q := range []string{"?status=lost", "?search=" + prod.Key, "?search=a&search=b"} {
+		a := e.call("GET", keys+q, "")
+		a.failed(t, http.StatusBadRequest, "validation_error", admin.ReasonInvalidParameter)
+		assert.NotContains(t, a.raw, prod.Key)
+	}
+}
