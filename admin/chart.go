@@ -227,7 +227,7 @@ func chartSVG(buckets []bucket, hours bool, id, title string, values func(bucket
 			fmt.Fprintf(&b, `<rect class="%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f"/>`, class, x, y, barW, h)
 		}
 		b.WriteString(`</g>`)
-		if i%every == 0 || (i == len(buckets)-1 && (i%every) >= every/2+1) {
+		if i%every == 0 {
 			fmt.Fprintf(&b, `<text class="label" x="%.1f" y="%d" text-anchor="middle">%s</text>`, x+barW/2, chartH-chartBottom+13, label)
 		}
 	}

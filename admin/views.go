@@ -34,11 +34,11 @@ func limitFields(l keyward.Limits) []limitField {
 		{JSON: "requestsPerSecond", Label: "Per second", Value: l.RequestsPerSecond, Unit: "requests/s",
 			One: "request", Many: "requests", Per: " per second"},
 		{JSON: "burst", Label: "Burst", Value: l.Burst, Unit: "requests at the same instant",
-			One: "request", Many: "requests", Per: " at the same instant"},
+			One: "request", Many: "requests", Per: " in a burst"},
 		{JSON: "requestsPerMinute", Label: "Per minute", Value: l.RequestsPerMinute, Unit: "requests/min",
 			One: "request", Many: "requests", Per: " per minute"},
 		{JSON: "concurrency", Label: "At once", Value: l.Concurrency, Unit: "requests in flight",
-			One: "request", Many: "requests", Per: " at the same time"},
+			One: "request", Many: "requests", Per: " in progress at once"},
 		{JSON: "monthlyCredits", Label: "Credits", Value: l.MonthlyCredits, Unit: "credits/month",
 			One: "credit", Many: "credits", Per: " per month"},
 	}

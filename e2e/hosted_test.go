@@ -172,8 +172,8 @@ func TestHostedDashboard(t *testing.T) {
 	shots["keys"] = orgURL
 
 	// Find a key by search.
-	b.do(chromedp.SetValue(chromedp.CSS("#search"), "SERVICE 417"), chromedp.Click(chromedp.CSS("#key-search button")),
-		chromedp.WaitVisible(chromedp.CSS("#keys")))
+	b.do(chromedp.SetValue(chromedp.CSS("#search"), "SERVICE 417"), chromedp.Click(chromedp.CSS("#key-search button")))
+	b.waitURL("search=SERVICE")
 	if got := b.eval(`Array.from(document.querySelectorAll("#keys a.key-link")).map(a => a.textContent).join("|")`); got != "service 417" {
 		t.Errorf("a search for SERVICE 417 lists %q", got)
 	}
@@ -277,9 +277,33 @@ func TestHostedDashboard(t *testing.T) {
 			b.screenshotAt(name, width)
 		}
 	}
+	// The README's picture: the organization's page, as a desktop first
+	// shows it.
+	b.do(chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(orgURL), chromedp.WaitVisible(chromedp.CSS("#keys")))
+	shotCtx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	png, err := chromedp.Run(shotCtx, chromedp.CaptureScreenshot())
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "dashboard.png"), png, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b.noConsoleErrors()
 	if out := os.Getenv("KEYWARD_SCREENSHOTS"); out != "" {
 		copyScreenshots(t, b.dir, out)
+	}
+}
+
+// waitURL waits until the page's URL contains part and the page is loaded.
+func (b *browser) waitURL(part string) {
+	b.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.eval(`location.href.includes(`+strconv.Quote(part)+`) && document.readyState === "complete" ? "yes" : "no"`) != "yes" {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the page did not reach a URL with %q", part)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
