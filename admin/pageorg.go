@@ -221,6 +221,7 @@ func (h *Handler) pageUpdateOrg(w http.ResponseWriter, r *http.Request, c caller
 		if derr != nil {
 			return derr
 		}
+		d.Plans = planOptions(h.cfg.Plans(), r.PostFormValue("plan")) // as typed, as the other fields
 		return h.refused(w, r, "org", d, err)
 	}
 	h.done(w, r, "orgs/"+o.ID, "org-updated")
@@ -246,6 +247,7 @@ func (h *Handler) pageGrant(w http.ResponseWriter, r *http.Request, c caller) er
 		if derr != nil {
 			return derr
 		}
+		d.Plans = planOptions(h.cfg.Plans(), r.PostFormValue("plan")) // as typed, as the other fields
 		return h.refused(w, r, "org", d, err)
 	}
 	h.done(w, r, "orgs/"+o.ID, "granted")
