@@ -89,7 +89,7 @@ func TestOrgPageChangesPlanLimitsAndOverage(t *testing.T) {
 	assert.Equal(t, [5]int64{6000, 120, 150, 9, 50000}, [5]int64{got.Limits.RequestsPerMinute, got.Limits.RequestsPerSecond,
 		got.Limits.Burst, got.Limits.Concurrency, got.Limits.MonthlyCredits})
 	page = b.do("GET", path, nil)
-	assert.Contains(t, page.body, `<dd id="org-plan">enterprise</dd>`)
+	assert.Contains(t, page.body, `<dd id="org-plan-name">enterprise</dd>`)
 	assert.Contains(t, page.body, `<dt>Overage</dt><dd>allowed</dd>`)
 	assert.Contains(t, page.body, `id="rate-minute" name="ratePerMinute" type="number" min="0" inputmode="numeric" value="6000"`)
 	assert.Contains(t, page.body, `id="burst" name="burst" type="number" min="0" inputmode="numeric" value="150"`)
