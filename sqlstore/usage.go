@@ -77,13 +77,14 @@ func (s *Store) flushLoop() {
 // FlushUsage writes the usage recorded since the last flush, in one
 // transaction: last-used times, and each key's calls by UTC day and by
 // hour (hours older than usage.KeepHours are not written). Counts that fail
-// to be written are kept for the next flush. Then, once an hour, it deletes
-// the hours older than usage.KeepHours, in batches of short statements that
-// other writers wait for at most one batch of (a failure is logged, and
-// tried again at the next flush).
+// to be written are kept for the next flush. Then, once an hour and after
+// a flush that wrote, it deletes the hours older than usage.KeepHours, in
+// batches of short statements that other writers wait for at most one
+// batch of (a failure is logged, and tried again at the next such flush).
 func (s *Store) FlushUsage(ctx context.Context) error {
-	if err := s.writeUsage(ctx); err != nil {
-		return err
+	wrote, err := s.writeUsage(ctx)
+	if err != nil || !wrote {
+		return err // an idle store does not look for old hours either
 	}
 	if err := s.pruneHours(ctx); err != nil {
 		s.logger.Warn("keyward: sqlstore: deleting old hourly usage failed; tried again at the next flush", "error", err)
@@ -91,7 +92,8 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) writeUsage(ctx context.Context) error {
+// writeUsage writes the counts (FlushUsage) and reports whether there were any.
+func (s *Store) writeUsage(ctx context.Context) (bool, error) {
 	type taken struct {
 		u *keyUsage
 		n int64
@@ -128,7 +130,7 @@ func (s *Store) writeUsage(ctx context.Context) error {
 		s.logger.Warn("keyward: sqlstore: usage of ids no key or organization can have was dropped", "requests", dropped)
 	}
 	if len(batch) == 0 && len(outcomes) == 0 {
-		return nil
+		return false, nil
 	}
 	now := s.now()
 	day := now.UTC().Unix() / 86400
@@ -162,9 +164,9 @@ func (s *Store) writeUsage(ctx context.Context) error {
 			t.u.n.Add(t.n) // try again next time
 		}
 		s.usage.outcomes.Restore(outcomes)
-		return err
+		return true, err
 	}
-	return nil
+	return true, nil
 }
 
 // byDayAndHour returns counts (a Counter's, by hour) summed by key, day
