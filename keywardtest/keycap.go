@@ -1,5 +1,6 @@
 // The key suite's cap on working keys and its pages: how many keys an
 // organization may hold at once, and how its keys are listed.
+
 package keywardtest
 
 import (

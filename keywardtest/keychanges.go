@@ -1,5 +1,6 @@
 // The key suite's changes to what exists: rotation chains, updates of a
 // key, deletion of an organization.
+
 package keywardtest
 
 import (

@@ -1,5 +1,6 @@
 // The ledger suite's time: reservations that lapse unless extended, and
 // periods that roll over to a fresh allocation.
+
 package keywardtest
 
 import (
