@@ -65,8 +65,8 @@ func (e *env) balance(a credit.Account) credit.Balance {
 	if err != nil {
 		e.t.Fatalf("Balance: %v", err)
 	}
-	if b.Available != b.Allocation+b.Granted-b.Spent-b.Reserved {
-		e.t.Fatalf("Available %d ≠ Allocation+Granted−Spent−Reserved in %+v", b.Available, b)
+	if b.Available != credit.Available(b.Allocation, b.Granted, b.Spent, b.Reserved) {
+		e.t.Fatalf("Available %d ≠ credit.Available of %+v", b.Available, b)
 	}
 	return b
 }
