@@ -15,6 +15,7 @@ import (
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -235,7 +236,7 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 		}
 		perms, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 		require.NoError(t, err)
-		limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Now: f.now.Now})
+		limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Errors: ew, Now: f.now.Now})
 		require.NoError(t, err)
 		charger, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: f.ledger, Errors: ew})
 		require.NoError(t, err)
@@ -318,15 +319,25 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 	}
 }
 
-// Two RateLimiters of the default configuration (two routes) count one
-// organization's requests in one budget: the process's.
+// Two RateLimiters without a Store (two routes) count one organization's
+// requests in one budget: the process's. A clock of their own is only a
+// clock: it does not decide whether they share.
 func TestRateLimitersShareTheProcessCounters(t *testing.T) {
 	t.Parallel()
+	for name, now := range map[string]func() time.Time{"system clock": nil, "a clock of their own": time.Now} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRateLimitersShare(t, keyward.RateLimitConfig{Now: now})
+		})
+	}
+}
+
+func testRateLimitersShare(t *testing.T, cfg keyward.RateLimitConfig) {
 	f := newFixture(t) // a free organization: one a second
 	k := f.newKey(t)
-	a, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	a, err := keyward.RateLimitByOrg(cfg)
 	require.NoError(t, err)
-	b, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	b, err := keyward.RateLimitByOrg(cfg)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("GET /a", f.auth.Middleware(a.Middleware(okHandler)))

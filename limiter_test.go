@@ -70,11 +70,10 @@ var limitedNow = time.Date(2036, 1, 19, 10, 30, 18, 0, time.UTC)
 // flight; the headers as Triqai's clients read them.
 func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"default", "ulule"} {
+	for _, store := range []string{"memory", "ulule"} {
 		t.Run("store="+store, func(t *testing.T) {
 			t.Parallel()
 			l := newLimited(t, func(c *keyward.RateLimitConfig) {
-				c.Store = nil
 				if store == "ulule" {
 					c.Store = rate.Ulule(memory.NewStore())
 				}
@@ -90,7 +89,7 @@ func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Concurrency-Remaining"), "this request holds one slot")
 			assert.Empty(t, h.Values("X-RateLimit-Scope"), "no limit refused")
 			assert.Equal(t, []string{`"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`}, h.Values("RateLimit-Policy"))
-			if store == "default" {
+			if store == "memory" {
 				assert.Equal(t, []string{`"rps";r=1;t=1, "rpm";r=59;t=60, "concurrency";r=1`}, h.Values("RateLimit"))
 			} else {
 				assert.Equal(t, []string{`"rps";r=1;t=1, "rpm";r=59;t=42, "concurrency";r=1`}, h.Values("RateLimit"), "ulule's fixed window ends at the minute")
@@ -315,7 +314,7 @@ func (s withoutLimits) LookupKey(ctx context.Context, h keyward.KeyHash) (*keywa
 // 500, naming the organization and its plan; nothing is counted.
 func TestOrganizationWithoutRateIsAMisconfiguration(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"default", "ulule"} {
+	for _, store := range []string{"memory", "ulule"} {
 		t.Run("store="+store, func(t *testing.T) {
 			t.Parallel()
 			l := newLimited(t, func(c *keyward.RateLimitConfig) {

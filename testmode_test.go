@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -29,7 +30,7 @@ func TestTestKeysHaveTheirOwnBudget(t *testing.T) {
 	assert.False(t, format.Valid("triq_"+test.Key[len("triq_test_"):]), "a test key's body is no live key")
 	assert.Equal(t, "triq_test_"+test.Key[10:14]+"…"+test.Key[len(test.Key)-4:], format.Hint(test.Key))
 
-	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Now: f.now.Now})
 	require.NoError(t, err)
 	h := f.auth.Middleware(limiter.Middleware(f.charger.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))))
 	call := func(key string) int {
@@ -64,7 +65,7 @@ func TestTestKeysCountApart(t *testing.T) {
 	f := newFixture(t)
 	live := f.newKey(t)
 	test := f.newKey(t, func(k *manage.KeySpec) { k.Environment = keyward.EnvTest })
-	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Now: f.now.Now})
 	require.NoError(t, err)
 	h := f.auth.Middleware(limiter.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
 	f.handler = h
