@@ -15,7 +15,6 @@ import (
 	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/envelope"
-	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/telemetry"
 )
@@ -266,11 +265,11 @@ func newCreditFailures(maxBody int64) creditFailures {
 // of is the failure for an error of package idempotency.
 func (f creditFailures) of(err error) *Error {
 	switch {
-	case errors.Is(err, idempotency.ErrConflict):
+	case errors.Is(err, errIdemConflict):
 		return f.twoKeys
-	case errors.Is(err, idempotency.ErrBodyTooLarge):
+	case errors.Is(err, errIdemBodyTooLarge):
 		return f.bodyTooLarge
-	case errors.Is(err, idempotency.ErrBodyUnreadable):
+	case errors.Is(err, errIdemBodyUnreadable):
 		return f.bodyUnreadable
 	}
 	return f.badKey
