@@ -80,7 +80,7 @@ var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // An Idempotency-Key is accepted exactly when it is 1 to 64 of
 // [A-Za-z0-9_-], under either header name.
-func FuzzKey(f *testing.F) {
+func FuzzIdempotencyKey(f *testing.F) {
 	for _, seed := range []string{"", "a", "order-42_a", strings.Repeat("a", 64), strings.Repeat("a", 65),
 		"a b", "a.b", "ключ", "a\x00b", "a\r\nb", "\xff"} {
 		f.Add(seed)
