@@ -31,19 +31,30 @@
 //	request.go      what keyward keeps for one request between its handlers
 //	cache.go        the key cache (ristretto) and its exact revocation
 //	keys.go         keys: format, hash, hint; KeyRecord, Organization, KeyStore
+//	base62.go       the keys' alphabet
 //	plans.go        the plan table and the one override rule (Plans.Resolve)
 //	permissions.go  EnforcePermissions
 //	ratelimit.go    RateLimitByOrg: which limit refused, and the headers
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
+//	idempotency.go  which idempotency key a call carries, and its request
 //	calls.go        what RequireAPIKey tells a CallRecorder of each call
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
-//	                store that cannot be reached is a 503, never a 401)
+//	                store that cannot be reached is a 503, never a 401),
+//	                which writes the success envelope too (WriteData)
 //	credit/         the credit ledger contract that memstore and sqlstore keep
 //	manage/         key management: creating, rotating, revoking (KeyManager)
 //	rate/           rate-limit state: per-second bucket, per-minute quota,
 //	                in-flight slots (Memory, Ulule); failed-auth throttle
 //	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
+//	internal/       tricks that need tests of their own, out of the request
+//	                path's sight: front (the cache's exact-key slots,
+//	                compared whole in constant time), keepalive (open
+//	                reservations renewed from one goroutine, no timer a
+//	                call), policy (rate-limit header values formatted once
+//	                per set of limits), recent (the bounded set of keys
+//	                found lately), strsum (checksums of a string without
+//	                an allocation); and helpers with several users
 //
 // # What a deployment MUST do
 //
