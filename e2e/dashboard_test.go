@@ -161,6 +161,8 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	// Create a key with the enrich permission; read it from the page.
 	b.do(
+		chromedp.Click(chromedp.CSS("#create-key-link")),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")),
 		chromedp.SetValue(chromedp.CSS("#key-name"), "production"),
 		chromedp.Click(chromedp.CSS(`input[name=permissions][value="transactions:enrich"]`)),
 		chromedp.Click(chromedp.CSS("#create-key button[type=submit]")),
@@ -185,7 +187,8 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	// The calls appear in the usage chart once the counters are flushed.
 	today := time.Now().UTC().Format(time.DateOnly)
-	bar := fmt.Sprintf(`(document.querySelector('g.day[data-day="%s"]')||{getAttribute:()=>"0"})`, today)
+	bar := fmt.Sprintf(`(document.querySelector('svg.chart-requests g.bucket[data-start="%s"]')||{getAttribute:()=>"0"})`, today)
+	credits := fmt.Sprintf(`(document.querySelector('svg.chart-credits g.bucket[data-start="%s"]')||{getAttribute:()=>"0"})`, today)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b.do(chromedp.Navigate(orgURL), chromedp.WaitVisible(chromedp.CSS("#org-id")))
@@ -199,18 +202,20 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	if credits := b.eval(bar + `.getAttribute("data-credits")`); credits != "1" {
-		t.Errorf("the chart shows %s credits spent today, want 1", credits)
+	if c := b.eval(credits + `.getAttribute("data-credits")`); c != "1" {
+		t.Errorf("the chart shows %s credits spent today, want 1", c)
 	}
 	if used := b.text("#credits-text"); !strings.HasPrefix(used, "1 spent") {
 		t.Errorf("credits: %q", used)
 	}
 	b.screenshot("usage")
 
-	// Rotate: a new key, the old one working for its grace period.
-	row := fmt.Sprintf(`tr[data-key-id="%s"]`, keyID)
+	// Rotate from the key's page: a new key, the old one working for its
+	// grace period.
+	keyURL := orgURL + "/keys/" + keyID
 	b.do(
-		chromedp.Click(chromedp.CSS(row+" form.rotate button")),
+		chromedp.Navigate(keyURL),
+		chromedp.Click(chromedp.CSS("#rotate button")),
 		chromedp.WaitVisible(chromedp.CSS("#new-key")),
 	)
 	rotated := b.text("#new-key")
@@ -225,19 +230,20 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatalf("the rotated key: %d", status)
 	}
 
-	// Revoke the old key through the page, confirming.
+	// Revoke the old key through its page, confirming.
 	b.do(
-		chromedp.Click(chromedp.CSS("#back")),
-		chromedp.WaitVisible(chromedp.CSS("#org-id")),
-		chromedp.Click(chromedp.CSS(row+" a.revoke")),
+		chromedp.Navigate(keyURL),
+		chromedp.Click(chromedp.CSS("#revoke")),
 		chromedp.WaitVisible(chromedp.CSS("#confirm-revoke")),
 	)
 	b.screenshot("confirm-revoke")
 	b.do(
 		chromedp.Click(chromedp.CSS("#confirm-revoke button")),
-		chromedp.WaitVisible(chromedp.CSS("#org-id")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+		chromedp.Navigate(keyURL),
+		chromedp.WaitVisible(chromedp.CSS("#key-status")),
 	)
-	if status := b.text(row + " td[class^=status-]"); status != "revoked" {
+	if status := b.text("#key-status"); status != "revoked" {
 		t.Errorf("the page shows the old key as %q", status)
 	}
 	b.screenshot("revoked")

@@ -98,6 +98,7 @@ func TestKeyBackend(t *testing.T, newBackend NewKeyBackend) {
 	t.Run("Bounds", func(t *testing.T) { t.Parallel(); testBounds(t, newBackend) })
 	t.Run("RotationChain", func(t *testing.T) { t.Parallel(); testRotationChain(t, newBackend) })
 	t.Run("UpdateKey", func(t *testing.T) { t.Parallel(); testUpdateKey(t, newBackend) })
+	t.Run("KeySearch", func(t *testing.T) { t.Parallel(); testKeySearch(t, newBackend) })
 	t.Run("DeleteOrg", func(t *testing.T) { t.Parallel(); testDeleteOrg(t, newBackend) })
 	t.Run("KeyCap", func(t *testing.T) { t.Parallel(); testKeyCap(t, newBackend) })
 	t.Run("KeyCapRacing", func(t *testing.T) { t.Parallel(); testKeyCapRacing(t, newBackend) })

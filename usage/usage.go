@@ -106,6 +106,63 @@ type Reader interface {
 	UsageByDay(ctx context.Context, orgID, keyID string, from, to time.Time) ([]Day, error)
 }
 
+// Hour is one hour of usage: requests by outcome, and credits spent.
+type Hour struct {
+	// Hour is the hour's first instant, UTC.
+	Hour time.Time
+	// Requests counts the hour's calls by outcome.
+	Requests [NumOutcomes]int64
+	// Credits is what the hour's served calls spent.
+	Credits int64
+}
+
+// HourReader reads recorded usage by hour (flushed counts only). A store
+// keeps hours for at least KeepHours; older hours read as zeros.
+type HourReader interface {
+	// UsageByHour returns the usage of an organization, or of one of its
+	// keys when keyID is not empty, for each hour from the hour of from to
+	// the hour of to, both included, oldest first (at most KeepHours, the
+	// newest); an hour without calls is there with zeros.
+	UsageByHour(ctx context.Context, orgID, keyID string, from, to time.Time) ([]Hour, error)
+}
+
+// KeepHours is how long a store keeps usage by hour: two days, so that
+// the last 24 hours can always be read whole.
+const KeepHours = 48
+
+// HourNumber is t's UTC hour as a number: hours since 1970-01-01.
+func HourNumber(t time.Time) int64 {
+	s := t.Unix()
+	h := s / 3600
+	if s%3600 < 0 {
+		h--
+	}
+	return h
+}
+
+// HourStart is the first instant of hour n (an HourNumber), UTC.
+func HourStart(n int64) time.Time { return time.Unix(n*3600, 0).UTC() }
+
+// HourSeries returns one Hour for each hour from the hour of from to the
+// hour of to, both included (at most KeepHours, the newest), filled from
+// counts (hour number → Hour); a store's UsageByHour uses it.
+func HourSeries(from, to time.Time, counts map[int64]*Hour) []Hour {
+	first, last := HourNumber(from), HourNumber(to)
+	if last < first {
+		return []Hour{}
+	}
+	first = max(first, last-KeepHours+1)
+	out := make([]Hour, 0, last-first+1)
+	for n := first; n <= last; n++ {
+		h := Hour{Hour: HourStart(n)}
+		if c := counts[n]; c != nil {
+			h.Requests, h.Credits = c.Requests, c.Credits
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
 // DayNumber is t's UTC day as a number: days since 1970-01-01.
 func DayNumber(t time.Time) int64 {
 	s := t.Unix()
