@@ -272,8 +272,10 @@ func chargedServer(t *testing.T, ttl time.Duration, handler http.HandlerFunc) (*
 // reservation is renewed while it runs (slow calls used to be free).
 func TestSlowHandlerIsCharged(t *testing.T) {
 	t.Parallel()
-	srv, key, ledger, acct := chargedServer(t, 300*time.Millisecond, func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(1100 * time.Millisecond) // more than three TTLs
+	// The TTL leaves a renewal 400 ms of slack: enough for a loaded 2-core
+	// machine running the race detector.
+	srv, key, ledger, acct := chargedServer(t, 600*time.Millisecond, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Second) // more than three TTLs
 		w.WriteHeader(http.StatusOK)
 	})
 	for range 2 {
