@@ -13,7 +13,6 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
-	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/keepalive"
 	"github.com/keyward/keyward/internal/statuswriter"
 	"github.com/keyward/keyward/telemetry"
@@ -23,9 +22,9 @@ import (
 const (
 	// HeaderIdempotencyKey names a call so that retries of it spend once.
 	// A ledger keeps only its SHA-256.
-	HeaderIdempotencyKey = idempotency.Header
+	HeaderIdempotencyKey = "Idempotency-Key"
 	// HeaderXIdempotencyKey is accepted in place of Idempotency-Key.
-	HeaderXIdempotencyKey = idempotency.XHeader
+	HeaderXIdempotencyKey = "X-Idempotency-Key"
 	// HeaderCreditsRemaining, on every 2xx of a charged call: Available as the ledger's
 	// Balance where the call was served counts it, once the call is charged (Charge.Remaining).
 	HeaderCreditsRemaining = "X-Credits-Remaining"
@@ -173,11 +172,11 @@ func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
 	}
 	req := credit.ReserveRequest{Account: k.Account(), Amount: cost, KeyID: k.ID}
 	req.RequestID, _ = incomingRequestID(r)
-	if key, err := idempotency.Key(r.Header); err != nil {
+	if key, err := idemKey(r.Header); err != nil {
 		return nil, c.fail.of(err)
 	} else if key != "" {
-		req.IdempotencyKey = idempotency.Digest(key)
-		if req.Fingerprint, err = idempotency.Fingerprint(r, c.maxBody); err != nil {
+		req.IdempotencyKey = idemDigest(key)
+		if req.Fingerprint, err = idemFingerprint(r, c.maxBody); err != nil {
 			return nil, c.fail.of(err)
 		}
 	}

@@ -22,8 +22,8 @@ type RateLimitConfig struct {
 	// Store keeps each organization's limits: its per-second bucket, its
 	// per-minute quota, its requests in flight, and the quotas of its keys
 	// that have their own. Nil: one rate.Memory for the process, shared by
-	// every RateLimiter on the system clock, so an organization's limits
-	// hold across routes. Use redislimit when several instances share the
+	// every RateLimiter without a Store, so an organization's limits hold
+	// across routes. Use redislimit when several instances share the
 	// limits; rate.Ulule plugs any ulule limiter.Store in for the quotas.
 	Store rate.Store
 	// FailClosed answers 503 when the Store fails. Zero (false): fail
@@ -39,8 +39,10 @@ type RateLimitConfig struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Now is the limiter's clock. Nil: the system clock, read through a
-	// shared clock that advances every 10 ms. Without a Store, a limiter
-	// with a clock of its own keeps its own rate.Memory.
+	// shared clock that advances every 10 ms. It is only a clock: whether
+	// limiters share their counts is the Store's to say, so a limiter on a
+	// clock of its own (a test's) is given a Store of its own, since the
+	// process's forgets organizations idle for a minute of its clock.
 	Now func() time.Time
 }
 
@@ -68,9 +70,6 @@ type RateLimiter struct {
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
 	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors,
 		logger: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now, reset: policy.Reset{Unix: cfg.UnixReset}}
-	if l.store == nil && l.now != nil {
-		l.store = new(rate.Memory)
-	}
 	return l, nil
 }
 

@@ -153,11 +153,11 @@ func (h *Handler) listOrgs(w http.ResponseWriter, r *http.Request, c caller) {
 			orgs = append(orgs, o)
 		}
 	}
-	out := make([]orgJSON, 0, len(orgs))
+	out := make([]manage.OrgView, 0, len(orgs))
 	for _, o := range orgs {
-		out = append(out, orgView(o))
+		out = append(out, manage.ViewOrg(o))
 	}
-	h.writeOK(w, r, http.StatusOK, out)
+	h.errors.WriteData(w, r, http.StatusOK, out)
 }
 
 // orgRequest is the body of POST /orgs and PATCH /orgs/{org}.
@@ -210,7 +210,7 @@ func (h *Handler) createOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusCreated, orgView(o))
+	h.errors.WriteData(w, r, http.StatusCreated, manage.ViewOrg(o))
 }
 
 // createOrgFrom checks req by manage's rules and creates the organization.
@@ -236,7 +236,7 @@ func (h *Handler) getOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, orgView(o))
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewOrg(o))
 }
 
 func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
@@ -256,7 +256,7 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, orgView(o))
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewOrg(o))
 }
 
 // updateOrgFrom applies req to o, checks the result by manage's rules and
@@ -293,16 +293,16 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	now := h.cfg.Now()
 	out := struct {
-		Keys      []keyJSON `json:"keys"`
-		NextAfter *string   `json:"nextAfter"`
-	}{Keys: make([]keyJSON, 0, len(page.keys))}
+		Keys      []manage.KeyView `json:"keys"`
+		NextAfter *string          `json:"nextAfter"`
+	}{Keys: make([]manage.KeyView, 0, len(page.keys))}
 	for _, k := range page.keys {
-		out.Keys = append(out.Keys, keyView(k, now))
+		out.Keys = append(out.Keys, manage.ViewKey(k, now))
 	}
 	if page.next != "" {
 		out.NextAfter = &page.next
 	}
-	h.writeOK(w, r, http.StatusOK, out)
+	h.errors.WriteData(w, r, http.StatusOK, out)
 }
 
 // keyPage is a page of an organization's keys, and the id to continue
@@ -435,9 +435,9 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	v := keyView(ck.Record, h.cfg.Now())
+	v := manage.ViewKey(ck.Record, h.cfg.Now())
 	v.Key = ck.Key
-	h.writeOK(w, r, http.StatusCreated, v)
+	h.errors.WriteData(w, r, http.StatusCreated, v)
 }
 
 // createKeyFrom checks spec by manage's rules and what c may give, and
@@ -484,9 +484,7 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	v := keyView(k.Record, h.cfg.Now())
-	v.Predecessor, v.Successor = k.Predecessor, k.Successor
-	h.writeOK(w, r, http.StatusOK, v)
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewKeyInfo(k, h.cfg.Now()))
 }
 
 func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, c caller) {
@@ -512,7 +510,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, keyView(rec, h.cfg.Now()))
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewKey(rec, h.cfg.Now()))
 }
 
 // updateKeyFrom checks change by manage's rules and what c may give, and
@@ -551,9 +549,9 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	v := keyView(ck.Record, h.cfg.Now())
+	v := manage.ViewKey(ck.Record, h.cfg.Now())
 	v.Key, v.Predecessor = ck.Key, k.Record.ID
-	h.writeOK(w, r, http.StatusCreated, v)
+	h.errors.WriteData(w, r, http.StatusCreated, v)
 }
 
 // rotate checks grace by manage's rule and rotates the key.
@@ -587,7 +585,7 @@ func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, failureOf(err))
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, keyView(k.Record, h.cfg.Now()))
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewKey(k.Record, h.cfg.Now()))
 }
 
 func (h *Handler) revoke(r *http.Request, c caller, k keyward.KeyRecord) error {
@@ -609,7 +607,7 @@ func (h *Handler) balance(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, balanceView(b))
+	h.errors.WriteData(w, r, http.StatusOK, balanceView(b))
 }
 
 type grantRequest struct {
@@ -634,7 +632,7 @@ func (h *Handler) grant(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, b)
+	h.errors.WriteData(w, r, http.StatusOK, b)
 }
 
 // grantTo checks and makes a grant.
@@ -684,7 +682,7 @@ func (h *Handler) ledger(w http.ResponseWriter, r *http.Request, c caller) {
 		next := entries[len(entries)-1].ID
 		out.NextBefore = &next
 	}
-	h.writeOK(w, r, http.StatusOK, out)
+	h.errors.WriteData(w, r, http.StatusOK, out)
 }
 
 // intParam reads query parameter name: def when absent, else a whole
@@ -740,7 +738,7 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, orgID, keyID str
 	for _, d := range series {
 		out = append(out, dayView(d))
 	}
-	h.writeOK(w, r, http.StatusOK, map[string]any{"days": out})
+	h.errors.WriteData(w, r, http.StatusOK, map[string]any{"days": out})
 }
 
 // series is the usage of the last days days, today included.

@@ -177,7 +177,7 @@ func newChain(t *testing.T, logger *slog.Logger) *chain {
 	require.NoError(t, err)
 	perm, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 	require.NoError(t, err)
-	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Logger: logger, Now: func() time.Time { return now }})
+	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Errors: ew, Logger: logger, Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	ledger, err := memstore.NewLedger(memstore.LedgerOptions{Now: func() time.Time { return now }})
 	require.NoError(t, err)
