@@ -36,6 +36,7 @@
 //	ratelimit.go    RateLimitByOrg: which limit refused, and the headers
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
 //	calls.go        what RequireAPIKey tells a CallRecorder of each call
+//	observe.go      telemetry's one look at each handler's decision
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
 //	                store that cannot be reached is a 503, never a 401)

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keyward/keyward"
-	"github.com/keyward/keyward/telemetry"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/usage"
 )
 
@@ -141,7 +141,7 @@ func (s *Store) FlushUsage(ctx context.Context) error {
 		}
 		return nil
 	})
-	telemetry.UsageFlushed(ctx, len(byKey)+len(byOrg), err)
+	hooks.UsageFlushed(ctx, len(byKey)+len(byOrg), err)
 	if err != nil {
 		for _, t := range batch {
 			t.u.n.Add(t.n) // try again next time

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -526,7 +527,7 @@ func TestGlobalSDKPickedUp(t *testing.T) {
 		return
 	}
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
-	if telemetry.Metering() {
+	if hooks.Metering() {
 		t.Skip("a global SDK was installed before this test")
 	}
 	before := otel.GetMeterProvider()
@@ -534,8 +535,8 @@ func TestGlobalSDKPickedUp(t *testing.T) {
 	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	t.Cleanup(func() { otel.SetMeterProvider(noop.NewMeterProvider()) })
 	require.NotEqual(t, before, otel.GetMeterProvider())
-	require.True(t, telemetry.Metering())
-	telemetry.Record(context.Background(), telemetry.Auth, "", "ok", "")
+	require.True(t, hooks.Metering())
+	hooks.Record(context.Background(), hooks.Auth, "", "ok", "")
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(context.Background(), &rm))
 	require.Equal(t, map[string]int64{"keyward.handler=auth,keyward.outcome=ok": 1}, sums(t, rm, telemetry.MetricRequests))
@@ -548,7 +549,7 @@ func TestGlobalSDKPickedUp(t *testing.T) {
 // below zero); the next request is counted whole.
 func TestReservationBegunUnwatched(t *testing.T) {
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
-	if telemetry.Watched() {
+	if hooks.Listening() {
 		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
 	}
 	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
@@ -593,7 +594,7 @@ func TestReservationBegunUnwatched(t *testing.T) {
 // counted then.
 func TestSharedStateAsksEachTime(t *testing.T) {
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
-	if telemetry.Watched() {
+	if hooks.Listening() {
 		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
 	}
 	ctx := keyward.WithKey(context.Background(), &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: "org_1"},
