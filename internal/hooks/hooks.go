@@ -73,7 +73,7 @@ func delegate[P any](p P) any {
 // not, every hook returns at once: keyward's request path pays a few atomic
 // loads per hook for its telemetry.
 func Metering() bool {
-	return meters.Load() || defaultMeters == nil || any(otel.GetMeterProvider()) != defaultMeters
+	return compiled && (meters.Load() || defaultMeters == nil || any(otel.GetMeterProvider()) != defaultMeters)
 }
 
 // Listening reports whether anything listens now, to metrics or to spans.
@@ -81,7 +81,7 @@ func Listening() bool { return Metering() || tracing() }
 
 // tracing is Metering for spans.
 func tracing() bool {
-	return tracers.Load() || defaultTracers == nil || any(otel.GetTracerProvider()) != defaultTracers
+	return compiled && (tracers.Load() || defaultTracers == nil || any(otel.GetTracerProvider()) != defaultTracers)
 }
 
 // Configure makes every keyward instrument of the process report through
