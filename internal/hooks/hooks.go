@@ -23,6 +23,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -59,21 +60,27 @@ var (
 	defaultTracers = delegate(otel.GetTracerProvider())
 )
 
-// delegate returns p if it is the OpenTelemetry API's global delegating
-// provider (no SDK installed yet), else nil.
-func delegate[P any](p P) any {
+// delegate returns p's pointer if p is the OpenTelemetry API's global
+// delegating provider (no SDK installed yet), else nil.
+func delegate(p any) unsafe.Pointer {
 	if t := reflect.TypeOf(p); t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global" {
-		return p
+		return pointer(p)
 	}
 	return nil
 }
+
+// pointer returns the data word of p: for a pointer, the pointer itself.
+// Metering compares it with the delegate's, which is a pointer: equal
+// words are the same object. (Comparing the interfaces would cost a call
+// to the runtime's interface equality on every check.)
+func pointer(p any) unsafe.Pointer { return (*[2]unsafe.Pointer)(unsafe.Pointer(&p))[1] }
 
 // Metering reports whether anyone may read keyward's metrics: Configure
 // was given a MeterProvider, or an SDK was installed as the global one. While
 // not, every hook returns at once: keyward's request path pays a few atomic
 // loads per hook for its telemetry.
 func Metering() bool {
-	return compiled && (meters.Load() || defaultMeters == nil || any(otel.GetMeterProvider()) != defaultMeters)
+	return compiled && (meters.Load() || defaultMeters == nil || pointer(otel.GetMeterProvider()) != defaultMeters)
 }
 
 // Listening reports whether anything listens now, to metrics or to spans.
@@ -81,7 +88,7 @@ func Listening() bool { return Metering() || tracing() }
 
 // tracing is Metering for spans.
 func tracing() bool {
-	return compiled && (tracers.Load() || defaultTracers == nil || any(otel.GetTracerProvider()) != defaultTracers)
+	return compiled && (tracers.Load() || defaultTracers == nil || pointer(otel.GetTracerProvider()) != defaultTracers)
 }
 
 // Configure makes every keyward instrument of the process report through
