@@ -27,6 +27,9 @@
 //
 // # Where things are
 //
+// The root package, the request path, one file per concept (its tests in
+// the file of the same name; chain_test.go for what crosses handlers):
+//
 //	auth.go         RequireAPIKey: the Authenticator, AuthConfig
 //	request.go      what keyward keeps for one request between its handlers
 //	cache.go        the key cache (ristretto) and its exact revocation
@@ -40,11 +43,36 @@
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
 //	                store that cannot be reached is a 503, never a 401)
+//
+// Packages of this module:
+//
 //	credit/         the credit ledger contract that memstore and sqlstore keep
 //	manage/         key management: creating, rotating, revoking (KeyManager)
 //	rate/           rate-limit state: per-second bucket, per-minute quota,
 //	                in-flight slots (Memory, Ulule); failed-auth throttle
-//	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
+//	usage/          calls and credits per key, by day and outcome
+//	memstore/       organizations, keys, ledger and usage in memory
+//	sqlstore/       the same in SQLite or PostgreSQL; migrations/ its schema
+//	redislimit/     rate limits kept in Redis, shared by every instance
+//	telemetry/      OpenTelemetry metrics and spans around the handlers
+//	admin/          the admin HTTP API and the dashboard (static/, templates/)
+//	keywardtest/    the public contract suites: key backends, ledgers, routers
+//	cmd/keyward/    the command: orgs, keys, credits, plans, admin tokens,
+//	                scan, serve and demo (one file each)
+//	internal/       mechanisms out of the request path's sight: ascii,
+//	                base62, clock, detach, envelope, front, idempotency, ids,
+//	                keepalive, nilness, perm, policy, recent, statuswriter,
+//	                strsum; testenv (the real servers tests use)
+//
+// Modules of their own, tied together by go.work, and the rest:
+//
+//	adapters/gin/, adapters/echo/  the handlers as gin and echo middleware
+//	bench/          keyward beside ulule/limiter and go-chi/httprate
+//	e2e/            the dashboard in headless Chromium against keyward serve
+//	docs/           the guides the README links to
+//	scripts/        the load test (loadtest/) and the telemetry benchmark
+//	testdata/       the fuzz corpus of the root package's fuzz targets
+//	.ci/            CI's entry point (run) and testsum, which sums go test -json
 //
 // # What a deployment MUST do
 //

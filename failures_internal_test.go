@@ -3,13 +3,14 @@ package keyward
 import (
 	"context"
 	"errors"
-	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/rate"
 
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/idempotency"

@@ -16,7 +16,7 @@ import (
 // than claimed. Mechanisms go to internal/, concepts to their own package
 // (credit, manage, rate) before the root outgrows them.
 const (
-	maxRootLines    = 2750 // lines of the non-test Go files, as wc -l counts them
+	maxRootLines    = 2750 // lines of the non-test Go files but doc.go, as wc -l counts them
 	maxRootExported = 90   // exported top-level identifiers
 )
 
@@ -36,7 +36,9 @@ func TestRootPackageStaysSmall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lines += strings.Count(string(src), "\n")
+		if name != "doc.go" { // the package's documentation and map: no code
+			lines += strings.Count(string(src), "\n")
+		}
 		f, err := parser.ParseFile(fset, name, src, 0)
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/perm"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/usage"
@@ -91,7 +92,13 @@ func (h *Handler) selfService(r *http.Request) (caller, error) {
 	if err != nil || id == "" {
 		return caller{}, errNotSignedIn
 	}
-	return caller{orgID: id, who: "org " + id, csrfBind: "org " + id}, nil
+	who := "org " + id
+	if h.cfg.ActorFor != nil {
+		if actor := h.cfg.ActorFor(r); actor != "" {
+			who = actor
+		}
+	}
+	return caller{orgID: id, who: who, csrfBind: "org " + id}, nil
 }
 
 // org returns the organization of r's {org}, if c may manage it: another
@@ -219,7 +226,7 @@ func (h *Handler) createOrgFrom(r *http.Request, c caller, req orgRequest) (keyw
 	if err != nil {
 		return o, failureOf(err)
 	}
-	h.audit(r, c, "organization created", "org", o.ID)
+	h.audit(r, c, "organization created", o.ID, o.ID)
 	return o, nil
 }
 
@@ -245,32 +252,40 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
+	if o, err = h.updateOrgFrom(r, c, o, req); err != nil {
+		h.errors.WriteError(w, r, err)
+		return
+	}
+	h.writeOK(w, r, http.StatusOK, orgView(o))
+}
+
+// updateOrgFrom applies req to o, checks the result by manage's rules and
+// stores it, returning the organization as stored.
+func (h *Handler) updateOrgFrom(r *http.Request, c caller, o keyward.Organization, req orgRequest) (keyward.Organization, error) {
 	req.apply(&o)
-	err = manage.CheckOrg(o, h.cfg.Plans())
+	err := manage.CheckOrg(o, h.cfg.Plans())
 	if req.Name != nil && err == nil {
 		err = manage.CheckOrgName(*req.Name)
 	}
 	if err != nil {
-		h.errors.WriteError(w, r, invalid(err))
-		return
+		return o, invalid(err)
 	}
 	if err := h.cfg.Keys.UpdateOrg(r.Context(), o); err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
+		return o, failureOf(err)
 	}
-	h.audit(r, c, "organization updated", "org", o.ID)
-	if o, err = h.cfg.Keys.Org(r.Context(), o.ID); err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
+	h.audit(r, c, "organization updated", o.ID, o.ID)
+	o, err = h.cfg.Keys.Org(r.Context(), o.ID)
+	if err != nil {
+		return o, failureOf(err)
 	}
-	h.writeOK(w, r, http.StatusOK, orgView(o))
+	return o, nil
 }
 
 func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c caller) {
 	o, err := h.org(r, c)
 	var page keyPage
 	if err == nil {
-		page, err = h.keyPage(r, o.ID)
+		page, err = h.keyPage(r, o.ID, manage.DefaultKeyPage)
 	}
 	if err != nil {
 		h.errors.WriteError(w, r, err)
@@ -297,32 +312,61 @@ type keyPage struct {
 	next string
 }
 
-func (h *Handler) keyPage(r *http.Request, orgID string) (keyPage, error) {
-	keys, next, err := ListKeys(r, h.cfg.Keys, orgID)
+func (h *Handler) keyPage(r *http.Request, orgID string, defLimit int64) (keyPage, error) {
+	keys, next, err := listKeys(r, h.cfg.Keys, orgID, defLimit)
 	return keyPage{keys, next}, err
 }
 
 // ListKeys answers a listing of organization orgID's keys as the admin
 // API does, by r's query: limit (1 to manage.MaxKeyPage; absent:
-// manage.DefaultKeyPage) and after (the nextAfter of the page before). It
-// returns the page, newest first, and the id the next page starts after
-// ("" on the last page), or a *keyward.Error to write: 400
-// invalid_parameter naming a bad parameter, or the store's failure. A
-// host's own route listing keys (as `keyward demo`'s /v1/usage) pages
+// manage.DefaultKeyPage), after (the nextAfter of the page before),
+// search (manage.KeyQuery.Search: a name's part, an id's or a hint's
+// beginning) and status (statuses separated by commas, of active,
+// rotating, expired and revoked, or all; absent: every key but the
+// revoked ones). It returns the page, newest first, and the id the next
+// page starts after ("" on the last page), or a *keyward.Error to write:
+// 400 invalid_parameter naming a bad parameter, or the store's failure.
+// A host's own route listing keys (as `keyward demo`'s /v1/usage) pages
 // them with it.
 func ListKeys(r *http.Request, keys manage.KeyManager, orgID string) (page []keyward.KeyRecord, nextAfter string, err error) {
-	limit, err := intParam(r, "limit", manage.DefaultKeyPage, 1, manage.MaxKeyPage, "1 to 200")
+	return listKeys(r, keys, orgID, manage.DefaultKeyPage)
+}
+
+// notRevoked are the statuses a listing shows when none is asked for.
+var notRevoked = []string{manage.StatusActive, manage.StatusRotating, manage.StatusExpired}
+
+func listKeys(r *http.Request, keys manage.KeyManager, orgID string, defLimit int64) (page []keyward.KeyRecord, nextAfter string, err error) {
+	limit, err := intParam(r, "limit", defLimit, 1, manage.MaxKeyPage, "1 to 200")
 	if err != nil {
 		return nil, "", err
 	}
 	const afterWant = "the id of a key of this organization (a page's nextAfter)"
-	after, ok := r.URL.Query()["after"]
+	query := r.URL.Query()
+	after, ok := query["after"]
 	if ok && (len(after) != 1 || !saneID(after[0])) {
 		return nil, "", badParameter("after", afterWant)
 	}
-	q := manage.KeyQuery{Limit: int(limit) + 1} // one more: is there a next page?
+	q := manage.KeyQuery{Limit: int(limit) + 1, Statuses: notRevoked} // one more: is there a next page?
 	if ok {
 		q.After = after[0]
+	}
+	if vs, ok := query["search"]; ok {
+		// A whole key pasted in is refused, never echoed or sent to a store.
+		if len(vs) != 1 || ascii.LongestAlnumRun(vs[0]) >= 30 {
+			return nil, "", badParameter("search", "a key's name, or the beginning of its id or hint (never the key itself)")
+		}
+		q.Search = strings.TrimSpace(vs[0])
+	}
+	if vs, ok := query["status"]; ok && !(len(vs) == 1 && vs[0] == "") {
+		q.Statuses = nil
+		if len(vs) != 1 || vs[0] != "all" {
+			for _, v := range vs {
+				q.Statuses = append(q.Statuses, strings.Split(v, ",")...)
+			}
+		}
+	}
+	if q.Check() != nil {
+		return nil, "", badParameter("search and status", "a search of at most 200 characters, and statuses of active, rotating, expired, revoked, or all")
 	}
 	page, err = keys.ListKeys(r.Context(), orgID, q)
 	if errors.Is(err, keyward.ErrKeyNotFound) {
@@ -410,7 +454,7 @@ func (h *Handler) createKeyFrom(r *http.Request, c caller, spec manage.KeySpec) 
 	if err != nil {
 		return ck, failureOf(err)
 	}
-	h.audit(r, c, "key created", "org", spec.OrgID, "key", ck.Record.ID, "hint", ck.Record.Hint)
+	h.audit(r, c, "key created", spec.OrgID, ck.Record.ID, "hint", ck.Record.Hint)
 	return ck, nil
 }
 
@@ -463,21 +507,30 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, c caller) {
 		d := seconds(*req.ExpiresInSeconds)
 		change.ExpiresIn = &d
 	}
-	err = change.Check()
+	rec, err := h.updateKeyFrom(r, c, k.Record.ID, change)
+	if err != nil {
+		h.errors.WriteError(w, r, err)
+		return
+	}
+	h.writeOK(w, r, http.StatusOK, keyView(rec, h.cfg.Now()))
+}
+
+// updateKeyFrom checks change by manage's rules and what c may give, and
+// changes the key.
+func (h *Handler) updateKeyFrom(r *http.Request, c caller, keyID string, change manage.KeyChange) (keyward.KeyRecord, error) {
+	err := change.Check()
 	if err == nil && change.Permissions != nil {
 		err = h.offered(c, *change.Permissions)
 	}
 	if err != nil {
-		h.errors.WriteError(w, r, invalid(err))
-		return
+		return keyward.KeyRecord{}, invalid(err)
 	}
-	rec, err := h.cfg.Keys.UpdateKey(r.Context(), k.Record.ID, change)
+	rec, err := h.cfg.Keys.UpdateKey(r.Context(), keyID, change)
 	if err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
+		return rec, failureOf(err)
 	}
-	h.audit(r, c, "key updated", "org", rec.Org.ID, "key", rec.ID)
-	h.writeOK(w, r, http.StatusOK, keyView(rec, h.cfg.Now()))
+	h.audit(r, c, "key updated", rec.Org.ID, rec.ID)
+	return rec, nil
 }
 
 type rotateRequest struct {
@@ -512,7 +565,7 @@ func (h *Handler) rotate(r *http.Request, c caller, keyID string, grace time.Dur
 	if err != nil {
 		return ck, failureOf(err)
 	}
-	h.audit(r, c, "key rotated", "org", ck.Record.Org.ID, "key", keyID, "successor", ck.Record.ID, "grace", grace.String())
+	h.audit(r, c, "key rotated", ck.Record.Org.ID, keyID, "successor", ck.Record.ID, "grace", grace.String())
 	return ck, nil
 }
 
@@ -541,7 +594,7 @@ func (h *Handler) revoke(r *http.Request, c caller, k keyward.KeyRecord) error {
 	if err := h.cfg.Keys.RevokeKey(r.Context(), k.ID); err != nil {
 		return failureOf(err)
 	}
-	h.audit(r, c, "key revoked", "org", k.Org.ID, "key", k.ID)
+	h.audit(r, c, "key revoked", k.Org.ID, k.ID)
 	return nil
 }
 
@@ -593,7 +646,7 @@ func (h *Handler) grantTo(r *http.Request, c caller, o keyward.Organization, req
 	if err != nil {
 		return balanceJSON{}, failureOf(err)
 	}
-	h.audit(r, c, "credits granted", "org", o.ID, "amount", req.Amount)
+	h.audit(r, c, "credits granted", o.ID, o.ID, "amount", req.Amount)
 	return balanceView(b), nil
 }
 

@@ -17,19 +17,30 @@ type limitField struct {
 	JSON  string // its member in the API's limits object
 	Label string // its label on the page
 	Value int64
-	Unit  string // for the page: "requests/min", "credits/month"
+	Unit  string // for operators: "requests/min", "credits/month"
+	// One and Many are its noun, Per what follows the count, for
+	// customers: "1 request per second" (limitText).
+	One, Many, Per string
 }
+
+// Text is the limit as a customer reads it (limitText).
+func (f limitField) Text() string { return limitText(f) }
 
 // limitFields lists an organization's effective limits, in the order the
 // page shows them. A new kind of limit is added here and in the OpenAPI
 // document's Limits schema.
 func limitFields(l keyward.Limits) []limitField {
 	return []limitField{
-		{JSON: "requestsPerSecond", Label: "Per second", Value: l.RequestsPerSecond, Unit: "requests/s"},
-		{JSON: "burst", Label: "Burst", Value: l.Burst, Unit: "requests at the same instant"},
-		{JSON: "requestsPerMinute", Label: "Per minute", Value: l.RequestsPerMinute, Unit: "requests/min"},
-		{JSON: "concurrency", Label: "In flight", Value: l.Concurrency, Unit: "requests at once"},
-		{JSON: "monthlyCredits", Label: "Credits", Value: l.MonthlyCredits, Unit: "credits/month"},
+		{JSON: "requestsPerSecond", Label: "Per second", Value: l.RequestsPerSecond, Unit: "requests/s",
+			One: "request", Many: "requests", Per: " per second"},
+		{JSON: "burst", Label: "Burst", Value: l.Burst, Unit: "requests at the same instant",
+			One: "request", Many: "requests", Per: " in a burst"},
+		{JSON: "requestsPerMinute", Label: "Per minute", Value: l.RequestsPerMinute, Unit: "requests/min",
+			One: "request", Many: "requests", Per: " per minute"},
+		{JSON: "concurrency", Label: "At once", Value: l.Concurrency, Unit: "requests in flight",
+			One: "request", Many: "requests", Per: " in progress at once"},
+		{JSON: "monthlyCredits", Label: "Credits", Value: l.MonthlyCredits, Unit: "credits/month",
+			One: "credit", Many: "credits", Per: " per month"},
 	}
 }
 

@@ -98,6 +98,7 @@ func TestKeyBackend(t *testing.T, newBackend NewKeyBackend) {
 	t.Run("Bounds", func(t *testing.T) { t.Parallel(); testBounds(t, newBackend) })
 	t.Run("RotationChain", func(t *testing.T) { t.Parallel(); testRotationChain(t, newBackend) })
 	t.Run("UpdateKey", func(t *testing.T) { t.Parallel(); testUpdateKey(t, newBackend) })
+	t.Run("KeySearch", func(t *testing.T) { t.Parallel(); testKeySearch(t, newBackend) })
 	t.Run("DeleteOrg", func(t *testing.T) { t.Parallel(); testDeleteOrg(t, newBackend) })
 	t.Run("KeyCap", func(t *testing.T) { t.Parallel(); testKeyCap(t, newBackend) })
 	t.Run("KeyCapRacing", func(t *testing.T) { t.Parallel(); testKeyCapRacing(t, newBackend) })
@@ -266,6 +267,101 @@ func testKeyPages(t *testing.T, newBackend NewKeyBackend) {
 	require.ErrorIs(t, err, keyward.ErrKeyNotFound, "another organization's key is no place to continue")
 	_, err = s.ListKeys(ctx, org.ID, manage.KeyQuery{After: "key_nope"})
 	require.ErrorIs(t, err, keyward.ErrKeyNotFound)
+}
+
+// testKeySearch: ListKeys selects by KeyQuery.Search and Statuses as
+// KeyQuery.Selects says, every store alike: a name contains the search
+// with ASCII letters folded (and no other), an id or a hint begins with
+// it; a status is the key's at the store's now; pages of a search
+// continue after their last key.
+func testKeySearch(t *testing.T, newBackend NewKeyBackend) {
+	ctx := context.Background()
+	clock := NewClock(start)
+	s := newBackend(t, clock.Now)
+	org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "acme"})
+	require.NoError(t, err)
+	other, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "other"})
+	require.NoError(t, err)
+	mk := func(name string, expiresIn time.Duration) keyward.KeyRecord {
+		t.Helper()
+		ck, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: name, ExpiresIn: expiresIn})
+		require.NoError(t, err)
+		clock.Advance(time.Second)
+		return ck.Record
+	}
+	prod := mk("Production EU", 0)
+	staging := mk("staging", 0)
+	ecole := mk("École 100%_x", 0)
+	expiring := mk("expiring PRODUCTION", time.Hour)
+	revoked := mk("old production", 0)
+	rotated := mk("rotated", 0)
+	_, err = s.CreateKey(ctx, manage.KeySpec{OrgID: other.ID, Name: "production"})
+	require.NoError(t, err)
+	require.NoError(t, s.RevokeKey(ctx, revoked.ID))
+	succ, err := s.RotateKey(ctx, rotated.ID, 24*time.Hour)
+	require.NoError(t, err)
+	clock.Advance(2 * time.Hour) // expiring has expired; rotated is in its grace
+
+	list := func(q manage.KeyQuery) []string {
+		t.Helper()
+		got, err := s.ListKeys(ctx, org.ID, q)
+		require.NoError(t, err)
+		ids := []string{}
+		for _, k := range got {
+			assert.True(t, q.Selects(&k, clock.Now()), "a listed key is one KeyQuery.Selects selects")
+			ids = append(ids, k.ID)
+		}
+		return ids
+	}
+	ids := func(ks ...keyward.KeyRecord) []string {
+		out := []string{}
+		for _, k := range ks {
+			out = append(out, k.ID)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		q    manage.KeyQuery
+		want []string
+	}{
+		{manage.KeyQuery{Search: "production"}, ids(revoked, expiring, prod)},
+		{manage.KeyQuery{Search: "PRODUCTION eu"}, ids(prod)},
+		{manage.KeyQuery{Search: "école"}, ids()}, // É is not ASCII: not folded
+		{manage.KeyQuery{Search: "Éc"}, ids(ecole)},
+		{manage.KeyQuery{Search: "100%_"}, ids(ecole)}, // no LIKE wildcards
+		{manage.KeyQuery{Search: "%"}, ids(ecole)},
+		{manage.KeyQuery{Search: staging.ID}, ids(staging)},
+		{manage.KeyQuery{Search: staging.ID[:len(staging.ID)-1] + "~"}, ids()},
+		{manage.KeyQuery{Search: staging.Hint}, ids(staging)},
+		{manage.KeyQuery{Search: staging.Hint[:len(staging.Hint)-2]}, ids(staging)},
+		{manage.KeyQuery{Statuses: []string{manage.StatusRevoked}}, ids(revoked)},
+		{manage.KeyQuery{Statuses: []string{manage.StatusExpired}}, ids(expiring)},
+		{manage.KeyQuery{Statuses: []string{manage.StatusRotating}}, ids(rotated)},
+		{manage.KeyQuery{Statuses: []string{manage.StatusActive}}, ids(succ.Record, ecole, staging, prod)},
+		{manage.KeyQuery{Statuses: []string{manage.StatusActive, manage.StatusRotating, manage.StatusExpired}, Search: "product"},
+			ids(expiring, prod)},
+		{manage.KeyQuery{Statuses: []string{"lost"}}, ids()},
+	} {
+		assert.Equal(t, c.want, list(c.q), "%+v", c.q)
+	}
+	// A hint's prefix in another case is not a hint's prefix, but it may
+	// still be in a name.
+	hintCase := manage.KeyQuery{Search: strings.ToUpper(staging.Hint[:8])}
+	assert.NotContains(t, list(hintCase), staging.ID)
+
+	// Pages of a search: each key once, in order.
+	q := manage.KeyQuery{Search: "o", Limit: 2}
+	all := list(manage.KeyQuery{Search: "o"})
+	var paged []string
+	for range 10 {
+		page := list(q)
+		paged = append(paged, page...)
+		if len(page) < q.Limit {
+			break
+		}
+		q.After = page[len(page)-1]
+	}
+	assert.Equal(t, all, paged)
 }
 
 // testKeyOfOrg: Key given an organization finds only its keys.

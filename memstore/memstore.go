@@ -288,8 +288,9 @@ func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) (
 		}
 	}
 	var page []*keyward.KeyRecord
+	now := s.now()
 	for _, k := range s.keys {
-		if k.Org.ID == orgID && (after == nil || newerFirst(after, k) < 0) {
+		if k.Org.ID == orgID && (after == nil || newerFirst(after, k) < 0) && q.Selects(k, now) {
 			page = append(page, k)
 		}
 	}

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
@@ -362,6 +364,8 @@ func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) (
 		where += ` AND (k.created_at < $2 OR (k.created_at = $2 AND k.id > $3))`
 		args = append(args, created, q.After)
 	}
+	w, a := s.keyFilter(q, len(args))
+	where, args = where+w, append(args, a...)
 	query := `SELECT ` + keyColumns + keyJoin + where + ` ORDER BY k.created_at DESC, k.id`
 	if q.Limit > 0 {
 		query += ` LIMIT ` + strconv.Itoa(q.Limit)
@@ -380,6 +384,54 @@ func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) (
 		out = append(out, *rec)
 	}
 	return out, rows.Err()
+}
+
+// keyFilter is q's Search and Statuses as SQL (manage.KeyQuery.Selects
+// in SQL): conditions to add to a WHERE clause with n arguments already,
+// and their arguments. substr counts characters in both engines, as the
+// search is compared whole; lower() folds ASCII letters only in SQLite
+// and, with the C collation, in PostgreSQL, as manage.FoldASCII does.
+func (s *Store) keyFilter(q manage.KeyQuery, n int) (string, []any) {
+	var where string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(n+len(args))
+	}
+	if q.Search != "" {
+		search, runes := arg(q.Search), arg(utf8.RuneCountInString(q.Search))
+		folded := arg(manage.FoldASCII(q.Search))
+		contains := `instr(lower(k.name), ` + folded + `) > 0`
+		if s.dialect == postgres {
+			contains = `strpos(lower(k.name COLLATE "C"), ` + folded + `) > 0`
+		}
+		where += ` AND (substr(k.id, 1, ` + runes + `) = ` + search + ` OR substr(k.hint, 1, ` + runes + `) = ` + search +
+			` OR ` + contains + `)`
+	}
+	if len(q.Statuses) > 0 {
+		const now = "$NOW"
+		revoked := `(k.revoked_at <> 0 AND k.revoked_at <= ` + now + `)`
+		expired := `(k.expires_at <> 0 AND k.expires_at <= ` + now + `)`
+		var any []string
+		for _, st := range q.Statuses {
+			switch st { // as manage.Status decides, in its order
+			case manage.StatusRevoked:
+				any = append(any, revoked)
+			case manage.StatusExpired:
+				any = append(any, `(NOT `+revoked+` AND `+expired+`)`)
+			case manage.StatusRotating:
+				any = append(any, `(k.revoked_at > `+now+` AND NOT `+expired+`)`)
+			case manage.StatusActive:
+				any = append(any, `(k.revoked_at = 0 AND NOT `+expired+`)`)
+			}
+		}
+		cond := "1 = 0" // only unknown statuses: none is selected
+		if len(any) > 0 {
+			cond = strings.ReplaceAll(strings.Join(any, " OR "), now, arg(nanos(s.now())))
+		}
+		where += ` AND (` + cond + `)`
+	}
+	return where, args
 }
 
 // RevokeKey implements manage.KeyManager.
@@ -662,6 +714,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
 			`DELETE FROM keyward_keys WHERE org_id = $1`,
 			`DELETE FROM keyward_usage WHERE org_id = $1`,
 			`DELETE FROM keyward_key_usage WHERE org_id = $1`,
+			`DELETE FROM keyward_key_usage_hourly WHERE org_id = $1`,
 			`DELETE FROM keyward_orgs WHERE id = $1`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, orgID); err != nil {

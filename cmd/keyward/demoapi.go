@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"github.com/keyward/keyward/rate"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,12 +11,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/rate"
+
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
 )
+
+// demoPermissions are the permissions of the demo API's routes, offered
+// by the dashboard when it makes a key: the two its routes require, then
+// the wildcards that grant them.
+var demoPermissions = []string{"transactions:enrich", "transactions:read", "transactions:*", "*"}
 
 // demoAPI is a miniature transaction-enrichment API: the routes of a real
 // one, each behind the keyward handlers it needs.
@@ -309,3 +315,6 @@ func nilIfEmpty(s string) any {
 	}
 	return s
 }
+
+// trimmed is strings.TrimSpace, for the demo's validation.
+func trimmed(s string) string { return strings.TrimSpace(s) }

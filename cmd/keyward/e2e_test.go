@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/keyward/keyward"
 	"io"
 	"net/http"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

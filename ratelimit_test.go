@@ -406,3 +406,209 @@ func TestRateLimitHeadersAreSetNotAppended(t *testing.T) {
 	}
 	assert.Equal(t, "8", w.Header().Get("X-RateLimit-Concurrency-Remaining"), "the inner limiter's: two slots held")
 }
+
+// Two RateLimiters of the default configuration (two routes) count one
+// organization's requests in one budget: the process's.
+func TestRateLimitersShareTheProcessCounters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t) // a free organization: one a second
+	k := f.newKey(t)
+	a, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	require.NoError(t, err)
+	b, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("GET /a", f.auth.Middleware(a.Middleware(okHandler)))
+	mux.Handle("GET /b", f.auth.Middleware(b.Middleware(okHandler)))
+	call := func(path string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r.Header.Set("X-API-Key", k.Key)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		return w
+	}
+	w := call("/a")
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "1", w.Header().Get("X-RateLimit-Limit"))
+	require.Equal(t, http.StatusOK, call("/a").Code, "free: a burst of 2")
+	w = call("/b")
+	require.Equal(t, http.StatusTooManyRequests, w.Code, "the tokens /a took are the organization's")
+	assert.Equal(t, "rps", w.Header().Get("X-RateLimit-Scope"))
+	assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=58;`)
+}
+
+// RateLimiter.Check is the whole decision an adapter needs: what to set,
+// and whether to serve or write an error.
+func TestRateLimiterCheck(t *testing.T) {
+	t.Parallel()
+	keyed := func(l *limited, key string) *http.Request {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-API-Key", key)
+		k, err := l.auth.Authenticate(r)
+		require.NoError(t, err)
+		return keyward.AttachKey(r, k)
+	}
+	t.Run("allowed", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		r := keyed(l, l.newKey(t).Key)
+		d, err := l.limiter.Check(r)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		h := http.Header{}
+		d.WriteHeaders(h)
+		assert.Equal(t, "1", h.Get("X-RateLimit-Remaining"), "free: a burst of 2")
+		assert.Equal(t, "1", h.Get("X-RateLimit-Concurrency-Remaining"))
+		d.Done()
+		d.Done() // twice: nothing more
+		d, err = l.limiter.Allow(context.Background(), mustKey(r), l.now.Now().Add(time.Minute))
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), d.InFlight, "the slot came back, once")
+		d.Done()
+	})
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		r := keyed(l, l.newKey(t).Key)
+		for range 2 { // free: a burst of 2
+			ok, err := l.limiter.Check(r)
+			require.NoError(t, err)
+			defer ok.Done()
+		}
+		d, err := l.limiter.Check(r)
+		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeRateLimited})
+		assert.False(t, d.Allowed)
+		assert.Equal(t, rate.PerSecond, d.Scope)
+		d.Done() // a refused decision holds nothing
+		h := http.Header{}
+		d.WriteHeaders(h)
+		assert.Equal(t, "0", h.Get("X-RateLimit-Remaining"), "a 429 carries the headers too")
+	})
+	t.Run("fail open serves without headers", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		r := keyed(l, l.newKey(t).Key)
+		l.counters.fail.Store(true)
+		d, err := l.limiter.Check(r)
+		require.NoError(t, err)
+		assert.True(t, d.Allowed)
+		h := http.Header{}
+		d.WriteHeaders(h)
+		assert.Empty(t, h)
+	})
+	t.Run("fail closed", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t, func(c *keyward.RateLimitConfig) { c.FailClosed = true })
+		r := keyed(l, l.newKey(t).Key)
+		l.counters.fail.Store(true)
+		_, err := l.limiter.Check(r)
+		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeServiceUnavailable})
+	})
+	t.Run("no key", func(t *testing.T) {
+		t.Parallel()
+		l := newLimited(t)
+		_, err := l.limiter.Check(httptest.NewRequest(http.MethodGet, "/", nil))
+		assert.ErrorIs(t, err, &keyward.Error{Code: keyward.CodeInternal})
+	})
+}
+
+// Rate limits count test keys apart too: a live request leaves the test
+// budget whole.
+func TestTestKeysCountApart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	live := f.newKey(t)
+	test := f.newKey(t, func(k *manage.KeySpec) { k.Environment = keyward.EnvTest })
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	require.NoError(t, err)
+	h := f.auth.Middleware(limiter.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	f.handler = h
+	require.Equal(t, http.StatusOK, f.do(withKey(live.Key)).Code)
+	require.Equal(t, http.StatusOK, f.do(withKey(live.Key)).Code)
+	require.Equal(t, http.StatusTooManyRequests, f.do(withKey(live.Key)).Code, "free: a burst of 2")
+	w := f.do(withKey(test.Key))
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, `"rps";r=1;t=1, "rpm";r=59;t=60, "concurrency";r=1`, w.Header().Get("RateLimit"), "a whole budget of its own")
+}
+
+func mustKey(r *http.Request) *keyward.KeyRecord {
+	k, _ := keyward.FromContext(r.Context())
+	return k
+}
+
+// A 429's X-RateLimit-Limit, -Remaining and -Reset describe the limit
+// named by X-RateLimit-Scope: its limit, 0, and when it admits again (as
+// the body's resetAt), so that a client trusting Remaining stops sending.
+// They described the per-second bucket: a 429 by the per-minute quota said
+// Remaining: 98. (redislimit's TestRefusalHeadersOfEachScope is this on
+// Redis.)
+func TestRefusalHeadersOfEachScope(t *testing.T) {
+	t.Parallel()
+	// limitedNow is 10:30:18: a quota whose requests all came now is
+	// whole again at 10:31:18.
+	for _, tc := range []struct {
+		scope, limit, reset string
+		org                 manage.OrgSpec
+		keyLimit            int64
+		calls               int // served before the refusal
+	}{
+		{"rps", "1", "2036-01-19T10:30:19Z", manage.OrgSpec{Plan: "free"}, 0, 2},
+		{"rpm", "2", "2036-01-19T10:31:18Z", manage.OrgSpec{Plan: "free", RatePerSecond: 100, RatePerMinute: 2}, 0, 2},
+		{"key", "1", "2036-01-19T10:31:18Z", manage.OrgSpec{Plan: "growth"}, 1, 1},
+		{"concurrency", "1", "2036-01-19T10:30:19Z", manage.OrgSpec{Plan: "growth", Concurrency: 1}, 0, 1},
+	} {
+		t.Run(tc.scope, func(t *testing.T) {
+			t.Parallel()
+			l := newLimited(t)
+			tc.org.Name = tc.scope
+			org, err := l.store.CreateOrg(context.Background(), tc.org)
+			require.NoError(t, err)
+			k := l.newKey(t, func(n *manage.KeySpec) { n.OrgID, n.RatePerMinute = org.ID, tc.keyLimit })
+			// The requests served stay in flight until the end, so that the
+			// in-flight cap refuses the next.
+			release := make(chan struct{})
+			held := make(chan struct{}, tc.calls)
+			l.h = l.auth.Middleware(l.limiter.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+				held <- struct{}{}
+				<-release
+			})))
+			done := make(chan int, tc.calls)
+			defer close(release)
+			for i := range tc.calls {
+				go func() { done <- l.call(k.Key).Code }()
+				select {
+				case <-held:
+				case code := <-done:
+					t.Fatalf("call %d of %d was answered %d, not served", i+1, tc.calls, code)
+				}
+			}
+			w := l.call(k.Key)
+			require.Equal(t, http.StatusTooManyRequests, w.Code, w.Body.String())
+			h := w.Header()
+			assert.Equal(t, tc.scope, h.Get("X-RateLimit-Scope"))
+			assert.Equal(t, tc.limit, h.Get("X-RateLimit-Limit"), "the refusing limit")
+			assert.Equal(t, "0", h.Get("X-RateLimit-Remaining"), "nothing left of the refusing limit")
+			assert.Equal(t, tc.reset, h.Get("X-RateLimit-Reset"), "when the refusing limit admits again")
+			env := decodeEnvelope(t, w)
+			assert.Equal(t, tc.reset, env.Error.Details["resetAt"], "the body says the same")
+			reset, err := time.Parse(time.RFC3339, tc.reset)
+			require.NoError(t, err)
+			assert.Equal(t, reset.Sub(l.now.Now()).Seconds(), env.Error.Details["retryAfter"], "and Retry-After agrees")
+		})
+	}
+}
+
+// A request served still describes the per-second bucket, whatever limit
+// binds next.
+func TestSuccessHeadersDescribeTheBucket(t *testing.T) {
+	t.Parallel()
+	l := newLimited(t)
+	org, err := l.store.CreateOrg(context.Background(), manage.OrgSpec{Name: "q", Plan: "free", RatePerSecond: 100, RatePerMinute: 2})
+	require.NoError(t, err)
+	k := l.newKey(t, func(n *manage.KeySpec) { n.OrgID = org.ID })
+	w := l.call(k.Key)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "100", w.Header().Get("X-RateLimit-Limit"))
+	assert.Equal(t, "99", w.Header().Get("X-RateLimit-Remaining"))
+}
