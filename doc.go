@@ -41,6 +41,7 @@
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
 //	idempotency.go  which idempotency key a call carries, and its request
 //	calls.go        what RequireAPIKey tells a CallRecorder of each call
+//	observe.go      telemetry's one look at each handler's decision
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
 //	                store that cannot be reached is a 503, never a 401),

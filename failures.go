@@ -1,8 +1,6 @@
 package keyward
 
 import (
-	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,13 +9,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keyward/keyward/rate"
-
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/detach"
 	"github.com/keyward/keyward/internal/ids"
-	"github.com/keyward/keyward/telemetry"
+	"github.com/keyward/keyward/rate"
 )
 
 // This file is the one catalogue of failures: every code, reason, status
@@ -474,28 +470,6 @@ func incomingRequestID(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return ids[0], true
-}
-
-// observe tells package telemetry of handler h's decision on a request of
-// state st (nil: none) and key k (nil: st's): err is nil (ok) or the
-// failure. A state says whether anything listens; without one it asks.
-func observe(ctx context.Context, st *requestState, h telemetry.Handler, k *KeyRecord, err error) {
-	if st != nil && !st.watched || st == nil && !telemetry.Metering() {
-		return
-	}
-	outcome, scope, org := "ok", "", ""
-	if e, ok := errors.AsType[*Error](err); ok {
-		outcome, scope = cmp.Or(e.Reason, e.Code), e.Header.Get("X-Ratelimit-Scope")
-	} else if err != nil {
-		outcome = CodeInternal
-	}
-	if k == nil && st != nil {
-		k = st.key
-	}
-	if k != nil {
-		org = k.Org.ID
-	}
-	telemetry.Record(ctx, h, org, outcome, scope)
 }
 
 // ConfigError is one problem in a configuration, found at construction.

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/clock"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/policy"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // RateLimitConfig configures RateLimitByOrg. Every zero value means the
@@ -136,7 +136,7 @@ func (l *RateLimiter) allow(ctx context.Context, k *KeyRecord, now time.Time, d 
 	if errors.Is(err, rate.ErrBadRequest) { // limits a KeyStore resolved out of range
 		return misconfigured("organization " + strconv.Quote(k.Org.ID) + ": " + err.Error())
 	} else if err != nil {
-		telemetry.LimiterFailed(ctx)
+		hooks.LimiterFailed(ctx)
 		return ServiceUnavailable("rate limiter", err)
 	}
 	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limit,
@@ -176,7 +176,7 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 // check is Check into d.
 func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
-	defer func() { observe(r.Context(), st, telemetry.RateLimit, nil, err) }()
+	defer func() { observe(r.Context(), st, hooks.RateLimit, nil, err) }()
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	if err = l.allow(r.Context(), k, now(), d); err != nil {
 		var e *Error
 		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
-			telemetry.FailedOpen(r.Context())
+			hooks.FailedOpen(r.Context())
 			l.logFailOpen(r, k, e.Cause)
 			*d = RateDecision{Allowed: true}
 			return nil

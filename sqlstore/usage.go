@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/keyward/keyward"
-	"github.com/keyward/keyward/telemetry"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/usage"
 )
 
@@ -158,7 +158,7 @@ func (s *Store) writeUsage(ctx context.Context) (bool, error) {
 		}
 		return upsertCounts(ctx, tx, "keyward_key_usage_hourly", "hour", hours, func(c usage.Count) int64 { return c.Hour })
 	})
-	telemetry.UsageFlushed(ctx, len(byKey)+len(byOrg), err)
+	hooks.UsageFlushed(ctx, len(byKey)+len(byOrg), err)
 	if err != nil {
 		for _, t := range batch {
 			t.u.n.Add(t.n) // try again next time
