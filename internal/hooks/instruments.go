@@ -108,7 +108,14 @@ func newInstruments(cfg Config) (*instruments, error) {
 	if _, err := m.RegisterCallback(in.observe, in.requests, in.lookups, in.reserved, in.committed, in.released, in.open); err != nil {
 		return nil, err
 	}
+	in.prepareAttributes()
+	return in, nil
+}
 
+// prepareAttributes builds, once, the attribute sets of every known
+// decision, lookup result and ledger operation, so that a measurement
+// never builds one.
+func (in *instruments) prepareAttributes() {
 	in.decisions = map[decisionKey]*opts{}
 	for h, outs := range outcomes {
 		for _, o := range outs {
@@ -135,7 +142,6 @@ func newInstruments(cfg Config) (*instruments, error) {
 			in.ledgerOpts[op][i] = newOpts(AttrOperation.String(name), AttrResult.String(res))
 		}
 	}
-	return in, nil
 }
 
 // outcomes are the known outcomes of each handler, given attribute sets
