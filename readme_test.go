@@ -19,8 +19,9 @@ import (
 
 // readmeSnippet is one ```go block of README.md.
 type readmeSnippet struct {
-	line int    // README.md line of the block's first line of code
-	code string // the block, its fence's indentation removed
+	line   int    // README.md line of the block's first line of code
+	code   string // the block, its fence's indentation removed
+	before string // the Markdown between the previous block and this one
 }
 
 // readmeSnippets returns every ```go block of a Markdown text, in order.
@@ -33,6 +34,7 @@ func readmeSnippets(text string) ([]readmeSnippet, error) {
 		indent string
 		other  bool // inside a block of another language
 		lines  []string
+		prose  strings.Builder // Markdown since the last block
 	)
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -51,9 +53,12 @@ func readmeSnippets(text string) ([]readmeSnippet, error) {
 		case other:
 		case trimmed == "```go":
 			indent = line[:strings.Index(line, "```")]
-			cur = &readmeSnippet{line: n + 1}
+			cur = &readmeSnippet{line: n + 1, before: prose.String()}
+			prose.Reset()
 		case strings.HasPrefix(trimmed, "```"):
 			other = true
+		default:
+			prose.WriteString(line + "\n")
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -213,10 +218,10 @@ func readmeDocSnippets(t *testing.T, root string) map[string][]readmeSnippet {
 var readmeMainGoLine = regexp.MustCompile(`(?:\./)?\bmain\.go:(\d+)`)
 
 // TestREADMESnippetsCompile builds every ```go block of README.md, of
-// docs/*.md and of the adapters' READMEs as a program of its own, against
-// this checkout (and its adapter modules), so that each compiles as
-// pasted. Each must be a complete program: package main, its imports, func
-// main.
+// docs/*.md and of the adapters' READMEs that is a program (package main)
+// as a program of its own, against this checkout (and its adapter
+// modules), so that each compiles as pasted. A block that is not a program
+// is an Example function's source, which TestDocsShowExamples checks.
 func TestREADMESnippetsCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every Go snippet of README.md and docs/ with the go command; skipped with -short")
@@ -242,13 +247,19 @@ func TestREADMESnippetsCompile(t *testing.T) {
 
 	var all []readmeSnippet
 	for _, doc := range readmeDocs(t) {
-		all = append(all, byDoc[doc]...)
+		for _, s := range byDoc[doc] {
+			if readmeIsProgram(s.code) {
+				all = append(all, s)
+			}
+		}
 	}
 	readmeWarmUp(t, goBin, root, nested, all)
 
 	for _, doc := range readmeDocs(t) {
 		for _, s := range byDoc[doc] {
-			readmeBuild(t, goBin, root, doc, s, goVersion, nested, env)
+			if readmeIsProgram(s.code) { // an Example's source: TestDocsShowExamples
+				readmeBuild(t, goBin, root, doc, s, goVersion, nested, env)
+			}
 		}
 	}
 }
@@ -258,10 +269,6 @@ func readmeBuild(t *testing.T, goBin, root, doc string, s readmeSnippet, goVersi
 	t.Helper()
 	t.Run(strings.TrimSuffix(doc, ".md")+":"+strconv.Itoa(s.line), func(t *testing.T) {
 		t.Parallel()
-		if f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, parser.PackageClauseOnly); err != nil || f.Name.Name != "main" {
-			t.Fatalf("%s:%d: the ```go block is not a complete program: give it package main, "+
-				"its imports and a func main", doc, s.line)
-		}
 		dir := t.TempDir()
 		mods := []nestedModule{{path: "github.com/keyward/keyward", dir: root}}
 		for _, m := range nested {
@@ -317,6 +324,9 @@ func TestREADMEProgramsShutDown(t *testing.T) {
 	shown := false
 	for doc, snippets := range readmeDocSnippets(t, ".") {
 		for _, s := range snippets {
+			if !readmeIsProgram(s.code) {
+				continue // an Example: it serves nothing
+			}
 			f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, 0)
 			if err != nil {
 				t.Fatalf("%s:%d: %v", doc, s.line, err)
@@ -353,4 +363,83 @@ func TestREADMEProgramsShutDown(t *testing.T) {
 	if !shown {
 		t.Error("the README's program does not show a shutdown (signal.NotifyContext, Server.Shutdown)")
 	}
+}
+
+// readmeIsProgram reports whether a ```go block is a program (it starts
+// with a package clause, after comments) rather than an Example function.
+func readmeIsProgram(code string) bool {
+	_, err := parser.ParseFile(token.NewFileSet(), "main.go", code, parser.PackageClauseOnly)
+	return err == nil
+}
+
+// readmeExampleLink finds the file an Example's block comes from: the last
+// Markdown link to a _test.go file before the block.
+var readmeExampleLink = regexp.MustCompile(`\]\(([^)\s]+_test\.go)\)`)
+
+// TestDocsShowExamples: a ```go block of the README, docs/*.md or the
+// adapters' READMEs that is not a program is an Example function that go
+// test runs (its output checked), shown as it is written: the block must be
+// the function, doc comment included, exactly as in the _test.go file the
+// last link before the block names (relative to the document). So the
+// documentation says what the example does, once, and go test proves it.
+func TestDocsShowExamples(t *testing.T) {
+	shown := 0
+	for doc, snippets := range readmeDocSnippets(t, ".") {
+		for _, s := range snippets {
+			if readmeIsProgram(s.code) {
+				continue
+			}
+			shown++
+			links := readmeExampleLink.FindAllStringSubmatch(s.before, -1)
+			if len(links) == 0 {
+				t.Errorf("%s:%d: the ```go block is neither a program (package main) nor after a link "+
+					"to the _test.go file whose Example it shows", doc, s.line)
+				continue
+			}
+			file := filepath.Join(filepath.Dir(doc), filepath.FromSlash(links[len(links)-1][1]))
+			want := readmeExampleSource(t, file, s.code)
+			if want == "" {
+				t.Errorf("%s:%d: %s has no Example function named as the block's", doc, s.line, file)
+				continue
+			}
+			if got := strings.TrimSpace(s.code); got != want {
+				t.Errorf("%s:%d: the block differs from the Example in %s; paste it again:\n%s", doc, s.line, file, want)
+			}
+		}
+	}
+	if shown == 0 {
+		t.Error("no document shows an Example")
+	}
+}
+
+// readmeExampleSource returns the source of the Example function of file
+// that block declares (found by name), from its doc comment to its closing
+// brace; "" if there is none.
+func readmeExampleSource(t *testing.T, file, block string) string {
+	t.Helper()
+	name := regexp.MustCompile(`(?m)^func (Example\w*)\(\)`).FindStringSubmatch(block)
+	if name == nil {
+		return ""
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, file, src, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Recv != nil || fn.Name.Name != name[1] {
+			continue
+		}
+		start := fn.Pos()
+		if fn.Doc != nil {
+			start = fn.Doc.Pos()
+		}
+		return strings.TrimSpace(string(src[fset.Position(start).Offset:fset.Position(fn.End()).Offset]))
+	}
+	return ""
 }
