@@ -79,7 +79,9 @@ func ExampleNew() {
 	}
 	fmt.Println("enrich:", call("POST", "/v1/transactions/enrich", "X-API-Key", key.Key).Code)
 	w := call("GET", "/admin/v1/orgs/"+acme.ID+"/credits", "Cookie", "session=7Hq2vX9kPz")
-	var balance struct{ Data struct{ Available, Spent int64 } }
+	var balance struct {
+		Data struct{ Available, Spent int64 }
+	}
 	_ = json.Unmarshal(w.Body.Bytes(), &balance)
 	fmt.Printf("acme's credits: %d %+v\n", w.Code, balance.Data)
 	fmt.Println("another organization:", call("GET", "/admin/v1/orgs/"+other.ID+"/credits", "Cookie", "session=7Hq2vX9kPz").Code)
