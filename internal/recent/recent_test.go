@@ -34,7 +34,8 @@ func TestHasWithinTheWindowOnly(t *testing.T) {
 }
 
 // However many ids are added, the set holds at most its bound; when full
-// it drops the ids older than the window first, then any.
+// it drops the ids older than the window first, then the ones seen
+// longest ago.
 func TestBounded(t *testing.T) {
 	t.Parallel()
 	const max = 1 << 12
@@ -59,11 +60,78 @@ func TestBounded(t *testing.T) {
 	if !s.Has(0, later) || s.Has(1, later) {
 		t.Error("the old went, the recent stayed: not so")
 	}
-	for i := 2 * max; i < 5*max; i++ { // every one recent: any goes
-		s.Add(uint64(i), later)
+	for i := 2 * max; i < 5*max; i++ { // every one recent: the oldest go
+		s.Add(uint64(i), later.Add(time.Duration(i)))
 	}
 	if got := s.Len(); got > max {
 		t.Errorf("Len = %d, above the bound %d", got, max)
+	}
+	if !s.Has(5*max-1, later) || s.Has(2*max, later) {
+		t.Error("the last id added is gone, or the first of the run is still there")
+	}
+}
+
+// One customer minting and using key after key (rotating with no grace,
+// each old key revoked, so demoted) cannot push out the keys others use:
+// 1,000 victims' ids, each seen once before the run and again every
+// 50,000 of the customer's, all stay known through 393,216 minted ids,
+// three times the set's size. Demoted ids go first, then the oldest.
+func TestOneCustomerCannotPushOthersOut(t *testing.T) {
+	t.Parallel()
+	for _, demote := range []bool{true, false} {
+		s := recent.New(7*24*time.Hour, 1<<17)
+		const victims, minted = 1000, 3 << 17
+		victim := func(i int) uint64 { return uint64(i)*0x9E3779B97F4A7C15 + 1 }
+		now := start
+		for i := range victims {
+			s.Add(victim(i), now)
+		}
+		lost, prev := 0, uint64(0)
+		for n := range minted {
+			now = now.Add(time.Millisecond)
+			id := uint64(n)*0xBF58476D1CE4E5B9 + 7
+			s.Add(id, now)
+			if demote && n > 0 {
+				s.Demote(prev) // revoked by the rotation
+			}
+			prev = id
+			if n%50_000 == 49_999 || n == minted-1 {
+				for i := range victims {
+					if !s.Has(victim(i), now) {
+						lost++
+					}
+					s.Add(victim(i), now) // in use: found again at the next cache refill
+				}
+			}
+		}
+		if lost != 0 {
+			t.Errorf("demoting revoked ids %v: %d victims' ids lost", demote, lost)
+		}
+	}
+}
+
+// A demoted id is still known until room is needed or it is seen again.
+func TestDemotedStaysUntilRoomIsNeeded(t *testing.T) {
+	t.Parallel()
+	s := recent.New(time.Hour, 32) // two ids a shard: 1, 17, 33 and 49 share one
+	s.Add(1, start)
+	s.Demote(1)
+	if !s.Has(1, start) {
+		t.Fatal("a demoted id is forgotten at once")
+	}
+	s.Add(1, start) // seen again: no longer demoted
+	s.Add(17, start.Add(-time.Minute))
+	if !s.Has(1, start) || !s.Has(17, start) {
+		t.Fatal("a shard full of recent ids dropped a newer one than its oldest, or the new one")
+	}
+	s.Demote(17)
+	s.Add(33, start.Add(-2*time.Minute))
+	if s.Has(17, start) || !s.Has(33, start) || !s.Has(1, start) {
+		t.Error("a demoted id did not go first")
+	}
+	s.Add(49, start)
+	if s.Has(33, start) || !s.Has(1, start) {
+		t.Error("the oldest did not go")
 	}
 }
 
