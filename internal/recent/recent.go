@@ -5,8 +5,10 @@
 package recent
 
 import (
+	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,7 +27,21 @@ type Set struct {
 	window   int64 // ns
 	perShard int
 	shards   [shards]shard
+
+	list   Lister      // nil: nothing to read
+	filled atomic.Bool // list has answered
+	mu     sync.Mutex  // held while list runs
+	retry  time.Time   // list is not asked again before
 }
+
+// Lister returns the ids seen at or after since, each with when it was
+// last seen, at most max of them, the most recent first.
+type Lister func(ctx context.Context, since time.Time, max int) (map[uint64]time.Time, error)
+
+// The first time Known is asked about an id the set does not hold, the
+// set is filled from its Lister, which has FillTimeout; after a failure it
+// is asked again at most once every FillRetry.
+const FillTimeout, FillRetry = 5 * time.Second, time.Minute
 
 type shard struct {
 	mu   sync.Mutex
@@ -38,9 +54,45 @@ type entry struct {
 }
 
 // New returns a set of at most max ids (at least one per shard), each
-// answered for window after it was last seen.
-func New(window time.Duration, max int) *Set {
-	return &Set{window: int64(window), perShard: (max + shards - 1) / shards}
+// answered for window after it was last seen, filled, when first needed,
+// from list (nil: nothing to read; only Add fills it).
+func New(window time.Duration, max int, list Lister) *Set {
+	s := &Set{window: int64(window), perShard: (max + shards - 1) / shards, list: list}
+	s.filled.Store(list == nil)
+	return s
+}
+
+// Known is Has, but first, if the set does not hold id and has not been
+// filled from its Lister, fills it (requests meanwhile wait for it, at most
+// FillTimeout: the first that needs it runs it).
+func (s *Set) Known(ctx context.Context, id uint64, now time.Time) bool {
+	if s == nil || s.Has(id, now) {
+		return s != nil
+	}
+	if s.filled.Load() {
+		return false
+	}
+	s.fill(ctx, now)
+	return s.Has(id, now)
+}
+
+func (s *Set) fill(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.filled.Load() || now.Before(s.retry) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FillTimeout)
+	defer cancel()
+	seen, err := s.list(ctx, now.Add(-time.Duration(s.window)), s.perShard*shards)
+	if err != nil {
+		s.retry = now.Add(FillRetry)
+		return
+	}
+	for id, at := range seen {
+		s.Add(id, at)
+	}
+	s.filled.Store(true)
 }
 
 func (s *Set) shard(id uint64) *shard { return &s.shards[id%shards] }

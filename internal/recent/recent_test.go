@@ -1,6 +1,8 @@
 package recent_test
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +14,7 @@ var start = time.Date(2036, 1, 19, 10, 30, 0, 0, time.UTC)
 
 func TestHasWithinTheWindowOnly(t *testing.T) {
 	t.Parallel()
-	s := recent.New(time.Hour, 100)
+	s := recent.New(time.Hour, 100, nil)
 	s.Add(7, start)
 	for _, tc := range []struct {
 		id   uint64
@@ -39,7 +41,7 @@ func TestHasWithinTheWindowOnly(t *testing.T) {
 func TestBounded(t *testing.T) {
 	t.Parallel()
 	const max = 1 << 12
-	s := recent.New(time.Hour, max)
+	s := recent.New(time.Hour, max, nil)
 	for i := range max {
 		s.Add(uint64(i), start)
 	}
@@ -79,7 +81,7 @@ func TestBounded(t *testing.T) {
 func TestOneCustomerCannotPushOthersOut(t *testing.T) {
 	t.Parallel()
 	for _, demote := range []bool{true, false} {
-		s := recent.New(7*24*time.Hour, 1<<17)
+		s := recent.New(7*24*time.Hour, 1<<17, nil)
 		const victims, minted = 1000, 3 << 17
 		victim := func(i int) uint64 { return uint64(i)*0x9E3779B97F4A7C15 + 1 }
 		now := start
@@ -113,7 +115,7 @@ func TestOneCustomerCannotPushOthersOut(t *testing.T) {
 // A demoted id is still known until room is needed or it is seen again.
 func TestDemotedStaysUntilRoomIsNeeded(t *testing.T) {
 	t.Parallel()
-	s := recent.New(time.Hour, 32) // two ids a shard: 1, 17, 33 and 49 share one
+	s := recent.New(time.Hour, 32, nil) // two ids a shard: 1, 17, 33 and 49 share one
 	s.Add(1, start)
 	s.Demote(1)
 	if !s.Has(1, start) {
@@ -149,7 +151,7 @@ func TestNilAndZeroKnowNothing(t *testing.T) {
 
 func TestConcurrentUse(t *testing.T) {
 	t.Parallel()
-	s := recent.New(time.Hour, 256)
+	s := recent.New(time.Hour, 256, nil)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {
@@ -166,5 +168,48 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if got := s.Len(); got > 256 {
 		t.Errorf("Len = %d, above the bound", got)
+	}
+}
+
+// Known fills the set from its Lister the first time it is asked about an
+// id it does not hold, once the Lister answers: after a failure, again
+// only FillRetry later.
+func TestKnownFillsOnceFromTheLister(t *testing.T) {
+	t.Parallel()
+	calls, fail := 0, true
+	s := recent.New(time.Hour, 100, func(_ context.Context, since time.Time, max int) (map[uint64]time.Time, error) {
+		calls++
+		if max < 100 {
+			t.Errorf("listed at most %d", max)
+		}
+		if fail {
+			return nil, errors.New("store down")
+		}
+		return map[uint64]time.Time{7: start.Add(-time.Minute)}, nil
+	})
+	ctx := context.Background()
+	if s.Known(ctx, 7, start) || calls != 1 {
+		t.Fatalf("a failed fill: known, or %d calls", calls)
+	}
+	fail = false
+	if s.Known(ctx, 7, start.Add(time.Second)) || calls != 1 {
+		t.Fatalf("asked again within FillRetry: %d calls", calls)
+	}
+	later := start.Add(recent.FillRetry)
+	s2 := recent.New(time.Hour, 100, func(context.Context, time.Time, int) (map[uint64]time.Time, error) {
+		return map[uint64]time.Time{7: start.Add(-2 * time.Hour)}, nil
+	})
+	if !s.Known(ctx, 7, later) || calls != 2 {
+		t.Fatalf("after FillRetry, the fill: %d calls", calls)
+	}
+	if s.Known(ctx, 8, later) || calls != 2 {
+		t.Errorf("filled once: %d calls", calls)
+	}
+	if s2.Known(ctx, 7, start) {
+		t.Error("an id listed as seen before the window is known")
+	}
+	var none *recent.Set
+	if none.Known(ctx, 7, start) || recent.New(time.Hour, 100, nil).Known(ctx, 7, start) {
+		t.Error("a nil Set, or one without a Lister, knew an id")
 	}
 }
