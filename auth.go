@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/recent"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // DefaultHeader is the request header that carries the key.
@@ -131,7 +131,7 @@ const maxKeyHeaderLen = 256
 // wrong prefix, length or alphabet costs no lookup; one whose checksum
 // does not match costs a cache lookup and no store lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error) {
-	defer func() { observe(r.Context(), nil, telemetry.Auth, rec, err) }()
+	defer func() { observe(r.Context(), nil, hooks.Auth, rec, err) }()
 	if a.keys == nil {
 		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
 	}
@@ -234,7 +234,7 @@ func (a *Authenticator) presentedKey(r *http.Request) (string, error) {
 // hash).
 func (a *Authenticator) lookup(ctx context.Context, key string) (*KeyRecord, error) {
 	if rec, ok := a.keys.byKey(key); ok {
-		telemetry.Looked(ctx, telemetry.FrontHit)
+		hooks.Looked(ctx, hooks.FrontHit)
 		return rec, nil
 	}
 	if !a.format.checksumOK(key) {

@@ -14,8 +14,8 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/front"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/recent"
-	"github.com/keyward/keyward/telemetry"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -170,7 +170,7 @@ func (c *Cache) cached(ctx context.Context, hash KeyHash) (*cacheEntry, bool) {
 		return nil, false
 	}
 	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && c.current(e) {
-		telemetry.LookedCached(ctx, e.rec == nil)
+		hooks.LookedCached(ctx, e.rec == nil)
 		return e, true
 	}
 	return nil, false
@@ -219,7 +219,7 @@ func (e *cacheEntry) answer() (*KeyRecord, error) {
 // lookupStore asks store for hash, holding it to its contract: an error,
 // or the record of exactly that hash.
 func lookupStore(ctx context.Context, store KeyStore, hash KeyHash) (*KeyRecord, error) {
-	ctx, call := telemetry.StartLookup(ctx)
+	ctx, call := hooks.StartLookup(ctx)
 	rec, err := store.LookupKey(ctx, hash)
 	if rec != nil {
 		call.Key(rec.ID, rec.Org.ID)
@@ -273,10 +273,10 @@ func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 			continue // invalidated while we looked: the answer may be stale
 		}
 		if res.Err != nil {
-			telemetry.Looked(ctx, telemetry.StoreError)
+			hooks.Looked(ctx, hooks.StoreError)
 			return nil, res.Err
 		}
-		telemetry.Looked(ctx, telemetry.Miss)
+		hooks.Looked(ctx, hooks.Miss)
 		return res.Val.(*cacheEntry), nil
 	}
 	return nil, errInvalidationStorm
@@ -292,7 +292,7 @@ func (c *Cache) fill(ctx context.Context, hash KeyHash, g, s uint64) (*cacheEntr
 		e.expires > clock.Process.UnixNano() {
 		return e, nil
 	}
-	ctx, cancel := context.WithTimeout(telemetry.Detach(ctx), c.lookupTimeout) // the request's span, nothing else
+	ctx, cancel := context.WithTimeout(hooks.Detach(ctx), c.lookupTimeout) // the request's span, nothing else
 	defer cancel()
 	c.storeCalls.Add(1)
 	rec, err := lookupStore(ctx, c.store, hash)

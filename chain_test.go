@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -222,7 +223,7 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 		}
 		perms, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 		require.NoError(t, err)
-		limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Now: f.now.Now})
+		limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Errors: ew, Now: f.now.Now})
 		require.NoError(t, err)
 		charger, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: f.ledger, Errors: ew})
 		require.NoError(t, err)
@@ -382,7 +383,7 @@ func TestTestKeysHaveTheirOwnBudget(t *testing.T) {
 	assert.False(t, format.Valid("triq_"+test.Key[len("triq_test_"):]), "a test key's body is no live key")
 	assert.Equal(t, "triq_test_"+test.Key[10:14]+"…"+test.Key[len(test.Key)-4:], format.Hint(test.Key))
 
-	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Now: f.now.Now})
 	require.NoError(t, err)
 	h := f.auth.Middleware(limiter.Middleware(f.charger.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))))
 	call := func(key string) int {

@@ -34,14 +34,18 @@
 //	request.go      what keyward keeps for one request between its handlers
 //	cache.go        the key cache (ristretto) and its exact revocation
 //	keys.go         keys: format, hash, hint; KeyRecord, Organization, KeyStore
+//	base62.go       the keys' alphabet
 //	plans.go        the plan table and the one override rule (Plans.Resolve)
 //	permissions.go  EnforcePermissions
 //	ratelimit.go    RateLimitByOrg: which limit refused, and the headers
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
+//	idempotency.go  which idempotency key a call carries, and its request
 //	calls.go        what RequireAPIKey tells a CallRecorder of each call
+//	observe.go      telemetry's one look at each handler's decision
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
-//	                store that cannot be reached is a 503, never a 401)
+//	                store that cannot be reached is a 503, never a 401),
+//	                which writes the success envelope too (WriteData)
 //
 // Packages of this module:
 //
@@ -58,10 +62,16 @@
 //	keywardtest/    the public contract suites: key backends, ledgers, routers
 //	cmd/keyward/    the command: orgs, keys, credits, plans, admin tokens,
 //	                scan, serve and demo (one file each)
-//	internal/       mechanisms out of the request path's sight: ascii,
-//	                base62, clock, detach, envelope, front, idempotency, ids,
-//	                keepalive, nilness, perm, policy, recent, statuswriter,
-//	                strsum; testenv (the real servers tests use)
+//	internal/       out of the request path's sight: the tricks that need
+//	                tests of their own, each with one user: front (the
+//	                cache's exact-key slots, compared whole in constant
+//	                time), keepalive (open reservations renewed from one
+//	                goroutine, no timer a call), policy (rate-limit header
+//	                values formatted once per set of limits), recent (the
+//	                bounded set of keys found lately), strsum (checksums of
+//	                a string without an allocation); helpers with several
+//	                users: ascii, clock, detach, ids, nilness, perm,
+//	                statuswriter; testenv (the real servers tests use)
 //
 // Modules of their own, tied together by go.work, and the rest:
 //

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/clock"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/policy"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // RateLimitConfig configures RateLimitByOrg. Every zero value means the
@@ -22,8 +22,8 @@ type RateLimitConfig struct {
 	// Store keeps each organization's limits: its per-second bucket, its
 	// per-minute quota, its requests in flight, and the quotas of its keys
 	// that have their own. Nil: one rate.Memory for the process, shared by
-	// every RateLimiter on the system clock, so an organization's limits
-	// hold across routes. Use redislimit when several instances share the
+	// every RateLimiter without a Store, so an organization's limits hold
+	// across routes. Use redislimit when several instances share the
 	// limits; rate.Ulule plugs any ulule limiter.Store in for the quotas.
 	Store rate.Store
 	// FailClosed answers 503 when the Store fails. Zero (false): fail
@@ -39,8 +39,10 @@ type RateLimitConfig struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Now is the limiter's clock. Nil: the system clock, read through a
-	// shared clock that advances every 10 ms. Without a Store, a limiter
-	// with a clock of its own keeps its own rate.Memory.
+	// shared clock that advances every 10 ms. It is only a clock: whether
+	// limiters share their counts is the Store's to say, so a limiter on a
+	// clock of its own (a test's) is given a Store of its own, since the
+	// process's forgets organizations idle for a minute of its clock.
 	Now func() time.Time
 }
 
@@ -68,9 +70,6 @@ type RateLimiter struct {
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
 	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors,
 		logger: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now, reset: policy.Reset{Unix: cfg.UnixReset}}
-	if l.store == nil && l.now != nil {
-		l.store = new(rate.Memory)
-	}
 	return l, nil
 }
 
@@ -137,7 +136,7 @@ func (l *RateLimiter) allow(ctx context.Context, k *KeyRecord, now time.Time, d 
 	if errors.Is(err, rate.ErrBadRequest) { // limits a KeyStore resolved out of range
 		return misconfigured("organization " + strconv.Quote(k.Org.ID) + ": " + err.Error())
 	} else if err != nil {
-		telemetry.LimiterFailed(ctx)
+		hooks.LimiterFailed(ctx)
 		return ServiceUnavailable("rate limiter", err)
 	}
 	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limit,
@@ -177,7 +176,7 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 // check is Check into d.
 func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
-	defer func() { observe(r.Context(), st, telemetry.RateLimit, nil, err) }()
+	defer func() { observe(r.Context(), st, hooks.RateLimit, nil, err) }()
 	if err != nil {
 		return err
 	}
@@ -188,7 +187,7 @@ func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	if err = l.allow(r.Context(), k, now(), d); err != nil {
 		var e *Error
 		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
-			telemetry.FailedOpen(r.Context())
+			hooks.FailedOpen(r.Context())
 			l.logFailOpen(r, k, e.Cause)
 			*d = RateDecision{Allowed: true}
 			return nil

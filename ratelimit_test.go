@@ -70,11 +70,10 @@ var limitedNow = time.Date(2036, 1, 19, 10, 30, 18, 0, time.UTC)
 // flight; the headers as Triqai's clients read them.
 func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"default", "ulule"} {
+	for _, store := range []string{"memory", "ulule"} {
 		t.Run("store="+store, func(t *testing.T) {
 			t.Parallel()
 			l := newLimited(t, func(c *keyward.RateLimitConfig) {
-				c.Store = nil
 				if store == "ulule" {
 					c.Store = rate.Ulule(memory.NewStore())
 				}
@@ -90,7 +89,7 @@ func TestRateLimitHeadersOfThePerSecondBucket(t *testing.T) {
 			assert.Equal(t, []string{"1"}, h.Values("X-RateLimit-Concurrency-Remaining"), "this request holds one slot")
 			assert.Empty(t, h.Values("X-RateLimit-Scope"), "no limit refused")
 			assert.Equal(t, []string{`"rps";q=1;w=1, "rpm";q=60;w=60, "concurrency";q=2;qu="concurrent-requests"`}, h.Values("RateLimit-Policy"))
-			if store == "default" {
+			if store == "memory" {
 				assert.Equal(t, []string{`"rps";r=1;t=1, "rpm";r=59;t=60, "concurrency";r=1`}, h.Values("RateLimit"))
 			} else {
 				assert.Equal(t, []string{`"rps";r=1;t=1, "rpm";r=59;t=42, "concurrency";r=1`}, h.Values("RateLimit"), "ulule's fixed window ends at the minute")
@@ -315,7 +314,7 @@ func (s withoutLimits) LookupKey(ctx context.Context, h keyward.KeyHash) (*keywa
 // 500, naming the organization and its plan; nothing is counted.
 func TestOrganizationWithoutRateIsAMisconfiguration(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"default", "ulule"} {
+	for _, store := range []string{"memory", "ulule"} {
 		t.Run("store="+store, func(t *testing.T) {
 			t.Parallel()
 			l := newLimited(t, func(c *keyward.RateLimitConfig) {
@@ -407,15 +406,25 @@ func TestRateLimitHeadersAreSetNotAppended(t *testing.T) {
 	assert.Equal(t, "8", w.Header().Get("X-RateLimit-Concurrency-Remaining"), "the inner limiter's: two slots held")
 }
 
-// Two RateLimiters of the default configuration (two routes) count one
-// organization's requests in one budget: the process's.
+// Two RateLimiters without a Store (two routes) count one organization's
+// requests in one budget: the process's. A clock of their own is only a
+// clock: it does not decide whether they share.
 func TestRateLimitersShareTheProcessCounters(t *testing.T) {
 	t.Parallel()
+	for name, now := range map[string]func() time.Time{"system clock": nil, "a clock of their own": time.Now} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testRateLimitersShare(t, keyward.RateLimitConfig{Now: now})
+		})
+	}
+}
+
+func testRateLimitersShare(t *testing.T, cfg keyward.RateLimitConfig) {
 	f := newFixture(t) // a free organization: one a second
 	k := f.newKey(t)
-	a, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	a, err := keyward.RateLimitByOrg(cfg)
 	require.NoError(t, err)
-	b, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
+	b, err := keyward.RateLimitByOrg(cfg)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("GET /a", f.auth.Middleware(a.Middleware(okHandler)))
@@ -520,7 +529,7 @@ func TestTestKeysCountApart(t *testing.T) {
 	f := newFixture(t)
 	live := f.newKey(t)
 	test := f.newKey(t, func(k *manage.KeySpec) { k.Environment = keyward.EnvTest })
-	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Now: f.now.Now})
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Now: f.now.Now})
 	require.NoError(t, err)
 	h := f.auth.Middleware(limiter.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
 	f.handler = h

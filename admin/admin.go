@@ -122,7 +122,8 @@ type Config struct {
 	// may show the page in a frame (CSP frame-ancestors). Nil: none may.
 	FrameAncestors []string
 
-	// Errors writes failures. Nil: a zero keyward.ErrorWriter.
+	// Errors writes failures and, with WriteData, successes: the one
+	// envelope and its meta. Nil: a keyward.ErrorWriter on Now.
 	Errors *keyward.ErrorWriter
 	// Logger receives a record of each admin change: the organization,
 	// the actor (an operator's token name, or ActorFor's label), the
@@ -205,7 +206,7 @@ func New(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, errors: cfg.Errors, logger: cfg.Logger, mux: http.NewServeMux(), csrf: newCSRFKey(),
 		paths: paths{api: cfg.Prefix + APIPath, page: cfg.Prefix + PagePath}}
 	if h.errors == nil {
-		h.errors = &keyward.ErrorWriter{}
+		h.errors = &keyward.ErrorWriter{Now: cfg.Now}
 	}
 	if h.logger == nil {
 		h.logger = slog.Default()
@@ -286,41 +287,6 @@ func (c caller) mayManage(id string) bool { return c.operator || c.orgID == id }
 // 64 letters, digits, '_' or '-' and too short a run to hold a key. Any
 // other is not found without asking the store, and is never echoed.
 func saneID(id string) bool { return ascii.Only(id, 64, "_-") && ascii.LongestAlnumRun(id) < 30 }
-
-// okEnvelope is the success envelope, the error one's sibling.
-type okEnvelope struct {
-	Success bool `json:"success"`
-	Data    any  `json:"data"`
-	Meta    meta `json:"meta"`
-}
-
-type meta struct {
-	GeneratedAt string `json:"generatedAt"`
-	RequestID   string `json:"requestId"`
-	Version     string `json:"version"`
-}
-
-// writeOK answers data in the success envelope, never cached.
-func (h *Handler) writeOK(w http.ResponseWriter, r *http.Request, status int, data any) {
-	id := h.errors.RequestIDFor(r)
-	version := h.errors.Version
-	if version == "" {
-		version = keyward.DefaultVersion
-	}
-	body, err := json.Marshal(okEnvelope{Success: true, Data: data,
-		Meta: meta{GeneratedAt: h.cfg.Now().UTC().Format(time.RFC3339), RequestID: id, Version: version}})
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	hd := w.Header()
-	hd.Set("Content-Type", "application/json; charset=utf-8")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("X-Request-Id", id)
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-}
 
 // readJSON decodes r's body, which must be application/json of at most
 // MaxBody bytes holding one object with known fields only, into v.

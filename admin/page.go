@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 )
 
 //go:embed templates/*.html
@@ -84,14 +85,14 @@ type pageData struct {
 	LimitLabels []string
 	Plans       []planOption
 
-	Org          orgJSON
+	Org          manage.OrgView
 	Limits       []limitField
 	Balance      balanceJSON
 	CreditsUsed  int64
 	CreditsTotal int64
 	Entries      []entryJSON
 	Usage        *usageView
-	Keys         []keyJSON
+	Keys         []manage.KeyView
 	Search       string
 	Status       string
 	Statuses     []option
@@ -100,10 +101,10 @@ type pageData struct {
 	Permissions  []string
 
 	Code   string // a login link's, for the form that uses it
-	NewKey keyJSON
+	NewKey manage.KeyView
 	Grace  string
 	Shown  bool // the reveal page: the key was shown already
-	Key    keyJSON
+	Key    manage.KeyView
 	Graces []option
 	Expiry []option
 }
@@ -132,7 +133,7 @@ func (d *pageData) Checked(field, v string, def bool) bool {
 }
 
 type orgRow struct {
-	Org    orgJSON
+	Org    manage.OrgView
 	Limits []limitField
 }
 

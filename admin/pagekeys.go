@@ -63,7 +63,7 @@ func expiryIn(v string) (time.Duration, error) {
 
 func (h *Handler) newKeyData(w http.ResponseWriter, r *http.Request, c caller, o keyward.Organization) *pageData {
 	d := h.data(w, r, c, "Create a key")
-	d.Org, d.Expiry = orgView(o), expiryOptions(false, r.PostFormValue("expiresInDays"))
+	d.Org, d.Expiry = manage.ViewOrg(o), expiryOptions(false, r.PostFormValue("expiresInDays"))
 	return d
 }
 
@@ -115,7 +115,7 @@ func (h *Handler) revealPage(w http.ResponseWriter, r *http.Request, c caller) e
 		return err
 	}
 	d := h.data(w, r, c, "Your new key")
-	d.Org, d.NewKey = orgView(o), keyView(k.Record, h.cfg.Now())
+	d.Org, d.NewKey = manage.ViewOrg(o), manage.ViewKey(k.Record, h.cfg.Now())
 	d.NewKey.Predecessor = k.Predecessor
 	id, _ := h.readCookie(r, revealCookie)
 	rv, ok := h.sessions.take(id, c.csrfBind, k.Record.ID)
@@ -155,7 +155,7 @@ func (h *Handler) pageRotate(w http.ResponseWriter, r *http.Request, c caller) e
 // keyData is what key k's page shows.
 func (h *Handler) keyData(w http.ResponseWriter, r *http.Request, c caller, o keyward.Organization, k manage.KeyInfo) (*pageData, error) {
 	d := h.data(w, r, c, k.Record.Name)
-	d.Org, d.Key = orgView(o), keyView(k.Record, h.cfg.Now())
+	d.Org, d.Key = manage.ViewOrg(o), manage.ViewKey(k.Record, h.cfg.Now())
 	d.Key.Predecessor, d.Key.Successor = k.Predecessor, k.Successor
 	// The edit form offers the offered permissions and those the key has.
 	perms := slices.Clone(h.cfg.Permissions)
@@ -232,7 +232,7 @@ func (h *Handler) revokePage(w http.ResponseWriter, r *http.Request, c caller) e
 		return err
 	}
 	d := h.data(w, r, c, "Revoke key")
-	d.Org, d.Key = orgView(o), keyView(k.Record, h.cfg.Now())
+	d.Org, d.Key = manage.ViewOrg(o), manage.ViewKey(k.Record, h.cfg.Now())
 	h.page.render(w, http.StatusOK, "revoke", d)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/manage"
 )
 
 // This file has the dashboard's organization pages: the operator's list
@@ -73,7 +74,7 @@ func (h *Handler) orgsData(w http.ResponseWriter, r *http.Request, c caller) (*p
 	}
 	d := h.data(w, r, c, "Organizations")
 	for _, o := range orgs {
-		d.Orgs = append(d.Orgs, orgRow{Org: orgView(o), Limits: limitFields(o.Limits)})
+		d.Orgs = append(d.Orgs, orgRow{Org: manage.ViewOrg(o), Limits: limitFields(o.Limits)})
 	}
 	for _, f := range limitFields(keyward.Limits{}) {
 		d.LimitLabels = append(d.LimitLabels, f.Label)
@@ -173,12 +174,12 @@ func (h *Handler) orgData(w http.ResponseWriter, r *http.Request, c caller, o ke
 	for _, s := range statusOptions {
 		d.Statuses = append(d.Statuses, option{Value: s.Value, Label: s.Label, Selected: s.Value == status})
 	}
-	d.Org, d.Limits, d.Balance = orgView(o), limitFields(o.Limits), balanceView(b)
+	d.Org, d.Limits, d.Balance = manage.ViewOrg(o), limitFields(o.Limits), balanceView(b)
 	d.CreditsTotal = b.Allocation + b.Granted
 	d.CreditsUsed = min(max(b.Spent+b.Reserved, 0), d.CreditsTotal)
 	now := h.cfg.Now()
 	for _, k := range keys.keys {
-		d.Keys = append(d.Keys, keyView(k, now))
+		d.Keys = append(d.Keys, manage.ViewKey(k, now))
 	}
 	if d.Usage, err = h.usageView(r, o.ID, ""); err != nil {
 		return nil, err
@@ -221,6 +222,7 @@ func (h *Handler) pageUpdateOrg(w http.ResponseWriter, r *http.Request, c caller
 		if derr != nil {
 			return derr
 		}
+		d.Plans = planOptions(h.cfg.Plans(), r.PostFormValue("plan")) // as typed, as the other fields
 		return h.refused(w, r, "org", d, err)
 	}
 	h.done(w, r, "orgs/"+o.ID, "org-updated")
@@ -246,6 +248,7 @@ func (h *Handler) pageGrant(w http.ResponseWriter, r *http.Request, c caller) er
 		if derr != nil {
 			return derr
 		}
+		d.Plans = planOptions(h.cfg.Plans(), r.PostFormValue("plan")) // as typed, as the other fields
 		return h.refused(w, r, "org", d, err)
 	}
 	h.done(w, r, "orgs/"+o.ID, "granted")

@@ -79,11 +79,14 @@ var flashes = map[string]string{
 	"org-updated": "Organization saved.",
 }
 
-// fieldOf returns the form field a problem from manage's rules is about
-// ("name", "plan", …), or "" for the form as a whole.
+// fieldOf returns the form field a problem from manage's rules or the
+// page's forms is about ("name", "plan", …), or "" for the form as a
+// whole. The limits come first: a custom plan's missing rate is the
+// requests per minute's problem.
 func fieldOf(problem string) string {
 	for _, f := range []struct{ word, field string }{
-		{"RatePerMinute", "ratePerMinute"}, {"name", "name"}, {"environment", "environment"}, {"permission", "permissions"}, {"lifetime", "expiresInDays"},
+		{"RatePerMinute", "ratePerMinute"}, {"requests per minute", "ratePerMinute"}, {"requests per second", "ratePerSecond"},
+		{"burst", "burst"}, {"requests at once", "concurrency"}, {"credits per month", "monthlyCredits"}, {"name", "name"}, {"environment", "environment"}, {"permission", "permissions"}, {"lifetime", "expiresInDays"},
 		{"expir", "expiresInDays"}, {"plan", "plan"}, {"amount", "amount"}, {"note", "note"}, {"grace", "grace"},
 	} {
 		if strings.Contains(problem, f.word) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +119,15 @@ func (b *browser) screenshot(name string) string {
 	return path
 }
 
+// forget drops the console messages so far that contain what, expected
+// ones.
+func (b *browser) forget(what string) {
+	time.Sleep(200 * time.Millisecond) // messages travel on their own
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.problems = slices.DeleteFunc(b.problems, func(m string) bool { return strings.Contains(m, what) })
+}
+
 // noConsoleErrors fails the test if a page wrote an error or threw.
 func (b *browser) noConsoleErrors() {
 	b.t.Helper()
@@ -209,6 +219,40 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("credits: %q", used)
 	}
 	b.screenshot("usage")
+
+	// Change the plan, the limits and overage on the organization's page:
+	// choosing a plan with custom rates opens the limits; sent without
+	// its rate, the form comes back with the problem beside the field and
+	// the plan chosen kept; with it, the page shows the new settings.
+	b.do(chromedp.Navigate(orgURL), chromedp.WaitVisible(chromedp.CSS("#org-settings")))
+	b.eval(`(() => { const p = document.querySelector("#org-settings select[name=plan]"); p.value = "enterprise";
+		p.dispatchEvent(new Event("change")); return "" })()`)
+	if open := b.eval(`String(document.getElementById("limits").open)`); open != "true" {
+		t.Error("choosing a plan with custom rates leaves the limits closed")
+	}
+	b.do(
+		chromedp.Click(chromedp.CSS("#org-settings button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS(`#rate-minute[aria-invalid="true"] + .field-error`)),
+	)
+	if plan := b.eval(`document.querySelector("#org-settings select[name=plan]").value`); plan != "enterprise" {
+		t.Errorf("the refused form shows the plan %q, want the one chosen", plan)
+	}
+	b.screenshot("org-refused")
+	b.forget("status of 422") // the refused form's own answer, as a browser reports every 4xx
+	b.do(
+		chromedp.SetValue(chromedp.CSS("#rate-minute"), "6000"),
+		chromedp.SetValue(chromedp.CSS("#monthly-credits"), "50000"),
+		chromedp.Click(chromedp.CSS(`#org-settings input[name=allowOverage]`)),
+		chromedp.Click(chromedp.CSS("#org-settings button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+	)
+	if plan := b.text("#org-plan-name"); plan != "enterprise" {
+		t.Errorf("the organization's plan is %q after the change", plan)
+	}
+	if facts := b.eval(`document.querySelector(".facts").innerText`); !strings.Contains(facts, "6000") && !strings.Contains(facts, "6,000") ||
+		!strings.Contains(facts, "allowed") {
+		t.Errorf("the organization's facts after the change: %q", facts)
+	}
 
 	// Rotate from the key's page: a new key, the old one working for its
 	// grace period.

@@ -19,7 +19,6 @@ import (
 	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
-	"github.com/keyward/keyward/usage"
 )
 
 // host is a test host that gives keyward's dashboard to its customers:
@@ -71,7 +70,9 @@ func newHost(t *testing.T) *host {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_"})
+	// As the README wires a host: the store as Usage records each call
+	// and the key's last use.
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_", Usage: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,10 +93,10 @@ func newHost(t *testing.T) *host {
 		fmt.Fprint(w, `<!doctype html><link rel="icon" href="data:,"><title>Acme account</title><h1>Your account</h1>`+
 			`<iframe id="portal" title="API keys" src="/portal/dashboard/" width="1000" height="700"></iframe>`)
 	})
-	mux.Handle("/v1/", auth.Middleware(usage.Middleware(store, nil)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/v1/", auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"ok":true}`))
-	}))))
+	})))
 	hs.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: mux}}
 	hs.srv.Start()
 	t.Cleanup(hs.srv.Close)
@@ -221,20 +222,25 @@ func TestHostedDashboard(t *testing.T) {
 		}
 	}
 	keyURL := orgURL + "/keys/" + keyID
-	today := time.Now().UTC().Format(time.DateOnly)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		b.do(chromedp.Navigate(keyURL+"?range=7d"), chromedp.WaitVisible(chromedp.CSS("#key-facts")))
-		got := b.eval(`document.querySelector('svg.chart-requests g.bucket[data-start="` + today + `"]')?.getAttribute("data-served") || "0"`)
+		b.do(chromedp.Navigate(keyURL+"?range=24h"), chromedp.WaitVisible(chromedp.CSS("#key-facts")))
+		got := b.eval(`String([...document.querySelectorAll('svg.chart-requests g.bucket')].reduce((n, g) => n + Number(g.getAttribute("data-served")), 0))`)
 		if got == "3" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the key's chart shows %s served calls today, want 3", got)
+			t.Fatalf("the key's chart of the last 24 hours shows %s served calls, want 3", got)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	shots["key"] = keyURL + "?range=7d"
+	if n := b.eval(`String(document.querySelectorAll('svg.chart-requests g.bucket').length)`); n != "24" {
+		t.Errorf("the last 24 hours in %s bars", n)
+	}
+	if used := b.eval(`[...document.querySelectorAll('#key-facts dt')].find(dt => dt.textContent === "Last used").nextElementSibling.textContent`); used == "never" {
+		t.Error("the key's page says it was never used, after its calls")
+	}
+	shots["key"] = keyURL + "?range=24h"
 	other := orgURL + "/keys/" + keysBefore[len(keysBefore)-1].ID
 	b.do(chromedp.Navigate(other), chromedp.WaitVisible(chromedp.CSS("#usage-empty")))
 	if !strings.Contains(b.text("#usage-empty"), "No calls yet") {

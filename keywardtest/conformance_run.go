@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -150,7 +151,7 @@ func newConformance(t *testing.T) *conformance {
 		Environments: []keyward.Environment{keyward.EnvLive},
 	})
 	require.NoError(t, err)
-	s.Limiter, err = keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Now: clock.Now, Logger: discard})
+	s.Limiter, err = keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Errors: ew, Now: clock.Now, Logger: discard})
 	require.NoError(t, err)
 	enrich, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 	require.NoError(t, err)

@@ -39,10 +39,10 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -216,7 +216,7 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	for _, g := range orphans {
 		args = append(args, g)
 	}
-	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
+	ctx, call := hooks.Start(ctx, "keyward.redis.take", req.Org, req.Key)
 	v, err := s.run(ctx, args)
 	if err != nil {
 		call.End("error", err)
@@ -342,7 +342,7 @@ func (s *Store) remove() {
 // renewal or removal failed expires within SlotTTL).
 func endBackground(name string, n int, start time.Time, err error) {
 	if err != nil {
-		telemetry.BackgroundFailed(context.Background(), name, n, start, err)
+		hooks.BackgroundFailed(context.Background(), name, n, start, err)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/nilness"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // notifyChannel is the PostgreSQL channel key changes are announced on.
@@ -88,7 +88,7 @@ func (s *Store) notifyLocal(hashes ...string) {
 }
 
 func (s *Store) invalidateAll() {
-	telemetry.Invalidated(context.Background(), 1, true)
+	hooks.Invalidated(context.Background(), 1, true)
 	for _, w := range s.invalidators() {
 		w.InvalidateAll()
 	}
@@ -135,7 +135,7 @@ func (s *Store) listen() {
 			return
 		default:
 		}
-		telemetry.FeedLost(ctx, "listen")
+		hooks.FeedLost(ctx, "listen")
 		s.logger.Warn("keyward: sqlstore: change feed lost; reconnecting", "error", err)
 		if !s.sleep(backoff) {
 			return
@@ -145,7 +145,7 @@ func (s *Store) listen() {
 }
 
 func (s *Store) listenOnce(ctx context.Context) error {
-	_, call := telemetry.StartFeedConnect(ctx, "listen")
+	_, call := hooks.StartFeedConnect(ctx, "listen")
 	conn, err := pgx.Connect(ctx, s.dsn)
 	if err != nil {
 		call.End("error", err)
@@ -160,7 +160,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		}
 	}
 	call.End("ok", nil)
-	telemetry.FeedConnected(ctx, "listen")
+	hooks.FeedConnected(ctx, "listen")
 	s.invalidateAll()
 	lastPrune, lastBeat := time.Now(), time.Time{}
 	for {
@@ -182,13 +182,13 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		case err != nil: // a quiet while: the heartbeat checks the connection
 		case n.Channel == heartbeats:
 			if sent, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
-				telemetry.FeedLag(ctx, "listen", time.Since(time.Unix(0, sent)))
+				hooks.FeedLag(ctx, "listen", time.Since(time.Unix(0, sent)))
 			}
 		case n.Payload == planFeedMarker:
 			s.planChanged(ctx)
 		default:
 			if kh, ok := parseHash(n.Payload); ok {
-				telemetry.Invalidated(ctx, 1, false)
+				hooks.Invalidated(ctx, 1, false)
 				for _, w := range s.invalidators() {
 					w.Invalidate(kh)
 				}
@@ -225,7 +225,7 @@ func (s *Store) pollChanges() {
 			return
 		}
 	}
-	telemetry.FeedConnected(ctx, "poll")
+	hooks.FeedConnected(ctx, "poll")
 	s.invalidateAll()
 	lastPrune := time.Now()
 	failing := false
@@ -233,7 +233,7 @@ func (s *Store) pollChanges() {
 		next, err := s.pollOnce(ctx, last)
 		if err != nil {
 			if !failing {
-				telemetry.FeedLost(ctx, "poll")
+				hooks.FeedLost(ctx, "poll")
 				s.logger.Warn("keyward: sqlstore: change feed poll failed", "error", err)
 			}
 			failing = true
@@ -241,7 +241,7 @@ func (s *Store) pollChanges() {
 		}
 		if failing {
 			// Changes may have been missed while polls failed.
-			telemetry.FeedConnected(ctx, "poll")
+			hooks.FeedConnected(ctx, "poll")
 			s.invalidateAll()
 			failing = false
 		}
@@ -264,11 +264,11 @@ func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
 		if err := rows.Scan(&after, &h, &at); err != nil {
 			return after, err
 		}
-		telemetry.FeedLag(ctx, "poll", time.Since(time.Unix(0, at)))
+		hooks.FeedLag(ctx, "poll", time.Since(time.Unix(0, at)))
 		if h == planFeedMarker {
 			plans = true
 		} else if kh, ok := parseHash(h); ok {
-			telemetry.Invalidated(ctx, 1, false)
+			hooks.Invalidated(ctx, 1, false)
 			for _, w := range ws {
 				w.Invalidate(kh)
 			}

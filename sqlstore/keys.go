@@ -714,6 +714,7 @@ func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
 			`DELETE FROM keyward_keys WHERE org_id = $1`,
 			`DELETE FROM keyward_usage WHERE org_id = $1`,
 			`DELETE FROM keyward_key_usage WHERE org_id = $1`,
+			`DELETE FROM keyward_key_usage_hourly WHERE org_id = $1`,
 			`DELETE FROM keyward_orgs WHERE id = $1`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, orgID); err != nil {

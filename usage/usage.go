@@ -1,8 +1,9 @@
-// Package usage counts what happened to the calls of each key, by UTC day
-// and outcome (served, or refused with 403, 402 or 429), and the credits
-// the ledger took for them: the figures a dashboard charts. Counting is in
-// memory and costs no I/O; a store writes the counts in batches (sqlstore
-// does, at each usage flush), never once per request.
+// Package usage counts what happened to the calls of each key, by UTC hour
+// and day and by outcome (served, or refused with 403, 402 or 429), and the
+// credits the ledger took for them: the figures a dashboard charts.
+// Counting is in memory and costs no I/O; a store writes the counts in
+// batches (sqlstore does, days and hours in one transaction at each usage
+// flush), never once per request.
 //
 // keyward.RequireAPIKey records the calls it lets through when its
 // AuthConfig.Usage is a keyward.CallRecorder (sqlstore.Store is; so is a
@@ -89,9 +90,11 @@ type Day struct {
 }
 
 // Total returns the day's calls, whatever their outcome.
-func (d Day) Total() int64 {
+func (d Day) Total() int64 { return total(d.Requests) }
+
+func total(requests [NumOutcomes]int64) int64 {
 	var n int64
-	for _, v := range d.Requests {
+	for _, v := range requests {
 		n += v
 	}
 	return n
@@ -115,6 +118,9 @@ type Hour struct {
 	// Credits is what the hour's served calls spent.
 	Credits int64
 }
+
+// Total returns the hour's calls, whatever their outcome.
+func (h Hour) Total() int64 { return total(h.Requests) }
 
 // HourReader reads recorded usage by hour (flushed counts only). A store
 // keeps hours for at least KeepHours; older hours read as zeros.

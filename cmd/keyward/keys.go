@@ -15,43 +15,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// keyJSON is how a key is printed with --json. Key is set only when the
-// key was just made.
-type keyJSON struct {
-	ID          string     `json:"id"`
-	Key         string     `json:"key,omitempty"`
-	Hint        string     `json:"hint"`
-	OrgID       string     `json:"orgId"`
-	Name        string     `json:"name"`
-	Environment string     `json:"environment"`
-	Permissions []string   `json:"permissions"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
-	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
-	LastUsedAt  *time.Time `json:"lastUsedAt,omitempty"`
-	Status      string     `json:"status"`
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
-func keyView(r keyward.KeyRecord, now time.Time) keyJSON {
-	status := manage.Status(&r, now)
-	perms := r.Permissions
-	if perms == nil {
-		perms = []string{}
-	}
-	return keyJSON{ID: r.ID, Hint: r.Hint, OrgID: r.Org.ID, Name: r.Name, Environment: string(r.Environment),
-		Permissions: perms, CreatedAt: r.CreatedAt, ExpiresAt: timePtr(r.ExpiresAt), RevokedAt: timePtr(r.RevokedAt),
-		LastUsedAt: timePtr(r.LastUsedAt), Status: status}
-}
-
 func (a *app) printNewKey(ck manage.CreatedKey, asJSON bool, verb string) error {
-	v := keyView(ck.Record, time.Now())
+	v := manage.ViewKey(ck.Record, time.Now())
 	v.Key = ck.Key
 	if asJSON {
 		return a.printJSON(v)
@@ -131,10 +96,10 @@ func (a *app) keysListCommand() *cobra.Command {
 					return a.notFound(err, listOrg)
 				}
 				now := time.Now()
-				views := make([]keyJSON, 0, len(keys))
+				views := make([]manage.KeyView, 0, len(keys))
 				rows := make([][]string, 0, len(keys))
 				for _, k := range keys {
-					v := keyView(k, now)
+					v := manage.ViewKey(k, now)
 					views = append(views, v)
 					used := "never"
 					if v.LastUsedAt != nil {
@@ -252,11 +217,8 @@ func (a *app) warnUnknownPermissions(perms []string) {
 
 // keyDetail is `keys show`: a key, its limits and its rotation chain.
 type keyDetail struct {
-	keyJSON
-	RatePerMinute int64      `json:"ratePerMinute"`
-	GraceEndsAt   *time.Time `json:"graceEndsAt,omitempty"`
-	Predecessor   string     `json:"predecessor,omitempty"`
-	Successor     string     `json:"successor,omitempty"`
+	manage.KeyView
+	GraceEndsAt *time.Time `json:"graceEndsAt,omitempty"`
 }
 
 // keysShowCommand is `keys show`.
@@ -273,8 +235,7 @@ func (a *app) keysShowCommand() *cobra.Command {
 					return a.notFound(err, argv[0])
 				}
 				now := time.Now()
-				d := keyDetail{keyJSON: keyView(info.Record, now), RatePerMinute: info.Record.RatePerMinute,
-					Predecessor: info.Predecessor, Successor: info.Successor}
+				d := keyDetail{KeyView: manage.ViewKeyInfo(info, now)}
 				if !info.Record.RevokedAt.IsZero() && now.Before(info.Record.RevokedAt) {
 					d.GraceEndsAt = &info.Record.RevokedAt
 				}
@@ -358,7 +319,7 @@ func (a *app) keysUpdateCommand() *cobra.Command {
 				if c.Permissions != nil {
 					a.warnUnknownPermissions(*c.Permissions)
 				}
-				v := keyView(rec, time.Now())
+				v := manage.ViewKey(rec, time.Now())
 				if asJSON {
 					return a.printJSON(v)
 				}
@@ -409,10 +370,10 @@ func (a *app) keysWhoisCommand() *cobra.Command {
 					return fmt.Errorf("no key %s in %s", what, a.dbName())
 				}
 				now := time.Now()
-				views := make([]keyJSON, 0, len(found))
+				views := make([]manage.KeyView, 0, len(found))
 				rows := make([][]string, 0, len(found))
 				for _, k := range found {
-					v := keyView(k, now)
+					v := manage.ViewKey(k, now)
 					views = append(views, v)
 					rows = append(rows, []string{v.ID, v.OrgID, k.Org.Name, v.Name, v.Environment, v.Hint, v.Status})
 				}

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
@@ -18,27 +18,6 @@ func (a *app) orgsCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "orgs", Short: "Create, list, show, update and delete organizations"})
 	cmd.AddCommand(a.orgsCreateCommand(), a.orgsListCommand(), a.orgsShowCommand(), a.orgsUpdateCommand(), a.orgsDeleteCommand())
 	return cmd
-}
-
-// orgJSON is how an organization is printed with --json.
-type orgJSON struct {
-	ID            string `json:"id"`
-	Name          string `json:"name"`
-	Plan          string `json:"plan"`
-	RatePerSecond int64  `json:"ratePerSecond"`
-	Burst         int64  `json:"burst"`
-	RatePerMinute int64  `json:"ratePerMinute"`
-	Concurrency   int64  `json:"concurrency"`
-	Credits       int64  `json:"credits"`
-	AllowOverage  bool   `json:"allowOverage"`
-}
-
-// orgView shows o's effective limits, as the store resolved them from its
-// plan table.
-func orgView(o keyward.Organization) orgJSON {
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerSecond: o.Limits.RequestsPerSecond, Burst: o.Limits.Burst,
-		RatePerMinute: o.Limits.RequestsPerMinute, Concurrency: o.Limits.Concurrency,
-		Credits: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
 }
 
 // limitsText shows an organization's (or plan's) rate limits.
@@ -88,11 +67,11 @@ func (a *app) orgsCreateCommand() *cobra.Command {
 					return err
 				}
 				if asJSON {
-					return a.printJSON(orgView(o))
+					return a.printJSON(manage.ViewOrg(o))
 				}
-				v := orgView(o)
+				l := o.Limits
 				fmt.Fprintf(a.stdout, "created organization %s (%s): plan %s, %s, %d credits/month\n",
-					v.ID, v.Name, v.Plan, limitsText(v.RatePerSecond, v.Burst, v.RatePerMinute, v.Concurrency), v.Credits)
+					o.ID, o.Name, o.Plan, limitsText(l.RequestsPerSecond, l.Burst, l.RequestsPerMinute, l.Concurrency), l.MonthlyCredits)
 				return nil
 			})
 		},
@@ -120,13 +99,13 @@ func (a *app) orgsListCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				views := make([]orgJSON, 0, len(orgs))
+				views := make([]manage.OrgView, 0, len(orgs))
 				rows := make([][]string, 0, len(orgs))
 				for _, o := range orgs {
-					v := orgView(o)
+					v := manage.ViewOrg(o)
 					views = append(views, v)
-					rows = append(rows, []string{v.ID, v.Name, v.Plan, strconv.FormatInt(v.RatePerMinute, 10) + "/min",
-						strconv.FormatInt(v.Credits, 10), strconv.FormatBool(v.AllowOverage)})
+					rows = append(rows, []string{v.ID, v.Name, v.Plan, strconv.FormatInt(v.Limits.RequestsPerMinute, 10) + "/min",
+						strconv.FormatInt(v.Limits.MonthlyCredits, 10), strconv.FormatBool(v.AllowOverage)})
 				}
 				if listJSON {
 					return a.printJSON(views)
@@ -141,7 +120,7 @@ func (a *app) orgsListCommand() *cobra.Command {
 
 // orgDetail is `orgs show`: the organization, its credits and its keys.
 type orgDetail struct {
-	orgJSON
+	manage.OrgView
 	Balance   int64     `json:"balance"`
 	Reserved  int64     `json:"reserved"`
 	Leased    int64     `json:"leased"`
@@ -166,8 +145,9 @@ func (a *app) orgDetail(ctx context.Context, s *sqlstore.Store, id string) (orgD
 		return orgDetail{}, err
 	}
 	return orgDetail{
-		orgJSON: orgView(o), Balance: bal.Allocation + bal.Granted - bal.Spent, Reserved: bal.Reserved,
-		Leased: bal.Leased, Available: bal.Available, Granted: bal.Granted, Spent: bal.Spent, PeriodEnd: bal.PeriodEnd.UTC(), Keys: len(keys),
+		OrgView: manage.ViewOrg(o), Balance: credit.Available(bal.Allocation, bal.Granted, bal.Spent, 0), // before reservations
+		Reserved: bal.Reserved,
+		Leased:   bal.Leased, Available: bal.Available, Granted: bal.Granted, Spent: bal.Spent, PeriodEnd: bal.PeriodEnd.UTC(), Keys: len(keys),
 	}, nil
 }
 
@@ -177,8 +157,8 @@ func (a *app) printOrgDetail(d orgDetail, asJSON bool) error {
 	}
 	return a.table([]string{"FIELD", "VALUE"}, [][]string{
 		{"id", d.ID}, {"name", d.Name}, {"plan", d.Plan},
-		{"rate limits", limitsText(d.RatePerSecond, d.Burst, d.RatePerMinute, d.Concurrency)},
-		{"credits/month", strconv.FormatInt(d.Credits, 10)},
+		{"rate limits", limitsText(d.Limits.RequestsPerSecond, d.Limits.Burst, d.Limits.RequestsPerMinute, d.Limits.Concurrency)},
+		{"credits/month", strconv.FormatInt(d.Limits.MonthlyCredits, 10)},
 		{"overage", strconv.FormatBool(d.AllowOverage)},
 		{"balance", strconv.FormatInt(d.Balance, 10)},
 		{"reserved", strconv.FormatInt(d.Reserved, 10)},

@@ -110,28 +110,28 @@ func TestBurstFlags(t *testing.T) {
 		Burst         int64 `json:"burst"`
 		Concurrency   int64 `json:"concurrency"`
 	}
-	var got limits
+	var o orgRates
 	free := c.org("--name", "free")
-	c.json(&got, "orgs", "show", free, "--json")
-	assert.Equal(t, limits{1, 2, 2}, got, "the free plan's burst is its in-flight cap")
+	c.json(&o, "orgs", "show", free, "--json")
+	assert.Equal(t, limits{1, 2, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency}, "the free plan's burst is its in-flight cap")
 	out, errs, code := c.run("orgs", "show", free)
 	require.Equal(t, 0, code, errs)
 	assert.Contains(t, out, "1/s (burst 2), 60/min, 2 in flight")
 
 	bursty := c.org("--name", "bursty", "--burst", "5")
-	c.json(&got, "orgs", "show", bursty, "--json")
-	assert.Equal(t, limits{1, 5, 2}, got, "an override, the rate unchanged")
-	c.json(&got, "orgs", "update", bursty, "--burst", "3", "--json")
-	assert.Equal(t, limits{1, 3, 2}, got)
-	c.json(&got, "orgs", "update", bursty, "--burst", "0", "--json")
-	assert.Equal(t, limits{1, 2, 2}, got, "0: the plan's again")
+	c.json(&o, "orgs", "show", bursty, "--json")
+	assert.Equal(t, limits{1, 5, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency}, "an override, the rate unchanged")
+	c.json(&o, "orgs", "update", bursty, "--burst", "3", "--json")
+	assert.Equal(t, limits{1, 3, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency})
+	c.json(&o, "orgs", "update", bursty, "--burst", "0", "--json")
+	assert.Equal(t, limits{1, 2, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency}, "0: the plan's again")
 
 	var plan limits
 	c.json(&plan, "plans", "set", "steady", "--rate", "600/min", "--burst", "1", "--json")
 	assert.Equal(t, limits{0, 1, 0}, plan, "a plan keeps what is given; the rest is derived")
 	steady := c.org("--name", "steady", "--plan", "steady")
-	c.json(&got, "orgs", "show", steady, "--json")
-	assert.Equal(t, limits{10, 1, 10}, got)
+	c.json(&o, "orgs", "show", steady, "--json")
+	assert.Equal(t, limits{10, 1, 10}, limits{o.RatePerSecond, o.Burst, o.Concurrency})
 
 	_, errs, code = c.run("orgs", "create", "--name", "x", "--burst", "-1")
 	assert.Equal(t, 2, code, errs)

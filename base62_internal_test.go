@@ -1,4 +1,4 @@
-package base62_test
+package keyward
 
 import (
 	"bytes"
@@ -6,41 +6,39 @@ import (
 	"errors"
 	"testing"
 	"testing/iotest"
-
-	"github.com/keyward/keyward/internal/base62"
 )
 
-func TestPutDecodeRoundTrip(t *testing.T) {
+func TestBase62PutDecodeRoundTrip(t *testing.T) {
 	for _, v := range []uint64{0, 1, 61, 62, 1<<32 - 1, 56_800_235_583} {
 		var b [6]byte
-		base62.Put(b[:], v)
-		got, ok := base62.Decode(string(b[:]))
+		base62Put(b[:], v)
+		got, ok := base62Decode(string(b[:]))
 		if !ok || got != v {
 			t.Fatalf("Put/Decode(%d) = %d, %v (%q)", v, got, ok, b)
 		}
 	}
 	var b [6]byte
-	base62.Put(b[:], 0)
+	base62Put(b[:], 0)
 	if string(b[:]) != "000000" {
 		t.Fatalf("zero is %q, want left-padded zeros", b)
 	}
 }
 
-func TestDecodeRefuses(t *testing.T) {
+func TestBase62DecodeRefuses(t *testing.T) {
 	for _, s := range []string{"ab-c", "é", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzz"} {
-		if _, ok := base62.Decode(s); ok {
+		if _, ok := base62Decode(s); ok {
 			t.Errorf("Decode(%q) succeeded", s)
 		}
 	}
-	if !base62.Only(base62.Alphabet) || base62.Only("a b") {
+	if !base62Only(base62Alphabet) || base62Only("a b") {
 		t.Fatal("Only is wrong")
 	}
 }
 
 // Every digit is drawn about equally often: no modulo bias.
-func TestRandomIsUniform(t *testing.T) {
+func TestBase62RandomIsUniform(t *testing.T) {
 	dst := make([]byte, 62*4000)
-	if err := base62.Random(rand.Reader, dst); err != nil {
+	if err := base62Random(rand.Reader, dst); err != nil {
 		t.Fatal(err)
 	}
 	counts := map[byte]int{}
@@ -56,10 +54,10 @@ func TestRandomIsUniform(t *testing.T) {
 		}
 	}
 	// Bytes ≥ 248 are skipped, never mapped.
-	if err := base62.Random(bytes.NewReader(bytes.Repeat([]byte{250}, 64)), make([]byte, 1)); err == nil {
+	if err := base62Random(bytes.NewReader(bytes.Repeat([]byte{250}, 64)), make([]byte, 1)); err == nil {
 		t.Fatal("a source of only rejected bytes filled dst")
 	}
-	if err := base62.Random(iotest.ErrReader(errors.New("no entropy")), make([]byte, 4)); err == nil {
+	if err := base62Random(iotest.ErrReader(errors.New("no entropy")), make([]byte, 4)); err == nil {
 		t.Fatal("a failing source gave no error")
 	}
 }
