@@ -1,6 +1,7 @@
 package keyward_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -265,4 +266,73 @@ func TestFailedAuthKnowsKeysForAWeek(t *testing.T) {
 	f.now.Advance(7*24*time.Hour + time.Minute)
 	overBudget()
 	assert.Equal(t, http.StatusTooManyRequests, f.serve(fromClient(addr, k.Key)).Code, "not found for over a week: it waits")
+}
+
+// restarted stands for a process started anew over the same store, with
+// a FailedAuth throttle of its own: the attacker sends 20 invented keys
+// from addr, so that it is over budget before any key is presented there.
+func (f *fixture) restarted(t *testing.T, store keyward.KeyStore, addr string) func(key string) int {
+	t.Helper()
+	cache, err := keyward.NewCache(store, keyward.CacheConfig{})
+	require.NoError(t, err)
+	t.Cleanup(cache.Close)
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: cache, Prefix: "triq_", Now: f.now.Now, FailedAuth: &rate.FailedAuth{}})
+	require.NoError(t, err)
+	h := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	serve := func(key string) int {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, fromClient(addr, key))
+		return w.Code
+	}
+	for range 20 {
+		serve("triq_nonsense")
+	}
+	require.Equal(t, http.StatusTooManyRequests, serve("triq_nonsense"), "the address is over budget")
+	return serve
+}
+
+// A process started while an attacker keeps the address over budget (a
+// deploy, a crash, a new instance) knows from its store which keys are in
+// use, and looks them up: the victim gets through every time. A key never
+// used, and one revoked since, still wait. A store that cannot list the
+// keys in use leaves the new process knowing none (documented).
+func TestFailedAuthKnowsKeysInUseAfterARestart(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.FailedAuth = &rate.FailedAuth{} })
+	victim, unused, revoked := f.newKey(t), f.newKey(t), f.newKey(t)
+	const addr = "198.51.100.7:1"
+	require.Equal(t, http.StatusOK, f.serve(fromClient(addr, victim.Key)).Code)
+	require.Equal(t, http.StatusOK, f.serve(fromClient(addr, revoked.Key)).Code)
+	f.now.Advance(6 * 24 * time.Hour)
+	require.NoError(t, f.store.RevokeKey(context.Background(), revoked.Record.ID))
+
+	serve := f.restarted(t, f.store, addr)
+	codes := map[int]int{}
+	for range 10 {
+		codes[serve(victim.Key)]++
+		serve("triq_nonsense") // the attacker keeps going
+	}
+	assert.Equal(t, map[int]int{http.StatusOK: 10}, codes, "the victim, after the restart")
+	assert.Equal(t, http.StatusTooManyRequests, serve(unused.Key), "a key never used waits")
+	assert.Equal(t, http.StatusTooManyRequests, serve(revoked.Key), "a revoked key waits")
+
+	hidden := f.restarted(t, f.probe, addr) // a KeyStore that is not a RecentKeyLister
+	assert.Equal(t, http.StatusTooManyRequests, hidden(victim.Key), "without a RecentKeyLister, a new process knows no key")
+}
+
+// A key found revoked leaves the set of keys known: once the cache has
+// forgotten it, its client, over budget, waits as for any key.
+func TestFailedAuthForgetsARevokedKey(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *keyward.AuthConfig) { c.FailedAuth = &rate.FailedAuth{} })
+	k := f.newKey(t)
+	const addr = "198.51.100.7:1"
+	require.Equal(t, http.StatusOK, f.serve(fromClient(addr, k.Key)).Code)
+	for range 20 {
+		f.serve(fromClient(addr, "triq_nonsense"))
+	}
+	require.NoError(t, f.store.RevokeKey(context.Background(), k.Record.ID))
+	assert.Equal(t, http.StatusUnauthorized, f.serve(fromClient(addr, k.Key)).Code, "known: looked up, and found revoked")
+	f.cache.InvalidateAll()
+	assert.Equal(t, http.StatusTooManyRequests, f.serve(fromClient(addr, k.Key)).Code, "no longer known")
 }

@@ -214,9 +214,8 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	strs := d.l.policies.Of(policy.Limits{PerSecond: d.limits.RequestsPerSecond, PerMinute: d.limits.RequestsPerMinute,
 		KeyPerMinute: d.keyLimit, Concurrency: d.Concurrency})
 	now := policy.CurrentOf(d.res.Second, d.res.Minute, d.res.Key, d.keyLimit > 0, max(d.Concurrency-d.InFlight, 0))
-	limit, remaining := strs.Headline(d.Scope, now)
-	h["X-Ratelimit-Limit"] = d.st.headerValue(limit)
-	h["X-Ratelimit-Remaining"] = d.st.headerValue(remaining)
+	h["X-Ratelimit-Limit"] = d.st.headerValue(strs.Decimal(d.Limit))
+	h["X-Ratelimit-Remaining"] = d.st.headerValue(now.Decimal(d.Remaining))
 	h["X-Ratelimit-Reset"] = d.st.headerValue(d.l.reset.Text(d.Reset))
 	h["X-Ratelimit-Concurrency-Limit"] = d.st.headerValue(strs.Concurrency)
 	h["X-Ratelimit-Concurrency-Remaining"] = d.st.headerValue(now.InFlight)

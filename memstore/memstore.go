@@ -48,6 +48,8 @@ type Store struct {
 	pred     map[string]string // key id → the key it was rotated from
 	succ     map[string]string // key id → the key it was rotated into
 	watchers []keyward.Invalidator
+
+	found foundKeys // when LookupKey last found each key (RecentKeys)
 }
 
 var (
@@ -115,6 +117,7 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 	if !ok {
 		return nil, keyward.ErrKeyNotFound
 	}
+	s.found.note(hash, s.now())
 	rec := s.joined(k)
 	return &rec, nil
 }

@@ -83,28 +83,20 @@ func Of(l Limits) *Strings {
 	return v
 }
 
-// Of returns the decimal limit of scope (the per-second rate for any
-// other).
-func (s *Strings) Of(scope rate.Scope) string {
-	switch scope {
-	case rate.PerMinute:
+// Decimal returns n in decimal, from memory when n is one of the limits
+// (as X-RateLimit-Limit is: rate.Request.Headline decides which).
+func (s *Strings) Decimal(n int64) string {
+	switch n {
+	case s.limits.PerSecond:
+		return s.PerSecond
+	case s.limits.PerMinute:
 		return s.PerMinute
-	case rate.KeyPerMinute:
+	case s.limits.KeyPerMinute:
 		return s.KeyPerMinute
-	case rate.InFlight:
+	case s.limits.Concurrency:
 		return s.Concurrency
 	}
-	return s.PerSecond
-}
-
-// Headline returns X-RateLimit-Limit and -Remaining of a decision
-// (rate.Request.Headline): the per-second bucket's of cur when scope (the
-// limit that refused) is "", else the refusing limit and 0.
-func (s *Strings) Headline(scope rate.Scope, cur Current) (limit, remaining string) {
-	if scope == "" {
-		return s.PerSecond, cur.Remaining
-	}
-	return s.Of(scope), "0"
+	return strconv.FormatInt(n, 10)
 }
 
 // Reset formats X-RateLimit-Reset: an ISO-8601 time (RFC 3339, UTC), or
@@ -149,6 +141,17 @@ type Current struct {
 	Field string
 	// Remaining and InFlight are the r of "rps" and of "concurrency".
 	Remaining, InFlight string
+
+	remaining int64 // Remaining's value
+}
+
+// Decimal returns n in decimal, from the field when n is the r of "rps"
+// (as X-RateLimit-Remaining of an allowed request is).
+func (c Current) Decimal(n int64) string {
+	if n == c.remaining {
+		return c.Remaining
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // CurrentOf formats the RateLimit field of a decision: the windows of the
@@ -168,7 +171,7 @@ func CurrentOf(sec, min, key rate.Window, withKey bool, inFlight int64) Current 
 	b = append(b, `, "concurrency";r=`...)
 	cfrom := len(b)
 	field := string(strconv.AppendInt(b, inFlight, 10))
-	return Current{Field: field, Remaining: field[from:to], InFlight: field[cfrom:]}
+	return Current{Field: field, Remaining: field[from:to], InFlight: field[cfrom:], remaining: sec.Remaining}
 }
 
 // appendReset appends a RateLimit item's ";t=" parameter: whole seconds,
