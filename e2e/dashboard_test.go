@@ -297,6 +297,18 @@ func TestDashboardInABrowser(t *testing.T) {
 	if status, _ := s.call(t, "POST", "/v1/transactions/enrich", rotated, enrich); status != 200 {
 		t.Fatalf("the rotated key after the old one was revoked: %d", status)
 	}
+	// Every operator page fits a phone's width and a desktop's too.
+	orgsURL, _, _ := strings.Cut(orgURL, "/orgs/")
+	pages := map[string]string{"organizations": orgsURL + "/", "organization": orgURL, "key": keyURL,
+		"create-key": orgURL + "/keys/new", "not-found": orgURL + "/keys/key_absent"}
+	for _, width := range []int{390, 1280} {
+		b.do(chromedp.EmulateViewport(int64(width), 844))
+		for name, u := range pages {
+			b.do(chromedp.Navigate(u), chromedp.WaitReady(chromedp.CSS("main")))
+			b.fits(name, width)
+		}
+	}
+	b.forget("status of 404") // the not-found page's own answer
 	b.noConsoleErrors()
 	if out := os.Getenv("KEYWARD_SCREENSHOTS"); out != "" { // for the README
 		copyScreenshots(t, b.dir, out)
