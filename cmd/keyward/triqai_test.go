@@ -171,8 +171,10 @@ func (c *triqaiClient) batch(n int) error {
 // plan. It sends its two first requests at the same instant, which a
 // bucket of one second's rate (1) refused; the burst of 2 (the in-flight
 // cap) lets both start, and the client then paces itself near 1 a second.
+//
+// Not parallel: the client paces itself on when responses arrive, and the
+// package's other tests (processes of their own) would shift its timing.
 func TestTriqaiClientOnTheFreePlan(t *testing.T) {
-	t.Parallel()
 	c := newCLI(t)
 	org := c.org("--name", "triqai", "--plan", "free")
 	k := c.key(org, "--name", "production", "--permissions", "transactions:enrich")
