@@ -2,7 +2,6 @@ package keyward
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/textproto"
@@ -11,9 +10,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/ascii"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/recent"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // DefaultHeader is the request header that carries the key.
@@ -50,8 +49,11 @@ type AuthConfig struct {
 	// FailedAuth throttles each client's requests with a missing,
 	// malformed or unknown key; over its budget a client is refused (429,
 	// scope "auth") before any store lookup, except with a key the store
-	// found within the last week, so valid keys in use are never slowed.
-	// Nil: off.
+	// found within the last week, so valid keys in use are never slowed:
+	// those this process found, and, read once when a client is first over
+	// budget, those its store lists as used (a RecentKeyLister, which
+	// memstore and sqlstore are; sqlstore knows the uses it recorded as
+	// Usage). Nil: off.
 	FailedAuth *rate.FailedAuth
 }
 
@@ -61,7 +63,6 @@ type AuthConfig struct {
 // concurrent use.
 type Authenticator struct {
 	keys   keyFinder
-	known  *recent.Set // keys found recently, by knownID (with a FailedAuth)
 	format KeyFormat
 	header string
 	bearer bool
@@ -104,16 +105,13 @@ func RequireAPIKey(cfg AuthConfig) (*Authenticator, error) {
 	}
 	keys, ok := cfg.Keys.(keyFinder)
 	if !ok {
-		keys = storeFinder{cfg.Keys}
+		keys = storeFinder{cfg.Keys, knownKeys(cfg.Keys)}
 	}
 	a := &Authenticator{keys: keys, format: format, header: textproto.CanonicalMIMEHeaderKey(header), bearer: cfg.Bearer,
 		envs: slices.Clone(cfg.Environments), errors: cfg.Errors, now: cfg.Now, usage: cfg.Usage,
 		fail: newAuthFailures(header, format.Prefix(), cfg.Bearer), failed: cfg.FailedAuth}
 	if a.now == nil {
 		a.now = time.Now
-	}
-	if a.failed != nil {
-		a.known = recent.New(knownKeysFor, maxKnownKeys)
 	}
 	a.calls, _ = cfg.Usage.(CallRecorder)
 	return a, nil
@@ -133,7 +131,7 @@ const maxKeyHeaderLen = 256
 // wrong prefix, length or alphabet costs no lookup; one whose checksum
 // does not match costs a cache lookup and no store lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (rec *KeyRecord, err error) {
-	defer func() { observe(r.Context(), nil, telemetry.Auth, rec, err) }()
+	defer func() { observe(r.Context(), nil, hooks.Auth, rec, err) }()
 	if a.keys == nil {
 		return nil, misconfigured("an Authenticator must be made by RequireAPIKey")
 	}
@@ -156,7 +154,7 @@ func (a *Authenticator) authenticate(r *http.Request, wait time.Duration) (*KeyR
 	// 1. Exactly one key, of the right shape: no I/O. Over its budget, a
 	// client waits unless the key was found recently.
 	key, err := a.presentedKey(r)
-	if wait > 0 && (err != nil || !a.knownKey(key)) {
+	if wait > 0 && (err != nil || !a.knownKey(r.Context(), key)) {
 		return nil, rateLimited(rate.FailedAuthScope, a.failed.Limit(), a.now().Add(wait), wait)
 	}
 	if err != nil {
@@ -236,7 +234,7 @@ func (a *Authenticator) presentedKey(r *http.Request) (string, error) {
 // hash).
 func (a *Authenticator) lookup(ctx context.Context, key string) (*KeyRecord, error) {
 	if rec, ok := a.keys.byKey(key); ok {
-		telemetry.Looked(ctx, telemetry.FrontHit)
+		hooks.Looked(ctx, hooks.FrontHit)
 		return rec, nil
 	}
 	if !a.format.checksumOK(key) {
@@ -244,32 +242,23 @@ func (a *Authenticator) lookup(ctx context.Context, key string) (*KeyRecord, err
 	}
 	h := Hash(key)
 	rec, err := a.keys.find(ctx, key, h)
-	if err == nil {
-		a.known.Add(knownID(h), a.now())
-	} else if errors.Is(err, ErrKeyNotFound) {
-		a.known.Forget(knownID(h))
+	if a.failed != nil && (err == nil || errors.Is(err, ErrKeyNotFound)) {
+		if now := a.now(); err == nil && !rec.Revoked(now) && !rec.Expired(now) {
+			a.keys.known().Add(knownID(h), now)
+		} else {
+			a.keys.known().Forget(knownID(h)) // revoked, expired or gone
+		}
 	}
 	return rec, err
 }
 
 // knownKey reports whether key was found within knownKeysFor.
-func (a *Authenticator) knownKey(key string) bool {
+func (a *Authenticator) knownKey(ctx context.Context, key string) bool {
 	if _, ok := a.keys.byKey(key); ok {
 		return true
 	}
-	return a.format.checksumOK(key) && a.known.Has(knownID(Hash(key)), a.now())
+	return a.format.checksumOK(key) && a.keys.known().Known(ctx, knownID(Hash(key)), a.now())
 }
-
-// knownID is what the set of keys found recently keeps of a key: its
-// hash's first 8 bytes (a key colliding with a known one gets a store
-// lookup, nothing more).
-func knownID(h KeyHash) uint64 { return binary.LittleEndian.Uint64(h[:8]) }
-
-// With a FailedAuth, a key the store found within knownKeysFor is looked
-// up even while its client is over budget: a valid key is not held up by
-// the failures of others at its address (behind a proxy that is not
-// trusted, every client's). Up to maxKnownKeys are kept (≈ 3 MB).
-const knownKeysFor, maxKnownKeys = 7 * 24 * time.Hour, 1 << 17
 
 // keyFinder is what an Authenticator asks of its KeyStore. A Cache is
 // one: it answers for keys it found recently by the key itself. Any other
@@ -281,14 +270,21 @@ type keyFinder interface {
 	// find returns the record of exactly key, whose SHA-256 is h, or an
 	// error (ErrKeyNotFound for no such key).
 	find(ctx context.Context, key string, h KeyHash) (*KeyRecord, error)
+	// known returns the keys its store found recently (knownKeys).
+	known() *recent.Set
 }
 
 var _ keyFinder = (*Cache)(nil)
 
 // storeFinder is the keyFinder of a KeyStore without a Cache in front.
-type storeFinder struct{ store KeyStore }
+type storeFinder struct {
+	store KeyStore
+	keys  *recent.Set
+}
 
 func (storeFinder) byKey(string) (*KeyRecord, bool) { return nil, false }
+
+func (s storeFinder) known() *recent.Set { return s.keys }
 
 func (s storeFinder) find(ctx context.Context, _ string, h KeyHash) (*KeyRecord, error) {
 	return lookupStore(ctx, s.store, h)

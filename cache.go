@@ -14,7 +14,8 @@ import (
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/front"
-	"github.com/keyward/keyward/telemetry"
+	"github.com/keyward/keyward/internal/hooks"
+	"github.com/keyward/keyward/internal/recent"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -65,6 +66,10 @@ type Cache struct {
 	// front: entries of c by key (nil when FrontSlots < 0), served under
 	// the same checks; a hit costs no SHA-256 and no ristretto lookup.
 	front *front.Front[*cacheEntry]
+
+	// keys: the keys the store found recently (knownKeys), for every
+	// Authenticator with a FailedAuth in front of this cache.
+	keys *recent.Set
 
 	closeOnce sync.Once
 	closeMu   sync.RWMutex // held by fills while they write to c.c
@@ -130,6 +135,7 @@ func NewCache(store KeyStore, cfg CacheConfig) (*Cache, error) {
 		ttl:           cmp.Or(cfg.TTL, 30*time.Second),
 		negTTL:        cmp.Or(cfg.NegativeTTL, 5*time.Second),
 		lookupTimeout: cmp.Or(cfg.LookupTimeout, 5*time.Second),
+		keys:          knownKeys(store),
 	}
 	if cfg.FrontSlots >= 0 {
 		c.front = front.New[*cacheEntry](cmp.Or(cfg.FrontSlots, 4096))
@@ -164,7 +170,7 @@ func (c *Cache) cached(ctx context.Context, hash KeyHash) (*cacheEntry, bool) {
 		return nil, false
 	}
 	if e, ok := c.c.Get(binary.LittleEndian.Uint64(hash[:8])); ok && e.hash == hash && c.current(e) {
-		telemetry.LookedCached(ctx, e.rec == nil)
+		hooks.LookedCached(ctx, e.rec == nil)
 		return e, true
 	}
 	return nil, false
@@ -181,6 +187,14 @@ func (c *Cache) byKey(key string) (*KeyRecord, bool) {
 		return nil, false
 	}
 	return e.rec, true
+}
+
+// known returns the keys c's store found recently.
+func (c *Cache) known() *recent.Set {
+	if c == nil {
+		return nil
+	}
+	return c.keys
 }
 
 // remember puts e, the entry of a key found, in the front under key.
@@ -205,7 +219,7 @@ func (e *cacheEntry) answer() (*KeyRecord, error) {
 // lookupStore asks store for hash, holding it to its contract: an error,
 // or the record of exactly that hash.
 func lookupStore(ctx context.Context, store KeyStore, hash KeyHash) (*KeyRecord, error) {
-	ctx, call := telemetry.StartLookup(ctx)
+	ctx, call := hooks.StartLookup(ctx)
 	rec, err := store.LookupKey(ctx, hash)
 	if rec != nil {
 		call.Key(rec.ID, rec.Org.ID)
@@ -259,10 +273,10 @@ func (c *Cache) miss(ctx context.Context, hash KeyHash) (*cacheEntry, error) {
 			continue // invalidated while we looked: the answer may be stale
 		}
 		if res.Err != nil {
-			telemetry.Looked(ctx, telemetry.StoreError)
+			hooks.Looked(ctx, hooks.StoreError)
 			return nil, res.Err
 		}
-		telemetry.Looked(ctx, telemetry.Miss)
+		hooks.Looked(ctx, hooks.Miss)
 		return res.Val.(*cacheEntry), nil
 	}
 	return nil, errInvalidationStorm
@@ -278,7 +292,7 @@ func (c *Cache) fill(ctx context.Context, hash KeyHash, g, s uint64) (*cacheEntr
 		e.expires > clock.Process.UnixNano() {
 		return e, nil
 	}
-	ctx, cancel := context.WithTimeout(telemetry.Detach(ctx), c.lookupTimeout) // the request's span, nothing else
+	ctx, cancel := context.WithTimeout(hooks.Detach(ctx), c.lookupTimeout) // the request's span, nothing else
 	defer cancel()
 	c.storeCalls.Add(1)
 	rec, err := lookupStore(ctx, c.store, hash)
@@ -307,9 +321,12 @@ func (c *Cache) fill(ctx context.Context, hash KeyHash, g, s uint64) (*cacheEntr
 }
 
 // Invalidate implements Invalidator: after it returns, no lookup on this
-// cache answers from anything known about hash before the call.
+// cache answers from anything known about hash before the call. A key
+// known to be in use (see RecentKeyLister) stays so, but is the first to
+// be forgotten when room is needed: it may have been revoked.
 func (c *Cache) Invalidate(hash KeyHash) {
 	c.stripes[stripeOf(&hash)].Add(1)
+	c.keys.Demote(knownID(hash))
 	c.closeMu.RLock()
 	defer c.closeMu.RUnlock()
 	if !c.closed {

@@ -23,5 +23,5 @@ func BenchmarkFullChainSDK(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = telemetry.Configure(telemetry.Config{}) })
 	h, r := fullChain(b)
-	runHandler(b, h, r, false)
+	runChain(b, h, r)
 }

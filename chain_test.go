@@ -14,7 +14,7 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
-	"github.com/keyward/keyward/memstore"
+	"github.com/keyward/keyward/rate"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -42,18 +42,6 @@ func recovered(t *testing.T, h http.Handler, r *http.Request) (w *httptest.Respo
 }
 
 type foreignKey struct{}
-
-// logLine returns the line of logs that carries requestID.
-func logLine(t *testing.T, logs, requestID string) string {
-	t.Helper()
-	for _, l := range strings.Split(logs, "\n") {
-		if strings.Contains(l, requestID) {
-			return l
-		}
-	}
-	t.Fatalf("no log line has request id %s in:\n%s", requestID, logs)
-	return ""
-}
 
 // Every handler that needs a caller answers 500 internal_error, naming the
 // misconfiguration, when the request's context carries no usable key:
@@ -235,7 +223,7 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 		}
 		perms, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 		require.NoError(t, err)
-		limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Now: f.now.Now})
+		limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Errors: ew, Now: f.now.Now})
 		require.NoError(t, err)
 		charger, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: f.ledger, Errors: ew})
 		require.NoError(t, err)
@@ -318,148 +306,107 @@ func TestForeignMiddlewareAnywhereInTheChain(t *testing.T) {
 	}
 }
 
-// Two RateLimiters of the default configuration (two routes) count one
-// organization's requests in one budget: the process's.
-func TestRateLimitersShareTheProcessCounters(t *testing.T) {
+// Zero values of the exported decisions answer 500; none lets a request
+// through or panics.
+func TestZeroDecisionsAnswer500(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t) // a free organization: one a second
+	f := newFixture(t)
 	k := f.newKey(t)
-	a, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
-	require.NoError(t, err)
-	b, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
-	require.NoError(t, err)
-	mux := http.NewServeMux()
-	mux.Handle("GET /a", f.auth.Middleware(a.Middleware(okHandler)))
-	mux.Handle("GET /b", f.auth.Middleware(b.Middleware(okHandler)))
-	call := func(path string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest(http.MethodGet, path, nil)
-		r.Header.Set("X-API-Key", k.Key)
-		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, r)
-		return w
-	}
-	w := call("/a")
-	require.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, "1", w.Header().Get("X-RateLimit-Limit"))
-	w = call("/b")
-	require.Equal(t, http.StatusTooManyRequests, w.Code, "the token /a took is the organization's")
-	assert.Equal(t, "rps", w.Header().Get("X-RateLimit-Scope"))
-	assert.Contains(t, w.Header().Get("RateLimit"), `"rpm";r=59;`)
-}
-
-// A nil plan table is DefaultPlans() everywhere: in Plans' methods, in
-// manage.NewOrg and in memstore, and so in what the handlers enforce.
-func TestNilPlansAreTheDefaults(t *testing.T) {
-	t.Parallel()
-	var nilPlans *keyward.Plans
-	growth := keyward.Organization{ID: "o", Name: "g", Plan: "growth"}
-	l, err := nilPlans.Resolve(growth)
-	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, l)
-	p, ok := nilPlans.Plan("business")
-	assert.True(t, ok)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 20, RequestsPerMinute: 1_200, Concurrency: 20, MonthlyCredits: 100_000}, p.Limits)
-	_, err = nilPlans.Resolve(keyward.Organization{Plan: "platinum"})
-	assert.Error(t, err)
-
-	o, err := manage.NewOrg("org_1", manage.OrgSpec{Name: "g", Plan: "growth"}, nil)
-	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, o.Limits)
-	assert.NoError(t, manage.CheckOrg(growth, nil))
-
-	store, err := memstore.New(memstore.Options{Prefix: "triq_", Plans: nil})
-	require.NoError(t, err)
-	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "g", Plan: "growth"})
-	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, org.Limits)
-	key, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k"})
-	require.NoError(t, err)
-	rec, err := store.LookupKey(context.Background(), key.Record.Hash)
-	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, rec.Org.Limits)
-	assert.Equal(t, int64(25_000), rec.Org.Account().Allocation)
-
-	// And the handlers enforce them.
-	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_"})
-	require.NoError(t, err)
-	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{})
-	require.NoError(t, err)
-	ledger, err := memstore.NewLedger(memstore.LedgerOptions{})
-	require.NoError(t, err)
-	charger, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger})
+	rec, err := f.store.LookupKey(context.Background(), keyward.Hash(k.Key))
 	require.NoError(t, err)
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	r.Header.Set("X-API-Key", key.Key)
-	w := httptest.NewRecorder()
-	auth.Middleware(limiter.Middleware(charger.Middleware(okHandler))).ServeHTTP(w, r)
-	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
-	assert.Equal(t, "10", w.Header().Get("X-RateLimit-Limit"))
-	assert.Equal(t, "24999", w.Header().Get(keyward.HeaderCreditsRemaining))
-}
-
-// The plan table refuses what it cannot resolve, all at once.
-func TestNewPlansReportsEveryProblem(t *testing.T) {
-	t.Parallel()
-	_, err := keyward.NewPlans(
-		keyward.Plan{Name: "x", Limits: keyward.Limits{RequestsPerMinute: -1}},
-		keyward.Plan{Name: "y", Limits: keyward.Limits{MonthlyCredits: -5}},
-		keyward.Plan{Name: "y"},
-		keyward.Plan{},
-	)
-	require.Error(t, err)
-	var ce *keyward.ConfigError
-	assert.ErrorAs(t, err, &ce)
-	for _, want := range []string{`Plans["x"] has a limit out of range: rate -1`, `Plans["y"] has a limit out of range: credits -5`, `Plans["y"] is named twice`, "without a name"} {
-		assert.Contains(t, err.Error(), want)
-	}
-	_, err = keyward.NewPlans()
-	assert.ErrorContains(t, err, "empty")
-}
-
-func TestPlansResolve(t *testing.T) {
-	t.Parallel()
-	plans, err := keyward.NewPlans(
-		keyward.Plan{Name: "pro", Limits: keyward.Limits{RequestsPerMinute: 10, MonthlyCredits: 50}},
-		keyward.Plan{Name: "custom"},
-		keyward.Plan{Name: "basic", Limits: keyward.Limits{RequestsPerMinute: 1}},
-	)
-	require.NoError(t, err)
-	for _, tc := range []struct {
-		org  keyward.Organization
-		want keyward.Limits
-		err  string
-	}{
-		// A per-second rate and in-flight cap not given are derived: the
-		// minute spread over 60 s, rounded up; that, at least 2.
-		{keyward.Organization{Plan: "pro"}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerMinute: 99}, keyward.Limits{RequestsPerSecond: 2, RequestsPerMinute: 99, Concurrency: 2, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerMinute: 6000}, keyward.Limits{RequestsPerSecond: 100, RequestsPerMinute: 6000, Concurrency: 100, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", RatePerSecond: 7, Concurrency: 3}, keyward.Limits{RequestsPerSecond: 7, RequestsPerMinute: 10, Concurrency: 3, MonthlyCredits: 50}, ""},
-		{keyward.Organization{Plan: "pro", MonthlyCredits: 7}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 7}, ""},
-		{keyward.Organization{Plan: "custom", RatePerMinute: 5}, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 5, Concurrency: 2}, ""},
-		{keyward.Organization{Plan: "pro", RatePerSecond: -1}, keyward.Limits{}, "rate -1/s is out of range"},
-		{keyward.Organization{Plan: "pro", RatePerSecond: keyward.MaxRatePerMinute/60 + 1}, keyward.Limits{}, "out of range"},
-		{keyward.Organization{Plan: "pro", Concurrency: -1}, keyward.Limits{}, "in-flight cap -1 is out of range"},
-		{keyward.Organization{Plan: "custom"}, keyward.Limits{}, "custom rate"},
-		{keyward.Organization{Plan: "free"}, keyward.Limits{}, `"free"`},
-		{keyward.Organization{Plan: "pro", RatePerMinute: -1}, keyward.Limits{}, "out of range"},
-		{keyward.Organization{Plan: "pro", MonthlyCredits: -1}, keyward.Limits{}, "out of range"},
+	r.Header.Set("X-API-Key", k.Key)
+	r = keyward.AttachKey(r, rec)
+	for name, mw := range map[string]func(http.Handler) http.Handler{
+		"Authenticator":     new(keyward.Authenticator).Middleware,
+		"PermissionChecker": new(keyward.PermissionChecker).Middleware,
+		"Charger":           new(keyward.Charger).Middleware,
 	} {
-		got, err := plans.Resolve(tc.org)
-		if tc.err != "" {
-			assert.ErrorContains(t, err, tc.err, "%+v", tc.org)
-			continue
-		}
-		require.NoError(t, err, "%+v", tc.org)
-		assert.Equal(t, tc.want, got, "%+v", tc.org)
+		w := httptest.NewRecorder()
+		require.NotPanics(t, func() {
+			mw(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Errorf("%s let a request through", name) })).ServeHTTP(w, r)
+		}, name)
+		assert.Equal(t, http.StatusInternalServerError, w.Code, name)
 	}
-	// The store resolves with its own table.
-	store, err := memstore.New(memstore.Options{Prefix: "triq_", Plans: plans})
+	w := httptest.NewRecorder()
+	new(keyward.RateLimiter).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+	assert.Equal(t, http.StatusOK, w.Code, "a zero RateLimiter counts in the process's counters")
+	var ch keyward.Charge
+	assert.ErrorIs(t, ch.Settle(200), keyward.ErrNoCharge)
+	assert.ErrorIs(t, ch.SetCost(1), keyward.ErrNoCharge)
+	_, err = new(keyward.RateLimiter).Allow(context.Background(), nil, time.Now())
+	assert.Error(t, err)
+
+	// A zero Charge runs next and settles nothing; a panic in next goes on.
+	ran := false
+	require.NotPanics(t, func() { ch.Run(func() { ran = true }, nil) })
+	assert.True(t, ran)
+	assert.PanicsWithValue(t, "boom", func() { ch.Run(func() { panic("boom") }, nil) })
+
+	// A zero Cache answers a misconfiguration, directly and behind
+	// RequireAPIKey, instead of crashing the process from the lookup's
+	// goroutine.
+	_, err = new(keyward.Cache).LookupKey(context.Background(), keyward.Hash(k.Key))
+	var ke *keyward.Error
+	require.ErrorAs(t, err, &ke)
+	assert.Equal(t, http.StatusInternalServerError, ke.Status)
+	a, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: new(keyward.Cache), Prefix: "triq_"})
 	require.NoError(t, err)
-	_, err = store.CreateOrg(context.Background(), manage.OrgSpec{Name: "a", Plan: "free"})
-	assert.ErrorContains(t, err, `"free"`)
-	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "a", Plan: "pro", MonthlyCredits: 7})
+	w = httptest.NewRecorder()
+	a.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("served") })).ServeHTTP(w, r)
+	assert.Equal(t, http.StatusServiceUnavailable, w.Code, "the key store's failure, as for any store")
+
+	// An error with no status an error can have is written as a 500, not a
+	// panic (0) or a success (200); a typed nil *Error too.
+	var nilErr *keyward.Error
+	for name, err := range map[string]error{"status 0": keyward.Validation(0, "x", nil),
+		"status 200": keyward.Validation(http.StatusOK, "x", nil), "typed nil": nilErr} {
+		w := httptest.NewRecorder()
+		require.NotPanics(t, func() { new(keyward.ErrorWriter).WriteError(w, httptest.NewRequest(http.MethodGet, "/", nil), err) }, name)
+		assert.Equal(t, http.StatusInternalServerError, w.Code, name)
+		assert.Contains(t, w.Body.String(), `"code":"internal_error"`, name)
+	}
+}
+
+// Test keys look different (triq_test_…), are valid only as test keys,
+// and neither count against the organization's live limits nor spend its
+// live credits: they have a budget of their own, with the same limits.
+func TestTestKeysHaveTheirOwnBudget(t *testing.T) {
+	t.Parallel()
+	f := newCreditFixture(t, 3, false) // 3 live credits, 60 requests a minute
+	test := f.newKey(t, func(k *manage.KeySpec) { k.Environment = keyward.EnvTest })
+	require.True(t, strings.HasPrefix(test.Key, "triq_test_"), test.Key)
+	format, err := keyward.NewKeyFormat("triq_")
 	require.NoError(t, err)
-	assert.Equal(t, keyward.Limits{RequestsPerSecond: 1, RequestsPerMinute: 10, Concurrency: 2, MonthlyCredits: 7}, org.Limits)
-	assert.True(t, strings.HasPrefix(org.ID, "org_"))
+	assert.True(t, format.Valid(test.Key))
+	assert.True(t, format.Valid(f.key.Key))
+	assert.False(t, format.Valid("triq_"+test.Key[len("triq_test_"):]), "a test key's body is no live key")
+	assert.Equal(t, "triq_test_"+test.Key[10:14]+"…"+test.Key[len(test.Key)-4:], format.Hint(test.Key))
+
+	limiter, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Now: f.now.Now})
+	require.NoError(t, err)
+	h := f.auth.Middleware(limiter.Middleware(f.charger.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))))
+	call := func(key string) int {
+		f.now.Advance(time.Second) // the free plan's one request a second
+		r := f.request(context.Background(), "", nil)
+		r.Header.Set("X-API-Key", key)
+		w, _ := serve(h, r)
+		return w.Code
+	}
+	for range 3 {
+		require.Equal(t, http.StatusOK, call(f.key.Key))
+	}
+	require.Equal(t, http.StatusPaymentRequired, call(f.key.Key), "the live credits are spent")
+	for range 3 {
+		require.Equal(t, http.StatusOK, call(test.Key), "the test budget is untouched by live calls")
+	}
+	require.Equal(t, http.StatusPaymentRequired, call(test.Key), "and has the same allocation")
+	live := f.balance(t)
+	assert.Equal(t, int64(3), live.Spent, "test calls spent no live credit")
+	testKey, err := f.store.LookupKey(context.Background(), keyward.Hash(test.Key))
+	require.NoError(t, err)
+	tb, err := f.ledger.Balance(context.Background(), testKey.Account())
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), tb.Spent)
+	assert.Equal(t, f.org.ID+":test", testKey.Account().OrgID)
 }

@@ -13,19 +13,18 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/detach"
-	"github.com/keyward/keyward/internal/idempotency"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/keepalive"
 	"github.com/keyward/keyward/internal/statuswriter"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // Headers that ChargeCredits reads and writes.
 const (
 	// HeaderIdempotencyKey names a call so that retries of it spend once.
 	// A ledger keeps only its SHA-256.
-	HeaderIdempotencyKey = idempotency.Header
+	HeaderIdempotencyKey = "Idempotency-Key"
 	// HeaderXIdempotencyKey is accepted in place of Idempotency-Key.
-	HeaderXIdempotencyKey = idempotency.XHeader
+	HeaderXIdempotencyKey = "X-Idempotency-Key"
 	// HeaderCreditsRemaining, on every 2xx of a charged call: Available as the ledger's
 	// Balance where the call was served counts it, once the call is charged (Charge.Remaining).
 	HeaderCreditsRemaining = "X-Credits-Remaining"
@@ -69,13 +68,12 @@ type CreditConfig struct {
 // other routers call Begin, the Charge's methods and WriteError. It is
 // immutable and safe for concurrent use.
 type Charger struct {
-	ledger   credit.Ledger
-	observed credit.Ledger // ledger through telemetry, for watched requests
-	cost     CostFunc
-	maxBody  int64
-	errors   *ErrorWriter
-	fail     creditFailures
-	running  keepalive.Set // the reservations of calls running now, renewed
+	ledger  credit.Ledger // the configured one, wrapped once for telemetry
+	cost    CostFunc
+	maxBody int64
+	errors  *ErrorWriter
+	fail    creditFailures
+	running keepalive.Set // the reservations of calls running now, renewed
 }
 
 // ChargeCredits checks cfg and returns the Charger it describes, or every
@@ -111,8 +109,7 @@ func ChargeCredits(cfg CreditConfig) (*Charger, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	c := &Charger{ledger: cfg.Ledger, observed: telemetry.Ledger(cfg.Ledger), cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20),
-		errors: cfg.Errors}
+	c := &Charger{ledger: hooks.Ledger(cfg.Ledger), cost: cfg.CostFunc, maxBody: cmp.Or(cfg.MaxIdempotentBody, 1<<20), errors: cfg.Errors}
 	if c.cost == nil {
 		cost := cmp.Or(cfg.Cost, 1)
 		c.cost = func(*http.Request) (int64, error) { return cost, nil }
@@ -154,7 +151,7 @@ var errCostOutOfRange = misconfigured("the cost of the call is negative or above
 // bytes) to fingerprint the call and replaces r.Body with a copy.
 func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
 	st, k, err := callerOf(r.Context(), "ChargeCredits")
-	defer func() { observe(r.Context(), st, telemetry.Credits, nil, err) }()
+	defer func() { observe(r.Context(), st, hooks.Credits, nil, err) }()
 	switch {
 	case c.ledger == nil:
 		return nil, misconfigured("a Charger must be made by ChargeCredits")
@@ -173,15 +170,15 @@ func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
 	}
 	req := credit.ReserveRequest{Account: k.Account(), Amount: cost, KeyID: k.ID}
 	req.RequestID, _ = incomingRequestID(r)
-	if key, err := idempotency.Key(r.Header); err != nil {
+	if key, err := idemKey(r.Header); err != nil {
 		return nil, c.fail.of(err)
 	} else if key != "" {
-		req.IdempotencyKey = idempotency.Digest(key)
-		if req.Fingerprint, err = idempotency.Fingerprint(r, c.maxBody); err != nil {
+		req.IdempotencyKey = idemDigest(key)
+		if req.Fingerprint, err = idemFingerprint(r, c.maxBody); err != nil {
 			return nil, c.fail.of(err)
 		}
 	}
-	res, err := c.ledgerFor(st.watched).Reserve(r.Context(), req)
+	res, err := c.ledger.Reserve(r.Context(), req)
 	if err != nil {
 		switch {
 		case errors.Is(err, credit.ErrIdempotencyKeyInUse):
@@ -193,11 +190,10 @@ func (c *Charger) Begin(r *http.Request) (ch *Charge, err error) {
 	}
 	ch = st.newCharge()
 	ch.c, ch.st, ch.detached, ch.acct, ch.cost, ch.reqID = c, st, detach.Context{Parent: r.Context()}, req.Account, cost, req.RequestID
-	ch.res, ch.watched = res, st.watched
+	ch.res = res
 	if res.Replayed {
 		ch.cost = res.Charged
 	} else {
-		ch.counted = st.watched && telemetry.Reserved(r.Context(), req.Account.OrgID, cost, true)
 		c.running.Add(&ch.alive, (*chargeRenewer)(ch), renewAt(res.ExpiresAt))
 	}
 	return ch, nil
@@ -236,23 +232,10 @@ type Charge struct {
 	endedOn int32 // the status Settle settled on; with done, charged and failed, in padding (the state keeps its size class)
 	cost    int64
 	settled bool
-	watched bool // the request was: the Charger's observed ledger
-	counted bool // telemetry counted the reservation open
 	done    bool // Settle had the ledger's answer: charged (cost committed), or failed
 	charged bool
 	failed  bool
 	st      *requestState
-}
-
-func (ch *Charge) ledger() credit.Ledger { return ch.c.ledgerFor(ch.watched) }
-
-// ledgerFor returns c's ledger: observed (through telemetry) for a watched
-// request.
-func (c *Charger) ledgerFor(watched bool) credit.Ledger {
-	if watched {
-		return c.observed
-	}
-	return c.ledger
 }
 
 // ChargeFromContext returns the Charge of the call ctx belongs to: the
@@ -297,12 +280,9 @@ func (ch *Charge) SetCost(credits int64) error {
 		return nil
 	}
 	if credits > ch.res.Amount {
-		res, err := ch.ledger().Adjust(ch.detached.Parent, ch.acct, ch.res.ID, credits)
+		res, err := ch.c.ledger.Adjust(ch.detached.Parent, ch.acct, ch.res.ID, credits)
 		if err != nil {
 			return ledgerFailure(credits-ch.res.Amount, res, err)
-		}
-		if ch.counted {
-			telemetry.Reserved(ch.detached.Parent, ch.acct.OrgID, res.Amount-ch.res.Amount, false)
 		}
 		ch.res.Amount, ch.res.Available = res.Amount, res.Available
 	}
@@ -373,8 +353,12 @@ func (ch *Charge) Settle(status int) error {
 	ch.c.running.Remove(&ch.alive)
 	commit := status >= 200 && status <= 299
 	var err error
-	if !ch.res.Replayed {
-		err = telemetry.Settle(&ch.detached, ch.ledger(), ch.acct, ch.res, cost, commit, ch.counted)
+	switch {
+	case ch.res.Replayed: // nothing is held
+	case commit:
+		err = ch.c.ledger.Commit(&ch.detached, ch.acct, ch.res.ID, cost)
+	default:
+		err = ch.c.ledger.Release(&ch.detached, ch.acct, ch.res.ID)
 	}
 	ch.mu.Lock()
 	ch.endedOn, ch.done, ch.failed = int32(status), true, err != nil
@@ -525,7 +509,7 @@ type chargeRenewer Charge
 // a call up after a day (a Charge an adapter began and never settled).
 func (r *chargeRenewer) Renew(ctx context.Context) (int64, bool) {
 	ch := (*Charge)(r)
-	expires, err := ch.ledger().Extend(ctx, ch.acct, ch.res.ID)
+	expires, err := ch.c.ledger.Extend(ctx, ch.acct, ch.res.ID)
 	switch {
 	case err == nil:
 		return renewAt(expires), true

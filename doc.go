@@ -27,23 +27,61 @@
 //
 // # Where things are
 //
+// The root package, the request path, one file per concept (its tests in
+// the file of the same name; chain_test.go for what crosses handlers):
+//
 //	auth.go         RequireAPIKey: the Authenticator, AuthConfig
 //	request.go      what keyward keeps for one request between its handlers
 //	cache.go        the key cache (ristretto) and its exact revocation
 //	keys.go         keys: format, hash, hint; KeyRecord, Organization, KeyStore
+//	base62.go       the keys' alphabet
 //	plans.go        the plan table and the one override rule (Plans.Resolve)
 //	permissions.go  EnforcePermissions
 //	ratelimit.go    RateLimitByOrg: which limit refused, and the headers
 //	credits.go      ChargeCredits: reserve, run, settle; SetCost
+//	idempotency.go  which idempotency key a call carries, and its request
 //	calls.go        what RequireAPIKey tells a CallRecorder of each call
+//	observe.go      telemetry's one look at each handler's decision
 //	failures.go     every failure's code, reason, status and message, and
 //	                the one ErrorWriter (byte-identical on every router; a
-//	                store that cannot be reached is a 503, never a 401)
+//	                store that cannot be reached is a 503, never a 401),
+//	                which writes the success envelope too (WriteData)
+//
+// Packages of this module:
+//
 //	credit/         the credit ledger contract that memstore and sqlstore keep
 //	manage/         key management: creating, rotating, revoking (KeyManager)
 //	rate/           rate-limit state: per-second bucket, per-minute quota,
 //	                in-flight slots (Memory, Ulule); failed-auth throttle
-//	memstore/, sqlstore/, redislimit/  backends; keywardtest/  contract kits
+//	usage/          calls and credits per key, by day and outcome
+//	memstore/       organizations, keys, ledger and usage in memory
+//	sqlstore/       the same in SQLite or PostgreSQL; migrations/ its schema
+//	redislimit/     rate limits kept in Redis, shared by every instance
+//	telemetry/      OpenTelemetry metrics and spans around the handlers
+//	admin/          the admin HTTP API and the dashboard (static/, templates/)
+//	keywardtest/    the public contract suites: key backends, ledgers, routers
+//	cmd/keyward/    the command: orgs, keys, credits, plans, admin tokens,
+//	                scan, serve and demo (one file each)
+//	internal/       out of the request path's sight: the tricks that need
+//	                tests of their own, each with one user: front (the
+//	                cache's exact-key slots, compared whole in constant
+//	                time), keepalive (open reservations renewed from one
+//	                goroutine, no timer a call), policy (rate-limit header
+//	                values formatted once per set of limits), recent (the
+//	                bounded set of keys found lately), strsum (checksums of
+//	                a string without an allocation); helpers with several
+//	                users: ascii, clock, detach, ids, nilness, perm,
+//	                statuswriter; testenv (the real servers tests use)
+//
+// Modules of their own, tied together by go.work, and the rest:
+//
+//	adapters/gin/, adapters/echo/  the handlers as gin and echo middleware
+//	bench/          keyward beside ulule/limiter and go-chi/httprate
+//	e2e/            the dashboard in headless Chromium against keyward serve
+//	docs/           the guides the README links to
+//	scripts/        the load test (loadtest/) and the telemetry benchmark
+//	testdata/       the fuzz corpus of the root package's fuzz targets
+//	.ci/            CI's entry point (run) and testsum, which sums go test -json
 //
 // # What a deployment MUST do
 //

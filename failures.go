@@ -1,11 +1,9 @@
 package keyward
 
 import (
-	"cmp"
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -14,10 +12,8 @@ import (
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ascii"
 	"github.com/keyward/keyward/internal/detach"
-	"github.com/keyward/keyward/internal/envelope"
-	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/ids"
-	"github.com/keyward/keyward/telemetry"
+	"github.com/keyward/keyward/rate"
 )
 
 // This file is the one catalogue of failures: every code, reason, status
@@ -263,14 +259,14 @@ func newCreditFailures(maxBody int64) creditFailures {
 	return f
 }
 
-// of is the failure for an error of package idempotency.
+// of is the failure for an error of idemKey or idemFingerprint.
 func (f creditFailures) of(err error) *Error {
 	switch {
-	case errors.Is(err, idempotency.ErrConflict):
+	case errors.Is(err, errIdemConflict):
 		return f.twoKeys
-	case errors.Is(err, idempotency.ErrBodyTooLarge):
+	case errors.Is(err, errIdemBodyTooLarge):
 		return f.bodyTooLarge
-	case errors.Is(err, idempotency.ErrBodyUnreadable):
+	case errors.Is(err, errIdemBodyUnreadable):
 		return f.bodyUnreadable
 	}
 	return f.badKey
@@ -283,7 +279,12 @@ func quoteList(ss []string) string { return ascii.QuoteList(ss) }
 //	{"success":false,"error":{"code":…,"message":…,"details":{…}},
 //	 "meta":{"generatedAt":…,"requestId":…,"version":…}}
 //
-// with Content-Type application/json; charset=utf-8, Cache-Control
+// and, for an API that answers in the same shape (keyward's admin API
+// does), every success in its sibling (WriteData):
+//
+//	{"success":true,"data":…,"meta":{…}}
+//
+// each with Content-Type application/json; charset=utf-8, Cache-Control
 // no-store and X-Request-Id. A nil *ErrorWriter writes with the defaults
 // of every field. Set its fields before first use and not after.
 type ErrorWriter struct {
@@ -331,11 +332,11 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 			msg = m
 		}
 	}
-	meta := envelope.Meta{GeneratedAt: ew.now().UTC().Format(time.RFC3339), RequestID: reqID, Version: ew.version()}
-	body, ok := envelope.Encode(e.Code, msg, details, meta)
+	meta := ew.meta(reqID)
+	body, ok := encodeEnvelope(errorEnvelope{Error: failure{Code: e.Code, Message: msg, Details: details}, Meta: meta})
 	if !ok { // a Details value that cannot be encoded
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Cause: fmt.Errorf("%w (details not encodable)", err)}
-		body, _ = envelope.Encode(CodeInternal, "An internal error occurred.", nil, meta)
+		body, _ = encodeEnvelope(errorEnvelope{Error: failure{Code: CodeInternal, Message: "An internal error occurred.", Details: map[string]any{}}, Meta: meta})
 	}
 	if e.Status >= 500 && !detach.ClientGone(r.Context()) {
 		ew.logger().LogAttrs(r.Context(), slog.LevelError, "keyward: request failed",
@@ -351,12 +352,71 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 	for k, vs := range e.Header {
 		h[k] = append([]string(nil), vs...)
 	}
+	writeEnvelope(w, e.Status, reqID, body)
+}
+
+// WriteData answers data (encoded as JSON) with status in the success
+// envelope, the failures' sibling. Data that cannot be encoded is a 500
+// internal_error, written by WriteError.
+func (ew *ErrorWriter) WriteData(w http.ResponseWriter, r *http.Request, status int, data any) {
+	reqID := ew.RequestIDFor(r)
+	body, ok := encodeEnvelope(dataEnvelope{Success: true, Data: data, Meta: ew.meta(reqID)})
+	if !ok {
+		ew.WriteError(w, r, errors.New("keyward: WriteData was given data that cannot be encoded as JSON"))
+		return
+	}
+	writeEnvelope(w, status, reqID, body)
+}
+
+// The envelopes, Triqai's wire shape: one meta, a failure or data.
+type (
+	errorEnvelope struct {
+		Success bool         `json:"success"`
+		Error   failure      `json:"error"`
+		Meta    envelopeMeta `json:"meta"`
+	}
+	dataEnvelope struct {
+		Success bool         `json:"success"`
+		Data    any          `json:"data"`
+		Meta    envelopeMeta `json:"meta"`
+	}
+	failure struct {
+		Code    string         `json:"code"`
+		Message string         `json:"message"`
+		Details map[string]any `json:"details"`
+	}
+	envelopeMeta struct {
+		GeneratedAt string `json:"generatedAt"`
+		RequestID   string `json:"requestId"`
+		Version     string `json:"version"`
+	}
+)
+
+// meta is the envelopes' meta member of the request reqID.
+func (ew *ErrorWriter) meta(reqID string) envelopeMeta {
+	return envelopeMeta{GeneratedAt: ew.now().UTC().Format(time.RFC3339), RequestID: reqID, Version: ew.version()}
+}
+
+// encodeEnvelope returns v as JSON followed by a newline; it fails only if
+// a value inside cannot be encoded.
+func encodeEnvelope(v any) ([]byte, bool) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, false
+	}
+	return append(b, '\n'), true
+}
+
+// writeEnvelope sends an envelope's body with status and the headers every
+// envelope carries.
+func writeEnvelope(w http.ResponseWriter, status int, reqID string, body []byte) {
+	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Request-Id", reqID)
 	h.Del("Content-Length")
-	w.WriteHeader(e.Status)
+	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
 
@@ -410,28 +470,6 @@ func incomingRequestID(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return ids[0], true
-}
-
-// observe tells package telemetry of handler h's decision on a request of
-// state st (nil: none) and key k (nil: st's): err is nil (ok) or the
-// failure. A state says whether anything listens; without one it asks.
-func observe(ctx context.Context, st *requestState, h telemetry.Handler, k *KeyRecord, err error) {
-	if st != nil && !st.watched || st == nil && !telemetry.Metering() {
-		return
-	}
-	outcome, scope, org := "ok", "", ""
-	if e, ok := errors.AsType[*Error](err); ok {
-		outcome, scope = cmp.Or(e.Reason, e.Code), e.Header.Get("X-Ratelimit-Scope")
-	} else if err != nil {
-		outcome = CodeInternal
-	}
-	if k == nil && st != nil {
-		k = st.key
-	}
-	if k != nil {
-		org = k.Org.ID
-	}
-	telemetry.Record(ctx, h, org, outcome, scope)
 }
 
 // ConfigError is one problem in a configuration, found at construction.

@@ -3,7 +3,6 @@ package keyward
 import (
 	"context"
 	"errors"
-	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/rate"
+
 	"github.com/keyward/keyward/credit"
-	"github.com/keyward/keyward/internal/idempotency"
 	"github.com/keyward/keyward/internal/perm"
 
 	"github.com/stretchr/testify/assert"
@@ -159,10 +159,10 @@ func TestIdempotencyFailures(t *testing.T) {
 	c, err := ChargeCredits(CreditConfig{Ledger: nopLedger{}})
 	require.NoError(t, err)
 	for err, reason := range map[error]string{
-		idempotency.ErrConflict:       ReasonConflictingIdempotencyKeys,
-		idempotency.ErrMalformed:      ReasonInvalidIdempotencyKey,
-		idempotency.ErrBodyTooLarge:   ReasonIdempotentBodyTooLarge,
-		idempotency.ErrBodyUnreadable: ReasonUnreadableBody,
+		errIdemConflict:       ReasonConflictingIdempotencyKeys,
+		errIdemMalformed:      ReasonInvalidIdempotencyKey,
+		errIdemBodyTooLarge:   ReasonIdempotentBodyTooLarge,
+		errIdemBodyUnreadable: ReasonUnreadableBody,
 	} {
 		assert.Equal(t, reason, c.fail.of(err).Reason, "%v", err)
 	}

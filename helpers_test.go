@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,4 +176,37 @@ func decodeEnvelope(t testing.TB, w *httptest.ResponseRecorder) wireEnvelope {
 	_, err := time.Parse(time.RFC3339, env.Meta.GeneratedAt)
 	require.NoError(t, err)
 	return env
+}
+
+type keyStoreFunc func(context.Context, keyward.KeyHash) (*keyward.KeyRecord, error)
+
+func (f keyStoreFunc) LookupKey(ctx context.Context, h keyward.KeyHash) (*keyward.KeyRecord, error) {
+	return f(ctx, h)
+}
+
+// logLine returns the line of logs that carries requestID.
+func logLine(t *testing.T, logs, requestID string) string {
+	t.Helper()
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, requestID) {
+			return l
+		}
+	}
+	t.Fatalf("no log line has request id %s in:\n%s", requestID, logs)
+	return ""
+}
+
+// settleGoroutines waits for the goroutine count to fall back to at most
+// want, and fails with every stack if it does not.
+func settleGoroutines(t *testing.T, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > want {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("goroutines: %d, want ≤ %d\n%s", runtime.NumGoroutine(), want, buf[:n])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

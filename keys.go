@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/credit"
-	"github.com/keyward/keyward/internal/base62"
 	"github.com/keyward/keyward/internal/strsum"
 )
 
@@ -106,10 +105,10 @@ func (f KeyFormat) GenerateFor(env Environment) (string, error) {
 	}
 	buf := make([]byte, len(p)+bodyLen+checksumLen)
 	copy(buf, p)
-	if err := base62.Random(f.rand, buf[len(p):len(p)+bodyLen]); err != nil {
+	if err := base62Random(f.rand, buf[len(p):len(p)+bodyLen]); err != nil {
 		return "", err
 	}
-	base62.Put(buf[len(p)+bodyLen:], uint64(crc32.ChecksumIEEE(buf[:len(p)+bodyLen])))
+	base62Put(buf[len(p)+bodyLen:], uint64(crc32.ChecksumIEEE(buf[:len(p)+bodyLen])))
 	return string(buf), nil
 }
 
@@ -129,14 +128,14 @@ func (f KeyFormat) hasPrefix(key string) bool {
 // characters after the prefix: everything but the checksum.
 func (f KeyFormat) shaped(key string) bool {
 	p := f.keyPrefix(key)
-	return f.hasPrefix(key) && len(key) == len(p)+bodyLen+checksumLen && base62.Only(key[len(p):])
+	return f.hasPrefix(key) && len(key) == len(p)+bodyLen+checksumLen && base62Only(key[len(p):])
 }
 
 // checksumOK says whether a shaped key's checksum matches its prefix and
 // body.
 func (f KeyFormat) checksumOK(key string) bool {
 	n := len(f.keyPrefix(key)) + bodyLen
-	want, _ := base62.Decode(key[n:])
+	want, _ := base62Decode(key[n:])
 	return want <= 0xffffffff && uint32(want) == strsum.CRC32(key[:n])
 }
 
@@ -180,9 +179,9 @@ type Organization struct {
 	Name string
 	// Plan names the organization's plan ("free", "starter", …).
 	Plan string
-	// RatePerMinute, RatePerSecond and Concurrency override the plan's
-	// limits (Limits) each when > 0 (custom enterprise limits).
-	RatePerMinute, RatePerSecond, Concurrency int64
+	// RatePerMinute, RatePerSecond, Burst and Concurrency override the
+	// plan's limits (Limits) each when > 0 (custom enterprise limits).
+	RatePerMinute, RatePerSecond, Burst, Concurrency int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
 	// AllowOverage lets calls go on when credits run out.

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/perm"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // validatePermission checks one permission: "resource:action",
@@ -76,7 +76,7 @@ func EnforcePermissions(cfg PermissionConfig) (*PermissionChecker, error) {
 // no key (RequireAPIKey not in front).
 func (c *PermissionChecker) Check(r *http.Request) (err error) {
 	st, k, err := callerOf(r.Context(), "EnforcePermissions")
-	defer func() { observe(r.Context(), st, telemetry.Permissions, nil, err) }()
+	defer func() { observe(r.Context(), st, hooks.Permissions, nil, err) }()
 	if err != nil {
 		return err
 	}

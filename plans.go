@@ -1,6 +1,7 @@
 package keyward
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,10 +16,13 @@ import (
 // organization may override each one. Every rate is across all of the
 // organization's keys.
 type Limits struct {
-	// RequestsPerSecond is the token bucket's rate; the bucket holds one
-	// second of it (the burst). Zero in a plan or override: the per-minute
-	// rate spread over the minute, rounded up.
+	// RequestsPerSecond is the token bucket's rate: the sustained rate.
+	// Zero in a plan or override: the per-minute rate spread over the
+	// minute, rounded up.
 	RequestsPerSecond int64
+	// Burst is the bucket's capacity: requests that may start at once. Zero
+	// in a plan or override: the larger of RequestsPerSecond and Concurrency.
+	Burst int64
 	// RequestsPerMinute is the quota of any 60 seconds.
 	RequestsPerMinute int64
 	// Concurrency caps the requests in flight at once. Zero in a plan or
@@ -34,7 +38,7 @@ const MaxRatePerMinute = rate.MaxPerMinute
 
 // CheckLimits returns an error unless each limit is in range: rates in
 // 0…MaxRatePerMinute a minute (a per-second rate in 0…MaxRatePerMinute/60),
-// an in-flight cap in 0…MaxRatePerMinute, credits in 0…credit.MaxCredits
+// a burst and an in-flight cap in 0…MaxRatePerMinute, credits in 0…credit.MaxCredits
 // (0: the plan's, or derived, or custom). It is the one rule for plans,
 // organizations and keys.
 func CheckLimits(l Limits) error {
@@ -43,7 +47,7 @@ func CheckLimits(l Limits) error {
 		what, unit string
 		n, max     int64
 	}{{"rate", "/min", l.RequestsPerMinute, MaxRatePerMinute}, {"rate", "/s", l.RequestsPerSecond, MaxRatePerMinute / 60},
-		{"in-flight cap", "", l.Concurrency, MaxRatePerMinute}} {
+		{"burst", "", l.Burst, MaxRatePerMinute}, {"in-flight cap", "", l.Concurrency, MaxRatePerMinute}} {
 		if r.n < 0 || r.n > r.max {
 			errs = append(errs, fmt.Errorf("%s %d%s is out of range: 0 to %d%s (keyward.MaxRatePerMinute)", r.what, r.n, r.unit, r.max, r.unit))
 		}
@@ -112,7 +116,7 @@ var defaultPlans, _ = NewPlans(
 // DefaultPlans returns Triqai's published plans: free, starter, growth,
 // business and enterprise (custom). Triqai publishes the rates; the
 // in-flight caps are keyward's (2 on free, as Triqai's own client assumes,
-// then one second of the plan's rate).
+// then one second of the plan's rate); bursts are Limits' default (zero).
 func DefaultPlans() *Plans { return defaultPlans }
 
 func (t *Plans) table() *Plans {
@@ -139,7 +143,7 @@ func (t *Plans) Plan(name string) (Plan, bool) {
 
 // Resolve returns org's limits: each of its overrides that is > 0,
 // else its plan's, then the derived defaults of Limits for a per-second
-// rate or in-flight cap still zero. It is the one place that rule lives.
+// rate, in-flight cap or burst still zero: the one place that rule lives.
 // An unknown plan, an override out of range, or a plan with a custom rate
 // and no rate override is an error.
 func (t *Plans) Resolve(org Organization) (Limits, error) {
@@ -150,24 +154,21 @@ func (t *Plans) Resolve(org Organization) (Limits, error) {
 			quoteList(t.table().names)))
 	}
 	over := Limits{RequestsPerSecond: org.RatePerSecond, RequestsPerMinute: org.RatePerMinute,
-		Concurrency: org.Concurrency, MonthlyCredits: org.MonthlyCredits}
+		Burst: org.Burst, Concurrency: org.Concurrency, MonthlyCredits: org.MonthlyCredits}
 	if err := CheckLimits(over); err != nil {
 		errs = append(errs, errors.New("keyward: the organization's "+err.Error()))
 	}
 	l := p.Limits
 	for _, f := range []struct{ to, from *int64 }{{&l.RequestsPerSecond, &over.RequestsPerSecond},
-		{&l.RequestsPerMinute, &over.RequestsPerMinute}, {&l.Concurrency, &over.Concurrency},
+		{&l.RequestsPerMinute, &over.RequestsPerMinute}, {&l.Burst, &over.Burst}, {&l.Concurrency, &over.Concurrency},
 		{&l.MonthlyCredits, &over.MonthlyCredits}} {
 		if *f.from > 0 {
 			*f.to = *f.from
 		}
 	}
-	if l.RequestsPerSecond == 0 {
-		l.RequestsPerSecond = min((l.RequestsPerMinute+59)/60, MaxRatePerMinute/60)
-	}
-	if l.Concurrency == 0 {
-		l.Concurrency = max(l.RequestsPerSecond, 2)
-	}
+	l.RequestsPerSecond = cmp.Or(l.RequestsPerSecond, min((l.RequestsPerMinute+59)/60, MaxRatePerMinute/60))
+	l.Concurrency = cmp.Or(l.Concurrency, max(l.RequestsPerSecond, 2))
+	l.Burst = cmp.Or(l.Burst, max(l.RequestsPerSecond, l.Concurrency))
 	if ok && l.RequestsPerMinute == 0 {
 		errs = append(errs, errors.New("keyward: plan "+strconv.Quote(org.Plan)+" has a custom rate; set the organization's RatePerMinute"))
 	}

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/internal/clock"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/policy"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // RateLimitConfig configures RateLimitByOrg. Every zero value means the
@@ -22,8 +22,8 @@ type RateLimitConfig struct {
 	// Store keeps each organization's limits: its per-second bucket, its
 	// per-minute quota, its requests in flight, and the quotas of its keys
 	// that have their own. Nil: one rate.Memory for the process, shared by
-	// every RateLimiter on the system clock, so an organization's limits
-	// hold across routes. Use redislimit when several instances share the
+	// every RateLimiter without a Store, so an organization's limits hold
+	// across routes. Use redislimit when several instances share the
 	// limits; rate.Ulule plugs any ulule limiter.Store in for the quotas.
 	Store rate.Store
 	// FailClosed answers 503 when the Store fails. Zero (false): fail
@@ -39,14 +39,16 @@ type RateLimitConfig struct {
 	// slog.Default().
 	Logger *slog.Logger
 	// Now is the limiter's clock. Nil: the system clock, read through a
-	// shared clock that advances every 10 ms. Without a Store, a limiter
-	// with a clock of its own keeps its own rate.Memory.
+	// shared clock that advances every 10 ms. It is only a clock: whether
+	// limiters share their counts is the Store's to say, so a limiter on a
+	// clock of its own (a test's) is given a Store of its own, since the
+	// process's forgets organizations idle for a minute of its clock.
 	Now func() time.Time
 }
 
 // RateLimiter holds each organization, across all of its keys, to the
 // three limits of its plan (Organization.Limits): a token bucket of
-// RequestsPerSecond (one second of burst), RequestsPerMinute over any 60
+// RequestsPerSecond holding Burst requests, RequestsPerMinute over any 60
 // seconds, and Concurrency requests in flight; and each key with a limit
 // of its own to that many requests a minute: RateLimitByOrg. A request is
 // refused (429) by the first limit it would break, in that order, and then
@@ -68,9 +70,6 @@ type RateLimiter struct {
 func RateLimitByOrg(cfg RateLimitConfig) (*RateLimiter, error) {
 	l := &RateLimiter{store: cfg.Store, failClosed: cfg.FailClosed, errors: cfg.Errors,
 		logger: cmp.Or(cfg.Logger, slog.Default()), now: cfg.Now, reset: policy.Reset{Unix: cfg.UnixReset}}
-	if l.store == nil && l.now != nil {
-		l.store = new(rate.Memory)
-	}
 	return l, nil
 }
 
@@ -82,9 +81,9 @@ type RateDecision struct {
 	// rate.PerMinute ("rpm"), rate.KeyPerMinute ("key") or rate.InFlight
 	// ("concurrency"); "" when allowed.
 	Scope rate.Scope
-	// Limit, Remaining and Reset describe the per-second bucket, as
-	// X-RateLimit-Limit, -Remaining and -Reset do: its rate, the requests
-	// it would let through now, and when it is full again.
+	// Limit, Remaining and Reset are X-RateLimit-Limit, -Remaining and
+	// -Reset: the per-second bucket's (rate.Request.Headline), or when
+	// refused the refusing limit's (Scope), 0, and when it admits again.
 	Limit, Remaining int64
 	Reset            time.Time
 	// RetryAfter is, when refused, the wait until the same request would
@@ -130,16 +129,18 @@ func (l *RateLimiter) allow(ctx context.Context, k *KeyRecord, now time.Time, d 
 	if store == nil {
 		store = &processLimits
 	}
-	res, err := store.Take(ctx, rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond,
-		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now})
+	req := rate.Request{Org: org, Key: k.ID, PerSecond: limits.RequestsPerSecond, Burst: limits.Burst,
+		PerMinute: limits.RequestsPerMinute, Concurrency: limits.Concurrency, KeyPerMinute: k.RatePerMinute, Now: now}
+	res, err := store.Take(ctx, req)
+	limit, remaining, reset := req.Headline(res)
 	if errors.Is(err, rate.ErrBadRequest) { // limits a KeyStore resolved out of range
 		return misconfigured("organization " + strconv.Quote(k.Org.ID) + ": " + err.Error())
 	} else if err != nil {
-		telemetry.LimiterFailed(ctx)
+		hooks.LimiterFailed(ctx)
 		return ServiceUnavailable("rate limiter", err)
 	}
-	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limits.RequestsPerSecond,
-		Remaining: res.Second.Remaining, Reset: now.Add(res.Second.Reset), RetryAfter: res.Wait,
+	*d = RateDecision{Allowed: res.Refused == "", Scope: res.Refused, Limit: limit,
+		Remaining: remaining, Reset: now.Add(reset), RetryAfter: res.Wait,
 		Concurrency: limits.Concurrency, InFlight: res.InFlight,
 		limits: limits, keyLimit: k.RatePerMinute, res: res, org: org, l: l}
 	if res.Slot != 0 {
@@ -175,7 +176,7 @@ func (l *RateLimiter) Check(r *http.Request) (RateDecision, error) {
 // check is Check into d.
 func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	st, k, err := callerOf(r.Context(), "RateLimitByOrg")
-	defer func() { observe(r.Context(), st, telemetry.RateLimit, nil, err) }()
+	defer func() { observe(r.Context(), st, hooks.RateLimit, nil, err) }()
 	if err != nil {
 		return err
 	}
@@ -186,7 +187,7 @@ func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	if err = l.allow(r.Context(), k, now(), d); err != nil {
 		var e *Error
 		if !l.failClosed && errors.As(err, &e) && e.Code == CodeServiceUnavailable {
-			telemetry.FailedOpen(r.Context())
+			hooks.FailedOpen(r.Context())
 			l.logFailOpen(r, k, e.Cause)
 			*d = RateDecision{Allowed: true}
 			return nil
@@ -200,8 +201,8 @@ func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 }
 
 // WriteHeaders sets (never adds) the rate-limit headers of d on h, as
-// Triqai's clients read them: X-RateLimit-Limit, -Remaining and -Reset for
-// the per-second bucket, X-RateLimit-Concurrency-Limit and -Remaining;
+// Triqai's clients read them: X-RateLimit-Limit, -Remaining and -Reset
+// (RateDecision.Limit), X-RateLimit-Concurrency-Limit and -Remaining;
 // and the IETF draft fields RateLimit-Policy and RateLimit for every
 // limit ("rps", "rpm", "key" when the key has its own, "concurrency").
 // A decision without limits (none made, or the store failed open) sets
@@ -210,11 +211,11 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 	if d.l == nil {
 		return
 	}
-	strs := d.l.policies.Of(policy.Limits{PerSecond: d.Limit, PerMinute: d.limits.RequestsPerMinute,
+	strs := d.l.policies.Of(policy.Limits{PerSecond: d.limits.RequestsPerSecond, PerMinute: d.limits.RequestsPerMinute,
 		KeyPerMinute: d.keyLimit, Concurrency: d.Concurrency})
 	now := policy.CurrentOf(d.res.Second, d.res.Minute, d.res.Key, d.keyLimit > 0, max(d.Concurrency-d.InFlight, 0))
-	h["X-Ratelimit-Limit"] = d.st.headerValue(strs.PerSecond)
-	h["X-Ratelimit-Remaining"] = d.st.headerValue(now.Remaining)
+	h["X-Ratelimit-Limit"] = d.st.headerValue(strs.Decimal(d.Limit))
+	h["X-Ratelimit-Remaining"] = d.st.headerValue(now.Decimal(d.Remaining))
 	h["X-Ratelimit-Reset"] = d.st.headerValue(d.l.reset.Text(d.Reset))
 	h["X-Ratelimit-Concurrency-Limit"] = d.st.headerValue(strs.Concurrency)
 	h["X-Ratelimit-Concurrency-Remaining"] = d.st.headerValue(now.InFlight)
@@ -224,9 +225,7 @@ func (d *RateDecision) WriteHeaders(h http.Header) {
 
 // refusal is the 429 of a refused decision.
 func (d *RateDecision) refusal() *Error {
-	limit := map[rate.Scope]int64{rate.PerSecond: d.Limit, rate.PerMinute: d.limits.RequestsPerMinute,
-		rate.KeyPerMinute: d.keyLimit, rate.InFlight: d.Concurrency}[d.Scope]
-	return rateLimited(d.Scope, limit, d.Reset, d.RetryAfter)
+	return rateLimited(d.Scope, d.Limit, d.Reset, d.RetryAfter)
 }
 
 // WriteError writes an error of Check with l's ErrorWriter.
@@ -254,8 +253,7 @@ func (l *RateLimiter) Middleware(next http.Handler) http.Handler {
 // logFailOpen logs a store failure at most once a second, so that an
 // outage under load does not flood the log.
 func (l *RateLimiter) logFailOpen(r *http.Request, k *KeyRecord, cause error) {
-	now := time.Now().UnixNano()
-	last := l.lastLog.Load()
+	now, last := time.Now().UnixNano(), l.lastLog.Load()
 	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
 		return
 	}

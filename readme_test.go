@@ -19,8 +19,9 @@ import (
 
 // readmeSnippet is one ```go block of README.md.
 type readmeSnippet struct {
-	line int    // README.md line of the block's first line of code
-	code string // the block, its fence's indentation removed
+	line   int    // README.md line of the block's first line of code
+	code   string // the block, its fence's indentation removed
+	before string // the Markdown between the previous block and this one
 }
 
 // readmeSnippets returns every ```go block of a Markdown text, in order.
@@ -33,6 +34,7 @@ func readmeSnippets(text string) ([]readmeSnippet, error) {
 		indent string
 		other  bool // inside a block of another language
 		lines  []string
+		prose  strings.Builder // Markdown since the last block
 	)
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
@@ -51,9 +53,12 @@ func readmeSnippets(text string) ([]readmeSnippet, error) {
 		case other:
 		case trimmed == "```go":
 			indent = line[:strings.Index(line, "```")]
-			cur = &readmeSnippet{line: n + 1}
+			cur = &readmeSnippet{line: n + 1, before: prose.String()}
+			prose.Reset()
 		case strings.HasPrefix(trimmed, "```"):
 			other = true
+		default:
+			prose.WriteString(line + "\n")
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -176,15 +181,50 @@ func readmeWarmUp(t *testing.T, goBin, root string, nested []nestedModule, snipp
 	}
 }
 
+// readmeDocs are the Markdown files whose programs go test builds: the
+// README, the guides in docs/ and the adapters' READMEs.
+func readmeDocs(t *testing.T) []string {
+	t.Helper()
+	docs := []string{"README.md"}
+	for _, pattern := range []string{"docs/*.md", "adapters/README.md", "adapters/*/README.md"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, m...)
+	}
+	return docs
+}
+
+// readmeDocSnippets returns the ```go blocks of every document, each
+// with the document it came from.
+func readmeDocSnippets(t *testing.T, root string) map[string][]readmeSnippet {
+	t.Helper()
+	out := map[string][]readmeSnippet{}
+	for _, doc := range readmeDocs(t) {
+		text, err := os.ReadFile(filepath.Join(root, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		snippets, err := readmeSnippets(string(text))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		out[doc] = snippets
+	}
+	return out
+}
+
 var readmeMainGoLine = regexp.MustCompile(`(?:\./)?\bmain\.go:(\d+)`)
 
-// TestREADMESnippetsCompile builds every ```go block of README.md as a
-// program of its own, against this checkout (and its adapter modules), so
-// that each compiles as pasted. Each must be a complete program: package
-// main, its imports, func main.
+// TestREADMESnippetsCompile builds every ```go block of README.md, of
+// docs/*.md and of the adapters' READMEs that is a program (package main)
+// as a program of its own, against this checkout (and its adapter
+// modules), so that each compiles as pasted. A block that is not a program
+// is an Example function's source, which TestDocsShowExamples checks.
 func TestREADMESnippetsCompile(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds every Go snippet of README.md with the go command; skipped with -short")
+		t.Skip("builds every Go snippet of README.md and docs/ with the go command; skipped with -short")
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -194,15 +234,8 @@ func TestREADMESnippetsCompile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	snippets, err := readmeSnippets(string(readme))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(snippets) == 0 {
+	byDoc := readmeDocSnippets(t, root)
+	if len(byDoc["README.md"]) == 0 {
 		t.Fatal("README.md has no ```go block")
 	}
 	goVersion, err := readmeGoVersion(filepath.Join(root, "go.mod"))
@@ -212,111 +245,201 @@ func TestREADMESnippetsCompile(t *testing.T) {
 	nested := readmeNestedModules(t, root)
 	env := append(os.Environ(), "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -mod=mod"), "GOWORK=off")
 
-	readmeWarmUp(t, goBin, root, nested, snippets)
+	var all []readmeSnippet
+	for _, doc := range readmeDocs(t) {
+		for _, s := range byDoc[doc] {
+			if readmeIsProgram(s.code) {
+				all = append(all, s)
+			}
+		}
+	}
+	readmeWarmUp(t, goBin, root, nested, all)
 
-	for _, s := range snippets {
-		t.Run("line_"+strconv.Itoa(s.line), func(t *testing.T) {
-			t.Parallel()
-			if f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, parser.PackageClauseOnly); err != nil || f.Name.Name != "main" {
-				t.Fatalf("README.md:%d: the ```go block is not a complete program: give it package main, "+
-					"its imports and a func main", s.line)
+	for _, doc := range readmeDocs(t) {
+		for _, s := range byDoc[doc] {
+			if readmeIsProgram(s.code) { // an Example's source: TestDocsShowExamples
+				readmeBuild(t, goBin, root, doc, s, goVersion, nested, env)
 			}
-			dir := t.TempDir()
-			mods := []nestedModule{{path: "github.com/keyward/keyward", dir: root}}
-			for _, m := range nested {
-				if readmeImports(s.code, m.path) {
-					mods = append(mods, m)
-				}
-			}
-			var gomod, gosum strings.Builder
-			fmt.Fprintf(&gomod, "module snippet\n\ngo %s\n", goVersion)
-			var sums []string
-			for _, m := range mods {
-				fmt.Fprintf(&gomod, "\nrequire %s v0.0.0\n\nreplace %s => %s\n", m.path, m.path, m.dir)
-				// The modules' own checksums: nothing to look up for the
-				// modules they need.
-				b, err := os.ReadFile(filepath.Join(m.dir, "go.sum"))
-				if err != nil && !os.IsNotExist(err) {
-					t.Fatal(err)
-				}
-				sums = append(sums, strings.Split(strings.TrimSpace(string(b)), "\n")...)
-			}
-			slices.Sort(sums)
-			for _, l := range slices.Compact(sums) {
-				if l != "" {
-					gosum.WriteString(l + "\n")
-				}
-			}
-			for name, content := range map[string]string{"go.mod": gomod.String(), "go.sum": gosum.String(), "main.go": s.code} {
-				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			cmd := exec.Command(goBin, "vet", ".")
-			cmd.Dir = dir
-			cmd.Env = env
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				// Point at README.md's lines rather than the copy's.
-				msg := readmeMainGoLine.ReplaceAllStringFunc(string(out), func(m string) string {
-					n, _ := strconv.Atoi(readmeMainGoLine.FindStringSubmatch(m)[1])
-					return "README.md:" + strconv.Itoa(s.line+n-1)
-				})
-				t.Errorf("README.md:%d: the ```go block does not build as pasted (go vet: %v):\n%s", s.line, err, msg)
-			}
-		})
+		}
 	}
 }
 
-// TestREADMEProgramsShutDown: a README program that defers a call never
-// serves through log.Fatal or os.Exit, which skip the deferred calls (a
-// store's Close flushes usage counters and returns leased credits), and
-// one program shows the shutdown itself: signal.NotifyContext, then
-// Server.Shutdown.
-func TestREADMEProgramsShutDown(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	snippets, err := readmeSnippets(string(readme))
-	if err != nil {
-		t.Fatal(err)
-	}
-	shown := false
-	for _, s := range snippets {
-		f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, 0)
-		if err != nil {
-			t.Fatalf("README.md:%d: %v", s.line, err)
-		}
-		deferred, calls := false, map[string]bool{}
-		ast.Inspect(f, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.DeferStmt:
-				deferred = true
-			case *ast.CallExpr:
-				sel, ok := n.Fun.(*ast.SelectorExpr)
-				if !ok {
-					return true
-				}
-				calls[sel.Sel.Name] = true
-				pkg, _ := sel.X.(*ast.Ident)
-				if pkg == nil || !(pkg.Name == "log" && strings.HasPrefix(sel.Sel.Name, "Fatal") || pkg.Name == "os" && sel.Sel.Name == "Exit") {
-					return true
-				}
-				ast.Inspect(n, func(m ast.Node) bool {
-					if c, ok := m.(*ast.CallExpr); ok {
-						if sel, ok := c.Fun.(*ast.SelectorExpr); ok && strings.HasPrefix(sel.Sel.Name, "ListenAndServe") && deferred {
-							t.Errorf("README.md:%d: %s.%s(…%s…) skips the deferred calls above it", s.line, pkg.Name, n.Fun.(*ast.SelectorExpr).Sel.Name, sel.Sel.Name)
-						}
-					}
-					return true
-				})
+// readmeBuild builds one ```go block of doc in a module of its own.
+func readmeBuild(t *testing.T, goBin, root, doc string, s readmeSnippet, goVersion string, nested []nestedModule, env []string) {
+	t.Helper()
+	t.Run(strings.TrimSuffix(doc, ".md")+":"+strconv.Itoa(s.line), func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		mods := []nestedModule{{path: "github.com/keyward/keyward", dir: root}}
+		for _, m := range nested {
+			if readmeImports(s.code, m.path) {
+				mods = append(mods, m)
 			}
-			return true
-		})
-		shown = shown || calls["NotifyContext"] && calls["Shutdown"]
+		}
+		var gomod, gosum strings.Builder
+		fmt.Fprintf(&gomod, "module snippet\n\ngo %s\n", goVersion)
+		var sums []string
+		for _, m := range mods {
+			fmt.Fprintf(&gomod, "\nrequire %s v0.0.0\n\nreplace %s => %s\n", m.path, m.path, m.dir)
+			// The modules' own checksums: nothing to look up for the
+			// modules they need.
+			b, err := os.ReadFile(filepath.Join(m.dir, "go.sum"))
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			sums = append(sums, strings.Split(strings.TrimSpace(string(b)), "\n")...)
+		}
+		slices.Sort(sums)
+		for _, l := range slices.Compact(sums) {
+			if l != "" {
+				gosum.WriteString(l + "\n")
+			}
+		}
+		for name, content := range map[string]string{"go.mod": gomod.String(), "go.sum": gosum.String(), "main.go": s.code} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command(goBin, "vet", ".")
+		cmd.Dir = dir
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			// Point at README.md's lines rather than the copy's.
+			msg := readmeMainGoLine.ReplaceAllStringFunc(string(out), func(m string) string {
+				n, _ := strconv.Atoi(readmeMainGoLine.FindStringSubmatch(m)[1])
+				return doc + ":" + strconv.Itoa(s.line+n-1)
+			})
+			t.Errorf("%s:%d: the ```go block does not build as pasted (go vet: %v):\n%s", doc, s.line, err, msg)
+		}
+	})
+}
+
+// TestREADMEProgramsShutDown: a program of the README or docs/ that defers
+// a call never serves through log.Fatal or os.Exit, which skip the
+// deferred calls (a store's Close flushes usage counters and returns leased
+// credits), and the README's program shows the shutdown itself:
+// signal.NotifyContext, then Server.Shutdown.
+func TestREADMEProgramsShutDown(t *testing.T) {
+	shown := false
+	for doc, snippets := range readmeDocSnippets(t, ".") {
+		for _, s := range snippets {
+			if !readmeIsProgram(s.code) {
+				continue // an Example: it serves nothing
+			}
+			f, err := parser.ParseFile(token.NewFileSet(), "main.go", s.code, 0)
+			if err != nil {
+				t.Fatalf("%s:%d: %v", doc, s.line, err)
+			}
+			deferred, calls := false, map[string]bool{}
+			ast.Inspect(f, func(n ast.Node) bool {
+				switch n := n.(type) {
+				case *ast.DeferStmt:
+					deferred = true
+				case *ast.CallExpr:
+					sel, ok := n.Fun.(*ast.SelectorExpr)
+					if !ok {
+						return true
+					}
+					calls[sel.Sel.Name] = true
+					pkg, _ := sel.X.(*ast.Ident)
+					if pkg == nil || !(pkg.Name == "log" && strings.HasPrefix(sel.Sel.Name, "Fatal") || pkg.Name == "os" && sel.Sel.Name == "Exit") {
+						return true
+					}
+					ast.Inspect(n, func(m ast.Node) bool {
+						if c, ok := m.(*ast.CallExpr); ok {
+							if sel, ok := c.Fun.(*ast.SelectorExpr); ok && strings.HasPrefix(sel.Sel.Name, "ListenAndServe") && deferred {
+								t.Errorf("%s:%d: %s.%s(…%s…) skips the deferred calls above it", doc, s.line, pkg.Name, n.Fun.(*ast.SelectorExpr).Sel.Name, sel.Sel.Name)
+							}
+						}
+						return true
+					})
+				}
+				return true
+			})
+			shown = shown || doc == "README.md" && calls["NotifyContext"] && calls["Shutdown"]
+		}
 	}
 	if !shown {
-		t.Error("no README program shows a shutdown (signal.NotifyContext, Server.Shutdown)")
+		t.Error("the README's program does not show a shutdown (signal.NotifyContext, Server.Shutdown)")
 	}
+}
+
+// readmeIsProgram reports whether a ```go block is a program (it starts
+// with a package clause, after comments) rather than an Example function.
+func readmeIsProgram(code string) bool {
+	_, err := parser.ParseFile(token.NewFileSet(), "main.go", code, parser.PackageClauseOnly)
+	return err == nil
+}
+
+// readmeExampleLink finds the file an Example's block comes from: the last
+// Markdown link to a _test.go file before the block.
+var readmeExampleLink = regexp.MustCompile(`\]\(([^)\s]+_test\.go)\)`)
+
+// TestDocsShowExamples: a ```go block of the README, docs/*.md or the
+// adapters' READMEs that is not a program is an Example function that go
+// test runs (its output checked), shown as it is written: the block must be
+// the function, doc comment included, exactly as in the _test.go file the
+// last link before the block names (relative to the document). So the
+// documentation says what the example does, once, and go test proves it.
+func TestDocsShowExamples(t *testing.T) {
+	shown := 0
+	for doc, snippets := range readmeDocSnippets(t, ".") {
+		for _, s := range snippets {
+			if readmeIsProgram(s.code) {
+				continue
+			}
+			shown++
+			links := readmeExampleLink.FindAllStringSubmatch(s.before, -1)
+			if len(links) == 0 {
+				t.Errorf("%s:%d: the ```go block is neither a program (package main) nor after a link "+
+					"to the _test.go file whose Example it shows", doc, s.line)
+				continue
+			}
+			file := filepath.Join(filepath.Dir(doc), filepath.FromSlash(links[len(links)-1][1]))
+			want := readmeExampleSource(t, file, s.code)
+			if want == "" {
+				t.Errorf("%s:%d: %s has no Example function named as the block's", doc, s.line, file)
+				continue
+			}
+			if got := strings.TrimSpace(s.code); got != want {
+				t.Errorf("%s:%d: the block differs from the Example in %s; paste it again:\n%s", doc, s.line, file, want)
+			}
+		}
+	}
+	if shown == 0 {
+		t.Error("no document shows an Example")
+	}
+}
+
+// readmeExampleSource returns the source of the Example function of file
+// that block declares (found by name), from its doc comment to its closing
+// brace; "" if there is none.
+func readmeExampleSource(t *testing.T, file, block string) string {
+	t.Helper()
+	name := regexp.MustCompile(`(?m)^func (Example\w*)\(\)`).FindStringSubmatch(block)
+	if name == nil {
+		return ""
+	}
+	src, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, file, src, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range f.Decls {
+		fn, ok := d.(*ast.FuncDecl)
+		if !ok || fn.Recv != nil || fn.Name.Name != name[1] {
+			continue
+		}
+		start := fn.Pos()
+		if fn.Doc != nil {
+			start = fn.Doc.Pos()
+		}
+		return strings.TrimSpace(string(src[fset.Position(start).Offset:fset.Position(fn.End()).Offset]))
+	}
+	return ""
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"sync/atomic"
-
-	"github.com/keyward/keyward/telemetry"
 )
 
 // requestState is what keyward keeps for one request between its
@@ -28,11 +26,7 @@ type requestState struct {
 	roomTaken  atomic.Bool
 	nvals      uint8
 	shared     bool // made by WithKey: a context, perhaps of many requests
-	// watched: telemetry.Watched() as the state was made; while false the
-	// request calls no other telemetry hook. A shared state, which may
-	// outlive an SDK's installation, is always watched: each hook asks.
-	watched bool
-	calls   bool // RequireAPIKey records the call for a CallRecorder (RecordsCalls)
+	calls      bool // RequireAPIKey records the call for a CallRecorder (RecordsCalls)
 }
 
 type stateKey struct{}
@@ -44,7 +38,6 @@ func AttachKey(r *http.Request, k *KeyRecord) *http.Request { return attach(r, &
 
 // attach is AttachKey with the state st, made for k.
 func attach(r *http.Request, st *requestState) *http.Request {
-	st.watched = telemetry.Watched()
 	// The copy is made into the state: one allocation for both.
 	st.req = *r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	return &st.req
@@ -55,7 +48,7 @@ func attach(r *http.Request, st *requestState) *http.Request {
 // share such a context share nothing else: ChargeCredits' middleware gives
 // each its own state (through an adapter, SetCost then needs AttachKey).
 func WithKey(ctx context.Context, k *KeyRecord) context.Context {
-	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true, watched: true})
+	return context.WithValue(ctx, stateKey{}, &requestState{key: k, shared: true})
 }
 
 // FromContext returns the key RequireAPIKey authenticated for the request,

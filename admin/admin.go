@@ -29,8 +29,16 @@
 //
 // Mount the handler at both of its paths:
 //
-//	mux.Handle("/admin/v1/", h)
-//	mux.Handle("/dashboard/", h)
+//	mux.Handle(h.APIPath(), h)  // "/admin/v1/" after Config.Prefix
+//	mux.Handle(h.PagePath(), h) // "/dashboard/" after Config.Prefix
+//
+// A host gives the page its own look (Config.Brand), mounts it under its
+// own prefix (Config.Prefix; every link of the page is relative) and may
+// show it in a frame of its own origins (Config.FrameAncestors). In
+// self-service mode the page speaks to the host's customer (limits as "1
+// request per second", failures with what to do next); operators also
+// see ids. Config.ActorFor names the person acting, recorded with each
+// change.
 package admin
 
 import (
@@ -52,7 +60,8 @@ import (
 	"github.com/keyward/keyward/usage"
 )
 
-// Paths at which the handler serves. Mount it at both.
+// Paths at which the handler serves, after Config.Prefix. Mount it at
+// both (Handler.APIPath and Handler.PagePath say where).
 const (
 	APIPath  = "/admin/v1/"
 	PagePath = "/dashboard/"
@@ -94,11 +103,32 @@ type Config struct {
 	// manage: the host's sign-in decides. An error or an empty id answers
 	// 401 not_signed_in.
 	OrgFor func(r *http.Request) (orgID string, err error)
+	// ActorFor, in self-service mode, names the person acting for r (an
+	// e-mail address, a user id: the host's label), recorded with every
+	// change they make. Nil, or an empty answer: the change is recorded
+	// as the organization's ("org ORG"). Called after OrgFor succeeded.
+	ActorFor func(r *http.Request) string
 
-	// Errors writes failures. Nil: a zero keyward.ErrorWriter.
+	// Brand is the host's look: the page shows its name and logo in its
+	// accent colour. Zero: keyward's.
+	Brand Brand
+	// Prefix is the path under which the host mounts the handler: the
+	// API is served at Prefix + APIPath, the page at Prefix + PagePath
+	// (Handler.APIPath, Handler.PagePath). "" or a path starting with
+	// "/", without a trailing "/". The page's links are relative, so it
+	// also works behind a proxy that strips the prefix.
+	Prefix string
+	// FrameAncestors are the origins ("https://portal.example.com") that
+	// may show the page in a frame (CSP frame-ancestors). Nil: none may.
+	FrameAncestors []string
+
+	// Errors writes failures and, with WriteData, successes: the one
+	// envelope and its meta. Nil: a keyward.ErrorWriter on Now.
 	Errors *keyward.ErrorWriter
-	// Logger receives a record of each admin change (who, what, which
-	// ids; never a key or token). Nil: slog.Default().
+	// Logger receives a record of each admin change: the organization,
+	// the actor (an operator's token name, or ActorFor's label), the
+	// action, its target and the time; never a key or token. Nil:
+	// slog.Default().
 	Logger *slog.Logger
 	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
@@ -117,6 +147,7 @@ type Config struct {
 // Handler serves the admin API and the dashboard. Make one with New.
 type Handler struct {
 	cfg      Config
+	paths    paths
 	mux      *http.ServeMux
 	errors   *keyward.ErrorWriter
 	logger   *slog.Logger
@@ -150,6 +181,10 @@ func New(cfg Config) (*Handler, error) {
 	if err := keyward.ValidatePermissions(cfg.Permissions); err != nil {
 		bad("Permissions", err.Error())
 	}
+	if cfg.ActorFor != nil && cfg.OrgFor == nil {
+		bad("ActorFor", "is for self-service mode (OrgFor); operators are named by their tokens")
+	}
+	errs = append(errs, checkHost(cfg)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -168,9 +203,10 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Permissions == nil {
 		cfg.Permissions = []string{"*"}
 	}
-	h := &Handler{cfg: cfg, errors: cfg.Errors, logger: cfg.Logger, mux: http.NewServeMux(), csrf: newCSRFKey()}
+	h := &Handler{cfg: cfg, errors: cfg.Errors, logger: cfg.Logger, mux: http.NewServeMux(), csrf: newCSRFKey(),
+		paths: paths{api: cfg.Prefix + APIPath, page: cfg.Prefix + PagePath}}
 	if h.errors == nil {
-		h.errors = &keyward.ErrorWriter{}
+		h.errors = &keyward.ErrorWriter{Now: cfg.Now}
 	}
 	if h.logger == nil {
 		h.logger = slog.Default()
@@ -178,22 +214,23 @@ func New(cfg Config) (*Handler, error) {
 	h.sessions = newSessions(cfg.Now, cfg.SessionTTL)
 	cfg.Tokens.logTo(h.logger)
 	var err error
-	if h.page, err = newPage(); err != nil {
+	if h.page, err = newPage(cfg); err != nil {
 		return nil, err
 	}
 	h.routes()
 	return h, nil
 }
 
-// ServeHTTP serves the API under APIPath and the page under PagePath. A
-// Handler not made by New answers every request with a 500.
+// ServeHTTP serves the API under APIPath and the page under PagePath
+// (each after Config.Prefix). A Handler not made by New answers every
+// request with a 500.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h == nil || h.mux == nil {
 		(&keyward.ErrorWriter{}).WriteError(w, r, errors.New("keyward: admin: a Handler not made by admin.New"))
 		return
 	}
 	if _, pattern := h.mux.Handler(r); pattern == "" {
-		h.fail(w, r, strings.HasPrefix(r.URL.Path, APIPath), NoRoute(h.mux, r))
+		h.fail(w, r, strings.HasPrefix(r.URL.Path, h.paths.api), NoRoute(h.mux, r))
 		return
 	}
 	h.mux.ServeHTTP(w, r) // sets the path's values
@@ -236,7 +273,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, api bool, err err
 type caller struct {
 	operator bool
 	orgID    string // self-service: the one organization
-	who      string // for the log: a token's name, or "org ORG"
+	who      string // the actor, for the log: a token's name, ActorFor's label, or "org ORG"
 	// csrfBind is what the dashboard's CSRF tokens of this caller are
 	// bound to: the session's id, or "org ORG" (self-service); "" for
 	// nobody signed in (the sign-in form).
@@ -250,41 +287,6 @@ func (c caller) mayManage(id string) bool { return c.operator || c.orgID == id }
 // 64 letters, digits, '_' or '-' and too short a run to hold a key. Any
 // other is not found without asking the store, and is never echoed.
 func saneID(id string) bool { return ascii.Only(id, 64, "_-") && ascii.LongestAlnumRun(id) < 30 }
-
-// okEnvelope is the success envelope, the error one's sibling.
-type okEnvelope struct {
-	Success bool `json:"success"`
-	Data    any  `json:"data"`
-	Meta    meta `json:"meta"`
-}
-
-type meta struct {
-	GeneratedAt string `json:"generatedAt"`
-	RequestID   string `json:"requestId"`
-	Version     string `json:"version"`
-}
-
-// writeOK answers data in the success envelope, never cached.
-func (h *Handler) writeOK(w http.ResponseWriter, r *http.Request, status int, data any) {
-	id := h.errors.RequestIDFor(r)
-	version := h.errors.Version
-	if version == "" {
-		version = keyward.DefaultVersion
-	}
-	body, err := json.Marshal(okEnvelope{Success: true, Data: data,
-		Meta: meta{GeneratedAt: h.cfg.Now().UTC().Format(time.RFC3339), RequestID: id, Version: version}})
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	hd := w.Header()
-	hd.Set("Content-Type", "application/json; charset=utf-8")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("X-Request-Id", id)
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-}
 
 // readJSON decodes r's body, which must be application/json of at most
 // MaxBody bytes holding one object with known fields only, into v.
@@ -353,7 +355,10 @@ func exactMembers(body []byte, v any) bool {
 	return true
 }
 
-// audit logs one change: who made it, what, on which ids.
-func (h *Handler) audit(r *http.Request, c caller, action string, attrs ...any) {
-	h.logger.InfoContext(r.Context(), "keyward: admin: "+action, append([]any{"by", c.who}, attrs...)...)
+// audit records one change: the organization, who made it (the actor),
+// the action, its target (a key's or the organization's id) and when,
+// with attrs; never a key or token.
+func (h *Handler) audit(r *http.Request, c caller, action, orgID, target string, attrs ...any) {
+	h.logger.InfoContext(r.Context(), "keyward: admin: "+action, append([]any{"org", orgID, "actor", c.who, "action", action,
+		"target", target, "at", h.cfg.Now().UTC().Format(time.RFC3339)}, attrs...)...)
 }

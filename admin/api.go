@@ -3,15 +3,12 @@ package admin
 import (
 	_ "embed"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/keyward/keyward"
-	"github.com/keyward/keyward/internal/perm"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/usage"
 )
@@ -91,7 +88,13 @@ func (h *Handler) selfService(r *http.Request) (caller, error) {
 	if err != nil || id == "" {
 		return caller{}, errNotSignedIn
 	}
-	return caller{orgID: id, who: "org " + id, csrfBind: "org " + id}, nil
+	who := "org " + id
+	if h.cfg.ActorFor != nil {
+		if actor := h.cfg.ActorFor(r); actor != "" {
+			who = actor
+		}
+	}
+	return caller{orgID: id, who: who, csrfBind: "org " + id}, nil
 }
 
 // org returns the organization of r's {org}, if c may manage it: another
@@ -146,11 +149,11 @@ func (h *Handler) listOrgs(w http.ResponseWriter, r *http.Request, c caller) {
 			orgs = append(orgs, o)
 		}
 	}
-	out := make([]orgJSON, 0, len(orgs))
+	out := make([]manage.OrgView, 0, len(orgs))
 	for _, o := range orgs {
-		out = append(out, orgView(o))
+		out = append(out, manage.ViewOrg(o))
 	}
-	h.writeOK(w, r, http.StatusOK, out)
+	h.errors.WriteData(w, r, http.StatusOK, out)
 }
 
 // orgRequest is the body of POST /orgs and PATCH /orgs/{org}.
@@ -159,6 +162,7 @@ type orgRequest struct {
 	Plan           *string `json:"plan"`
 	RatePerMinute  *int64  `json:"ratePerMinute"`
 	RatePerSecond  *int64  `json:"ratePerSecond"`
+	Burst          *int64  `json:"burst"`
 	Concurrency    *int64  `json:"concurrency"`
 	MonthlyCredits *int64  `json:"monthlyCredits"`
 	AllowOverage   *bool   `json:"allowOverage"`
@@ -174,7 +178,7 @@ func (req orgRequest) apply(o *keyward.Organization) {
 	set(&o.Name, req.Name)
 	set(&o.Plan, req.Plan)
 	for _, f := range []struct{ dst, src *int64 }{{&o.RatePerMinute, req.RatePerMinute}, {&o.RatePerSecond, req.RatePerSecond},
-		{&o.Concurrency, req.Concurrency}} {
+		{&o.Burst, req.Burst}, {&o.Concurrency, req.Concurrency}} {
 		if f.src != nil {
 			*f.dst = *f.src
 		}
@@ -202,7 +206,7 @@ func (h *Handler) createOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusCreated, orgView(o))
+	h.errors.WriteData(w, r, http.StatusCreated, manage.ViewOrg(o))
 }
 
 // createOrgFrom checks req by manage's rules and creates the organization.
@@ -210,7 +214,7 @@ func (h *Handler) createOrgFrom(r *http.Request, c caller, req orgRequest) (keyw
 	var spec keyward.Organization
 	req.apply(&spec)
 	n := manage.OrgSpec{Name: spec.Name, Plan: spec.Plan, RatePerMinute: spec.RatePerMinute, RatePerSecond: spec.RatePerSecond,
-		Concurrency: spec.Concurrency, MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage}
+		Burst: spec.Burst, Concurrency: spec.Concurrency, MonthlyCredits: spec.MonthlyCredits, AllowOverage: spec.AllowOverage}
 	if _, err := manage.NewOrg("check", n, h.cfg.Plans()); err != nil {
 		return keyward.Organization{}, invalid(err)
 	}
@@ -218,7 +222,7 @@ func (h *Handler) createOrgFrom(r *http.Request, c caller, req orgRequest) (keyw
 	if err != nil {
 		return o, failureOf(err)
 	}
-	h.audit(r, c, "organization created", "org", o.ID)
+	h.audit(r, c, "organization created", o.ID, o.ID)
 	return o, nil
 }
 
@@ -228,7 +232,7 @@ func (h *Handler) getOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, orgView(o))
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewOrg(o))
 }
 
 func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
@@ -244,304 +248,33 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
+	if o, err = h.updateOrgFrom(r, c, o, req); err != nil {
+		h.errors.WriteError(w, r, err)
+		return
+	}
+	h.errors.WriteData(w, r, http.StatusOK, manage.ViewOrg(o))
+}
+
+// updateOrgFrom applies req to o, checks the result by manage's rules and
+// stores it, returning the organization as stored.
+func (h *Handler) updateOrgFrom(r *http.Request, c caller, o keyward.Organization, req orgRequest) (keyward.Organization, error) {
 	req.apply(&o)
-	err = manage.CheckOrg(o, h.cfg.Plans())
+	err := manage.CheckOrg(o, h.cfg.Plans())
 	if req.Name != nil && err == nil {
 		err = manage.CheckOrgName(*req.Name)
 	}
 	if err != nil {
-		h.errors.WriteError(w, r, invalid(err))
-		return
+		return o, invalid(err)
 	}
 	if err := h.cfg.Keys.UpdateOrg(r.Context(), o); err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
+		return o, failureOf(err)
 	}
-	h.audit(r, c, "organization updated", "org", o.ID)
-	if o, err = h.cfg.Keys.Org(r.Context(), o.ID); err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
-	}
-	h.writeOK(w, r, http.StatusOK, orgView(o))
-}
-
-func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c caller) {
-	o, err := h.org(r, c)
-	var page keyPage
-	if err == nil {
-		page, err = h.keyPage(r, o.ID)
-	}
+	h.audit(r, c, "organization updated", o.ID, o.ID)
+	o, err = h.cfg.Keys.Org(r.Context(), o.ID)
 	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
+		return o, failureOf(err)
 	}
-	now := h.cfg.Now()
-	out := struct {
-		Keys      []keyJSON `json:"keys"`
-		NextAfter *string   `json:"nextAfter"`
-	}{Keys: make([]keyJSON, 0, len(page.keys))}
-	for _, k := range page.keys {
-		out.Keys = append(out.Keys, keyView(k, now))
-	}
-	if page.next != "" {
-		out.NextAfter = &page.next
-	}
-	h.writeOK(w, r, http.StatusOK, out)
-}
-
-// keyPage is a page of an organization's keys, and the id to continue
-// after ("" on the last page).
-type keyPage struct {
-	keys []keyward.KeyRecord
-	next string
-}
-
-func (h *Handler) keyPage(r *http.Request, orgID string) (keyPage, error) {
-	keys, next, err := ListKeys(r, h.cfg.Keys, orgID)
-	return keyPage{keys, next}, err
-}
-
-// ListKeys answers a listing of organization orgID's keys as the admin
-// API does, by r's query: limit (1 to manage.MaxKeyPage; absent:
-// manage.DefaultKeyPage) and after (the nextAfter of the page before). It
-// returns the page, newest first, and the id the next page starts after
-// ("" on the last page), or a *keyward.Error to write: 400
-// invalid_parameter naming a bad parameter, or the store's failure. A
-// host's own route listing keys (as `keyward demo`'s /v1/usage) pages
-// them with it.
-func ListKeys(r *http.Request, keys manage.KeyManager, orgID string) (page []keyward.KeyRecord, nextAfter string, err error) {
-	limit, err := intParam(r, "limit", manage.DefaultKeyPage, 1, manage.MaxKeyPage, "1 to 200")
-	if err != nil {
-		return nil, "", err
-	}
-	const afterWant = "the id of a key of this organization (a page's nextAfter)"
-	after, ok := r.URL.Query()["after"]
-	if ok && (len(after) != 1 || !saneID(after[0])) {
-		return nil, "", badParameter("after", afterWant)
-	}
-	q := manage.KeyQuery{Limit: int(limit) + 1} // one more: is there a next page?
-	if ok {
-		q.After = after[0]
-	}
-	page, err = keys.ListKeys(r.Context(), orgID, q)
-	if errors.Is(err, keyward.ErrKeyNotFound) {
-		return nil, "", badParameter("after", afterWant)
-	}
-	if err != nil {
-		return nil, "", failureOf(err)
-	}
-	if len(page) > int(limit) {
-		page = page[:limit]
-		nextAfter = page[len(page)-1].ID
-	}
-	return page, nextAfter, nil
-}
-
-// keyRequest is the body of POST /orgs/{org}/keys and PATCH …/keys/{key}.
-type keyRequest struct {
-	Name             *string   `json:"name"`
-	Environment      *string   `json:"environment"`
-	Permissions      *[]string `json:"permissions"`
-	ExpiresInSeconds *int64    `json:"expiresInSeconds"`
-	RatePerMinute    *int64    `json:"ratePerMinute"`
-}
-
-// seconds is n seconds as a duration, saturated at the int64 bounds so
-// that the range checks see a huge count as too long, not wrapped.
-func seconds(n int64) time.Duration {
-	const most = math.MaxInt64 / int64(time.Second)
-	switch {
-	case n > most:
-		return math.MaxInt64
-	case n < -most:
-		return math.MinInt64
-	}
-	return time.Duration(n) * time.Second
-}
-
-func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c caller) {
-	o, err := h.org(r, c)
-	var req keyRequest
-	if err == nil {
-		err = h.readJSON(w, r, &req)
-	}
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	spec := manage.KeySpec{OrgID: o.ID}
-	if req.Name != nil {
-		spec.Name = *req.Name
-	}
-	if req.Environment != nil {
-		spec.Environment = keyward.Environment(*req.Environment)
-	}
-	if req.Permissions != nil {
-		spec.Permissions = *req.Permissions
-	}
-	if req.ExpiresInSeconds != nil {
-		spec.ExpiresIn = seconds(*req.ExpiresInSeconds)
-	}
-	if req.RatePerMinute != nil {
-		spec.RatePerMinute = *req.RatePerMinute
-	}
-	ck, err := h.createKeyFrom(r, c, spec)
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	v := keyView(ck.Record, h.cfg.Now())
-	v.Key = ck.Key
-	h.writeOK(w, r, http.StatusCreated, v)
-}
-
-// createKeyFrom checks spec by manage's rules and what c may give, and
-// creates the key.
-func (h *Handler) createKeyFrom(r *http.Request, c caller, spec manage.KeySpec) (manage.CreatedKey, error) {
-	err := spec.Check()
-	if err == nil {
-		err = h.offered(c, spec.Permissions)
-	}
-	if err != nil {
-		return manage.CreatedKey{}, invalid(err)
-	}
-	ck, err := h.cfg.Keys.CreateKey(r.Context(), spec)
-	if err != nil {
-		return ck, failureOf(err)
-	}
-	h.audit(r, c, "key created", "org", spec.OrgID, "key", ck.Record.ID, "hint", ck.Record.Hint)
-	return ck, nil
-}
-
-// offered returns an error naming the permissions of perms, well formed
-// (KeySpec.Check), that a self-service caller may not give a key: those
-// that no permission of Config.Permissions covers (by the rule keys are
-// judged by, so an offered wildcard covers its expansions). An operator
-// may give any.
-func (h *Handler) offered(c caller, perms []string) error {
-	if c.operator {
-		return nil
-	}
-	missing := perm.Missing(h.cfg.Permissions, perms)
-	if len(missing) == 0 {
-		return nil
-	}
-	quoted := make([]string, len(missing))
-	for i, p := range missing {
-		quoted[i] = strconv.Quote(p)
-	}
-	return fmt.Errorf("keyward: permissions not offered here: %s", strings.Join(quoted, ", "))
-}
-
-func (h *Handler) getKey(w http.ResponseWriter, r *http.Request, c caller) {
-	_, k, err := h.key(r, c)
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	v := keyView(k.Record, h.cfg.Now())
-	v.Predecessor, v.Successor = k.Predecessor, k.Successor
-	h.writeOK(w, r, http.StatusOK, v)
-}
-
-func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request, c caller) {
-	_, k, err := h.key(r, c)
-	var req keyRequest
-	if err == nil {
-		err = h.readJSON(w, r, &req)
-	}
-	if err == nil && (req.Environment != nil || req.RatePerMinute != nil) {
-		err = invalid(errors.New("a key's environment and rate are fixed: create a new key to change them"))
-	}
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	change := manage.KeyChange{Name: req.Name, Permissions: req.Permissions}
-	if req.ExpiresInSeconds != nil {
-		d := seconds(*req.ExpiresInSeconds)
-		change.ExpiresIn = &d
-	}
-	err = change.Check()
-	if err == nil && change.Permissions != nil {
-		err = h.offered(c, *change.Permissions)
-	}
-	if err != nil {
-		h.errors.WriteError(w, r, invalid(err))
-		return
-	}
-	rec, err := h.cfg.Keys.UpdateKey(r.Context(), k.Record.ID, change)
-	if err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
-	}
-	h.audit(r, c, "key updated", "org", rec.Org.ID, "key", rec.ID)
-	h.writeOK(w, r, http.StatusOK, keyView(rec, h.cfg.Now()))
-}
-
-type rotateRequest struct {
-	GraceSeconds int64 `json:"graceSeconds"`
-}
-
-func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request, c caller) {
-	_, k, err := h.key(r, c)
-	var req rotateRequest
-	if err == nil {
-		err = h.readJSON(w, r, &req)
-	}
-	var ck manage.CreatedKey
-	if err == nil {
-		ck, err = h.rotate(r, c, k.Record.ID, seconds(req.GraceSeconds))
-	}
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	v := keyView(ck.Record, h.cfg.Now())
-	v.Key, v.Predecessor = ck.Key, k.Record.ID
-	h.writeOK(w, r, http.StatusCreated, v)
-}
-
-// rotate checks grace by manage's rule and rotates the key.
-func (h *Handler) rotate(r *http.Request, c caller, keyID string, grace time.Duration) (manage.CreatedKey, error) {
-	if err := manage.CheckRotationGrace(grace); err != nil {
-		return manage.CreatedKey{}, invalid(err)
-	}
-	ck, err := h.cfg.Keys.RotateKey(r.Context(), keyID, grace)
-	if err != nil {
-		return ck, failureOf(err)
-	}
-	h.audit(r, c, "key rotated", "org", ck.Record.Org.ID, "key", keyID, "successor", ck.Record.ID, "grace", grace.String())
-	return ck, nil
-}
-
-func (h *Handler) revokeKey(w http.ResponseWriter, r *http.Request, c caller) {
-	_, k, err := h.key(r, c)
-	var req struct{}
-	if err == nil {
-		err = h.readJSON(w, r, &req)
-	}
-	if err == nil {
-		err = h.revoke(r, c, k.Record)
-	}
-	if err != nil {
-		h.errors.WriteError(w, r, err)
-		return
-	}
-	k, err = h.cfg.Keys.Key(r.Context(), k.Record.Org.ID, k.Record.ID)
-	if err != nil {
-		h.errors.WriteError(w, r, failureOf(err))
-		return
-	}
-	h.writeOK(w, r, http.StatusOK, keyView(k.Record, h.cfg.Now()))
-}
-
-func (h *Handler) revoke(r *http.Request, c caller, k keyward.KeyRecord) error {
-	if err := h.cfg.Keys.RevokeKey(r.Context(), k.ID); err != nil {
-		return failureOf(err)
-	}
-	h.audit(r, c, "key revoked", "org", k.Org.ID, "key", k.ID)
-	return nil
+	return o, nil
 }
 
 func (h *Handler) balance(w http.ResponseWriter, r *http.Request, c caller) {
@@ -555,7 +288,7 @@ func (h *Handler) balance(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, keyward.ServiceUnavailable("credit ledger", err))
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, balanceView(b))
+	h.errors.WriteData(w, r, http.StatusOK, balanceView(b))
 }
 
 type grantRequest struct {
@@ -580,7 +313,7 @@ func (h *Handler) grant(w http.ResponseWriter, r *http.Request, c caller) {
 		h.errors.WriteError(w, r, err)
 		return
 	}
-	h.writeOK(w, r, http.StatusOK, b)
+	h.errors.WriteData(w, r, http.StatusOK, b)
 }
 
 // grantTo checks and makes a grant.
@@ -592,7 +325,7 @@ func (h *Handler) grantTo(r *http.Request, c caller, o keyward.Organization, req
 	if err != nil {
 		return balanceJSON{}, failureOf(err)
 	}
-	h.audit(r, c, "credits granted", "org", o.ID, "amount", req.Amount)
+	h.audit(r, c, "credits granted", o.ID, o.ID, "amount", req.Amount)
 	return balanceView(b), nil
 }
 
@@ -630,7 +363,7 @@ func (h *Handler) ledger(w http.ResponseWriter, r *http.Request, c caller) {
 		next := entries[len(entries)-1].ID
 		out.NextBefore = &next
 	}
-	h.writeOK(w, r, http.StatusOK, out)
+	h.errors.WriteData(w, r, http.StatusOK, out)
 }
 
 // intParam reads query parameter name: def when absent, else a whole
@@ -686,7 +419,7 @@ func (h *Handler) usage(w http.ResponseWriter, r *http.Request, orgID, keyID str
 	for _, d := range series {
 		out = append(out, dayView(d))
 	}
-	h.writeOK(w, r, http.StatusOK, map[string]any{"days": out})
+	h.errors.WriteData(w, r, http.StatusOK, map[string]any{"days": out})
 }
 
 // series is the usage of the last days days, today included.

@@ -25,7 +25,7 @@ func TestOperatorRoutes(t *testing.T) {
 	org := o.obj(t)
 	orgID := org["id"].(string)
 	assert.Equal(t, "growth", org["plan"])
-	assert.Equal(t, map[string]any{"requestsPerSecond": 10.0, "requestsPerMinute": 600.0, "concurrency": 10.0, "monthlyCredits": 25000.0}, org["limits"])
+	assert.Equal(t, map[string]any{"requestsPerSecond": 10.0, "burst": 10.0, "requestsPerMinute": 600.0, "concurrency": 10.0, "monthlyCredits": 25000.0}, org["limits"])
 
 	assert.Len(t, e.call("GET", "/admin/v1/orgs", "").list(t), 1)
 	assert.Equal(t, "acme", e.call("GET", "/admin/v1/orgs/"+orgID, "").obj(t)["name"])
@@ -35,6 +35,15 @@ func TestOperatorRoutes(t *testing.T) {
 	assert.Equal(t, "business", up.obj(t)["plan"])
 	assert.Equal(t, true, up.obj(t)["allowOverage"])
 	assert.Equal(t, 5.0, up.obj(t)["limits"].(map[string]any)["monthlyCredits"])
+	burst := e.call("PATCH", "/admin/v1/orgs/"+orgID, `{"burst":3}`)
+	require.Equal(t, http.StatusOK, burst.status, burst.raw)
+	assert.Equal(t, 3.0, burst.obj(t)["burst"], "the override")
+	assert.Equal(t, 3.0, burst.obj(t)["limits"].(map[string]any)["burst"], "the effective burst, through the plan table's rule")
+	assert.Equal(t, 20.0, burst.obj(t)["limits"].(map[string]any)["requestsPerSecond"], "the sustained rate stays the plan's")
+	burst = e.call("PATCH", "/admin/v1/orgs/"+orgID, `{"burst":-1}`)
+	require.Equal(t, http.StatusUnprocessableEntity, burst.status, burst.raw)
+	assert.Contains(t, burst.raw, "burst -1 is out of range")
+	require.Equal(t, http.StatusOK, e.call("PATCH", "/admin/v1/orgs/"+orgID, `{"burst":0}`).status)
 
 	k := e.call("POST", "/admin/v1/orgs/"+orgID+"/keys",
 		`{"name":"production","environment":"live","permissions":["transactions:enrich"],"expiresInSeconds":86400}`)

@@ -36,7 +36,7 @@ func TestSelfServiceGivesOnlyWhatIsOffered(t *testing.T) {
 	a := e.call("POST", keys, `{"name":"x","permissions":["categories:write","*","transactions:read"]}`, as...)
 	assert.Contains(t, a.raw, `not offered here: \"categories:write\", \"*\"`, "the refused ones are named")
 	b := e.browser()
-	page := b.do("GET", "/dashboard/orgs/"+mine.ID, nil, as...)
+	page := b.do("GET", "/dashboard/orgs/"+mine.ID+"/keys/new", nil, as...)
 	p := b.do("POST", "/dashboard/orgs/"+mine.ID+"/keys", url.Values{"csrf": {page.csrf(t)}, "name": {"x"}, "permissions": {"*"}}, as...)
 	assert.Equal(t, http.StatusUnprocessableEntity, p.status, p.body)
 	assert.Contains(t, p.body, "not offered here")
@@ -75,7 +75,7 @@ func TestKeyCap(t *testing.T) {
 	e.call("POST", keys, `{"name":"k"}`, as...).failed(t, http.StatusConflict, "validation_error", admin.ReasonTooManyKeys)
 	e.call("POST", keys+"/"+first+"/rotate", `{"graceSeconds":60}`, as...).failed(t, http.StatusConflict, "validation_error", admin.ReasonTooManyKeys)
 	b := e.browser()
-	page := b.do("GET", "/dashboard/orgs/"+o.ID, nil, as...)
+	page := b.do("GET", "/dashboard/orgs/"+o.ID+"/keys/new", nil, as...)
 	p := b.do("POST", "/dashboard/orgs/"+o.ID+"/keys", url.Values{"csrf": {page.csrf(t)}, "name": {"x"}}, as...)
 	assert.Equal(t, http.StatusConflict, p.status, p.body)
 	assert.Contains(t, p.body, "as many working keys as it may have")
@@ -130,8 +130,40 @@ func TestKeyListingsArePaged(t *testing.T) {
 	first := b.do("GET", "/dashboard/orgs/"+o.ID+"?limit=2", nil)
 	require.Equal(t, http.StatusOK, first.status)
 	assert.Equal(t, 2, strings.Count(first.body, "data-key-id="))
-	assert.Contains(t, first.body, `href="/dashboard/orgs/`+o.ID+`?after=`+want[1]+`"`, "a link to the older keys")
+	assert.Contains(t, first.body, `id="next-keys" href="?search=&amp;status=&amp;after=`+want[1]+`#keys-heading"`, "a link to the older keys")
 	rest := b.do("GET", "/dashboard/orgs/"+o.ID+"?after="+want[1], nil)
 	assert.Equal(t, 3, strings.Count(rest.body, "data-key-id="))
-	assert.NotContains(t, rest.body, `id="older-keys"`)
+	assert.NotContains(t, rest.body, `id="next-keys"`)
+	assert.Contains(t, rest.body, `id="first-keys"`)
+}
+
+// The API's key listing searches and filters by status; revoked keys are
+// left out unless asked for; a whole key is never searched for.
+func TestKeyListSearchAndStatus(t *testing.T) {
+	t.Parallel()
+	e := operatorEnv(t)
+	o := e.org("acme")
+	prod, staging := e.key(o.ID, "Production"), e.key(o.ID, "staging")
+	require.NoError(t, e.store.RevokeKey(context.Background(), staging.Record.ID))
+	keys := "/admin/v1/orgs/" + o.ID + "/keys"
+	ids := func(q string) []string {
+		t.Helper()
+		var out []string
+		for _, k := range e.call("GET", keys+q, "").keys(t) {
+			out = append(out, k.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	assert.Equal(t, []string{prod.Record.ID}, ids(""), "revoked keys are hidden by default")
+	assert.Equal(t, []string{staging.Record.ID}, ids("?status=revoked"))
+	assert.Len(t, ids("?status=all"), 2)
+	assert.Len(t, ids("?status=active,revoked"), 2)
+	assert.Equal(t, []string{prod.Record.ID}, ids("?search=PRODUCT"))
+	assert.Equal(t, []string{prod.Record.ID}, ids("?search="+url.QueryEscape(prod.Record.Hint[:8])))
+	assert.Empty(t, ids("?search=staging"))
+	for _, q := range []string{"?status=lost", "?search=" + prod.Key, "?search=a&search=b"} {
+		a := e.call("GET", keys+q, "")
+		a.failed(t, http.StatusBadRequest, "validation_error", admin.ReasonInvalidParameter)
+		assert.NotContains(t, a.raw, prod.Key)
+	}
 }

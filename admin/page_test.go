@@ -59,6 +59,13 @@ func (b *browser) do(method, path string, form url.Values, header ...string) pag
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(b.t, err)
+	if loc := resp.Header.Get("Location"); loc != "" {
+		// The page's redirects are relative, as its links: resolved here
+		// as a browser does, to the path they lead to.
+		to, err := req.URL.Parse(loc)
+		require.NoError(b.t, err)
+		resp.Header.Set("Location", to.RequestURI())
+	}
 	return pageAnswer{status: resp.StatusCode, header: resp.Header, body: string(raw)}
 }
 
@@ -271,35 +278,50 @@ func TestPageKeyLifecycle(t *testing.T) {
 	orgPage := b.do("GET", orgPath, nil)
 	require.Equal(t, http.StatusOK, orgPage.status)
 	assert.Contains(t, orgPage.body, "300 requests/min")
-	assert.Contains(t, orgPage.body, `<svg class="chart"`)
+	assert.Contains(t, orgPage.body, "No calls yet")
+	form := b.do("GET", orgPath+"/keys/new", nil)
 
-	made := b.do("POST", orgPath+"/keys", url.Values{"csrf": {orgPage.csrf(t)}, "name": {"prod"}, "environment": {"live"},
+	made := b.do("POST", orgPath+"/keys", url.Values{"csrf": {form.csrf(t)}, "name": {"prod"}, "environment": {"live"},
 		"permissions": {"transactions:enrich", "transactions:read"}, "expiresInDays": {"30"}})
-	require.Equal(t, http.StatusOK, made.status, made.body)
-	assert.Equal(t, "no-store", made.header.Get("Cache-Control"))
-	key := regexp.MustCompile(`id="new-key">(triq_[A-Za-z0-9]+)<`).FindStringSubmatch(made.body)
-	require.NotNil(t, key, made.body)
+	require.Equal(t, http.StatusSeeOther, made.status, made.body)
+	assert.NotContains(t, made.body+made.header.Get("Location"), "triq_", "the key is not in the redirect")
+	reveal := b.do("GET", made.header.Get("Location"), nil)
+	require.Equal(t, http.StatusOK, reveal.status, reveal.body)
+	assert.Equal(t, "no-store", reveal.header.Get("Cache-Control"))
+	key := regexp.MustCompile(`id="new-key">(triq_[A-Za-z0-9]+)<`).FindStringSubmatch(reveal.body)
+	require.NotNil(t, key, reveal.body)
+	assert.Contains(t, reveal.body, "Key created.", "the flash confirms the action")
+	again := b.do("GET", made.header.Get("Location"), nil)
+	assert.NotContains(t, again.body, key[1], "a reload shows the key no more")
+	assert.Contains(t, again.body, `id="already-shown"`)
+	assert.NotContains(t, again.body, "Key created.", "a flash is shown once")
 	list := b.do("GET", orgPath, nil)
 	assert.NotContains(t, list.body, key[1], "the list shows the hint only")
-	assert.Contains(t, list.body, "transactions:enrich")
 	keyID := regexp.MustCompile(`data-key-id="([^"]+)"`).FindStringSubmatch(list.body)[1]
+	detail := b.do("GET", orgPath+"/keys/"+keyID, nil)
+	assert.Contains(t, detail.body, "transactions:enrich")
 
-	rot := b.do("POST", orgPath+"/keys/"+keyID+"/rotate", url.Values{"csrf": {list.csrf(t)}, "grace": {"3600"}})
-	require.Equal(t, http.StatusOK, rot.status, rot.body)
-	assert.Contains(t, rot.body, "keeps working for 1h0m0s")
-	assert.Contains(t, b.do("GET", orgPath, nil).body, "rotating until")
+	rot := b.do("POST", orgPath+"/keys/"+keyID+"/rotate", url.Values{"csrf": {detail.csrf(t)}, "grace": {"3600"}})
+	require.Equal(t, http.StatusSeeOther, rot.status, rot.body)
+	assert.Contains(t, b.do("GET", rot.header.Get("Location"), nil).body, "keeps working for 1 hour")
+	assert.Contains(t, b.do("GET", orgPath+"/keys/"+keyID, nil).body, "rotating</span> until")
 	confirm := b.do("GET", orgPath+"/keys/"+keyID+"/revoke", nil)
 	require.Equal(t, http.StatusOK, confirm.status)
 	assert.Contains(t, confirm.body, "cannot be undone")
 	done := b.do("POST", orgPath+"/keys/"+keyID+"/revoke", url.Values{"csrf": {confirm.csrf(t)}})
 	require.Equal(t, http.StatusSeeOther, done.status)
-	assert.Contains(t, b.do("GET", orgPath, nil).body, `class="status-revoked">revoked`)
+	after := b.do("GET", done.header.Get("Location"), nil)
+	assert.Contains(t, after.body, "Key revoked")
+	assert.NotContains(t, after.body, keyID, "revoked keys are hidden by default")
+	assert.Contains(t, b.do("GET", orgPath+"?status=revoked", nil).body, keyID)
 
 	// A form with bad fields says so and changes nothing.
 	before := e.snapshot()
-	bad := b.do("POST", orgPath+"/keys", url.Values{"csrf": {list.csrf(t)}, "name": {""}, "expiresInDays": {"99999999999"}})
+	bad := b.do("POST", orgPath+"/keys", url.Values{"csrf": {form.csrf(t)}, "name": {""}, "environment": {"test"},
+		"expiresInDays": {"99999999999"}})
 	assert.Equal(t, http.StatusUnprocessableEntity, bad.status)
-	assert.Contains(t, bad.body, "key name is empty")
+	assert.Regexp(t, `aria-invalid="true">\s*<span class="field-error" role="alert">key name is empty`, bad.body, "the problem beside its field")
+	assert.Regexp(t, `value="test" checked`, bad.body, "what was typed is kept")
 	assert.Equal(t, before, e.snapshot())
 }
 
@@ -318,6 +340,9 @@ func TestSelfServicePage(t *testing.T) {
 	page := b.do("GET", "/dashboard/orgs/"+mine.ID, nil, as...)
 	require.Equal(t, http.StatusOK, page.status)
 	assert.NotContains(t, page.body, `id="grant"`, "operators grant credits")
+	assert.NotContains(t, page.body, mine.ID+"</code>", "a customer is shown no ids")
+	assert.Contains(t, page.body, "<li>5 requests per second</li>", "limits in words")
+	page = b.do("GET", "/dashboard/orgs/"+mine.ID+"/keys/new", nil, as...)
 	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/orgs/"+theirs.ID, nil, as...).status)
 	assert.Equal(t, http.StatusNotFound, b.do("GET", "/dashboard/orgs/"+mine.ID+"/keys/"+theirKey.Record.ID+"/revoke", nil, as...).status)
 	before := e.snapshot()

@@ -21,6 +21,10 @@ import (
 const (
 	sessionCookie = "keyward_session"
 	csrfCookie    = "keyward_csrf"
+	flashCookie   = "keyward_flash"  // a code of flashes, for the next page
+	revealCookie  = "keyward_reveal" // the id of a new key kept to be shown once
+	// revealTTL is how long a new key waits to be shown.
+	revealTTL = 10 * time.Minute
 	// maxSessions and maxCodes bound what the maps hold; past them the
 	// oldest go first.
 	maxSessions = 10_000
@@ -34,9 +38,21 @@ type sessions struct {
 	now func() time.Time
 	ttl time.Duration
 
-	mu    sync.Mutex
-	open  map[string]session   // sha256(session id) → session
-	codes map[string]time.Time // sha256(login code) → expiry
+	mu      sync.Mutex
+	open    map[string]session   // sha256(session id) → session
+	codes   map[string]time.Time // sha256(login code) → expiry
+	reveals map[string]reveal    // sha256(reveal id) → a new key to show once
+}
+
+// reveal is a new key kept for the page that shows it once: create and
+// rotate answer with a redirect to that page, so that a reload of it
+// shows the key no more and creates nothing.
+type reveal struct {
+	bind         string // the caller's csrfBind: only they may see it
+	orgID, keyID string
+	key          string // the plaintext
+	grace        string // a rotation's: what becomes of the old key
+	expires      time.Time
 }
 
 type session struct {
@@ -48,7 +64,7 @@ type session struct {
 }
 
 func newSessions(now func() time.Time, ttl time.Duration) *sessions {
-	return &sessions{now: now, ttl: ttl, open: map[string]session{}, codes: map[string]time.Time{}}
+	return &sessions{now: now, ttl: ttl, open: map[string]session{}, codes: map[string]time.Time{}, reveals: map[string]reveal{}}
 }
 
 func randomToken() string {
@@ -119,6 +135,35 @@ func (s *sessions) useCode(code string) bool {
 	return ok && s.now().Before(exp)
 }
 
+// keep holds rv for revealTTL and returns the id that takes it.
+func (s *sessions) keep(rv reveal) string {
+	id := randomToken()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	evict(s.reveals, maxCodes, func(v reveal) bool { return !now.Before(v.expires) }, func(v reveal) time.Time { return v.expires })
+	rv.expires = now.Add(revealTTL)
+	s.reveals[digest(id)] = rv
+	return id
+}
+
+// take returns the new key held under id for bind and key keyID, once:
+// it is then forgotten.
+func (s *sessions) take(id, bind, keyID string) (reveal, bool) {
+	if id == "" {
+		return reveal{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := digest(id)
+	rv, ok := s.reveals[d]
+	if !ok || rv.bind != bind || rv.keyID != keyID {
+		return reveal{}, false
+	}
+	delete(s.reveals, d)
+	return rv, s.now().Before(rv.expires)
+}
+
 // evict makes room for one more entry in m: the expired ones go, then, if
 // m is still full, the one that expires first.
 func evict[V any](m map[string]V, max int, expired func(V) bool, expiry func(V) time.Time) {
@@ -156,7 +201,7 @@ func (h *Handler) LoginLink(ttl time.Duration) (string, error) {
 	if ttl < 0 || ttl > 24*time.Hour {
 		return "", errors.New("keyward: admin: a login link lives more than 0 and at most 24h")
 	}
-	return PagePath + "login?code=" + url.QueryEscape(h.sessions.newCode(ttl)), nil
+	return h.paths.page + "login?code=" + url.QueryEscape(h.sessions.newCode(ttl)), nil
 }
 
 // csrfKey signs CSRF tokens: a form's token is the HMAC of the browser's
@@ -183,12 +228,12 @@ func (h *Handler) secure(r *http.Request) bool { return r.TLS != nil || h.cfg.Se
 // cookie returns the name and path of the dashboard's cookie base for r:
 // over TLS "__Host-" + base at "/", a name browsers take only from this
 // host over HTTPS (never from a sibling subdomain, never with a Domain),
-// so that nobody else can plant it; else base at PagePath.
+// so that nobody else can plant it; else base at the page's path.
 func (h *Handler) cookie(r *http.Request, base string) (name, path string) {
 	if h.secure(r) {
 		return "__Host-" + base, "/"
 	}
-	return base, PagePath
+	return base, h.paths.page
 }
 
 // setCookie sets the dashboard's cookie base to value, for maxAge seconds

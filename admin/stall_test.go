@@ -74,7 +74,7 @@ func TestStalledBodyIsNotDoneOnTheDashboard(t *testing.T) {
 	k := e.key(org.ID, "prod")
 	b := e.browser()
 	b.signIn()
-	csrf := b.do("GET", "/dashboard/orgs/"+org.ID, nil).csrf(t)
+	csrf := b.do("GET", "/dashboard/orgs/"+org.ID+"/keys/new", nil).csrf(t)
 	u, err := url.Parse(e.srv.URL + "/dashboard/")
 	require.NoError(t, err)
 	var cookies []string

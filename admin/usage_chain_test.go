@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +53,38 @@ func TestUsageChartFillsFromTheChain(t *testing.T) {
 	bal, err := e.store.Balance(context.Background(), org.Account())
 	require.NoError(t, err)
 	assert.Equal(t, int64(6), bal.Spent)
+}
+
+// The calls of the chain are in the pages' last 24 hours, by hour: the
+// organization's chart and the key's own, once the store has flushed; the
+// key's last use is on its page.
+func TestHourlyChartFillsFromTheChain(t *testing.T) {
+	e := selfServiceEnv(t)
+	org := e.org("acme")
+	k := e.key(org.ID, "k")
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: e.store, Prefix: e.store.Format().Prefix(), Usage: e.store})
+	require.NoError(t, err)
+	api := auth.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for range 3 {
+		req := httptest.NewRequest("GET", "/v1/things", nil)
+		req.Header.Set("X-API-Key", k.Key)
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, req)
+		require.Equal(t, http.StatusOK, w.Code)
+	}
+	require.NoError(t, e.store.FlushUsage(context.Background()))
+
+	b := e.browser()
+	as := []string{"X-Test-Org", org.ID}
+	hour := time.Now().UTC().Truncate(time.Hour).Format("2006-01-02T15:04Z")
+	for _, path := range []string{"/dashboard/orgs/" + org.ID, "/dashboard/orgs/" + org.ID + "/keys/" + k.Record.ID} {
+		p := b.do("GET", path+"?range=24h", nil, as...)
+		require.Equal(t, http.StatusOK, p.status, path)
+		assert.Contains(t, p.body, `<a href="?range=24h#usage" aria-current="true">24 hours</a>`, path)
+		assert.Contains(t, p.body, "the last 24 hours, by hour (UTC)", path)
+		assert.Regexp(t, `<g class="bucket" data-start="`+hour+`" data-served="3" `, p.body, path)
+		assert.Equal(t, 24, strings.Count(p.body[:strings.Index(p.body, "chart-credits")], `<g class="bucket"`), "one bar an hour: "+path)
+	}
+	p := b.do("GET", "/dashboard/orgs/"+org.ID+"/keys/"+k.Record.ID, nil, as...)
+	assert.Contains(t, p.body, "<dt>Last used</dt><dd>"+time.Now().UTC().Format("2 Jan 2006 "), "RequireAPIKey with the store as Usage records the last use")
 }

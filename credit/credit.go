@@ -184,8 +184,8 @@ type Balance struct {
 	Spent int64
 	// Reserved is what open reservations hold.
 	Reserved int64
-	// Available is Allocation + Granted − Spent − Reserved: what new calls
-	// can reserve. It is never below zero for an account without overage.
+	// Available is Available(Allocation, Granted, Spent, Reserved): what
+	// new calls can reserve. It is never below zero for an account without overage.
 	Available int64
 	// OpenReservations counts the open reservations.
 	OpenReservations int
@@ -194,6 +194,13 @@ type Balance struct {
 	// them in memory (sqlstore with LeaseOptions.Enabled), not yet used.
 	// Zero for a ledger without leases.
 	Leased int64
+}
+
+// Available is what new calls can reserve: allocation + granted − spent −
+// reserved. It is the one formula of a Balance's Available; every ledger
+// computes it here.
+func Available(allocation, granted, spent, reserved int64) int64 {
+	return allocation + granted - spent - reserved
 }
 
 // Ledger holds organizations' credits: calls reserve before they run

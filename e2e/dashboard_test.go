@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,6 +119,15 @@ func (b *browser) screenshot(name string) string {
 	return path
 }
 
+// forget drops the console messages so far that contain what, expected
+// ones.
+func (b *browser) forget(what string) {
+	time.Sleep(200 * time.Millisecond) // messages travel on their own
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.problems = slices.DeleteFunc(b.problems, func(m string) bool { return strings.Contains(m, what) })
+}
+
 // noConsoleErrors fails the test if a page wrote an error or threw.
 func (b *browser) noConsoleErrors() {
 	b.t.Helper()
@@ -161,6 +171,8 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	// Create a key with the enrich permission; read it from the page.
 	b.do(
+		chromedp.Click(chromedp.CSS("#create-key-link")),
+		chromedp.WaitVisible(chromedp.CSS("#create-key")),
 		chromedp.SetValue(chromedp.CSS("#key-name"), "production"),
 		chromedp.Click(chromedp.CSS(`input[name=permissions][value="transactions:enrich"]`)),
 		chromedp.Click(chromedp.CSS("#create-key button[type=submit]")),
@@ -185,7 +197,8 @@ func TestDashboardInABrowser(t *testing.T) {
 
 	// The calls appear in the usage chart once the counters are flushed.
 	today := time.Now().UTC().Format(time.DateOnly)
-	bar := fmt.Sprintf(`(document.querySelector('g.day[data-day="%s"]')||{getAttribute:()=>"0"})`, today)
+	bar := fmt.Sprintf(`(document.querySelector('svg.chart-requests g.bucket[data-start="%s"]')||{getAttribute:()=>"0"})`, today)
+	credits := fmt.Sprintf(`(document.querySelector('svg.chart-credits g.bucket[data-start="%s"]')||{getAttribute:()=>"0"})`, today)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		b.do(chromedp.Navigate(orgURL), chromedp.WaitVisible(chromedp.CSS("#org-id")))
@@ -199,18 +212,54 @@ func TestDashboardInABrowser(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
-	if credits := b.eval(bar + `.getAttribute("data-credits")`); credits != "1" {
-		t.Errorf("the chart shows %s credits spent today, want 1", credits)
+	if c := b.eval(credits + `.getAttribute("data-credits")`); c != "1" {
+		t.Errorf("the chart shows %s credits spent today, want 1", c)
 	}
 	if used := b.text("#credits-text"); !strings.HasPrefix(used, "1 spent") {
 		t.Errorf("credits: %q", used)
 	}
 	b.screenshot("usage")
 
-	// Rotate: a new key, the old one working for its grace period.
-	row := fmt.Sprintf(`tr[data-key-id="%s"]`, keyID)
+	// Change the plan, the limits and overage on the organization's page:
+	// choosing a plan with custom rates opens the limits; sent without
+	// its rate, the form comes back with the problem beside the field and
+	// the plan chosen kept; with it, the page shows the new settings.
+	b.do(chromedp.Navigate(orgURL), chromedp.WaitVisible(chromedp.CSS("#org-settings")))
+	b.eval(`(() => { const p = document.querySelector("#org-settings select[name=plan]"); p.value = "enterprise";
+		p.dispatchEvent(new Event("change")); return "" })()`)
+	if open := b.eval(`String(document.getElementById("limits").open)`); open != "true" {
+		t.Error("choosing a plan with custom rates leaves the limits closed")
+	}
 	b.do(
-		chromedp.Click(chromedp.CSS(row+" form.rotate button")),
+		chromedp.Click(chromedp.CSS("#org-settings button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS(`#rate-minute[aria-invalid="true"] + .field-error`)),
+	)
+	if plan := b.eval(`document.querySelector("#org-settings select[name=plan]").value`); plan != "enterprise" {
+		t.Errorf("the refused form shows the plan %q, want the one chosen", plan)
+	}
+	b.screenshot("org-refused")
+	b.forget("status of 422") // the refused form's own answer, as a browser reports every 4xx
+	b.do(
+		chromedp.SetValue(chromedp.CSS("#rate-minute"), "6000"),
+		chromedp.SetValue(chromedp.CSS("#monthly-credits"), "50000"),
+		chromedp.Click(chromedp.CSS(`#org-settings input[name=allowOverage]`)),
+		chromedp.Click(chromedp.CSS("#org-settings button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+	)
+	if plan := b.text("#org-plan-name"); plan != "enterprise" {
+		t.Errorf("the organization's plan is %q after the change", plan)
+	}
+	if facts := b.eval(`document.querySelector(".facts").innerText`); !strings.Contains(facts, "6000") && !strings.Contains(facts, "6,000") ||
+		!strings.Contains(facts, "allowed") {
+		t.Errorf("the organization's facts after the change: %q", facts)
+	}
+
+	// Rotate from the key's page: a new key, the old one working for its
+	// grace period.
+	keyURL := orgURL + "/keys/" + keyID
+	b.do(
+		chromedp.Navigate(keyURL),
+		chromedp.Click(chromedp.CSS("#rotate button")),
 		chromedp.WaitVisible(chromedp.CSS("#new-key")),
 	)
 	rotated := b.text("#new-key")
@@ -225,19 +274,20 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Fatalf("the rotated key: %d", status)
 	}
 
-	// Revoke the old key through the page, confirming.
+	// Revoke the old key through its page, confirming.
 	b.do(
-		chromedp.Click(chromedp.CSS("#back")),
-		chromedp.WaitVisible(chromedp.CSS("#org-id")),
-		chromedp.Click(chromedp.CSS(row+" a.revoke")),
+		chromedp.Navigate(keyURL),
+		chromedp.Click(chromedp.CSS("#revoke")),
 		chromedp.WaitVisible(chromedp.CSS("#confirm-revoke")),
 	)
 	b.screenshot("confirm-revoke")
 	b.do(
 		chromedp.Click(chromedp.CSS("#confirm-revoke button")),
-		chromedp.WaitVisible(chromedp.CSS("#org-id")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+		chromedp.Navigate(keyURL),
+		chromedp.WaitVisible(chromedp.CSS("#key-status")),
 	)
-	if status := b.text(row + " td[class^=status-]"); status != "revoked" {
+	if status := b.text("#key-status"); status != "revoked" {
 		t.Errorf("the page shows the old key as %q", status)
 	}
 	b.screenshot("revoked")
@@ -247,6 +297,18 @@ func TestDashboardInABrowser(t *testing.T) {
 	if status, _ := s.call(t, "POST", "/v1/transactions/enrich", rotated, enrich); status != 200 {
 		t.Fatalf("the rotated key after the old one was revoked: %d", status)
 	}
+	// Every operator page fits a phone's width and a desktop's too.
+	orgsURL, _, _ := strings.Cut(orgURL, "/orgs/")
+	pages := map[string]string{"organizations": orgsURL + "/", "organization": orgURL, "key": keyURL,
+		"create-key": orgURL + "/keys/new", "not-found": orgURL + "/keys/key_absent"}
+	for _, width := range []int{390, 1280} {
+		b.do(chromedp.EmulateViewport(int64(width), 844))
+		for name, u := range pages {
+			b.do(chromedp.Navigate(u), chromedp.WaitReady(chromedp.CSS("main")))
+			b.fits(name, width)
+		}
+	}
+	b.forget("status of 404") // the not-found page's own answer
 	b.noConsoleErrors()
 	if out := os.Getenv("KEYWARD_SCREENSHOTS"); out != "" { // for the README
 		copyScreenshots(t, b.dir, out)

@@ -191,7 +191,7 @@ func TestAdminAPIMatchesItsOpenAPIDocument(t *testing.T) {
 		{"GET", "/admin/v1/orgs", ""},
 		{"GET", o, ""},
 		{"PATCH", o, `{"allowOverage":true,"monthlyCredits":50}`},
-		{"GET", o + "/keys", ""},
+		{"GET", o + "/keys", ""}, {"GET", o + "/keys?search=pro&status=active,revoked&limit=5", ""}, {"GET", o + "/keys?status=all", ""},
 		{"GET", k, ""},
 		{"PATCH", k, `{"name":"production"}`},
 		{"GET", o + "/usage?days=3", ""},

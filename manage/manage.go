@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -59,10 +61,10 @@ type OrgSpec struct {
 	Name string
 	// Plan names a plan of the plan table. Zero: "free".
 	Plan string
-	// RatePerMinute, RatePerSecond and Concurrency override the plan's
-	// limits each when > 0 (keyward.Limits; in range of
+	// RatePerMinute, RatePerSecond, Burst and Concurrency override the
+	// plan's limits each when > 0 (keyward.Limits; in range of
 	// keyward.CheckLimits).
-	RatePerMinute, RatePerSecond, Concurrency int64
+	RatePerMinute, RatePerSecond, Burst, Concurrency int64
 	// MonthlyCredits overrides the plan's credit allocation when > 0.
 	MonthlyCredits int64
 	// AllowOverage lets calls go on when credits run out.
@@ -134,7 +136,7 @@ func NewOrg(id string, n OrgSpec, plans *keyward.Plans) (keyward.Organization, e
 		n.Plan = "free"
 	}
 	o := keyward.Organization{ID: id, Name: n.Name, Plan: n.Plan, RatePerMinute: n.RatePerMinute,
-		RatePerSecond: n.RatePerSecond, Concurrency: n.Concurrency, MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
+		RatePerSecond: n.RatePerSecond, Concurrency: n.Concurrency, Burst: n.Burst, MonthlyCredits: n.MonthlyCredits, AllowOverage: n.AllowOverage}
 	if err := CheckOrg(o, plans); err != nil {
 		return keyward.Organization{}, err
 	}
@@ -310,16 +312,81 @@ const (
 
 // KeyQuery selects a page of an organization's keys for ListKeys, newest
 // first (then by id). Its zero value is every key. A page is continued by
-// passing the id of its last key as After. Filters that a later listing
-// needs (a search, a status) are added here as fields whose zero value
-// selects every key.
+// passing the id of its last key as After. Each filter's zero value
+// selects every key; Selects is the rule, which every store keeps.
 type KeyQuery struct {
 	// Limit is the most keys returned. Zero (or less): no limit.
 	Limit int
 	// After is the id of a key of the organization: only keys listed
 	// after it are returned. Zero: from the newest. A key that is not
-	// the organization's is keyward.ErrKeyNotFound.
+	// the organization's is keyward.ErrKeyNotFound. After counts in the
+	// listing's order whatever the filters: a page of a search continues
+	// after its last key.
 	After string
+	// Search, when not empty, selects the keys whose name contains it,
+	// ASCII letters matched without regard to case (other characters
+	// exactly), or whose id or hint begins with it, exactly.
+	Search string
+	// Statuses, when not empty, selects the keys whose Status, at the
+	// store's now, is one of them (StatusActive, …).
+	Statuses []string
+}
+
+// A key's statuses, as Status names them.
+const (
+	StatusActive   = "active"
+	StatusRotating = "rotating" // revoked at the end of a grace period still running
+	StatusRevoked  = "revoked"
+	StatusExpired  = "expired"
+)
+
+// MaxSearchLen bounds KeyQuery.Search, in bytes: a name's length.
+const MaxSearchLen = MaxNameLen
+
+// Check returns an error if q names a status that is not one of Status's
+// or has a search that CheckText refuses (at most MaxSearchLen bytes).
+func (q KeyQuery) Check() error {
+	for _, st := range q.Statuses {
+		switch st {
+		case StatusActive, StatusRotating, StatusRevoked, StatusExpired:
+		default:
+			return fmt.Errorf("keyward: unknown key status %q: active, rotating, revoked or expired", st)
+		}
+	}
+	return CheckText("search", q.Search, MaxSearchLen)
+}
+
+// Selects reports whether q's filters (Search, Statuses; not Limit and
+// After) select k at now. memstore filters with it; sqlstore's query says
+// the same in SQL, and keywardtest's suite holds both to it.
+func (q KeyQuery) Selects(k *keyward.KeyRecord, now time.Time) bool {
+	if len(q.Statuses) > 0 && !slices.Contains(q.Statuses, Status(k, now)) {
+		return false
+	}
+	if q.Search == "" {
+		return true
+	}
+	return strings.HasPrefix(k.ID, q.Search) || strings.HasPrefix(k.Hint, q.Search) ||
+		strings.Contains(FoldASCII(k.Name), FoldASCII(q.Search))
+}
+
+// FoldASCII returns s with its ASCII capitals made small letters, and
+// every other byte as it is: the case folding of KeyQuery.Search, the
+// same in every store (a database's own folding of other letters depends
+// on its locale).
+func FoldASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // KeyManager creates and changes organizations and keys. memstore and
@@ -341,8 +408,9 @@ type KeyQuery struct {
 //     ErrTooManyKeys (wrapped) when the organization has as many working
 //     keys as the store's cap (DefaultMaxKeys unless configured), exactly,
 //     even when creations race.
-//   - ListKeys returns the organization's keys that q selects, newest
-//     first (then by id), at most q.Limit of them.
+//   - ListKeys returns the organization's keys that q selects
+//     (KeyQuery.Selects at the store's now), newest first (then by id),
+//     at most q.Limit of them.
 //   - Key returns a key by id with its predecessor and successor. An
 //     orgID that is not empty confines it to that organization's keys:
 //     another's key is ErrKeyNotFound, found as an absent one is (the
@@ -383,11 +451,11 @@ type KeyManager interface {
 func Status(k *keyward.KeyRecord, now time.Time) string {
 	switch {
 	case k.Revoked(now):
-		return "revoked"
+		return StatusRevoked
 	case k.Expired(now):
-		return "expired"
+		return StatusExpired
 	case !k.RevokedAt.IsZero():
-		return "rotating"
+		return StatusRotating
 	}
-	return "active"
+	return StatusActive
 }

@@ -320,7 +320,9 @@ func (l *Ledger) forgetKeys(o *orgCredits, n int64) {
 	}
 }
 
-func (o *orgCredits) available() int64 { return o.allocation + o.granted - o.spent - o.reserved }
+func (o *orgCredits) available() int64 {
+	return credit.Available(o.allocation, o.granted, o.spent, o.reserved)
+}
 
 func (o *orgCredits) balance(orgID string) credit.Balance {
 	return credit.Balance{

@@ -48,6 +48,8 @@ type Store struct {
 	pred     map[string]string // key id → the key it was rotated from
 	succ     map[string]string // key id → the key it was rotated into
 	watchers []keyward.Invalidator
+
+	found foundKeys // when LookupKey last found each key (RecentKeys)
 }
 
 var (
@@ -115,6 +117,7 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 	if !ok {
 		return nil, keyward.ErrKeyNotFound
 	}
+	s.found.note(hash, s.now())
 	rec := s.joined(k)
 	return &rec, nil
 }
@@ -288,8 +291,9 @@ func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) (
 		}
 	}
 	var page []*keyward.KeyRecord
+	now := s.now()
 	for _, k := range s.keys {
-		if k.Org.ID == orgID && (after == nil || newerFirst(after, k) < 0) {
+		if k.Org.ID == orgID && (after == nil || newerFirst(after, k) < 0) && q.Selects(k, now) {
 			page = append(page, k)
 		}
 	}

@@ -84,7 +84,7 @@ func (m *Memory) take(req Request) Result {
 	}
 
 	o.tat, o.rate = rescale(o.tat, now, o.rate, req.PerSecond), req.PerSecond
-	b := bucket{perSecond: req.PerSecond, tat: o.tat}
+	b := bucket{perSecond: req.PerSecond, burst: req.Capacity(), tat: o.tat}
 	okSecond := b.take(now, &res.Second, &res.Wait)
 	okMinute := o.minute.take(sec, now, req.PerMinute, &res.Minute)
 	okKey := true
@@ -107,7 +107,7 @@ func (m *Memory) take(req Request) Result {
 	res.InFlight = int64(len(o.slots))
 	if res.Refused != "" {
 		if okSecond { // the bucket as it is: the token was not taken
-			res.Second = bucket{perSecond: req.PerSecond, tat: o.tat}.state(now)
+			res.Second = bucket{perSecond: req.PerSecond, burst: req.Capacity(), tat: o.tat}.state(now)
 		}
 		if okMinute {
 			res.Minute = o.minute.state(now, req.PerMinute)
@@ -166,19 +166,19 @@ func (m *Memory) sweep(sec int64) {
 	}
 }
 
-// bucket is GCRA at perSecond requests a second with a burst of one
-// second: tat is when the bucket would be full again. The interval is
+// bucket is GCRA at perSecond requests a second with a capacity of burst
+// requests: tat is when the bucket would be full again. The interval is
 // rounded up to whole nanoseconds, so the rate is never above perSecond.
 type bucket struct {
-	perSecond int64
-	tat       int64
+	perSecond, burst int64
+	tat              int64
 }
 
 // take decides a request at now (ns), moving tat if it passes, and fills
 // w, and wait when refused.
 func (b *bucket) take(now int64, w *Window, wait *time.Duration) bool {
 	interval := interval(b.perSecond)
-	capacity := b.perSecond * interval // the burst, in time
+	capacity := b.burst * interval // the burst, in time: at most 10^18 ns (rate.MaxPerMinute × 1 s)
 	next := max(b.tat, now) + interval
 	if over := next - now - capacity; over > 0 {
 		*w = Window{Remaining: 0, Reset: time.Duration(max(b.tat-now, 0))}
@@ -213,7 +213,7 @@ func rescale(tat, now, from, to int64) int64 {
 func (b bucket) state(now int64) Window {
 	interval := interval(b.perSecond)
 	full := max(b.tat-now, 0)
-	return Window{Remaining: max(b.perSecond*interval-full, 0) / interval, Reset: time.Duration(full)}
+	return Window{Remaining: max(b.burst*interval-full, 0) / interval, Reset: time.Duration(full)}
 }
 
 // ring counts requests in one-second buckets over the last 60 seconds.

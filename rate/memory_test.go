@@ -52,6 +52,37 @@ func TestBucketBurstThenRefill(t *testing.T) {
 	assert.Equal(t, int64(9), take(t, &m, req).Second.Remaining, "a full bucket after a pause, never more")
 }
 
+// The bucket's capacity is Burst, apart from its rate: that many start at
+// once after a pause, and then one a second comes back (PerSecond 1).
+func TestBucketCapacityIsTheBurst(t *testing.T) {
+	for _, tc := range []struct{ perSecond, burst, capacity int64 }{
+		{1, 2, 2}, {1, 0, 1}, {10, 3, 3}, {2, 50, 50},
+	} {
+		var m Memory
+		req := Request{Org: "o", PerSecond: tc.perSecond, Burst: tc.burst, PerMinute: 6000, Concurrency: 1000, Now: t0}
+		assert.Equal(t, tc.capacity, req.Capacity())
+		for i := range tc.capacity {
+			res := take(t, &m, req)
+			require.Equal(t, Scope(""), res.Refused, "%+v: request %d of the burst", tc, i)
+			assert.Equal(t, tc.capacity-1-i, res.Second.Remaining)
+		}
+		res := take(t, &m, req)
+		assert.Equal(t, PerSecond, res.Refused, "%+v: one more at the same instant", tc)
+		every := time.Second / time.Duration(tc.perSecond)
+		assert.Equal(t, every, res.Wait, "a token comes back at the sustained rate")
+		assert.Equal(t, time.Duration(tc.capacity)*every, res.Second.Reset, "the bucket is full again after capacity tokens")
+		req.Now = t0.Add(every)
+		assert.Equal(t, Scope(""), take(t, &m, req).Refused, "a token after one interval")
+		assert.Equal(t, PerSecond, take(t, &m, req).Refused, "and only one")
+		req.Now = t0.Add(time.Hour)
+		assert.Equal(t, tc.capacity-1, take(t, &m, req).Second.Remaining, "a full bucket after a pause, never more")
+	}
+	_, err := new(Memory).Take(context.Background(), Request{Org: "o", PerSecond: 1, Burst: -1, PerMinute: 1, Concurrency: 1})
+	assert.ErrorIs(t, err, ErrBadRequest)
+	_, err = new(Memory).Take(context.Background(), Request{Org: "o", PerSecond: 1, Burst: MaxPerMinute + 1, PerMinute: 1, Concurrency: 1})
+	assert.ErrorIs(t, err, ErrBadRequest)
+}
+
 func TestMinuteQuotaSlides(t *testing.T) {
 	var m Memory
 	// A quota below 60 × the rate: the quota binds, not the bucket.

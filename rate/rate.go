@@ -6,8 +6,8 @@
 // plugs any github.com/ulule/limiter/v3 store in for the per-minute quota.
 //
 // The per-second bucket is GCRA, the token bucket's exact equivalent: it
-// refills at PerSecond requests a second and holds one second of them (its
-// burst). The per-minute quota counts requests in one-second buckets and
+// refills at PerSecond requests a second and holds Burst of them (its
+// capacity: that many may start at the same instant). The per-minute quota counts requests in one-second buckets and
 // refuses a request when the last 60 of them hold PerMinute; so no 60
 // seconds, aligned or not, serve more than PerMinute plus what the
 // per-second bucket lets through in under a second (its burst, plus
@@ -40,7 +40,8 @@ const (
 )
 
 // Request is one request's claim on its organization's limits. Every limit
-// must be > 0 but KeyPerMinute (0: the key has no limit of its own).
+// must be > 0 but KeyPerMinute (0: the key has no limit of its own) and
+// Burst (0: PerSecond).
 type Request struct {
 	// Org is the account the limits count in: the organization's id (its
 	// test keys count apart, under another id).
@@ -50,13 +51,17 @@ type Request struct {
 	// PerSecond, PerMinute and Concurrency are the organization's limits;
 	// KeyPerMinute the key's.
 	PerSecond, PerMinute, Concurrency, KeyPerMinute int64
+	// Burst is the per-second bucket's capacity: how many requests may
+	// start at the same instant, the bucket being full. Zero: PerSecond
+	// (one second of the rate); Capacity says which.
+	Burst int64
 	// Now is the time of the request. Stores with a clock of their own
 	// (Redis's) ignore it.
 	Now time.Time
 }
 
-// MaxPerMinute bounds every limit of a Request: PerMinute, KeyPerMinute
-// and Concurrency at most MaxPerMinute, PerSecond at most MaxPerMinute/60
+// MaxPerMinute bounds every limit of a Request: PerMinute, KeyPerMinute,
+// Burst and Concurrency at most MaxPerMinute, PerSecond at most MaxPerMinute/60
 // (keyward.MaxRatePerMinute is this bound). One billion a minute is over
 // 16 million requests a second; the bound keeps the RateLimit-Policy quota
 // within a structured-field integer (15 digits), every rate exact in JSON
@@ -64,17 +69,52 @@ type Request struct {
 const MaxPerMinute = 1_000_000_000
 
 // ErrBadRequest is what a Store answers a Request whose limits are out of
-// range: PerSecond, PerMinute or Concurrency ≤ 0, KeyPerMinute < 0, or any
-// above MaxPerMinute (PerSecond above MaxPerMinute/60).
-var ErrBadRequest = errors.New("keyward: rate: a request's limits must be positive (KeyPerMinute: 0 for none) and at most rate.MaxPerMinute a minute")
+// range: PerSecond, PerMinute or Concurrency ≤ 0, KeyPerMinute or Burst
+// < 0, or any above MaxPerMinute (PerSecond above MaxPerMinute/60).
+var ErrBadRequest = errors.New("keyward: rate: a request's limits must be positive (KeyPerMinute: 0 for none; Burst: 0 for PerSecond) and at most rate.MaxPerMinute a minute")
 
 // Check returns ErrBadRequest unless r's limits are in range.
 func (r Request) Check() error {
-	if r.PerSecond <= 0 || r.PerMinute <= 0 || r.Concurrency <= 0 || r.KeyPerMinute < 0 ||
-		r.PerSecond > MaxPerMinute/60 || r.PerMinute > MaxPerMinute || r.Concurrency > MaxPerMinute || r.KeyPerMinute > MaxPerMinute {
+	if r.PerSecond <= 0 || r.PerMinute <= 0 || r.Concurrency <= 0 || r.KeyPerMinute < 0 || r.Burst < 0 ||
+		r.PerSecond > MaxPerMinute/60 || r.PerMinute > MaxPerMinute || r.Concurrency > MaxPerMinute ||
+		r.KeyPerMinute > MaxPerMinute || r.Burst > MaxPerMinute {
 		return ErrBadRequest
 	}
 	return nil
+}
+
+// Limit is r's limit named by scope (PerSecond's for any other).
+func (r Request) Limit(scope Scope) int64 {
+	switch scope {
+	case PerMinute:
+		return r.PerMinute
+	case KeyPerMinute:
+		return r.KeyPerMinute
+	case InFlight:
+		return r.Concurrency
+	}
+	return r.PerSecond
+}
+
+// Headline is what X-RateLimit-Limit, -Remaining and -Reset say of res,
+// r's decision: the per-second bucket's rate, remaining requests and time
+// until full when allowed; when refused, the limit that refused, 0, and
+// the wait until it admits the request (res.Wait), so that a client
+// trusting Remaining waits rather than sends.
+func (r Request) Headline(res Result) (limit, remaining int64, reset time.Duration) {
+	if res.Refused != "" {
+		return r.Limit(res.Refused), 0, res.Wait
+	}
+	return r.PerSecond, res.Second.Remaining, res.Second.Reset
+}
+
+// Capacity is the per-second bucket's capacity: Burst, or PerSecond when
+// Burst is zero.
+func (r Request) Capacity() int64 {
+	if r.Burst > 0 {
+		return r.Burst
+	}
+	return r.PerSecond
 }
 
 // Window is the state of a rate after a request.

@@ -39,10 +39,10 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/internal/nilness"
 	"github.com/keyward/keyward/rate"
-	"github.com/keyward/keyward/telemetry"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -203,20 +203,20 @@ func (s *Store) Take(ctx context.Context, req rate.Request) (rate.Result, error)
 	inflight := s.prefix + ":{" + req.Org + "}:inflight"
 	hash := inflight[:len(inflight)-len(":inflight")]
 	// EVALSHA sha numkeys KEYS... ARGV..., as take.lua reads them.
-	args := make([]any, 0, 13+len(given)+len(orphans))
+	args := make([]any, 0, 14+len(given)+len(orphans))
 	args = append(args, "evalsha", takeSHA, 2, hash, inflight)
 	if req.KeyPerMinute > 0 {
 		args[2] = 3
 		args = append(args, hash+":key:"+req.Key)
 	}
-	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, name, s.ttlArg)
+	args = append(args, req.PerSecond, req.PerMinute, req.Concurrency, req.KeyPerMinute, s.ownerArg, name, s.ttlArg, req.Capacity())
 	for _, g := range given {
 		args = append(args, g)
 	}
 	for _, g := range orphans {
 		args = append(args, g)
 	}
-	ctx, call := telemetry.Start(ctx, "keyward.redis.take", req.Org, req.Key)
+	ctx, call := hooks.Start(ctx, "keyward.redis.take", req.Org, req.Key)
 	v, err := s.run(ctx, args)
 	if err != nil {
 		call.End("error", err)
@@ -342,7 +342,7 @@ func (s *Store) remove() {
 // renewal or removal failed expires within SlotTTL).
 func endBackground(name string, n int, start time.Time, err error) {
 	if err != nil {
-		telemetry.BackgroundFailed(context.Background(), name, n, start, err)
+		hooks.BackgroundFailed(context.Background(), name, n, start, err)
 	}
 }
 

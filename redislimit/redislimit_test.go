@@ -234,22 +234,23 @@ func TestTwoInstancesShareOneLimit(t *testing.T) {
 	t.Run("per second", func(t *testing.T) {
 		t.Parallel()
 		// A token comes back every 500 ms: the burst normally ends before
-		// one does, and then exactly the bucket's 2 are served.
-		const rps, interval = 2, 500 * time.Millisecond
-		keys, _, k := newOrgAndKey(t, manage.OrgSpec{RatePerSecond: rps, RatePerMinute: 1000, Concurrency: 1000})
+		// one does, and then exactly the bucket's 3 (its capacity, not its
+		// rate) are served.
+		const rps, capacity, interval = 2, 3, 500 * time.Millisecond
+		keys, _, k := newOrgAndKey(t, manage.OrgSpec{RatePerSecond: rps, Burst: capacity, RatePerMinute: 1000, Concurrency: 1000})
 		var c tally
 		took := burst(t, &c, twoInstances(t, opts, keys, setup{}), k.Key, 200)
 		t.Logf("200 requests in %v: %d served, refused %v", took.Round(time.Millisecond), c.served, c.refused)
 		// On a machine so slow that the burst outlasts a token, each token
 		// back may serve one more; an instance counting alone would serve
 		// its own burst (twice as many) at once.
-		want := rps
+		want := capacity
 		if took >= interval {
 			want += int(took / interval)
-			assert.GreaterOrEqual(t, c.served, rps)
+			assert.GreaterOrEqual(t, c.served, capacity)
 			assert.LessOrEqual(t, c.served, want, "at most the burst and the tokens back since")
 		} else {
-			assert.Equal(t, rps, c.served, "exactly the bucket's burst, across both instances")
+			assert.Equal(t, capacity, c.served, "exactly the bucket's burst, across both instances")
 		}
 		assert.Equal(t, map[string]int{"rps": 200 - c.served}, c.refused)
 	})

@@ -7,9 +7,10 @@
 -- its in-flight sorted set (slot -> expiry in ms), and the key's hash
 -- ("sum", "head" and the seconds) when the key has a quota of its own.
 -- ARGV: per-second rate, per-minute quota, in-flight cap, the key's quota
--- (0: none), the Store's name, the slot's name, the slot TTL in ms, then
--- the names of this Store's slots of this organization given back since
--- (removed first; the first may be the new slot's). A slot is STORE:NAME
+-- (0: none), the Store's name, the slot's name, the slot TTL in ms, the
+-- bucket's capacity (its burst, in requests), then the names of this
+-- Store's slots of this organization given back since (removed first; the
+-- first may be the new slot's). A slot is STORE:NAME
 -- in the set. Times are in microseconds. A request reads and writes a few
 -- fields, whatever the traffic; only a refusal by a quota reads its 60
 -- seconds.
@@ -31,7 +32,7 @@
 -- Strings of digits become numbers in arithmetic (x + 0), at half the
 -- cost of tonumber; a field that does not exist is false: (x or 0) + 0.
 local rps, rpm, conc, krpm = ARGV[1] + 0, ARGV[2] + 0, ARGV[3] + 0, ARGV[4] + 0
-local owner, ttl = ARGV[5], ARGV[7] + 0
+local owner, ttl, burst = ARGV[5], ARGV[7] + 0, ARGV[8] + 0
 local t = redis.call('TIME')
 local sec = t[1] + 0
 local now = sec * 1000000 + t[2]
@@ -91,7 +92,7 @@ if rate ~= 0 and rate ~= rps and tat > now then
   tat = now + math.ceil((tat - now) / interval(rate)) * interval(rps)
 end
 local iv = interval(rps)
-local cap = rps * iv
+local cap = burst * iv
 local nxt = math.max(tat, now) + iv
 local msum, mhead, mmoved = quota(KEYS[1], b)
 -- The hash's state and expiry are written when a second begins, or the
@@ -118,10 +119,10 @@ end
 -- expiry. A slot named as the first one given back is that lease, moved
 -- on for the new request.
 local member = owner .. ':' .. ARGV[6]
-local added, first = 0, 8
+local added, first = 0, 9
 if refused == 0 then
   added = redis.call('ZADD', KEYS[2], int(nowms + ttl), member)
-  if ARGV[8] == ARGV[6] then first = 9 end
+  if ARGV[9] == ARGV[6] then first = 10 end
 end
 local removed = 0
 if #ARGV >= first then

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/nilness"
-	"github.com/keyward/keyward/telemetry"
 )
 
 // notifyChannel is the PostgreSQL channel key changes are announced on.
@@ -87,7 +87,7 @@ func (s *Store) notifyLocal(hashes ...string) {
 }
 
 func (s *Store) invalidateAll() {
-	telemetry.Invalidated(context.Background(), 1, true)
+	hooks.Invalidated(context.Background(), 1, true)
 	for _, w := range s.invalidators() {
 		w.InvalidateAll()
 	}
@@ -134,7 +134,7 @@ func (s *Store) listen() {
 			return
 		default:
 		}
-		telemetry.FeedLost(ctx, "listen")
+		hooks.FeedLost(ctx, "listen")
 		s.logger.Warn("keyward: sqlstore: change feed lost; reconnecting", "error", err)
 		if !s.sleep(backoff) {
 			return
@@ -144,7 +144,7 @@ func (s *Store) listen() {
 }
 
 func (s *Store) listenOnce(ctx context.Context) error {
-	_, call := telemetry.StartFeedConnect(ctx, "listen")
+	_, call := hooks.StartFeedConnect(ctx, "listen")
 	heartbeats := "keyward_feed_" + strings.ToLower(rand.Text())
 	conn, err := s.engine.Listen(ctx, notifyChannel, heartbeats)
 	if err != nil {
@@ -153,7 +153,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	call.End("ok", nil)
-	telemetry.FeedConnected(ctx, "listen")
+	hooks.FeedConnected(ctx, "listen")
 	s.invalidateAll()
 	lastPrune, lastBeat := time.Now(), time.Time{}
 	for {
@@ -175,13 +175,13 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		case err != nil: // a quiet while: the heartbeat checks the connection
 		case channel == heartbeats:
 			if sent, err := strconv.ParseInt(payload, 10, 64); err == nil {
-				telemetry.FeedLag(ctx, "listen", time.Since(time.Unix(0, sent)))
+				hooks.FeedLag(ctx, "listen", time.Since(time.Unix(0, sent)))
 			}
 		case payload == planFeedMarker:
 			s.planChanged(ctx)
 		default:
 			if kh, ok := parseHash(payload); ok {
-				telemetry.Invalidated(ctx, 1, false)
+				hooks.Invalidated(ctx, 1, false)
 				for _, w := range s.invalidators() {
 					w.Invalidate(kh)
 				}
@@ -217,7 +217,7 @@ func (s *Store) pollChanges() {
 			return
 		}
 	}
-	telemetry.FeedConnected(ctx, "poll")
+	hooks.FeedConnected(ctx, "poll")
 	s.invalidateAll()
 	lastPrune := time.Now()
 	failing := false
@@ -225,7 +225,7 @@ func (s *Store) pollChanges() {
 		next, err := s.pollOnce(ctx, last)
 		if err != nil {
 			if !failing {
-				telemetry.FeedLost(ctx, "poll")
+				hooks.FeedLost(ctx, "poll")
 				s.logger.Warn("keyward: sqlstore: change feed poll failed", "error", err)
 			}
 			failing = true
@@ -233,7 +233,7 @@ func (s *Store) pollChanges() {
 		}
 		if failing {
 			// Changes may have been missed while polls failed.
-			telemetry.FeedConnected(ctx, "poll")
+			hooks.FeedConnected(ctx, "poll")
 			s.invalidateAll()
 			failing = false
 		}
@@ -256,11 +256,11 @@ func (s *Store) pollOnce(ctx context.Context, after int64) (int64, error) {
 		if err := rows.Scan(&after, &h, &at); err != nil {
 			return after, err
 		}
-		telemetry.FeedLag(ctx, "poll", time.Since(time.Unix(0, at)))
+		hooks.FeedLag(ctx, "poll", time.Since(time.Unix(0, at)))
 		if h == planFeedMarker {
 			plans = true
 		} else if kh, ok := parseHash(h); ok {
-			telemetry.Invalidated(ctx, 1, false)
+			hooks.Invalidated(ctx, 1, false)
 			for _, w := range ws {
 				w.Invalidate(kh)
 			}

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/internal/ids"
@@ -38,7 +40,7 @@ func boolInt(b bool) int64 {
 
 const keyColumns = `k.id, k.hash, k.hint, k.name, k.environment, k.permissions, k.rate_per_minute,
 	k.created_at, k.expires_at, k.revoked_at, k.last_used_at,
-	o.id, o.name, o.plan, o.rate_per_minute, o.rate_per_second, o.concurrency, o.monthly_credits, o.allow_overage`
+	o.id, o.name, o.plan, o.rate_per_minute, o.rate_per_second, o.concurrency, o.monthly_credits, o.allow_overage, o.burst`
 
 const keyJoin = ` FROM keyward_keys k JOIN keyward_orgs o ON o.id = k.org_id `
 
@@ -53,7 +55,7 @@ func (s *Store) scanKey(row scanner) (*keyward.KeyRecord, error) {
 	err := row.Scan(&rec.ID, &hash, &rec.Hint, &rec.Name, &env, &perms, &rec.RatePerMinute,
 		&created, &expires, &revoked, &used,
 		&rec.Org.ID, &rec.Org.Name, &rec.Org.Plan, &rec.Org.RatePerMinute, &rec.Org.RatePerSecond, &rec.Org.Concurrency,
-		&rec.Org.MonthlyCredits, &over)
+		&rec.Org.MonthlyCredits, &over, &rec.Org.Burst)
 	if err != nil {
 		return nil, err
 	}
@@ -89,142 +91,6 @@ func (s *Store) LookupKey(ctx context.Context, hash keyward.KeyHash) (*keyward.K
 	}
 	s.resolveOrgs(ctx, &rec.Org)
 	return rec, nil
-}
-
-// CreateOrg implements manage.KeyManager.
-func (s *Store) CreateOrg(ctx context.Context, n manage.OrgSpec) (keyward.Organization, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	s.knowPlan(ctx, n.Plan)
-	o, err := manage.NewOrg(ids.New("org_"), n, s.Plans())
-	if err != nil {
-		return keyward.Organization{}, err
-	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkOrgPlan(ctx, tx, o); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO keyward_orgs
-			(id, name, plan, rate_per_minute, rate_per_second, concurrency, monthly_credits, allow_overage, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			o.ID, o.Name, o.Plan, o.RatePerMinute, o.RatePerSecond, o.Concurrency, o.MonthlyCredits, boolInt(o.AllowOverage), nanos(s.now()))
-		return err
-	})
-	var r refusal
-	if errors.As(err, &r) {
-		return keyward.Organization{}, r.error
-	}
-	if err != nil {
-		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: create org: %w", err)
-	}
-	return o, nil
-}
-
-const orgColumns = `id, name, plan, rate_per_minute, rate_per_second, concurrency, monthly_credits, allow_overage`
-
-func (s *Store) scanOrg(row scanner) (keyward.Organization, error) {
-	var o keyward.Organization
-	var over int64
-	err := row.Scan(&o.ID, &o.Name, &o.Plan, &o.RatePerMinute, &o.RatePerSecond, &o.Concurrency, &o.MonthlyCredits, &over)
-	o.AllowOverage = over != 0
-	o.Limits, _ = s.Plans().Resolve(o)
-	return o, err
-}
-
-// Org implements manage.KeyManager.
-func (s *Store) Org(ctx context.Context, id string) (keyward.Organization, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	o, err := s.scanOrg(s.db.QueryRowContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return keyward.Organization{}, manage.ErrOrgNotFound
-	}
-	if err != nil {
-		return keyward.Organization{}, fmt.Errorf("keyward: sqlstore: org: %w", err)
-	}
-	s.resolveOrgs(ctx, &o)
-	return o, nil
-}
-
-// ListOrgs implements manage.KeyManager, ordered by name then id.
-func (s *Store) ListOrgs(ctx context.Context) ([]keyward.Organization, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	rows, err := s.db.QueryContext(ctx, `SELECT `+orgColumns+` FROM keyward_orgs ORDER BY name, id`)
-	if err != nil {
-		return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
-	}
-	defer rows.Close()
-	var out []keyward.Organization
-	for rows.Next() {
-		o, err := s.scanOrg(rows)
-		if err != nil {
-			return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("keyward: sqlstore: list orgs: %w", err)
-	}
-	_ = rows.Close() // before resolveOrgs: SQLite has one connection
-	for i := range out {
-		s.resolveOrgs(ctx, &out[i])
-	}
-	return out, nil
-}
-
-// UpdateOrg implements manage.KeyManager: name, plan, rate, credits and
-// overage take the values in o, and every key of the organization is
-// announced on the change feed.
-func (s *Store) UpdateOrg(ctx context.Context, o keyward.Organization) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	s.knowPlan(ctx, o.Plan)
-	if err := manage.CheckOrg(o, s.Plans()); err != nil {
-		return err
-	}
-	var hashes []string
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := s.checkOrgPlan(ctx, tx, o); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE keyward_orgs SET name = $2, plan = $3, rate_per_minute = $4,
-			rate_per_second = $5, concurrency = $6, monthly_credits = $7, allow_overage = $8 WHERE id = $1`,
-			o.ID, o.Name, o.Plan, o.RatePerMinute, o.RatePerSecond, o.Concurrency, o.MonthlyCredits, boolInt(o.AllowOverage))
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return manage.ErrOrgNotFound
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT hash FROM keyward_keys WHERE org_id = $1`, o.ID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var h string
-			if err := rows.Scan(&h); err != nil {
-				return err
-			}
-			hashes = append(hashes, h)
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		return s.recordChanges(ctx, tx, hashes...)
-	})
-	var r refusal
-	if errors.As(err, &r) {
-		return r.error
-	}
-	if err != nil {
-		return wrap("update org", err)
-	}
-	s.notifyLocal(hashes...)
-	return nil
 }
 
 // CreateKey implements manage.KeyManager.
@@ -362,6 +228,8 @@ func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) (
 		where += ` AND (k.created_at < $2 OR (k.created_at = $2 AND k.id > $3))`
 		args = append(args, created, q.After)
 	}
+	w, a := s.keyFilter(q, len(args))
+	where, args = where+w, append(args, a...)
 	query := `SELECT ` + keyColumns + keyJoin + where + ` ORDER BY k.created_at DESC, k.id`
 	if q.Limit > 0 {
 		query += ` LIMIT ` + strconv.Itoa(q.Limit)
@@ -380,6 +248,54 @@ func (s *Store) ListKeys(ctx context.Context, orgID string, q manage.KeyQuery) (
 		out = append(out, *rec)
 	}
 	return out, rows.Err()
+}
+
+// keyFilter is q's Search and Statuses as SQL (manage.KeyQuery.Selects
+// in SQL): conditions to add to a WHERE clause with n arguments already,
+// and their arguments. substr counts characters in both engines, as the
+// search is compared whole; lower() folds ASCII letters only in SQLite
+// and, with the C collation, in PostgreSQL, as manage.FoldASCII does.
+func (s *Store) keyFilter(q manage.KeyQuery, n int) (string, []any) {
+	var where string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(n+len(args))
+	}
+	if q.Search != "" {
+		search, runes := arg(q.Search), arg(utf8.RuneCountInString(q.Search))
+		folded := arg(manage.FoldASCII(q.Search))
+		contains := `instr(lower(k.name), ` + folded + `) > 0`
+		if s.dialect == postgres {
+			contains = `strpos(lower(k.name COLLATE "C"), ` + folded + `) > 0`
+		}
+		where += ` AND (substr(k.id, 1, ` + runes + `) = ` + search + ` OR substr(k.hint, 1, ` + runes + `) = ` + search +
+			` OR ` + contains + `)`
+	}
+	if len(q.Statuses) > 0 {
+		const now = "$NOW"
+		revoked := `(k.revoked_at <> 0 AND k.revoked_at <= ` + now + `)`
+		expired := `(k.expires_at <> 0 AND k.expires_at <= ` + now + `)`
+		var any []string
+		for _, st := range q.Statuses {
+			switch st { // as manage.Status decides, in its order
+			case manage.StatusRevoked:
+				any = append(any, revoked)
+			case manage.StatusExpired:
+				any = append(any, `(NOT `+revoked+` AND `+expired+`)`)
+			case manage.StatusRotating:
+				any = append(any, `(k.revoked_at > `+now+` AND NOT `+expired+`)`)
+			case manage.StatusActive:
+				any = append(any, `(k.revoked_at = 0 AND NOT `+expired+`)`)
+			}
+		}
+		cond := "1 = 0" // only unknown statuses: none is selected
+		if len(any) > 0 {
+			cond = strings.ReplaceAll(strings.Join(any, " OR "), now, arg(nanos(s.now())))
+		}
+		where += ` AND (` + cond + `)`
+	}
+	return where, args
 }
 
 // RevokeKey implements manage.KeyManager.
@@ -619,60 +535,4 @@ func (s *Store) UpdateKey(ctx context.Context, keyID string, c manage.KeyChange)
 	}
 	s.notifyLocal(rec.Hash.String())
 	return *rec, nil
-}
-
-// DeleteOrg implements manage.KeyManager. The organization's usage rows
-// go with it; its credit account and ledger entries are kept as history.
-func (s *Store) DeleteOrg(ctx context.Context, orgID string, force bool) error {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	now := nanos(s.now())
-	var hashes []string
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// Lock the organization's row while its keys are counted, so that
-		// no key is created for it meanwhile.
-		if err := s.lockOrg(ctx, tx, orgID); err != nil {
-			return err
-		}
-		var live int64
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM keyward_keys WHERE org_id = $1 AND `+workingKey,
-			orgID, now).Scan(&live); err != nil {
-			return err
-		}
-		if live > 0 && !force {
-			return fmt.Errorf("%w: %d; revoke them first, or delete with force", manage.ErrOrgHasLiveKeys, live)
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT hash FROM keyward_keys WHERE org_id = $1`, orgID)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var h string
-			if err := rows.Scan(&h); err != nil {
-				rows.Close()
-				return err
-			}
-			hashes = append(hashes, h)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, q := range []string{
-			`DELETE FROM keyward_keys WHERE org_id = $1`,
-			`DELETE FROM keyward_usage WHERE org_id = $1`,
-			`DELETE FROM keyward_key_usage WHERE org_id = $1`,
-			`DELETE FROM keyward_orgs WHERE id = $1`,
-		} {
-			if _, err := tx.ExecContext(ctx, q, orgID); err != nil {
-				return err
-			}
-		}
-		return s.recordChanges(ctx, tx, hashes...)
-	})
-	if err != nil {
-		return wrap("delete org", err)
-	}
-	s.notifyLocal(hashes...)
-	return nil
 }

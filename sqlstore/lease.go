@@ -512,7 +512,7 @@ func (l *leaser) balance(ctx context.Context, acct credit.Account) (credit.Balan
 		out.Reserved += reserved
 		out.OpenReservations += int(open)
 		out.Leased -= reserved + pendingLease
-		out.Available = out.Allocation + out.Granted - out.Spent - out.Reserved
+		out.Available = credit.Available(out.Allocation, out.Granted, out.Spent, out.Reserved)
 		return nil
 	})
 	return out, err

@@ -31,7 +31,9 @@ type account struct {
 	recall                                     int64 // lease_recall
 }
 
-func (a *account) available() int64 { return a.allocation + a.granted - a.spent - a.reserved }
+func (a *account) available() int64 {
+	return credit.Available(a.allocation, a.granted, a.spent, a.reserved)
+}
 
 func (a *account) balance() credit.Balance {
 	return credit.Balance{

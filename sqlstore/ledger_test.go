@@ -260,7 +260,8 @@ func rewindTo(t *testing.T, db *sql.DB, version int) {
 		`ALTER TABLE keyward_plans DROP COLUMN requests_per_second`, `ALTER TABLE keyward_plans DROP COLUMN concurrency`,
 		`ALTER TABLE keyward_orgs DROP COLUMN rate_per_second`, `ALTER TABLE keyward_orgs DROP COLUMN concurrency`,
 		`ALTER TABLE keyward_reservations DROP COLUMN lease`, `ALTER TABLE keyward_credit_accounts DROP COLUMN lease_recall`,
-		`ALTER TABLE keyward_reservations DROP COLUMN renewed_at`} {
+		`ALTER TABLE keyward_reservations DROP COLUMN renewed_at`,
+		`ALTER TABLE keyward_plans DROP COLUMN burst`, `ALTER TABLE keyward_orgs DROP COLUMN burst`} {
 		_, err := db.Exec(q)
 		require.NoError(t, err, q)
 	}

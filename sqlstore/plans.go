@@ -116,7 +116,7 @@ func (s *Store) initPlans(ctx context.Context, opts Options) error {
 func (s *Store) readPlans(ctx context.Context, q interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }) ([]keyward.Plan, error) {
-	rows, err := q.QueryContext(ctx, `SELECT name, requests_per_second, requests_per_minute, concurrency, monthly_credits
+	rows, err := q.QueryContext(ctx, `SELECT name, requests_per_second, requests_per_minute, burst, concurrency, monthly_credits
 		FROM keyward_plans ORDER BY name`)
 	if err != nil {
 		return nil, err
@@ -125,7 +125,8 @@ func (s *Store) readPlans(ctx context.Context, q interface {
 	var out []keyward.Plan
 	for rows.Next() {
 		var p keyward.Plan
-		if err := rows.Scan(&p.Name, &p.Limits.RequestsPerSecond, &p.Limits.RequestsPerMinute, &p.Limits.Concurrency, &p.Limits.MonthlyCredits); err != nil {
+		if err := rows.Scan(&p.Name, &p.Limits.RequestsPerSecond, &p.Limits.RequestsPerMinute, &p.Limits.Burst,
+			&p.Limits.Concurrency, &p.Limits.MonthlyCredits); err != nil {
 			return nil, err
 		}
 		out = append(out, p)
@@ -277,10 +278,11 @@ func (s *Store) SetPlan(ctx context.Context, p keyward.Plan) error {
 		if len(errs) > 0 {
 			return refusal{fmt.Errorf("keyward: sqlstore: plan %q would leave organizations on it without limits: %w", p.Name, errors.Join(errs...))}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO keyward_plans (name, requests_per_second, requests_per_minute, concurrency, monthly_credits)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET requests_per_second = excluded.requests_per_second,
-			requests_per_minute = excluded.requests_per_minute, concurrency = excluded.concurrency, monthly_credits = excluded.monthly_credits`,
-			p.Name, p.Limits.RequestsPerSecond, p.Limits.RequestsPerMinute, p.Limits.Concurrency, p.Limits.MonthlyCredits)
+		_, err = tx.ExecContext(ctx, `INSERT INTO keyward_plans (name, requests_per_second, requests_per_minute, burst, concurrency, monthly_credits)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET requests_per_second = excluded.requests_per_second,
+			requests_per_minute = excluded.requests_per_minute, burst = excluded.burst, concurrency = excluded.concurrency,
+			monthly_credits = excluded.monthly_credits`,
+			p.Name, p.Limits.RequestsPerSecond, p.Limits.RequestsPerMinute, p.Limits.Burst, p.Limits.Concurrency, p.Limits.MonthlyCredits)
 		return err
 	})
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var pro = keyward.Plan{Name: "pro", Limits: keyward.Limits{RequestsPerSecond: 15, RequestsPerMinute: 900, Concurrency: 15, MonthlyCredits: 50_000}}
+var pro = keyward.Plan{Name: "pro", Limits: keyward.Limits{RequestsPerSecond: 15, RequestsPerMinute: 900, Burst: 15, Concurrency: 15, MonthlyCredits: 50_000}}
 
 // defaultRows is keyward.DefaultPlans() as rows, sorted by name.
 func defaultRows(t *testing.T) []keyward.Plan {
@@ -44,7 +44,7 @@ func TestPlanTableSeeded(t *testing.T) {
 			assert.False(t, s.PlansFromCode())
 			o, err := s.CreateOrg(context.Background(), manage.OrgSpec{Name: "a", Plan: "growth"})
 			require.NoError(t, err)
-			assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Concurrency: 10, MonthlyCredits: 25_000}, o.Limits)
+			assert.Equal(t, keyward.Limits{RequestsPerSecond: 10, RequestsPerMinute: 600, Burst: 10, Concurrency: 10, MonthlyCredits: 25_000}, o.Limits)
 		})
 	}
 }

@@ -1,8 +1,8 @@
-// Package telemetry is keyward's OpenTelemetry instrumentation: the
-// metrics and spans every keyward handler, cache, ledger call, limiter
-// store, change feed and usage flush reports. It uses the OpenTelemetry
-// API only; the SDK, and so whether anything is recorded at all, is the
-// host's choice.
+// Package telemetry configures keyward's OpenTelemetry instrumentation
+// and names it: the metrics and spans every keyward handler, cache, ledger
+// call, limiter store, change feed and usage flush reports. keyward uses
+// the OpenTelemetry API only; the SDK, and so whether anything is recorded
+// at all, is the host's choice.
 //
 // By default keyward reports through the global providers
 // (otel.GetMeterProvider, otel.GetTracerProvider), which record nothing
@@ -10,6 +10,10 @@
 // to it. Configure points keyward at other providers, once, for the whole
 // process. Nothing on the request path allocates while no SDK listens:
 // instruments are made once and every attribute set is built ahead.
+//
+// The instrumentation is a layer around the request path: each handler's
+// decision is observed once, after it is made, and the credit ledger is
+// wrapped once; no decision depends on it.
 //
 // Rules: a presented key is never in an attribute, span or metric; a key
 // id is on spans only; an organization id is on spans, and on metrics only
@@ -20,33 +24,47 @@
 package telemetry
 
 import (
-	"context"
-	"reflect"
-	"sync"
-	"sync/atomic"
-
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/attribute"
+	"github.com/keyward/keyward/internal/hooks"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// ScopeName is the instrumentation scope of keyward's meter and tracer.
-const ScopeName = "github.com/keyward/keyward"
+// ScopeName is the instrumentation scope of keyward's meter and tracer:
+// "github.com/keyward/keyward".
+const ScopeName = hooks.ScopeName
 
 // Attribute keys of keyward's metrics and spans.
 const (
-	AttrHandler   = attribute.Key("keyward.handler")          // auth, permissions, rate_limit, credits
-	AttrOutcome   = attribute.Key("keyward.outcome")          // ok, or the error's reason (else its code)
-	AttrScope     = attribute.Key("keyward.rate_limit.scope") // rps, rpm, key, concurrency, auth: on rate_limited only
-	AttrOrgID     = attribute.Key("keyward.org.id")           // spans; metrics only with Config.OrgAttribute
-	AttrKeyID     = attribute.Key("keyward.key.id")           // spans only
-	AttrResult    = attribute.Key("keyward.result")           // lookups, store and ledger calls
-	AttrOperation = attribute.Key("keyward.ledger.operation") // reserve, adjust, extend, commit, release, grant, balance
-	AttrFeed      = attribute.Key("keyward.feed.kind")        // listen (PostgreSQL) or poll (SQLite)
-	AttrScopeAll  = attribute.Key("keyward.invalidation.all") // true: the whole cache dropped
-	AttrSlots     = attribute.Key("keyward.redis.slots")      // in-flight slots a background Redis call renews or removes
+	AttrHandler   = hooks.AttrHandler   // keyward.handler: auth, permissions, rate_limit, credits
+	AttrOutcome   = hooks.AttrOutcome   // keyward.outcome: ok, or the error's reason (else its code)
+	AttrScope     = hooks.AttrScope     // keyward.rate_limit.scope: rps, rpm, key, concurrency, auth; on rate_limited only
+	AttrOrgID     = hooks.AttrOrgID     // keyward.org.id: spans; metrics only with Config.OrgAttribute
+	AttrKeyID     = hooks.AttrKeyID     // keyward.key.id: spans only
+	AttrResult    = hooks.AttrResult    // keyward.result: lookups, store and ledger calls
+	AttrOperation = hooks.AttrOperation // keyward.ledger.operation: reserve, adjust, extend, commit, release, grant, balance
+	AttrFeed      = hooks.AttrFeed      // keyward.feed.kind: listen (PostgreSQL) or poll (SQLite)
+	AttrScopeAll  = hooks.AttrScopeAll  // keyward.invalidation.all: true when the whole cache was dropped
+	AttrSlots     = hooks.AttrSlots     // keyward.redis.slots: in-flight slots a background Redis call renews or removes
+)
+
+// Metric names, as the README's table lists them.
+const (
+	MetricRequests         = hooks.MetricRequests         // keyward.requests
+	MetricLookups          = hooks.MetricLookups          // keyward.key.lookups
+	MetricStoreDuration    = hooks.MetricStoreDuration    // keyward.key.store.duration
+	MetricLimiterErrors    = hooks.MetricLimiterErrors    // keyward.rate_limit.store.errors
+	MetricFailOpen         = hooks.MetricFailOpen         // keyward.rate_limit.fail_open
+	MetricCreditsReserved  = hooks.MetricCreditsReserved  // keyward.credits.reserved
+	MetricCreditsCommitted = hooks.MetricCreditsCommitted // keyward.credits.committed
+	MetricCreditsReleased  = hooks.MetricCreditsReleased  // keyward.credits.released
+	MetricOpenReservations = hooks.MetricOpenReservations // keyward.credits.reservations.open
+	MetricLedgerDuration   = hooks.MetricLedgerDuration   // keyward.ledger.duration
+	MetricFeedConnected    = hooks.MetricFeedConnected    // keyward.feed.connected
+	MetricFeedReconnects   = hooks.MetricFeedReconnects   // keyward.feed.reconnects
+	MetricInvalidations    = hooks.MetricInvalidations    // keyward.feed.invalidations
+	MetricFeedLag          = hooks.MetricFeedLag          // keyward.feed.lag
+	MetricUsageRows        = hooks.MetricUsageRows        // keyward.usage.rows
+	MetricUsageFailures    = hooks.MetricUsageFailures    // keyward.usage.flush.failures
 )
 
 // Config chooses where keyward reports. Every zero value means the
@@ -63,238 +81,9 @@ type Config struct {
 	OrgAttribute bool
 }
 
-var (
-	current  atomic.Pointer[instruments]
-	initOnce sync.Once
-
-	// meters, tracers: Configure was given providers of the host's.
-	meters, tracers atomic.Bool
-	// defaultMeters and defaultTracers are the global providers as the
-	// process started, if they were OpenTelemetry's own no-op delegates:
-	// while the globals are still those and Configure was not called,
-	// nothing listens, and keyward records nothing at all.
-	defaultMeters  = delegate(otel.GetMeterProvider())
-	defaultTracers = delegate(otel.GetTracerProvider())
-)
-
-// delegate returns p if it is the OpenTelemetry API's global delegating
-// provider (no SDK installed yet), else nil.
-func delegate[P any](p P) any {
-	if t := reflect.TypeOf(p); t != nil && t.Kind() == reflect.Pointer && t.Elem().PkgPath() == "go.opentelemetry.io/otel/internal/global" {
-		return p
-	}
-	return nil
-}
-
-// Metering reports whether anyone may read keyward's metrics: Configure
-// was given a MeterProvider, or an SDK was installed as the global one. While
-// not, every hook returns at once: keyward's request path pays two atomic
-// loads per hook for its telemetry.
-func Metering() bool {
-	return meters.Load() || defaultMeters == nil || any(otel.GetMeterProvider()) != defaultMeters
-}
-
-// Watched reports whether anything listens now, to metrics or to spans:
-// keyward's handlers ask once per request and, while nothing does, call no
-// other hook for that request.
-func Watched() bool { return Metering() || tracing() }
-
-// tracing is Metering for spans.
-func tracing() bool {
-	return tracers.Load() || defaultTracers == nil || any(otel.GetTracerProvider()) != defaultTracers
-}
-
 // Configure makes every keyward instrument of the process report through
 // cfg's providers from now on; call it at start-up, before serving. Its
 // error is the meter's: an instrument it could not make.
 func Configure(cfg Config) error {
-	in, err := newInstruments(cfg)
-	if err != nil {
-		return err
-	}
-	initOnce.Do(func() {}) // the defaults are not made after this
-	current.Store(in)
-	meters.Store(cfg.MeterProvider != nil)
-	tracers.Store(cfg.TracerProvider != nil)
-	return nil
-}
-
-// get returns the instruments in force: Configure's, else the global
-// providers', made on first use.
-func get() *instruments {
-	if in := current.Load(); in != nil {
-		return in
-	}
-	initOnce.Do(func() {
-		in, err := newInstruments(Config{})
-		if err != nil { // the global providers make no failing instruments; be safe anyway
-			in, _ = newInstruments(Config{MeterProvider: noop.NewMeterProvider()})
-		}
-		current.CompareAndSwap(nil, in)
-	})
-	return current.Load()
-}
-
-// Handler names a keyward handler in keyward.requests.
-type Handler uint8
-
-// The handlers whose decisions keyward.requests counts.
-const (
-	Auth        Handler = iota // RequireAPIKey
-	Permissions                // EnforcePermissions
-	RateLimit                  // RateLimitByOrg
-	Credits                    // ChargeCredits
-	numHandlers
-)
-
-var handlerNames = [numHandlers]string{"auth", "permissions", "rate_limit", "credits"}
-
-// String returns the handler's keyward.handler value.
-func (h Handler) String() string {
-	if h < numHandlers {
-		return handlerNames[h]
-	}
-	return "unknown"
-}
-
-// Lookup is the result of one key lookup by RequireAPIKey or a Cache.
-type Lookup uint8
-
-// Lookup results (keyward.key.lookups' keyward.result).
-const (
-	FrontHit    Lookup = iota // found by the key itself among recent keys
-	Hit                       // found in the cache by hash
-	NegativeHit               // the cache knows no such key
-	Miss                      // asked the store (or joined a lookup of it), answered
-	StoreError                // asked the store, which failed
-	numLookups
-)
-
-var lookupNames = [numLookups]string{"front_hit", "hit", "negative_hit", "miss", "store_error"}
-
-// outcomes are the known outcomes of each handler, given attribute sets
-// ahead; any other outcome costs a set per measurement.
-var outcomes = map[Handler][]string{
-	Auth: {"ok", "missing_api_key", "invalid_api_key", "invalid_api_key_format", "revoked_api_key", "expired_api_key",
-		"environment_not_allowed", "rate_limited", "service_unavailable", "internal_error"},
-	Permissions: {"ok", "missing_permissions", "internal_error"},
-	RateLimit:   {"ok", "rate_limited", "service_unavailable", "internal_error"},
-	Credits: {"ok", "insufficient_credits", "invalid_idempotency_key", "conflicting_idempotency_keys",
-		"idempotency_key_in_use", "idempotency_key_reused", "idempotent_body_too_large", "unreadable_body",
-		"validation_error", "service_unavailable", "internal_error"},
-}
-
-var scopes = []string{"rps", "rpm", "key", "concurrency", "auth"}
-
-type decisionKey struct {
-	h              Handler
-	outcome, scope string
-}
-
-// opts are the attribute options of one series, made once, and its
-// cells in the observable instruments.
-type opts struct {
-	set   attribute.Set
-	add   []metric.AddOption
-	rec   []metric.RecordOption
-	cells [numCells]atomic.Pointer[cell]
-}
-
-func newOpts(kvs ...attribute.KeyValue) *opts {
-	s := attribute.NewSet(kvs...)
-	o := metric.WithAttributeSet(s)
-	return &opts{set: s, add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
-}
-
-// with returns o's options with org added when the host opted in: made
-// once per series and organization.
-func (in *instruments) with(o *opts, org string) *opts {
-	if !in.org || org == "" {
-		return o
-	}
-	k := orgKey{o, org}
-	if v, ok := in.byOrg.Load(k); ok {
-		return v.(*opts)
-	}
-	v, _ := in.byOrg.LoadOrStore(k, newOpts(append(o.set.ToSlice(), AttrOrgID.String(org))...))
-	return v.(*opts)
-}
-
-type orgKey struct {
-	o   *opts
-	org string
-}
-
-// Record reports that handler h decided a request of organization org
-// ("" if unknown): outcome is "ok", or the failure's reason (its code when
-// it has none); scope is the refusing limit of a rate_limited outcome.
-// keyward's handlers call it; adapters need not.
-func Record(ctx context.Context, h Handler, org, outcome, scope string) {
-	if !Metering() {
-		return
-	}
-	in := get()
-	var o *opts
-	ok := false
-	if outcome == "ok" && h < numHandlers { // the common case: no map lookup
-		o, ok = in.ok[h], true
-	} else {
-		o, ok = in.decisions[decisionKey{h: h, outcome: outcome, scope: scope}]
-	}
-	if !ok {
-		kvs := []attribute.KeyValue{AttrHandler.String(h.String()), AttrOutcome.String(outcome)}
-		if scope != "" {
-			kvs = append(kvs, AttrScope.String(scope))
-		}
-		o = newOpts(kvs...)
-	}
-	in.count(cellRequests, in.with(o, org), 1)
-}
-
-// WantsOrg reports whether metrics carry the organization id
-// (Config.OrgAttribute): callers need not look it up otherwise.
-func WantsOrg() bool { return Metering() && get().org }
-
-// Looked reports one key lookup's result.
-func Looked(ctx context.Context, r Lookup) {
-	if r < numLookups && Metering() {
-		in := get()
-		in.count(cellLookups, in.lookupOpts[r], 1)
-	}
-}
-
-// LookedCached reports a key lookup the cache answered: a key found, or
-// (negative) one it knows does not exist.
-func LookedCached(ctx context.Context, negative bool) {
-	if negative {
-		Looked(ctx, NegativeHit)
-	} else {
-		Looked(ctx, Hit)
-	}
-}
-
-// LimiterFailed reports a rate-limit store failure.
-func LimiterFailed(ctx context.Context) {
-	if Metering() {
-		get().limiterErrors.Add(ctx, 1)
-	}
-}
-
-// FailedOpen reports a request served without a rate limit because the
-// store failed (RateLimitConfig.FailClosed unset).
-func FailedOpen(ctx context.Context) {
-	if Metering() {
-		get().failOpen.Add(ctx, 1)
-	}
-}
-
-// Detach returns a context for work done on behalf of ctx's request but
-// outliving it (a cache fill shared by several requests): none of ctx's
-// values, cancellation or deadline, only its span if that one is recording,
-// so that the work's spans are its children.
-func Detach(ctx context.Context) context.Context {
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		return trace.ContextWithSpan(context.Background(), span)
-	}
-	return context.Background()
+	return hooks.Configure(hooks.Config(cfg))
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward"
+	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/testenv"
 	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
@@ -177,7 +178,7 @@ func newChain(t *testing.T, logger *slog.Logger) *chain {
 	require.NoError(t, err)
 	perm, err := keyward.EnforcePermissions(keyward.PermissionConfig{Required: []string{"transactions:enrich"}, Errors: ew})
 	require.NoError(t, err)
-	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Errors: ew, Logger: logger, Now: func() time.Time { return now }})
+	limit, err := keyward.RateLimitByOrg(keyward.RateLimitConfig{Store: new(rate.Memory), Errors: ew, Logger: logger, Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	ledger, err := memstore.NewLedger(memstore.LedgerOptions{Now: func() time.Time { return now }})
 	require.NoError(t, err)
@@ -240,7 +241,7 @@ func TestEveryOutcomeCountsOnce(t *testing.T) {
 	rg := newRig(t, telemetry.Config{})
 	c := newChain(t, rg.logger)
 	ctx := context.Background()
-	a := c.org(t, manage.OrgSpec{Name: "a", Plan: "free"}) // 1 request/s
+	a := c.org(t, manage.OrgSpec{Name: "a", Plan: "free", Burst: 1}) // 1 request/s, one at a time
 	b := c.org(t, manage.OrgSpec{Name: "b", Plan: "free", RatePerSecond: 1000, RatePerMinute: 60000, MonthlyCredits: 1})
 	cc := c.org(t, manage.OrgSpec{Name: "c", Plan: "starter", RatePerSecond: 1000, RatePerMinute: 60000})
 	keyA := c.key(t, a, keyward.EnvLive, "*")
@@ -526,7 +527,7 @@ func TestGlobalSDKPickedUp(t *testing.T) {
 		return
 	}
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
-	if telemetry.Metering() {
+	if hooks.Metering() {
 		t.Skip("a global SDK was installed before this test")
 	}
 	before := otel.GetMeterProvider()
@@ -534,21 +535,21 @@ func TestGlobalSDKPickedUp(t *testing.T) {
 	otel.SetMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	t.Cleanup(func() { otel.SetMeterProvider(noop.NewMeterProvider()) })
 	require.NotEqual(t, before, otel.GetMeterProvider())
-	require.True(t, telemetry.Metering())
-	telemetry.Record(context.Background(), telemetry.Auth, "", "ok", "")
+	require.True(t, hooks.Metering())
+	hooks.Record(context.Background(), hooks.Auth, "", "ok", "")
 	var rm metricdata.ResourceMetrics
 	require.NoError(t, reader.Collect(context.Background(), &rm))
 	require.Equal(t, map[string]int64{"keyward.handler=auth,keyward.outcome=ok": 1}, sums(t, rm, telemetry.MetricRequests))
 }
 
-// TestReservationBegunUnwatched: a request decides once, as it is
-// authenticated, whether anything listens. A host that installs an SDK
-// while such a request runs sees nothing of it: its reservation, never
+// TestReservationBegunUnwatched: a host that installs an SDK while a
+// request runs its handler sees nothing of that request's decisions, all
+// made before: its reservation, opened while nothing listened and so never
 // counted open, is not counted closed either (the open count never goes
 // below zero); the next request is counted whole.
 func TestReservationBegunUnwatched(t *testing.T) {
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
-	if telemetry.Watched() {
+	if hooks.Listening() {
 		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
 	}
 	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
@@ -588,12 +589,54 @@ func TestReservationBegunUnwatched(t *testing.T) {
 		sums(t, rm, telemetry.MetricRequests), "the second request only")
 }
 
+// TestSDKInstalledBetweenDecisions: each decision is observed as it is
+// made, whatever listened when the request began: an SDK installed after
+// RequireAPIKey authenticated a request, before ChargeCredits, counts the
+// charge's decision and its reservation, opened and then settled.
+func TestSDKInstalledBetweenDecisions(t *testing.T) {
+	require.NoError(t, telemetry.Configure(telemetry.Config{}))
+	if hooks.Listening() {
+		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
+	}
+	store, err := memstore.New(memstore.Options{Prefix: "triq_"})
+	require.NoError(t, err)
+	auth, err := keyward.RequireAPIKey(keyward.AuthConfig{Keys: store, Prefix: "triq_"})
+	require.NoError(t, err)
+	ledger, err := memstore.NewLedger(memstore.LedgerOptions{})
+	require.NoError(t, err)
+	charge, err := keyward.ChargeCredits(keyward.CreditConfig{Ledger: ledger, Cost: 3})
+	require.NoError(t, err)
+	var rg *rig
+	install := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rg = newRig(t, telemetry.Config{}) // the SDK arrives between the two handlers
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := auth.Middleware(install(charge.Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))))
+	org, err := store.CreateOrg(context.Background(), manage.OrgSpec{Name: "o", Plan: "free"})
+	require.NoError(t, err)
+	k, err := store.CreateKey(context.Background(), manage.KeySpec{OrgID: org.ID, Name: "k", Permissions: []string{"*"}})
+	require.NoError(t, err)
+	r := httptest.NewRequest(http.MethodPost, "/v1/transactions/enrich", nil)
+	r.Header.Set("X-API-Key", k.Key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Equal(t, http.StatusOK, w.Code)
+	rm := rg.collect(t)
+	require.Equal(t, map[string]int64{"keyward.handler=credits,keyward.outcome=ok": 1}, sums(t, rm, telemetry.MetricRequests),
+		"the charge's decision, made after the SDK came")
+	require.Equal(t, map[string]int64{"": 3}, sums(t, rm, telemetry.MetricCreditsReserved))
+	require.Equal(t, map[string]int64{"": 3}, sums(t, rm, telemetry.MetricCreditsCommitted))
+	require.Empty(t, sums(t, rm, telemetry.MetricOpenReservations), "opened and closed")
+}
+
 // TestSharedStateAsksEachTime: a WithKey context (a job's, say) may be
 // made before the host installs an SDK and used after: its decisions are
 // counted then.
 func TestSharedStateAsksEachTime(t *testing.T) {
 	require.NoError(t, telemetry.Configure(telemetry.Config{}))
-	if telemetry.Watched() {
+	if hooks.Listening() {
 		t.Skip("a global SDK was installed earlier in this process (go test -count > 1)")
 	}
 	ctx := keyward.WithKey(context.Background(), &keyward.KeyRecord{ID: "key_1", Org: keyward.Organization{ID: "org_1"},

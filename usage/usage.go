@@ -1,8 +1,9 @@
-// Package usage counts what happened to the calls of each key, by UTC day
-// and outcome (served, or refused with 403, 402 or 429), and the credits
-// the ledger took for them: the figures a dashboard charts. Counting is in
-// memory and costs no I/O; a store writes the counts in batches (sqlstore
-// does, at each usage flush), never once per request.
+// Package usage counts what happened to the calls of each key, by UTC hour
+// and day and by outcome (served, or refused with 403, 402 or 429), and the
+// credits the ledger took for them: the figures a dashboard charts.
+// Counting is in memory and costs no I/O; a store writes the counts in
+// batches (sqlstore does, days and hours in one transaction at each usage
+// flush), never once per request.
 //
 // keyward.RequireAPIKey records the calls it lets through when its
 // AuthConfig.Usage is a keyward.CallRecorder (sqlstore.Store is; so is a
@@ -89,9 +90,11 @@ type Day struct {
 }
 
 // Total returns the day's calls, whatever their outcome.
-func (d Day) Total() int64 {
+func (d Day) Total() int64 { return total(d.Requests) }
+
+func total(requests [NumOutcomes]int64) int64 {
 	var n int64
-	for _, v := range d.Requests {
+	for _, v := range requests {
 		n += v
 	}
 	return n
@@ -104,6 +107,66 @@ type Reader interface {
 	// to the day of to, both included, oldest first (at most MaxDays, the
 	// newest); a day without calls is there with zeros.
 	UsageByDay(ctx context.Context, orgID, keyID string, from, to time.Time) ([]Day, error)
+}
+
+// Hour is one hour of usage: requests by outcome, and credits spent.
+type Hour struct {
+	// Hour is the hour's first instant, UTC.
+	Hour time.Time
+	// Requests counts the hour's calls by outcome.
+	Requests [NumOutcomes]int64
+	// Credits is what the hour's served calls spent.
+	Credits int64
+}
+
+// Total returns the hour's calls, whatever their outcome.
+func (h Hour) Total() int64 { return total(h.Requests) }
+
+// HourReader reads recorded usage by hour (flushed counts only). A store
+// keeps hours for at least KeepHours; older hours read as zeros.
+type HourReader interface {
+	// UsageByHour returns the usage of an organization, or of one of its
+	// keys when keyID is not empty, for each hour from the hour of from to
+	// the hour of to, both included, oldest first (at most KeepHours, the
+	// newest); an hour without calls is there with zeros.
+	UsageByHour(ctx context.Context, orgID, keyID string, from, to time.Time) ([]Hour, error)
+}
+
+// KeepHours is how long a store keeps usage by hour: two days, so that
+// the last 24 hours can always be read whole.
+const KeepHours = 48
+
+// HourNumber is t's UTC hour as a number: hours since 1970-01-01.
+func HourNumber(t time.Time) int64 {
+	s := t.Unix()
+	h := s / 3600
+	if s%3600 < 0 {
+		h--
+	}
+	return h
+}
+
+// HourStart is the first instant of hour n (an HourNumber), UTC.
+func HourStart(n int64) time.Time { return time.Unix(n*3600, 0).UTC() }
+
+// HourSeries returns one Hour for each hour from the hour of from to the
+// hour of to, both included (at most KeepHours, the newest), filled from
+// counts (hour number → Hour); a store's UsageByHour uses it.
+func HourSeries(from, to time.Time, counts map[int64]*Hour) []Hour {
+	first, last := HourNumber(from), HourNumber(to)
+	if last < first {
+		return []Hour{}
+	}
+	first = max(first, last-KeepHours+1)
+	out := make([]Hour, 0, last-first+1)
+	for n := first; n <= last; n++ {
+		h := Hour{Hour: HourStart(n)}
+		if c := counts[n]; c != nil {
+			h.Requests, h.Credits = c.Requests, c.Credits
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // DayNumber is t's UTC day as a number: days since 1970-01-01.

@@ -100,9 +100,31 @@ func TestCounterRestore(t *testing.T) {
 	again := c.Take()
 	sort.Slice(again, func(i, j int) bool { return again[i].Day < again[j].Day })
 	assert.Equal(t, []usage.Count{
-		{KeyID: "a", OrgID: "org_a", Day: usage.DayNumber(day1), Outcome: usage.NoCredits, Requests: 1},
-		{KeyID: "a", OrgID: "org_a", Day: usage.DayNumber(day2), Outcome: usage.Served, Requests: 2, Credits: 4},
+		{KeyID: "a", OrgID: "org_a", Hour: usage.HourNumber(day1), Day: usage.DayNumber(day1), Outcome: usage.NoCredits, Requests: 1},
+		{KeyID: "a", OrgID: "org_a", Hour: usage.HourNumber(day2), Day: usage.DayNumber(day2), Outcome: usage.Served, Requests: 2, Credits: 4},
 	}, again)
+}
+
+// The counter counts by hour, each count with its hour's day: the calls
+// of two hours of one day are two counts, which a store sums into the day.
+func TestCounterCountsByHour(t *testing.T) {
+	t.Parallel()
+	var c usage.Counter
+	first := time.Date(2026, 11, 28, 22, 59, 59, 0, time.UTC)
+	c.RecordOutcome(key("a"), usage.Served, 1, first)
+	c.RecordOutcome(key("a"), usage.Served, 2, first.Add(time.Second))           // 23:00, the same day
+	c.RecordOutcome(key("a"), usage.Served, 4, first.Add(time.Hour+time.Second)) // 00:00, the next
+	c.RecordOutcome(key("a"), usage.Served, 8, first.Add(-time.Minute))          // late, in the first hour
+	got := c.Take()
+	sort.Slice(got, func(i, j int) bool { return got[i].Hour < got[j].Hour })
+	h := usage.HourNumber(first)
+	d := usage.DayNumber(first)
+	assert.Equal(t, []usage.Count{
+		{KeyID: "a", OrgID: "org_a", Hour: h, Day: d, Outcome: usage.Served, Requests: 2, Credits: 9},
+		{KeyID: "a", OrgID: "org_a", Hour: h + 1, Day: d, Outcome: usage.Served, Requests: 1, Credits: 2},
+		{KeyID: "a", OrgID: "org_a", Hour: h + 2, Day: d + 1, Outcome: usage.Served, Requests: 1, Credits: 4},
+	}, got)
+	assert.Equal(t, time.Date(2026, 11, 28, 22, 0, 0, 0, time.UTC), usage.HourStart(h))
 }
 
 func TestOutcomeOf(t *testing.T) {

@@ -1,11 +1,21 @@
-// keyward dashboard: the copy button of a new key, and the login link's
-// form sent at once. Everything else works without JavaScript (the form
-// has its button).
+// keyward dashboard: the copy button of a new key, the login link's form
+// sent at once, and the organization form's limits opened for a plan
+// with custom rates. Everything else works without JavaScript.
 "use strict";
 (function () {
   var form = document.getElementById("login-link");
   if (form) {
     form.submit();
+  }
+  var plan = document.getElementById("org-plan");
+  var limits = document.getElementById("limits");
+  if (plan && limits) {
+    plan.addEventListener("change", function () {
+      var option = plan.options[plan.selectedIndex];
+      if (option && option.getAttribute("data-custom") === "true") {
+        limits.open = true;
+      }
+    });
   }
 })();
 document.addEventListener("click", function (event) {

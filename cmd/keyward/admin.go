@@ -9,11 +9,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// demoPermissions are the permissions of the demo API's routes, offered
-// by the dashboard when it makes a key: the two its routes require, then
-// the wildcards that grant them.
-var demoPermissions = []string{"transactions:enrich", "transactions:read", "transactions:*", "*"}
-
 // adminCommand is `keyward admin`: the admin API's and dashboard's tokens.
 func (a *app) adminCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "admin", Short: "Admin tokens for the admin API and dashboard (keyward serve --admin-tokens)"})

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"github.com/keyward/keyward/rate"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,12 +11,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/rate"
+
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/credit"
 	"github.com/keyward/keyward/internal/ids"
 	"github.com/keyward/keyward/sqlstore"
 )
+
+// demoPermissions are the permissions of the demo API's routes, offered
+// by the dashboard when it makes a key: the two its routes require, then
+// the wildcards that grant them.
+var demoPermissions = []string{"transactions:enrich", "transactions:read", "transactions:*", "*"}
 
 // demoAPI is a miniature transaction-enrichment API: the routes of a real
 // one, each behind the keyward handlers it needs.
@@ -115,32 +122,12 @@ func newDemoAPI(s *sqlstore.Store, ledger credit.Ledger, limitStore rate.Store, 
 	return mux, nil
 }
 
+// writeJSON answers v as JSON, outside the envelope (the health check and
+// the load test's counters).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	if ok, isOK := v.(okBody); isOK {
-		w.Header().Set("X-Request-Id", ok.Meta.RequestID) // as on failures
-	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// okBody is the success envelope, in the same order as the error one.
-type okBody struct {
-	Success bool     `json:"success"`
-	Partial *bool    `json:"partial,omitempty"`
-	Data    any      `json:"data"`
-	Meta    metaBody `json:"meta"`
-}
-
-type metaBody struct {
-	GeneratedAt string `json:"generatedAt"`
-	RequestID   string `json:"requestId"`
-	Version     string `json:"version"`
-}
-
-func (api *demoAPI) ok(r *http.Request, data any) okBody {
-	return okBody{Success: true, Data: data,
-		Meta: metaBody{GeneratedAt: time.Now().UTC().Format(time.RFC3339), RequestID: api.errors.RequestIDFor(r), Version: keyward.DefaultVersion}}
 }
 
 type enrichRequest struct {
@@ -185,9 +172,7 @@ func (api *demoAPI) enrich(w http.ResponseWriter, r *http.Request) {
 	}
 	api.recent[p.Org.ID] = list
 	api.mu.Unlock()
-	resp, partial := api.ok(r, e), false
-	resp.Partial = &partial
-	writeJSON(w, http.StatusOK, resp)
+	api.errors.WriteData(w, r, http.StatusOK, e)
 }
 
 func isLetters(s string) bool {
@@ -248,7 +233,7 @@ func (api *demoAPI) transactions(w http.ResponseWriter, r *http.Request) {
 	for i, j := 0, len(list)-1; i < j; i, j = i+1, j-1 {
 		list[i], list[j] = list[j], list[i]
 	}
-	writeJSON(w, http.StatusOK, api.ok(r, list))
+	api.errors.WriteData(w, r, http.StatusOK, list)
 }
 
 var categories = []map[string]any{
@@ -263,7 +248,7 @@ var categories = []map[string]any{
 }
 
 func (api *demoAPI) categories(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, api.ok(r, categories))
+	api.errors.WriteData(w, r, http.StatusOK, categories)
 }
 
 func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
@@ -282,7 +267,7 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	keyList := make([]map[string]any, 0, len(keys))
 	for _, k := range keys {
-		v := keyView(k, now)
+		v := manage.ViewKey(k, now)
 		keyList = append(keyList, map[string]any{"id": v.ID, "name": v.Name, "hint": v.Hint, "environment": v.Environment,
 			"status": v.Status, "lastUsedAt": v.LastUsedAt})
 	}
@@ -290,16 +275,16 @@ func (api *demoAPI) usage(w http.ResponseWriter, r *http.Request) {
 	remaining, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Remaining"), 10, 64)
 	inFlight, _ := strconv.ParseInt(w.Header().Get("X-RateLimit-Concurrency-Remaining"), 10, 64)
 	l := p.Org.Limits
-	writeJSON(w, http.StatusOK, api.ok(r, map[string]any{
+	api.errors.WriteData(w, r, http.StatusOK, map[string]any{
 		"organization": map[string]any{"id": p.Org.ID, "name": p.Org.Name, "plan": p.Org.Plan, "allowOverage": p.Org.AllowOverage},
 		"credits": map[string]any{"allocation": bal.Allocation, "granted": bal.Granted, "spent": bal.Spent,
 			"reserved": bal.Reserved, "leased": bal.Leased, "remaining": bal.Available, "periodEnd": bal.PeriodEnd.UTC().Format(time.RFC3339)},
-		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "perMinute": l.RequestsPerMinute,
+		"rateLimit": map[string]any{"perSecond": l.RequestsPerSecond, "burst": l.Burst, "perMinute": l.RequestsPerMinute,
 			"concurrency": l.Concurrency, "remaining": remaining, "concurrencyRemaining": inFlight,
 			"reset": w.Header().Get("X-RateLimit-Reset")},
 		"keys":          keyList,
 		"keysNextAfter": nilIfEmpty(nextAfter),
-	}))
+	})
 }
 
 // nilIfEmpty is s, or JSON's null for "".
@@ -309,3 +294,6 @@ func nilIfEmpty(s string) any {
 	}
 	return s
 }
+
+// trimmed is strings.TrimSpace, for the demo's validation.
+func trimmed(s string) string { return strings.TrimSpace(s) }

@@ -11,234 +11,12 @@ import (
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/manage"
+	"github.com/keyward/keyward/sqlstore"
 	"github.com/spf13/cobra"
 )
 
-// orgJSON is how an organization is printed with --json.
-type orgJSON struct {
-	ID            string `json:"id"`
-	Name          string `json:"name"`
-	Plan          string `json:"plan"`
-	RatePerSecond int64  `json:"ratePerSecond"`
-	RatePerMinute int64  `json:"ratePerMinute"`
-	Concurrency   int64  `json:"concurrency"`
-	Credits       int64  `json:"credits"`
-	AllowOverage  bool   `json:"allowOverage"`
-}
-
-// orgView shows o's effective limits, as the store resolved them from its
-// plan table.
-func orgView(o keyward.Organization) orgJSON {
-	return orgJSON{ID: o.ID, Name: o.Name, Plan: o.Plan, RatePerSecond: o.Limits.RequestsPerSecond,
-		RatePerMinute: o.Limits.RequestsPerMinute, Concurrency: o.Limits.Concurrency,
-		Credits: o.Limits.MonthlyCredits, AllowOverage: o.AllowOverage}
-}
-
-// limitsText shows an organization's (or plan's) rate limits.
-func limitsText(perSecond, perMinute, concurrency int64) string {
-	if perMinute == 0 {
-		return "custom"
-	}
-	return fmt.Sprintf("%d/s, %d/min, %d in flight", perSecond, perMinute, concurrency)
-}
-
-// limitFlags are the --rps and --concurrency flags of orgs create and
-// update and plans set: a per-second rate and an in-flight cap (0: the
-// plan's, or derived from the per-minute rate).
-type limitFlags struct{ perSecond, concurrency int64 }
-
-func (l *limitFlags) add(cmd *cobra.Command, of string) {
-	cmd.Flags().Int64Var(&l.perSecond, "rps", 0, "requests per second, the token bucket's rate and burst ("+of+"; 0: derived from the per-minute rate)")
-	cmd.Flags().Int64Var(&l.concurrency, "concurrency", 0, "requests in flight at once ("+of+"; 0: the per-second rate, at least 2)")
-}
-
-func (l limitFlags) check() error {
-	if err := keyward.CheckLimits(keyward.Limits{RequestsPerSecond: l.perSecond, Concurrency: l.concurrency}); err != nil {
-		return flagError("--rps/--concurrency", err)
-	}
-	return nil
-}
-
-// flagError is a usage error: flag's value broke keyward's rule err.
-func flagError(flag string, err error) error {
-	return usageError{fmt.Errorf("%s: %s", flag, strings.TrimPrefix(err.Error(), "keyward: "))}
-}
-
-// splitPermissions reads a --permissions list: comma-separated, blanks
-// ignored.
-func splitPermissions(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// warnUnknownPermissions warns on stderr of each permission that no route
-// of the demo API (keyward serve) requires: most likely a typo, harmless
-// if the key is for a service of your own that requires it.
-func (a *app) warnUnknownPermissions(perms []string) {
-	for _, p := range perms {
-		if !slices.Contains(demoPermissions, p) {
-			fmt.Fprintf(a.stderr, "keyward: warning: no route of keyward serve's demo API requires %q (they require %s); a service of your own may\n",
-				p, strings.Join(demoPermissions[:2], " or "))
-		}
-	}
-}
-
-// parseRate reads "600/min", "600" or "600/m".
-func parseRate(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	n, unit, _ := strings.Cut(s, "/")
-	switch unit {
-	case "", "m", "min", "minute":
-	default:
-		return 0, usageError{fmt.Errorf("--rate %q: want N/min", s)}
-	}
-	v, err := strconv.ParseInt(n, 10, 64)
-	if err != nil || v <= 0 {
-		return 0, usageError{fmt.Errorf("--rate %q: want a positive number of requests per minute", s)}
-	}
-	if err := manage.CheckRatePerMinute(v); err != nil {
-		return 0, flagError("--rate", err)
-	}
-	return v, nil
-}
-
-func (a *app) orgsCommand() *cobra.Command {
-	cmd := group(&cobra.Command{Use: "orgs", Short: "Create, list, show, update and delete organizations"})
-	var (
-		name, plan, rate string
-		credits          int64
-		overage, asJSON  bool
-		limits           limitFlags
-	)
-	create := &cobra.Command{
-		Use:   "create --name NAME [--plan PLAN] [--rate N/min] [--rps N] [--concurrency N] [--credits N] [--overage]",
-		Short: "Create an organization",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if name == "" {
-				return usageError{errors.New("--name is required")}
-			}
-			r, err := parseRate(rate)
-			if err != nil {
-				return err
-			}
-			if err := checkCreditsFlag("--credits", credits); err != nil {
-				return err
-			}
-			if err := limits.check(); err != nil {
-				return err
-			}
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			spec := manage.OrgSpec{Name: name, Plan: plan, RatePerMinute: r, RatePerSecond: limits.perSecond,
-				Concurrency: limits.concurrency, MonthlyCredits: credits, AllowOverage: overage}
-			// The store checks this too; checked here, against the
-			// database's plan table, a mistake is a usage error.
-			if _, err := manage.NewOrg("", spec, s.Plans()); err != nil {
-				return usageError{err}
-			}
-			o, err := s.CreateOrg(cmd.Context(), spec)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return a.printJSON(orgView(o))
-			}
-			v := orgView(o)
-			fmt.Fprintf(a.stdout, "created organization %s (%s): plan %s, %s, %d credits/month\n",
-				v.ID, v.Name, v.Plan, limitsText(v.RatePerSecond, v.RatePerMinute, v.Concurrency), v.Credits)
-			return nil
-		},
-	}
-	create.Flags().StringVar(&name, "name", "", "organization name (required)")
-	create.Flags().StringVar(&plan, "plan", "free", planFlagUsage)
-	create.Flags().StringVar(&rate, "rate", "", "custom rate limit, N/min (overrides the plan's)")
-	limits.add(create, "overrides the plan's")
-	create.Flags().Int64Var(&credits, "credits", 0, "custom monthly credits (overrides the plan's)")
-	create.Flags().BoolVar(&overage, "overage", false, "let calls go on when credits run out")
-	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-
-	var listJSON bool
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List organizations",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			orgs, err := s.ListOrgs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			views := make([]orgJSON, 0, len(orgs))
-			rows := make([][]string, 0, len(orgs))
-			for _, o := range orgs {
-				v := orgView(o)
-				views = append(views, v)
-				rows = append(rows, []string{v.ID, v.Name, v.Plan, strconv.FormatInt(v.RatePerMinute, 10) + "/min",
-					strconv.FormatInt(v.Credits, 10), strconv.FormatBool(v.AllowOverage)})
-			}
-			if listJSON {
-				return a.printJSON(views)
-			}
-			return a.table([]string{"ID", "NAME", "PLAN", "RATE", "CREDITS/MONTH", "OVERAGE"}, rows)
-		},
-	}
-	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
-	cmd.AddCommand(create, list, a.orgsShowCommand(), a.orgsUpdateCommand(), a.orgsDeleteCommand())
-	return cmd
-}
-
-// keyJSON is how a key is printed with --json. Key is set only when the
-// key was just made.
-type keyJSON struct {
-	ID          string     `json:"id"`
-	Key         string     `json:"key,omitempty"`
-	Hint        string     `json:"hint"`
-	OrgID       string     `json:"orgId"`
-	Name        string     `json:"name"`
-	Environment string     `json:"environment"`
-	Permissions []string   `json:"permissions"`
-	CreatedAt   time.Time  `json:"createdAt"`
-	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
-	RevokedAt   *time.Time `json:"revokedAt,omitempty"`
-	LastUsedAt  *time.Time `json:"lastUsedAt,omitempty"`
-	Status      string     `json:"status"`
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
-}
-
-func keyView(r keyward.KeyRecord, now time.Time) keyJSON {
-	status := manage.Status(&r, now)
-	perms := r.Permissions
-	if perms == nil {
-		perms = []string{}
-	}
-	return keyJSON{ID: r.ID, Hint: r.Hint, OrgID: r.Org.ID, Name: r.Name, Environment: string(r.Environment),
-		Permissions: perms, CreatedAt: r.CreatedAt, ExpiresAt: timePtr(r.ExpiresAt), RevokedAt: timePtr(r.RevokedAt),
-		LastUsedAt: timePtr(r.LastUsedAt), Status: status}
-}
-
 func (a *app) printNewKey(ck manage.CreatedKey, asJSON bool, verb string) error {
-	v := keyView(ck.Record, time.Now())
+	v := manage.ViewKey(ck.Record, time.Now())
 	v.Key = ck.Key
 	if asJSON {
 		return a.printJSON(v)
@@ -248,8 +26,15 @@ func (a *app) printNewKey(ck manage.CreatedKey, asJSON bool, verb string) error 
 	return nil
 }
 
+// keysCommand is `keyward keys`.
 func (a *app) keysCommand() *cobra.Command {
 	cmd := group(&cobra.Command{Use: "keys", Short: "Create, list, show, update, revoke and rotate API keys"})
+	cmd.AddCommand(a.keysCreateCommand(), a.keysListCommand(), a.keysShowCommand(), a.keysUpdateCommand(), a.keysRevokeCommand(), a.keysRotateCommand(), a.keysWhoisCommand(), a.keysSampleCommand())
+	return cmd
+}
+
+// keysCreateCommand is `keys create`.
+func (a *app) keysCreateCommand() *cobra.Command {
 	var (
 		org, name, env, perms string
 		expires               time.Duration
@@ -272,18 +57,15 @@ func (a *app) keysCommand() *cobra.Command {
 				return flagError("--expires", err)
 			}
 			permissions := splitPermissions(perms)
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ck, err := s.CreateKey(cmd.Context(), manage.KeySpec{OrgID: org, Name: name, Environment: keyward.Environment(env),
-				Permissions: permissions, ExpiresIn: expires, RatePerMinute: r})
-			if err != nil {
-				return a.notFound(err, org)
-			}
-			a.warnUnknownPermissions(permissions)
-			return a.printNewKey(ck, asJSON, "created")
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				ck, err := s.CreateKey(cmd.Context(), manage.KeySpec{OrgID: org, Name: name, Environment: keyward.Environment(env),
+					Permissions: permissions, ExpiresIn: expires, RatePerMinute: r})
+				if err != nil {
+					return a.notFound(err, org)
+				}
+				a.warnUnknownPermissions(permissions)
+				return a.printNewKey(ck, asJSON, "created")
+			})
 		},
 	}
 	create.Flags().StringVar(&org, "org", "", "organization id (required)")
@@ -293,7 +75,11 @@ func (a *app) keysCommand() *cobra.Command {
 	durationFlag(create, &expires, "expires", 0, fmt.Sprintf("lifetime, e.g. 30d or 720h; at most %.0fd (default: never expires)", manage.MaxKeyLifetime.Hours()/24))
 	create.Flags().StringVar(&rate, "rate", "", "per-key rate limit, N/min (on top of the organization's)")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return create
+}
 
+// keysListCommand is `keys list`.
+func (a *app) keysListCommand() *cobra.Command {
 	var listOrg string
 	var listJSON bool
 	list := &cobra.Command{
@@ -304,60 +90,62 @@ func (a *app) keysCommand() *cobra.Command {
 			if listOrg == "" {
 				return usageError{errors.New("--org is required")}
 			}
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			keys, err := s.ListKeys(cmd.Context(), listOrg, manage.KeyQuery{})
-			if err != nil {
-				return a.notFound(err, listOrg)
-			}
-			now := time.Now()
-			views := make([]keyJSON, 0, len(keys))
-			rows := make([][]string, 0, len(keys))
-			for _, k := range keys {
-				v := keyView(k, now)
-				views = append(views, v)
-				used := "never"
-				if v.LastUsedAt != nil {
-					used = v.LastUsedAt.Format(time.RFC3339)
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				keys, err := s.ListKeys(cmd.Context(), listOrg, manage.KeyQuery{})
+				if err != nil {
+					return a.notFound(err, listOrg)
 				}
-				rows = append(rows, []string{v.ID, v.Name, v.Environment, v.Hint, strings.Join(v.Permissions, ","),
-					v.CreatedAt.Format(time.RFC3339), used, v.Status})
-			}
-			if listJSON {
-				return a.printJSON(views)
-			}
-			return a.table([]string{"ID", "NAME", "ENV", "HINT", "PERMISSIONS", "CREATED", "LAST USED", "STATUS"}, rows)
+				now := time.Now()
+				views := make([]manage.KeyView, 0, len(keys))
+				rows := make([][]string, 0, len(keys))
+				for _, k := range keys {
+					v := manage.ViewKey(k, now)
+					views = append(views, v)
+					used := "never"
+					if v.LastUsedAt != nil {
+						used = v.LastUsedAt.Format(time.RFC3339)
+					}
+					rows = append(rows, []string{v.ID, v.Name, v.Environment, v.Hint, strings.Join(v.Permissions, ","),
+						v.CreatedAt.Format(time.RFC3339), used, v.Status})
+				}
+				if listJSON {
+					return a.printJSON(views)
+				}
+				return a.table([]string{"ID", "NAME", "ENV", "HINT", "PERMISSIONS", "CREATED", "LAST USED", "STATUS"}, rows)
+			})
 		},
 	}
 	list.Flags().StringVar(&listOrg, "org", "", "organization id (required)")
 	list.Flags().BoolVar(&listJSON, "json", false, "print JSON")
+	return list
+}
 
+// keysRevokeCommand is `keys revoke`.
+func (a *app) keysRevokeCommand() *cobra.Command {
 	var revokeJSON bool
 	revoke := &cobra.Command{
 		Use:   "revoke KEY_ID",
 		Short: "Revoke a key at once",
 		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if err := s.RevokeKey(cmd.Context(), argv[0]); err != nil {
-				return a.notFound(err, argv[0])
-			}
-			if revokeJSON {
-				return a.printJSON(map[string]string{"id": argv[0], "status": "revoked"})
-			}
-			fmt.Fprintf(a.stdout, "revoked key %s\n", argv[0])
-			return nil
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				if err := s.RevokeKey(cmd.Context(), argv[0]); err != nil {
+					return a.notFound(err, argv[0])
+				}
+				if revokeJSON {
+					return a.printJSON(map[string]string{"id": argv[0], "status": "revoked"})
+				}
+				fmt.Fprintf(a.stdout, "revoked key %s\n", argv[0])
+				return nil
+			})
 		},
 	}
 	revoke.Flags().BoolVar(&revokeJSON, "json", false, "print JSON")
+	return revoke
+}
 
+// keysRotateCommand is `keys rotate`.
+func (a *app) keysRotateCommand() *cobra.Command {
 	var grace time.Duration
 	var rotateJSON bool
 	rotate := &cobra.Command{
@@ -371,20 +159,22 @@ func (a *app) keysCommand() *cobra.Command {
 			if err := manage.CheckRotationGrace(grace); err != nil {
 				return flagError("--grace", err)
 			}
-			s, err := a.open(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			ck, err := s.RotateKey(cmd.Context(), argv[0], grace)
-			if err != nil {
-				return a.notFound(err, argv[0])
-			}
-			return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				ck, err := s.RotateKey(cmd.Context(), argv[0], grace)
+				if err != nil {
+					return a.notFound(err, argv[0])
+				}
+				return a.printNewKey(ck, rotateJSON, "rotated "+argv[0]+" into")
+			})
 		},
 	}
 	durationFlag(rotate, &grace, "grace", 24*time.Hour, fmt.Sprintf("how long the old key keeps working, e.g. 7d or 24h; at most %.0fd", manage.MaxRotationGrace.Hours()/24))
 	rotate.Flags().BoolVar(&rotateJSON, "json", false, "print JSON")
+	return rotate
+}
+
+// keysSampleCommand is `keys sample`.
+func (a *app) keysSampleCommand() *cobra.Command {
 	var count int
 	sample := &cobra.Command{
 		Use:   "sample [--count N]",
@@ -410,6 +200,190 @@ func (a *app) keysCommand() *cobra.Command {
 		},
 	}
 	sample.Flags().IntVar(&count, "count", 1, "how many keys")
-	cmd.AddCommand(create, list, a.keysShowCommand(), a.keysUpdateCommand(), revoke, rotate, a.keysWhoisCommand(), sample)
+	return sample
+}
+
+// warnUnknownPermissions warns on stderr of each permission that no route
+// of the demo API (keyward serve) requires: most likely a typo, harmless
+// if the key is for a service of your own that requires it.
+func (a *app) warnUnknownPermissions(perms []string) {
+	for _, p := range perms {
+		if !slices.Contains(demoPermissions, p) {
+			fmt.Fprintf(a.stderr, "keyward: warning: no route of keyward serve's demo API requires %q (they require %s); a service of your own may\n",
+				p, strings.Join(demoPermissions[:2], " or "))
+		}
+	}
+}
+
+// keyDetail is `keys show`: a key, its limits and its rotation chain.
+type keyDetail struct {
+	manage.KeyView
+	GraceEndsAt *time.Time `json:"graceEndsAt,omitempty"`
+}
+
+// keysShowCommand is `keys show`.
+func (a *app) keysShowCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show KEY_ID",
+		Short: "Show a key: status, permissions, rate, expiry, grace end, predecessor and successor (never the key)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				info, err := s.Key(cmd.Context(), "", argv[0])
+				if err != nil {
+					return a.notFound(err, argv[0])
+				}
+				now := time.Now()
+				d := keyDetail{KeyView: manage.ViewKeyInfo(info, now)}
+				if !info.Record.RevokedAt.IsZero() && now.Before(info.Record.RevokedAt) {
+					d.GraceEndsAt = &info.Record.RevokedAt
+				}
+				if asJSON {
+					return a.printJSON(d)
+				}
+				opt := func(t *time.Time, none string) string {
+					if t == nil {
+						return none
+					}
+					return t.Format(time.RFC3339)
+				}
+				rateText := "the organization's"
+				if d.RatePerMinute > 0 {
+					rateText = strconv.FormatInt(d.RatePerMinute, 10) + "/min"
+				}
+				return a.table([]string{"FIELD", "VALUE"}, [][]string{
+					{"id", d.ID}, {"name", d.Name}, {"organization", d.OrgID}, {"hint", d.Hint},
+					{"environment", d.Environment}, {"status", d.Status},
+					{"permissions", strings.Join(d.Permissions, ",")}, {"rate", rateText},
+					{"created", d.CreatedAt.Format(time.RFC3339)}, {"expires", opt(d.ExpiresAt, "never")},
+					{"grace ends", opt(d.GraceEndsAt, "-")}, {"revoked", opt(d.RevokedAt, "-")},
+					{"last used", opt(d.LastUsedAt, "never")},
+					{"predecessor", orDash(d.Predecessor)}, {"successor", orDash(d.Successor)},
+				})
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// keysUpdateCommand is `keys update`.
+func (a *app) keysUpdateCommand() *cobra.Command {
+	var name, perms, expires string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "update KEY_ID [--name NAME] [--permissions a:b,c:d] [--expires 30d|never]",
+		Short: "Change a key's name, permissions or expiry (counted from now); flags not given stay as they are",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			fs := cmd.Flags()
+			var c manage.KeyChange
+			if fs.Changed("name") {
+				c.Name = &name
+			}
+			if fs.Changed("permissions") {
+				p := splitPermissions(perms)
+				c.Permissions = &p
+			}
+			if fs.Changed("expires") {
+				var d time.Duration
+				if expires != "never" {
+					if err := (durationValue{&d}).Set(expires); err != nil {
+						return usageError{fmt.Errorf("--expires %q: %w, or never", expires, err)}
+					}
+					if d <= 0 {
+						return usageError{fmt.Errorf("--expires %q: want a positive lifetime, or never", expires)}
+					}
+				}
+				c.ExpiresIn = &d
+			}
+			if c == (manage.KeyChange{}) {
+				return usageError{errors.New("nothing to change: give --name, --permissions or --expires")}
+			}
+			if err := c.Check(); err != nil {
+				return usageError{err}
+			}
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				rec, err := s.UpdateKey(cmd.Context(), argv[0], c)
+				if err != nil {
+					return a.notFound(err, argv[0])
+				}
+				if c.Permissions != nil {
+					a.warnUnknownPermissions(*c.Permissions)
+				}
+				v := manage.ViewKey(rec, time.Now())
+				if asJSON {
+					return a.printJSON(v)
+				}
+				fmt.Fprintf(a.stdout, "updated key %s (%s)\n", v.ID, v.Name)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "key name")
+	cmd.Flags().StringVar(&perms, "permissions", "", "comma-separated permissions, replacing the key's")
+	cmd.Flags().StringVar(&expires, "expires", "", "new lifetime from now (30d, 720h) or never")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// keysWhoisCommand is `keys whois`.
+func (a *app) keysWhoisCommand() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "whois HINT|KEY|-",
+		Short: "Find a key by its hint (triq_AbCd…wXyZ) or by the key itself (hashed, never printed; - reads it from stdin)",
+		Args:  args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			q := argv[0]
+			if q == "-" {
+				line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if err != nil && line == "" {
+					return usageError{errors.New("whois -: no key on stdin")}
+				}
+				q = strings.TrimSpace(line)
+			}
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				var found []keyward.KeyRecord
+				var err error
+				what := a.shown(q) // a key, even a mistyped one, is never printed
+				if s.Format().Valid(q) {
+					rec, err := s.LookupKey(cmd.Context(), keyward.Hash(q))
+					if err != nil && !errors.Is(err, keyward.ErrKeyNotFound) {
+						return err
+					}
+					if err == nil {
+						found = append(found, *rec)
+					}
+				} else if found, err = s.KeysByHint(cmd.Context(), q); err != nil {
+					return err
+				}
+				if len(found) == 0 {
+					return fmt.Errorf("no key %s in %s", what, a.dbName())
+				}
+				now := time.Now()
+				views := make([]manage.KeyView, 0, len(found))
+				rows := make([][]string, 0, len(found))
+				for _, k := range found {
+					v := manage.ViewKey(k, now)
+					views = append(views, v)
+					rows = append(rows, []string{v.ID, v.OrgID, k.Org.Name, v.Name, v.Environment, v.Hint, v.Status})
+				}
+				if asJSON {
+					return a.printJSON(views)
+				}
+				return a.table([]string{"ID", "ORG", "ORG NAME", "NAME", "ENV", "HINT", "STATUS"}, rows)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -20,12 +20,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -117,6 +115,7 @@ type app struct {
 	prefix         string
 	maxKeys        int
 	leases         bool // serve: credits from leases (sqlstore.LeaseOptions)
+	create         bool // init, serve and demo: withStore may create the database
 }
 
 func envOr(name, def string) string {
@@ -246,34 +245,35 @@ func args(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
-// open opens the --db database, which must exist: a mistyped --db or a
-// command run in the wrong directory fails, naming the database it
-// looked for, instead of making an empty database there.
-func (a *app) open(ctx context.Context) (*sqlstore.Store, error) {
-	if path, ok := sqlitePath(a.db); ok {
+// withStore opens the --db database, runs do with it and closes it: the
+// one place a command opens the store. It returns do's error, or else
+// Close's (which flushes what the store still holds). The database must
+// exist unless the command set a.create (init, serve and demo): a
+// mistyped --db or a command run in the wrong directory fails, naming the
+// database it looked for, instead of making an empty database there.
+func (a *app) withStore(ctx context.Context, do func(s *sqlstore.Store) error) error {
+	if path, ok := sqlitePath(a.db); ok && !a.create {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("no database at %s (--db, env KEYWARD_DB); create one with `keyward init`, or point --db at an existing one", a.dbName())
+			return fmt.Errorf("no database at %s (--db, env KEYWARD_DB); create one with `keyward init`, or point --db at an existing one", a.dbName())
 		}
 	}
-	return a.openOrCreate(ctx)
-}
-
-// openOrCreate opens the --db database, creating a SQLite file that does
-// not exist yet: for init, serve and demo only.
-func (a *app) openOrCreate(ctx context.Context) (*sqlstore.Store, error) {
 	if a.dbTimeout <= 0 {
-		return nil, usageError{errors.New("--db-timeout must be positive")}
+		return usageError{errors.New("--db-timeout must be positive")}
 	}
 	if a.maxKeys < 1 {
-		return nil, usageError{errors.New("--max-keys must be 1 or more")}
+		return usageError{errors.New("--max-keys must be 1 or more")}
 	}
 	s, err := sqlstore.Open(ctx, engine(a.db), sqlstore.Options{Prefix: a.prefix, QueryTimeout: a.dbTimeout, MaxKeys: a.maxKeys,
 		Lease: sqlstore.LeaseOptions{Enabled: a.leases}})
 	if err != nil {
-		return nil, fmt.Errorf("database %s: %w", a.dbName(), err)
+		return fmt.Errorf("database %s: %w", a.dbName(), err)
 	}
 	a.prefix = s.Format().Prefix()
-	return s, nil
+	err = do(s)
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // keyFormat is the format of --prefix's keys, for the commands that open
@@ -369,11 +369,8 @@ func (a *app) initCommand() *cobra.Command {
 					verb = "created"
 				}
 			}
-			s, err := a.openOrCreate(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if err := s.Close(); err != nil {
+			a.create = true
+			if err := a.withStore(cmd.Context(), func(*sqlstore.Store) error { return nil }); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "database %s %s\n", a.dbName(), verb)
@@ -398,51 +395,3 @@ func (a *app) table(header []string, rows [][]string) error {
 	}
 	return w.Flush()
 }
-
-// durationValue is a duration flag that also takes whole days: "30d", as
-// well as anything time.ParseDuration reads ("720h", "90m").
-type durationValue struct{ d *time.Duration }
-
-// durationFlag defines a durationValue flag of cmd.
-func durationFlag(cmd *cobra.Command, d *time.Duration, name string, def time.Duration, usage string) {
-	*d = def
-	cmd.Flags().Var(durationValue{d}, name, usage)
-}
-
-// Set parses s (the flag.Value interface).
-func (v durationValue) Set(s string) error {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(days, 10, 64)
-		if err != nil {
-			return fmt.Errorf("want a whole number of days (30d) or a duration (720h)")
-		}
-		// Out-of-range counts saturate rather than wrap, so that the
-		// bound checks see them as too long.
-		if n > int64(math.MaxInt64/(24*time.Hour)) || n < -int64(math.MaxInt64/(24*time.Hour)) {
-			*v.d = time.Duration(math.MaxInt64)
-			if n < 0 {
-				*v.d = time.Duration(math.MinInt64)
-			}
-			return nil
-		}
-		*v.d = time.Duration(n) * 24 * time.Hour
-		return nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("want a whole number of days (30d) or a duration (720h)")
-	}
-	*v.d = d
-	return nil
-}
-
-// String returns the duration (the flag.Value interface).
-func (v durationValue) String() string {
-	if v.d == nil {
-		return "0s"
-	}
-	return v.d.String()
-}
-
-// Type names the flag's type in the help.
-func (durationValue) Type() string { return "duration" }

@@ -1,22 +1,49 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/manage"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// orgShown is `orgs show --json`.
+// orgShown is `orgs show --json`, its effective limits (its view's
+// limits member) read into flat fields.
 type orgShown struct {
-	ID            string `json:"id"`
-	Name          string `json:"name"`
-	Plan          string `json:"plan"`
-	RatePerMinute int64  `json:"ratePerMinute"`
-	Credits       int64  `json:"credits"`
-	AllowOverage  bool   `json:"allowOverage"`
+	ID                                string
+	Name                              string
+	Plan                              string
+	RatePerMinute                     int64
+	Credits                           int64
+	AllowOverage                      bool
+	RatePerSecond, Burst, Concurrency int64 `json:"-"`
+}
+
+func (o *orgShown) UnmarshalJSON(b []byte) error {
+	var v manage.OrgView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*o = orgShown{ID: v.ID, Name: v.Name, Plan: v.Plan, RatePerMinute: v.Limits.RequestsPerMinute,
+		Credits: v.Limits.MonthlyCredits, AllowOverage: v.AllowOverage}
+	return nil
+}
+
+// orgRates are an organization's effective per-second rate, burst and
+// in-flight cap, as `orgs show --json` prints them.
+type orgRates struct{ RatePerSecond, Burst, Concurrency int64 }
+
+func (o *orgRates) UnmarshalJSON(b []byte) error {
+	var v manage.OrgView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*o = orgRates{v.Limits.RequestsPerSecond, v.Limits.Burst, v.Limits.Concurrency}
+	return nil
 }
 
 // keyShown is `keys show --json`.

@@ -90,7 +90,7 @@ func TestServeMetrics(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, do(keyA.Key))
 	for i := 0; i < 10 && status[http.StatusTooManyRequests] == 0; i++ {
-		do(keyA.Key) // 1 request/s: the next within the second is refused
+		do(keyA.Key) // a burst of 2 at 1 request/s: a third within the second is refused
 	}
 	require.NotZero(t, status[http.StatusTooManyRequests])
 	require.Equal(t, http.StatusUnauthorized, do(""))

@@ -29,7 +29,7 @@ func TestPlansAreData(t *testing.T) {
 
 	out, errs, code := c.run("plans", "set", "pro", "--rate", "900/min", "--credits", "50000")
 	require.Equal(t, 0, code, errs)
-	assert.Contains(t, out, "added plan pro: 15/s, 900/min, 15 in flight, 50000 credits/month")
+	assert.Contains(t, out, "added plan pro: 15/s (burst 15), 900/min, 15 in flight, 50000 credits/month")
 
 	org := c.org("--name", "acme", "--plan", "pro")
 	var o orgShown
@@ -97,4 +97,43 @@ func TestPlansDeleteRefusedInUse(t *testing.T) {
 	_, errs, code = c.run("orgs", "create", "--name", "late", "--plan", "pro")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errs, `unknown plan "pro"`)
+}
+
+// TestBurstFlags: the burst is a limit of its own, set on a plan (plans
+// set --burst) and overridden by an organization (orgs create and update
+// --burst); left alone it is the larger of the per-second rate and the
+// in-flight cap (free: 2).
+func TestBurstFlags(t *testing.T) {
+	c := newCLI(t)
+	type limits struct {
+		RatePerSecond int64 `json:"ratePerSecond"`
+		Burst         int64 `json:"burst"`
+		Concurrency   int64 `json:"concurrency"`
+	}
+	var o orgRates
+	free := c.org("--name", "free")
+	c.json(&o, "orgs", "show", free, "--json")
+	assert.Equal(t, limits{1, 2, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency}, "the free plan's burst is its in-flight cap")
+	out, errs, code := c.run("orgs", "show", free)
+	require.Equal(t, 0, code, errs)
+	assert.Contains(t, out, "1/s (burst 2), 60/min, 2 in flight")
+
+	bursty := c.org("--name", "bursty", "--burst", "5")
+	c.json(&o, "orgs", "show", bursty, "--json")
+	assert.Equal(t, limits{1, 5, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency}, "an override, the rate unchanged")
+	c.json(&o, "orgs", "update", bursty, "--burst", "3", "--json")
+	assert.Equal(t, limits{1, 3, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency})
+	c.json(&o, "orgs", "update", bursty, "--burst", "0", "--json")
+	assert.Equal(t, limits{1, 2, 2}, limits{o.RatePerSecond, o.Burst, o.Concurrency}, "0: the plan's again")
+
+	var plan limits
+	c.json(&plan, "plans", "set", "steady", "--rate", "600/min", "--burst", "1", "--json")
+	assert.Equal(t, limits{0, 1, 0}, plan, "a plan keeps what is given; the rest is derived")
+	steady := c.org("--name", "steady", "--plan", "steady")
+	c.json(&o, "orgs", "show", steady, "--json")
+	assert.Equal(t, limits{10, 1, 10}, limits{o.RatePerSecond, o.Burst, o.Concurrency})
+
+	_, errs, code = c.run("orgs", "create", "--name", "x", "--burst", "-1")
+	assert.Equal(t, 2, code, errs)
+	assert.Contains(t, errs, "burst -1 is out of range")
 }

@@ -4,21 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/keyward/keyward/rate"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keyward/keyward/rate"
 
 	"github.com/keyward/keyward"
 	"github.com/keyward/keyward/admin"
 	"github.com/keyward/keyward/credit"
-	"github.com/keyward/keyward/manage"
 	"github.com/keyward/keyward/memstore"
 	"github.com/keyward/keyward/redislimit"
 	"github.com/keyward/keyward/sqlstore"
@@ -124,6 +121,7 @@ func (f *serveFlags) check() error {
 	return nil
 }
 
+// serveCommand is `keyward serve`.
 func (a *app) serveCommand() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
@@ -135,12 +133,10 @@ func (a *app) serveCommand() *cobra.Command {
 				return err
 			}
 			a.leases = f.ledger == "db"
-			s, err := a.openOrCreate(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			return a.serve(cmd.Context(), s, f, nil)
+			a.create = true
+			return a.withStore(cmd.Context(), func(s *sqlstore.Store) error {
+				return a.serve(cmd.Context(), s, f, nil)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
@@ -150,92 +146,6 @@ func (a *app) serveCommand() *cobra.Command {
 	cmd.Flags().StringVar(&f.adminTokens, "admin-tokens", envOr("KEYWARD_ADMIN_TOKENS", ""),
 		"admin token file (keyward admin token create): serve the admin API at /admin/v1/ and the dashboard at /dashboard/ (env KEYWARD_ADMIN_TOKENS)")
 	cmd.Flags().BoolVar(&f.loginLink, "login-link", false, "print a one-time dashboard sign-in link, valid 15 minutes (needs --admin-tokens)")
-	f.limitFlags(cmd)
-	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "",
-		"serve GET /metrics on this address of its own instead of --addr's (e.g. 127.0.0.1:9464 when --addr is public)")
-	return cmd
-}
-
-func (a *app) demoCommand() *cobra.Command {
-	var f serveFlags
-	cmd := &cobra.Command{
-		Use:   "demo [--addr 127.0.0.1:8080]",
-		Short: "Serve the demo API on a fresh SQLite file, with an organization and a key ready to use",
-		Args:  args(cobra.NoArgs),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.check(); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			dir, err := os.MkdirTemp("", "keyward-demo-")
-			if err != nil {
-				return err
-			}
-			defer os.RemoveAll(dir)
-			a.db = filepath.Join(dir, "keyward.db")
-			s, err := a.openOrCreate(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			// The starter plan (5 requests/s): the three curl commands
-			// below, pasted as one block, all answer 200.
-			org, err := s.CreateOrg(ctx, manage.OrgSpec{Name: "demo", Plan: "starter"})
-			if err != nil {
-				return err
-			}
-			key, err := s.CreateKey(ctx, manage.KeySpec{OrgID: org.ID, Name: "demo", Permissions: []string{"*"}})
-			if err != nil {
-				return err
-			}
-			f.adminTokens, f.loginLink = filepath.Join(dir, "admin-tokens"), true
-			adminToken, _, err := admin.CreateToken(f.adminTokens, "demo", time.Now())
-			if err != nil {
-				return err
-			}
-			ready := func(addr, metrics, login string) {
-				base := "http://" + addr
-				l := org.Limits
-				fmt.Fprintf(a.stdout, `keyward demo: organization "demo" (%s plan: %d requests/s, %d/min, %d in flight, %d credits/month)
-database: %s (deleted on exit)
-
-Your API key (shown once):
-
-    %s
-
-Try it:
-
-    curl -s %s/v1/categories -H 'X-API-Key: %s'
-
-    curl -s -X POST %s/v1/transactions/enrich -H 'X-API-Key: %s' \
-      -H 'Content-Type: application/json' -d '{"title": "STARBUCKS STORE 1234 SEATTLE", "country": "US", "type": "expense"}'
-
-    curl -s %s/v1/usage -H 'X-API-Key: %s'
-
-Metrics (Prometheus text format): curl -s %s
-
-Every answer carries the rate-limit headers (X-RateLimit-Limit is per
-second; -Concurrency-* the requests in flight); past %d calls within a
-second, the next gets 429 with X-RateLimit-Scope: rps. Requests with a bad
-key are throttled per client (--failed-auth-per-minute).
-
-The dashboard (create, rotate and revoke keys; watch usage). This sign-in link works once, for 15 minutes:
-
-    %s%s
-
-The admin API, with the demo's admin token (shown once):
-
-    curl -s %s/admin/v1/orgs -H 'Authorization: Bearer %s'
-
-Press Ctrl-C to stop.
-`, org.Plan, l.RequestsPerSecond, l.RequestsPerMinute, l.Concurrency, l.MonthlyCredits,
-					a.db, key.Key, base, key.Key, base, key.Key, base, key.Key, metrics, l.RequestsPerSecond, base, login, base, adminToken)
-			}
-			return a.serve(ctx, s, f, ready)
-		},
-	}
-	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	cmd.Flags().StringVar(&f.redis, "redis", "", "Redis URL for the rate limits (default: in memory)")
 	f.limitFlags(cmd)
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", "",
 		"serve GET /metrics on this address of its own instead of --addr's (e.g. 127.0.0.1:9464 when --addr is public)")
@@ -396,6 +306,3 @@ func mountAdmin(api http.Handler, s *sqlstore.Store, ledger credit.Ledger, f ser
 	}
 	return mux, login, nil
 }
-
-// trimmed is strings.TrimSpace, for the demo's validation.
-func trimmed(s string) string { return strings.TrimSpace(s) }

@@ -31,8 +31,9 @@ type Strings struct {
 	// "key" when KeyPerMinute > 0, and "concurrency" (Concurrency
 	// concurrent requests).
 	Policy string
-	// PerSecond and Concurrency are the limits in decimal.
-	PerSecond, Concurrency string
+	// PerSecond, PerMinute, KeyPerMinute and Concurrency are the limits
+	// in decimal.
+	PerSecond, PerMinute, KeyPerMinute, Concurrency string
 
 	limits Limits
 }
@@ -71,7 +72,8 @@ func Of(l Limits) *Strings {
 		s += `, "key";q=` + strconv.FormatInt(l.KeyPerMinute, 10) + ";w=60"
 	}
 	s += `, "concurrency";q=` + strconv.FormatInt(l.Concurrency, 10) + `;qu="concurrent-requests"`
-	v = &Strings{limits: l, Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
+	v = &Strings{limits: l, Policy: s, PerSecond: strconv.FormatInt(l.PerSecond, 10), PerMinute: strconv.FormatInt(l.PerMinute, 10),
+		KeyPerMinute: strconv.FormatInt(l.KeyPerMinute, 10), Concurrency: strconv.FormatInt(l.Concurrency, 10)}
 	cache.Lock()
 	if len(cache.m) >= maxCached {
 		clear(cache.m)
@@ -79,6 +81,22 @@ func Of(l Limits) *Strings {
 	cache.m[l] = v
 	cache.Unlock()
 	return v
+}
+
+// Decimal returns n in decimal, from memory when n is one of the limits
+// (as X-RateLimit-Limit is: rate.Request.Headline decides which).
+func (s *Strings) Decimal(n int64) string {
+	switch n {
+	case s.limits.PerSecond:
+		return s.PerSecond
+	case s.limits.PerMinute:
+		return s.PerMinute
+	case s.limits.KeyPerMinute:
+		return s.KeyPerMinute
+	case s.limits.Concurrency:
+		return s.Concurrency
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // Reset formats X-RateLimit-Reset: an ISO-8601 time (RFC 3339, UTC), or
@@ -123,6 +141,17 @@ type Current struct {
 	Field string
 	// Remaining and InFlight are the r of "rps" and of "concurrency".
 	Remaining, InFlight string
+
+	remaining int64 // Remaining's value
+}
+
+// Decimal returns n in decimal, from the field when n is the r of "rps"
+// (as X-RateLimit-Remaining of an allowed request is).
+func (c Current) Decimal(n int64) string {
+	if n == c.remaining {
+		return c.Remaining
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // CurrentOf formats the RateLimit field of a decision: the windows of the
@@ -142,7 +171,7 @@ func CurrentOf(sec, min, key rate.Window, withKey bool, inFlight int64) Current 
 	b = append(b, `, "concurrency";r=`...)
 	cfrom := len(b)
 	field := string(strconv.AppendInt(b, inFlight, 10))
-	return Current{Field: field, Remaining: field[from:to], InFlight: field[cfrom:]}
+	return Current{Field: field, Remaining: field[from:to], InFlight: field[cfrom:], remaining: sec.Remaining}
 }
 
 // appendReset appends a RateLimit item's ";t=" parameter: whole seconds,

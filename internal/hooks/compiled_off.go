@@ -1,0 +1,5 @@
+//go:build keyward_notelemetry
+
+package hooks
+
+const compiled = false
