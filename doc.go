@@ -55,9 +55,14 @@
 //	                in-flight slots (Memory, Ulule); failed-auth throttle
 //	usage/          calls and credits per key, by day and outcome
 //	memstore/       organizations, keys, ledger and usage in memory
-//	sqlstore/       the same in SQLite or PostgreSQL; migrations/ its schema
+//	sqlstore/       the same in SQL: schema (migrations/), queries, change
+//	                feed, batched usage, the leased ledger; the engine a
+//	                program imports: sqlstore/sqlite/ (pure Go, embedded
+//	                default) or sqlstore/postgres/ (pgx), so it compiles
+//	                only that one
 //	redislimit/     rate limits kept in Redis, shared by every instance
-//	telemetry/      OpenTelemetry metrics and spans around the handlers
+//	telemetry/      configuration and the names of keyward's OpenTelemetry
+//	                metrics and spans (the hooks are internal/hooks)
 //	admin/          the admin HTTP API and the dashboard (static/, templates/)
 //	keywardtest/    the public contract suites: key backends, ledgers, routers
 //	cmd/keyward/    the command: orgs, keys, credits, plans, admin tokens,
@@ -70,8 +75,10 @@
 //	                values formatted once per set of limits), recent (the
 //	                bounded set of keys found lately), strsum (checksums of
 //	                a string without an allocation); helpers with several
-//	                users: ascii, clock, detach, ids, nilness, perm,
-//	                statuswriter; testenv (the real servers tests use)
+//	                users: ascii, clock, detach, hooks (telemetry's layer:
+//	                the ledger wrapped once, one observation per decision),
+//	                ids, nilness, perm, statuswriter; testenv (the real
+//	                servers tests use)
 //
 // Modules of their own, tied together by go.work, and the rest:
 //
@@ -79,7 +86,8 @@
 //	bench/          keyward beside ulule/limiter and go-chi/httprate
 //	e2e/            the dashboard in headless Chromium against keyward serve
 //	docs/           the guides the README links to
-//	scripts/        the load test (loadtest/) and the telemetry benchmark
+//	scripts/        the load test (loadtest/), the telemetry benchmark and
+//	                the build-size measurement (buildsize/)
 //	testdata/       the fuzz corpus of the root package's fuzz targets
 //	.ci/            CI's entry point (run) and testsum, which sums go test -json
 //
