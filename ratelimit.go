@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyward/keyward/internal/clock"
 	"github.com/keyward/keyward/internal/hooks"
 	"github.com/keyward/keyward/internal/policy"
 	"github.com/keyward/keyward/rate"
@@ -60,7 +59,7 @@ type RateLimiter struct {
 	failClosed bool
 	errors     *ErrorWriter
 	logger     *slog.Logger
-	now        func() time.Time // nil: clock.Process
+	now        func() time.Time // nil: time.Now
 	lastLog    atomic.Int64     // Unix nanoseconds of the last fail-open log record
 	reset      policy.Reset
 	policies   policy.Last
@@ -180,7 +179,10 @@ func (l *RateLimiter) check(r *http.Request, d *RateDecision) (err error) {
 	if err != nil {
 		return err
 	}
-	now := clock.Process.Now // the system clock, read every 10 ms (a zero RateLimiter too)
+	// The system clock itself, not a coarse one: a client that paces itself
+	// at exactly the advertised rate (Triqai's own does) leaves the bucket
+	// a few milliseconds of margin, less than a coarse clock's lag.
+	now := time.Now
 	if l.now != nil {
 		now = l.now
 	}
