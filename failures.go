@@ -356,9 +356,17 @@ func (ew *ErrorWriter) WriteError(w http.ResponseWriter, r *http.Request, err er
 }
 
 // WriteData answers data (encoded as JSON) with status in the success
-// envelope, the failures' sibling. Data that cannot be encoded is a 500
-// internal_error, written by WriteError.
+// envelope, the failures' sibling. Status 0 is 200. A status that cannot
+// carry a success envelope (outside 200–299, or 204) and data that cannot
+// be encoded are a 500 internal_error, written (and logged) by WriteError.
 func (ew *ErrorWriter) WriteData(w http.ResponseWriter, r *http.Request, status int, data any) {
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if status < 200 || status > 299 || status == http.StatusNoContent {
+		ew.WriteError(w, r, fmt.Errorf("keyward: WriteData was given status %d, which a success envelope cannot have", status))
+		return
+	}
 	reqID := ew.RequestIDFor(r)
 	body, ok := encodeEnvelope(dataEnvelope{Success: true, Data: data, Meta: ew.meta(reqID)})
 	if !ok {

@@ -114,6 +114,9 @@ func sourceOf(u string) (string, bool) {
 // luminance is the WCAG relative luminance of a colour "#rgb" or
 // "#rrggbb".
 func luminance(c string) (float64, bool) {
+	if c == "" || c[0] != '#' {
+		return 0, false
+	}
 	if len(c) == 4 {
 		c = "#" + strings.Repeat(c[1:2], 2) + strings.Repeat(c[2:3], 2) + strings.Repeat(c[3:4], 2)
 	}

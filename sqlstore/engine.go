@@ -32,9 +32,10 @@ type Engine interface {
 // defaults applied.
 type Pool struct {
 	// QueryTimeout bounds each PostgreSQL statement and the opening of a
-	// connection (Options.QueryTimeout).
+	// connection (Options.QueryTimeout; zero: DefaultQueryTimeout).
 	QueryTimeout time.Duration
-	// MaxConns bounds PostgreSQL connections (Options.MaxConns).
+	// MaxConns bounds PostgreSQL connections (Options.MaxConns; zero:
+	// DefaultMaxConns).
 	MaxConns int
 }
 

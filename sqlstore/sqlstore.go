@@ -95,7 +95,7 @@ type Options struct {
 	// credit.DefaultIdempotencyTTL.
 	IdempotencyTTL time.Duration
 	// MaxConns bounds PostgreSQL connections, so that a slow database
-	// cannot make every waiting request open one. Zero: 16. (SQLite always
+	// cannot make every waiting request open one. Zero: DefaultMaxConns. (SQLite always
 	// uses one.)
 	MaxConns int
 	// QueryTimeout bounds how long a frozen or partitioned PostgreSQL can
@@ -132,6 +132,9 @@ var ErrPrefixMismatch = errors.New("keyward: sqlstore: the database keeps keys o
 // healthy database's milliseconds, far below the 5 minutes a credit
 // reservation is held.
 const DefaultQueryTimeout = 5 * time.Second
+
+// DefaultMaxConns is the MaxConns of a zero Options.
+const DefaultMaxConns = 16
 
 // Store is a keyward.KeyStore and manage.KeyManager on SQLite or
 // PostgreSQL. Make one with Open (the zero value is not usable). It is
@@ -188,7 +191,7 @@ func Open(ctx context.Context, e Engine, opts Options) (*Store, error) {
 	s := newStore(e, opts)
 	n := opts.MaxConns
 	if n <= 0 {
-		n = 16
+		n = DefaultMaxConns
 	}
 	var err error
 	if s.db, err = e.Open(ctx, Pool{QueryTimeout: s.timeout, MaxConns: n}); err != nil {

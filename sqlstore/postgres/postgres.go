@@ -7,6 +7,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -38,6 +39,8 @@ func (d DSN) Open(ctx context.Context, p sqlstore.Pool) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyward: sqlstore: open postgres: %w", err)
 	}
+	p.QueryTimeout = cmp.Or(max(p.QueryTimeout, 0), sqlstore.DefaultQueryTimeout) // a zero Pool: sqlstore.Open's defaults
+	p.MaxConns = cmp.Or(max(p.MaxConns, 0), sqlstore.DefaultMaxConns)
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = p.QueryTimeout
 	}
