@@ -153,20 +153,13 @@ func HourStart(n int64) time.Time { return time.Unix(n*3600, 0).UTC() }
 // hour of to, both included (at most KeepHours, the newest), filled from
 // counts (hour number → Hour); a store's UsageByHour uses it.
 func HourSeries(from, to time.Time, counts map[int64]*Hour) []Hour {
-	first, last := HourNumber(from), HourNumber(to)
-	if last < first {
-		return []Hour{}
-	}
-	first = max(first, last-KeepHours+1)
-	out := make([]Hour, 0, last-first+1)
-	for n := first; n <= last; n++ {
+	return series(HourNumber(from), HourNumber(to), KeepHours, func(n int64) Hour {
 		h := Hour{Hour: HourStart(n)}
 		if c := counts[n]; c != nil {
 			h.Requests, h.Credits = c.Requests, c.Credits
 		}
-		out = append(out, h)
-	}
-	return out
+		return h
+	})
 }
 
 // DayNumber is t's UTC day as a number: days since 1970-01-01.
@@ -190,18 +183,26 @@ const MaxDays = 3660
 // UsageByDay uses it to include the days without calls. A longer range
 // than MaxDays days gives its newest MaxDays.
 func Series(from, to time.Time, counts map[int64]*Day) []Day {
-	first, last := DayNumber(from), DayNumber(to)
-	if last < first {
-		return []Day{}
-	}
-	first = max(first, last-MaxDays+1)
-	out := make([]Day, 0, last-first+1)
-	for n := first; n <= last; n++ {
+	return series(DayNumber(from), DayNumber(to), MaxDays, func(n int64) Day {
 		d := Day{Day: DayStart(n)}
 		if c := counts[n]; c != nil {
 			d.Requests, d.Credits = c.Requests, c.Credits
 		}
-		out = append(out, d)
+		return d
+	})
+}
+
+// series is the one rule of a series: one bucket for each number from
+// first to last, both included, at most the newest most of them, none
+// when last is before first; at makes bucket n.
+func series[T any](first, last, most int64, at func(n int64) T) []T {
+	if last < first {
+		return []T{}
+	}
+	first = max(first, last-most+1)
+	out := make([]T, 0, last-first+1)
+	for n := first; n <= last; n++ {
+		out = append(out, at(n))
 	}
 	return out
 }

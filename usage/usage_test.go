@@ -198,4 +198,12 @@ func TestSeriesIsBounded(t *testing.T) {
 	assert.Len(t, usage.Series(time.Unix(math.MinInt64/4, 0), time.Unix(math.MaxInt64/4, 0), nil), usage.MaxDays)
 	assert.Len(t, usage.Series(to.AddDate(0, 0, -6), to, nil), 7)
 	assert.Empty(t, usage.Series(to, to.AddDate(0, 0, -1), nil))
+
+	// Hours by the same rule, at most KeepHours.
+	hours := usage.HourSeries(time.Time{}, to, map[int64]*usage.Hour{usage.HourNumber(to): {Credits: 3}})
+	require.Len(t, hours, usage.KeepHours)
+	assert.Equal(t, usage.HourStart(usage.HourNumber(to)), hours[len(hours)-1].Hour, "ends with to's hour")
+	assert.Equal(t, int64(3), hours[len(hours)-1].Credits)
+	assert.Len(t, usage.HourSeries(to.Add(-23*time.Hour), to, nil), 24)
+	assert.Empty(t, usage.HourSeries(to, to.Add(-time.Hour), nil))
 }
